@@ -1,0 +1,48 @@
+# Hedgeform: one command per habit, the same for CI and people.
+# Every target that needs the project's tools runs `setup` first (fast when done).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hedgeform-setup
+SERVICE ?= llama
+TRACES ?= ../shared/traces/spothedge/AWS1 ../shared/traces/spothedge/AWS2 ../shared/traces/spothedge/AWS3 ../shared/traces/spothedge/GCP1
+BACKTEST_ARGS ?=
+
+.PHONY: setup test check lint typecheck layering backtest bench clean help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+setup: $(STAMP) ## create .venv and install the project with test extras (idempotent)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hedgeform needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+test: setup ## run the test suite
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+check: setup lint typecheck layering ## ruff, mypy and the policy layering check
+
+lint: setup
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+layering: setup ## reconciler/policy must stay free of I/O imports
+	$(BIN)/lint-imports
+
+backtest: setup ## replay the four SpotHedge traces through every policy
+	$(BIN)/hedgeform backtest --traces $(TRACES) $(BACKTEST_ARGS)
+
+bench: setup ## run the benchmarks under bench/
+	$(BIN)/python bench/bench_backtest.py
+
+clean: ## remove the virtualenv and caches (keeps state/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

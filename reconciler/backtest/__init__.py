@@ -1,0 +1,1 @@
+"""Replay spot-availability traces through the policy code to measure cost and availability."""

@@ -1,0 +1,100 @@
+"""The service spec as frozen data: the SkyServe YAML schema, already validated.
+
+Everything downstream (policy, rendering, backtest) reads these types, never raw YAML, so a
+value that reaches them is known to be well-formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+CLOUDS = ("aws", "gcp", "azure", "local")
+SPOT_PLACERS = ("dynamic_fallback",)
+LOAD_BALANCING_POLICIES = ("round_robin", "least_load")
+
+
+@dataclass(frozen=True)
+class ReadinessProbe:
+    """HTTP 200 on `path` means ready; POST with `post_data` when given."""
+
+    path: str = "/"
+    post_data: Mapping[str, object] | str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    initial_delay_seconds: int = 1200
+    timeout_seconds: int = 15
+
+
+@dataclass(frozen=True)
+class ReplicaPolicy:
+    """How many replicas, and how spot and on-demand mix (SkyServe semantics)."""
+
+    min_replicas: int = 1
+    max_replicas: int | None = None
+    target_qps_per_replica: float | None = None
+    upscale_delay_seconds: int = 300
+    downscale_delay_seconds: int = 1200
+    num_overprovision: int = 0
+    base_ondemand_fallback_replicas: int = 0
+    dynamic_ondemand_fallback: bool = False
+    spot_placer: str | None = None
+
+    @property
+    def upper(self) -> int:
+        """The effective maximum: SkyServe treats a missing max as min (fixed size)."""
+        return self.max_replicas if self.max_replicas is not None else self.min_replicas
+
+
+@dataclass(frozen=True)
+class ServiceSection:
+    readiness_probe: ReadinessProbe = field(default_factory=ReadinessProbe)
+    replica_policy: ReplicaPolicy = field(default_factory=ReplicaPolicy)
+    load_balancing_policy: str | None = None
+    ports: int | None = None
+
+
+@dataclass(frozen=True)
+class Location:
+    """One entry of `resources.any_of` (or the top-level cloud/region/zone)."""
+
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Resources:
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    any_of: tuple[Location, ...] = ()
+    use_spot: bool = False
+    accelerators: tuple[Accelerator, ...] = ()
+    cpus: str | None = None
+    memory: str | None = None
+    ports: tuple[int, ...] = ()
+    disk_size: int | None = None
+    image_id: str | None = None
+
+    @property
+    def locations(self) -> tuple[Location, ...]:
+        """Where replicas may run: `any_of` entries, else the single top-level location."""
+        if self.any_of:
+            return self.any_of
+        return (Location(self.cloud, self.region, self.zone),)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    service: ServiceSection = field(default_factory=ServiceSection)
+    resources: Resources = field(default_factory=Resources)
+    envs: Mapping[str, str] = field(default_factory=dict)
+    setup: str | None = None
+    run: str | None = None
