@@ -13,3 +13,12 @@ def main() -> None:
     Runs the SpotHedge policy (spread spot replicas across failure domains, overprovision a
     few, fall back to on-demand while spot is gone) and applies the result with Terraform.
     """
+
+
+def _register() -> None:
+    from reconciler.backtest.command import backtest
+
+    main.add_command(backtest)
+
+
+_register()

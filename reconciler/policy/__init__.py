@@ -1,1 +1,70 @@
-"""Placeholder; replaced by the policy core."""
+"""The policy core: pure functions from (spec, observation, signals, memory, now) to a Decision.
+
+No I/O, no clock (`now` is passed in), no randomness: the backtest simulator and the live loop
+call the very same functions, so a figure measured in backtest is a figure about production
+code. `make layering` checks that this package imports nothing that does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reconciler.policy.baselines import even_spread, ondemand, round_robin, static
+from reconciler.policy.decision import Decision, Launch, Termination
+from reconciler.policy.memory import Memory, MemoryFormatError, ZoneStatus
+from reconciler.policy.observation import Market, Observation, Replica, ReplicaState, ZoneOffer
+from reconciler.policy.signals import FailureKind, LaunchResult, Notice, NoticeKind, Signals
+from reconciler.policy.spothedge import hedgeform, spothedge
+from reconciler.spec.model import ServiceSpec
+
+PolicyFn = Callable[[ServiceSpec, Observation, Signals, Memory, float], Decision]
+
+POLICIES: dict[str, PolicyFn] = {
+    "hedgeform": hedgeform,
+    "spothedge": spothedge,
+    "ondemand": ondemand,
+    "even_spread": even_spread,
+    "round_robin": round_robin,
+    "static": static,
+}
+DEFAULT_POLICY = "hedgeform"
+
+
+def decide(
+    spec: ServiceSpec,
+    observed: Observation,
+    signals: Signals,
+    memory: Memory,
+    now: float,
+    policy: str = DEFAULT_POLICY,
+) -> Decision:
+    """One tick of the chosen policy (default: hedgeform)."""
+    try:
+        fn = POLICIES[policy]
+    except KeyError:
+        raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}") from None
+    return fn(spec, observed, signals, memory, now)
+
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "POLICIES",
+    "Decision",
+    "FailureKind",
+    "Launch",
+    "LaunchResult",
+    "Market",
+    "Memory",
+    "MemoryFormatError",
+    "Notice",
+    "NoticeKind",
+    "Observation",
+    "PolicyFn",
+    "Replica",
+    "ReplicaState",
+    "Signals",
+    "Termination",
+    "ZoneOffer",
+    "ZoneStatus",
+    "decide",
+]

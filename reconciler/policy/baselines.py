@@ -1,0 +1,167 @@
+"""Baseline policies the backtest compares SpotHedge against (docs/backtest.md).
+
+They share `decide`'s signature so the same simulator drives them:
+  ondemand     `target` on-demand replicas, no spot.
+  even_spread  `target + num_overprovision` spot replicas with a fixed, even quota per zone;
+               a preempted replica is relaunched in its own zone when capacity returns.
+  round_robin  `target + num_overprovision` spot replicas; each launch goes to the next zone
+               in rotation, whatever happened there.
+  static       a fixed split like an autoscaling group with mixed instances: one on-demand
+               base replica (or `base_ondemand_fallback_replicas` if larger) and the rest spot,
+               balanced across zones; a zone whose launch just failed is skipped. No dynamic
+               fallback.
+None of them falls back to on-demand when spot disappears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reconciler.policy.autoscaling import next_target
+from reconciler.policy.changes import assemble, hold, launch_many, pick_by_order
+from reconciler.policy.decision import Decision, Launch
+from reconciler.policy.memory import Memory
+from reconciler.policy.observation import Market, Observation, Replica
+from reconciler.policy.placement import choose_on_demand_zone
+from reconciler.policy.signals import Signals
+from reconciler.spec.model import ServiceSpec
+
+
+def _counts(replicas: list[Replica]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in replicas:
+        counts[r.zone] = counts.get(r.zone, 0) + 1
+    return counts
+
+
+def _fixed_split(
+    name: str,
+    spec: ServiceSpec,
+    observed: Observation,
+    signals: Signals,
+    memory: Memory,
+    now: float,
+    *,
+    spot_wanted: int,
+    od_wanted: int,
+    target: int,
+    spot_quota: dict[str, int] | None,
+    rotate_all: bool,
+    skip_zones: frozenset[str] = frozenset(),
+) -> Decision:
+    alive = [r for r in observed.replicas if r.alive]
+    spot = [r for r in alive if r.market is Market.SPOT]
+    od = [r for r in alive if r.market is Market.ON_DEMAND]
+    spot_zones = sorted(o.zone for o in observed.zones if o.spot_price is not None)
+    seq = memory.launch_seq
+    launches: list[Launch] = []
+    stopping: list[tuple[Replica, str]] = []
+    if len(spot) < spot_wanted and spot_zones:
+        counts = _counts(spot)
+        need = spot_wanted - len(spot)
+        if spot_quota is not None:  # even_spread: refill each zone's own quota
+            for zone in spot_zones:
+                for _ in range(max(0, spot_quota.get(zone, 0) - counts.get(zone, 0))):
+                    launches.append(Launch(f"{zone}-spot-{seq}", zone, Market.SPOT, name))
+                    seq += 1
+        elif rotate_all:  # round_robin: next zone in turn, whatever happened there
+            for _ in range(need):
+                zone = spot_zones[seq % len(spot_zones)]
+                launches.append(Launch(f"{zone}-spot-{seq}", zone, Market.SPOT, name))
+                seq += 1
+        else:  # static: balanced across zones, skipping those that just failed
+            usable = [z for z in spot_zones if z not in skip_zones] or spot_zones
+
+            def choose(c: dict[str, int], s: int) -> str:
+                fewest = min(c.get(z, 0) for z in usable)
+                tied = [z for z in usable if c.get(z, 0) == fewest]
+                return tied[s % len(tied)]
+
+            new, seq = launch_many(need, Market.SPOT, seq, counts, choose, name)
+            launches.extend(new)
+    elif len(spot) > spot_wanted:
+        stopping.extend((r, name) for r in pick_by_order(spot, len(spot) - spot_wanted))
+    if len(od) < od_wanted:
+        new, seq = launch_many(
+            od_wanted - len(od),
+            Market.ON_DEMAND,
+            seq,
+            _counts(od),
+            lambda c, s: choose_on_demand_zone(observed.zones, c, s),
+            name,
+        )
+        launches.extend(new)
+    elif len(od) > od_wanted:
+        stopping.extend((r, name) for r in pick_by_order(od, len(od) - od_wanted))
+    new_memory = replace(memory, target=target, launch_seq=seq)
+    return assemble(
+        target=target,
+        observed=observed,
+        launches=launches,
+        stopping=stopping,
+        memory=new_memory,
+        reasons=(name,),
+    )
+
+
+def _target(spec: ServiceSpec, signals: Signals, memory: Memory, now: float) -> tuple[int, Memory]:
+    step = next_target(spec.service.replica_policy, signals, memory, now)
+    return step.target, replace(
+        memory, upscale_since=step.upscale_since, downscale_since=step.downscale_since
+    )
+
+
+def ondemand(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    if not observed.complete:
+        return hold(observed, memory, "observation incomplete")
+    target, memory = _target(spec, signals, memory, now)
+    return _fixed_split(
+        "ondemand", spec, observed, signals, memory, now,
+        spot_wanted=0, od_wanted=target, target=target, spot_quota=None, rotate_all=False,
+    )  # fmt: skip
+
+
+def even_spread(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    if not observed.complete:
+        return hold(observed, memory, "observation incomplete")
+    target, memory = _target(spec, signals, memory, now)
+    wanted = target + spec.service.replica_policy.num_overprovision
+    zones = sorted(o.zone for o in observed.zones if o.spot_price is not None)
+    quota = {z: wanted // len(zones) + (i < wanted % len(zones)) for i, z in enumerate(zones)}
+    return _fixed_split(
+        "even_spread", spec, observed, signals, memory, now,
+        spot_wanted=wanted, od_wanted=0, target=target, spot_quota=quota, rotate_all=False,
+    )  # fmt: skip
+
+
+def round_robin(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    if not observed.complete:
+        return hold(observed, memory, "observation incomplete")
+    target, memory = _target(spec, signals, memory, now)
+    wanted = target + spec.service.replica_policy.num_overprovision
+    return _fixed_split(
+        "round_robin", spec, observed, signals, memory, now,
+        spot_wanted=wanted, od_wanted=0, target=target, spot_quota=None, rotate_all=True,
+    )  # fmt: skip
+
+
+def static(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    if not observed.complete:
+        return hold(observed, memory, "observation incomplete")
+    target, memory = _target(spec, signals, memory, now)
+    rp = spec.service.replica_policy
+    od_wanted = min(target, max(1, rp.base_ondemand_fallback_replicas))
+    failed = frozenset(r.zone for r in signals.launch_results if not r.ok)
+    return _fixed_split(
+        "static", spec, observed, signals, memory, now,
+        spot_wanted=target + rp.num_overprovision - od_wanted, od_wanted=od_wanted,
+        target=target, spot_quota=None, rotate_all=False, skip_zones=failed,
+    )  # fmt: skip

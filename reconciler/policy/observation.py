@@ -1,0 +1,77 @@
+"""What the reconciler observed: replicas with their state, and the zones it may place in.
+
+Pure data. Adapters (Terraform state, cloud APIs, the sandbox, the backtest simulator) build it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Market(StrEnum):
+    SPOT = "spot"
+    ON_DEMAND = "on_demand"
+
+
+class ReplicaState(StrEnum):
+    PENDING = "PENDING"
+    PROVISIONING = "PROVISIONING"
+    STARTING = "STARTING"
+    READY = "READY"
+    NOT_READY = "NOT_READY"
+    PREEMPTED = "PREEMPTED"
+    FAILED = "FAILED"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({ReplicaState.PREEMPTED, ReplicaState.FAILED, ReplicaState.SHUTTING_DOWN})
+
+# Which replicas go first when scaling down: those furthest from serving (SkyServe's order).
+SCALE_DOWN_ORDER: dict[ReplicaState, int] = {
+    ReplicaState.PENDING: 0,
+    ReplicaState.PROVISIONING: 1,
+    ReplicaState.STARTING: 2,
+    ReplicaState.NOT_READY: 3,
+    ReplicaState.READY: 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    id: str
+    zone: str
+    market: Market
+    state: ReplicaState
+    launched_at: float
+
+    @property
+    def alive(self) -> bool:
+        return not self.state.terminal
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ReplicaState.READY
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneOffer:
+    """A zone the service may run in, with hourly prices (relative units are fine)."""
+
+    zone: str
+    region: str
+    cloud: str
+    spot_price: float | None  # None: no spot offered here
+    on_demand_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    replicas: tuple[Replica, ...]
+    zones: tuple[ZoneOffer, ...]
+    # False when an adapter could not see everything (an API failed): the policy then holds.
+    complete: bool = True

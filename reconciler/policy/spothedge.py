@@ -1,0 +1,196 @@
+"""SpotHedge (SkyServe, EuroSys '25) and Hedgeform's improved variant of it.
+
+Counts, per tick, from the autoscaler's target:
+  final = target + num_overprovision;  S = final - base_ondemand_fallback_replicas spot to keep;
+  on-demand = base + (dynamic_ondemand_fallback ? max(0, S - ready_spot) : 0), capped at target,
+so on-demand covers exactly the spot that is not serving yet, never the overprovisioned part,
+and stays until the replacement spot passes readiness. Spot replicas go where the dynamic
+fallback placer says (`placement`).
+
+`hedgeform` differs only where SkyServe is known to be weak (docs/policy.md):
+  - scale-down keeps the spread (stops replicas in the zone holding the most);
+  - only capacity failures mark a zone preempted (quota or config errors say nothing about the
+    spot market);
+  - a replica under a preemption warning counts as not ready: it leaves the load balancer, its
+    on-demand cover and its spot replacement launch at once, and its zone is marked preempted;
+  - a new spot replica goes to the ACTIVE zone with the fewest replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from reconciler.policy.autoscaling import next_target
+from reconciler.policy.changes import (
+    assemble,
+    hold,
+    launch_many,
+    pick_by_order,
+    pick_keeping_spread,
+)
+from reconciler.policy.decision import Decision
+from reconciler.policy.memory import Memory
+from reconciler.policy.observation import Market, Observation, Replica, ReplicaState
+from reconciler.policy.placement import choose_on_demand_zone, choose_spot_zone, update_status
+from reconciler.policy.signals import FailureKind, NoticeKind, Signals
+from reconciler.spec.model import ServiceSpec
+
+PREEMPTION_MEMORY_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    capacity_failures_only: bool
+    act_on_warnings: bool
+    spread_on_scale_down: bool
+    spread_by_count: bool
+
+
+SPOTHEDGE = Variant("spothedge", False, False, False, False)
+HEDGEFORM = Variant("hedgeform", True, True, True, True)
+
+
+def spothedge(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    """SpotHedge as SkyServe implements it (the reference the backtest compares against)."""
+    return decide_with(SPOTHEDGE, spec, observed, signals, memory, now)
+
+
+def hedgeform(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    """SpotHedge with Hedgeform's fixes: the default policy."""
+    return decide_with(HEDGEFORM, spec, observed, signals, memory, now)
+
+
+def decide_with(
+    variant: Variant,
+    spec: ServiceSpec,
+    observed: Observation,
+    signals: Signals,
+    memory: Memory,
+    now: float,
+) -> Decision:
+    if not observed.complete:
+        return hold(observed, memory, "observation incomplete: holding the current layout")
+    rp = spec.service.replica_policy
+    step = next_target(rp, signals, memory, now)
+    target = step.target
+    reasons = [f"target {target}: {step.reason}"]
+    alive = [r for r in observed.replicas if r.alive]
+    alive_ids = {r.id for r in alive}
+
+    # Absorb this tick's signals into the placer's zone statuses.
+    recent = [p for p in memory.recent_preemptions if now - p[2] <= PREEMPTION_MEMORY_SECONDS]
+    seen = {p[0] for p in recent}
+    hit: list[str] = []
+    for notice in signals.notices:
+        if notice.kind is NoticeKind.PREEMPTED and notice.replica_id not in seen:
+            recent.append((notice.replica_id, notice.zone, notice.at))
+            seen.add(notice.replica_id)
+            hit.append(notice.zone)
+    for r in observed.replicas:
+        if r.state is ReplicaState.PREEMPTED and r.id not in seen:
+            recent.append((r.id, r.zone, now))
+            seen.add(r.id)
+            hit.append(r.zone)
+    warned = {rid: at for rid, at in memory.warned if rid in alive_ids}
+    if variant.act_on_warnings:
+        for notice in signals.notices:
+            if (
+                notice.kind is NoticeKind.WARNING
+                and notice.replica_id in alive_ids
+                and notice.replica_id not in warned
+            ):
+                warned[notice.replica_id] = notice.at
+                hit.append(notice.zone)
+    launched: list[str] = []
+    for result in signals.launch_results:
+        if result.market is not Market.SPOT:
+            continue
+        if result.ok:
+            launched.append(result.zone)
+        elif not variant.capacity_failures_only or result.failure is FailureKind.CAPACITY:
+            hit.append(result.zone)
+    zone_names = [o.zone for o in observed.zones]
+    status = update_status(memory.zone_status, zone_names, hit, launched)
+
+    # Counts.
+    spot = [r for r in alive if r.market is Market.SPOT]
+    od = [r for r in alive if r.market is Market.ON_DEMAND]
+    serving_spot = [r for r in spot if r.id not in warned]
+    ready_spot = sum(1 for r in serving_spot if r.ready)
+    final = target + rp.num_overprovision
+    if spec.resources.use_spot:
+        base = rp.base_ondemand_fallback_replicas
+        spot_to_keep = max(0, final - base)
+        # Cover only the part of the target that spot does not serve: the overprovisioned
+        # replicas are a spot-only safeguard and never fall back to on-demand.
+        spot_share = max(0, target - base)
+        fallback = max(0, spot_share - ready_spot) if rp.dynamic_ondemand_fallback else 0
+        od_to_keep = min(target, base + fallback)
+    else:
+        spot_to_keep, od_to_keep = 0, target
+
+    seq = memory.launch_seq
+    launches = []
+    stopping: list[tuple[Replica, str]] = []
+    if len(serving_spot) < spot_to_keep:
+        counts: dict[str, int] = {}
+        for r in spot:  # warned replicas still occupy their zone
+            counts[r.zone] = counts.get(r.zone, 0) + 1
+        new, seq = launch_many(
+            spot_to_keep - len(serving_spot),
+            Market.SPOT,
+            seq,
+            counts,
+            lambda c, s: choose_spot_zone(
+                observed.zones, status, c, s, spread_by_count=variant.spread_by_count
+            ),
+            f"spot {len(serving_spot)} < {spot_to_keep} wanted",
+        )
+        launches.extend(new)
+    elif len(serving_spot) > spot_to_keep:
+        extra = len(serving_spot) - spot_to_keep
+        pick = pick_keeping_spread if variant.spread_on_scale_down else pick_by_order
+        why = f"spot {len(serving_spot)} > {spot_to_keep} wanted"
+        stopping.extend((r, why) for r in pick(serving_spot, extra))
+
+    if len(od) < od_to_keep:
+        counts = {}
+        for r in od:
+            counts[r.zone] = counts.get(r.zone, 0) + 1
+        new, seq = launch_many(
+            od_to_keep - len(od),
+            Market.ON_DEMAND,
+            seq,
+            counts,
+            lambda c, s: choose_on_demand_zone(observed.zones, c, s),
+            f"on-demand fallback: {ready_spot} ready spot of {spot_to_keep}",
+        )
+        launches.extend(new)
+    elif len(od) > od_to_keep:
+        why = f"on-demand {len(od)} > {od_to_keep} needed ({ready_spot} spot ready)"
+        stopping.extend((r, why) for r in pick_by_order(od, len(od) - od_to_keep))
+
+    new_memory = replace(
+        memory,
+        target=target,
+        upscale_since=step.upscale_since,
+        downscale_since=step.downscale_since,
+        zone_status=status,
+        launch_seq=seq,
+        recent_preemptions=tuple(recent),
+        warned=tuple(sorted(warned.items())),
+    )
+    return assemble(
+        target=target,
+        observed=observed,
+        launches=launches,
+        stopping=stopping,
+        memory=new_memory,
+        reasons=reasons,
+        excluded_from_lb=warned if variant.act_on_warnings else (),
+    )
