@@ -68,7 +68,11 @@ def load_zone_trace(path: Path) -> ZoneTrace:
             f'{path}: not a trace file; expected {{"metadata": {{"gap_seconds": N}}, '
             '"data": [...]}'
         )
-    gap = raw.get("metadata", {}).get("gap_seconds") if isinstance(raw.get("metadata"), dict) else None
+    gap = (
+        raw.get("metadata", {}).get("gap_seconds")
+        if isinstance(raw.get("metadata"), dict)
+        else None
+    )
     if not isinstance(gap, int) or isinstance(gap, bool) or gap <= 0:
         raise TraceError(f"{path}: metadata.gap_seconds must be a positive integer, got {gap!r}")
     data = raw["data"]
@@ -91,5 +95,7 @@ def load_trace_set(directory: Path | str) -> TraceSet:
     names = [z.zone for z in zones]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise TraceError(f"{directory}: more than one trace file for zone(s) {', '.join(duplicated)}")
+        raise TraceError(
+            f"{directory}: more than one trace file for zone(s) {', '.join(duplicated)}"
+        )
     return TraceSet(name=directory.name, zones=zones)
