@@ -80,7 +80,6 @@ def decide_with(
     target = step.target
     reasons = [f"target {target}: {step.reason}"]
     alive = [r for r in observed.replicas if r.alive]
-    alive_ids = {r.id for r in alive}
 
     # Absorb this tick's signals into the placer's zone statuses.
     recent = [p for p in memory.recent_preemptions if now - p[2] <= PREEMPTION_MEMORY_SECONDS]
@@ -96,12 +95,14 @@ def decide_with(
             recent.append((r.id, r.zone, now))
             seen.add(r.id)
             hit.append(r.zone)
-    warned = {rid: at for rid, at in memory.warned if rid in alive_ids}
+    alive_spot_ids = {r.id for r in alive if r.market is Market.SPOT}
+    warned: dict[str, float] = {}
     if variant.act_on_warnings:
+        warned = {rid: at for rid, at in memory.warned if rid in alive_spot_ids}
         for notice in signals.notices:
             if (
                 notice.kind is NoticeKind.WARNING
-                and notice.replica_id in alive_ids
+                and notice.replica_id in alive_spot_ids
                 and notice.replica_id not in warned
             ):
                 warned[notice.replica_id] = notice.at

@@ -98,3 +98,8 @@ class ServiceSpec:
     envs: Mapping[str, str] = field(default_factory=dict)
     setup: str | None = None
     run: str | None = None
+    # Names declared `null` in envs/secrets: their value comes from the reconciler's
+    # environment at apply time (SkyPilot's `--env NAME`); `envs` holds "" for them.
+    envs_from_environment: frozenset[str] = frozenset()
+    # Names that came from `secrets:` (also present in `envs`): never log or print their values.
+    secret_names: frozenset[str] = frozenset()

@@ -69,7 +69,9 @@ def scenarios(draw: st.DrawFn) -> tuple[object, ...]:
         upscale_since=draw(st.one_of(st.none(), st.floats(0, NOW))),
         zone_status={z: draw(st.sampled_from(list(ZoneStatus))) for z in ZONES},
         launch_seq=draw(st.integers(0, 1000)),
-        warned=tuple((r.id, NOW - 10) for r in replicas if draw(st.booleans())),
+        warned=tuple(
+            (r.id, NOW - 10) for r in replicas if r.market is Market.SPOT and draw(st.booleans())
+        ),
     )
     qps = draw(st.one_of(st.none(), st.floats(0, 100)))
     signals = Signals(qps=qps, qps_at=NOW, notices=notices, launch_results=results)

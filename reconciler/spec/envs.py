@@ -1,0 +1,68 @@
+"""`envs` and `secrets`: environment variables for the replicas, by name.
+
+A `null` value means "take it from the environment where the reconciler runs" (SkyPilot's
+`--env NAME` / `--secret NAME`), so tokens such as HF_TOKEN stay out of the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.spec.errors import Problems
+from reconciler.spec.fields import check_name, describe, join
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_RULE = "use letters, digits and '_', not starting with a digit"
+
+
+@dataclass
+class Envs:
+    values: dict[str, str] = field(default_factory=dict)
+    from_environment: set[str] = field(default_factory=set)
+
+
+def parse_envs(value: object, path: str, problems: Problems, into: Envs) -> set[str]:
+    """Add the variables of `value` (at `path`) to `into`; return the names it declared."""
+    if value is None:
+        return set()
+    if not isinstance(value, Mapping):
+        problems.add(path, f"must be a mapping of NAME: value, got {describe(value)}")
+        return set()
+    names: set[str] = set()
+    for name, raw in value.items():
+        where = join(path, str(name))
+        if not isinstance(name, str):
+            problems.add(where, f"variable names must be strings, got {describe(name)}")
+            continue
+        if check_name(problems, where, name, ENV_NAME, ENV_RULE) is None:
+            continue
+        if name in into.values:
+            problems.add(
+                where, "already set in envs; a name may appear in envs or secrets, not both"
+            )
+            continue
+        text = _scalar(raw)
+        if text is None:
+            problems.add(
+                where,
+                "must be a string, number, true/false or null (from the "
+                f"environment), got {describe(raw)}",
+            )
+            continue
+        into.values[name] = text
+        if raw is None:
+            into.from_environment.add(name)
+        names.add(name)
+    return names
+
+
+def _scalar(raw: object) -> str | None:
+    if raw is None:
+        return ""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"  # as written in YAML, not Python's True
+    if isinstance(raw, str | int | float):
+        return str(raw)
+    return None

@@ -1,0 +1,115 @@
+"""Read a SkyServe service file into a validated ServiceSpec, or say everything wrong with it."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from reconciler.spec import schema
+from reconciler.spec.envs import Envs, parse_envs
+from reconciler.spec.errors import Problems, SpecError
+from reconciler.spec.fields import check_name
+from reconciler.spec.fields import open_section as _open
+from reconciler.spec.model import ServiceSpec
+from reconciler.spec.resources import parse_resources
+from reconciler.spec.service import parse_service
+
+SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SERVICE_NAME_RULE = (
+    "the service name comes from the file name and becomes resource names: use lowercase "
+    "letters, digits and '-' (at most 63, not starting with '-')"
+)
+
+
+def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
+    """The spec in `path`; the service is named after the file (`services/llama.yaml` -> llama)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"{source}: no such service file"]) from None
+    except IsADirectoryError:
+        raise SpecError([f"{source}: is a directory, not a service file"]) from None
+    except UnicodeDecodeError:
+        raise SpecError([f"{source}: not UTF-8 text"]) from None
+    except OSError as error:
+        raise SpecError([f"{source}: cannot read: {error.strerror or error}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError([_yaml_problem(source, error)]) from None
+    return parse_spec(data, name=Path(path).stem, source=source)
+
+
+def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
+    """Validate already-parsed YAML; raise one SpecError listing every problem found."""
+    problems = Problems()
+    check_name(problems, "(service name)", name, SERVICE_NAME, SERVICE_NAME_RULE)
+    if data is None:
+        problems.add(
+            "(document)",
+            "empty service file; expected a mapping with a 'service' "
+            "section (and usually 'resources', 'setup', 'run')",
+        )
+        raise SpecError(problems.lines, source=source)
+    top = _open(data, "", problems, schema.TOP_LEVEL)
+    if top is None:
+        raise SpecError(problems.lines, source=source)
+    if "service" not in top.data:
+        problems.add(
+            "service",
+            "required: a service file needs a 'service' section "
+            "(at least readiness_probe and replicas or replica_policy)",
+        )
+    service = parse_service(top.get("service"), problems)
+    resources = parse_resources(top.get("resources"), problems)
+    envs = Envs()
+    parse_envs(top.get("envs"), "envs", problems, envs)
+    secrets = parse_envs(top.get("secrets"), "secrets", problems, envs)
+    setup, run = top.string("setup"), top.string("run")
+    policy = service.replica_policy
+    if not resources.use_spot:
+        needs_spot = {
+            "dynamic_ondemand_fallback": policy.dynamic_ondemand_fallback,
+            "base_ondemand_fallback_replicas": policy.base_ondemand_fallback_replicas > 0,
+            "spot_placer": policy.spot_placer is not None,
+        }
+        for field_name, used in needs_spot.items():
+            if used:
+                problems.add(
+                    f"service.replica_policy.{field_name}",
+                    "requires resources.use_spot: true (it only applies to spot replicas)",
+                )
+    if len(resources.ports) > 1 and service.ports is None:
+        problems.add(
+            "service.ports",
+            "required when resources.ports lists several ports "
+            f"({', '.join(map(str, resources.ports))}): which one serves traffic?",
+        )
+    if problems:
+        raise SpecError(problems.lines, source=source)
+    return ServiceSpec(
+        name=name,
+        service=service,
+        resources=resources,
+        envs=envs.values,
+        setup=setup,
+        run=run,
+        envs_from_environment=frozenset(envs.from_environment),
+        secret_names=frozenset(secrets),
+    )
+
+
+def _yaml_problem(source: str, error: yaml.YAMLError) -> str:
+    """`file:line: YAML syntax error: problem`, one line (PyYAML's own text spans several)."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "invalid YAML"
+        if mark is not None:
+            return f"{source}:{mark.line + 1}: YAML syntax error: {problem}"
+        return f"{source}: YAML syntax error: {problem}"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else "invalid YAML"
+    return f"{source}: YAML syntax error: {first_line}"

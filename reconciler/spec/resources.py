@@ -1,0 +1,232 @@
+"""The `resources` section: where replicas may run and what each one needs.
+
+Accepts the SkyPilot spellings (`L4`, `L4:2`, `{L4: 1}`, `32+`, `8080-8081`, ...) and turns
+them into one normal form, so nothing downstream parses strings again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from reconciler.spec import schema
+from reconciler.spec.errors import Problems
+from reconciler.spec.fields import (
+    Section,
+    check_name,
+    choice_message,
+    describe,
+    is_int,
+    join,
+    open_section,
+)
+from reconciler.spec.model import CLOUDS, Accelerator, Location, Resources
+
+LOCATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+LOCATION_RULE = "use lowercase letters, digits and '-' (at most 63, not starting with '-')"
+ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ACCELERATOR_RULE = "use letters, digits, '_', '.' and '-' (e.g. L4, A100-80GB)"
+_QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(\+?)")
+_IMAGE_ID = re.compile(r"[\x21-\x7e]{1,512}")
+
+
+def parse_resources(value: object, problems: Problems) -> Resources:
+    section = open_section(value, "resources", problems, schema.RESOURCES)
+    if section is None:
+        return Resources()
+    top = parse_location(section, problems)
+    any_of = _any_of(section, problems)
+    if section.has("any_of") and any(section.has(key) for key in schema.LOCATION):
+        section.bad(
+            "any_of",
+            "cannot be combined with resources.cloud/region/zone; "
+            "put the location in each any_of entry instead",
+        )
+    image_id = section.string("image_id")
+    if image_id is not None and not _IMAGE_ID.fullmatch(image_id):
+        section.bad("image_id", "must be non-empty, without spaces or control characters")
+        image_id = None
+    return Resources(
+        cloud=top.cloud,
+        region=top.region,
+        zone=top.zone,
+        any_of=any_of,
+        use_spot=bool(section.boolean("use_spot")),
+        accelerators=parse_accelerators(
+            section.get("accelerators"), section.at("accelerators"), problems
+        ),
+        cpus=parse_quantity(section, "cpus"),
+        memory=parse_quantity(section, "memory"),
+        ports=parse_ports(section.get("ports"), section.at("ports"), problems),
+        disk_size=section.integer("disk_size", minimum=1),
+        image_id=image_id,
+    )
+
+
+def parse_location(section: Section, problems: Problems) -> Location:
+    """cloud/region/zone of `section` (the resources or one any_of entry), each validated."""
+    cloud = section.string("cloud")
+    if cloud is not None:
+        cloud = cloud.lower()  # SkyPilot accepts `AWS`, `GCP`
+        if cloud not in CLOUDS:
+            section.bad("cloud", choice_message(cloud, CLOUDS))
+            cloud = None
+    region, zone = (_location_name(section, key, problems) for key in ("region", "zone"))
+    if section.has("zone") and not section.has("region") and not section.has("cloud"):
+        section.bad("zone", "a zone without a region needs 'cloud' (zone names are per cloud)")
+    return Location(cloud=cloud, region=region, zone=zone)
+
+
+def _location_name(section: Section, key: str, problems: Problems) -> str | None:
+    raw = section.string(key)
+    if raw is None:
+        return None
+    return check_name(problems, section.at(key), raw, LOCATION_NAME, LOCATION_RULE)
+
+
+def _any_of(section: Section, problems: Problems) -> tuple[Location, ...]:
+    value = section.get("any_of")
+    if value is None:
+        return ()
+    path = section.at("any_of")
+    if not isinstance(value, list) or not value:
+        problems.add(
+            path,
+            f"must be a non-empty list of {{cloud, region, zone}} mappings, got {describe(value)}",
+        )
+        return ()
+    locations: list[Location] = []
+    for index, item in enumerate(value):
+        entry = open_section(item, join(path, index), problems, schema.LOCATION)
+        if entry is None:
+            continue
+        location = parse_location(entry, problems)
+        if location in locations:
+            problems.add(join(path, index), "duplicate location; each entry must differ")
+        else:
+            locations.append(location)
+    return tuple(locations)
+
+
+def parse_accelerators(value: object, path: str, problems: Problems) -> tuple[Accelerator, ...]:
+    """`L4`, `L4:2`, `{L4: 2}`, `{L4, A100}` or a list of those -> (Accelerator, ...)."""
+    if value is None:
+        return ()
+    found: list[Accelerator] = []
+    if isinstance(value, str):
+        found.extend(_accelerator_string(value, path, problems))
+    elif isinstance(value, Mapping):
+        found.extend(_accelerator_mapping(value, path, problems))
+    elif isinstance(value, list | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        for index, item in enumerate(items):
+            item_path = join(path, index)
+            if isinstance(item, str):
+                found.extend(_accelerator_string(item, item_path, problems))
+            elif isinstance(item, Mapping):
+                found.extend(_accelerator_mapping(item, item_path, problems))
+            else:
+                problems.add(
+                    item_path,
+                    f"must be 'NAME', 'NAME:COUNT' or {{NAME: COUNT}}, got {describe(item)}",
+                )
+    else:
+        problems.add(
+            path,
+            "must be 'NAME', 'NAME:COUNT', {NAME: COUNT} or a list of those, "
+            f"got {describe(value)}",
+        )
+    names = [a.name for a in found]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.add(path, f"{name!r} is listed more than once")
+    return tuple(dict.fromkeys(found))
+
+
+def _accelerator_string(text: str, path: str, problems: Problems) -> list[Accelerator]:
+    name, sep, count_text = text.partition(":")
+    count_text = count_text.strip() if sep else "1"
+    count = int(count_text) if re.fullmatch(r"[0-9]+", count_text) else None
+    return _accelerator(name.strip(), count, repr(count_text), path, problems)
+
+
+def _accelerator_mapping(
+    data: Mapping[object, object], path: str, problems: Problems
+) -> list[Accelerator]:
+    found: list[Accelerator] = []
+    for name, count in data.items():
+        if not isinstance(name, str):
+            problems.add(path, f"accelerator names must be strings, got {describe(name)}")
+            continue
+        if count is None:  # `{L4, A100}`: a YAML set, one of each
+            count = 1
+        whole = count if is_int(count) else None
+        found.extend(_accelerator(name, whole, describe(count), join(path, name), problems))
+    return found
+
+
+def _accelerator(
+    name: str, count: int | None, shown: str, path: str, problems: Problems
+) -> list[Accelerator]:
+    ok = check_name(problems, path, name, ACCELERATOR_NAME, ACCELERATOR_RULE) is not None
+    if count is None or count < 1:
+        problems.add(path, f"accelerator count must be a whole number >= 1, got {shown}")
+        ok = False
+    return [Accelerator(name, count)] if ok and count is not None else []
+
+
+def parse_quantity(section: Section, key: str) -> str | None:
+    """cpus/memory: `8`, `0.5`, `32+` (at least 32) -> a normalised string like `32+`."""
+    value = section.get(key)
+    if value is None:
+        return None
+    if is_int(value) or isinstance(value, float):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        text = ""
+    match = _QUANTITY.fullmatch(text)
+    if match is None or float(match.group(1)) <= 0:
+        section.bad(
+            key,
+            f"must be a number > 0, optionally with '+' for 'at least' "
+            f"(e.g. 8, 32+), got {describe(value)}",
+        )
+        return None
+    number = float(match.group(1))
+    shown = str(int(number)) if number.is_integer() else str(number)
+    return shown + match.group(2)
+
+
+def parse_ports(value: object, path: str, problems: Problems) -> tuple[int, ...]:
+    """8081, "8081", "8080-8081" or a list of those -> sorted unique port numbers."""
+    if value is None:
+        return ()
+    items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+    ports: set[int] = set()
+    for index, item in items:
+        item_path = path if index is None else join(path, index)
+        found = _port_item(item)
+        if found is None:
+            problems.add(
+                item_path,
+                "must be a port 1-65535, a range like '8080-8081' "
+                f"or a list of those, got {describe(item)}",
+            )
+        else:
+            ports.update(found)
+    return tuple(sorted(ports))
+
+
+def _port_item(item: object) -> range | None:
+    if is_int(item):
+        low = high = item
+    elif isinstance(item, str) and re.fullmatch(r"\s*\d{1,5}\s*(-\s*\d{1,5}\s*)?", item):
+        low_text, _, high_text = item.partition("-")
+        low = int(low_text)
+        high = int(high_text) if high_text else low
+    else:
+        return None
+    if not 1 <= low <= high <= 65535:
+        return None
+    return range(low, high + 1)

@@ -1,0 +1,67 @@
+"""File-level errors: missing files, YAML syntax, empty documents; messages stay one-liners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.spec import SpecError, load_spec
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value) == f"{path}: no such service file"
+
+
+def test_yaml_syntax_error_gives_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("service:\n  readiness_probe: /health\n  replicas: [1, 2\nrun: x\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:4: YAML syntax error: ")
+    assert "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n"])
+def test_empty_file_is_an_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match="empty service file"):
+        load_spec(path)
+
+
+def test_document_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- service\n- resources\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert caught.value.problems == ("(document): must be a mapping, got a list",)
+
+
+def test_spec_error_is_a_value_error_with_source_prefixed_lines(tmp_path: Path) -> None:
+    path = tmp_path / "svc.yaml"
+    path.write_text("service:\n  replicas: 0\n")
+    with pytest.raises(ValueError) as caught:
+        load_spec(path)
+    assert isinstance(caught.value, SpecError)
+    assert str(caught.value) == f"{path}: service.replicas: must be >= 1, got 0"
+
+
+def test_name_comes_from_file_stem_not_yaml_name(tmp_path: Path) -> None:
+    path = tmp_path / "my-svc.yaml"
+    path.write_text("name: something-else\nservice:\n  replicas: 2\n")
+    spec = load_spec(path)
+    assert spec.name == "my-svc"
+    assert spec.service.replica_policy.min_replicas == 2
+
+
+def test_bad_file_stem_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "My_Service.yaml"
+    path.write_text("service:\n  replicas: 1\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert caught.value.problems[0].startswith("(service name): 'My_Service'")
