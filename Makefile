@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hedgeform-setup
+TOOLS_STAMP := .tools/.installed
 SERVICE ?= llama
 TRACES ?= ../shared/traces/spothedge/AWS1 ../shared/traces/spothedge/AWS2 ../shared/traces/spothedge/AWS3 ../shared/traces/spothedge/GCP1
 BACKTEST_ARGS ?=
@@ -15,7 +16,11 @@ BACKTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
-setup: $(STAMP) ## create .venv and install the project with test extras (idempotent)
+setup: $(STAMP) $(TOOLS_STAMP) ## .venv with the project and test extras, pinned Terraform in .tools (idempotent)
+
+$(TOOLS_STAMP): $(STAMP) reconciler/terraform/binaries.py
+	$(BIN)/python -m reconciler.terraform.binaries install --dest .tools
+	@touch $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hedgeform needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'

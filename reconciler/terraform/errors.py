@@ -1,0 +1,83 @@
+"""Typed Terraform failures.
+
+Callers branch on the type (a `LockError` is retried later, an `ApplyError` may be a capacity
+error to classify) and show `str(err)` to people, so it stays one line-ish and names the stack:
+`stack local-1: apply failed: Error: ...`. The full cleaned output is kept in `detail` for logs.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Terraform 1.x frames diagnostics with box-drawing characters when colour is on.
+_FRAME = re.compile(r"^[│╷╵] ?")
+
+
+def clean_output(text: str) -> str:
+    """Terraform output without ANSI escapes or diagnostic frames."""
+    lines = (_FRAME.sub("", _ANSI.sub("", line)).rstrip() for line in text.splitlines())
+    return "\n".join(lines).strip()
+
+
+def error_summary(text: str) -> str:
+    """The `Error: ...` lines of Terraform's output (deduplicated), else its last line."""
+    lines = clean_output(text).splitlines()
+    errors = list(dict.fromkeys(line for line in lines if line.startswith("Error: ")))
+    if errors:
+        return "; ".join(errors)
+    rest = [line for line in lines if line]
+    return rest[-1] if rest else "no output"
+
+
+class TerraformError(Exception):
+    """A Terraform command failed for one stack."""
+
+    verb = "terraform"
+
+    def __init__(self, stack: str, command: str, message: str, detail: str = "") -> None:
+        super().__init__(stack, command, message)
+        self.stack = stack
+        self.command = command
+        self.message = message
+        self.detail = detail
+
+    @classmethod
+    def from_output(cls, stack: str, command: str, output: str) -> TerraformError:
+        return cls(stack, command, error_summary(output), clean_output(output))
+
+    def __str__(self) -> str:
+        return f"stack {self.stack}: {self.command} failed: {self.message}"
+
+
+class LockError(TerraformError):
+    """The state is locked by another Terraform run; retry later."""
+
+
+class InitError(TerraformError):
+    """`terraform init` failed (configuration syntax, missing provider in the mirror)."""
+
+
+class PlanError(TerraformError):
+    """`terraform plan` failed (invalid configuration or variables, provider error)."""
+
+
+class ApplyError(TerraformError):
+    """`terraform apply`/`destroy` failed; resources may be partly changed."""
+
+
+class CancelledError(TerraformError):
+    """The run was cancelled (or timed out) and its process group was stopped."""
+
+
+class TerraformMissingError(TerraformError):
+    """No usable Terraform binary (not installed, or `TERRAFORM_BIN` is wrong)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("-", "resolve", message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+LOCK_MARKER = "Error acquiring the state lock"

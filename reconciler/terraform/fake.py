@@ -1,0 +1,107 @@
+"""An in-memory `TerraformRunner` for tests of the code above the adapter.
+
+It records every call, converges like Terraform (after an apply the next plan has no changes
+until `changed` is set again) and fails on request with the same typed errors the real runner
+raises, so reconcile logic can be tested for lock contention, capacity errors and cancels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.terraform.errors import (
+    ApplyError,
+    CancelledError,
+    InitError,
+    PlanError,
+    TerraformError,
+)
+from reconciler.terraform.runner import PlanResult
+
+_DEFAULT_ERRORS: dict[str, type[TerraformError]] = {
+    "init": InitError,
+    "plan": PlanError,
+    "apply": ApplyError,
+    "destroy": ApplyError,
+}
+
+
+@dataclass
+class FakeTerraformRunner:
+    name: str = "fake"
+    changed: bool = True
+    """What the next plan reports; an apply or destroy resets it to False."""
+    plan_json: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    resources: list[str] = field(default_factory=list)
+    on_apply: Callable[[FakeTerraformRunner, Path | None], None] | None = None
+    """Called on each successful apply with the var file of the plan, to update outputs."""
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    _failures: dict[str, list[TerraformError]] = field(default_factory=dict)
+    _plans: dict[Path, Path | None] = field(default_factory=dict)
+    _cancelled: bool = False
+
+    @property
+    def stack(self) -> str:
+        return self.name
+
+    def fail(self, command: str, message: str = "Error: injected", times: int = 1) -> None:
+        """Make the next `times` calls of `command` raise its typed error with `message`."""
+        kind = _DEFAULT_ERRORS.get(command, TerraformError)
+        self.fail_with(command, *(kind(self.stack, command, message) for _ in range(times)))
+
+    def fail_with(self, command: str, *errors: TerraformError) -> None:
+        self._failures.setdefault(command, []).extend(errors)
+
+    def init(self) -> None:
+        self._call("init", None)
+
+    def plan(self, var_file: Path | None = None, *, destroy: bool = False) -> PlanResult:
+        self._call("plan", (var_file, destroy))
+        path = Path(f"/fake/{self.stack}/plan-{len(self.calls)}.tfplan")
+        self._plans[path] = var_file
+        return PlanResult(self.changed, path, dict(self.plan_json))
+
+    def apply_saved_plan(self, plan_path: Path) -> None:
+        self._call("apply", plan_path)
+        if plan_path not in self._plans:
+            raise ApplyError(self.stack, "apply", f"no saved plan at {plan_path}")
+        var_file = self._plans.pop(plan_path)
+        self._plans.clear()  # like Terraform: other saved plans are now stale
+        self.changed = False
+        if self.on_apply is not None:
+            self.on_apply(self, var_file)
+
+    def output(self) -> dict[str, Any]:
+        self._call("output", None)
+        return dict(self.outputs)
+
+    def destroy(self, var_file: Path | None = None) -> None:
+        self._call("destroy", var_file)
+        self.resources.clear()
+        self.outputs.clear()
+        self.changed = False
+
+    def state_list(self) -> list[str]:
+        self._call("state list", None)
+        return list(self.resources)
+
+    def cancel(self) -> None:
+        self.calls.append(("cancel", None))
+        self._cancelled = True
+
+    def _call(self, command: str, arg: Any) -> None:
+        self.calls.append((command, arg))
+        if self._cancelled:
+            self._cancelled = False
+            raise CancelledError(self.stack, command, "cancelled; Terraform was stopped")
+        queue = self._failures.get(command)
+        if queue:
+            raise queue.pop(0)
+
+    def commands(self) -> list[str]:
+        """The command names called so far, in order."""
+        return [command for command, _ in self.calls]

@@ -1,0 +1,337 @@
+"""The Terraform adapter: one working directory and one local state per stack.
+
+`TerraformRunner` is the whole interface the reconciler sees (`FakeTerraformRunner` in
+`reconciler.terraform.fake` implements it in memory for other tests). `CliTerraformRunner`
+runs the real CLI.
+
+Choices, and why:
+- python-terraform 0.10.1 builds the command lines (its `plan`/`apply`/`destroy`/`init`
+  defaults: `-input=false -no-color -detailed-exitcode -reconfigure`), but it cannot run them
+  the way we need: its `cmd` calls `Popen` with a fixed set of arguments (no
+  `start_new_session`, no timeout) and the process environment (`os.environ`, so no per-stack
+  environment without mutating globals), and `synchronous=False` is broken. So `_Argv`
+  overrides `cmd` to return the argv, and `reconciler.terraform.process` runs it in a new
+  session that cancel can stop as a group.
+- Its 2019 defaults that Terraform 1.x rejects are overridden here, each covered by a test:
+  `destroy` gets `force=None` (`-force` is gone) and `-auto-approve`; every call passes
+  `var=None` (an empty `variables` dict becomes a temp `-var-file`, and "Can't set variables
+  when applying a saved plan"); outputs come from `terraform output -json` in full
+  (`output(name)` raises KeyError); the stack is the working directory, never a positional
+  directory argument; `plan`'s `-detailed-exitcode` means 0 = no changes, 2 = changes.
+- The stack directory holds a generated root `main.tf.json` that calls the module by a
+  relative path (`module "stack" { source = "../../..." }`) and passes every variable of the
+  stack's tfvars through, plus state, lock file and plan. The module is referenced, not
+  copied: nothing goes stale, `path.module` and `../` sources inside modules keep working,
+  and the same module serves every stack. The module's outputs come back as one object.
+- `init` runs once per stack and again only when the module, the binary or the CLI config
+  changes (a fingerprint in `.terraform/`); concurrent inits of one directory are not locked
+  by Terraform, so a `flock` on `<stack>/.hedgeform.lock` serialises them.
+- Only a saved plan is ever applied (`plan -out` then `apply <planfile>`); every locking
+  command gets `-lock-timeout`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from python_terraform import IsFlagged, Terraform
+
+from reconciler.terraform.binaries import ToolPaths, resolve_tools, terraform_env
+from reconciler.terraform.errors import (
+    LOCK_MARKER,
+    ApplyError,
+    CancelledError,
+    InitError,
+    LockError,
+    PlanError,
+    TerraformError,
+    TerraformMissingError,
+)
+from reconciler.terraform.process import Completed, GroupProcess
+
+ROOT_CONFIG = "main.tf.json"
+PLAN_FILE = "hedgeform.tfplan"
+DEFAULT_VARS = "terraform.tfvars.json"
+MODULE_NAME = "stack"
+_LOCK_FILE = ".hedgeform.lock"
+_INIT_STAMP = ".terraform/hedgeform-init.sha256"
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    changed: bool
+    plan_path: Path
+    json: dict[str, Any]
+
+
+class TerraformRunner(Protocol):
+    """What the reconciler needs from Terraform for one stack."""
+
+    @property
+    def stack(self) -> str: ...
+
+    def init(self) -> None: ...
+
+    def plan(self, var_file: Path | None = None, *, destroy: bool = False) -> PlanResult: ...
+
+    def apply_saved_plan(self, plan_path: Path) -> None: ...
+
+    def output(self) -> dict[str, Any]: ...
+
+    def destroy(self, var_file: Path | None = None) -> None: ...
+
+    def state_list(self) -> list[str]: ...
+
+    def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    lock_timeout_s: int = 30
+    """How long a command waits for another run's state lock before failing with LockError."""
+    command_timeout_s: float | None = None
+    """Stop a command (like cancel) after this long; None waits for ever."""
+    sigint_grace_s: float = 60.0
+    """After SIGINT, how long Terraform may take to finish in-flight operations and save
+    state before SIGTERM (its hard stop). Real clouds need a generous value."""
+    sigterm_grace_s: float = 10.0
+
+
+class _Argv(Terraform):  # type: ignore[misc]
+    """python-terraform as a command-line builder only: `cmd` returns the argv."""
+
+    def read_state_file(self, file_path: str | None = None) -> None:
+        self.tfstate = None  # the constructor would parse terraform.tfstate; not needed
+
+    def cmd(self, cmd: str, *args: str, **kwargs: Any) -> list[str]:
+        for key in ("capture_output", "raise_on_error", "synchronous"):
+            kwargs.pop(key, None)
+        argv: list[str] = self.generate_cmd_string(cmd, *args, **kwargs)
+        self.temp_var_files.clean_up()  # none are made: every call passes var=None
+        return argv
+
+
+class CliTerraformRunner:
+    """Runs the real Terraform CLI for one stack directory."""
+
+    def __init__(
+        self,
+        stack_dir: Path,
+        module_dir: Path,
+        tools: ToolPaths,
+        *,
+        name: str | None = None,
+        config: RunnerConfig | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.stack_dir = stack_dir.absolute()
+        self.module_dir = module_dir.absolute()
+        self.tools = tools
+        self._name = name or self.stack_dir.name
+        self.config = config or RunnerConfig()
+        self.env = terraform_env(tools, env)
+        self._argv = _Argv(working_dir=str(self.stack_dir), terraform_bin_path=str(tools.terraform))
+        self._process = GroupProcess(self.config.sigint_grace_s, self.config.sigterm_grace_s)
+
+    @property
+    def stack(self) -> str:
+        return self._name
+
+    # -- commands -------------------------------------------------------------------------
+
+    def init(self) -> None:
+        self._prepare(self._var_file(None))
+
+    def plan(self, var_file: Path | None = None, *, destroy: bool = False) -> PlanResult:
+        var_file = self._var_file(var_file)
+        self._prepare(var_file)
+        plan_path = self.stack_dir / PLAN_FILE
+        plan_path.unlink(missing_ok=True)
+        argv = self._argv.plan(
+            out=str(plan_path),
+            destroy=IsFlagged if destroy else None,
+            **self._common(var_file),
+        )
+        result = self._run("plan", argv)
+        if result.returncode not in (0, 2):
+            raise self._error(PlanError, "plan", result)
+        shown = self._run("show", self._argv.cmd("show", str(plan_path), json=IsFlagged))
+        if shown.returncode != 0:
+            raise self._error(PlanError, "show", shown)
+        return PlanResult(result.returncode == 2, plan_path, json.loads(shown.stdout))
+
+    def apply_saved_plan(self, plan_path: Path) -> None:
+        if not plan_path.is_file():  # else Terraform 1.0 would take it for a config directory
+            raise ApplyError(self.stack, "apply", f"no saved plan at {plan_path}")
+        common = self._common(None)
+        argv = self._argv.apply(str(plan_path), skip_plan=False, **common)
+        result = self._run("apply", argv)
+        if result.returncode != 0:
+            raise self._error(ApplyError, "apply", result)
+        plan_path.unlink(missing_ok=True)  # a saved plan is single-use
+
+    def destroy(self, var_file: Path | None = None) -> None:
+        var_file = self._var_file(var_file)
+        self._prepare(var_file)
+        argv = self._argv.destroy(force=None, auto_approve=IsFlagged, **self._common(var_file))
+        result = self._run("destroy", argv)
+        if result.returncode != 0:
+            raise self._error(ApplyError, "destroy", result)
+
+    def output(self) -> dict[str, Any]:
+        """The module's outputs, name -> value (`{}` before the first apply)."""
+        result = self._run("output", self._argv.cmd("output", json=IsFlagged, no_color=IsFlagged))
+        if result.returncode != 0:
+            raise self._error(TerraformError, "output", result)
+        data = json.loads(result.stdout or "{}")
+        value = data.get(MODULE_NAME, {}).get("value") or {}
+        return dict(value)
+
+    def state_list(self) -> list[str]:
+        if not (self.stack_dir / "terraform.tfstate").is_file():
+            return []  # Terraform exits 1 with "No state file was found!"
+        result = self._run("state list", self._argv.cmd("state list"))
+        if result.returncode != 0:
+            raise self._error(TerraformError, "state list", result)
+        return [line for line in result.stdout.splitlines() if line.strip()]
+
+    def cancel(self) -> None:
+        """Stop the running command's whole process group (SIGINT, SIGTERM, SIGKILL)."""
+        self._process.cancel()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _common(self, var_file: Path | None) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "var": None,
+            "var_file": str(var_file) if var_file else None,
+            "lock_timeout": f"{self.config.lock_timeout_s}s",
+        }
+        return options
+
+    def _var_file(self, var_file: Path | None) -> Path | None:
+        if var_file is not None:
+            return var_file.absolute()
+        default = self.stack_dir / DEFAULT_VARS
+        return default if default.is_file() else None
+
+    def _run(self, command: str, argv: Sequence[str]) -> Completed:
+        try:
+            result = self._process.run(
+                argv, self.stack_dir, self.env, self.config.command_timeout_s
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            raise TerraformMissingError(f"cannot run {self.tools.terraform}: {exc}") from exc
+        if result.cancelled or result.timed_out:
+            why = (
+                f"timed out after {self.config.command_timeout_s}s"
+                if result.timed_out
+                else "cancelled"
+            )
+            raise CancelledError(self.stack, command, f"{why}; Terraform was stopped")
+        return result
+
+    def _error(self, kind: type[TerraformError], command: str, result: Completed) -> TerraformError:
+        output = result.stderr if result.stderr.strip() else result.stdout
+        if LOCK_MARKER in output:
+            kind = LockError
+        return kind.from_output(self.stack, command, output)
+
+    def _prepare(self, var_file: Path | None) -> None:
+        """Write the root config and `init` when needed, one process at a time per stack."""
+        self.stack_dir.mkdir(parents=True, exist_ok=True)
+        with self._stack_lock():
+            _write_if_changed(self.stack_dir / ROOT_CONFIG, self._root_config(var_file))
+            fingerprint = self._fingerprint()
+            stamp = self.stack_dir / _INIT_STAMP
+            lock_file = self.stack_dir / ".terraform.lock.hcl"
+            if lock_file.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
+                return
+            argv = self._argv.init(var=None, input=False)
+            result = self._run("init", argv)
+            if result.returncode != 0:
+                raise self._error(InitError, "init", result)
+            stamp.write_text(fingerprint)
+
+    @contextlib.contextmanager
+    def _stack_lock(self) -> Iterator[None]:
+        with (self.stack_dir / _LOCK_FILE).open("w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _root_config(self, var_file: Path | None) -> str:
+        names = sorted(_var_names(self.stack, var_file)) if var_file else []
+        source = os.path.relpath(self.module_dir, self.stack_dir)
+        if not source.startswith("../"):
+            source = f"./{source}"  # Terraform takes only ./ and ../ as local module paths
+        module: dict[str, Any] = {"source": source}
+        module.update({name: f"${{var.{name}}}" for name in names})
+        config: dict[str, Any] = {
+            "//": "Generated by hedgeform (reconciler/terraform/runner.py); do not edit.",
+            "module": {MODULE_NAME: module},
+            "output": {MODULE_NAME: {"value": f"${{module.{MODULE_NAME}}}", "sensitive": True}},
+        }
+        if names:
+            config["variable"] = {name: {} for name in names}  # typed in the module
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+    def _fingerprint(self) -> str:
+        """Changes when init must run again: module files, binary or CLI config."""
+        digest = hashlib.sha256()
+        digest.update(str(self.tools.terraform).encode())
+        digest.update(
+            self.tools.cli_config.read_bytes() if self.tools.cli_config.is_file() else b""
+        )
+        digest.update(os.path.relpath(self.module_dir, self.stack_dir).encode())
+        for path in sorted(self.module_dir.rglob("*")):
+            if (
+                path.is_file()
+                and path.suffix in {".tf", ".json"}
+                and ".terraform" not in path.parts
+            ):
+                digest.update(str(path.relative_to(self.module_dir)).encode())
+                digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+def _var_names(stack: str, var_file: Path) -> list[str]:
+    try:
+        data = json.loads(var_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise PlanError(stack, "plan", f"cannot read {var_file}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PlanError(stack, "plan", f"{var_file} is not a JSON object")
+    return [str(name) for name in data]
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def runner_for(
+    project_root: Path,
+    stack_dir: Path,
+    module_dir: Path,
+    *,
+    name: str | None = None,
+    config: RunnerConfig | None = None,
+) -> CliTerraformRunner:
+    """A runner using the project's tools (or `TERRAFORM_BIN`)."""
+    return CliTerraformRunner(
+        stack_dir, module_dir, resolve_tools(project_root), name=name, config=config
+    )

@@ -1,0 +1,42 @@
+"""Typed errors carry the stack and Terraform's own `Error:` lines, on one line."""
+
+from __future__ import annotations
+
+from reconciler.terraform.errors import (
+    ApplyError,
+    LockError,
+    TerraformError,
+    clean_output,
+    error_summary,
+)
+
+COLOURED = (
+    "\x1b[31m╷\x1b[0m\x1b[0m\n"
+    "\x1b[31m│\x1b[0m \x1b[0m\x1b[1m\x1b[31mError: \x1b[0m\x1b[0m"
+    "\x1b[1mInsufficientInstanceCapacity\x1b[0m\n"
+    "\x1b[31m│\x1b[0m \x1b[0m\n"
+    "\x1b[31m│\x1b[0m \x1b[0m  with aws_instance.spot[0],\n"
+    "\x1b[31m╵\x1b[0m\x1b[0m\n"
+)
+
+
+def test_ansi_and_frames_are_stripped() -> None:
+    assert clean_output(COLOURED) == (
+        "Error: InsufficientInstanceCapacity\n\n  with aws_instance.spot[0],"
+    )
+    assert error_summary(COLOURED) == "Error: InsufficientInstanceCapacity"
+
+
+def test_summary_keeps_every_distinct_error_line() -> None:
+    text = "\nError: A\n\n  detail\n\nError: B\n\nError: A\n"
+    assert error_summary(text) == "Error: A; Error: B"
+    assert error_summary("panic: boom\n\ngoroutine 1\n") == "goroutine 1"
+    assert error_summary("") == "no output"
+
+
+def test_str_names_the_stack_and_command() -> None:
+    err = ApplyError.from_output("local-1", "apply", "\nError: quota\n\n  more\n")
+    assert str(err) == "stack local-1: apply failed: Error: quota"
+    assert err.detail == "Error: quota\n\n  more"
+    assert isinstance(err, TerraformError)
+    assert isinstance(LockError("s", "plan", "x"), TerraformError)
