@@ -48,6 +48,7 @@ backtest: setup ## replay the four SpotHedge traces through every policy
 
 bench: setup ## run the benchmarks under bench/
 	$(BIN)/python bench/bench_backtest.py
+	$(BIN)/python bench/bench_optimal.py
 
 clean: ## remove the virtualenv and caches (keeps state/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -96,10 +96,17 @@ def backtest_spec(cfg: BacktestConfig, workload: Workload | None) -> ServiceSpec
 
 
 def window_starts(ticks: int, cfg: BacktestConfig) -> list[int]:
-    """Seeded offsets of the scored windows; the same for every policy, so they compare."""
+    """Seeded offsets of the scored windows; the same for every policy, so they compare.
+
+    Drawn as the paper's simulator draws them (numpy's legacy `RandomState(seed).randint(0,
+    ticks - window)` per repeat): with the same seed the windows are the same, which is what
+    makes our figures comparable to the reference ones (docs/backtest.md).
+    """
     window = min(WINDOW_TICKS, ticks)
-    rng = np.random.default_rng(cfg.seed)
-    return [int(rng.integers(0, ticks - window + 1)) for _ in range(cfg.repeats)]
+    if ticks <= window:
+        return [0] * cfg.repeats
+    rng = np.random.RandomState(cfg.seed)
+    return [int(rng.randint(0, ticks - window)) for _ in range(cfg.repeats)]
 
 
 def run_policy(

@@ -2,14 +2,14 @@
 
 They share `decide`'s signature so the same simulator drives them:
   ondemand     `target` on-demand replicas, no spot.
-  even_spread  `target + num_overprovision` spot replicas with a fixed, even quota per zone;
-               a preempted replica is relaunched in its own zone when capacity returns.
+  even_spread  `target + num_overprovision` spot replicas balanced across zones: each launch
+               goes to the zone with the fewest, skipping zones whose launch just failed
+               (an autoscaling group's AZ balancing).
   round_robin  `target + num_overprovision` spot replicas; each launch goes to the next zone
                in rotation, whatever happened there.
   static       a fixed split like an autoscaling group with mixed instances: one on-demand
                base replica (or `base_ondemand_fallback_replicas` if larger) and the rest spot,
-               balanced across zones; a zone whose launch just failed is skipped. No dynamic
-               fallback.
+               placed as even_spread places them. No dynamic fallback.
 None of them falls back to on-demand when spot disappears.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.policy.autoscaling import next_target
-from reconciler.policy.changes import assemble, hold, launch_many, pick_by_order
+from reconciler.policy.changes import assemble, hold, launch_many, pick_by_order, replica_id
 from reconciler.policy.decision import Decision, Launch
 from reconciler.policy.memory import Memory
 from reconciler.policy.observation import Market, Observation, Replica
@@ -45,7 +45,6 @@ def _fixed_split(
     spot_wanted: int,
     od_wanted: int,
     target: int,
-    spot_quota: dict[str, int] | None,
     rotate_all: bool,
     skip_zones: frozenset[str] = frozenset(),
 ) -> Decision:
@@ -59,17 +58,12 @@ def _fixed_split(
     if len(spot) < spot_wanted and spot_zones:
         counts = _counts(spot)
         need = spot_wanted - len(spot)
-        if spot_quota is not None:  # even_spread: refill each zone's own quota
-            for zone in spot_zones:
-                for _ in range(max(0, spot_quota.get(zone, 0) - counts.get(zone, 0))):
-                    launches.append(Launch(f"{zone}-spot-{seq}", zone, Market.SPOT, name))
-                    seq += 1
-        elif rotate_all:  # round_robin: next zone in turn, whatever happened there
+        if rotate_all:  # round_robin: next zone in turn, whatever happened there
             for _ in range(need):
                 zone = spot_zones[seq % len(spot_zones)]
-                launches.append(Launch(f"{zone}-spot-{seq}", zone, Market.SPOT, name))
+                launches.append(Launch(replica_id(zone, Market.SPOT, seq), zone, Market.SPOT, name))
                 seq += 1
-        else:  # static: balanced across zones, skipping those that just failed
+        else:  # balanced across zones, skipping those that just failed
             usable = [z for z in spot_zones if z not in skip_zones] or spot_zones
 
             def choose(c: dict[str, int], s: int) -> str:
@@ -104,6 +98,10 @@ def _fixed_split(
     )
 
 
+def _failed_zones(signals: Signals) -> frozenset[str]:
+    return frozenset(r.zone for r in signals.launch_results if not r.ok)
+
+
 def _target(spec: ServiceSpec, signals: Signals, memory: Memory, now: float) -> tuple[int, Memory]:
     step = next_target(spec.service.replica_policy, signals, memory, now)
     return step.target, replace(
@@ -119,7 +117,7 @@ def ondemand(
     target, memory = _target(spec, signals, memory, now)
     return _fixed_split(
         "ondemand", spec, observed, signals, memory, now,
-        spot_wanted=0, od_wanted=target, target=target, spot_quota=None, rotate_all=False,
+        spot_wanted=0, od_wanted=target, target=target, rotate_all=False,
     )  # fmt: skip
 
 
@@ -130,11 +128,10 @@ def even_spread(
         return hold(observed, memory, "observation incomplete")
     target, memory = _target(spec, signals, memory, now)
     wanted = target + spec.service.replica_policy.num_overprovision
-    zones = sorted(o.zone for o in observed.zones if o.spot_price is not None)
-    quota = {z: wanted // len(zones) + (i < wanted % len(zones)) for i, z in enumerate(zones)}
     return _fixed_split(
         "even_spread", spec, observed, signals, memory, now,
-        spot_wanted=wanted, od_wanted=0, target=target, spot_quota=quota, rotate_all=False,
+        spot_wanted=wanted, od_wanted=0, target=target, rotate_all=False,
+        skip_zones=_failed_zones(signals),
     )  # fmt: skip
 
 
@@ -147,7 +144,7 @@ def round_robin(
     wanted = target + spec.service.replica_policy.num_overprovision
     return _fixed_split(
         "round_robin", spec, observed, signals, memory, now,
-        spot_wanted=wanted, od_wanted=0, target=target, spot_quota=None, rotate_all=True,
+        spot_wanted=wanted, od_wanted=0, target=target, rotate_all=True,
     )  # fmt: skip
 
 
@@ -159,9 +156,8 @@ def static(
     target, memory = _target(spec, signals, memory, now)
     rp = spec.service.replica_policy
     od_wanted = min(target, max(1, rp.base_ondemand_fallback_replicas))
-    failed = frozenset(r.zone for r in signals.launch_results if not r.ok)
     return _fixed_split(
         "static", spec, observed, signals, memory, now,
         spot_wanted=target + rp.num_overprovision - od_wanted, od_wanted=od_wanted,
-        target=target, spot_quota=None, rotate_all=False, skip_zones=failed,
+        target=target, rotate_all=False, skip_zones=_failed_zones(signals),
     )  # fmt: skip
