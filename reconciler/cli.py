@@ -17,8 +17,10 @@ def main() -> None:
 
 def _register() -> None:
     from reconciler.backtest.command import backtest
+    from reconciler.sandbox.cli import sandbox
 
     main.add_command(backtest)
+    main.add_command(sandbox)
 
 
 _register()

@@ -1,0 +1,383 @@
+"""The sandbox load balancer: a real HAProxy whose backend `replicas` is the target group.
+
+Membership changes go through HAProxy's runtime API on its admin socket (sub-millisecond, no
+reload): servers are added with `add server` and removed by drain -> maint -> shutdown sessions
+-> `del server`. Runtime-added servers are lost when HAProxy restarts, so the desired membership
+is also kept in `<state_dir>/haproxy/lb.json` and re-applied by `ensure_running()`.
+
+Files: `<state_dir>/haproxy.sock` (admin socket), `<state_dir>/haproxy/{haproxy.cfg,haproxy.pid,
+lb.json}`.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.sandbox import processes
+from reconciler.sandbox.errors import SandboxError
+from reconciler.sandbox.statefiles import check_name, file_lock, read_json, write_json_atomic
+
+BACKEND = "replicas"
+FRONTEND = "sandbox"
+INSTALL_HINT = (
+    "HAProxy is not installed: run `apt-get install -y haproxy` (Debian/Ubuntu), "
+    "`dnf install -y haproxy` (Fedora/RHEL) or `brew install haproxy` (macOS), "
+    "or put it on PATH"
+)
+# Linux limits a unix socket path (sun_path) to 107 bytes.
+MAX_SOCKET_PATH = 107
+CHECK_ARGS = "check inter 500 fall 2 rise 1"
+
+Members = Mapping[str, tuple[str, int]]
+
+
+def haproxy_binary() -> str:
+    path = shutil.which("haproxy")
+    if path is None:
+        raise SandboxError(INSTALL_HINT)
+    return path
+
+
+def render_config(port: int, socket_path: Path) -> str:
+    """haproxy.cfg: one loopback frontend, one backend filled at run time.
+
+    A request whose connection fails or gets an empty response (a replica killed between two
+    health checks) is retried once on another server, so a preempted replica that was not
+    deregistered in time costs latency more often than a failed request.
+    """
+    return f"""# Written by hedgeform sandbox; servers are added at run time over the admin socket.
+global
+    maxconn 4096
+    stats socket {socket_path} mode 600 level admin
+    stats timeout 30s
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout queue 10s
+    timeout http-request 10s
+    timeout check 2s
+    retries 2
+    option redispatch 1
+    retry-on conn-failure empty-response
+
+frontend {FRONTEND}
+    bind 127.0.0.1:{port}
+    default_backend {BACKEND}
+
+backend {BACKEND}
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+"""
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    name: str
+    status: str
+    req_tot: int
+    req_rate: int
+    hrsp_2xx: int
+    hrsp_5xx: int
+    sessions_total: int
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def _check_member(name: str, host: str, port: int) -> None:
+    check_name(name, "server name")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise SandboxError(f"server {name}: host must be an IP address, got {host!r}") from exc
+    if not 0 < int(port) < 65536:
+        raise SandboxError(f"server {name}: invalid port {port}")
+
+
+class HAProxyLB:
+    """One HAProxy instance per sandbox state dir."""
+
+    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.dir = self.state_dir / "haproxy"
+        self.cfg_path = self.dir / "haproxy.cfg"
+        self.pid_path = self.dir / "haproxy.pid"
+        self.lb_path = self.dir / "lb.json"
+        self.socket_path = self.state_dir / "haproxy.sock"
+        recorded = self._read_lb()
+        self.port = int(port if port is not None else recorded.get("port", 0))
+
+    # -- recorded state -----------------------------------------------------------------------
+
+    def _read_lb(self) -> dict[str, Any]:
+        raw = read_json(self.lb_path)
+        return raw if isinstance(raw, dict) else {}
+
+    def desired_members(self) -> dict[str, tuple[str, int]]:
+        raw = self._read_lb().get("members", {})
+        return {str(k): (str(v[0]), int(v[1])) for k, v in dict(raw).items()}
+
+    def _write_lb(self, members: Members) -> None:
+        data = {"port": self.port, "members": {k: [h, p] for k, (h, p) in members.items()}}
+        write_json_atomic(self.lb_path, data)
+
+    # -- process ------------------------------------------------------------------------------
+
+    def _markers(self) -> list[str]:
+        return [str(self.cfg_path)]
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        return pid if processes.is_alive(pid, self._markers()) else None
+
+    def is_running(self) -> bool:
+        """The process lives and its admin socket answers."""
+        if self.pid() is None:
+            return False
+        try:
+            self.command("show info")
+        except SandboxError:
+            return False
+        return True
+
+    def up(self) -> bool:
+        """Start HAProxy (idempotent) and restore the recorded membership. Returns True when
+        it was started now."""
+        with file_lock(self.state_dir / ".haproxy.lock"):
+            return self._up_locked()
+
+    def _up_locked(self) -> bool:
+        if self.is_running():
+            recorded = int(self._read_lb().get("port", self.port))
+            if recorded != self.port:
+                raise SandboxError(
+                    f"load balancer already runs on port {recorded}; run `lb down` first"
+                )
+            return False
+        binary = haproxy_binary()
+        if not 0 < self.port < 65536:
+            raise SandboxError(f"invalid load balancer port {self.port}")
+        if len(str(self.socket_path)) > MAX_SOCKET_PATH:
+            raise SandboxError(
+                f"state dir path too long for HAProxy's admin socket ({self.socket_path}): "
+                f"use a state dir with a path under {MAX_SOCKET_PATH - 20} characters"
+            )
+        # A HAProxy that just crashed may still be releasing the port: give it a moment.
+        if not processes.wait_port_free(self.port, timeout=2.0):
+            raise SandboxError(
+                f"port {self.port} on 127.0.0.1 is already in use: choose another port for "
+                "the load balancer or stop what listens there"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cfg_path.write_text(render_config(self.port, self.socket_path))
+        self.pid_path.unlink(missing_ok=True)
+        members = self.desired_members()
+        self._write_lb(members)
+        proc = subprocess.run(
+            [binary, "-D", "-p", str(self.pid_path), "-f", str(self.cfg_path)],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise SandboxError(self._start_error(proc.stderr))
+        deadline = time.monotonic() + 10
+        while not self.is_running():
+            if time.monotonic() > deadline:
+                raise SandboxError(f"HAProxy did not come up on port {self.port} within 10 s")
+            time.sleep(0.02)
+        if members:
+            self._apply(members)
+        return True
+
+    def _start_error(self, stderr: str) -> str:
+        if "cannot bind socket" in stderr or "Address already in use" in stderr:
+            return f"port {self.port} on 127.0.0.1 is already in use: choose another port"
+        alerts = [ln.strip() for ln in stderr.splitlines() if "ALERT" in ln]
+        detail = alerts[0] if alerts else (stderr.strip().splitlines() or ["no output"])[-1]
+        return f"HAProxy failed to start: {detail}"
+
+    def down(self) -> bool:
+        """Stop HAProxy and forget the membership (a deleted LB). False when not running."""
+        with file_lock(self.state_dir / ".haproxy.lock"):
+            pid = self.pid()
+            ended = pid is not None and processes.terminate(pid, self._markers())
+            self.pid_path.unlink(missing_ok=True)
+            self.socket_path.unlink(missing_ok=True)
+            if self.lb_path.exists():
+                self._write_lb({})
+            return ended
+
+    def ensure_running(self) -> bool:
+        """Restart HAProxy if it died and re-add every recorded server (runtime-added servers
+        do not survive a restart). Returns True when it had to restart."""
+        if self.is_running():
+            return False
+        if not self.port:
+            raise SandboxError("no load balancer recorded here: run `lb up --port N` first")
+        return self.up()
+
+    # -- runtime API --------------------------------------------------------------------------
+
+    def command(self, cmd: str, timeout: float = 5.0) -> str:
+        """Send one runtime API command over the admin socket and return the reply."""
+        if "\n" in cmd or "\r" in cmd:
+            raise SandboxError("runtime API commands are single lines")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(str(self.socket_path))
+                sock.sendall(cmd.encode() + b"\n")
+                chunks = []
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise SandboxError(
+                f"HAProxy admin socket {self.socket_path} not answering ({exc.strerror or exc}); "
+                "is the load balancer up?"
+            ) from exc
+        return b"".join(chunks).decode(errors="replace")
+
+    def _expect(self, cmd: str, *ok: str) -> None:
+        reply = self.command(cmd).strip()
+        if ok and not any(o in reply for o in ok):
+            raise SandboxError(f"HAProxy refused `{cmd}`: {reply.splitlines()[0] if reply else ''}")
+
+    def _add(self, name: str, host: str, port: int) -> None:
+        server = f"{BACKEND}/{name}"
+        # A runtime-added server starts in maintenance with checks disabled, and counts as UP
+        # once ready, until checks fail. Add it with weight 0 (no traffic), mark it ready and
+        # its health down, then give it weight: a replica still in its cold start gets no
+        # request before its first passing health check.
+        self._expect(
+            f"add server {server} {host}:{port} weight 0 {CHECK_ARGS}", "New server registered"
+        )
+        self._expect(f"enable health {server}")
+        self._expect(f"set server {server} state ready")
+        self._expect(f"set server {server} health down")
+        self._expect(f"set weight {server} 1")
+
+    def _delete(self, name: str) -> None:
+        server = f"{BACKEND}/{name}"
+        self._expect(f"set server {server} state drain")
+        self._expect(f"set server {server} state maint")
+        self._expect(f"shutdown sessions server {server}")
+        self._expect(f"del server {server}", "Server deleted")
+
+    def _apply(self, members: Members) -> tuple[list[str], list[str]]:
+        current = self.members()
+        removed = sorted(n for n in current if current[n] != members.get(n))
+        added = sorted(n for n in members if current.get(n) != members[n])
+        for name in removed:
+            self._delete(name)
+        for name in added:
+            host, port = members[name]
+            self._add(name, host, port)
+        return added, removed
+
+    def set_members(self, members: Members) -> tuple[list[str], list[str]]:
+        """Make the backend hold exactly `members` (name -> (host, port)); a server whose
+        address changed is replaced. Returns (added, removed) names."""
+        clean: dict[str, tuple[str, int]] = {}
+        for name, (host, port) in members.items():
+            _check_member(name, host, int(port))
+            clean[name] = (host, int(port))
+        with file_lock(self.state_dir / ".haproxy.lock"):
+            if not self.is_running():
+                raise SandboxError(
+                    "load balancer is not running: start it with `hedgeform sandbox lb up`"
+                )
+            self._write_lb(clean)
+            return self._apply(clean)
+
+    def members(self) -> dict[str, tuple[str, int]]:
+        """Servers the running backend holds, from `show servers state`."""
+        reply = self.command(f"show servers state {BACKEND}")
+        lines = [ln for ln in reply.splitlines() if ln.strip()]
+        header = next((ln for ln in lines if ln.startswith("#")), None)
+        if header is None:
+            raise SandboxError(f"unexpected `show servers state` reply: {reply.strip()[:200]}")
+        cols = header.lstrip("#").split()
+        out: dict[str, tuple[str, int]] = {}
+        for line in lines:
+            if line.startswith("#") or len(line.split()) < len(cols) - 2:
+                continue
+            row = dict(zip(cols, line.split(), strict=False))
+            if row.get("be_name") == BACKEND:
+                out[row["srv_name"]] = (row["srv_addr"], _int(row.get("srv_port")))
+        return out
+
+    def stats(self) -> list[dict[str, str]]:
+        """`show stat` rows (frontend, backend, servers) as dicts keyed by HAProxy's CSV names."""
+        reply = self.command("show stat")
+        lines = reply.splitlines()
+        if not lines or not lines[0].startswith("# "):
+            raise SandboxError(f"unexpected `show stat` reply: {reply.strip()[:200]}")
+        lines[0] = lines[0][2:]
+        return [dict(row) for row in csv.DictReader(ln for ln in lines if ln.strip())]
+
+    def server_stats(self) -> dict[str, ServerStats]:
+        out: dict[str, ServerStats] = {}
+        for row in self.stats():
+            if row.get("pxname") != BACKEND or row.get("svname") in ("FRONTEND", "BACKEND"):
+                continue
+            name = row["svname"]
+            out[name] = ServerStats(
+                name=name,
+                status=row.get("status", ""),
+                req_tot=_int(row.get("req_tot")),
+                req_rate=_int(row.get("req_rate")),
+                hrsp_2xx=_int(row.get("hrsp_2xx")),
+                hrsp_5xx=_int(row.get("hrsp_5xx")),
+                sessions_total=_int(row.get("stot")),
+            )
+        return out
+
+    def frontend_stats(self) -> dict[str, str]:
+        for row in self.stats():
+            if row.get("pxname") == FRONTEND and row.get("svname") == "FRONTEND":
+                return row
+        raise SandboxError("HAProxy reports no frontend statistics")
+
+    def request_rate(self) -> int:
+        """Requests per second over the last second at the frontend (HAProxy's `req_rate`)."""
+        return _int(self.frontend_stats().get("req_rate"))
+
+    def requests_total(self) -> int:
+        return _int(self.frontend_stats().get("req_tot"))
+
+    def wait_until_up(self, names: list[str], timeout: float = 10.0) -> bool:
+        """Wait until every named server passes its health check."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.server_stats()
+            if all(stats.get(n) and stats[n].status.startswith("UP") for n in names):
+                return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,156 @@
+"""Daemon processes that outlive their launcher (like VMs outlive the API call that made them),
+and liveness checks that cannot be fooled by a recycled pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import reconciler
+
+# The directory that holds the `reconciler` package, so a daemon started with `python -m`
+# imports this same code even when the project is not installed.
+PROJECT_ROOT = str(Path(reconciler.__file__).resolve().parent.parent)
+
+
+def python_module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = PROJECT_ROOT if not path else f"{PROJECT_ROOT}{os.pathsep}{path}"
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def spawn_daemon(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> int:
+    """Start `argv` in a new session with stdio on `log_path`; return its pid without waiting.
+
+    A new session detaches it from the caller's terminal and process group, so Ctrl-C or the
+    caller's exit (Terraform finishing a provisioner) does not reach it; init reaps it later.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+            env=dict(env),
+        )
+    return proc.pid
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """argv of a running (non-zombie) process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # Field 3 (after the parenthesised command name) is the state; Z = zombie, X = dead.
+    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+    if state in ("Z", "X") or not raw:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_alive(pid: int, markers: Sequence[str]) -> bool:
+    """True when `pid` runs and its argv contains every marker (so a pid recycled by an
+    unrelated process does not count)."""
+    if pid <= 1:
+        return False
+    argv = cmdline(pid)
+    if argv is None:
+        return False
+    return all(m in argv for m in markers)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when `pid` is our own child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _exited(pid: int, markers: Sequence[str]) -> bool:
+    """Gone, a zombie, or the pid now belongs to another program. A process that is still
+    exiting (empty cmdline, not yet a zombie) may hold its ports, so it does not count yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+    if state in ("Z", "X"):
+        return True
+    argv = cmdline(pid)
+    return argv is not None and not all(m in argv for m in markers)
+
+
+def _wait_gone(pid: int, markers: Sequence[str], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(pid)
+        if _exited(pid, markers):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def terminate(pid: int, markers: Sequence[str], grace_seconds: float = 5.0) -> bool:
+    """SIGTERM, then SIGKILL after `grace_seconds`; returns once the process has fully exited
+    (its ports are free). True when a live process was ended, False when it was already gone.
+    Only signals a pid whose argv matches `markers`."""
+    if not is_alive(pid, markers):
+        _wait_gone(pid, markers, grace_seconds)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_gone(pid, markers, grace_seconds):
+        return True
+    if is_alive(pid, markers):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid, markers, 5.0)
+    return True
+
+
+def wait_port_free(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
+    """Wait for a port held by a process that is still exiting (e.g. a crashed HAProxy)."""
+    deadline = time.monotonic() + timeout
+    while port_in_use(port, host):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (callers that can should bind port 0 themselves)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -1,0 +1,227 @@
+"""Replica processes of the sandbox cloud: launch, stop and list, tracked under the state dir.
+
+Each replica is a daemonized `replica_server` process; `<state_dir>/replicas/<id>.json` holds
+its pid, port, zone, market and launch time (written atomically), and `<id>.log` its output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.sandbox import processes
+from reconciler.sandbox.errors import SandboxError
+from reconciler.sandbox.statefiles import (
+    check_market,
+    check_name,
+    file_lock,
+    read_json,
+    write_json_atomic,
+)
+
+SERVER_MODULE = "reconciler.sandbox.replica_server"
+LAUNCH_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class ReplicaRecord:
+    replica_id: str
+    zone: str
+    market: str
+    pid: int
+    port: int
+    launched_at: float
+    cold_start_s: float
+    latency_ms: float
+    model: str
+    log: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(raw: dict[str, Any]) -> ReplicaRecord:
+        return ReplicaRecord(
+            replica_id=str(raw["replica_id"]),
+            zone=str(raw["zone"]),
+            market=str(raw["market"]),
+            pid=int(raw["pid"]),
+            port=int(raw["port"]),
+            launched_at=float(raw["launched_at"]),
+            cold_start_s=float(raw.get("cold_start_s", 0.0)),
+            latency_ms=float(raw.get("latency_ms", 0.0)),
+            model=str(raw.get("model", "")),
+            log=str(raw.get("log", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    record: ReplicaRecord
+    alive: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.record.to_json(), "alive": self.alive}
+
+
+def replicas_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / "replicas"
+
+
+def record_path(state_dir: Path, replica_id: str) -> Path:
+    return replicas_dir(state_dir) / f"{check_name(replica_id, 'replica id')}.json"
+
+
+def markers(replica_id: str) -> list[str]:
+    """argv entries that identify this replica's process (guards against recycled pids)."""
+    return [SERVER_MODULE, f"--id={replica_id}"]
+
+
+def get(state_dir: Path, replica_id: str) -> ReplicaRecord | None:
+    raw = read_json(record_path(state_dir, replica_id))
+    if raw is None:
+        return None
+    try:
+        return ReplicaRecord.from_json(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SandboxError(f"{record_path(state_dir, replica_id)}: corrupt record ({exc})") from exc
+
+
+def is_alive(record: ReplicaRecord) -> bool:
+    return processes.is_alive(record.pid, markers(record.replica_id))
+
+
+def _last_log_line(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return lines[-1].strip()
+    return "no output"
+
+
+def launch(
+    state_dir: Path,
+    replica_id: str,
+    zone: str,
+    market: str,
+    *,
+    cold_start_s: float = 0.0,
+    latency_ms: float = 0.0,
+    model: str | None = None,
+) -> ReplicaRecord:
+    """Start a replica and return once it listens (it is healthy after its cold start).
+
+    Idempotent: launching an id that is already running in the same zone and market returns
+    the running replica, so a retried Terraform create does not start a second process.
+    """
+    state_dir = Path(state_dir)
+    check_name(replica_id, "replica id")
+    check_name(zone, "zone")
+    check_market(market)
+    if cold_start_s < 0 or latency_ms < 0:
+        raise SandboxError("cold start and latency must be >= 0")
+    rdir = replicas_dir(state_dir)
+    with file_lock(rdir / f".{replica_id}.lock"):
+        existing = get(state_dir, replica_id)
+        if existing is not None and is_alive(existing):
+            if (existing.zone, existing.market) != (zone, market):
+                raise SandboxError(
+                    f"replica {replica_id} is already running in {existing.zone} "
+                    f"({existing.market}); stop it first"
+                )
+            return existing
+        port_file = rdir / f"{replica_id}.port"
+        log = rdir / f"{replica_id}.log"
+        port_file.unlink(missing_ok=True)
+        model_name = model or processes.child_env().get("MODEL_NAME") or "sandbox-model"
+        argv = processes.python_module_argv(
+            SERVER_MODULE,
+            f"--id={replica_id}",
+            f"--zone={zone}",
+            f"--market={market}",
+            f"--port-file={port_file}",
+            f"--cold-start={cold_start_s}",
+            f"--latency-ms={latency_ms}",
+            f"--model={model_name}",
+        )
+        launched_at = time.time()
+        pid = processes.spawn_daemon(argv, log, processes.child_env({"MODEL_NAME": model_name}))
+        record = ReplicaRecord(
+            replica_id=replica_id,
+            zone=zone,
+            market=market,
+            pid=pid,
+            port=0,
+            launched_at=launched_at,
+            cold_start_s=cold_start_s,
+            latency_ms=latency_ms,
+            model=model_name,
+            log=str(log),
+        )
+        # Recorded before it listens, so stop_all finds it even if this launcher dies now.
+        write_json_atomic(record_path(state_dir, replica_id), record.to_json())
+        port = _wait_for_port(port_file, record)
+        record = ReplicaRecord(**{**asdict(record), "port": port})
+        write_json_atomic(record_path(state_dir, replica_id), record.to_json())
+        port_file.unlink(missing_ok=True)
+        return record
+
+
+def _wait_for_port(port_file: Path, record: ReplicaRecord) -> int:
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(port_file.read_text().strip())
+        if not is_alive(record) and not port_file.exists():
+            reason = _last_log_line(Path(record.log))
+            raise SandboxError(f"replica {record.replica_id} exited during launch: {reason}")
+        time.sleep(0.02)
+    processes.terminate(record.pid, markers(record.replica_id))
+    raise SandboxError(
+        f"replica {record.replica_id} did not start listening within {LAUNCH_TIMEOUT_S:.0f}s"
+    )
+
+
+def stop(state_dir: Path, replica_id: str) -> bool:
+    """Stop a replica (SIGTERM, then SIGKILL) and forget it. Idempotent: returns False when
+    there was nothing running."""
+    state_dir = Path(state_dir)
+    path = record_path(state_dir, replica_id)
+    with file_lock(replicas_dir(state_dir) / f".{replica_id}.lock"):
+        record = get(state_dir, replica_id)
+        if record is None:
+            return False
+        ended = processes.terminate(record.pid, markers(replica_id))
+        path.unlink(missing_ok=True)
+        return ended
+
+
+def list_replicas(state_dir: Path) -> list[ReplicaStatus]:
+    """Every recorded replica with its liveness, oldest launch first."""
+    rdir = replicas_dir(Path(state_dir))
+    if not rdir.is_dir():
+        return []
+    out: list[ReplicaStatus] = []
+    for path in sorted(rdir.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        record = get(state_dir, path.stem)
+        if record is not None:
+            out.append(ReplicaStatus(record=record, alive=is_alive(record)))
+    out.sort(key=lambda s: (s.record.launched_at, s.record.replica_id))
+    return out
+
+
+def stop_all(state_dir: Path) -> list[str]:
+    """Stop every recorded replica; returns the ids that were recorded."""
+    ids = [s.record.replica_id for s in list_replicas(state_dir)]
+    for replica_id in ids:
+        stop(state_dir, replica_id)
+    return ids

@@ -1,0 +1,96 @@
+"""The `sandbox` command group end to end: replicas, market and LB through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from reconciler.sandbox import processes
+from reconciler.sandbox.cli import sandbox
+from reconciler.sandbox.haproxy import HAProxyLB
+from tests.sandbox.conftest import requires_haproxy
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["replica"], ["replica", "launch"], ["market", "run"], ["market", "set-capacity"],
+     ["lb", "up"], ["lb", "set-members"], ["load"]],
+)  # fmt: skip
+def test_every_command_explains_itself(command: list[str]) -> None:
+    result = CliRunner().invoke(sandbox, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and len(result.output) > 200
+
+
+def test_set_capacity_needs_exactly_one_choice(state_dir: Path, trace_dir: Path) -> None:
+    runner = CliRunner()
+    base = ["--state-dir", str(state_dir)]
+    run = runner.invoke(sandbox, ["market", "run", *base, "--traces", str(trace_dir)])
+    assert run.exit_code == 0, run.output
+    bad = runner.invoke(sandbox, ["market", "set-capacity", *base, "--zone", "local-1a"])
+    assert bad.exit_code == 2
+    good = runner.invoke(
+        sandbox, ["market", "set-capacity", *base, "--zone", "local-1a", "--capacity", "3"]
+    )
+    assert good.exit_code == 0 and "capacity 3" in good.output
+    unknown = runner.invoke(
+        sandbox, ["market", "set-capacity", *base, "--zone", "local-7c", "--capacity", "3"]
+    )
+    assert unknown.exit_code == 1 and "not a sandbox zone" in unknown.output
+
+
+def test_spot_launch_without_a_market_says_how_to_start_one(state_dir: Path) -> None:
+    result = CliRunner().invoke(
+        sandbox,
+        ["replica", "launch", "--state-dir", str(state_dir), "--id", "s1",
+         "--zone", "local-1a", "--market", "spot"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "hedgeform sandbox market run" in result.output
+
+
+@requires_haproxy
+def test_replicas_behind_the_lb_through_the_cli(state_dir: Path, trace_dir: Path) -> None:
+    runner = CliRunner()
+    base = ["--state-dir", str(state_dir)]
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(sandbox, list(args))
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    ok("market", "run", *base, "--traces", str(trace_dir))
+    ok("market", "set-capacity", *base, "--zone", "local-1b", "--capacity", "1")
+    launched = json.loads(
+        ok("replica", "launch", *base, "--id", "s1", "--zone", "local-1b", "--market", "spot")
+    )
+    full = runner.invoke(
+        sandbox,
+        ["replica", "launch", *base, "--id", "s2", "--zone", "local-1b", "--market", "spot"],
+    )
+    assert full.exit_code == 3
+    ok("replica", "launch", *base, "--id", "d1", "--zone", "local-1b", "--market", "on_demand")
+    listed = json.loads(ok("replica", "list", *base, "--json"))
+    assert [(r["replica_id"], r["alive"]) for r in listed] == [("s1", True), ("d1", True)]
+
+    port = processes.free_port()
+    ok("lb", "up", *base, "--port", str(port))
+    members = json.loads(ok("lb", "set-members", *base, "s1", "d1", "gone"))
+    assert members["members"] == ["d1", "s1"]
+    balancer = HAProxyLB(state_dir)
+    assert balancer.wait_until_up(["s1", "d1"])
+    resp = requests.post(f"http://127.0.0.1:{port}/v1/completions", json={}, timeout=5)
+    assert resp.status_code == 200
+    status = json.loads(ok("lb", "status", *base, "--json"))
+    assert status["running"] and set(status["servers"]) == {"s1", "d1"}
+    assert status["servers"]["s1"]["address"] == f"127.0.0.1:{launched['port']}"
+
+    ok("lb", "set-members", *base, "d1")
+    assert set(balancer.members()) == {"d1"}
+    ok("replica", "stop", *base, "--id", "s1")
+    assert "load balancer stopped" in ok("lb", "down", *base)
+    assert json.loads(ok("lb", "status", *base, "--json"))["running"] is False

@@ -1,0 +1,149 @@
+"""The HAProxy load balancer: runtime membership, traffic through it, stats, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from reconciler.sandbox import processes, replicas
+from reconciler.sandbox.errors import SandboxError
+from reconciler.sandbox.haproxy import HAProxyLB, render_config
+from tests.sandbox.conftest import requires_haproxy
+
+
+@pytest.fixture
+def lb(state_dir: Path) -> Iterator[HAProxyLB]:
+    balancer = HAProxyLB(state_dir, processes.free_port())
+    assert balancer.up() is True
+    try:
+        yield balancer
+    finally:
+        balancer.down()
+
+
+def _post(lb: HAProxyLB) -> requests.Response:
+    return requests.post(
+        f"http://127.0.0.1:{lb.port}/v1/completions", json={"prompt": "hi"}, timeout=5
+    )
+
+
+def _launch(state_dir: Path, *ids: str, cold_start: float = 0.0) -> dict[str, tuple[str, int]]:
+    out = {}
+    for rid in ids:
+        rec = replicas.launch(state_dir, rid, "local-1a", "on_demand", cold_start_s=cold_start)
+        out[rid] = ("127.0.0.1", rec.port)
+    return out
+
+
+def test_config_has_the_frontend_backend_checks_and_admin_socket(tmp_path: Path) -> None:
+    cfg = render_config(18080, tmp_path / "haproxy.sock")
+    assert "bind 127.0.0.1:18080" in cfg
+    assert "backend replicas" in cfg
+    assert "option httpchk GET /health" in cfg
+    assert f"stats socket {tmp_path / 'haproxy.sock'} mode 600 level admin" in cfg
+    assert "timeout connect" in cfg and "timeout server" in cfg
+
+
+def test_missing_haproxy_is_a_clear_error(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(SandboxError, match=r"HAProxy is not installed: run `apt-get install"):
+        HAProxyLB(state_dir, 18080).up()
+
+
+@requires_haproxy
+def test_a_port_in_use_is_a_one_line_error_naming_the_port(state_dir: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SandboxError, match=f"port {port} .*already in use") as err:
+            HAProxyLB(state_dir, port).up()
+    assert "\n" not in str(err.value)
+
+
+@requires_haproxy
+def test_set_members_makes_the_backend_hold_exactly_the_given_servers(
+    state_dir: Path, lb: HAProxyLB
+) -> None:
+    servers = _launch(state_dir, "r1", "r2", "r3")
+    assert lb.up() is False  # idempotent
+    assert lb.members() == {}
+    added, removed = lb.set_members({k: servers[k] for k in ("r1", "r2")})
+    assert (added, removed) == (["r1", "r2"], [])
+    assert lb.members() == {k: servers[k] for k in ("r1", "r2")}
+    added, removed = lb.set_members({k: servers[k] for k in ("r2", "r3")})
+    assert (added, removed) == (["r3"], ["r1"])
+    assert lb.members() == {k: servers[k] for k in ("r2", "r3")}
+    assert lb.set_members({k: servers[k] for k in ("r2", "r3")}) == ([], [])
+    # A server whose address changed is replaced.
+    moved = {"r2": servers["r2"], "r3": servers["r1"]}
+    assert lb.set_members(moved) == (["r3"], ["r3"])
+    assert lb.members() == moved
+    assert lb.set_members({}) == ([], ["r2", "r3"])
+    assert lb.members() == {}
+
+
+@requires_haproxy
+def test_requests_through_haproxy_reach_replicas_and_show_in_stats(
+    state_dir: Path, lb: HAProxyLB
+) -> None:
+    servers = _launch(state_dir, "r1", "r2")
+    lb.set_members(servers)
+    assert lb.wait_until_up(["r1", "r2"])
+    served = [_post(lb) for _ in range(10)]
+    assert all(r.status_code == 200 for r in served)
+    assert {r.headers["X-Replica-Id"] for r in served} == {"r1", "r2"}
+    stats = lb.server_stats()
+    assert stats["r1"].req_tot + stats["r2"].req_tot == 10
+    assert stats["r1"].req_tot > 0 and stats["r2"].req_tot > 0
+    assert lb.requests_total() == 10
+    assert lb.request_rate() >= 0
+
+
+@requires_haproxy
+def test_a_replica_in_its_cold_start_gets_no_traffic(state_dir: Path, lb: HAProxyLB) -> None:
+    warm = _launch(state_dir, "warm")
+    cold = _launch(state_dir, "cold", cold_start=30)
+    lb.set_members({**warm, **cold})
+    assert lb.wait_until_up(["warm"])
+    served = [_post(lb) for _ in range(6)]
+    assert [r.status_code for r in served] == [200] * 6
+    assert {r.headers["X-Replica-Id"] for r in served} == {"warm"}
+    assert lb.server_stats()["cold"].status.startswith("DOWN")
+
+
+@requires_haproxy
+def test_restart_rebuilds_the_membership(state_dir: Path, lb: HAProxyLB) -> None:
+    servers = _launch(state_dir, "r1", "r2")
+    lb.set_members(servers)
+    pid = lb.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while lb.is_running() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not lb.is_running()
+    with pytest.raises(SandboxError, match="not running"):
+        lb.set_members(servers)
+    assert lb.ensure_running() is True
+    assert lb.members() == servers
+    assert lb.ensure_running() is False
+    assert lb.wait_until_up(["r1", "r2"])
+    assert _post(lb).status_code == 200
+
+
+@requires_haproxy
+def test_down_stops_haproxy_and_forgets_members(state_dir: Path, lb: HAProxyLB) -> None:
+    lb.set_members(_launch(state_dir, "r1"))
+    pid = lb.pid()
+    assert lb.down() is True
+    assert pid is not None and not processes.is_alive(pid, [str(lb.cfg_path)])
+    assert lb.down() is False
+    assert lb.desired_members() == {}
