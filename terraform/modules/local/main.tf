@@ -1,0 +1,86 @@
+# The local sandbox cloud: replicas are real local processes in named zones, the load balancer
+# is a real HAProxy. Values reach the provisioners through `environment` and are expanded inside
+# double quotes by the shell, so no input can inject a command.
+
+locals {
+  common_env = {
+    HEDGEFORM_BIN = var.hedgeform_bin
+    SANDBOX_DIR   = var.sandbox_dir
+  }
+}
+
+resource "null_resource" "replica" {
+  for_each = var.replicas
+
+  # Every attribute the destroy provisioner needs must live in triggers (it can only read self).
+  triggers = {
+    service       = var.service
+    replica_id    = each.key
+    zone          = each.value.zone
+    market        = each.value.market
+    hedgeform_bin = var.hedgeform_bin
+    sandbox_dir   = var.sandbox_dir
+  }
+
+  provisioner "local-exec" {
+    command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\""
+    environment = merge(local.common_env, {
+      REPLICA_ID = each.key
+      ZONE       = each.value.zone
+      MARKET     = each.value.market
+      COLD_START = tostring(var.cold_start_seconds)
+      LATENCY_MS = tostring(var.latency_ms)
+    })
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "\"$HEDGEFORM_BIN\" sandbox replica stop --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\""
+    environment = {
+      HEDGEFORM_BIN = self.triggers.hedgeform_bin
+      SANDBOX_DIR   = self.triggers.sandbox_dir
+      REPLICA_ID    = self.triggers.replica_id
+    }
+  }
+}
+
+# HAProxy itself: replaced only when its port or directory changes.
+resource "null_resource" "load_balancer" {
+  count = var.load_balancer == null ? 0 : 1
+
+  triggers = {
+    port          = tostring(var.load_balancer.port)
+    hedgeform_bin = var.hedgeform_bin
+    sandbox_dir   = var.sandbox_dir
+  }
+
+  provisioner "local-exec" {
+    command     = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\" --health-path \"$HEALTH_PATH\""
+    environment = merge(local.common_env, { LB_PORT = tostring(var.load_balancer.port), HEALTH_PATH = var.readiness_path })
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "\"$HEDGEFORM_BIN\" sandbox lb down --state-dir \"$SANDBOX_DIR\""
+    environment = {
+      HEDGEFORM_BIN = self.triggers.hedgeform_bin
+      SANDBOX_DIR   = self.triggers.sandbox_dir
+    }
+  }
+}
+
+# The target group: set through HAProxy's runtime API, so a change never restarts HAProxy.
+resource "null_resource" "target_group" {
+  count = var.load_balancer == null ? 0 : 1
+
+  triggers = {
+    members = join(",", sort(var.load_balancer.members))
+    epoch   = var.load_balancer.epoch
+    lb      = null_resource.load_balancer[0].id
+  }
+
+  provisioner "local-exec" {
+    command     = "\"$HEDGEFORM_BIN\" sandbox lb set-members --state-dir \"$SANDBOX_DIR\" --members \"$MEMBERS\""
+    environment = merge(local.common_env, { MEMBERS = join(",", sort(var.load_balancer.members)) })
+  }
+}

@@ -1,0 +1,74 @@
+variable "service" {
+  description = "Service name (services/<service>.yaml); labels every replica."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.service))
+    error_message = "The service name must match ^[a-z0-9][a-z0-9-]{0,62}$."
+  }
+}
+
+variable "stack" {
+  description = "This stack's name: a sandbox region (e.g. local-1) or `front` for the load balancer."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.stack))
+    error_message = "The stack name must match ^[a-z0-9][a-z0-9-]{0,62}$."
+  }
+}
+
+variable "hedgeform_bin" {
+  description = "Absolute path of the hedgeform executable the provisioners call."
+  type        = string
+}
+
+variable "sandbox_dir" {
+  description = "Absolute path of the sandbox cloud's state directory (replica records, market, HAProxy)."
+  type        = string
+}
+
+variable "replicas" {
+  description = "Replicas of this region, keyed by replica id: the zone and market (spot or on_demand) of each."
+  type = map(object({
+    zone   = string
+    market = string
+  }))
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for id, r in var.replicas :
+      can(regex("^[a-z0-9][a-z0-9-]{0,62}$", id)) && can(regex("^[a-z0-9][a-z0-9-]{0,62}$", r.zone)) && contains(["spot", "on_demand"], r.market)
+    ])
+    error_message = "Replica ids and zones must match ^[a-z0-9][a-z0-9-]{0,62}$ and market must be spot or on_demand."
+  }
+}
+
+variable "cold_start_seconds" {
+  description = "Seconds a sandbox replica takes before its readiness probe answers 200."
+  type        = number
+  default     = 3
+}
+
+variable "latency_ms" {
+  description = "Added latency of each completion request, in milliseconds."
+  type        = number
+  default     = 20
+}
+
+variable "readiness_path" {
+  description = "HTTP path of the readiness probe (the service's readiness_probe.path)."
+  type        = string
+  default     = "/health"
+}
+
+variable "load_balancer" {
+  description = "The HAProxy load balancer, in the `front` stack only: its port, the replica ids in its backend (the target group: exactly the ready replicas) and the epoch of the running HAProxy (a restart changes it, which re-adds the members)."
+  type = object({
+    port    = number
+    members = list(string)
+    epoch   = string
+  })
+  default = null
+}
