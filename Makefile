@@ -11,7 +11,13 @@ SERVICE ?= llama
 TRACES ?= ../shared/traces/spothedge/AWS1 ../shared/traces/spothedge/AWS2 ../shared/traces/spothedge/AWS3 ../shared/traces/spothedge/GCP1
 BACKTEST_ARGS ?=
 
-.PHONY: setup test check lint typecheck layering backtest bench clean help
+.PHONY: setup test check lint typecheck layering backtest bench clean help plan apply status destroy service-name
+
+# SERVICE names services/<SERVICE>.yaml and becomes paths and arguments: refuse anything but a
+# plain name before any shell sees it (pure make: strip the allowed characters, expect nothing).
+NAME_CHARS := a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 -
+SERVICE_REST := $(SERVICE)
+$(foreach c,$(NAME_CHARS),$(eval SERVICE_REST := $(subst $(c),,$(SERVICE_REST))))
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -50,6 +56,21 @@ backtest: setup ## replay the four SpotHedge traces through every policy
 bench: setup ## run the benchmarks under bench/
 	$(BIN)/python bench/bench_backtest.py
 	$(BIN)/python bench/bench_optimal.py
+
+service-name:
+	$(if $(strip $(SERVICE_REST))$(if $(SERVICE),,empty),$(error SERVICE must be a plain name of lowercase letters, digits and '-' (services/<SERVICE>.yaml)))
+
+plan: setup service-name ## decide and plan every stack of SERVICE; writes state/SERVICE/plans/<time>.md
+	$(BIN)/hedgeform plan $(SERVICE)
+
+apply: setup service-name ## reconcile SERVICE on the local sandbox cloud and print its endpoint
+	$(BIN)/hedgeform apply $(SERVICE)
+
+status: setup service-name ## SERVICE's endpoint, target and replicas
+	$(BIN)/hedgeform status $(SERVICE)
+
+destroy: setup service-name ## destroy SERVICE's stacks; no process or HAProxy server is left
+	$(BIN)/hedgeform destroy $(SERVICE)
 
 clean: ## remove the virtualenv and caches (keeps state/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

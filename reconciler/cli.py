@@ -17,10 +17,11 @@ def main() -> None:
 
 def _register() -> None:
     from reconciler.backtest.command import backtest
+    from reconciler.engine.commands import apply, destroy, plan, status
     from reconciler.sandbox.cli import sandbox
 
-    main.add_command(backtest)
-    main.add_command(sandbox)
+    for command in (backtest, plan, apply, status, destroy, sandbox):
+        main.add_command(command)
 
 
 _register()

@@ -163,6 +163,8 @@ class CliTerraformRunner:
         result = self._run("plan", argv)
         if result.returncode not in (0, 2):
             raise self._error(PlanError, "plan", result)
+        if result.returncode == 0:  # nothing to change: skip `show` (a process per stack)
+            return PlanResult(False, plan_path, {"resource_changes": []})
         shown = self._run("show", self._argv.cmd("show", str(plan_path), json=IsFlagged))
         if shown.returncode != 0:
             raise self._error(PlanError, "show", shown)

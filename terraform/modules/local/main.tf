@@ -55,8 +55,8 @@ resource "null_resource" "load_balancer" {
   }
 
   provisioner "local-exec" {
-    command     = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\" --health-path \"$HEALTH_PATH\""
-    environment = merge(local.common_env, { LB_PORT = tostring(var.load_balancer.port), HEALTH_PATH = var.readiness_path })
+    command     = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\""
+    environment = merge(local.common_env, { LB_PORT = tostring(var.load_balancer.port) })
   }
 
   provisioner "local-exec" {
@@ -79,8 +79,10 @@ resource "null_resource" "target_group" {
     lb      = null_resource.load_balancer[0].id
   }
 
+  # MEMBERS is expanded unquoted on purpose, to split into one argument per id: the ids are
+  # validated ([a-z0-9-] only), so word splitting cannot produce anything else.
   provisioner "local-exec" {
-    command     = "\"$HEDGEFORM_BIN\" sandbox lb set-members --state-dir \"$SANDBOX_DIR\" --members \"$MEMBERS\""
-    environment = merge(local.common_env, { MEMBERS = join(",", sort(var.load_balancer.members)) })
+    command     = "\"$HEDGEFORM_BIN\" sandbox lb set-members --state-dir \"$SANDBOX_DIR\" $MEMBERS"
+    environment = merge(local.common_env, { MEMBERS = join(" ", sort(var.load_balancer.members)) })
   }
 }

@@ -57,12 +57,6 @@ variable "latency_ms" {
   default     = 20
 }
 
-variable "readiness_path" {
-  description = "HTTP path of the readiness probe (the service's readiness_probe.path)."
-  type        = string
-  default     = "/health"
-}
-
 variable "load_balancer" {
   description = "The HAProxy load balancer, in the `front` stack only: its port, the replica ids in its backend (the target group: exactly the ready replicas) and the epoch of the running HAProxy (a restart changes it, which re-adds the members)."
   type = object({
@@ -71,4 +65,9 @@ variable "load_balancer" {
     epoch   = string
   })
   default = null
+
+  validation {
+    condition     = var.load_balancer == null ? true : alltrue([for m in var.load_balancer.members : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", m))])
+    error_message = "Load balancer members must be replica ids matching ^[a-z0-9][a-z0-9-]{0,62}$."
+  }
 }

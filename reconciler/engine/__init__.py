@@ -1,0 +1,1 @@
+"""The reconcile loop's edge: observe, decide (pure policy), render, plan, apply, record."""

@@ -1,0 +1,235 @@
+"""`hedgeform plan|apply|status|destroy SERVICE` on the local sandbox cloud."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from reconciler.engine.paths import BadNameError, ServicePaths
+from reconciler.engine.reconcile import PassResult, ReconcileError, Reconciler, service_lock
+from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.engine.state_store import StateError, load_record
+from reconciler.engine.tfstate import TfStateError
+from reconciler.policy import POLICIES, ReplicaState
+from reconciler.sandbox import market_daemon, replicas
+from reconciler.sandbox.errors import SandboxError
+from reconciler.sandbox.haproxy import HAProxyLB
+from reconciler.spec import SpecError, load_spec
+from reconciler.stacks import FRONT
+from reconciler.terraform.errors import TerraformError
+
+USER_ERRORS = (
+    SpecError,
+    BadNameError,
+    ReconcileError,
+    StateError,
+    TfStateError,
+    SandboxError,
+    TerraformError,
+)
+
+
+def _reconciler(service: str, policy: str, lb_port: int | None, root: Path | None) -> Reconciler:
+    paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+    spec = load_spec(paths.spec_file)
+    settings = SandboxSettings.from_env(lb_port=lb_port)  # type: ignore[arg-type]
+    return Reconciler(paths, spec, settings, policy=policy)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+service_arg = click.argument("service")
+policy_opt = click.option(
+    "--policy",
+    type=click.Choice(sorted(POLICIES)),
+    default="hedgeform",
+    show_default=True,
+    help="Placement policy.",
+)
+port_opt = click.option(
+    "--lb-port", type=int, default=None, help="Load balancer port [env HEDGEFORM_LB_PORT; 30001]."
+)
+root_opt = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    hidden=True,
+    help="Project root (tests).",
+)
+
+
+def _print_pass(result: PassResult, verbose: bool = True) -> None:
+    for outcome in result.outcomes:
+        for rid, (kind, message) in sorted(outcome.launch_failures.items()):
+            click.echo(f"launch {rid} failed ({kind.value}): {message}")
+    for outcome in result.failed:
+        click.echo(f"error: {outcome.error}", err=True)
+    if verbose:
+        click.echo(result.summary_line)
+        if result.plan_file:
+            click.echo(f"plan diff: {result.plan_file}")
+    if result.orphans:
+        click.echo(
+            f"warning: replica processes unknown to Terraform: {', '.join(result.orphans)}",
+            err=True,
+        )
+
+
+@click.command("plan")
+@service_arg
+@policy_opt
+@port_opt
+@root_opt
+def plan(service: str, policy: str, lb_port: int | None, root: Path | None) -> None:
+    """Decide and plan every stack of SERVICE without changing anything.
+
+    Writes a markdown plan diff (counts of create/update/delete, replacements with why,
+    grouped by stack and market, load-balancer membership changes, the raw plan collapsed)
+    to state/SERVICE/plans/<timestamp>.md for review.
+    """
+    try:
+        rec = _reconciler(service, policy, lb_port, root)
+        with service_lock(rec.paths):
+            result = rec.run_pass(apply=False)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+    _print_pass(result)
+    for reason in result.decision.reasons:
+        click.echo(f"  {reason}")
+    if result.failed:
+        raise SystemExit(1)
+
+
+@click.command("apply")
+@service_arg
+@policy_opt
+@port_opt
+@root_opt
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Keep reconciling until new replicas are ready and in the load balancer.",
+)
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait at most.")
+@click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
+def apply(
+    service: str,
+    policy: str,
+    lb_port: int | None,
+    root: Path | None,
+    wait: bool,
+    timeout: float,
+    wait_lock: bool,
+) -> None:
+    """Reconcile SERVICE once: observe -> decide -> render -> plan -> apply the saved plan ->
+    record; then print the endpoint and the replicas.
+
+    With --wait (the default) it reconciles again every second until the replicas it
+    launched are ready and in the load balancer, or --timeout passes.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        rec = _reconciler(service, policy, lb_port, root)
+        with service_lock(rec.paths, wait=wait_lock):
+            passes = 0
+            while True:
+                result = rec.run_pass(apply=True)
+                passes += 1
+                _print_pass(result)
+                steady = not result.changed and not result.decision.launches
+                starting = [r for r in _current_states(rec) if r[3] in ("STARTING", "PROVISIONING")]
+                if result.failed or not wait or (steady and not starting):
+                    break
+                if time.monotonic() > deadline:
+                    click.echo(f"still converging after {timeout:.0f} s; run apply again later")
+                    break
+                time.sleep(1.0)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+    _print_status(rec)
+    if result.failed:
+        raise SystemExit(1)
+
+
+def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
+    """(id, zone, market, state, in LB) for every replica Terraform manages."""
+    record = load_record(rec.paths.memory_file)
+    seen = {p[0] for p in record.memory.recent_preemptions}
+    observed = rec.cloud.observe(rec.spec, rec.managed(), seen, time.time())
+    members = rec.cloud.lb_members() or set()
+    return [
+        (r.id, r.zone, r.market.value, r.state.value, r.id in members)
+        for r in sorted(observed.replicas, key=lambda r: r.id)
+    ]
+
+
+def _print_status(rec: Reconciler) -> None:
+    rows = _current_states(rec)
+    record = load_record(rec.paths.memory_file)
+    ready = sum(1 for r in rows if r[3] == ReplicaState.READY.value)
+    target = record.memory.target
+    click.echo(f"endpoint: http://127.0.0.1:{rec.settings.lb_port}")
+    click.echo(f"target: {target if target is not None else '-'}   ready: {ready}")
+    if not rows:
+        click.echo("no replicas")
+        return
+    click.echo(f"{'replica':<24} {'zone':<10} {'market':<10} {'state':<12} in LB")
+    for rid, zone, market, state, in_lb in rows:
+        click.echo(f"{rid:<24} {zone:<10} {market:<10} {state:<12} {'yes' if in_lb else 'no'}")
+
+
+@click.command("status")
+@service_arg
+@port_opt
+@root_opt
+def status(service: str, lb_port: int | None, root: Path | None) -> None:
+    """Show SERVICE's endpoint, target and replicas (zone, market, state, load balancer)."""
+    try:
+        rec = _reconciler(service, "hedgeform", lb_port, root)
+        _print_status(rec)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+
+
+@click.command("destroy")
+@service_arg
+@port_opt
+@root_opt
+@click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
+def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: bool) -> None:
+    """Destroy every stack of SERVICE and stop its sandbox cloud: no replica process, no
+    HAProxy server, no market daemon is left behind."""
+    try:
+        rec = _reconciler(service, "hedgeform", lb_port, root)
+        errors: list[str] = []
+        with service_lock(rec.paths, wait=wait_lock):
+            order = [FRONT, *[s for s in rec.stack_names if s != FRONT]]
+            for stack in order:
+                var_file = rec.paths.stack_dir(stack) / "terraform.tfvars.json"
+                if not var_file.exists():
+                    continue
+                try:
+                    rec.runner(stack).destroy(var_file)
+                    click.echo(f"destroyed stack {stack}")
+                except TerraformError as exc:
+                    errors.append(str(exc))
+            sandbox = rec.paths.sandbox_dir
+            if sandbox.exists():
+                stopped = replicas.stop_all(sandbox)
+                if stopped:
+                    click.echo(f"stopped leftover replicas: {', '.join(stopped)}")
+                HAProxyLB(sandbox).down()
+                market_daemon.stop(sandbox)
+            rec.paths.memory_file.unlink(missing_ok=True)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+    for line in errors:
+        click.echo(f"error: {line}", err=True)
+    if errors:
+        raise SystemExit(1)
+    click.echo(f"{service}: nothing left running")

@@ -1,0 +1,63 @@
+"""Where a service's files live; every name that becomes a path is validated here first."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class BadNameError(ValueError):
+    """A service or stack name that is not a plain name."""
+
+
+def check_name(value: str, what: str = "service") -> str:
+    if not NAME_RE.match(value):
+        raise BadNameError(
+            f"{what} name {value!r} is not a plain name: use lowercase letters, digits and '-' "
+            "(^[a-z0-9][a-z0-9-]{0,62}$)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class ServicePaths:
+    root: Path
+    service: str
+
+    @classmethod
+    def for_service(cls, service: str, root: Path = PROJECT_ROOT) -> ServicePaths:
+        return cls(root, check_name(service))
+
+    @property
+    def spec_file(self) -> Path:
+        return self.root / "services" / f"{self.service}.yaml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state" / self.service
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.state_dir / "sandbox"
+
+    @property
+    def plans_dir(self) -> Path:
+        return self.state_dir / "plans"
+
+    @property
+    def memory_file(self) -> Path:
+        return self.state_dir / "reconciler.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / ".reconcile.lock"
+
+    def stack_dir(self, stack: str) -> Path:
+        return self.state_dir / check_name(stack, "stack")
+
+    def module_dir(self, cloud: str) -> Path:
+        return self.root / "terraform" / "modules" / check_name(cloud, "cloud")

@@ -1,0 +1,381 @@
+"""One reconcile: observe -> decide (pure policy) -> render -> plan -> apply the saved plan ->
+record. Level-triggered: every pass recomputes from what Terraform and the cloud report now.
+
+Stacks are planned in parallel; a stack whose Terraform fails is reported with its name and
+Terraform's message and the others go on. The front stack (load balancer) applies first, so a
+replica leaves the target group before its region stack destroys it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.engine.paths import ServicePaths
+from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings, request_rate
+from reconciler.engine.state_store import Record, load_record, save_record
+from reconciler.engine.tfstate import ManagedReplica, managed_replicas, state_resources
+from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
+from reconciler.policy import (
+    DEFAULT_POLICY,
+    Decision,
+    FailureKind,
+    LaunchResult,
+    Market,
+    Signals,
+    decide,
+)
+from reconciler.rendering import render_tfvars, write_atomic, write_tfvars
+from reconciler.spec import ServiceSpec
+from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
+from reconciler.terraform.errors import TerraformError
+from reconciler.terraform.runner import RunnerConfig, TerraformRunner, runner_for
+
+RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
+REPLICA_RE = re.compile(r'null_resource\.replica\["(?P<id>[a-z0-9-]+)"\]')
+CAPACITY_MARKERS = ("InsufficientInstanceCapacity",)
+BLOCK_RE = re.compile(r"(?m)^[\s│╷]*Error: ")  # an error block starts a line
+
+
+class ReconcileError(RuntimeError):
+    """A reconcile that could not run at all; one line for the user."""
+
+
+class BusyError(ReconcileError):
+    """Another reconcile of the same service holds the lock."""
+
+
+@dataclass
+class StackOutcome:
+    stack: str
+    summary: StackSummary | None = None
+    changed: bool = False
+    applied: bool = False
+    error: TerraformError | None = None
+    launch_failures: dict[str, tuple[FailureKind, str]] = field(default_factory=dict)
+
+
+@dataclass
+class PassResult:
+    decision: Decision
+    outcomes: list[StackOutcome]
+    plan_file: Path | None
+    summary_line: str
+    endpoint: str
+    durations: dict[str, float] = field(default_factory=dict)
+    orphans: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(o.changed for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[StackOutcome]:
+        return [o for o in self.outcomes if o.error is not None]
+
+
+def default_runner_factory(root: Path, config: RunnerConfig) -> RunnerFactory:
+    def make(stack: str, stack_dir: Path, module_dir: Path) -> TerraformRunner:
+        return runner_for(root, stack_dir, module_dir, name=stack, config=config)
+
+    return make
+
+
+@contextlib.contextmanager
+def service_lock(paths: ServicePaths, wait: bool = False) -> Iterator[None]:
+    """One reconcile per service at a time (Terraform's own state lock guards each stack)."""
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock_file, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise BusyError(
+                f"another reconcile of {paths.service} is running (lock {paths.lock_file}); "
+                "it exits when done, or pass --wait to wait for it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        paths: ServicePaths,
+        spec: ServiceSpec,
+        settings: SandboxSettings,
+        *,
+        policy: str = DEFAULT_POLICY,
+        runner_factory: RunnerFactory | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.paths = paths
+        self.spec = spec
+        self.settings = settings
+        self.policy = policy
+        self.clock = clock
+        self.cloud = SandboxCloud(paths.sandbox_dir, settings)
+        self.runner_factory = runner_factory or default_runner_factory(
+            paths.root, RunnerConfig(lock_timeout_s=30, sigint_grace_s=10)
+        )
+        self.regions = zone_regions(spec)
+        if not self.regions:
+            raise ReconcileError(
+                f"{paths.spec_file}: the local sandbox needs zones: list them under "
+                "resources.any_of with cloud: local, region and zone"
+            )
+        clouds = {cloud for cloud, _ in self.regions.values()}
+        if clouds != {"local"}:
+            raise ReconcileError(
+                f"{paths.spec_file}: this command drives the local sandbox cloud; the spec "
+                f"names {', '.join(sorted(clouds))} (see docs/clouds.md)"
+            )
+        self.hedgeform_bin = self._hedgeform_bin()
+        self._runners: dict[str, TerraformRunner] = {}
+
+    # -- stacks ----------------------------------------------------------------------------
+
+    @property
+    def stack_names(self) -> list[str]:
+        return [*sorted({region for _, region in self.regions.values()}), FRONT]
+
+    def runner(self, stack: str) -> TerraformRunner:
+        if stack not in self._runners:
+            self._runners[stack] = self.runner_factory(
+                stack, self.paths.stack_dir(stack), self.paths.module_dir("local")
+            )
+        return self._runners[stack]
+
+    def managed(self) -> list[ManagedReplica]:
+        out: list[ManagedReplica] = []
+        for stack in self.stack_names[:-1]:
+            out.extend(managed_replicas(self.paths.stack_dir(stack)))
+        return out
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def run_pass(self, *, apply: bool) -> PassResult:
+        """One reconcile; `apply=False` plans and writes the plan diff but changes nothing."""
+        t0 = time.perf_counter()
+        durations: dict[str, float] = {}
+        record = load_record(self.paths.memory_file)
+        now = self.clock()
+        self.cloud.ensure_up(now)
+        managed = self.managed()
+        notices, cursor = self.cloud.notices(record.notice_cursor)
+        seen = {p[0] for p in record.memory.recent_preemptions}
+        preempted = seen | {n.replica_id for n in notices if n.kind.value == "preempted"}
+        observed = self.cloud.observe(self.spec, managed, preempted, now)
+        qps, samples = request_rate(record.request_samples, now, self.cloud.requests_total())
+        signals = Signals(
+            qps=qps,
+            qps_at=now if qps is not None else None,
+            notices=tuple(notices),
+            launch_results=record.launch_results,
+        )
+        durations["observe_s"] = time.perf_counter() - t0
+
+        decision = decide(self.spec, observed, signals, record.memory, now, self.policy)
+        epoch = record.lb_epoch
+        live_members = self.cloud.lb_members()
+        applied_members = self._applied_members()
+        if applied_members is not None and live_members != applied_members:
+            epoch += 1  # HAProxy restarted or lost servers: make Terraform re-add the members
+
+        t1 = time.perf_counter()
+        var_files = self._render(decision, epoch)
+        outcomes = self._plan_all(var_files)
+        durations["plan_s"] = time.perf_counter() - t1
+        summaries = [o.summary for o in outcomes if o.summary is not None]
+        plan_file = self._write_plan_doc(summaries, outcomes, now)
+
+        results: tuple[LaunchResult, ...] = ()
+        if apply:
+            t2 = time.perf_counter()
+            self._apply_all(outcomes)
+            durations["apply_s"] = time.perf_counter() - t2
+            results = self._launch_results(decision, outcomes)
+            save_record(
+                self.paths.memory_file,
+                Record(
+                    memory=decision.memory,
+                    notice_cursor=cursor,
+                    launch_results=results,
+                    request_samples=samples,
+                    last_tick=now,
+                    lb_epoch=epoch,
+                ),
+            )
+        durations["total_s"] = time.perf_counter() - t0
+        return PassResult(
+            decision=decision,
+            outcomes=outcomes,
+            plan_file=plan_file,
+            summary_line=one_line(summaries),
+            endpoint=f"http://127.0.0.1:{self.settings.lb_port}",
+            durations=durations,
+            orphans=self.cloud.orphans({m.id for m in self.managed()}),
+        )
+
+    def _render(self, decision: Decision, epoch: int) -> dict[str, Path]:
+        stopped = {t.replica_id for t in decision.terminations}
+        kept: list[StackReplica] = [
+            StackReplica(m.id, m.zone, Market(m.market))
+            for m in self.managed()
+            if m.id not in stopped and not m.tainted
+        ]
+        kept += [StackReplica(x.replica_id, x.zone, x.market) for x in decision.launches]
+        common = {
+            "service": self.spec.name,
+            "hedgeform_bin": str(self.hedgeform_bin),
+            "sandbox_dir": str(self.paths.sandbox_dir.resolve()),
+            "cold_start_seconds": self.settings.cold_start_s,
+            "latency_ms": self.settings.latency_ms,
+        }
+        files: dict[str, Path] = {}
+        for stack in region_stacks(self.regions, kept):
+            variables = render_tfvars(
+                "local.tfvars.json.j2",
+                {**common, "stack": stack.name, "replicas": replica_map(stack.replicas),
+                 "load_balancer": None},
+            )  # fmt: skip
+            files[stack.name] = write_tfvars(self.paths.stack_dir(stack.name), variables)
+        kept_ids = {r.id for r in kept}
+        members = sorted(m for m in decision.lb_members if m in kept_ids)
+        lb = {"port": self.settings.lb_port, "members": members, "epoch": str(epoch)}
+        variables = render_tfvars(
+            "local.tfvars.json.j2",
+            {**common, "stack": FRONT, "replicas": {}, "load_balancer": lb},
+        )
+        files[FRONT] = write_tfvars(self.paths.stack_dir(FRONT), variables)
+        return files
+
+    def _plan_all(self, var_files: Mapping[str, Path]) -> list[StackOutcome]:
+        def plan(stack: str) -> StackOutcome:
+            outcome = StackOutcome(stack)
+            try:
+                result = self.runner(stack).plan(var_files[stack])
+            except TerraformError as exc:
+                outcome.error = exc
+                return outcome
+            outcome.changed = result.changed
+            outcome.summary = summarize_stack(stack, result.json)
+            self._plan_json[stack] = result.json
+            return outcome
+
+        self._plan_json: dict[str, Any] = {}
+        with ThreadPoolExecutor(max_workers=len(var_files)) as pool:
+            return list(pool.map(plan, sorted(var_files, key=lambda s: (s != FRONT, s))))
+
+    def _apply_all(self, outcomes: Sequence[StackOutcome]) -> None:
+        def apply(outcome: StackOutcome) -> None:
+            if outcome.error is not None or not outcome.changed:
+                return
+            runner = self.runner(outcome.stack)
+            try:
+                runner.apply_saved_plan(self.paths.stack_dir(outcome.stack) / "hedgeform.tfplan")
+                outcome.applied = True
+            except TerraformError as exc:
+                failures = launch_failures(exc.detail or exc.message)
+                outcome.launch_failures = failures
+                # Capacity errors are the spot market talking, not a broken stack: the
+                # placer learns from them next tick. Anything else is reported.
+                if not failures or any(k is not FailureKind.CAPACITY for k, _ in failures.values()):
+                    outcome.error = exc
+
+        front = [o for o in outcomes if o.stack == FRONT]
+        regions = [o for o in outcomes if o.stack != FRONT]
+        for o in front:
+            apply(o)
+        with ThreadPoolExecutor(max_workers=max(1, len(regions))) as pool:
+            list(pool.map(apply, regions))
+
+    def _launch_results(
+        self, decision: Decision, outcomes: Sequence[StackOutcome]
+    ) -> tuple[LaunchResult, ...]:
+        """What became of each launch: created, or failed with Terraform's reason."""
+        if not decision.launches:
+            return ()
+        present = {m.id: m for m in self.managed()}
+        failures: dict[str, tuple[FailureKind, str]] = {}
+        for o in outcomes:
+            failures.update(o.launch_failures)
+        results = []
+        for launch in decision.launches:
+            m = present.get(launch.replica_id)
+            if m is not None and not m.tainted:
+                results.append(LaunchResult(launch.zone, launch.market, ok=True))
+                continue
+            kind, message = failures.get(
+                launch.replica_id, (FailureKind.OTHER, "launch failed (see the apply output)")
+            )
+            results.append(LaunchResult(launch.zone, launch.market, False, kind, message))
+        return tuple(results)
+
+    def _applied_members(self) -> set[str] | None:
+        """The target group Terraform last set, from the front stack's state."""
+        for res in state_resources(self.paths.stack_dir(FRONT) / "terraform.tfstate"):
+            if res.get("name") == "target_group":
+                for inst in res.get("instances", []):
+                    members = inst.get("attributes", {}).get("triggers", {}).get("members", "")
+                    return {m for m in str(members).split(",") if m}
+        return None
+
+    def _write_plan_doc(
+        self, summaries: list[StackSummary], outcomes: Sequence[StackOutcome], now: float
+    ) -> Path | None:
+        if not any(o.changed for o in outcomes):
+            return None
+        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        text = to_markdown(self.spec.name, stamp, summaries, getattr(self, "_plan_json", {}))
+        self.paths.plans_dir.mkdir(parents=True, exist_ok=True)
+        path = self.paths.plans_dir / f"{stamp}.md"
+        write_atomic(path, text)
+        return path
+
+    def _hedgeform_bin(self) -> Path:
+        """The executable the provisioners call: this interpreter's `hedgeform`."""
+        import sys
+
+        candidate = Path(sys.executable).parent / "hedgeform"
+        if candidate.exists():
+            return candidate.resolve()
+        found = shutil.which("hedgeform")
+        if found:
+            return Path(found).resolve()
+        raise ReconcileError("cannot find the `hedgeform` executable: run `make setup`")
+
+
+def launch_failures(output: str) -> dict[str, tuple[FailureKind, str]]:
+    """Per replica id, why its create failed, from Terraform's apply output: each `Error:`
+    block names the resource (`null_resource.replica["<id>"]`) and carries the cloud's
+    message (Terraform wraps long lines, so whitespace is normalised first)."""
+    out: dict[str, tuple[FailureKind, str]] = {}
+    for block in BLOCK_RE.split(output)[1:]:
+        match = REPLICA_RE.search(block)
+        if match is None:
+            continue
+        text = " ".join(block.split())
+        kind = (
+            FailureKind.CAPACITY
+            if any(marker in text for marker in CAPACITY_MARKERS)
+            else FailureKind.OTHER
+        )
+        detail = text.split("Output: ", 1)[-1][:300]
+        out[match.group("id")] = (kind, detail)
+    return out
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "no")

@@ -1,0 +1,188 @@
+"""The local sandbox cloud seen from the reconciler: start it, observe it, read its signals.
+
+The sandbox plays the cloud's part (reconciler/sandbox): replica records stand for VMs, the
+spot market's notice feed for EventBridge/zone operations, HAProxy's statistics for the load
+balancer's request metrics. This module turns them into the policy's Observation and Signals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from reconciler.engine.tfstate import ManagedReplica
+from reconciler.policy import (
+    Market,
+    Notice,
+    NoticeKind,
+    Observation,
+    Replica,
+    ReplicaState,
+    ZoneOffer,
+)
+from reconciler.sandbox import market_daemon, replicas
+from reconciler.sandbox.errors import SandboxError
+from reconciler.sandbox.haproxy import HAProxyLB
+from reconciler.sandbox.market import NoticeFeed, SpotMarket, notices_path
+from reconciler.spec.model import ServiceSpec
+
+SPOT_PRICE = 1.0  # the sandbox's price list: on-demand costs three times spot, as in backtests
+ON_DEMAND_PRICE = 3.0
+PROBE_TIMEOUT_S = 1.0
+RATE_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How the sandbox cloud behaves; environment variables let `make` pass them through."""
+
+    speed: float = 1.0  # trace seconds per wall second
+    offset_hours: float = 0.0
+    warning_seconds: float = 30.0
+    cold_start_s: float = 3.0
+    latency_ms: float = 20.0
+    lb_port: int = 30001
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: float) -> SandboxSettings:
+        env = os.environ if env is None else env
+        base = cls()
+        values: dict[str, float] = {
+            "speed": float(env.get("HEDGEFORM_SANDBOX_SPEED", base.speed)),
+            "offset_hours": float(env.get("HEDGEFORM_SANDBOX_OFFSET_HOURS", base.offset_hours)),
+            "warning_seconds": float(env.get("HEDGEFORM_SANDBOX_WARNING", base.warning_seconds)),
+            "cold_start_s": float(env.get("HEDGEFORM_SANDBOX_COLD_START", base.cold_start_s)),
+            "latency_ms": float(env.get("HEDGEFORM_SANDBOX_LATENCY_MS", base.latency_ms)),
+            "lb_port": float(env.get("HEDGEFORM_LB_PORT", base.lb_port)),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(
+            speed=values["speed"],
+            offset_hours=values["offset_hours"],
+            warning_seconds=values["warning_seconds"],
+            cold_start_s=values["cold_start_s"],
+            latency_ms=values["latency_ms"],
+            lb_port=int(values["lb_port"]),
+        )
+
+
+def zone_offers(spec: ServiceSpec) -> tuple[ZoneOffer, ...]:
+    return tuple(
+        ZoneOffer(
+            loc.zone,
+            loc.region or loc.zone,
+            loc.cloud or "local",
+            SPOT_PRICE if spec.resources.use_spot else None,
+            ON_DEMAND_PRICE,
+        )
+        for loc in spec.resources.locations
+        if loc.zone
+    )
+
+
+class SandboxCloud:
+    def __init__(self, state_dir: Path, settings: SandboxSettings) -> None:
+        self.state_dir = state_dir
+        self.settings = settings
+        self.lb = HAProxyLB(state_dir)
+
+    def ensure_up(self, now: float) -> None:
+        """The cloud exists before any service: the spot market and its preemption daemon."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        SpotMarket.init(
+            self.state_dir,
+            now=now,
+            speed=self.settings.speed,
+            offset_s=self.settings.offset_hours * 3600,
+            warning_seconds=self.settings.warning_seconds,
+        )
+        market_daemon.start(self.state_dir)
+
+    def notices(self, cursor: int) -> tuple[list[Notice], int]:
+        raw, new_cursor = NoticeFeed(notices_path(self.state_dir)).read(cursor)
+        kinds = {"warning": NoticeKind.WARNING, "preempted": NoticeKind.PREEMPTED}
+        out = [Notice(kinds[n.kind], n.replica_id, n.zone, n.at) for n in raw if n.kind in kinds]
+        return out, new_cursor
+
+    def requests_total(self) -> int | None:
+        """The load balancer's request counter, or None while it is not running."""
+        try:
+            return self.lb.requests_total() if self.lb.is_running() else None
+        except SandboxError:
+            return None
+
+    def lb_members(self) -> set[str] | None:
+        try:
+            return set(self.lb.members()) if self.lb.is_running() else None
+        except SandboxError:
+            return None
+
+    def observe(
+        self,
+        spec: ServiceSpec,
+        managed: Iterable[ManagedReplica],
+        preempted_ids: set[str],
+        now: float,
+    ) -> Observation:
+        """Each replica Terraform manages, with its state from the sandbox and a probe."""
+        managed = list(managed)
+        records = {s.record.replica_id: s for s in replicas.list_replicas(self.state_dir)}
+        path = spec.service.readiness_probe.path
+        timeout = min(PROBE_TIMEOUT_S, spec.service.readiness_probe.timeout_seconds)
+
+        def state_of(m: ManagedReplica) -> Replica:
+            market = Market(m.market)
+            status = records.get(m.id)
+            if m.tainted:
+                return Replica(m.id, m.zone, market, ReplicaState.FAILED, now)
+            if status is None or not status.alive:
+                gone = ReplicaState.PREEMPTED if m.id in preempted_ids else ReplicaState.FAILED
+                launched = status.record.launched_at if status else now
+                return Replica(m.id, m.zone, market, gone, launched)
+            rec = status.record
+            try:
+                ok = requests.get(f"{rec.url}{path}", timeout=timeout).status_code == 200
+            except requests.RequestException:
+                ok = False
+            if ok:
+                state = ReplicaState.READY
+            elif now - rec.launched_at < spec.service.readiness_probe.initial_delay_seconds:
+                state = ReplicaState.STARTING
+            else:
+                state = ReplicaState.NOT_READY
+            return Replica(m.id, m.zone, market, state, rec.launched_at)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            observed = list(pool.map(state_of, managed))
+        return Observation(tuple(observed), zone_offers(spec))
+
+    def orphans(self, managed_ids: set[str]) -> list[str]:
+        """Replica processes running without Terraform knowing (a crash between launch and
+        Terraform saving its state)."""
+        return sorted(
+            s.record.replica_id
+            for s in replicas.list_replicas(self.state_dir)
+            if s.alive and s.record.replica_id not in managed_ids
+        )
+
+
+def request_rate(
+    samples: tuple[tuple[float, int], ...], now: float, total: int | None
+) -> tuple[float | None, tuple[tuple[float, int], ...]]:
+    """Requests per second over about the last minute, from the LB's counter sampled at each
+    tick; None until two samples at least 5 s apart exist (then the autoscaler holds)."""
+    if total is None:
+        return None, ()
+    kept = tuple(s for s in samples if now - s[0] <= 2 * RATE_WINDOW_S and s[1] <= total)
+    kept = (*kept, (now, total))
+    older = [s for s in kept if now - s[0] >= RATE_WINDOW_S]
+    base = max(older, key=lambda s: s[0]) if older else kept[0]
+    span = now - base[0]
+    if span < 5.0:
+        return None, kept
+    return (total - base[1]) / span, kept
