@@ -141,9 +141,7 @@ def apply(
                 result = rec.run_pass(apply=True)
                 passes += 1
                 _print_pass(result)
-                steady = not result.changed and not result.decision.launches
-                starting = [r for r in _current_states(rec) if r[3] in ("STARTING", "PROVISIONING")]
-                if result.failed or not wait or (steady and not starting):
+                if result.failed or not wait or _settled(rec, result):
                     break
                 if time.monotonic() > deadline:
                     click.echo(f"still converging after {timeout:.0f} s; run apply again later")
@@ -154,6 +152,20 @@ def apply(
     _print_status(rec)
     if result.failed:
         raise SystemExit(1)
+
+
+def _settled(rec: Reconciler, result: PassResult) -> bool:
+    """Nothing left for `apply` to wait for: no replica is starting, and the target group
+    holds exactly the ready replicas, at least the target. (Retrying spot in zones without
+    capacity is the periodic loop's job, not a reason to keep this command running.)"""
+    rows = _current_states(rec)
+    if any(state in ("STARTING", "PROVISIONING") for _, _, _, state, _ in rows):
+        return False
+    if not result.changed and not result.decision.launches:
+        return True
+    ready = {rid for rid, _, _, state, _ in rows if state == ReplicaState.READY.value}
+    in_lb = {rid for rid, _, _, _, member in rows if member}
+    return ready == in_lb and len(ready) >= result.decision.target
 
 
 def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:

@@ -1,0 +1,44 @@
+"""A throwaway project root for end-to-end runs on the local sandbox cloud.
+
+The root links the repository's Terraform modules and pinned tools and holds its own
+`services/` and `state/`, so a test never touches the developer's state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.sandbox import market_daemon, replicas
+from reconciler.sandbox.haproxy import HAProxyLB
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def sandbox_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (make setup installs it when run as root)")
+    if not (REPO / ".tools" / "bin" / "terraform").exists():
+        pytest.skip("the pinned Terraform is not installed: run make setup")
+    root = tmp_path_factory.mktemp("root")
+    (root / "services").mkdir()
+    shutil.copy(REPO / "services" / "llama.yaml", root / "services" / "llama.yaml")
+    (root / "terraform").symlink_to(REPO / "terraform")
+    (root / ".tools").symlink_to(REPO / ".tools")
+    yield root
+    sandbox = root / "state" / "llama" / "sandbox"
+    if sandbox.exists():  # whatever a failed test left behind
+        replicas.stop_all(sandbox)
+        HAProxyLB(sandbox).down()
+        market_daemon.stop(sandbox)
