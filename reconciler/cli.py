@@ -2,10 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when it runs: `hedgeform sandbox ...` is called by
+    Terraform provisioners for every replica, and must not pay for numpy or the engine."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, attr = self.lazy[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+COMMANDS = {
+    "backtest": "reconciler.backtest.command:backtest",
+    "plan": "reconciler.engine.commands:plan",
+    "apply": "reconciler.engine.commands:apply",
+    "status": "reconciler.engine.commands:status",
+    "destroy": "reconciler.engine.commands:destroy",
+    "sandbox": "reconciler.sandbox.cli:sandbox",
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="hedgeform")
 def main() -> None:
     """Hedgeform: serve an AI model on spot and on-demand GPUs across zones and clouds.
@@ -13,15 +49,3 @@ def main() -> None:
     Runs the SpotHedge policy (spread spot replicas across failure domains, overprovision a
     few, fall back to on-demand while spot is gone) and applies the result with Terraform.
     """
-
-
-def _register() -> None:
-    from reconciler.backtest.command import backtest
-    from reconciler.engine.commands import apply, destroy, plan, status
-    from reconciler.sandbox.cli import sandbox
-
-    for command in (backtest, plan, apply, status, destroy, sandbox):
-        main.add_command(command)
-
-
-_register()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are built: the sandbox CLI starts faster
+    import numpy as np
 
 
 class TraceError(ValueError):
@@ -31,6 +33,8 @@ class ZoneTrace:
                 f"{self.source}: gap_seconds {self.gap_seconds} is not a multiple of the "
                 f"{tick_seconds} s tick"
             )
+        import numpy as np
+
         return np.repeat(np.asarray(self.data, dtype=np.int64), self.gap_seconds // tick_seconds)
 
 
@@ -45,6 +49,8 @@ class TraceSet:
         """A (zones x ticks) array, cut to the shortest zone so every tick has every zone."""
         rows = [z.per_tick(tick_seconds) for z in self.zones]
         length = min(len(r) for r in rows)
+        import numpy as np
+
         return np.stack([r[:length] for r in rows])
 
 

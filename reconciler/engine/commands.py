@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -132,21 +131,13 @@ def apply(
     With --wait (the default) it reconciles again every second until the replicas it
     launched are ready and in the load balancer, or --timeout passes.
     """
-    deadline = time.monotonic() + timeout
     try:
         rec = _reconciler(service, policy, lb_port, root)
         with service_lock(rec.paths, wait=wait_lock):
-            passes = 0
-            while True:
-                result = rec.run_pass(apply=True)
-                passes += 1
-                _print_pass(result)
-                if result.failed or not wait or _settled(rec, result):
-                    break
-                if time.monotonic() > deadline:
-                    click.echo(f"still converging after {timeout:.0f} s; run apply again later")
-                    break
-                time.sleep(1.0)
+            results = rec.converge(timeout if wait else 0.0, _print_pass)
+            result = results[-1]
+            if wait and not result.failed and not rec.settled(result):
+                click.echo(f"still converging after {timeout:.0f} s; run apply again later")
     except USER_ERRORS as exc:
         raise _fail(exc) from None
     _print_status(rec)
@@ -154,29 +145,12 @@ def apply(
         raise SystemExit(1)
 
 
-def _settled(rec: Reconciler, result: PassResult) -> bool:
-    """Nothing left for `apply` to wait for: no replica is starting, and the target group
-    holds exactly the ready replicas, at least the target. (Retrying spot in zones without
-    capacity is the periodic loop's job, not a reason to keep this command running.)"""
-    rows = _current_states(rec)
-    if any(state in ("STARTING", "PROVISIONING") for _, _, _, state, _ in rows):
-        return False
-    if not result.changed and not result.decision.launches:
-        return True
-    ready = {rid for rid, _, _, state, _ in rows if state == ReplicaState.READY.value}
-    in_lb = {rid for rid, _, _, _, member in rows if member}
-    return ready == in_lb and len(ready) >= result.decision.target
-
-
 def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
     """(id, zone, market, state, in LB) for every replica Terraform manages."""
-    record = load_record(rec.paths.memory_file)
-    seen = {p[0] for p in record.memory.recent_preemptions}
-    observed = rec.cloud.observe(rec.spec, rec.managed(), seen, time.time())
     members = rec.cloud.lb_members() or set()
     return [
         (r.id, r.zone, r.market.value, r.state.value, r.id in members)
-        for r in sorted(observed.replicas, key=lambda r: r.id)
+        for r in rec.current_replicas()
     ]
 
 

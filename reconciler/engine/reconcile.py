@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import os
 import re
 import shutil
@@ -32,6 +34,8 @@ from reconciler.policy import (
     FailureKind,
     LaunchResult,
     Market,
+    Replica,
+    ReplicaState,
     Signals,
     decide,
 )
@@ -44,6 +48,7 @@ from reconciler.terraform.runner import RunnerConfig, TerraformRunner, runner_fo
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
 REPLICA_RE = re.compile(r'null_resource\.replica\["(?P<id>[a-z0-9-]+)"\]')
 CAPACITY_MARKERS = ("InsufficientInstanceCapacity",)
+NOOP_MARKER = ".hedgeform-noop-plan"
 BLOCK_RE = re.compile(r"(?m)^[\s│╷]*Error: ")  # an error block starts a line
 
 
@@ -228,6 +233,45 @@ class Reconciler:
             orphans=self.cloud.orphans({m.id for m in self.managed()}),
         )
 
+    def converge(
+        self,
+        timeout_s: float,
+        on_pass: Callable[[PassResult], None] = lambda _: None,
+        poll_s: float = 0.25,
+    ) -> list[PassResult]:
+        """Reconcile until the endpoint serves: no replica starting, the target group holding
+        exactly the ready replicas, at least the target. Between passes, wait for launched
+        replicas to pass readiness (cheap probes) rather than planning again right away.
+        Retrying spot in full zones is the periodic loop's job, not a reason to keep going."""
+        deadline = time.monotonic() + timeout_s
+        results: list[PassResult] = []
+        while True:
+            result = self.run_pass(apply=True)
+            results.append(result)
+            on_pass(result)
+            if result.failed or self.settled(result) or time.monotonic() > deadline:
+                return results
+            while time.monotonic() < deadline and self._starting():
+                time.sleep(poll_s)
+
+    def current_replicas(self) -> list[Replica]:
+        record = load_record(self.paths.memory_file)
+        seen = {p[0] for p in record.memory.recent_preemptions}
+        observed = self.cloud.observe(self.spec, self.managed(), seen, self.clock())
+        return sorted(observed.replicas, key=lambda r: r.id)
+
+    def _starting(self) -> bool:
+        return any(r.state is ReplicaState.STARTING for r in self.current_replicas())
+
+    def settled(self, result: PassResult) -> bool:
+        replicas = self.current_replicas()
+        if any(r.state is ReplicaState.STARTING for r in replicas):
+            return False
+        if not result.changed and not result.decision.launches:
+            return True
+        ready = {r.id for r in replicas if r.state is ReplicaState.READY}
+        return ready == (self.cloud.lb_members() or set()) and len(ready) >= result.decision.target
+
     def _render(self, decision: Decision, epoch: int) -> dict[str, Path]:
         stopped = {t.replica_id for t in decision.terminations}
         kept: list[StackReplica] = [
@@ -264,6 +308,13 @@ class Reconciler:
     def _plan_all(self, var_files: Mapping[str, Path]) -> list[StackOutcome]:
         def plan(stack: str) -> StackOutcome:
             outcome = StackOutcome(stack)
+            stack_dir = self.paths.stack_dir(stack)
+            fingerprint = self._fingerprint(stack_dir)
+            marker = stack_dir / NOOP_MARKER
+            if marker.exists() and marker.read_text() == fingerprint:
+                outcome.summary = summarize_stack(stack, {})
+                return outcome  # same inputs, module and state as a plan that changed nothing
+            marker.unlink(missing_ok=True)
             try:
                 result = self.runner(stack).plan(var_files[stack])
             except TerraformError as exc:
@@ -272,11 +323,32 @@ class Reconciler:
             outcome.changed = result.changed
             outcome.summary = summarize_stack(stack, result.json)
             self._plan_json[stack] = result.json
+            if not result.changed:
+                write_atomic(marker, fingerprint)
             return outcome
 
         self._plan_json: dict[str, Any] = {}
         with ThreadPoolExecutor(max_workers=len(var_files)) as pool:
             return list(pool.map(plan, sorted(var_files, key=lambda s: (s != FRONT, s))))
+
+    def _fingerprint(self, stack_dir: Path) -> str:
+        """Everything a local-module plan depends on. The local module holds only
+        null_resources, which have nothing to refresh, so equal fingerprints mean an equal
+        (empty) plan; cloud modules are always planned, since the cloud can drift."""
+        digest = hashlib.sha256()
+        for path in (stack_dir / "terraform.tfvars.json", stack_dir / "terraform.tfstate"):
+            digest.update(path.read_bytes() if path.exists() else b"-")
+        digest.update(self._module_digest)
+        return digest.hexdigest()
+
+    @functools.cached_property
+    def _module_digest(self) -> bytes:
+        digest = hashlib.sha256()
+        module = self.paths.module_dir("local")
+        for path in sorted(module.rglob("*")):
+            if path.is_file() and ".terraform" not in path.parts:
+                digest.update(str(path.relative_to(module)).encode() + path.read_bytes())
+        return digest.digest()
 
     def _apply_all(self, outcomes: Sequence[StackOutcome]) -> None:
         def apply(outcome: StackOutcome) -> None:

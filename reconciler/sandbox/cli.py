@@ -16,7 +16,6 @@ import click
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB
-from reconciler.sandbox.loadgen import run_load
 from reconciler.sandbox.market import (
     DEFAULT_SPEED,
     DEFAULT_TRACE_DIR,
@@ -439,6 +438,8 @@ def lb_set_members(state_dir: Path, replica_ids: tuple[str, ...], extra: tuple[s
 def load(url: str, qps: float, duration: float, timeout: float, as_json: bool) -> None:
     """Send POST /v1/completions at a constant rate to a loopback URL and report successes,
     failures and latency percentiles."""
+    from reconciler.sandbox.loadgen import run_load  # numpy + requests: only this command
+
     result = run_load(url, qps, duration, timeout)
     if as_json:
         _echo_json(result.to_json())
