@@ -24,9 +24,10 @@ help: ## list the targets
 
 setup: $(STAMP) $(TOOLS_STAMP) ## .venv with the project and test extras, pinned Terraform in .tools (idempotent)
 
-$(TOOLS_STAMP): $(STAMP) reconciler/terraform/binaries.py scripts/ensure-haproxy.sh
+$(TOOLS_STAMP): $(STAMP) reconciler/terraform/binaries.py scripts/ensure-haproxy.sh scripts/install-checkov.sh
 	$(BIN)/python -m reconciler.terraform.binaries install --dest .tools
 	@scripts/ensure-haproxy.sh
+	scripts/install-checkov.sh
 	@touch $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml

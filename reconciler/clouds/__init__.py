@@ -1,0 +1,44 @@
+"""Real clouds (AWS, GCP, Azure): the shipped catalog and the tfvars context of a region stack.
+
+The Terraform modules under terraform/modules/{aws,gcp,azure,front} are static; everything a
+stack varies by is rendered from the context built here, so the contract tests can check the
+rendered variables against each module's variables.tf.
+"""
+
+from reconciler.clouds.catalog import (
+    AWS_DLAMI_SSM_PARAMETER,
+    DEFAULT_IMAGES,
+    REAL_CLOUDS,
+    CloudConfigError,
+    InstanceChoice,
+    check_zone,
+    instance_for,
+    zones_of,
+)
+from reconciler.clouds.stack_context import (
+    CloudSettings,
+    Origin,
+    cloud_stack_context,
+    front_stack_context,
+    secret_env_names,
+    secret_env_values,
+    template_for,
+)
+
+__all__ = [
+    "AWS_DLAMI_SSM_PARAMETER",
+    "DEFAULT_IMAGES",
+    "REAL_CLOUDS",
+    "CloudConfigError",
+    "CloudSettings",
+    "InstanceChoice",
+    "Origin",
+    "check_zone",
+    "cloud_stack_context",
+    "front_stack_context",
+    "instance_for",
+    "secret_env_names",
+    "secret_env_values",
+    "template_for",
+    "zones_of",
+]

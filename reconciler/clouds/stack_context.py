@@ -1,0 +1,211 @@
+"""The template context of one real-cloud stack (a region, or the front door).
+
+Secrets never reach a context. A name declared `null` in the spec's envs (its value comes
+from the reconciler's environment at run time) and every name from `secrets:` is a secret by
+default: it goes to `secret_env_names`, so the module creates only an empty secret container
+and the replicas fetch the value at boot. Only the remaining envs, whose values are written
+in the spec file itself, are passed as values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.clouds.catalog import (
+    DEFAULT_IMAGES,
+    REAL_CLOUDS,
+    CloudConfigError,
+    check_zone,
+    instance_for,
+    zones_of,
+)
+from reconciler.spec.model import ServiceSpec
+from reconciler.stacks import RegionStack, replica_map
+
+DEFAULT_DISK_SIZE_GB = 256
+# The cloud modules name resources hf-<service>-...; the tightest limits (ALB and target
+# group names, GCP resource names) allow 24 characters of service name.
+_SERVICE_MAX = 24
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Per-cloud settings that a SkyServe spec does not carry."""
+
+    # Image per "cloud:region" or per cloud ("aws:us-east-1" beats "aws"); AWS needs one per
+    # region (AMIs are regional), GCP and Azure fall back to DEFAULT_IMAGES.
+    images: Mapping[str, str] = field(default_factory=dict)
+    # Cloud -> instance type forced for every replica (the catalog still supplies the GPUs).
+    instance_types: Mapping[str, str] = field(default_factory=dict)
+    gcp_project: str = ""
+    azure_admin_ssh_public_key: str = ""
+    default_disk_size_gb: int = DEFAULT_DISK_SIZE_GB
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """One region stack's load balancer, as the front stack routes to it."""
+
+    cloud: str
+    region: str
+    address: str  # AWS ALB DNS name, or the IPv4 address of a GCP/Azure load balancer
+    weight: int = 100
+
+
+def template_for(cloud: str) -> str:
+    """The Jinja template rendering a stack of `cloud` (or the front stack)."""
+    if cloud not in (*REAL_CLOUDS, "front"):
+        raise CloudConfigError(f"no tfvars template for cloud {cloud!r}")
+    return f"{cloud}.tfvars.json.j2"
+
+
+def secret_env_names(spec: ServiceSpec) -> list[str]:
+    """Env names whose values are secrets: from `secrets:`, or `null` (from the environment)."""
+    return sorted(spec.secret_names | spec.envs_from_environment)
+
+
+def plain_envs(spec: ServiceSpec) -> dict[str, str]:
+    """Env values written in the spec itself and not declared secret: safe in tfvars."""
+    secret = set(secret_env_names(spec))
+    return {k: v for k, v in sorted(spec.envs.items()) if k not in secret}
+
+
+def secret_env_values(spec: ServiceSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The values the reconciler writes into the secret containers (never into tfvars).
+
+    `null` names come from `environ`; names from `secrets:` with a value in the spec use it.
+    """
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name in secret_env_names(spec):
+        if name in spec.envs_from_environment:
+            if name not in environ:
+                missing.append(name)
+                continue
+            values[name] = environ[name]
+        else:
+            values[name] = spec.envs[name]
+    if missing:
+        raise CloudConfigError(
+            f"set {', '.join(missing)} in the environment: the spec takes "
+            f"{'it' if len(missing) == 1 else 'them'} from there"
+        )
+    return values
+
+
+def _service_name(spec: ServiceSpec) -> str:
+    name = spec.name
+    if len(name) > _SERVICE_MAX or not name[:1].isalpha() or name.endswith("-"):
+        raise CloudConfigError(
+            f"service name {name!r} must start with a letter, not end with '-' and have at most "
+            f"{_SERVICE_MAX} characters on real clouds (it prefixes cloud resource names)"
+        )
+    return name
+
+
+def _replica_port(spec: ServiceSpec) -> int:
+    port = spec.service.ports
+    if port is None and spec.resources.ports:
+        port = spec.resources.ports[0]
+    if port is None:
+        raise CloudConfigError("set resources.ports (or service.ports): the load balancer needs it")
+    return port
+
+
+def _image(cloud: str, region: str, spec: ServiceSpec, settings: CloudSettings) -> str:
+    spec_image = spec.resources.image_id
+    if spec_image and _image_fits(cloud, spec_image):
+        return spec_image
+    for key in (f"{cloud}:{region}", cloud):
+        if key in settings.images:
+            return settings.images[key]
+    if cloud in DEFAULT_IMAGES:
+        return DEFAULT_IMAGES[cloud]
+    raise CloudConfigError(
+        f"no image for {cloud} {region}: set resources.image_id (ami-...) or "
+        f"CloudSettings.images['{cloud}:{region}']"
+    )
+
+
+def _image_fits(cloud: str, image: str) -> bool:
+    """Whether a spec's image_id is written for `cloud` (SkyPilot specs name one per cloud)."""
+    if cloud == "aws":
+        return image.startswith("ami-")
+    if cloud == "gcp":
+        return image.startswith(("projects/", "https://www.googleapis.com/", "family/"))
+    return image.startswith("/subscriptions/") or image.count(":") == 3
+
+
+def cloud_stack_context(
+    spec: ServiceSpec,
+    stack: RegionStack,
+    lb_members: Sequence[str],
+    settings: CloudSettings,
+) -> dict[str, Any]:
+    """The context of `templates/<cloud>.tfvars.json.j2` for one region stack.
+
+    `lb_members` may name ready replicas of every stack; only this stack's are kept, so the
+    target group holds exactly this region's ready replicas.
+    """
+    cloud = stack.cloud
+    zones_of(cloud, stack.region)
+    for replica in stack.replicas:
+        check_zone(cloud, stack.region, replica.zone)
+    choice = instance_for(cloud, spec.resources.accelerators, settings.instance_types)
+    ids = {r.id for r in stack.replicas}
+    context: dict[str, Any] = {
+        "service": _service_name(spec),
+        "region": stack.region,
+        "replicas": replica_map(stack.replicas),
+        "lb_members": sorted(set(lb_members) & ids),
+        "instance_type": choice.instance_type,
+        "accelerator_name": choice.accelerator,
+        "accelerator_count": choice.count,
+        "guest_accelerator_type": choice.guest_accelerator_type,
+        "image_id": _image(cloud, stack.region, spec, settings),
+        "disk_size_gb": spec.resources.disk_size or settings.default_disk_size_gb,
+        "replica_port": _replica_port(spec),
+        "readiness_path": spec.service.readiness_probe.path,
+        "setup_script": spec.setup or "",
+        "run_script": spec.run or "",
+        "envs": plain_envs(spec),
+        "secret_env_names": secret_env_names(spec),
+        "load_balancing_policy": (
+            "round_robin" if spec.service.load_balancing_policy == "round_robin" else "least_load"
+        ),
+        "tags": {"hedgeform": "true", **settings.tags},
+    }
+    if not context["run_script"].strip():
+        raise CloudConfigError("the spec has no `run` command: a replica would serve nothing")
+    if cloud == "gcp":
+        if not settings.gcp_project:
+            raise CloudConfigError("set the GCP project (CloudSettings.gcp_project)")
+        context["project"] = settings.gcp_project
+    if cloud == "azure":
+        if not settings.azure_admin_ssh_public_key:
+            raise CloudConfigError(
+                "set an SSH public key for Azure VMs (CloudSettings.azure_admin_ssh_public_key)"
+            )
+        context["admin_ssh_public_key"] = settings.azure_admin_ssh_public_key
+    return context
+
+
+def front_stack_context(
+    spec: ServiceSpec, domain_name: str, zone_id: str, origins: Mapping[str, Origin]
+) -> dict[str, Any]:
+    """The context of `templates/front.tfvars.json.j2`: one DNS name over every region stack."""
+    for origin in origins.values():
+        zones_of(origin.cloud, origin.region)
+    return {
+        "service": spec.name,
+        "domain_name": domain_name,
+        "zone_id": zone_id,
+        "origins": {
+            key: {"cloud": o.cloud, "region": o.region, "address": o.address, "weight": o.weight}
+            for key, o in sorted(origins.items())
+        },
+        "health_check_path": spec.service.readiness_probe.path,
+    }

@@ -1,0 +1,52 @@
+output "replicas" {
+  description = "Replica id -> instance id, private IP, availability zone, market and spot request id (null for on-demand)."
+  value = {
+    for id, i in aws_instance.replica : id => {
+      instance_id              = i.id
+      private_ip               = i.private_ip
+      zone                     = i.availability_zone
+      market                   = var.replicas[id].market
+      spot_instance_request_id = i.spot_instance_request_id
+    }
+  }
+}
+
+output "lb_members" {
+  description = "Replica ids registered in the target group."
+  value       = sort(keys(aws_lb_target_group_attachment.member))
+}
+
+output "lb_dns_name" {
+  description = "DNS name of the Application Load Balancer (an origin for the front stack)."
+  value       = aws_lb.this.dns_name
+}
+
+output "lb_zone_id" {
+  description = "Route 53 hosted zone id of the load balancer, for alias records."
+  value       = aws_lb.this.zone_id
+}
+
+output "lb_arn" {
+  description = "ARN of the load balancer (e.g. to attach a WAF web ACL)."
+  value       = aws_lb.this.arn
+}
+
+output "lb_arn_suffix" {
+  description = "The LoadBalancer dimension of the AWS/ApplicationELB CloudWatch metrics (RequestCount)."
+  value       = aws_lb.this.arn_suffix
+}
+
+output "target_group_arn" {
+  description = "ARN of the target group holding the ready replicas."
+  value       = aws_lb_target_group.replicas.arn
+}
+
+output "notices_queue_url" {
+  description = "URL of the SQS queue receiving spot interruption warnings, rebalance recommendations and state changes."
+  value       = aws_sqs_queue.notices.id
+}
+
+output "secret_arns" {
+  description = "Environment variable name -> ARN of its (empty) Secrets Manager secret; the reconciler writes each value with PutSecretValue."
+  value       = { for name, s in aws_secretsmanager_secret.env : name => s.arn }
+}

@@ -1,0 +1,191 @@
+variable "service" {
+  description = "Service name (services/<service>.yaml); prefixes every resource name and tag."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,22}[a-z0-9]$", var.service))
+    error_message = "The service name must match ^[a-z][a-z0-9-]{0,22}[a-z0-9]$ (2-24 characters: ALB and target group names are at most 32)."
+  }
+}
+
+variable "region" {
+  description = "AWS region of this stack, e.g. us-east-1; the provider must be configured for the same region."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "The region must look like us-east-1."
+  }
+}
+
+variable "replicas" {
+  description = "Replicas of this region keyed by replica id: the availability zone and market (spot or on_demand) of each. The reconciler owns the count; no autoscaler may change it."
+  type = map(object({
+    zone   = string
+    market = string
+  }))
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for id, r in var.replicas :
+      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$", r.zone)) && contains(["spot", "on_demand"], r.market)
+    ])
+    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like us-east-1a and market must be spot or on_demand."
+  }
+}
+
+variable "lb_members" {
+  description = "Replica ids registered in the target group: exactly the ready replicas. Every id must be a key of `replicas`."
+  type        = list(string)
+  default     = []
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of every replica, e.g. g6.xlarge (one L4)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type))
+    error_message = "The instance type must look like g6.xlarge."
+  }
+}
+
+variable "accelerator_name" {
+  description = "Accelerator the instance type carries (e.g. L4), or empty for none; recorded in tags for observability."
+  type        = string
+  default     = ""
+}
+
+variable "accelerator_count" {
+  description = "Number of accelerators per replica (0 for none); recorded in tags."
+  type        = number
+  default     = 0
+}
+
+variable "image_id" {
+  description = "AMI id of every replica (a GPU image with NVIDIA drivers and the AWS CLI, e.g. the Deep Learning Base OSS Nvidia Driver AMI). Pinned by the reconciler so a new AMI release never replaces running replicas by surprise."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.image_id))
+    error_message = "The image id must be an AMI id (ami-...)."
+  }
+}
+
+variable "disk_size_gb" {
+  description = "Size of each replica's encrypted gp3 root volume, in GiB."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.disk_size_gb >= 8 && var.disk_size_gb <= 16384
+    error_message = "The disk size must be between 8 and 16384 GiB."
+  }
+}
+
+variable "replica_port" {
+  description = "TCP port the service listens on in each replica (the spec's `ports`); the target group forwards to it."
+  type        = number
+
+  validation {
+    condition     = var.replica_port >= 1 && var.replica_port <= 65535 && floor(var.replica_port) == var.replica_port
+    error_message = "The replica port must be an integer in 1..65535."
+  }
+}
+
+variable "readiness_path" {
+  description = "HTTP path of the readiness probe (the spec's readiness_probe.path); the target group health check GETs it."
+  type        = string
+  default     = "/health"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._~/?=&%-]*$", var.readiness_path))
+    error_message = "The readiness path must start with / and contain only URL-safe characters."
+  }
+}
+
+variable "setup_script" {
+  description = "The service's `setup` commands, run once at first boot before `run`."
+  type        = string
+  default     = ""
+}
+
+variable "run_script" {
+  description = "The service's `run` commands, kept running by systemd."
+  type        = string
+}
+
+variable "envs" {
+  description = "Non-secret environment variables of the replicas. Secret values never go here: see `secret_env_names`."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.envs) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name))])
+    error_message = "Environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$."
+  }
+}
+
+variable "secret_env_names" {
+  description = "Names of environment variables whose values are secrets. The module creates one empty Secrets Manager secret per name; the reconciler writes the value out of band and replicas read it at boot, so no value is in tfvars or state."
+  type        = list(string)
+
+  validation {
+    condition     = alltrue([for name in var.secret_env_names : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name))])
+    error_message = "Secret environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC of the replicas and the load balancer; empty means the region's default VPC."
+  type        = string
+  default     = ""
+}
+
+variable "subnet_ids" {
+  description = "Subnet per availability zone (zone -> subnet id) for replicas and the load balancer; empty means the default subnet of each zone of the VPC."
+  type        = map(string)
+  default     = {}
+}
+
+variable "associate_public_ip" {
+  description = "Give replicas a public IP for outbound traffic (package and model downloads) when the subnets have no NAT gateway. Inbound traffic is limited to the load balancer either way."
+  type        = bool
+  default     = true
+}
+
+variable "allowed_cidrs" {
+  description = "CIDR blocks allowed to reach the load balancer's listener."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for an HTTPS listener on 443 (port 80 then redirects to it); empty serves plain HTTP on 80 only."
+  type        = string
+  default     = ""
+}
+
+variable "idle_timeout_seconds" {
+  description = "ALB idle timeout: long enough for a streamed completion."
+  type        = number
+  default     = 300
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "load_balancing_policy" {
+  description = "The spec's service.load_balancing_policy: least_load (least outstanding requests) or round_robin."
+  type        = string
+  default     = "least_load"
+
+  validation {
+    condition     = contains(["least_load", "round_robin"], var.load_balancing_policy)
+    error_message = "The load balancing policy must be least_load or round_robin."
+  }
+}

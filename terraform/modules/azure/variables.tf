@@ -1,0 +1,204 @@
+variable "service" {
+  description = "Service name (services/<service>.yaml); prefixes every resource name and tag."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,22}[a-z0-9]$", var.service))
+    error_message = "The service name must match ^[a-z][a-z0-9-]{0,22}[a-z0-9]$ (2-24 characters)."
+  }
+}
+
+variable "region" {
+  description = "Azure region (location) of this stack, e.g. eastus."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]+$", var.region))
+    error_message = "The region must be an Azure location name such as eastus."
+  }
+}
+
+variable "replicas" {
+  description = "Replicas of this region keyed by replica id: the zone (<region>-<1|2|3>, e.g. eastus-1) and market (spot or on_demand) of each. The reconciler owns the count; no scale set or autoscaler may change it."
+  type = map(object({
+    zone   = string
+    market = string
+  }))
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for id, r in var.replicas :
+      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z][a-z0-9]+-[1-3]$", r.zone)) && contains(["spot", "on_demand"], r.market)
+    ])
+    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like eastus-1 and market must be spot or on_demand."
+  }
+}
+
+variable "lb_members" {
+  description = "Replica ids registered in the load balancer's backend pool: exactly the ready replicas. Every id must be a key of `replicas`."
+  type        = list(string)
+  default     = []
+}
+
+variable "vm_size" {
+  description = "VM size of every replica, e.g. Standard_NC4as_T4_v3 (one T4)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^Standard_[A-Za-z0-9_]+$", var.vm_size))
+    error_message = "The VM size must look like Standard_NC4as_T4_v3."
+  }
+}
+
+variable "accelerator_name" {
+  description = "Accelerator the VM size carries (e.g. L4), or empty for none; recorded in tags for observability."
+  type        = string
+  default     = ""
+}
+
+variable "accelerator_count" {
+  description = "Number of accelerators per replica (0 for none); recorded in tags."
+  type        = number
+  default     = 0
+}
+
+variable "image_id" {
+  description = "Image of every replica: a marketplace URN publisher:offer:sku:version (e.g. microsoft-dsvm:ubuntu-hpc:2204:latest, with NVIDIA drivers) or an image resource id (/subscriptions/...)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(/subscriptions/[^ ]+|[^: ]+:[^: ]+:[^: ]+:[^: ]+)$", var.image_id))
+    error_message = "The image id must be a URN publisher:offer:sku:version or an image resource id."
+  }
+}
+
+variable "disk_size_gb" {
+  description = "Size of each replica's Premium SSD OS disk, in GiB."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.disk_size_gb >= 8 && var.disk_size_gb <= 16384
+    error_message = "The disk size must be between 8 and 16384 GiB."
+  }
+}
+
+variable "replica_port" {
+  description = "TCP port the service listens on in each replica (the spec's `ports`); the load balancing rule forwards to it."
+  type        = number
+
+  validation {
+    condition     = var.replica_port >= 1 && var.replica_port <= 65535 && floor(var.replica_port) == var.replica_port
+    error_message = "The replica port must be an integer in 1..65535."
+  }
+}
+
+variable "readiness_path" {
+  description = "HTTP path of the readiness probe (the spec's readiness_probe.path); the load balancer's HTTP probe GETs it."
+  type        = string
+  default     = "/health"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._~/?=&%-]*$", var.readiness_path))
+    error_message = "The readiness path must start with / and contain only URL-safe characters."
+  }
+}
+
+variable "setup_script" {
+  description = "The service's `setup` commands, run once at first boot before `run`."
+  type        = string
+  default     = ""
+}
+
+variable "run_script" {
+  description = "The service's `run` commands, kept running by systemd."
+  type        = string
+}
+
+variable "envs" {
+  description = "Non-secret environment variables of the replicas. Secret values never go here: see `secret_env_names`."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.envs) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name))])
+    error_message = "Environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$."
+  }
+}
+
+variable "secret_env_names" {
+  description = "Names of environment variables whose values are secrets. The module creates a Key Vault (the container) that the replicas' identity may read; the reconciler writes each value as secret NAME with '_' replaced by '-', out of band, and replicas read it at boot, so no value is in tfvars or state."
+  type        = list(string)
+
+  validation {
+    condition = alltrue([for name in var.secret_env_names : can(regex("^[A-Za-z][A-Za-z0-9_]*$", name))]) && length(distinct([
+      for name in var.secret_env_names : lower(replace(name, "_", "-"))
+    ])) == length(var.secret_env_names)
+    error_message = "Secret names must match ^[A-Za-z][A-Za-z0-9_]*$ and stay distinct once lowercased with '_' as '-' (Key Vault names)."
+  }
+}
+
+variable "admin_ssh_public_key" {
+  description = "OpenSSH public key of the VMs' admin user (azureuser); password login is disabled. A public key is not a secret."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(ssh-(rsa|ed25519)|ecdsa-sha2-nistp(256|384|521)) ", var.admin_ssh_public_key))
+    error_message = "The admin SSH public key must be an OpenSSH public key line."
+  }
+}
+
+variable "resource_group_name" {
+  description = "Existing resource group for this stack; empty creates hf-<service>-<region>."
+  type        = string
+  default     = ""
+}
+
+variable "address_space" {
+  description = "Address space of the stack's virtual network."
+  type        = string
+  default     = "10.42.0.0/16"
+}
+
+variable "subnet_prefix" {
+  description = "Address prefix of the replicas' subnet (inside address_space)."
+  type        = string
+  default     = "10.42.1.0/24"
+}
+
+variable "allowed_cidrs" {
+  description = "Client CIDR blocks allowed through the layer-4 load balancer to the replicas' port."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "frontend_port" {
+  description = "Port of the load balancer's public frontend."
+  type        = number
+  default     = 80
+}
+
+variable "vault_allowed_cidrs" {
+  description = "Public CIDRs allowed to reach the Key Vault (where the reconciler writes secrets from); empty leaves the vault's network open (access still needs Entra ID RBAC)."
+  type        = list(string)
+  default     = []
+}
+
+variable "grant_vault_writer_to_caller" {
+  description = "Grant the identity running Terraform (the reconciler) Key Vault Secrets Officer so it can write the secret values."
+  type        = bool
+  default     = true
+}
+
+variable "encryption_at_host" {
+  description = "Encrypt temp disks and caches at the host; needs the EncryptionAtHost feature registered on the subscription."
+  type        = bool
+  default     = false
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

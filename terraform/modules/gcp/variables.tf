@@ -1,0 +1,225 @@
+variable "service" {
+  description = "Service name (services/<service>.yaml); prefixes every resource name and label."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,22}[a-z0-9]$", var.service))
+    error_message = "The service name must match ^[a-z][a-z0-9-]{0,22}[a-z0-9]$ (2-24 characters, so resource names stay within 63)."
+  }
+}
+
+variable "project" {
+  description = "GCP project id of this stack."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project))
+    error_message = "The project must be a GCP project id."
+  }
+}
+
+variable "region" {
+  description = "GCP region of this stack, e.g. us-central1."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "The region must look like us-central1."
+  }
+}
+
+variable "replicas" {
+  description = "Replicas of this region keyed by replica id: the zone and market (spot or on_demand) of each. The reconciler owns the count; no managed instance group or autoscaler may change it."
+  type = map(object({
+    zone   = string
+    market = string
+  }))
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for id, r in var.replicas :
+      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z]+-[a-z]+[0-9]-[a-z]$", r.zone)) && contains(["spot", "on_demand"], r.market)
+    ])
+    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like us-central1-a and market must be spot or on_demand."
+  }
+}
+
+variable "lb_members" {
+  description = "Replica ids registered in the load balancer's instance groups: exactly the ready replicas. Every id must be a key of `replicas`."
+  type        = list(string)
+  default     = []
+}
+
+variable "machine_type" {
+  description = "Machine type of every replica, e.g. g2-standard-8 (one L4 built in) or n1-standard-8 (with guest_accelerator_type)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]*-[a-z0-9-]+$", var.machine_type))
+    error_message = "The machine type must look like g2-standard-8."
+  }
+}
+
+variable "accelerator_name" {
+  description = "Accelerator each replica carries (e.g. L4), or empty for none; recorded in tags for observability."
+  type        = string
+  default     = ""
+}
+
+variable "accelerator_count" {
+  description = "Number of accelerators per replica (0 for none); recorded in tags."
+  type        = number
+  default     = 0
+}
+
+variable "guest_accelerator_type" {
+  description = "GPU type to attach (e.g. nvidia-tesla-t4) for N1 machine types; empty for machine types whose GPUs are built in (A2, A3, G2)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.guest_accelerator_type == "" || can(regex("^nvidia-[a-z0-9-]+$", var.guest_accelerator_type))
+    error_message = "The guest accelerator type must be empty or look like nvidia-tesla-t4."
+  }
+}
+
+variable "image_id" {
+  description = "Boot image of every replica: an image or image family path (e.g. projects/deeplearning-platform-release/global/images/family/common-cu123-debian-11-py310) with gcloud installed; NVIDIA drivers are installed at first boot on Deep Learning VM images."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9./_-]+$", var.image_id))
+    error_message = "The image id must be an image name, self link or family path."
+  }
+}
+
+variable "disk_size_gb" {
+  description = "Size of each replica's pd-balanced boot disk, in GiB."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.disk_size_gb >= 8 && var.disk_size_gb <= 16384
+    error_message = "The disk size must be between 8 and 16384 GiB."
+  }
+}
+
+variable "replica_port" {
+  description = "TCP port the service listens on in each replica (the spec's `ports`); the backend service's named port."
+  type        = number
+
+  validation {
+    condition     = var.replica_port >= 1 && var.replica_port <= 65535 && floor(var.replica_port) == var.replica_port
+    error_message = "The replica port must be an integer in 1..65535."
+  }
+}
+
+variable "readiness_path" {
+  description = "HTTP path of the readiness probe (the spec's readiness_probe.path); the load balancer's health check GETs it."
+  type        = string
+  default     = "/health"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._~/?=&%-]*$", var.readiness_path))
+    error_message = "The readiness path must start with / and contain only URL-safe characters."
+  }
+}
+
+variable "setup_script" {
+  description = "The service's `setup` commands, run once at first boot before `run`."
+  type        = string
+  default     = ""
+}
+
+variable "run_script" {
+  description = "The service's `run` commands, kept running by systemd."
+  type        = string
+}
+
+variable "envs" {
+  description = "Non-secret environment variables of the replicas. Secret values never go here: see `secret_env_names`."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.envs) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name))])
+    error_message = "Environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$."
+  }
+}
+
+variable "secret_env_names" {
+  description = "Names of environment variables whose values are secrets. The module creates one Secret Manager secret (no version) per name; the reconciler adds the value as a version out of band and replicas read it at boot, so no value is in tfvars or state."
+  type        = list(string)
+
+  validation {
+    condition     = alltrue([for name in var.secret_env_names : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name))])
+    error_message = "Secret environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$."
+  }
+}
+
+variable "network" {
+  description = "VPC network of the replicas (name or self link)."
+  type        = string
+  default     = "default"
+}
+
+variable "subnetwork" {
+  description = "Subnetwork of the replicas in this region; empty means the network's auto-mode subnet."
+  type        = string
+  default     = ""
+}
+
+variable "external_ip" {
+  description = "Give replicas an ephemeral external IP for outbound traffic (packages, model weights) when the network has no Cloud NAT. Inbound traffic is limited to Google's load balancer ranges either way."
+  type        = bool
+  default     = true
+}
+
+variable "disk_cmek_self_link" {
+  description = "Cloud KMS key (CMEK) encrypting the boot disks; empty uses Google-managed encryption. The Compute Engine service agent needs encrypter/decrypter on it."
+  type        = string
+  default     = ""
+}
+
+variable "secure_boot" {
+  description = "Enable Shielded VM secure boot; only with an image whose NVIDIA kernel modules are signed."
+  type        = bool
+  default     = false
+}
+
+variable "ssl_certificates" {
+  description = "Self links of SSL certificates for an HTTPS forwarding rule on 443; empty serves plain HTTP on 80."
+  type        = list(string)
+  default     = []
+}
+
+variable "request_timeout_seconds" {
+  description = "Backend service timeout: long enough for a streamed completion."
+  type        = number
+  default     = 300
+}
+
+variable "load_balancing_policy" {
+  description = "The spec's service.load_balancing_policy: least_load (LEAST_REQUEST) or round_robin."
+  type        = string
+  default     = "least_load"
+
+  validation {
+    condition     = contains(["least_load", "round_robin"], var.load_balancing_policy)
+    error_message = "The load balancing policy must be least_load or round_robin."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes them."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))
+    ])
+    error_message = "Label keys must match ^[a-z][a-z0-9_-]{0,62}$ and values ^[a-z0-9_-]{0,63}$."
+  }
+}
