@@ -68,6 +68,7 @@ class StackOutcome:
     applied: bool = False
     error: TerraformError | None = None
     launch_failures: dict[str, tuple[FailureKind, str]] = field(default_factory=dict)
+    plan_path: Path | None = None
 
 
 @dataclass
@@ -134,17 +135,18 @@ class Reconciler:
         self.runner_factory = runner_factory or default_runner_factory(
             paths.root, RunnerConfig(lock_timeout_s=30, sigint_grace_s=10)
         )
+        clouds = {loc.cloud or "?" for loc in spec.resources.locations}
+        if clouds != {"local"}:
+            raise ReconcileError(
+                f"{paths.spec_file}: these commands drive the local sandbox cloud, and the spec "
+                f"names {', '.join(sorted(clouds))}; real clouds are planned per region stack "
+                "with terraform/modules/<cloud> (docs/clouds.md)"
+            )
         self.regions = zone_regions(spec)
         if not self.regions:
             raise ReconcileError(
                 f"{paths.spec_file}: the local sandbox needs zones: list them under "
                 "resources.any_of with cloud: local, region and zone"
-            )
-        clouds = {cloud for cloud, _ in self.regions.values()}
-        if clouds != {"local"}:
-            raise ReconcileError(
-                f"{paths.spec_file}: this command drives the local sandbox cloud; the spec "
-                f"names {', '.join(sorted(clouds))} (see docs/clouds.md)"
             )
         self.hedgeform_bin = self._hedgeform_bin()
         self._runners: dict[str, TerraformRunner] = {}
@@ -321,6 +323,7 @@ class Reconciler:
                 outcome.error = exc
                 return outcome
             outcome.changed = result.changed
+            outcome.plan_path = result.plan_path
             outcome.summary = summarize_stack(stack, result.json)
             self._plan_json[stack] = result.json
             if not result.changed:
@@ -352,11 +355,11 @@ class Reconciler:
 
     def _apply_all(self, outcomes: Sequence[StackOutcome]) -> None:
         def apply(outcome: StackOutcome) -> None:
-            if outcome.error is not None or not outcome.changed:
+            if outcome.error is not None or not outcome.changed or outcome.plan_path is None:
                 return
             runner = self.runner(outcome.stack)
             try:
-                runner.apply_saved_plan(self.paths.stack_dir(outcome.stack) / "hedgeform.tfplan")
+                runner.apply_saved_plan(outcome.plan_path)
                 outcome.applied = True
             except TerraformError as exc:
                 failures = launch_failures(exc.detail or exc.message)

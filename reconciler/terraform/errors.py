@@ -21,13 +21,25 @@ def clean_output(text: str) -> str:
 
 
 def error_summary(text: str) -> str:
-    """The `Error: ...` lines of Terraform's output (deduplicated), else its last line."""
+    """The `Error: ...` headlines of Terraform's output (deduplicated), else its last line.
+
+    A failed provisioner's headline says only "local-exec provisioner error"; the reason is in
+    the command's `Output:` further down the block (wrapped by Terraform), so it is appended.
+    """
     lines = clean_output(text).splitlines()
-    errors = list(dict.fromkeys(line for line in lines if line.startswith("Error: ")))
-    if errors:
-        return "; ".join(errors)
-    rest = [line for line in lines if line]
-    return rest[-1] if rest else "no output"
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
+    if not starts:
+        rest = [line for line in lines if line]
+        return rest[-1] if rest else "no output"
+    summaries: list[str] = []
+    for n, start in enumerate(starts):
+        block = lines[start : starts[n + 1] if n + 1 < len(starts) else len(lines)]
+        headline = block[0]
+        joined = " ".join(" ".join(block[1:]).split())
+        if "Output: " in joined:
+            headline += " (" + joined.split("Output: ", 1)[1][:240].strip() + ")"
+        summaries.append(headline)
+    return "; ".join(dict.fromkeys(summaries))
 
 
 class TerraformError(Exception):

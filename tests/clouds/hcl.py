@@ -104,7 +104,7 @@ def type_errors(value: Any, expr: TypeExpr, where: str = "") -> list[str]:
     """Where a JSON value does not conform to a Terraform type (strictly: no conversions)."""
     kind = expr[0]
     here = where or "value"
-    if kind == "any":
+    if kind == "any" or value is None:  # Terraform 1.0 accepts null for a variable of any type
         return []
     if kind == "string":
         return [] if isinstance(value, str) else [f"{here}: want string, got {value!r}"]

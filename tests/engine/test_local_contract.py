@@ -1,0 +1,35 @@
+"""What the engine renders for the local module matches the module's declared variables."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from reconciler.sandbox import market_daemon
+from reconciler.terraform.fake import FakeTerraformRunner
+from tests.clouds.test_render_contract import assert_contract
+from tests.engine.test_reconcile_errors import REPO, reconciler
+
+
+def test_every_rendered_local_stack_matches_variables_tf(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    fakes: dict[str, FakeTerraformRunner] = {}
+    try:
+        result = reconciler(tmp_path, fakes).run_pass(apply=False)
+    finally:
+        market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
+    assert result.decision.launches  # a first pass launches, so replicas are rendered
+    stacks = {}
+    for stack in ("front", "local-1", "local-2"):
+        rendered = json.loads(
+            (tmp_path / "state/llama" / stack / "terraform.tfvars.json").read_text()
+        )
+        assert_contract("local", rendered)
+        stacks[stack] = rendered
+    assert stacks["front"]["load_balancer"]["port"] == 1
+    assert stacks["local-1"]["load_balancer"] is None
+    rendered_ids = set(stacks["local-1"]["replicas"]) | set(stacks["local-2"]["replicas"])
+    assert rendered_ids == {launch.replica_id for launch in result.decision.launches}

@@ -1,0 +1,101 @@
+"""The reconciler's answers to bad input and failing stacks (Terraform faked per stack)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.engine.paths import ServicePaths
+from reconciler.engine.reconcile import BusyError, ReconcileError, Reconciler, service_lock
+from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.engine.state_store import StateError
+from reconciler.sandbox import market_daemon
+from reconciler.spec import load_spec
+from reconciler.terraform.fake import FakeTerraformRunner
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "services").mkdir()
+    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
+    shutil.copy(REPO / "services" / "llama-cloud.yaml", tmp_path / "services" / "cloudy.yaml")
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    yield tmp_path
+    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
+
+
+def reconciler(root: Path, fakes: dict[str, FakeTerraformRunner]) -> Reconciler:
+    paths = ServicePaths.for_service("llama", root=root)
+
+    def factory(stack: str, stack_dir: Path, module_dir: Path) -> FakeTerraformRunner:
+        return fakes.setdefault(stack, FakeTerraformRunner(name=stack))
+
+    return Reconciler(
+        paths, load_spec(paths.spec_file), SandboxSettings(lb_port=1), runner_factory=factory
+    )
+
+
+def test_a_failing_stack_is_named_and_the_others_still_apply(root: Path) -> None:
+    fakes = {"local-2": FakeTerraformRunner(name="local-2")}
+    fakes["local-2"].fail("plan", "Error: Unsupported argument")
+    result = reconciler(root, fakes).run_pass(apply=True)
+    assert [o.stack for o in result.failed] == ["local-2"]
+    assert "stack local-2: plan failed: Error: Unsupported argument" in str(result.failed[0].error)
+    applied = {o.stack for o in result.outcomes if o.applied}
+    assert applied == {"front", "local-1"}
+    assert any(c[0] == "apply" for c in fakes["local-1"].calls)
+
+
+def test_a_corrupted_record_is_refused_with_its_path_and_how_to_recover(root: Path) -> None:
+    rec = reconciler(root, {})
+    rec.paths.state_dir.mkdir(parents=True)
+    rec.paths.memory_file.write_text("{not json")
+    with pytest.raises(StateError) as err:
+        rec.run_pass(apply=True)
+    assert str(rec.paths.memory_file) in str(err.value)
+    assert "move it aside" in str(err.value)
+    assert rec.paths.memory_file.read_text() == "{not json"  # never silently reset
+
+
+def test_two_reconciles_of_one_service_do_not_overlap(root: Path) -> None:
+    paths = ServicePaths.for_service("llama", root=root)
+    with (
+        service_lock(paths),
+        pytest.raises(BusyError, match="another reconcile of llama"),
+        service_lock(paths),
+    ):
+        pass
+
+
+def test_a_cloud_spec_is_refused_by_the_sandbox_commands(root: Path) -> None:
+    paths = ServicePaths.for_service("cloudy", root=root)
+    with pytest.raises(ReconcileError, match="drive the local sandbox cloud"):
+        Reconciler(paths, load_spec(paths.spec_file), SandboxSettings())
+
+
+@pytest.mark.parametrize(
+    ("service", "content", "expected"),
+    [
+        ("nope", None, "services/nope.yaml: no such service file"),
+        ("bad", "service: [", "bad.yaml:1: YAML syntax error"),
+        ("bad", "service:\n  replica_policy:\n    min_replicas: 3\n    max_replicas: 2\n",
+         "service.replica_policy.min_replicas: must be <= max_replicas (3 > 2)"),
+        ("Bad_Name", None, "is not a plain name"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_clear_line(
+    root: Path, service: str, content: str | None, expected: str
+) -> None:
+    if content is not None:
+        (root / "services" / f"{service}.yaml").write_text(content)
+    result = CliRunner().invoke(main, ["plan", service, "--root", str(root)])
+    assert result.exit_code == 1
+    assert expected in result.output
+    assert "Traceback" not in result.output
