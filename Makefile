@@ -57,6 +57,7 @@ backtest: setup ## replay the four SpotHedge traces through every policy
 bench: setup ## run the benchmarks under bench/
 	$(BIN)/python bench/bench_backtest.py
 	$(BIN)/python bench/bench_optimal.py
+	$(BIN)/python bench/bench_reconcile.py
 
 service-name:
 	$(if $(strip $(SERVICE_REST))$(if $(SERVICE),,empty),$(error SERVICE must be a plain name of lowercase letters, digits and '-' (services/<SERVICE>.yaml)))
