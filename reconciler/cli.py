@@ -34,6 +34,7 @@ COMMANDS = {
     "status": "reconciler.engine.commands:status",
     "destroy": "reconciler.engine.commands:destroy",
     "sandbox": "reconciler.sandbox.cli:sandbox",
+    "signals": "reconciler.adapters.command:signals",
 }
 
 

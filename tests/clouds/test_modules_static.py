@@ -287,3 +287,16 @@ output "script" {{
     probe = f'env_file={env_file}\n: >"$env_file"\n{env_part}\n. "$env_file"\nprintf %s "$NASTY"'
     result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout == NASTY.rstrip("\n")
+
+
+def test_adapter_lookups_use_the_names_the_modules_give() -> None:
+    """The adapters find the ALB, URL map and notice queue by name: same patterns as HCL."""
+    from reconciler.clouds import naming
+
+    aws_main = (MODULES / "aws" / "main.tf").read_text()
+    gcp_main = (MODULES / "gcp" / "main.tf").read_text()
+    assert 'name    = "hf-${var.service}"' in aws_main and naming.aws_lb_name("x") == "hf-x"
+    assert '"hedgeform-${var.service}-notices"' in aws_main
+    assert naming.notices_queue_name("x") == "hedgeform-x-notices"
+    assert 'name    = "hf-${var.service}-${var.region}"' in gcp_main
+    assert naming.gcp_url_map_name("x", "us-east1") == "hf-x-us-east1"

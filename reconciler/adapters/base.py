@@ -1,0 +1,120 @@
+"""The three signal interfaces every cloud adapter implements, and their shared errors.
+
+Adapters do I/O; the policy does not. They meet in the policy's own types (`Notice`), so the
+reconciler can swap a cloud for a fake (`fakes.py`) or the sandbox without the policy noticing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+from reconciler.policy.signals import Notice
+
+Clock = Callable[[], float]
+
+
+class AdapterError(Exception):
+    """A cloud API failed in a way the operator must see: always a one-line message."""
+
+    def __init__(self, message: str) -> None:
+        # One line, so the CLI can print it without a traceback and logs stay greppable.
+        super().__init__(" ".join(str(message).split()))
+
+
+class CredentialsError(AdapterError):
+    """No usable credentials; the message names the env vars / login command to fix it."""
+
+
+class ThrottledError(AdapterError):
+    """The API kept throttling after the retries with backoff were spent."""
+
+
+class NotProvisionedError(AdapterError):
+    """The cloud side of a signal (queue, load balancer) does not exist yet: normal before
+    the first apply, so callers may report it as a note rather than fail."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRef:
+    """Which replica (and zone) a cloud instance/VM belongs to, from the reconciler's state."""
+
+    replica_id: str
+    zone: str
+
+
+@runtime_checkable
+class NoticeSource(Protocol):
+    def poll(self) -> list[Notice]:
+        """Notices that arrived since the last poll; consumed messages are acknowledged, so a
+        notice is returned once (the policy also dedupes by replica id, so at-least-once is
+        fine)."""
+        ...
+
+
+@runtime_checkable
+class MetricsSource(Protocol):
+    def request_rate(self, now: float) -> float | None:
+        """Requests per second over the last 60 s as of `now` (unix time); None when unknown,
+        so the policy holds its target instead of scaling on a missing metric."""
+        ...
+
+
+@runtime_checkable
+class PriceSource(Protocol):
+    def spot_prices(self, zones: Sequence[str]) -> dict[str, float]:
+        """Spot price per hour for each of `zones` that has one (a zone without spot is left
+        out); an empty `zones` means every zone the source knows."""
+        ...
+
+
+T = TypeVar("T")
+
+
+class TtlCache(Generic[T]):
+    """One value refreshed after `ttl` seconds. SkyServe caches spot prices forever; prices
+    move (and zones gain/lose spot), so ours expire."""
+
+    def __init__(self, ttl: float, clock: Clock = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._value: T | None = None
+        self._at = 0.0
+
+    def get(self, load: Callable[[], T]) -> T:
+        now = self._clock()
+        if self._value is None or now - self._at >= self.ttl:
+            self._value = load()
+            self._at = now
+        return self._value
+
+    def clear(self) -> None:
+        self._value = None
+
+
+def parse_time(value: object) -> float | None:
+    """Unix time from an RFC 3339 timestamp as the clouds write them (`Z`, offsets, 7 digits
+    of fraction on Azure); None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("z", "Z")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python keeps at most 6 fractional digits; Azure writes 7.
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        rest = rest[: min(digits, 6)] + rest[digits:]
+        text = f"{head}.{rest}" if rest[:1].isdigit() else head + rest
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def rfc3339(unix: float) -> str:
+    """`2024-05-01T10:00:00Z`-style UTC timestamp for API filters."""
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
