@@ -135,6 +135,8 @@ class Reconciler:
         self.runner_factory = runner_factory or default_runner_factory(
             paths.root, RunnerConfig(lock_timeout_s=30, sigint_grace_s=10)
         )
+        if not 0 < settings.lb_port < 65536:
+            raise ReconcileError(f"load balancer port {settings.lb_port} is not in 1..65535")
         clouds = {loc.cloud or "?" for loc in spec.resources.locations}
         if clouds != {"local"}:
             raise ReconcileError(
