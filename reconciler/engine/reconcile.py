@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from reconciler.policy import (
     Signals,
     decide,
 )
+from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.rendering import render_tfvars, write_atomic, write_tfvars
 from reconciler.spec import ServiceSpec
 from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
@@ -123,6 +124,7 @@ class Reconciler:
         settings: SandboxSettings,
         *,
         policy: str = DEFAULT_POLICY,
+        limits: Limits | None = None,
         runner_factory: RunnerFactory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -130,6 +132,7 @@ class Reconciler:
         self.spec = spec
         self.settings = settings
         self.policy = policy
+        self.limits = limits or Limits()
         self.clock = clock
         self.cloud = SandboxCloud(paths.sandbox_dir, settings)
         self.runner_factory = runner_factory or default_runner_factory(
@@ -182,6 +185,8 @@ class Reconciler:
         now = self.clock()
         self.cloud.ensure_up(now)
         managed = self.managed()
+        crash_point("before_observe")
+        orphans = self._collect_orphans(managed)
         notices, cursor = self.cloud.notices(record.notice_cursor)
         seen = {p[0] for p in record.memory.recent_preemptions}
         preempted = seen | {n.replica_id for n in notices if n.kind.value == "preempted"}
@@ -195,7 +200,12 @@ class Reconciler:
         )
         durations["observe_s"] = time.perf_counter() - t0
 
-        decision = decide(self.spec, observed, signals, record.memory, now, self.policy)
+        memory = record.memory
+        top = max((replica_seq(m.id) for m in managed), default=-1)
+        if memory.launch_seq <= top:  # a crashed pass launched replicas it did not record
+            memory = replace(memory, launch_seq=top + 1)
+        decision = decide(self.spec, observed, signals, memory, now, self.policy)
+        decision = apply_guardrails(decision, observed, self.spec, self.limits)
         epoch = record.lb_epoch
         live_members = self.cloud.lb_members()
         applied_members = self._applied_members()
@@ -210,11 +220,13 @@ class Reconciler:
         plan_file = self._write_plan_doc(summaries, outcomes, now)
 
         results: tuple[LaunchResult, ...] = ()
+        crash_point("before_apply")
         if apply:
             t2 = time.perf_counter()
             self._apply_all(outcomes)
             durations["apply_s"] = time.perf_counter() - t2
             results = self._launch_results(decision, outcomes)
+            crash_point("before_record")
             save_record(
                 self.paths.memory_file,
                 Record(
@@ -234,7 +246,7 @@ class Reconciler:
             summary_line=one_line(summaries),
             endpoint=f"http://127.0.0.1:{self.settings.lb_port}",
             durations=durations,
-            orphans=self.cloud.orphans({m.id for m in self.managed()}),
+            orphans=orphans,
         )
 
     def converge(
@@ -336,6 +348,25 @@ class Reconciler:
         with ThreadPoolExecutor(max_workers=len(var_files)) as pool:
             return list(pool.map(plan, sorted(var_files, key=lambda s: (s != FRONT, s))))
 
+    def _collect_orphans(self, managed: Sequence[ManagedReplica]) -> list[str]:
+        """Stop replica processes no Terraform state knows: a pass killed after a provisioner
+        launched one but before Terraform saved its state. Only while no stack is locked: a
+        Terraform left running by a killed pass may still be about to record it."""
+        if any(
+            (self.paths.stack_dir(s) / ".terraform.tfstate.lock.info").exists()
+            for s in self.stack_names
+        ):
+            return []
+        orphans = self.cloud.orphans({m.id for m in managed})
+        for rid in orphans:
+            self.cloud.stop_replica(rid)
+        return orphans
+
+    def cancel(self) -> None:
+        """Stop any Terraform command of this reconciler (and the next ones): for shutdown."""
+        for runner in list(self._runners.values()):
+            runner.cancel()
+
     def _fingerprint(self, stack_dir: Path) -> str:
         """Everything a local-module plan depends on. The local module holds only
         null_resources, which have nothing to refresh, so equal fingerprints mean an equal
@@ -371,6 +402,7 @@ class Reconciler:
                 if not failures or any(k is not FailureKind.CAPACITY for k, _ in failures.values()):
                     outcome.error = exc
 
+        crash_point("during_apply", delay_s=0.5)
         front = [o for o in outcomes if o.stack == FRONT]
         regions = [o for o in outcomes if o.stack != FRONT]
         for o in front:
@@ -452,6 +484,30 @@ def launch_failures(output: str) -> dict[str, tuple[FailureKind, str]]:
         detail = text.split("Output: ", 1)[-1][:300]
         out[match.group("id")] = (kind, detail)
     return out
+
+
+def replica_seq(replica_id: str) -> int:
+    """The launch number at the end of a replica id (`local-1a-spot-12` -> 12)."""
+    tail = replica_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def crash_point(name: str, delay_s: float = 0.0) -> None:
+    """Fault injection for the crash-safety tests: `HEDGEFORM_CRASH_AT=<name>` kills this
+    process with SIGKILL here (after `delay_s`, from a thread, for `during_apply`)."""
+    if os.environ.get("HEDGEFORM_CRASH_AT") != name:
+        return
+    import signal
+    import threading
+
+    def die() -> None:
+        time.sleep(delay_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if delay_s:
+        threading.Thread(target=die, daemon=True).start()
+    else:
+        die()
 
 
 def env_flag(name: str) -> bool:

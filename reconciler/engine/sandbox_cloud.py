@@ -161,6 +161,9 @@ class SandboxCloud:
             observed = list(pool.map(state_of, managed))
         return Observation(tuple(observed), zone_offers(spec))
 
+    def stop_replica(self, replica_id: str) -> None:
+        replicas.stop(self.state_dir, replica_id)
+
     def orphans(self, managed_ids: set[str]) -> list[str]:
         """Replica processes running without Terraform knowing (a crash between launch and
         Terraform saving its state)."""
