@@ -33,6 +33,7 @@ COMMANDS = {
     "apply": "reconciler.engine.commands:apply",
     "status": "reconciler.engine.commands:status",
     "destroy": "reconciler.engine.commands:destroy",
+    "run": "reconciler.engine.commands:run",
     "sandbox": "reconciler.sandbox.cli:sandbox",
     "signals": "reconciler.adapters.command:signals",
 }

@@ -219,3 +219,65 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     if errors:
         raise SystemExit(1)
     click.echo(f"{service}: nothing left running")
+
+
+@click.command("run")
+@service_arg
+@policy_opt
+@port_opt
+@root_opt
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between ticks.")
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT."
+)
+@click.option(
+    "--metrics-textfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write Prometheus metrics to this file after each tick (node_exporter textfile).",
+)
+@click.option("--max-ticks", type=int, default=None, help="Stop after this many ticks.")
+@click.option("--wait", "wait_lock", is_flag=True, help="Wait for a running loop to exit.")
+def run(
+    service: str,
+    policy: str,
+    lb_port: int | None,
+    root: Path | None,
+    interval: float,
+    metrics_port: int | None,
+    metrics_textfile: Path | None,
+    max_ticks: int | None,
+    wait_lock: bool,
+) -> None:
+    """Reconcile SERVICE every --interval seconds until stopped (SIGTERM or Ctrl-C).
+
+    A tick also starts at once when a preemption notice arrives, and soon after a capacity
+    error; a failing tick is retried later, with exponential backoff and jitter. Each tick
+    logs one JSON record (stdout and state/SERVICE/ticks.jsonl). On SIGTERM the running
+    Terraform is cancelled by process group and the loop exits cleanly. One loop per
+    service: a second one exits at once (or waits with --wait).
+    """
+    import signal
+    import threading
+
+    from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
+    from reconciler.engine.observability import LoopMetrics, json_logger
+
+    if interval <= 0:
+        raise click.UsageError("--interval must be > 0")
+    try:
+        rec = _reconciler(service, policy, lb_port, root)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        with loop_lock(rec.paths.state_dir / ".loop.lock", service, wait_lock):
+            logger = json_logger(f"hedgeform.{service}", rec.paths.state_dir / "ticks.jsonl")
+            metrics = LoopMetrics(service)
+            if metrics_port:
+                metrics.serve(metrics_port)
+            loop = ReconcileLoop(
+                rec, LoopSettings(interval_s=interval), logger, metrics, metrics_textfile
+            )
+            loop.run(stop, max_ticks)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None

@@ -34,6 +34,7 @@ from reconciler.policy import (
     FailureKind,
     LaunchResult,
     Market,
+    Observation,
     Replica,
     ReplicaState,
     Signals,
@@ -81,6 +82,8 @@ class PassResult:
     endpoint: str
     durations: dict[str, float] = field(default_factory=dict)
     orphans: list[str] = field(default_factory=list)
+    observed: Observation | None = None
+    signals: Signals | None = None
 
     @property
     def changed(self) -> bool:
@@ -247,6 +250,8 @@ class Reconciler:
             endpoint=f"http://127.0.0.1:{self.settings.lb_port}",
             durations=durations,
             orphans=orphans,
+            observed=observed,
+            signals=signals,
         )
 
     def converge(

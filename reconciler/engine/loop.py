@@ -1,0 +1,170 @@
+"""The unattended loop: reconcile every `interval` seconds (on `schedule`), at once when a
+preemption notice arrives, soon after a capacity error, later (with jitter) after a failure.
+
+Ticks run in a worker thread so the main thread can react to SIGTERM at any moment: it
+cancels Terraform by process group (reconciler.terraform.process) and waits for the tick to
+end, so nothing is left applying and holding a state lock. Every tick is level-triggered:
+it recomputes from what is observed now, never from a remembered delta.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import random
+import threading
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import schedule
+
+from reconciler.engine.observability import LoopMetrics, tick_record
+from reconciler.engine.reconcile import BusyError, PassResult, Reconciler, service_lock
+from reconciler.policy import FailureKind
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    interval_s: float = 30.0
+    max_backoff_s: float = 300.0
+    retry_after_capacity_s: float = 5.0  # a capacity error: try the placer's next zone soon
+    poll_s: float = 0.25
+
+
+class LoopBusyError(BusyError):
+    """Another loop for this service is running."""
+
+
+@contextlib.contextmanager
+def loop_lock(lock_file: Path, service: str, wait: bool) -> Iterator[None]:
+    """One loop per service for its whole life (each tick also takes the service lock)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LoopBusyError(
+                f"a reconcile loop for {service} is already running (lock {lock_file}); "
+                "stop it first, or pass --wait to take over when it exits"
+            ) from None
+        yield
+
+
+class ReconcileLoop:
+    def __init__(
+        self,
+        rec: Reconciler,
+        settings: LoopSettings,
+        logger: logging.Logger,
+        metrics: LoopMetrics | None = None,
+        textfile: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.rec = rec
+        self.settings = settings
+        self.logger = logger
+        self.metrics = metrics
+        self.textfile = textfile
+        self.rng = rng or random.Random()
+        self.failures = 0
+        self.ticks = 0
+        self._due = True  # the first tick runs at once
+        self._notices = rec.cloud.state_dir / "notices.jsonl"
+        self._notice_size = self._feed_size()
+
+    def run(self, stop: threading.Event, max_ticks: int | None = None) -> int:
+        scheduler = schedule.Scheduler()
+        # schedule takes whole seconds; sub-second intervals (tests) round up to one
+        every = max(1, round(self.settings.interval_s))
+        job = scheduler.every(every).seconds.do(self._mark_due)
+        start = {"service": self.rec.spec.name, "interval_s": self.settings.interval_s}
+        self.logger.info("loop started", extra=start)
+        while not stop.is_set() and (max_ticks is None or self.ticks < max_ticks):
+            scheduler.run_pending()
+            size = self._feed_size()
+            if size != self._notice_size:  # a preemption notice: act now, not at the next tick
+                self._notice_size = size
+                self._due = True
+            if self._due:
+                self._due = False
+                delay = self._tick_in_worker(stop)
+                job.next_run = datetime.now() + timedelta(seconds=delay)
+            stop.wait(self.settings.poll_s)
+        self.logger.info("loop stopped", extra={"service": self.rec.spec.name, "ticks": self.ticks})
+        return self.ticks
+
+    def _mark_due(self) -> None:
+        self._due = True
+
+    def _feed_size(self) -> int:
+        try:
+            return self._notices.stat().st_size
+        except OSError:
+            return 0
+
+    def _tick_in_worker(self, stop: threading.Event) -> float:
+        outcome: list[float] = []
+        worker = threading.Thread(target=lambda: outcome.append(self._tick()), daemon=True)
+        worker.start()
+        cancelled = False
+        while worker.is_alive():
+            if stop.is_set() and not cancelled:
+                self.logger.info("stopping: cancelling Terraform", extra={"tick": self.ticks})
+                self.rec.cancel()
+                cancelled = True
+            worker.join(self.settings.poll_s)
+        self.ticks += 1
+        return outcome[0] if outcome else self.settings.interval_s
+
+    def _tick(self) -> float:
+        """One tick; returns seconds until the next one."""
+        try:
+            with service_lock(self.rec.paths):
+                result = self.rec.run_pass(apply=True)
+        except BusyError as exc:
+            self.logger.info("tick skipped", extra={"tick": self.ticks, "reason": str(exc)})
+            return self.settings.interval_s
+        except Exception as exc:  # never let one bad tick end an unattended loop
+            return self._failed(str(exc) or type(exc).__name__, traceback.format_exc())
+        self._report(result)
+        if result.failed:
+            return self._failed("; ".join(str(o.error) for o in result.failed), None)
+        self.failures = 0
+        capacity = any(
+            kind is FailureKind.CAPACITY
+            for o in result.outcomes
+            for kind, _ in o.launch_failures.values()
+        )
+        return self.settings.retry_after_capacity_s if capacity else self.settings.interval_s
+
+    def _failed(self, message: str, trace: str | None) -> float:
+        self.failures += 1
+        base = min(self.settings.max_backoff_s, self.settings.interval_s * 2 ** (self.failures - 1))
+        delay: float = base * self.rng.uniform(0.5, 1.5)
+        extra: dict[str, object] = {
+            "tick": self.ticks,
+            "error": message,
+            "consecutive_failures": self.failures,
+            "retry_in_s": round(delay, 1),
+        }
+        if trace:
+            extra["trace"] = trace
+        self.logger.error("tick failed", extra=extra)
+        if self.metrics:
+            self.metrics.tick_errors.labels(self.rec.spec.name).inc()
+            self._write_metrics()
+        return delay
+
+    def _report(self, result: PassResult) -> None:
+        self.logger.info("tick", extra=tick_record(self.ticks, result))
+        if self.metrics:
+            self.metrics.observe(result)
+            self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        if self.metrics and self.textfile:
+            self.metrics.write_textfile(self.textfile)
