@@ -65,8 +65,8 @@ def _print_pass(result: PassResult, verbose: bool = True) -> None:
     for outcome in result.outcomes:
         for rid, (kind, message) in sorted(outcome.launch_failures.items()):
             click.echo(f"launch {rid} failed ({kind.value}): {message}")
-    for outcome in result.failed:
-        click.echo(f"error: {outcome.error}", err=True)
+    for message in dict.fromkeys(str(o.error) for o in result.failed):
+        click.echo(f"error: {message}", err=True)
     if verbose:
         click.echo(result.summary_line)
         if result.plan_file:

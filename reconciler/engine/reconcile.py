@@ -216,6 +216,7 @@ class Reconciler:
             epoch += 1  # HAProxy restarted or lost servers: make Terraform re-add the members
 
         t1 = time.perf_counter()
+        crash_point("before_plan")
         var_files = self._render(decision, epoch)
         outcomes = self._plan_all(var_files)
         durations["plan_s"] = time.perf_counter() - t1
@@ -285,12 +286,13 @@ class Reconciler:
         return any(r.state is ReplicaState.STARTING for r in self.current_replicas())
 
     def settled(self, result: PassResult) -> bool:
+        """No replica starting, and the target group holds exactly the ready replicas (those
+        under a preemption warning excluded), at least the target."""
         replicas = self.current_replicas()
         if any(r.state is ReplicaState.STARTING for r in replicas):
             return False
-        if not result.changed and not result.decision.launches:
-            return True
-        ready = {r.id for r in replicas if r.state is ReplicaState.READY}
+        warned = {rid for rid, _ in load_record(self.paths.memory_file).memory.warned}
+        ready = {r.id for r in replicas if r.state is ReplicaState.READY} - warned
         return ready == (self.cloud.lb_members() or set()) and len(ready) >= result.decision.target
 
     def _render(self, decision: Decision, epoch: int) -> dict[str, Path]:

@@ -89,8 +89,8 @@ def load_record(path: Path) -> Record:
 
 
 def save_record(path: Path, record: Record) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n")
     except OSError as exc:
         raise StateError(f"{path}: cannot write the reconciler's record ({exc.strerror})") from exc

@@ -1,0 +1,175 @@
+"""The unattended loop, with Terraform faked per stack: when ticks run, backoff, shutdown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.engine.loop import LoopBusyError, LoopSettings, ReconcileLoop, loop_lock
+from reconciler.engine.observability import LoopMetrics
+from reconciler.engine.paths import ServicePaths
+from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.sandbox import market_daemon
+from reconciler.spec import load_spec
+from reconciler.terraform.errors import CancelledError
+from reconciler.terraform.fake import FakeTerraformRunner
+from reconciler.terraform.runner import PlanResult
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+
+class BlockingRunner(FakeTerraformRunner):
+    """A plan that runs until cancelled, like a long Terraform command."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+
+    def plan(self, var_file: Path | None = None, *, destroy: bool = False) -> PlanResult:
+        self.started.set()
+        if not self.cancelled.wait(10):
+            raise AssertionError("never cancelled")
+        raise CancelledError(self.stack, "plan", "cancelled")
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "services").mkdir()
+    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    yield tmp_path
+    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
+
+
+def make_loop(
+    root: Path, runners: dict[str, FakeTerraformRunner], interval: float = 30.0
+) -> tuple[ReconcileLoop, Records]:
+    paths = ServicePaths.for_service("llama", root=root)
+
+    def factory(stack: str, stack_dir: Path, module_dir: Path) -> FakeTerraformRunner:
+        return runners.setdefault(stack, FakeTerraformRunner(name=stack))
+
+    rec = Reconciler(
+        paths, load_spec(paths.spec_file), SandboxSettings(lb_port=1), runner_factory=factory
+    )
+    logger = logging.getLogger(f"test-loop-{id(runners)}")
+    logger.propagate = False
+    handler = Records()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    settings = LoopSettings(interval_s=interval, poll_s=0.05, max_backoff_s=120)
+    loop = ReconcileLoop(rec, settings, logger, LoopMetrics("llama"), rng=random.Random(7))
+    return loop, handler
+
+
+def run_for(loop: ReconcileLoop, seconds: float, **kw: Any) -> int:
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        return loop.run(stop, **kw)
+    finally:
+        timer.cancel()
+
+
+def test_first_tick_at_once_then_wait_for_the_interval(root: Path) -> None:
+    loop, log = make_loop(root, {}, interval=30)
+    assert run_for(loop, 1.0) == 1
+    tick = next(r for r in log.records if r.getMessage() == "tick")
+    assert tick.decision["launches"]  # type: ignore[attr-defined]
+    assert "plan" in tick.__dict__ and "durations" in tick.__dict__
+
+
+def test_a_preemption_notice_makes_a_tick_run_at_once(root: Path) -> None:
+    loop, _ = make_loop(root, {}, interval=30)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.time() + 5
+        while loop.ticks < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        notices = root / "state" / "llama" / "sandbox" / "notices.jsonl"
+        with notices.open("a") as fh:
+            notice = {"kind": "preempted", "replica_id": "local-1a-spot-0", "zone": "local-1a"}
+            fh.write(json.dumps({**notice, "at": time.time(), "deadline": 0}) + "\n")
+        while loop.ticks < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert loop.ticks == 2  # well before the 30 s interval
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_failures_back_off_with_jitter_and_are_logged(root: Path) -> None:
+    runners = {"local-1": FakeTerraformRunner(name="local-1")}
+    runners["local-1"].fail("plan", "Error: boom", times=5)
+    loop, log = make_loop(root, runners, interval=10)
+    delays = [loop._tick() for _ in range(3)]
+    assert delays[0] < delays[1] < delays[2] or delays[2] == 120 * 1.5
+    assert 5 <= delays[0] <= 15  # interval x jitter in [0.5, 1.5]
+    assert 20 <= delays[2] <= 60  # 10 x 2^2 x jitter
+    failed = [r for r in log.records if r.getMessage() == "tick failed"]
+    assert len(failed) == 3
+    assert "stack local-1: plan failed: Error: boom" in failed[0].error  # type: ignore[attr-defined]
+    assert failed[-1].consecutive_failures == 3  # type: ignore[attr-defined]
+
+
+def test_stop_cancels_the_running_terraform_and_the_loop_exits(root: Path) -> None:
+    blocking = BlockingRunner("local-1")
+    loop, log = make_loop(root, {"local-1": blocking}, interval=30)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,))
+    thread.start()
+    assert blocking.started.wait(5)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert blocking.cancelled.is_set()
+    assert "stopping: cancelling Terraform" in log.messages()
+    assert log.messages()[-1] == "loop stopped"
+
+
+def test_two_loops_for_one_service_do_not_run(root: Path) -> None:
+    lock = root / "state" / "llama" / ".loop.lock"
+    with (
+        loop_lock(lock, "llama", wait=False),
+        pytest.raises(LoopBusyError, match="already"),
+        loop_lock(lock, "llama", wait=False),
+    ):
+        pass
+
+
+def test_metrics_describe_the_last_tick(root: Path, tmp_path: Path) -> None:
+    loop, _ = make_loop(root, {})
+    loop.textfile = tmp_path / "metrics.prom"
+    run_for(loop, 0.5)
+    text = loop.textfile.read_text()
+    assert 'hedgeform_target_replicas{service="llama"} 2.0' in text
+    assert "hedgeform_tick_duration_seconds_count" in text
