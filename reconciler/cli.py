@@ -34,6 +34,7 @@ COMMANDS = {
     "status": "reconciler.engine.commands:status",
     "destroy": "reconciler.engine.commands:destroy",
     "run": "reconciler.engine.commands:run",
+    "install-timer": "reconciler.timers:install_timer",
     "sandbox": "reconciler.sandbox.cli:sandbox",
     "signals": "reconciler.adapters.command:signals",
 }

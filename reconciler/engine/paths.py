@@ -15,7 +15,7 @@ class BadNameError(ValueError):
 
 
 def check_name(value: str, what: str = "service") -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise BadNameError(
             f"{what} name {value!r} is not a plain name: use lowercase letters, digits and '-' "
             "(^[a-z0-9][a-z0-9-]{0,62}$)"
