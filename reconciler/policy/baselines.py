@@ -15,11 +15,12 @@ None of them falls back to on-demand when spot disappears.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from reconciler.policy.autoscaling import next_target
 from reconciler.policy.changes import assemble, hold, launch_many, pick_by_order, replica_id
-from reconciler.policy.decision import Decision, Launch
+from reconciler.policy.decision import Decision, Launch, PolicyFn
 from reconciler.policy.memory import Memory
 from reconciler.policy.observation import Market, Observation, Replica
 from reconciler.policy.placement import choose_on_demand_zone
@@ -109,55 +110,56 @@ def _target(spec: ServiceSpec, signals: Signals, memory: Memory, now: float) -> 
     )
 
 
-def ondemand(
-    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
-) -> Decision:
-    if not observed.complete:
-        return hold(observed, memory, "observation incomplete")
-    target, memory = _target(spec, signals, memory, now)
-    return _fixed_split(
-        "ondemand", spec, observed, signals, memory, now,
-        spot_wanted=0, od_wanted=target, target=target, rotate_all=False,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class Split:
+    """What a baseline keeps: spot and on-demand counts and how spot is placed."""
+
+    spot: int
+    on_demand: int
+    rotate_all: bool = False  # round_robin: next zone in turn, whatever happened there
+    skip_failed: bool = True  # even_spread/static: avoid a zone whose launch just failed
 
 
-def even_spread(
-    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
-) -> Decision:
-    if not observed.complete:
-        return hold(observed, memory, "observation incomplete")
-    target, memory = _target(spec, signals, memory, now)
-    wanted = target + spec.service.replica_policy.num_overprovision
-    return _fixed_split(
-        "even_spread", spec, observed, signals, memory, now,
-        spot_wanted=wanted, od_wanted=0, target=target, rotate_all=False,
-        skip_zones=_failed_zones(signals),
-    )  # fmt: skip
+SplitFn = Callable[[ServiceSpec, int], Split]
 
 
-def round_robin(
-    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
-) -> Decision:
-    if not observed.complete:
-        return hold(observed, memory, "observation incomplete")
-    target, memory = _target(spec, signals, memory, now)
-    wanted = target + spec.service.replica_policy.num_overprovision
-    return _fixed_split(
-        "round_robin", spec, observed, signals, memory, now,
-        spot_wanted=wanted, od_wanted=0, target=target, rotate_all=True,
-    )  # fmt: skip
+def _baseline(name: str, split: SplitFn) -> PolicyFn:
+    """A policy from its fixed split: autoscaler target, then keep the split."""
+
+    def decide(
+        spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+    ) -> Decision:
+        if not observed.complete:
+            return hold(observed, memory, "observation incomplete")
+        target, memory = _target(spec, signals, memory, now)
+        s = split(spec, target)
+        return _fixed_split(
+            name, spec, observed, signals, memory, now,
+            spot_wanted=s.spot, od_wanted=s.on_demand, target=target, rotate_all=s.rotate_all,
+            skip_zones=_failed_zones(signals) if s.skip_failed else frozenset(),
+        )  # fmt: skip
+
+    decide.__name__ = name
+    return decide
 
 
-def static(
-    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
-) -> Decision:
-    if not observed.complete:
-        return hold(observed, memory, "observation incomplete")
-    target, memory = _target(spec, signals, memory, now)
-    rp = spec.service.replica_policy
-    od_wanted = min(target, max(1, rp.base_ondemand_fallback_replicas))
-    return _fixed_split(
-        "static", spec, observed, signals, memory, now,
-        spot_wanted=target + rp.num_overprovision - od_wanted, od_wanted=od_wanted,
-        target=target, rotate_all=False, skip_zones=_failed_zones(signals),
-    )  # fmt: skip
+def _spread(spec: ServiceSpec, target: int) -> int:
+    return target + spec.service.replica_policy.num_overprovision
+
+
+def _static_split(spec: ServiceSpec, target: int) -> Split:
+    od = min(target, max(1, spec.service.replica_policy.base_ondemand_fallback_replicas))
+    return Split(spot=_spread(spec, target) - od, on_demand=od)
+
+
+ondemand = _baseline("ondemand", lambda spec, target: Split(spot=0, on_demand=target))
+even_spread = _baseline(
+    "even_spread", lambda spec, target: Split(spot=_spread(spec, target), on_demand=0)
+)
+round_robin = _baseline(
+    "round_robin",
+    lambda spec, target: Split(
+        spot=_spread(spec, target), on_demand=0, rotate_all=True, skip_failed=False
+    ),
+)
+static = _baseline("static", _static_split)

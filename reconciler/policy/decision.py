@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reconciler.policy.memory import Memory
-from reconciler.policy.observation import Market
+from reconciler.policy.observation import Market, Observation
+from reconciler.policy.signals import Signals
+from reconciler.spec.model import ServiceSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +40,7 @@ class Decision:
 
     def count(self, market: Market) -> int:
         return sum(n for (_, m), n in self.desired.items() if m is market)
+
+
+PolicyFn = Callable[[ServiceSpec, Observation, Signals, Memory, float], "Decision"]
+"""Every policy's signature: (spec, observed, signals, memory, now) -> Decision."""
