@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -103,6 +105,24 @@ def test_lost_capacity_preempts_and_the_next_reconcile_falls_back_to_on_demand(
     assert completions(env["HEDGEFORM_LB_PORT"]) == 200
     notices = (sandbox(sandbox_root) / "notices.jsonl").read_text().splitlines()
     assert {json.loads(n)["kind"] for n in notices} == {"warning", "preempted"}
+
+
+def test_haproxy_killed_is_restarted_with_its_members_by_the_next_reconcile(
+    sandbox_root: Path, env: dict[str, str]
+) -> None:
+    balancer = HAProxyLB(sandbox(sandbox_root))
+    members = lb_members(sandbox_root)
+    pid = balancer.pid()
+    assert members and pid is not None
+    os.kill(pid, signal.SIGKILL)  # runtime-added servers die with it
+    deadline = time.time() + 5
+    while balancer.is_running() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not balancer.is_running()
+    hedgeform(sandbox_root, env, "apply", "llama")
+    assert balancer.is_running()
+    assert lb_members(sandbox_root) == members
+    assert completions(env["HEDGEFORM_LB_PORT"]) == 200
 
 
 def test_destroy_leaves_no_process_and_no_haproxy_server(
