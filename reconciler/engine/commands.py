@@ -1,4 +1,5 @@
-"""`hedgeform plan|apply|status|destroy SERVICE` on the local sandbox cloud."""
+"""`hedgeform plan|apply|status|destroy|run SERVICE`: the local sandbox cloud, or AWS / GCP /
+Azure region stacks when the spec names them (engine/backends.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from pathlib import Path
 
 import click
 
+from reconciler.adapters.base import AdapterError
+from reconciler.clouds import CloudConfigError
 from reconciler.engine.paths import BadNameError, ServicePaths
 from reconciler.engine.reconcile import PassResult, ReconcileError, Reconciler, service_lock
 from reconciler.engine.sandbox_cloud import SandboxSettings
 from reconciler.engine.state_store import StateError, load_record
 from reconciler.engine.tfstate import TfStateError
 from reconciler.policy import POLICIES, ReplicaState
+from reconciler.rendering import RenderError
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB
@@ -27,6 +31,9 @@ USER_ERRORS = (
     TfStateError,
     SandboxError,
     TerraformError,
+    AdapterError,  # a cloud API: missing credentials, throttling (one line each)
+    CloudConfigError,  # a missing cloud setting, an unknown region or accelerator
+    RenderError,
 )
 
 
@@ -83,19 +90,32 @@ def _print_pass(result: PassResult, verbose: bool = True) -> None:
 @policy_opt
 @port_opt
 @root_opt
-def plan(service: str, policy: str, lb_port: int | None, root: Path | None) -> None:
+@click.option(
+    "--render-only",
+    is_flag=True,
+    help="Write each stack's terraform.tfvars.json and root configuration for review, and "
+    "stop: no Terraform command and no cloud API call.",
+)
+def plan(
+    service: str, policy: str, lb_port: int | None, root: Path | None, render_only: bool
+) -> None:
     """Decide and plan every stack of SERVICE without changing anything.
 
     Writes a markdown plan diff (counts of create/update/delete, replacements with why,
     grouped by stack and market, load-balancer membership changes, the raw plan collapsed)
-    to state/SERVICE/plans/<timestamp>.md for review.
+    to state/SERVICE/plans/<timestamp>.md for review. With --render-only the decision is
+    made from Terraform state alone (replicas taken as ready, request rate held, catalog
+    prices) and only the files Terraform would read are written.
     """
     try:
         rec = _reconciler(service, policy, lb_port, root)
         with service_lock(rec.paths):
-            result = rec.run_pass(apply=False)
+            result = rec.run_pass(apply=False, render_only=render_only)
     except USER_ERRORS as exc:
         raise _fail(exc) from None
+    if render_only:
+        for path in result.rendered:
+            click.echo(f"wrote {path}")
     _print_pass(result)
     for reason in result.decision.reasons:
         click.echo(f"  {reason}")
@@ -147,11 +167,9 @@ def apply(
 
 def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
     """(id, zone, market, state, in LB) for every replica Terraform manages."""
+    replicas = rec.current_replicas()  # first: a cloud backend learns its members here
     members = rec.cloud.lb_members() or set()
-    return [
-        (r.id, r.zone, r.market.value, r.state.value, r.id in members)
-        for r in rec.current_replicas()
-    ]
+    return [(r.id, r.zone, r.market.value, r.state.value, r.id in members) for r in replicas]
 
 
 def _print_status(rec: Reconciler) -> None:
@@ -159,7 +177,7 @@ def _print_status(rec: Reconciler) -> None:
     record = load_record(rec.paths.memory_file)
     ready = sum(1 for r in rows if r[3] == ReplicaState.READY.value)
     target = record.memory.target
-    click.echo(f"endpoint: http://127.0.0.1:{rec.settings.lb_port}")
+    click.echo(f"endpoint: {rec.cloud.endpoint()}")
     click.echo(f"target: {target if target is not None else '-'}   ready: {ready}")
     if not rows:
         click.echo("no replicas")
@@ -188,13 +206,14 @@ def status(service: str, lb_port: int | None, root: Path | None) -> None:
 @root_opt
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: bool) -> None:
-    """Destroy every stack of SERVICE and stop its sandbox cloud: no replica process, no
-    HAProxy server, no market daemon is left behind."""
+    """Destroy every stack of SERVICE (front first) and, on the sandbox, stop its cloud: no
+    replica process, no HAProxy server, no market daemon is left behind."""
     try:
         rec = _reconciler(service, "hedgeform", lb_port, root)
         errors: list[str] = []
         with service_lock(rec.paths, wait=wait_lock):
-            order = [FRONT, *[s for s in rec.stack_names if s != FRONT]]
+            order = [s for s in [FRONT, *rec.stack_names] if s in rec.stack_names]
+            order = list(dict.fromkeys(order))
             for stack in order:
                 var_file = rec.paths.stack_dir(stack) / "terraform.tfvars.json"
                 if not var_file.exists():

@@ -4,6 +4,10 @@ record. Level-triggered: every pass recomputes from what Terraform and the cloud
 Stacks are planned in parallel; a stack whose Terraform fails is reported with its name and
 Terraform's message and the others go on. The front stack (load balancer) applies first, so a
 replica leaves the target group before its region stack destroys it.
+
+The loop is the same for every cloud; what differs sits behind `CloudBackend`
+(engine/backends.py): `SandboxCloud` for `cloud: local` specs, `ProviderCloud` for AWS, GCP
+and Azure.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import fcntl
 import functools
 import hashlib
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,10 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine.backends import ROOT_CONFIG, CloudBackend, StackDef, root_config
+from reconciler.engine.cloud_settings import ProviderSettings, load_settings
 from reconciler.engine.paths import ServicePaths
-from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings, request_rate
+from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.state_store import Record, load_record, save_record
-from reconciler.engine.tfstate import ManagedReplica, managed_replicas, state_resources
+from reconciler.engine.tfstate import ManagedReplica
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
 from reconciler.policy import (
     DEFAULT_POLICY,
@@ -34,6 +39,7 @@ from reconciler.policy import (
     FailureKind,
     LaunchResult,
     Market,
+    Notice,
     Observation,
     Replica,
     ReplicaState,
@@ -43,15 +49,12 @@ from reconciler.policy import (
 from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.rendering import render_tfvars, write_atomic, write_tfvars
 from reconciler.spec import ServiceSpec
-from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
+from reconciler.stacks import FRONT, StackReplica, zone_regions
 from reconciler.terraform.errors import TerraformError
 from reconciler.terraform.runner import RunnerConfig, TerraformRunner, runner_for
 
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
-REPLICA_RE = re.compile(r'null_resource\.replica\["(?P<id>[a-z0-9-]+)"\]')
-CAPACITY_MARKERS = ("InsufficientInstanceCapacity",)
 NOOP_MARKER = ".hedgeform-noop-plan"
-BLOCK_RE = re.compile(r"(?m)^[\s│╷]*Error: ")  # an error block starts a line
 
 
 class ReconcileError(RuntimeError):
@@ -84,6 +87,7 @@ class PassResult:
     orphans: list[str] = field(default_factory=list)
     observed: Observation | None = None
     signals: Signals | None = None
+    rendered: list[Path] = field(default_factory=list)  # files written (`--render-only`)
 
     @property
     def changed(self) -> bool:
@@ -130,6 +134,8 @@ class Reconciler:
         limits: Limits | None = None,
         runner_factory: RunnerFactory | None = None,
         clock: Callable[[], float] = time.time,
+        backend: CloudBackend | None = None,
+        cloud_settings: ProviderSettings | None = None,
     ) -> None:
         self.paths = paths
         self.spec = spec
@@ -137,64 +143,91 @@ class Reconciler:
         self.policy = policy
         self.limits = limits or Limits()
         self.clock = clock
-        self.cloud = SandboxCloud(paths.sandbox_dir, settings)
         self.runner_factory = runner_factory or default_runner_factory(
             paths.root, RunnerConfig(lock_timeout_s=30, sigint_grace_s=10)
         )
+        self.cloud: CloudBackend = backend or self._backend(cloud_settings)
+        self._runners: dict[str, TerraformRunner] = {}
+        self._digests: dict[Path, bytes] = {}
+
+    def _backend(self, cloud_settings: ProviderSettings | None) -> CloudBackend:
+        """`local` specs drive the sandbox; specs naming only aws/gcp/azure drive the clouds."""
+        paths, spec, settings = self.paths, self.spec, self.settings
+        clouds = {loc.cloud or "?" for loc in spec.resources.locations}
+        if "local" not in clouds:
+            from reconciler.engine.provider_cloud import ProviderCloud
+
+            if cloud_settings is None:
+                cloud_settings = load_settings(settings_file(paths))
+            return ProviderCloud(paths, spec, cloud_settings)
         if not 0 < settings.lb_port < 65536:
             raise ReconcileError(f"load balancer port {settings.lb_port} is not in 1..65535")
-        clouds = {loc.cloud or "?" for loc in spec.resources.locations}
         if clouds != {"local"}:
             raise ReconcileError(
-                f"{paths.spec_file}: these commands drive the local sandbox cloud, and the spec "
-                f"names {', '.join(sorted(clouds))}; real clouds are planned per region stack "
-                "with terraform/modules/<cloud> (docs/clouds.md)"
+                f"{paths.spec_file}: the spec mixes the local sandbox with "
+                f"{', '.join(sorted(clouds - {'local'}))}; a service runs on the sandbox or "
+                "on real clouds, not both"
             )
-        self.regions = zone_regions(spec)
-        if not self.regions:
+        if not zone_regions(spec):
             raise ReconcileError(
                 f"{paths.spec_file}: the local sandbox needs zones: list them under "
                 "resources.any_of with cloud: local, region and zone"
             )
-        self.hedgeform_bin = self._hedgeform_bin()
-        self._runners: dict[str, TerraformRunner] = {}
+        return SandboxCloud(
+            paths.sandbox_dir, settings, paths=paths, spec=spec, hedgeform_bin=self._hedgeform_bin()
+        )
 
     # -- stacks ----------------------------------------------------------------------------
 
+    @functools.cached_property
+    def stacks(self) -> dict[str, StackDef]:
+        return {s.name: s for s in self.cloud.stacks()}
+
     @property
     def stack_names(self) -> list[str]:
-        return [*sorted({region for _, region in self.regions.values()}), FRONT]
+        return list(self.stacks)
 
     def runner(self, stack: str) -> TerraformRunner:
         if stack not in self._runners:
             self._runners[stack] = self.runner_factory(
-                stack, self.paths.stack_dir(stack), self.paths.module_dir("local")
+                stack, self.paths.stack_dir(stack), self._module_dir(stack)
             )
         return self._runners[stack]
 
+    def _module_dir(self, stack: str) -> Path:
+        return self.paths.module_dir(self.stacks[stack].module)
+
     def managed(self) -> list[ManagedReplica]:
-        out: list[ManagedReplica] = []
-        for stack in self.stack_names[:-1]:
-            out.extend(managed_replicas(self.paths.stack_dir(stack)))
-        return out
+        return self.cloud.managed()
 
     # -- one pass --------------------------------------------------------------------------
 
-    def run_pass(self, *, apply: bool) -> PassResult:
-        """One reconcile; `apply=False` plans and writes the plan diff but changes nothing."""
+    def run_pass(self, *, apply: bool, render_only: bool = False) -> PassResult:
+        """One reconcile; `apply=False` plans and writes the plan diff but changes nothing;
+        `render_only` writes each stack's tfvars and root configuration and stops there,
+        without Terraform or any cloud API (replicas as Terraform state last recorded them)."""
+        if render_only:
+            apply = False
         t0 = time.perf_counter()
         durations: dict[str, float] = {}
         record = load_record(self.paths.memory_file)
         now = self.clock()
-        self.cloud.ensure_up(now)
+        if not render_only:
+            self.cloud.ensure_up(now)
         managed = self.managed()
         crash_point("before_observe")
-        orphans = self._collect_orphans(managed)
-        notices, cursor = self.cloud.notices(record.notice_cursor)
+        orphans = [] if render_only else self._collect_orphans(managed)
         seen = {p[0] for p in record.memory.recent_preemptions}
-        preempted = seen | {n.replica_id for n in notices if n.kind.value == "preempted"}
-        observed = self.cloud.observe(self.spec, managed, preempted, now)
-        qps, samples = request_rate(record.request_samples, now, self.cloud.requests_total())
+        if render_only:
+            notices: list[Notice] = []
+            cursor = record.notice_cursor
+            observed = self.cloud.observe_offline(self.spec, managed, now)
+            qps, samples = None, record.request_samples
+        else:
+            notices, cursor = self.cloud.notices(record.notice_cursor, consume=apply)
+            preempted = seen | {n.replica_id for n in notices if n.kind.value == "preempted"}
+            observed = self.cloud.observe(self.spec, managed, preempted, now)
+            qps, samples = self.cloud.request_rate(record.request_samples, now)
         signals = Signals(
             qps=qps,
             qps_at=now if qps is not None else None,
@@ -210,14 +243,27 @@ class Reconciler:
         decision = decide(self.spec, observed, signals, memory, now, self.policy)
         decision = apply_guardrails(decision, observed, self.spec, self.limits)
         epoch = record.lb_epoch
-        live_members = self.cloud.lb_members()
-        applied_members = self._applied_members()
-        if applied_members is not None and live_members != applied_members:
+        applied_members = None if render_only else self.cloud.applied_members()
+        if applied_members is not None and self.cloud.lb_members() != applied_members:
             epoch += 1  # HAProxy restarted or lost servers: make Terraform re-add the members
 
         t1 = time.perf_counter()
         crash_point("before_plan")
-        var_files = self._render(decision, epoch)
+        var_files = self._render(decision, epoch, now)
+        if render_only:
+            written = self._write_root_configs(var_files)
+            durations["total_s"] = time.perf_counter() - t0
+            return PassResult(
+                decision=decision,
+                outcomes=[StackOutcome(stack) for stack in var_files],
+                plan_file=None,
+                summary_line="rendered only: no Terraform command ran",
+                endpoint=self.cloud.endpoint(),
+                durations=durations,
+                observed=observed,
+                signals=signals,
+                rendered=written,
+            )
         outcomes = self._plan_all(var_files)
         durations["plan_s"] = time.perf_counter() - t1
         summaries = [o.summary for o in outcomes if o.summary is not None]
@@ -227,7 +273,7 @@ class Reconciler:
         crash_point("before_apply")
         if apply:
             t2 = time.perf_counter()
-            self._apply_all(outcomes)
+            self._apply_all(outcomes, decision)
             durations["apply_s"] = time.perf_counter() - t2
             results = self._launch_results(decision, outcomes)
             crash_point("before_record")
@@ -248,7 +294,7 @@ class Reconciler:
             outcomes=outcomes,
             plan_file=plan_file,
             summary_line=one_line(summaries),
-            endpoint=f"http://127.0.0.1:{self.settings.lb_port}",
+            endpoint=self.cloud.endpoint(),
             durations=durations,
             orphans=orphans,
             observed=observed,
@@ -273,6 +319,7 @@ class Reconciler:
             on_pass(result)
             if result.failed or self.settled(result) or time.monotonic() > deadline:
                 return results
+            poll_s = max(poll_s, self.cloud.poll_s)
             while time.monotonic() < deadline and self._starting():
                 time.sleep(poll_s)
 
@@ -295,7 +342,7 @@ class Reconciler:
         ready = {r.id for r in replicas if r.state is ReplicaState.READY} - warned
         return ready == (self.cloud.lb_members() or set()) and len(ready) >= result.decision.target
 
-    def _render(self, decision: Decision, epoch: int) -> dict[str, Path]:
+    def _render(self, decision: Decision, epoch: int, now: float) -> dict[str, Path]:
         stopped = {t.replica_id for t in decision.terminations}
         kept: list[StackReplica] = [
             StackReplica(m.id, m.zone, Market(m.market))
@@ -303,30 +350,29 @@ class Reconciler:
             if m.id not in stopped and not m.tainted
         ]
         kept += [StackReplica(x.replica_id, x.zone, x.market) for x in decision.launches]
-        common = {
-            "service": self.spec.name,
-            "hedgeform_bin": str(self.hedgeform_bin),
-            "sandbox_dir": str(self.paths.sandbox_dir.resolve()),
-            "cold_start_seconds": self.settings.cold_start_s,
-            "latency_ms": self.settings.latency_ms,
-        }
-        files: dict[str, Path] = {}
-        for stack in region_stacks(self.regions, kept):
-            variables = render_tfvars(
-                "local.tfvars.json.j2",
-                {**common, "stack": stack.name, "replicas": replica_map(stack.replicas),
-                 "load_balancer": None},
-            )  # fmt: skip
-            files[stack.name] = write_tfvars(self.paths.stack_dir(stack.name), variables)
         kept_ids = {r.id for r in kept}
         members = sorted(m for m in decision.lb_members if m in kept_ids)
-        lb = {"port": self.settings.lb_port, "members": members, "epoch": str(epoch)}
-        variables = render_tfvars(
-            "local.tfvars.json.j2",
-            {**common, "stack": FRONT, "replicas": {}, "load_balancer": lb},
-        )
-        files[FRONT] = write_tfvars(self.paths.stack_dir(FRONT), variables)
+        warned = {rid for rid, _ in decision.memory.warned}
+        files: dict[str, Path] = {}
+        for rendered in self.cloud.render(kept, members, epoch, now, warned):
+            stack_dir = self.paths.stack_dir(rendered.stack.name)
+            variables = render_tfvars(rendered.template, rendered.context)
+            files[rendered.stack.name] = write_tfvars(stack_dir, variables)
+            for name, text in rendered.root_files.items():
+                write_if_changed(stack_dir / name, text)
         return files
+
+    def _write_root_configs(self, var_files: Mapping[str, Path]) -> list[Path]:
+        """What Terraform would read, for review: the root configuration next to each tfvars
+        (the runner writes the same file before `init`)."""
+        written: list[Path] = []
+        for stack, var_file in sorted(var_files.items()):
+            stack_dir = self.paths.stack_dir(stack)
+            path = stack_dir / ROOT_CONFIG
+            write_if_changed(path, root_config(stack, stack_dir, self._module_dir(stack), var_file))
+            extra = sorted(p for p in stack_dir.glob("*.tf.json") if p.name != ROOT_CONFIG)
+            written += [var_file, path, *extra]
+        return written
 
     def _plan_all(self, var_files: Mapping[str, Path]) -> list[StackOutcome]:
         def plan(stack: str) -> StackOutcome:
@@ -334,7 +380,9 @@ class Reconciler:
             stack_dir = self.paths.stack_dir(stack)
             fingerprint = self._fingerprint(stack_dir)
             marker = stack_dir / NOOP_MARKER
-            if marker.exists() and marker.read_text() == fingerprint:
+            if not self.cloud.plan_cache:
+                fingerprint = ""
+            if fingerprint and marker.exists() and marker.read_text() == fingerprint:
                 outcome.summary = summarize_stack(stack, {})
                 return outcome  # same inputs, module and state as a plan that changed nothing
             marker.unlink(missing_ok=True)
@@ -347,7 +395,7 @@ class Reconciler:
             outcome.plan_path = result.plan_path
             outcome.summary = summarize_stack(stack, result.json)
             self._plan_json[stack] = result.json
-            if not result.changed:
+            if not result.changed and fingerprint:
                 write_atomic(marker, fingerprint)
             return outcome
 
@@ -377,23 +425,27 @@ class Reconciler:
     def _fingerprint(self, stack_dir: Path) -> str:
         """Everything a local-module plan depends on. The local module holds only
         null_resources, which have nothing to refresh, so equal fingerprints mean an equal
-        (empty) plan; cloud modules are always planned, since the cloud can drift."""
+        (empty) plan; cloud modules are always planned (`plan_cache` False), since the cloud
+        can drift."""
+        if not self.cloud.plan_cache:
+            return ""
         digest = hashlib.sha256()
         for path in (stack_dir / "terraform.tfvars.json", stack_dir / "terraform.tfstate"):
             digest.update(path.read_bytes() if path.exists() else b"-")
-        digest.update(self._module_digest)
+        digest.update(self._module_digest(self._module_dir(stack_dir.name)))
         return digest.hexdigest()
 
-    @functools.cached_property
-    def _module_digest(self) -> bytes:
-        digest = hashlib.sha256()
-        module = self.paths.module_dir("local")
-        for path in sorted(module.rglob("*")):
-            if path.is_file() and ".terraform" not in path.parts:
-                digest.update(str(path.relative_to(module)).encode() + path.read_bytes())
-        return digest.digest()
+    def _module_digest(self, module: Path) -> bytes:
+        """A module's files, hashed once per Reconciler."""
+        if module not in self._digests:
+            digest = hashlib.sha256()
+            for path in sorted(module.rglob("*")):
+                if path.is_file() and ".terraform" not in path.parts:
+                    digest.update(str(path.relative_to(module)).encode() + path.read_bytes())
+            self._digests[module] = digest.digest()
+        return self._digests[module]
 
-    def _apply_all(self, outcomes: Sequence[StackOutcome]) -> None:
+    def _apply_all(self, outcomes: Sequence[StackOutcome], decision: Decision) -> None:
         def apply(outcome: StackOutcome) -> None:
             if outcome.error is not None or not outcome.changed or outcome.plan_path is None:
                 return
@@ -402,14 +454,22 @@ class Reconciler:
                 runner.apply_saved_plan(outcome.plan_path)
                 outcome.applied = True
             except TerraformError as exc:
-                failures = launch_failures(exc.detail or exc.message)
+                failures, other = self.cloud.launch_failures(
+                    outcome.stack, exc.detail or exc.message, zones
+                )
                 outcome.launch_failures = failures
                 # Capacity errors are the spot market talking, not a broken stack: the
                 # placer learns from them next tick. Anything else is reported.
-                if not failures or any(k is not FailureKind.CAPACITY for k, _ in failures.values()):
+                if (
+                    other
+                    or not failures
+                    or any(k is not FailureKind.CAPACITY for k, _ in failures.values())
+                ):
                     outcome.error = exc
 
         crash_point("during_apply", delay_s=0.5)
+        zones = {m.id: m.zone for m in self.managed()}
+        zones.update({x.replica_id: x.zone for x in decision.launches})
         front = [o for o in outcomes if o.stack == FRONT]
         regions = [o for o in outcomes if o.stack != FRONT]
         for o in front:
@@ -439,15 +499,6 @@ class Reconciler:
             results.append(LaunchResult(launch.zone, launch.market, False, kind, message))
         return tuple(results)
 
-    def _applied_members(self) -> set[str] | None:
-        """The target group Terraform last set, from the front stack's state."""
-        for res in state_resources(self.paths.stack_dir(FRONT) / "terraform.tfstate"):
-            if res.get("name") == "target_group":
-                for inst in res.get("instances", []):
-                    members = inst.get("attributes", {}).get("triggers", {}).get("members", "")
-                    return {m for m in str(members).split(",") if m}
-        return None
-
     def _write_plan_doc(
         self, summaries: list[StackSummary], outcomes: Sequence[StackOutcome], now: float
     ) -> Path | None:
@@ -473,24 +524,14 @@ class Reconciler:
         raise ReconcileError("cannot find the `hedgeform` executable: run `make setup`")
 
 
-def launch_failures(output: str) -> dict[str, tuple[FailureKind, str]]:
-    """Per replica id, why its create failed, from Terraform's apply output: each `Error:`
-    block names the resource (`null_resource.replica["<id>"]`) and carries the cloud's
-    message (Terraform wraps long lines, so whitespace is normalised first)."""
-    out: dict[str, tuple[FailureKind, str]] = {}
-    for block in BLOCK_RE.split(output)[1:]:
-        match = REPLICA_RE.search(block)
-        if match is None:
-            continue
-        text = " ".join(block.split())
-        kind = (
-            FailureKind.CAPACITY
-            if any(marker in text for marker in CAPACITY_MARKERS)
-            else FailureKind.OTHER
-        )
-        detail = text.split("Output: ", 1)[-1][:300]
-        out[match.group("id")] = (kind, detail)
-    return out
+def settings_file(paths: ServicePaths) -> Path:
+    """Optional per-service settings for real clouds (docs/clouds.md)."""
+    return paths.root / "services" / f"{paths.service}.settings.yaml"
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    if not (path.is_file() and path.read_text() == text):
+        write_atomic(path, text)
 
 
 def replica_seq(replica_id: str) -> int:

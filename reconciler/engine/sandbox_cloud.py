@@ -2,21 +2,25 @@
 
 The sandbox plays the cloud's part (reconciler/sandbox): replica records stand for VMs, the
 spot market's notice feed for EventBridge/zone operations, HAProxy's statistics for the load
-balancer's request metrics. This module turns them into the policy's Observation and Signals.
+balancer's request metrics. This module turns them into the policy's Observation and Signals;
+`SandboxCloud` is the `local` CloudBackend (engine/backends.py).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from reconciler.engine.tfstate import ManagedReplica
+from reconciler.engine.backends import RenderedStack, Samples, StackDef, classify_apply_output
+from reconciler.engine.paths import ServicePaths
+from reconciler.engine.tfstate import ManagedReplica, managed_replicas, state_resources
 from reconciler.policy import (
+    FailureKind,
     Market,
     Notice,
     NoticeKind,
@@ -30,6 +34,7 @@ from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.market import NoticeFeed, SpotMarket, notices_path
 from reconciler.spec.model import ServiceSpec
+from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
 
 SPOT_PRICE = 1.0  # the sandbox's price list: on-demand costs three times spot, as in backtests
 ON_DEMAND_PRICE = 3.0
@@ -86,10 +91,98 @@ def zone_offers(spec: ServiceSpec) -> tuple[ZoneOffer, ...]:
 
 
 class SandboxCloud:
-    def __init__(self, state_dir: Path, settings: SandboxSettings) -> None:
+    """The `local` backend: one stack per sandbox region plus the HAProxy front stack, all of
+    terraform/modules/local. `paths`, `spec` and `hedgeform_bin` are needed only to drive
+    stacks (render, managed); observing works with the state directory alone."""
+
+    poll_s = 0.25  # probes are local and cheap
+    plan_cache = True  # null_resources have nothing to refresh
+
+    def __init__(
+        self,
+        state_dir: Path,
+        settings: SandboxSettings,
+        *,
+        paths: ServicePaths | None = None,
+        spec: ServiceSpec | None = None,
+        hedgeform_bin: Path | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.settings = settings
         self.lb = HAProxyLB(state_dir)
+        self.paths = paths
+        self.spec = spec
+        self.hedgeform_bin = hedgeform_bin
+        self.regions = zone_regions(spec) if spec is not None else {}
+
+    # -- stacks ----------------------------------------------------------------------------
+
+    def _paths(self) -> ServicePaths:
+        if self.paths is None:
+            raise RuntimeError("SandboxCloud was built without ServicePaths")
+        return self.paths
+
+    def stacks(self) -> list[StackDef]:
+        regions = sorted({region for _, region in self.regions.values()})
+        return [
+            *(StackDef(region, "local", region, "local") for region in regions),
+            StackDef(FRONT, "local", "", "local"),
+        ]
+
+    def managed(self) -> list[ManagedReplica]:
+        out: list[ManagedReplica] = []
+        for stack in self.stacks()[:-1]:
+            out.extend(managed_replicas(self._paths().stack_dir(stack.name)))
+        return out
+
+    def render(
+        self,
+        kept: Sequence[StackReplica],
+        members: Sequence[str],
+        epoch: int,
+        now: float,
+        warned: set[str],
+    ) -> list[RenderedStack]:
+        paths = self._paths()
+        stacks = {s.name: s for s in self.stacks()}
+        common = {
+            "service": paths.service,
+            "hedgeform_bin": str(self.hedgeform_bin),
+            "sandbox_dir": str(paths.sandbox_dir.resolve()),
+            "cold_start_seconds": self.settings.cold_start_s,
+            "latency_ms": self.settings.latency_ms,
+        }
+        out: list[RenderedStack] = []
+        for stack in region_stacks(self.regions, kept):
+            context = {**common, "stack": stack.name, "replicas": replica_map(stack.replicas),
+                       "load_balancer": None}  # fmt: skip
+            out.append(RenderedStack(stacks[stack.name], "local.tfvars.json.j2", context))
+        lb = {"port": self.settings.lb_port, "members": list(members), "epoch": str(epoch)}
+        context = {**common, "stack": FRONT, "replicas": {}, "load_balancer": lb}
+        out.append(RenderedStack(stacks[FRONT], "local.tfvars.json.j2", context))
+        return out
+
+    def applied_members(self) -> set[str] | None:
+        """The target group Terraform last set, from the front stack's state."""
+        front = self._paths().stack_dir(FRONT) / "terraform.tfstate"
+        for res in state_resources(front):
+            if res.get("name") == "target_group":
+                for inst in res.get("instances", []):
+                    members = inst.get("attributes", {}).get("triggers", {}).get("members", "")
+                    return {m for m in str(members).split(",") if m}
+        return None
+
+    def launch_failures(
+        self, stack: str, output: str, zones: Mapping[str, str]
+    ) -> tuple[dict[str, tuple[FailureKind, str]], bool]:
+        # The sandbox speaks AWS's capacity code; the adapters' `local` rules know it.
+        return classify_apply_output("local", output, zones)
+
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.settings.lb_port}"
+
+    def request_rate(self, samples: Samples, now: float) -> tuple[float | None, Samples]:
+        return request_rate(samples, now, self.requests_total())
 
     def ensure_up(self, now: float) -> None:
         """The cloud exists before any service: the spot market and its preemption daemon."""
@@ -103,7 +196,9 @@ class SandboxCloud:
         )
         market_daemon.start(self.state_dir)
 
-    def notices(self, cursor: int) -> tuple[list[Notice], int]:
+    def notices(self, cursor: int, *, consume: bool = True) -> tuple[list[Notice], int]:
+        """The feed is a file read from a byte cursor: nothing is consumed until the caller
+        saves the new cursor, so `consume` changes nothing here."""
         raw, new_cursor = NoticeFeed(notices_path(self.state_dir)).read(cursor)
         kinds = {"warning": NoticeKind.WARNING, "preempted": NoticeKind.PREEMPTED}
         out = [Notice(kinds[n.kind], n.replica_id, n.zone, n.at) for n in raw if n.kind in kinds]
@@ -126,7 +221,7 @@ class SandboxCloud:
         self,
         spec: ServiceSpec,
         managed: Iterable[ManagedReplica],
-        preempted_ids: set[str],
+        preempted: set[str],
         now: float,
     ) -> Observation:
         """Each replica Terraform manages, with its state from the sandbox and a probe."""
@@ -141,7 +236,7 @@ class SandboxCloud:
             if m.tainted:
                 return Replica(m.id, m.zone, market, ReplicaState.FAILED, now)
             if status is None or not status.alive:
-                gone = ReplicaState.PREEMPTED if m.id in preempted_ids else ReplicaState.FAILED
+                gone = ReplicaState.PREEMPTED if m.id in preempted else ReplicaState.FAILED
                 launched = status.record.launched_at if status else now
                 return Replica(m.id, m.zone, market, gone, launched)
             rec = status.record
@@ -160,6 +255,12 @@ class SandboxCloud:
         with ThreadPoolExecutor(max_workers=8) as pool:
             observed = list(pool.map(state_of, managed))
         return Observation(tuple(observed), zone_offers(spec))
+
+    def observe_offline(
+        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], now: float
+    ) -> Observation:
+        """The sandbox is local: observing it needs no credentials."""
+        return self.observe(spec, managed, set(), now)
 
     def stop_replica(self, replica_id: str) -> None:
         replicas.stop(self.state_dir, replica_id)

@@ -60,3 +60,120 @@ def managed_replicas(stack_dir: Path) -> list[ManagedReplica]:
 
 def has_resource(stack_dir: Path, name: str) -> bool:
     return any(r.get("name") == name for r in state_resources(stack_dir / "terraform.tfstate"))
+
+
+# -- real-cloud stacks -----------------------------------------------------------------------
+
+# The replica resource of each cloud module (terraform/modules/<cloud>/main.tf), keyed by
+# replica id through for_each.
+CLOUD_REPLICA_TYPES = {
+    "aws": "aws_instance",
+    "gcp": "google_compute_instance",
+    "azure": "azurerm_linux_virtual_machine",
+}
+
+
+@dataclass(frozen=True)
+class CloudReplica:
+    """A replica of a cloud stack as Terraform holds it: what the observers and notice
+    sources need to find it again (instance id for EC2, name for GCP and Azure)."""
+
+    id: str
+    zone: str
+    market: str
+    tainted: bool
+    stack: str
+    instance_id: str  # EC2 instance id, GCE numeric id, Azure VM resource id
+    name: str  # the cloud's instance/VM name (GCP, Azure); the instance id on AWS
+    private_ip: str = ""
+
+    def managed(self) -> ManagedReplica:
+        return ManagedReplica(self.id, self.zone, self.market, self.tainted, self.stack)
+
+
+def _market(replica_id: str, spot: bool | None) -> str:
+    if spot is None:  # replica ids encode the market: <zone>-spot-<n> / <zone>-od-<n>
+        spot = "-spot-" in replica_id
+    return "spot" if spot else "on_demand"
+
+
+def _first(value: Any) -> dict[str, Any]:
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return value[0]
+    return {}
+
+
+def _cloud_replica(cloud: str, key: str, attrs: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(zone, market, instance id, name) from one instance's attributes."""
+    if cloud == "aws":
+        tags = attrs.get("tags") or {}
+        options = _first(attrs.get("instance_market_options"))
+        spot = options.get("market_type") == "spot" if options else None
+        if "hedgeform:market" in tags:
+            spot = tags["hedgeform:market"] == "spot"
+        iid = str(attrs.get("id", ""))
+        return str(attrs.get("availability_zone", "")), _market(key, spot), iid, iid
+    if cloud == "gcp":
+        scheduling = _first(attrs.get("scheduling"))
+        model = scheduling.get("provisioning_model")
+        spot = None if model is None else model == "SPOT"
+        zone = str(attrs.get("zone", "")).rsplit("/", 1)[-1]
+        return zone, _market(key, spot), str(attrs.get("instance_id", "")), str(attrs["name"])
+    tags = attrs.get("tags") or {}
+    priority = attrs.get("priority")
+    spot = None if priority is None else priority == "Spot"
+    zone = str(tags.get("hedgeform-zone") or f"{attrs.get('location', '')}-{attrs.get('zone', '')}")
+    return zone, _market(key, spot), str(attrs.get("id", "")), str(attrs.get("name", ""))
+
+
+def cloud_replicas(stack_dir: Path, cloud: str) -> list[CloudReplica]:
+    """The replicas a cloud region stack's state holds (module `stack` of the root config)."""
+    rtype = CLOUD_REPLICA_TYPES[cloud]
+    path = stack_dir / "terraform.tfstate"
+    out: list[CloudReplica] = []
+    for res in state_resources(path):
+        if res.get("type") != rtype or res.get("name") != "replica":
+            continue
+        if res.get("mode", "managed") != "managed":
+            continue
+        for inst in res.get("instances", []):
+            key = str(inst.get("index_key") or "")
+            attrs = inst.get("attributes") or {}
+            try:
+                zone, market, iid, name = _cloud_replica(cloud, key, attrs)
+            except (KeyError, TypeError) as exc:
+                raise TfStateError(f"{path}: unexpected {rtype} attributes ({exc})") from exc
+            ip = (
+                attrs.get("private_ip")  # aws_instance
+                or attrs.get("private_ip_address")  # azurerm_linux_virtual_machine
+                or _first(attrs.get("network_interface")).get("network_ip", "")  # GCE
+            )
+            out.append(
+                CloudReplica(
+                    id=key,
+                    zone=zone,
+                    market=market,
+                    tainted=inst.get("status") == "tainted",
+                    stack=stack_dir.name,
+                    instance_id=iid,
+                    name=name,
+                    private_ip=str(ip or ""),
+                )
+            )
+    return out
+
+
+def state_outputs(stack_dir: Path) -> dict[str, Any]:
+    """The module's outputs as the last apply saved them (the root config re-exports the whole
+    module as output `stack`), `{}` before the first apply. No Terraform process needed."""
+    path = stack_dir / "terraform.tfstate"
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TfStateError(f"{path}: unreadable Terraform state ({exc})") from exc
+    if not isinstance(raw, dict):
+        return {}
+    value = (raw.get("outputs") or {}).get("stack", {}).get("value")
+    return dict(value) if isinstance(value, dict) else {}

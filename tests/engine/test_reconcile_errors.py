@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from reconciler.clouds import CloudConfigError
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import BusyError, ReconcileError, Reconciler, service_lock
 from reconciler.engine.sandbox_cloud import SandboxSettings
@@ -74,9 +75,26 @@ def test_two_reconciles_of_one_service_do_not_overlap(root: Path) -> None:
         pass
 
 
-def test_a_cloud_spec_is_refused_by_the_sandbox_commands(root: Path) -> None:
+def test_a_cloud_spec_without_its_settings_is_one_line_naming_them(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HEDGEFORM_AWS_IMAGES", raising=False)
     paths = ServicePaths.for_service("cloudy", root=root)
-    with pytest.raises(ReconcileError, match="drive the local sandbox cloud"):
+    with pytest.raises(
+        CloudConfigError, match="no AMI for aws us-east-1: set HEDGEFORM_AWS_IMAGES"
+    ):
+        Reconciler(paths, load_spec(paths.spec_file), SandboxSettings())
+
+
+def test_a_spec_mixing_the_sandbox_and_a_cloud_is_refused(root: Path) -> None:
+    text = (root / "services" / "llama.yaml").read_text()
+    assert "    - cloud: local" in text
+    mixed = text.replace(
+        "    - cloud: local", "    - cloud: aws\n      region: us-east-1\n    - cloud: local", 1
+    )
+    (root / "services" / "mixed.yaml").write_text(mixed)
+    paths = ServicePaths.for_service("mixed", root=root)
+    with pytest.raises(ReconcileError, match="mixes the local sandbox with aws"):
         Reconciler(paths, load_spec(paths.spec_file), SandboxSettings())
 
 

@@ -1,0 +1,460 @@
+"""The AWS / GCP / Azure backend: region stacks from the spec's locations, contexts from
+reconciler.clouds, signals and states from the adapters (cloud_apis.py).
+
+Stacks are named `<cloud>-<region>` (`aws-us-east-1`, `gcp-us-central1`, `azure-eastus`), a
+plain name that stays unique across clouds, plus `front` (Route 53 over every region's load
+balancer) when a DNS zone is configured. A location without a region expands to the default
+regions of its cloud (settings), else the catalog's first region; one without a zone to every
+zone of its region in the catalog.
+
+Load-balancer membership on clouds: the load balancer's health check is the readiness gate, so
+every replica the policy keeps is registered except those under a preemption warning (which
+drain) and those already gone; a target that is not healthy gets no traffic. The policy's own
+`lb_members` (the ready replicas) is always a subset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.adapters.base import AdapterError, CredentialsError
+from reconciler.adapters.catalog import CATALOG_PATH, CatalogPriceSource, load_catalog
+from reconciler.clouds import (
+    REAL_CLOUDS,
+    CloudConfigError,
+    Origin,
+    cloud_stack_context,
+    front_stack_context,
+    instance_for,
+    template_for,
+    zones_of,
+)
+from reconciler.engine.backends import (
+    PROVIDERS_FILE,
+    RenderedStack,
+    Samples,
+    StackDef,
+    classify_apply_output,
+)
+from reconciler.engine.cloud_apis import AwsApis, AzureApis, CloudApis, GcpApis
+from reconciler.engine.cloud_settings import (
+    ENV_AZURE_KEY,
+    ENV_AZURE_SUBSCRIPTION,
+    ENV_DNS_NAME,
+    ENV_GCP_PROJECT,
+    ENV_IMAGES,
+    ProviderSettings,
+)
+from reconciler.engine.paths import ServicePaths, check_name
+from reconciler.engine.tfstate import CloudReplica, ManagedReplica, cloud_replicas, state_outputs
+from reconciler.policy import (
+    FailureKind,
+    Market,
+    Notice,
+    Observation,
+    Replica,
+    ReplicaState,
+    ZoneOffer,
+)
+from reconciler.rendering import write_atomic
+from reconciler.spec.model import ServiceSpec
+from reconciler.stacks import FRONT, RegionStack, StackReplica
+
+log = logging.getLogger(__name__)
+FRONT_PROVIDER_REGION = "us-east-1"  # Route 53 is global; its API lives in us-east-1
+PROVIDER_NAMES = {"aws": "aws", "gcp": "google", "azure": "azurerm", FRONT: "aws"}
+FIRST_SEEN = "first_seen.json"
+
+
+def stack_name(cloud: str, region: str) -> str:
+    return check_name(f"{cloud}-{region}", "stack")
+
+
+def expand_locations(
+    spec: ServiceSpec, default_regions: Mapping[str, Sequence[str]]
+) -> dict[str, tuple[str, str]]:
+    """zone -> (cloud, region) for every candidate zone the spec allows."""
+    out: dict[str, tuple[str, str]] = {}
+    for loc in spec.resources.locations:
+        cloud = loc.cloud
+        if cloud not in REAL_CLOUDS:
+            raise CloudConfigError(
+                f"location {loc.cloud or '(no cloud)'} is not a real cloud: name aws, gcp or "
+                "azure for every location (the local sandbox cannot be mixed with clouds)"
+            )
+        if loc.region:
+            regions: Sequence[str] = (loc.region,)
+        else:
+            regions = tuple(default_regions.get(cloud) or ()) or (next(iter(_zones(cloud))),)
+        for region in regions:
+            zones = zones_of(cloud, region)
+            if loc.zone:
+                if loc.zone not in zones:
+                    raise CloudConfigError(
+                        f"zone {loc.zone!r} is not a known zone of {cloud} {region}; "
+                        f"known: {', '.join(zones)}"
+                    )
+                zones = (loc.zone,)
+            for zone in zones:
+                out[zone] = (cloud, region)
+    return out
+
+
+def _zones(cloud: str) -> dict[str, tuple[str, ...]]:
+    from reconciler.clouds.catalog import ZONES
+
+    return ZONES[cloud]
+
+
+def on_demand_price(cloud: str, region: str, instance_type: str) -> float | None:
+    """The shipped catalog's on-demand price: this region, else any region of the cloud."""
+    regions: dict[str, Any] = load_catalog(CATALOG_PATH)["clouds"].get(cloud, {}).get("regions", {})
+    entry = regions.get(region, {}).get(instance_type) or next(
+        (types[instance_type] for types in regions.values() if instance_type in types), None
+    )
+    if entry is None or "on_demand" not in entry:
+        return None
+    return float(entry["on_demand"])
+
+
+def default_apis(
+    spec: ServiceSpec, settings: ProviderSettings, clouds: set[str]
+) -> dict[str, CloudApis]:
+    apis: dict[str, CloudApis] = {}
+    if "aws" in clouds:
+        apis["aws"] = AwsApis(spec, settings.aws_endpoint_url)
+    if "gcp" in clouds:
+        apis["gcp"] = GcpApis(spec, settings.cloud.gcp_project)
+    if "azure" in clouds:
+        apis["azure"] = AzureApis(spec, settings.azure_subscription_id)
+    return apis
+
+
+class ProviderCloud:
+    """The CloudBackend of AWS, GCP and Azure specs (see the module docstring)."""
+
+    poll_s = 15.0  # converge re-observes through cloud APIs: not four times a second
+    plan_cache = False  # the cloud can drift: always plan
+
+    def __init__(
+        self,
+        paths: ServicePaths,
+        spec: ServiceSpec,
+        settings: ProviderSettings,
+        apis: Mapping[str, CloudApis] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.spec = spec
+        self.settings = settings
+        self.state_dir = paths.state_dir / "cloud"
+        self.zone_regions = expand_locations(spec, settings.default_regions)
+        self.regions = sorted(set(self.zone_regions.values()))
+        self.clouds = {cloud for cloud, _ in self.regions}
+        self._check_settings()
+        self.apis = dict(apis) if apis is not None else default_apis(spec, settings, self.clouds)
+        aws = self.apis.get("aws")
+        if isinstance(aws, AwsApis):
+            aws.regions = [r for c, r in self.regions if c == "aws"]
+        self.instance_types = {
+            cloud: instance_for(
+                cloud, spec.resources.accelerators, settings.cloud.instance_types
+            ).instance_type
+            for cloud in self.clouds
+        }
+        self._replicas: list[CloudReplica] = []
+        self._ready: set[str] | None = None
+        self._states: dict[str, ReplicaState] = {}
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def _check_settings(self) -> None:
+        """Every missing setting is one line naming it and where it goes, before any work."""
+        s, image = self.settings, self.spec.resources.image_id or ""
+        for cloud, region in self.regions:
+            known = f"aws:{region}" in s.cloud.images or "aws" in s.cloud.images
+            if cloud == "aws" and not image.startswith("ami-") and not known:
+                raise s.missing(
+                    f"no AMI for aws {region}", f"{ENV_IMAGES}={region}=ami-...", "aws_images"
+                )
+        if "gcp" in self.clouds and not s.cloud.gcp_project:
+            raise s.missing("no GCP project", ENV_GCP_PROJECT, "gcp_project")
+        if "azure" in self.clouds:
+            if not s.cloud.azure_admin_ssh_public_key:
+                raise s.missing(
+                    "no SSH public key for Azure VMs", ENV_AZURE_KEY, "azure_ssh_public_key"
+                )
+            if not s.azure_subscription_id:
+                raise s.missing(
+                    "no Azure subscription", ENV_AZURE_SUBSCRIPTION, "azure_subscription_id"
+                )
+        if bool(s.domain_name) != bool(s.zone_id):
+            raise s.missing(
+                "the front stack needs both a DNS name and a Route 53 zone id",
+                f"{ENV_DNS_NAME} and HEDGEFORM_DNS_ZONE_ID",
+                "dns: {domain_name, zone_id}",
+            )
+
+    # -- stacks ------------------------------------------------------------------------------
+
+    def stacks(self) -> list[StackDef]:
+        out = [StackDef(stack_name(c, r), c, r, c) for c, r in self.regions]
+        if self.settings.has_front:
+            out.append(StackDef(FRONT, FRONT, "", FRONT))
+        return out
+
+    def _region_stacks(self) -> list[StackDef]:
+        return [s for s in self.stacks() if s.name != FRONT]
+
+    def _outputs(self, stack: StackDef) -> dict[str, Any]:
+        return state_outputs(self.paths.stack_dir(stack.name))
+
+    def ensure_up(self, now: float) -> None:
+        for cloud in sorted(self.clouds):
+            self.apis[cloud].check_credentials()
+
+    def managed(self) -> list[ManagedReplica]:
+        replicas: list[CloudReplica] = []
+        for stack in self._region_stacks():
+            replicas.extend(cloud_replicas(self.paths.stack_dir(stack.name), stack.cloud))
+        self._replicas = replicas
+        return [r.managed() for r in replicas]
+
+    def _of(self, stack: StackDef) -> list[CloudReplica]:
+        return [r for r in self._replicas if r.stack == stack.name]
+
+    def _zones_of(self, stack: StackDef) -> list[str]:
+        key = (stack.cloud, stack.region)
+        return sorted(z for z, cr in self.zone_regions.items() if cr == key)
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def notices(self, cursor: int, *, consume: bool) -> tuple[list[Notice], int]:
+        """Polled from each region's source; a failing source is logged and skipped (the
+        states read by `observe` still show a preempted replica), missing credentials are not."""
+        out: list[Notice] = []
+        for stack in self._region_stacks():
+            try:
+                out.extend(
+                    self.apis[stack.cloud].notices(
+                        stack.region, self._zones_of(stack), self._of(stack), consume
+                    )
+                )
+            except CredentialsError:
+                raise
+            except AdapterError as exc:
+                log.warning("notices of %s unavailable: %s", stack.name, exc)
+        return out, cursor
+
+    def request_rate(self, samples: Samples, now: float) -> tuple[float | None, Samples]:
+        """The sum over regions; unknown (None, the policy holds) if any region's is unknown."""
+        total = 0.0
+        for stack in self._region_stacks():
+            try:
+                rate = self.apis[stack.cloud].request_rate(
+                    stack.region, self._outputs(stack), self._of(stack), now
+                )
+            except CredentialsError:
+                raise
+            except AdapterError as exc:
+                log.warning("request rate of %s unavailable: %s", stack.name, exc)
+                return None, ()
+            if rate is None:
+                return None, ()
+            total += rate
+        return total, ()
+
+    # -- observation -------------------------------------------------------------------------
+
+    def zone_offers(self, *, live: bool = True) -> tuple[ZoneOffer, ...]:
+        """Prices per candidate zone: live spot prices where the cloud has them (AWS), else
+        (or when the API fails) the shipped catalog; on-demand prices from the catalog."""
+        offers: list[ZoneOffer] = []
+        for stack in self._region_stacks():
+            cloud, region = stack.cloud, stack.region
+            zones = self._zones_of(stack)
+            itype = self.instance_types[cloud]
+            od = on_demand_price(cloud, region, itype)
+            if od is None:
+                log.warning("no on-demand price for %s %s in the catalog; using 1.0", cloud, itype)
+                od = 1.0
+            spot, from_api = self._spot_prices(stack, itype, zones, live)
+            for zone in zones:
+                price: float | None = spot.get(zone)
+                if price is None and from_api:
+                    continue  # the cloud lists no spot price: the type is not offered there
+                if price is None:  # the catalog does not list the zone: no preference
+                    price = max(spot.values(), default=od)
+                offers.append(
+                    ZoneOffer(
+                        zone, region, cloud, price if self.spec.resources.use_spot else None, od
+                    )
+                )
+        return tuple(offers)
+
+    def _spot_prices(
+        self, stack: StackDef, itype: str, zones: Sequence[str], live: bool
+    ) -> tuple[dict[str, float], bool]:
+        if live and stack.cloud == "aws":
+            try:
+                prices = self.apis["aws"].spot_prices(stack.region, itype, zones)
+                if prices:
+                    return prices, True
+            except CredentialsError:
+                raise
+            except AdapterError as exc:
+                log.warning("spot prices of %s unavailable, using the catalog: %s", stack.name, exc)
+        return CatalogPriceSource(stack.cloud, itype).spot_prices(zones), False
+
+    def observe(
+        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], preempted: set[str], now: float
+    ) -> Observation:
+        first_seen = self._first_seen(now)
+        replicas: list[Replica] = []
+        complete = True
+        for stack in self._region_stacks():
+            mine = [r for r in self._of(stack) if not r.tainted]
+            views = {}
+            if mine:
+                try:
+                    views = self.apis[stack.cloud].states(
+                        stack.region, mine, self._outputs(stack), preempted, first_seen, now
+                    )
+                except CredentialsError:
+                    raise
+                except AdapterError as exc:
+                    log.warning("states of %s unavailable: %s; holding", stack.name, exc)
+                    complete = False
+            for r in self._of(stack):
+                state, at = views.get(r.id, (ReplicaState.STARTING, first_seen.get(r.id, now)))
+                if r.tainted:
+                    state = ReplicaState.FAILED
+                replicas.append(Replica(r.id, r.zone, Market(r.market), state, at))
+        self._states = {r.id: r.state for r in replicas}
+        self._ready = {r.id for r in replicas if r.state is ReplicaState.READY}
+        return Observation(tuple(replicas), self.zone_offers(), complete)
+
+    def observe_offline(
+        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], now: float
+    ) -> Observation:
+        """No cloud API at all (`plan --render-only`): every replica Terraform holds counts as
+        ready (tainted ones as failed), prices come from the catalog."""
+        replicas = tuple(
+            Replica(
+                r.id,
+                r.zone,
+                Market(r.market),
+                ReplicaState.FAILED if r.tainted else ReplicaState.READY,
+                now,
+            )
+            for r in self._replicas
+        )
+        self._states = {r.id: r.state for r in replicas}
+        return Observation(replicas, self.zone_offers(live=False))
+
+    def _first_seen(self, now: float) -> dict[str, float]:
+        """When each replica was first observed (GCP/Azure state has no launch time), kept in
+        state/<service>/cloud/first_seen.json."""
+        path = self.state_dir / FIRST_SEEN
+        try:
+            seen = {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            seen = {}
+        current = {r.id for r in self._replicas}
+        updated = {rid: seen.get(rid, now) for rid in sorted(current)}
+        if updated != seen:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(updated, indent=1, sort_keys=True) + "\n")
+        return updated
+
+    def lb_members(self) -> set[str] | None:
+        """The replicas the load balancers serve: the healthy (READY) ones last observed."""
+        return None if self._ready is None else set(self._ready)
+
+    def applied_members(self) -> set[str] | None:
+        return None  # the load balancers keep their members: nothing to re-add
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def render(
+        self,
+        kept: Sequence[StackReplica],
+        members: Sequence[str],
+        epoch: int,
+        now: float,
+        warned: set[str],
+    ) -> list[RenderedStack]:
+        terminal = {rid for rid, s in self._states.items() if s.terminal}
+        registered = set(members) | {
+            r.id for r in kept if r.id not in warned and r.id not in terminal
+        }
+        out: list[RenderedStack] = []
+        for stack in self._region_stacks():
+            key = (stack.cloud, stack.region)
+            mine = [r for r in kept if self.zone_regions.get(r.zone) == key]
+            replicas = tuple(sorted(mine, key=lambda r: r.id))
+            region = RegionStack(stack.cloud, stack.region, replicas)
+            context = cloud_stack_context(
+                self.spec, region, sorted(registered), self.settings.cloud
+            )
+            out.append(
+                RenderedStack(stack, template_for(stack.cloud), context, self._providers(stack))
+            )
+        front = next((s for s in self.stacks() if s.name == FRONT), None)
+        if front is not None:
+            context = front_stack_context(
+                self.spec, self.settings.domain_name, self.settings.zone_id, self.origins()
+            )
+            out.append(RenderedStack(front, template_for(FRONT), context, self._providers(front)))
+        return out
+
+    def origins(self) -> dict[str, Origin]:
+        """Region stacks whose load balancer exists (from their applied outputs)."""
+        origins: dict[str, Origin] = {}
+        for stack in self._region_stacks():
+            outputs = self._outputs(stack)
+            address = outputs.get("lb_dns_name") or outputs.get("lb_ip_address")
+            if address:
+                origins[stack.name] = Origin(stack.cloud, stack.region, str(address))
+        return origins
+
+    def _providers(self, stack: StackDef) -> dict[str, str]:
+        """The provider block of the stack's root configuration (the modules declare none)."""
+        name = PROVIDER_NAMES[stack.cloud]
+        config: dict[str, Any]
+        if stack.cloud == "aws":
+            config = {"region": stack.region}
+        elif stack.cloud == FRONT:
+            config = {"region": FRONT_PROVIDER_REGION}
+        elif stack.cloud == "gcp":
+            config = {"project": self.settings.cloud.gcp_project, "region": stack.region}
+        else:
+            config = {"features": {}, "subscription_id": self.settings.azure_subscription_id}
+        text = json.dumps({"provider": {name: config}}, indent=2, sort_keys=True) + "\n"
+        return {PROVIDERS_FILE: text}
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def launch_failures(
+        self, stack: str, output: str, zones: Mapping[str, str]
+    ) -> tuple[dict[str, tuple[FailureKind, str]], bool]:
+        cloud = next((s.cloud for s in self.stacks() if s.name == stack), "")
+        return classify_apply_output(cloud, output, zones)
+
+    def orphans(self, managed_ids: set[str]) -> list[str]:
+        return []  # cloud instances exist only through Terraform: none to collect here
+
+    def stop_replica(self, replica_id: str) -> None:
+        raise NotImplementedError("cloud replicas are stopped by Terraform only")
+
+    def endpoint(self) -> str:
+        if self.settings.has_front:
+            return f"http://{self.settings.domain_name}"
+        addresses = [o.address for o in self.origins().values()]
+        return ", ".join(f"http://{a}" for a in addresses) or "(no load balancer applied yet)"
+
+    def stack_dir(self, stack: str) -> Path:
+        return self.paths.stack_dir(stack)

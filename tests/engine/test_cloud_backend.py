@@ -1,0 +1,328 @@
+"""The reconcile loop on a real-cloud spec (services/llama-cloud.yaml): Terraform faked per
+stack, the cloud APIs faked with the adapters' in-memory fakes. No network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.adapters.base import AdapterError, CredentialsError
+from reconciler.cli import main
+from reconciler.engine.backends import PROVIDERS_FILE, ROOT_CONFIG, root_config
+from reconciler.engine.paths import ServicePaths
+from reconciler.engine.provider_cloud import ProviderCloud
+from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.engine.state_store import load_record
+from reconciler.policy import FailureKind, Market, Notice, NoticeKind, ZoneStatus
+from reconciler.spec import load_spec
+from reconciler.terraform.binaries import ToolPaths
+from reconciler.terraform.errors import ApplyError
+from reconciler.terraform.fake import FakeTerraformRunner
+from reconciler.terraform.runner import CliTerraformRunner
+from tests.clouds.test_render_contract import assert_contract
+from tests.engine.cloud_fakes import (
+    SENTINEL,
+    SERVICE,
+    FakeApis,
+    aws_state_file,
+    make_root,
+    settings,
+)
+
+# A launch that hits a spot stockout, as Terraform 1.x prints it with -no-color.
+ICE_TEMPLATE = """
+Error: creating EC2 Instance: operation error EC2: RunInstances, https response error
+StatusCode: 500, RequestID: 5d1d4f0a-1111-2222-3333-444455556666, api error
+InsufficientInstanceCapacity: We currently do not have sufficient g6.xlarge capacity in the
+Availability Zone you requested ({zone}). Our system will be working on provisioning
+additional capacity.
+
+  with module.stack.aws_instance.replica["{rid}"],
+  on ../../../terraform/modules/aws/main.tf line 206, in resource "aws_instance" "replica":
+ 206: resource "aws_instance" "replica" {{
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    return make_root(tmp_path)
+
+
+class Rig:
+    """A Reconciler on llama-cloud with fake Terraform runners and fake cloud APIs."""
+
+    def __init__(
+        self, root: Path, dns: bool = True, runners: dict[str, FakeTerraformRunner] | None = None
+    ) -> None:
+        self.paths = ServicePaths.for_service(SERVICE, root=root)
+        self.spec = load_spec(self.paths.spec_file)
+        self.apis = {"aws": FakeApis({"us-east-1a": 0.30, "us-east-1b": 0.33}), "gcp": FakeApis()}
+        self.runners: dict[str, FakeTerraformRunner] = runners if runners is not None else {}
+        self.backend = ProviderCloud(self.paths, self.spec, settings(dns=dns), apis=self.apis)
+
+        def factory(stack: str, stack_dir: Path, module_dir: Path) -> FakeTerraformRunner:
+            self.modules[stack] = module_dir.name
+            return self.runners.setdefault(stack, FakeTerraformRunner(name=stack))
+
+        self.modules: dict[str, str] = {}
+        self.rec = Reconciler(
+            self.paths,
+            self.spec,
+            SandboxSettings(),
+            runner_factory=factory,
+            backend=self.backend,
+        )
+
+    def tfvars(self, stack: str) -> dict[str, object]:
+        data: dict[str, object] = json.loads(
+            (self.paths.stack_dir(stack) / "terraform.tfvars.json").read_text()
+        )
+        return data
+
+
+def test_one_pass_renders_a_stack_per_cloud_region_plus_front(root: Path) -> None:
+    rig = Rig(root)
+    assert rig.rec.stack_names == ["aws-us-east-1", "gcp-us-central1", "front"]
+    result = rig.rec.run_pass(apply=True)
+    assert not result.failed
+    assert rig.modules == {"aws-us-east-1": "aws", "gcp-us-central1": "gcp", "front": "front"}
+    for stack, module in rig.modules.items():
+        assert_contract(module, rig.tfvars(stack))
+        assert [c for c, _ in rig.runners[stack].calls] == ["plan", "apply"]
+    launched = {x.replica_id for x in result.decision.launches}
+    rendered = set(rig.tfvars("aws-us-east-1")["replicas"]) | set(  # type: ignore[call-overload]
+        rig.tfvars("gcp-us-central1")["replicas"]  # type: ignore[call-overload]
+    )
+    assert rendered == launched
+    # The cheapest AWS zone (live price 0.30) gets the first spot replica.
+    assert any(x.zone == "us-east-1a" and x.market is Market.SPOT for x in result.decision.launches)
+    # Every kept replica is registered: the load balancer's health check gates traffic.
+    aws = rig.tfvars("aws-us-east-1")
+    assert set(aws["lb_members"]) == set(aws["replicas"])  # type: ignore[call-overload]
+    providers = json.loads((rig.paths.stack_dir("aws-us-east-1") / PROVIDERS_FILE).read_text())
+    assert providers == {"provider": {"aws": {"region": "us-east-1"}}}
+    assert rig.tfvars("front")["origins"] == {}  # no region load balancer applied yet
+
+
+def test_no_secret_value_in_any_rendered_file_or_plan_document(root: Path) -> None:
+    rig = Rig(root)
+    for runner in ("aws-us-east-1", "gcp-us-central1", "front"):
+        rig.runners[runner] = FakeTerraformRunner(name=runner, plan_json={"resource_changes": []})
+    result = rig.rec.run_pass(apply=False)
+    assert result.plan_file is not None
+    files = [p for p in (root / "state").rglob("*") if p.is_file()]
+    assert any(p.name == "terraform.tfvars.json" for p in files)
+    for path in files:
+        assert SENTINEL not in path.read_text(), path
+    assert rig.tfvars("aws-us-east-1")["secret_env_names"] == ["HF_TOKEN"]
+
+
+def test_front_origins_come_from_the_region_stacks_outputs(root: Path) -> None:
+    rig = Rig(root)
+    state = aws_state_file({}, {"lb_dns_name": "hf-llama-cloud-1.us-east-1.elb.amazonaws.com"})
+    stack_dir = rig.paths.stack_dir("aws-us-east-1")
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "terraform.tfstate").write_text(json.dumps(state))
+    rig.rec.run_pass(apply=False)
+    front = rig.tfvars("front")
+    assert front["origins"] == {
+        "aws-us-east-1": {
+            "address": "hf-llama-cloud-1.us-east-1.elb.amazonaws.com",
+            "cloud": "aws",
+            "region": "us-east-1",
+            "weight": 100,
+        }
+    }
+    assert_contract("front", front)
+
+
+def test_without_a_dns_zone_there_is_no_front_stack(root: Path) -> None:
+    rig = Rig(root, dns=False)
+    assert rig.rec.stack_names == ["aws-us-east-1", "gcp-us-central1"]
+    result = rig.rec.run_pass(apply=True)
+    assert {o.stack for o in result.outcomes} == {"aws-us-east-1", "gcp-us-central1"}
+
+
+class IceRunner(FakeTerraformRunner):
+    """Fails the apply of the first spot replica it would create, with AWS's stockout."""
+
+    def apply_saved_plan(self, plan_path: Path) -> None:
+        var_file = self._plans.get(plan_path)
+        assert var_file is not None
+        replicas = json.loads(var_file.read_text())["replicas"]
+        rid, spec = next((r, s) for r, s in sorted(replicas.items()) if s["market"] == "spot")
+        self.calls.append(("apply", plan_path))
+        text = ICE_TEMPLATE.format(zone=spec["zone"], rid=rid)
+        raise ApplyError.from_output(self.stack, "apply", text)
+
+
+def test_a_capacity_error_in_one_aws_stack_is_a_capacity_result_not_a_failure(root: Path) -> None:
+    rig = Rig(root, runners={"aws-us-east-1": IceRunner(name="aws-us-east-1")})
+    result = rig.rec.run_pass(apply=True)
+    assert not result.failed, [str(o.error) for o in result.failed]
+    aws = next(o for o in result.outcomes if o.stack == "aws-us-east-1")
+    ((rid, (kind, message)),) = aws.launch_failures.items()
+    assert kind is FailureKind.CAPACITY
+    assert "InsufficientInstanceCapacity" in message
+    zone = next(x.zone for x in result.decision.launches if x.replica_id == rid)
+    results = load_record(rig.paths.memory_file).launch_results
+    assert any(
+        r.zone == zone and not r.ok and r.failure is FailureKind.CAPACITY for r in results
+    ), results
+    # The other stacks applied.
+    assert next(o for o in result.outcomes if o.stack == "gcp-us-central1").applied
+    # Next tick the placer marks the zone: it learned from the stockout.
+    second = rig.rec.run_pass(apply=False)
+    assert second.decision.memory.zone_status.get(zone) is ZoneStatus.PREEMPTED
+
+
+def test_an_error_that_is_not_a_replica_fails_the_stack(root: Path) -> None:
+    rig = Rig(root)
+    text = ICE_TEMPLATE.format(zone="us-east-1a", rid="x") + (
+        "\nError: creating ELBv2 Load Balancer: AccessDenied\n\n  with module.stack.aws_lb.this,\n"
+    )
+    rig.runners["aws-us-east-1"] = FakeTerraformRunner(name="aws-us-east-1")
+    rig.runners["aws-us-east-1"].fail("apply", text)
+    result = rig.rec.run_pass(apply=True)
+    assert [o.stack for o in result.failed] == ["aws-us-east-1"]
+
+
+def test_a_preemption_notice_reaches_the_policy(root: Path) -> None:
+    rig = Rig(root)
+    state = aws_state_file(
+        {
+            "us-east-1a-spot-0": ("i-0aaa", "us-east-1a", "spot"),
+            "us-east-1b-spot-1": ("i-0bbb", "us-east-1b", "spot"),
+        }
+    )
+    stack_dir = rig.paths.stack_dir("aws-us-east-1")
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "terraform.tfstate").write_text(json.dumps(state))
+    rig.apis["aws"].notice_source.push(
+        Notice(NoticeKind.PREEMPTED, "us-east-1a-spot-0", "us-east-1a", 1.0)
+    )
+    result = rig.rec.run_pass(apply=True)
+    assert result.signals is not None and result.signals.notices
+    assert result.decision.memory.zone_status.get("us-east-1a") is ZoneStatus.PREEMPTED
+    recent = load_record(rig.paths.memory_file).memory.recent_preemptions
+    assert [(rid, zone) for rid, zone, _ in recent] == [("us-east-1a-spot-0", "us-east-1a")]
+
+
+def test_a_failing_price_source_falls_back_to_the_catalog(root: Path) -> None:
+    rig = Rig(root)
+    rig.apis["aws"].prices.fail_next("AWS ec2:describe_spot_price_history failed: boom")
+    result = rig.rec.run_pass(apply=False)
+    assert not result.failed
+    offers = {o.zone: o for o in result.observed.zones}  # type: ignore[union-attr]
+    assert offers["us-east-1b"].spot_price == pytest.approx(0.33)  # the shipped catalog
+    assert offers["us-east-1a"].on_demand_price == pytest.approx(0.805)
+    assert {o.cloud for o in offers.values()} == {"aws", "gcp"}
+    assert all(o.zone.startswith("us-central1-") for o in offers.values() if o.cloud == "gcp")
+
+
+def test_missing_credentials_fail_the_pass_with_one_line(root: Path) -> None:
+    rig = Rig(root)
+    rig.apis["gcp"].credentials_error = CredentialsError("GCP credentials not found: set X")
+    with pytest.raises(CredentialsError, match="GCP credentials not found"):
+        rig.rec.run_pass(apply=True)
+    assert all(not r.calls for r in rig.runners.values())
+
+
+def test_render_only_writes_files_and_runs_no_terraform_or_cloud_api(root: Path) -> None:
+    rig = Rig(root)
+    for apis in rig.apis.values():
+        apis.credentials_error = CredentialsError("no credentials")  # never asked
+    result = rig.rec.run_pass(apply=True, render_only=True)
+    assert all(not r.calls for r in rig.runners.values())
+    assert all(not a.calls for a in rig.apis.values())
+    names = {(p.parent.name, p.name) for p in result.rendered}
+    for stack in ("aws-us-east-1", "gcp-us-central1", "front"):
+        assert (stack, "terraform.tfvars.json") in names
+        assert (stack, ROOT_CONFIG) in names
+        assert (stack, PROVIDERS_FILE) in names
+    assert not rig.paths.memory_file.exists()  # nothing recorded
+
+
+def test_render_only_root_config_is_what_the_runner_writes(root: Path) -> None:
+    rig = Rig(root)
+    rig.rec.run_pass(apply=False, render_only=True)
+    stack_dir = rig.paths.stack_dir("aws-us-east-1")
+    module = root / "terraform" / "modules" / "aws"
+    tools = ToolPaths(root / "tf", root / "tf.rc", root / "mirror")
+    runner = CliTerraformRunner(stack_dir, module, tools, name="aws-us-east-1")
+    var_file = stack_dir / "terraform.tfvars.json"
+    expected = runner._root_config(var_file)
+    assert (stack_dir / ROOT_CONFIG).read_text() == expected
+    assert root_config("aws-us-east-1", stack_dir, module, var_file) == expected
+
+
+def test_cli_plan_without_credentials_is_one_line(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = root / "nocreds"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HEDGEFORM_AWS_IMAGES", "us-east-1=ami-0123456789abcdef0")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "hedgeform-test")
+    result = CliRunner().invoke(main, ["plan", SERVICE, "--root", str(root)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("Error: AWS credentials not found: set")
+
+
+def test_cli_plan_render_only_prints_the_files_and_needs_no_credentials(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    (root / "services" / f"{SERVICE}.settings.yaml").write_text(
+        "aws_images:\n  us-east-1: ami-0123456789abcdef0\ngcp_project: hedgeform-test\n"
+    )
+    result = CliRunner().invoke(main, ["plan", SERVICE, "--root", str(root), "--render-only"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {root}/state/{SERVICE}/aws-us-east-1/terraform.tfvars.json" in result.output
+    assert f"wrote {root}/state/{SERVICE}/gcp-us-central1/{ROOT_CONFIG}" in result.output
+    assert not list((root / "state").rglob(".terraform"))  # Terraform never ran
+    assert not list((root / "state").rglob("*.tfplan"))
+
+
+def test_cli_plan_with_a_missing_setting_names_it_and_where_it_goes(root: Path) -> None:
+    result = CliRunner().invoke(main, ["plan", SERVICE, "--root", str(root), "--render-only"])
+    assert result.exit_code == 1
+    assert "no AMI for aws us-east-1: set HEDGEFORM_AWS_IMAGES=us-east-1=ami-..." in result.output
+    assert f"services/{SERVICE}.settings.yaml" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_adapter_error_in_states_holds_the_policy(root: Path) -> None:
+    rig = Rig(root)
+    state = aws_state_file({"us-east-1a-spot-0": ("i-0aaa", "us-east-1a", "spot")})
+    stack_dir = rig.paths.stack_dir("aws-us-east-1")
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "terraform.tfstate").write_text(json.dumps(state))
+
+    def broken(*args: object) -> object:
+        raise AdapterError("AWS ec2:describe_instances failed: Unavailable")
+
+    rig.apis["aws"].states = broken  # type: ignore[method-assign, assignment]
+    result = rig.rec.run_pass(apply=False)
+    assert result.observed is not None and not result.observed.complete
+    assert not result.decision.launches and not result.decision.terminations
+
+
+def test_plan_result_is_not_cached_on_clouds(root: Path) -> None:
+    rig = Rig(root)
+    runner = FakeTerraformRunner(name="aws-us-east-1", changed=False)
+    rig.runners["aws-us-east-1"] = runner
+    rig.rec.run_pass(apply=False)
+    rig.rec.run_pass(apply=False)
+    assert runner.commands().count("plan") == 2  # the cloud can drift: always planned

@@ -1,0 +1,193 @@
+"""GCP and Azure replica states (REST status + probe) against the HTTP fake, the Terraform
+state reader for each cloud module, settings loading and zone expansion."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from reconciler.adapters.rest import StaticToken
+from reconciler.clouds import CloudConfigError
+from reconciler.engine.cloud_apis import AzureApis, GcpApis, running_state
+from reconciler.engine.cloud_settings import SettingsError, load_settings
+from reconciler.engine.provider_cloud import expand_locations
+from reconciler.engine.tfstate import CloudReplica, cloud_replicas, state_outputs
+from reconciler.policy import ReplicaState
+from reconciler.spec import load_spec
+from tests.adapters.conftest import FakeApi, fake_api
+from tests.engine.cloud_fakes import REPO
+
+__all__ = ["fake_api"]  # fixture
+SPEC = load_spec(REPO / "services" / "llama-cloud.yaml")
+SUB = "00000000-0000-0000-0000-000000000000"
+
+
+def gcp_replica(name: str, market: str = "spot", ip: str = "127.0.0.1") -> CloudReplica:
+    return CloudReplica(name, "us-central1-a", market, False, "gcp-us-central1", "1", name, ip)
+
+
+def test_gcp_states_from_instances_get_and_the_probe(fake_api: FakeApi) -> None:
+    now = time.time()
+    project = "projects/hf-test/zones/us-central1-a/instances"
+    fake_api.routes = {
+        f"/{project}/ready": [(200, {"status": "RUNNING"})],
+        f"/{project}/booting": [(200, {"status": "STAGING"})],
+        f"/{project}/stopped": [(200, {"status": "TERMINATED"})],
+        "/health": [(200, {"ok": True})],
+    }
+    apis = GcpApis(SPEC, "hf-test", StaticToken("t"), compute_url=fake_api.url)
+    apis.port = int(urlsplit(fake_api.url).port or 0)
+    replicas = [gcp_replica(n) for n in ("ready", "booting", "stopped", "gone")]
+    replicas.append(gcp_replica("od-gone", market="on_demand"))
+    views = apis.states("us-central1", replicas, {}, set(), {}, now)
+    assert {rid: state for rid, (state, _) in views.items()} == {
+        "ready": ReplicaState.READY,
+        "booting": ReplicaState.PROVISIONING,
+        "stopped": ReplicaState.PREEMPTED,  # a spot VM stopped without us: reclaimed
+        "gone": ReplicaState.PREEMPTED,  # spot VMs are deleted on preemption
+        "od-gone": ReplicaState.FAILED,
+    }
+    assert all(auth == "Bearer t" for _, _, auth in fake_api.requests if "instances" in _)
+
+
+def test_azure_states_from_the_instance_view(fake_api: FakeApi) -> None:
+    vm = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines"
+    fake_api.routes = {
+        f"{vm}/hf-a/instanceView": [(200, {"statuses": [{"code": "PowerState/running"}]})],
+        f"{vm}/hf-b/instanceView": [(200, {"statuses": [{"code": "PowerState/starting"}]})],
+        f"{vm}/hf-c/instanceView": [(200, {"statuses": [{"code": "PowerState/deallocated"}]})],
+    }
+    apis = AzureApis(SPEC, SUB, StaticToken("t"), arm_url=fake_api.url)
+
+    def replica(name: str) -> CloudReplica:
+        rid = f"{vm}/hf-{name}"
+        return CloudReplica(name, "eastus-1", "spot", False, "azure-eastus", rid, f"hf-{name}", "")
+
+    now = time.time()
+    views = apis.states("eastus", [replica(n) for n in "abcd"], {}, set(), {"a": now - 5}, now)
+    assert {rid: state for rid, (state, _) in views.items()} == {
+        "a": ReplicaState.STARTING,  # unreachable, within the initial delay
+        "b": ReplicaState.PROVISIONING,
+        "c": ReplicaState.FAILED,  # deallocated by someone: not an eviction (Delete policy)
+        "d": ReplicaState.PREEMPTED,  # evicted spot VMs are deleted
+    }
+    assert all(q.get("api-version") for p, q, _ in fake_api.requests if p.endswith("View"))
+
+
+@pytest.mark.parametrize(
+    ("ok", "age", "expected"),
+    [
+        (True, 5, ReplicaState.READY),
+        (None, 5, ReplicaState.STARTING),
+        (None, 5000, ReplicaState.READY),  # unreachable: trust the LB health check
+        (False, 5, ReplicaState.STARTING),
+        (False, 5000, ReplicaState.NOT_READY),  # reachable and failing: not ready
+    ],
+)
+def test_running_state_without_lb_health(
+    ok: bool | None, age: float, expected: ReplicaState
+) -> None:
+    assert running_state(ok, 1000.0 - age, 1200.0, 1000.0) is expected
+
+
+def _state(rtype: str, instances: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "version": 4,
+        "outputs": {"stack": {"value": {"lb_ip_address": "203.0.113.7"}}},
+        "resources": [
+            {"module": "module.stack", "mode": "managed", "type": rtype, "name": "replica",
+             "instances": instances},
+            {"mode": "managed", "type": "google_compute_instance_group", "name": "zone",
+             "instances": []},
+        ],
+    }  # fmt: skip
+
+
+def test_tfstate_reader_for_gcp_and_azure(tmp_path: Path) -> None:
+    gcp = tmp_path / "gcp-us-central1"
+    gcp.mkdir()
+    gce = {
+        "name": "hf-llama-us-central1-a-spot-0",
+        "instance_id": "123",
+        "zone": "us-central1-a",
+        "scheduling": [{"provisioning_model": "SPOT"}],
+        "network_interface": [{"network_ip": "10.1.0.5"}],
+    }
+    instance = {"index_key": "us-central1-a-spot-0", "attributes": gce, "status": "tainted"}
+    state = _state("google_compute_instance", [instance])
+    (gcp / "terraform.tfstate").write_text(json.dumps(state))
+    (r,) = cloud_replicas(gcp, "gcp")
+    assert (r.id, r.zone, r.market, r.tainted, r.name, r.instance_id, r.private_ip) == (
+        "us-central1-a-spot-0", "us-central1-a", "spot", True,
+        "hf-llama-us-central1-a-spot-0", "123", "10.1.0.5",
+    )  # fmt: skip
+    assert state_outputs(gcp) == {"lb_ip_address": "203.0.113.7"}
+
+    az = tmp_path / "azure-eastus"
+    az.mkdir()
+    vm = {"id": "/subscriptions/x/vm/hf-a", "name": "hf-a", "priority": "Regular", "zone": "2",
+          "location": "eastus", "private_ip_address": "10.2.0.4", "tags": {}}  # fmt: skip
+    state = _state(
+        "azurerm_linux_virtual_machine", [{"index_key": "eastus-2-od-1", "attributes": vm}]
+    )
+    (az / "terraform.tfstate").write_text(json.dumps(state))
+    (r,) = cloud_replicas(az, "azure")
+    assert (r.zone, r.market, r.instance_id, r.private_ip) == (
+        "eastus-2", "on_demand", "/subscriptions/x/vm/hf-a", "10.2.0.4",
+    )  # fmt: skip
+    assert cloud_replicas(tmp_path / "none", "aws") == []
+
+
+def test_settings_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "svc.settings.yaml"
+    path.write_text(
+        "aws_images:\n  us-east-1: ami-0aaaaaaaaaaaaaaaa\n"
+        "gcp_project: from-file\n"
+        "dns: {domain_name: llama.example.com, zone_id: Z123}\n"
+        "regions: {gcp: [us-east4]}\n"
+    )
+    env = {"HEDGEFORM_AWS_IMAGES": "us-west-2=ami-0bbbbbbbbbbbbbbbb", "GOOGLE_CLOUD_PROJECT": "env"}
+    s = load_settings(path, env)
+    assert s.cloud.images == {
+        "aws:us-east-1": "ami-0aaaaaaaaaaaaaaaa",
+        "aws:us-west-2": "ami-0bbbbbbbbbbbbbbbb",
+    }
+    assert s.cloud.gcp_project == "env"  # the environment wins
+    assert s.has_front and s.zone_id == "Z123"
+    assert s.default_regions == {"gcp": ("us-east4",)}
+    assert load_settings(path, {"HEDGEFORM_GCP_REGIONS": "us-west1,us-east1"}).default_regions == {
+        "gcp": ("us-west1", "us-east1")
+    }
+    assert load_settings(tmp_path / "missing.yaml", {}).cloud.images == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nope: 1\n", "unknown setting(s) nope"),
+        ("aws_images: [1]\n", "`aws_images` must map names to strings"),
+        ("dns: x\n", "`dns` must be a mapping"),
+        ("[\n", "unreadable settings file"),
+    ],
+)
+def test_bad_settings_files_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "svc.settings.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(path, {})
+
+
+def test_zone_expansion() -> None:
+    default = expand_locations(SPEC, {})
+    assert {z for z, (c, _) in default.items() if c == "gcp"} == {
+        "us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f",
+    }  # fmt: skip
+    assert {r for c, r in default.values() if c == "aws"} == {"us-east-1"}
+    configured = expand_locations(SPEC, {"gcp": ("us-east4", "us-west1")})
+    assert {r for c, r in configured.values() if c == "gcp"} == {"us-east4", "us-west1"}
+    with pytest.raises(CloudConfigError, match="unknown gcp region 'mars1'"):
+        expand_locations(SPEC, {"gcp": ("mars1",)})
