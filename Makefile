@@ -11,7 +11,7 @@ SERVICE ?= llama
 TRACES ?= ../shared/traces/spothedge/AWS1 ../shared/traces/spothedge/AWS2 ../shared/traces/spothedge/AWS3 ../shared/traces/spothedge/GCP1
 BACKTEST_ARGS ?=
 
-.PHONY: setup test check lint typecheck layering backtest bench clean help plan apply status destroy reconcile install-timer service-name
+.PHONY: setup test check lint typecheck layering backtest bench clean help plan apply status destroy reconcile install-timer soak service-name
 
 # SERVICE names services/<SERVICE>.yaml and becomes paths and arguments: refuse anything but a
 # plain name before any shell sees it (pure make: strip the allowed characters, expect nothing).
@@ -81,6 +81,10 @@ reconcile: setup service-name ## the unattended loop for SERVICE (every INTERVAL
 install-timer: setup service-name ## install a systemd timer for SERVICE (MODE=service: loop; DRY_RUN=1: only render to state/SERVICE/systemd/)
 	$(if $(filter-out timer service,$(MODE)),$(error MODE must be timer or service))
 	$(BIN)/hedgeform install-timer $(SERVICE)$(if $(MODE), --mode $(MODE))$(if $(filter 1 yes true,$(DRY_RUN)), --dry-run)$(if $(filter 1 yes true,$(SYSTEMD_USER)), --user)
+
+SOAK_ARGS ?=
+soak: setup ## replay the sandbox trace under `hedgeform run` with load (docs/soak.md); exit 1 if a target is missed
+	$(BIN)/hedgeform soak --json state/soak.json --plot state/soak.png $(SOAK_ARGS)
 
 clean: ## remove the virtualenv and caches (keeps state/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

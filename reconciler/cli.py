@@ -35,6 +35,7 @@ COMMANDS = {
     "destroy": "reconciler.engine.commands:destroy",
     "run": "reconciler.engine.commands:run",
     "install-timer": "reconciler.timers:install_timer",
+    "soak": "reconciler.soak:soak",
     "sandbox": "reconciler.sandbox.cli:sandbox",
     "signals": "reconciler.adapters.command:signals",
 }

@@ -14,6 +14,7 @@ import fcntl
 import logging
 import random
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import schedule
 
 from reconciler.engine.observability import LoopMetrics, tick_record
 from reconciler.engine.reconcile import BusyError, PassResult, Reconciler, service_lock
-from reconciler.policy import FailureKind
+from reconciler.policy import FailureKind, Replica, ReplicaState
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class ReconcileLoop:
         self.failures = 0
         self.ticks = 0
         self._due = True  # the first tick runs at once
+        self._starting: set[str] = set()  # replicas that were starting at the last look
+        self._next_look = 0.0
         self._notices = rec.cloud.state_dir / "notices.jsonl"
         self._notice_size = self._feed_size()
 
@@ -89,6 +92,8 @@ class ReconcileLoop:
             if size != self._notice_size:  # a preemption notice: act now, not at the next tick
                 self._notice_size = size
                 self._due = True
+            if not self._due and self._starting and time.monotonic() >= self._next_look:
+                self._due = self._a_replica_became_ready()
             if self._due:
                 self._due = False
                 delay = self._tick_in_worker(stop)
@@ -99,6 +104,21 @@ class ReconcileLoop:
 
     def _mark_due(self) -> None:
         self._due = True
+
+    def _a_replica_became_ready(self) -> bool:
+        """Between ticks, watch replicas that were starting (cheap probes on the sandbox, at
+        the backend's pace on clouds): one that passes readiness should join the target
+        group now, not at the next tick (the soak saw an empty LB wait 9 s for that)."""
+        self._next_look = time.monotonic() + self.rec.cloud.poll_s
+        try:
+            now = {r.id: r for r in self.rec.current_replicas()}
+        except Exception:  # a failed look is not a reason to tick; the schedule still runs
+            return False
+        # A launch that never shows up (a capacity error) is not "done": the capacity retry
+        # delay decides when to try again, and the next tick resets this watch.
+        done = {rid for rid in self._starting if rid in now and not _starting(now[rid])}
+        self._starting -= done
+        return bool(done)
 
     def _feed_size(self) -> int:
         try:
@@ -131,6 +151,12 @@ class ReconcileLoop:
         except Exception as exc:  # never let one bad tick end an unattended loop
             return self._failed(str(exc) or type(exc).__name__, traceback.format_exc())
         self._report(result)
+        if result.observed is not None:
+            self._starting = {
+                r.id
+                for r in result.observed.replicas
+                if r.state.value in ("STARTING", "PROVISIONING")
+            } | {x.replica_id for x in result.decision.launches}
         if result.failed:
             return self._failed("; ".join(str(o.error) for o in result.failed), None)
         self.failures = 0
@@ -168,3 +194,7 @@ class ReconcileLoop:
     def _write_metrics(self) -> None:
         if self.metrics and self.textfile:
             self.metrics.write_textfile(self.textfile)
+
+
+def _starting(replica: Replica) -> bool:
+    return replica.state in (ReplicaState.STARTING, ReplicaState.PROVISIONING)

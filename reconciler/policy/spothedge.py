@@ -176,6 +176,12 @@ def decide_with(
         why = f"on-demand {len(od)} > {od_to_keep} needed ({ready_spot} spot ready)"
         stopping.extend((r, why) for r in pick_by_order(od, len(od) - od_to_keep))
 
+    # Drain warned replicas from the load balancer only when the others can carry the target:
+    # the last servers keep serving until the cloud takes them (or cover is ready).
+    serving_ready = sum(1 for r in alive if r.ready and r.id not in warned)
+    drain_warned = variant.act_on_warnings and serving_ready >= target
+    if warned and not drain_warned:
+        reasons.append("warned replicas stay in the load balancer until cover is ready")
     new_memory = replace(
         memory,
         target=target,
@@ -193,5 +199,5 @@ def decide_with(
         stopping=stopping,
         memory=new_memory,
         reasons=reasons,
-        excluded_from_lb=warned if variant.act_on_warnings else (),
+        excluded_from_lb=warned if drain_warned else (),
     )

@@ -179,7 +179,9 @@ def _wait_for_port(port_file: Path, record: ReplicaRecord) -> int:
     while time.monotonic() < deadline:
         with contextlib.suppress(FileNotFoundError, ValueError):
             return int(port_file.read_text().strip())
-        if not is_alive(record) and not port_file.exists():
+        # Not is_alive(): right after spawn /proc/<pid>/cmdline can still be empty while exec
+        # finishes, which is_alive() reads as "not our process" (seen in the soak).
+        if processes._exited(record.pid, markers(record.replica_id)) and not port_file.exists():
             reason = _last_log_line(Path(record.log))
             raise SandboxError(f"replica {record.replica_id} exited during launch: {reason}")
         time.sleep(0.02)

@@ -173,3 +173,22 @@ def test_metrics_describe_the_last_tick(root: Path, tmp_path: Path) -> None:
     text = loop.textfile.read_text()
     assert 'hedgeform_target_replicas{service="llama"} 2.0' in text
     assert "hedgeform_tick_duration_seconds_count" in text
+
+
+def test_a_starting_replica_that_passes_readiness_makes_a_tick_run(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.policy import Market, Replica, ReplicaState
+
+    loop, _ = make_loop(root, {})
+    loop._starting = {"r-1", "r-2"}
+    states = {"r-1": ReplicaState.STARTING}
+    monkeypatch.setattr(
+        loop.rec,
+        "current_replicas",
+        lambda: [Replica(k, "local-1a", Market.SPOT, v, 0.0) for k, v in states.items()],
+    )
+    assert not loop._a_replica_became_ready()  # r-1 still starting, r-2 never showed up
+    states["r-1"] = ReplicaState.READY
+    assert loop._a_replica_became_ready()
+    assert loop._starting == {"r-2"}

@@ -62,3 +62,24 @@ def test_memory_from_another_version_is_refused() -> None:
         Memory.from_json({"version": 99})
     with pytest.raises(MemoryFormatError):
         Memory.from_json({"version": 1, "target": 1})
+
+
+def test_warned_replicas_stay_in_the_lb_while_the_others_cannot_carry_the_target() -> None:
+    """Draining the last servers on a warning empties the load balancer before cover is
+    ready (seen in the soak): they keep serving until the cloud takes them."""
+    from reconciler.policy import Notice, NoticeKind
+
+    spec = make_spec(min_replicas=2, overprovision=0)
+    replicas = [spot("a", "za-1a"), spot("b", "za-1a"), spot("c", "zb-1a")]
+    warn_ab = Signals(
+        notices=(
+            Notice(NoticeKind.WARNING, "a", "za-1a", NOW),
+            Notice(NoticeKind.WARNING, "b", "za-1a", NOW),
+        )
+    )
+    d = hedgeform(spec, observe(*replicas), warn_ab, Memory(target=2), NOW)
+    assert set(d.lb_members) == {"a", "b", "c"}  # only c would be left: keep a and b
+    assert d.launches  # cover launches at once all the same
+    warn_a = Signals(notices=(Notice(NoticeKind.WARNING, "a", "za-1a", NOW),))
+    d = hedgeform(spec, observe(*replicas), warn_a, Memory(target=2), NOW)
+    assert set(d.lb_members) == {"b", "c"}  # b and c carry the target: drain a
