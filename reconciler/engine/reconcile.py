@@ -453,6 +453,11 @@ class Reconciler:
             try:
                 runner.apply_saved_plan(outcome.plan_path)
                 outcome.applied = True
+                if self.cloud.plan_cache:
+                    # A saved plan applied without error leaves state matching these inputs:
+                    # the next plan of them would be empty (null resources do not drift).
+                    stack_dir = self.paths.stack_dir(outcome.stack)
+                    write_atomic(stack_dir / NOOP_MARKER, self._fingerprint(stack_dir))
             except TerraformError as exc:
                 failures, other = self.cloud.launch_failures(
                     outcome.stack, exc.detail or exc.message, zones
