@@ -151,6 +151,9 @@ class SandboxCloud:
             "sandbox_dir": str(paths.sandbox_dir.resolve()),
             "cold_start_seconds": self.settings.cold_start_s,
             "latency_ms": self.settings.latency_ms,
+            # the model name the replicas report: a non-secret env of the spec
+            "model_name": (self.spec.envs.get("MODEL_NAME") if self.spec else None)
+            or "sandbox-model",
         }
         out: list[RenderedStack] = []
         for stack in region_stacks(self.regions, kept):

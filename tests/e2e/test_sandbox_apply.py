@@ -46,6 +46,8 @@ def completions(port: str) -> int:
     reply = requests.post(
         f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "hello"}, timeout=5
     )
+    if reply.status_code == 200:  # the replicas serve the spec's MODEL_NAME
+        assert reply.json()["model"] == "meta-llama/Llama-3.1-8B-Instruct"
     return reply.status_code
 
 

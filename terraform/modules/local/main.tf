@@ -23,13 +23,14 @@ resource "null_resource" "replica" {
   }
 
   provisioner "local-exec" {
-    command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\""
+    command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\" --model \"$MODEL_NAME\""
     environment = merge(local.common_env, {
       REPLICA_ID = each.key
       ZONE       = each.value.zone
       MARKET     = each.value.market
       COLD_START = tostring(var.cold_start_seconds)
       LATENCY_MS = tostring(var.latency_ms)
+      MODEL_NAME = var.model_name
     })
   }
 

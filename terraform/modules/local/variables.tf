@@ -57,6 +57,12 @@ variable "latency_ms" {
   default     = 20
 }
 
+variable "model_name" {
+  description = "Model name the sandbox replicas report (the service's MODEL_NAME env)."
+  type        = string
+  default     = "sandbox-model"
+}
+
 variable "load_balancer" {
   description = "The HAProxy load balancer, in the `front` stack only: its port, the replica ids in its backend (the target group: exactly the ready replicas) and the epoch of the running HAProxy (a restart changes it, which re-adds the members)."
   type = object({
