@@ -63,6 +63,12 @@ def write_tfvars(stack_dir: Path, variables: Mapping[str, Any]) -> Path:
     return path
 
 
+def write_if_changed(path: Path, text: str) -> None:
+    """Write atomically unless the file already holds `text` (keeps mtimes and caches)."""
+    if not (path.is_file() and path.read_text() == text):
+        write_atomic(path, text)
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w") as fh:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.engine.backends import ROOT_CONFIG, CloudBackend, StackDef, root_config
+from reconciler.engine.backends import CloudBackend, StackDef, root_config
 from reconciler.engine.cloud_settings import ProviderSettings, load_settings
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
@@ -47,11 +47,11 @@ from reconciler.policy import (
     decide,
 )
 from reconciler.policy.guardrails import Limits, apply_guardrails
-from reconciler.rendering import render_tfvars, write_atomic, write_tfvars
+from reconciler.rendering import render_tfvars, write_atomic, write_if_changed, write_tfvars
 from reconciler.spec import ServiceSpec
 from reconciler.stacks import FRONT, StackReplica, zone_regions
 from reconciler.terraform.errors import TerraformError
-from reconciler.terraform.runner import RunnerConfig, TerraformRunner, runner_for
+from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
 
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
 NOOP_MARKER = ".hedgeform-noop-plan"
@@ -534,11 +534,6 @@ def settings_file(paths: ServicePaths) -> Path:
     return paths.root / "services" / f"{paths.service}.settings.yaml"
 
 
-def write_if_changed(path: Path, text: str) -> None:
-    if not (path.is_file() and path.read_text() == text):
-        write_atomic(path, text)
-
-
 def replica_seq(replica_id: str) -> int:
     """The launch number at the end of a replica id (`local-1a-spot-12` -> 12)."""
     tail = replica_id.rsplit("-", 1)[-1]
@@ -561,7 +556,3 @@ def crash_point(name: str, delay_s: float = 0.0) -> None:
         threading.Thread(target=die, daemon=True).start()
     else:
         die()
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false", "no")

@@ -58,10 +58,6 @@ def managed_replicas(stack_dir: Path) -> list[ManagedReplica]:
     return out
 
 
-def has_resource(stack_dir: Path, name: str) -> bool:
-    return any(r.get("name") == name for r in state_resources(stack_dir / "terraform.tfstate"))
-
-
 # -- real-cloud stacks -----------------------------------------------------------------------
 
 # The replica resource of each cloud module (terraform/modules/<cloud>/main.tf), keyed by

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from reconciler.adapters.base import AdapterError, CredentialsError
 from reconciler.cli import main
-from reconciler.engine.backends import PROVIDERS_FILE, ROOT_CONFIG, root_config
+from reconciler.engine.backends import PROVIDERS_FILE, root_config
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.provider_cloud import ProviderCloud
 from reconciler.engine.reconcile import Reconciler
@@ -22,7 +22,7 @@ from reconciler.spec import load_spec
 from reconciler.terraform.binaries import ToolPaths
 from reconciler.terraform.errors import ApplyError
 from reconciler.terraform.fake import FakeTerraformRunner
-from reconciler.terraform.runner import CliTerraformRunner
+from reconciler.terraform.runner import ROOT_CONFIG, CliTerraformRunner
 from tests.clouds.test_render_contract import assert_contract
 from tests.engine.cloud_fakes import (
     SENTINEL,
