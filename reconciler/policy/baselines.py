@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from reconciler.policy.autoscaling import next_target
 from reconciler.policy.changes import assemble, hold, launch_many, pick_by_order, replica_id
 from reconciler.policy.decision import Decision, Launch, PolicyFn
+from reconciler.policy.lifecycle import judge
 from reconciler.policy.memory import Memory
 from reconciler.policy.observation import Market, Observation, Replica
 from reconciler.policy.placement import choose_on_demand_zone
@@ -131,13 +132,16 @@ def _baseline(name: str, split: SplitFn) -> PolicyFn:
     ) -> Decision:
         if not observed.complete:
             return hold(observed, memory, "observation incomplete")
+        judged = judge(spec.service.readiness_probe, observed.replicas, memory, now)
+        observed, memory = replace(observed, replicas=judged.replicas), judged.memory
         target, memory = _target(spec, signals, memory, now)
         s = split(spec, target)
-        return _fixed_split(
+        decision = _fixed_split(
             name, spec, observed, signals, memory, now,
             spot_wanted=s.spot, od_wanted=s.on_demand, target=target, rotate_all=s.rotate_all,
             skip_zones=_failed_zones(signals) if s.skip_failed else frozenset(),
         )  # fmt: skip
+        return replace(decision, reasons=(*decision.reasons, *judged.reasons))
 
     decide.__name__ = name
     return decide

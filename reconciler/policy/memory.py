@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 lacks the lifecycle and backoff fields: they start empty
 
 
 class ZoneStatus(StrEnum):
@@ -21,6 +22,32 @@ class ZoneStatus(StrEnum):
 
 class MemoryFormatError(ValueError):
     """Memory JSON that this version cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Consecutive failures of one kind somewhere, and when to try there again.
+
+    `kind` names the failure (`capacity`, or a FAILED_* replica state), `count` how many in a
+    row, `last_at` when the latest happened and `retry_at` the earliest time (seconds, the
+    policy's clock) a launch may go there again.
+    """
+
+    kind: str
+    count: int
+    last_at: float
+    retry_at: float
+
+    def blocks(self, now: float) -> bool:
+        return now < self.retry_at
+
+    def to_json(self) -> list[Any]:
+        return [self.kind, self.count, self.last_at, self.retry_at]
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Backoff:
+        kind, count, last_at, retry_at = raw
+        return cls(str(kind), int(count), float(last_at), float(retry_at))
 
 
 @dataclass(frozen=True)
@@ -34,6 +61,15 @@ class Memory:
     recent_preemptions: tuple[tuple[str, str, float], ...] = ()
     # (replica_id, at) of replicas under a preemption warning that are still alive.
     warned: tuple[tuple[str, float], ...] = ()
+    # Replica lifecycle (policy/lifecycle.py): replicas that passed readiness at least once,
+    # when each such replica's probes started failing, and the sticky FAILED_* verdicts.
+    ready_once: frozenset[str] = frozenset()
+    failing_since: Mapping[str, float] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+    # Crash loops per "<zone>/<market>" (replicas failing the same way again and again), and
+    # spot capacity refusals per zone: where not to launch before `retry_at`.
+    crash_backoff: Mapping[str, Backoff] = field(default_factory=dict)
+    zone_backoff: Mapping[str, Backoff] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,13 +81,19 @@ class Memory:
             "launch_seq": self.launch_seq,
             "recent_preemptions": [list(p) for p in self.recent_preemptions],
             "warned": [list(w) for w in self.warned],
+            "ready_once": sorted(self.ready_once),
+            "failing_since": dict(sorted(self.failing_since.items())),
+            "failed": dict(sorted(self.failed.items())),
+            "crash_backoff": {k: b.to_json() for k, b in sorted(self.crash_backoff.items())},
+            "zone_backoff": {k: b.to_json() for k, b in sorted(self.zone_backoff.items())},
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Memory:
-        if data.get("version") != FORMAT_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise MemoryFormatError(
-                f"memory format version {data.get('version')!r} is not {FORMAT_VERSION}"
+                f"memory format version {data.get('version')!r} is not one of "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         try:
             return cls(
@@ -64,6 +106,19 @@ class Memory:
                     (str(r), str(z), float(at)) for r, z, at in data["recent_preemptions"]
                 ),
                 warned=tuple((str(r), float(at)) for r, at in data["warned"]),
+                ready_once=frozenset(str(r) for r in data.get("ready_once", ())),
+                failing_since={
+                    str(r): float(at) for r, at in dict(data.get("failing_since", {})).items()
+                },
+                failed={str(r): str(s) for r, s in dict(data.get("failed", {})).items()},
+                crash_backoff={
+                    str(k): Backoff.from_json(b)
+                    for k, b in dict(data.get("crash_backoff", {})).items()
+                },
+                zone_backoff={
+                    str(k): Backoff.from_json(b)
+                    for k, b in dict(data.get("zone_backoff", {})).items()
+                },
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MemoryFormatError(f"malformed memory: {exc!r}") from exc

@@ -22,6 +22,11 @@ class ReplicaState(StrEnum):
     NOT_READY = "NOT_READY"
     PREEMPTED = "PREEMPTED"
     FAILED = "FAILED"
+    # Decided by the policy (policy/lifecycle.py), never observed: SkyServe's names for a
+    # replica that never passed readiness within `initial_delay_seconds`, and for one that was
+    # READY and then failed its probes for `consecutive_failure_threshold_timeout`.
+    FAILED_INITIAL_DELAY = "FAILED_INITIAL_DELAY"
+    FAILED_PROBING = "FAILED_PROBING"
     SHUTTING_DOWN = "SHUTTING_DOWN"
 
     @property
@@ -29,7 +34,15 @@ class ReplicaState(StrEnum):
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset({ReplicaState.PREEMPTED, ReplicaState.FAILED, ReplicaState.SHUTTING_DOWN})
+_TERMINAL = frozenset(
+    {
+        ReplicaState.PREEMPTED,
+        ReplicaState.FAILED,
+        ReplicaState.FAILED_INITIAL_DELAY,
+        ReplicaState.FAILED_PROBING,
+        ReplicaState.SHUTTING_DOWN,
+    }
+)
 
 # Which replicas go first when scaling down: those furthest from serving (SkyServe's order).
 SCALE_DOWN_ORDER: dict[ReplicaState, int] = {

@@ -8,7 +8,7 @@ none yet if there is one, else to any ACTIVE zone; cheapest first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from reconciler.policy.memory import ZoneStatus
 from reconciler.policy.observation import ZoneOffer
@@ -42,17 +42,26 @@ def choose_spot_zone(
     seq: int,
     *,
     spread_by_count: bool,
+    waiting: Collection[str] = frozenset(),
 ) -> str | None:
     """The zone for the next spot replica, or None when no zone offers spot.
 
     `spread_by_count` (hedgeform) prefers the zone with the fewest replicas among ACTIVE zones;
     without it (SkyServe) an occupied ACTIVE zone is as good as any other occupied one. Ties are
-    broken by rotating with `seq`, which the caller advances per launch.
+    broken by rotating with `seq`, which the caller advances per launch. Zones in `waiting`
+    (retry delays, hedgeform) are skipped; while all ACTIVE zones wait, None.
     """
     spot = [o for o in offers if o.spot_price is not None]
+    active = [o for o in spot if status.get(o.zone, ZoneStatus.ACTIVE) is ZoneStatus.ACTIVE]
+    if waiting:
+        # A zone waiting out a retry delay is not asked; while every ACTIVE zone waits, wait
+        # too (on-demand covers) rather than fall back to zones marked PREEMPTED.
+        if active and all(o.zone in waiting for o in active):
+            return None
+        spot = [o for o in spot if o.zone not in waiting]
+        active = [o for o in active if o.zone not in waiting]
     if not spot:
         return None
-    active = [o for o in spot if status.get(o.zone, ZoneStatus.ACTIVE) is ZoneStatus.ACTIVE]
     pool = active or spot
     if spread_by_count:
         fewest = min(counts.get(o.zone, 0) for o in pool)
@@ -65,8 +74,12 @@ def choose_spot_zone(
     return tied[seq % len(tied)]
 
 
-def choose_on_demand_zone(offers: Sequence[ZoneOffer], counts: Mapping[str, int], seq: int) -> str:
-    """Cheapest on-demand zone, spreading ties by count then rotation."""
+def choose_on_demand_zone(
+    offers: Sequence[ZoneOffer], counts: Mapping[str, int], seq: int
+) -> str | None:
+    """Cheapest on-demand zone, spreading ties by count then rotation; None without offers."""
+    if not offers:
+        return None
     cheapest = min(o.on_demand_price for o in offers)
     pool = [o for o in offers if o.on_demand_price == cheapest]
     fewest = min(counts.get(o.zone, 0) for o in pool)

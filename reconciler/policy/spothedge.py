@@ -13,7 +13,12 @@ fallback placer says (`placement`).
     spot market);
   - a replica under a preemption warning counts as not ready: it leaves the load balancer, its
     on-demand cover and its spot replacement launch at once, and its zone is marked preempted;
-  - a new spot replica goes to the ACTIVE zone with the fewest replicas.
+  - a new spot replica goes to the ACTIVE zone with the fewest replicas;
+  - a zone that refused spot capacity is retried after a growing, jittered delay
+    (capacity_backoff.py), and a zone/market where replacements keep failing their probes
+    waits out a crash-loop backoff (lifecycle.py).
+Both variants replace FAILED_INITIAL_DELAY and FAILED_PROBING replicas (lifecycle.py), as
+SkyServe does.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from reconciler.policy.autoscaling import next_target
+from reconciler.policy.capacity_backoff import capacity_blocked, update_zone_backoff
 from reconciler.policy.changes import (
     assemble,
     hold,
@@ -29,6 +35,7 @@ from reconciler.policy.changes import (
     pick_keeping_spread,
 )
 from reconciler.policy.decision import Decision
+from reconciler.policy.lifecycle import crash_blocked, judge
 from reconciler.policy.memory import Memory
 from reconciler.policy.observation import Market, Observation, Replica, ReplicaState
 from reconciler.policy.placement import choose_on_demand_zone, choose_spot_zone, update_status
@@ -45,10 +52,11 @@ class Variant:
     act_on_warnings: bool
     spread_on_scale_down: bool
     spread_by_count: bool
+    backoff: bool  # capacity retry delays per zone and crash-loop backoff
 
 
-SPOTHEDGE = Variant("spothedge", False, False, False, False)
-HEDGEFORM = Variant("hedgeform", True, True, True, True)
+SPOTHEDGE = Variant("spothedge", False, False, False, False, False)
+HEDGEFORM = Variant("hedgeform", True, True, True, True, True)
 
 
 def spothedge(
@@ -75,10 +83,12 @@ def decide_with(
 ) -> Decision:
     if not observed.complete:
         return hold(observed, memory, "observation incomplete: holding the current layout")
+    judged = judge(spec.service.readiness_probe, observed.replicas, memory, now)
+    observed, memory = replace(observed, replicas=judged.replicas), judged.memory
     rp = spec.service.replica_policy
     step = next_target(rp, signals, memory, now)
     target = step.target
-    reasons = [f"target {target}: {step.reason}"]
+    reasons = [f"target {target}: {step.reason}", *judged.reasons]
     alive = [r for r in observed.replicas if r.alive]
 
     # Absorb this tick's signals into the placer's zone statuses.
@@ -117,6 +127,20 @@ def decide_with(
             hit.append(result.zone)
     zone_names = [o.zone for o in observed.zones]
     status = update_status(memory.zone_status, zone_names, hit, launched)
+    zone_backoff = dict(memory.zone_backoff)
+    od_offers = observed.zones
+    spot_blocked: frozenset[str] = frozenset()
+    if variant.backoff:
+        zone_backoff = update_zone_backoff(
+            memory.zone_backoff, signals.launch_results, now, memory.launch_seq
+        )
+        waiting = capacity_blocked(zone_backoff, now)
+        if waiting:
+            zones = ", ".join(sorted(waiting))
+            reasons.append(f"spot retry delayed after capacity refusals: {zones}")
+        spot_blocked = waiting | crash_blocked(memory, Market.SPOT, now)
+        od_blocked = crash_blocked(memory, Market.ON_DEMAND, now)
+        od_offers = tuple(o for o in observed.zones if o.zone not in od_blocked)
 
     # Counts.
     spot = [r for r in alive if r.market is Market.SPOT]
@@ -148,7 +172,12 @@ def decide_with(
             seq,
             counts,
             lambda c, s: choose_spot_zone(
-                observed.zones, status, c, s, spread_by_count=variant.spread_by_count
+                observed.zones,
+                status,
+                c,
+                s,
+                spread_by_count=variant.spread_by_count,
+                waiting=spot_blocked,
             ),
             f"spot {len(serving_spot)} < {spot_to_keep} wanted",
         )
@@ -168,7 +197,7 @@ def decide_with(
             Market.ON_DEMAND,
             seq,
             counts,
-            lambda c, s: choose_on_demand_zone(observed.zones, c, s),
+            lambda c, s: choose_on_demand_zone(od_offers, c, s),
             f"on-demand fallback: {ready_spot} ready spot of {spot_to_keep}",
         )
         launches.extend(new)
@@ -191,6 +220,7 @@ def decide_with(
         launch_seq=seq,
         recent_preemptions=tuple(recent),
         warned=tuple(sorted(warned.items())),
+        zone_backoff=zone_backoff,
     )
     return assemble(
         target=target,

@@ -16,13 +16,21 @@ LOAD_BALANCING_POLICIES = ("round_robin", "least_load")
 
 @dataclass(frozen=True)
 class ReadinessProbe:
-    """HTTP 200 on `path` means ready; POST with `post_data` when given."""
+    """HTTP 200 on `path` means ready; POST with `post_data` when given (SkyServe semantics,
+    sent by reconciler/readiness.py).
+
+    `initial_delay_seconds`: how long a replica that never passed may keep failing before it
+    counts as failed. `timeout_seconds`: per probe. `consecutive_failure_threshold_timeout`:
+    seconds a replica may fail probes in a row before it is replaced (SkyServe's default 180).
+    """
 
     path: str = "/"
     post_data: Mapping[str, object] | str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     initial_delay_seconds: int = 1200
     timeout_seconds: int = 15
+    # SkyServe: a replica that was ready and then fails its probes this long is replaced.
+    consecutive_failure_threshold_timeout: int = 180
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reconciler.policy import Market, Observation, Replica, ReplicaState, ZoneOffer
-from reconciler.spec.model import ReplicaPolicy, Resources, ServiceSection, ServiceSpec
+from reconciler.spec.model import (
+    ReadinessProbe,
+    ReplicaPolicy,
+    Resources,
+    ServiceSection,
+    ServiceSpec,
+)
 
 ZONES = ("za-1a", "za-1b", "zb-1a")
 
@@ -25,7 +31,11 @@ def make_spec(
     use_spot: bool = True,
     up: int = 300,
     down: int = 1200,
+    initial_delay: int = 86_400,
+    failure_threshold: int = 180,
 ) -> ServiceSpec:
+    """A spec for policy tests. `initial_delay` defaults to a day so that replicas these tests
+    build as STARTING stay starting; the lifecycle tests set it (policy/lifecycle.py)."""
     rp = ReplicaPolicy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
@@ -37,7 +47,12 @@ def make_spec(
         dynamic_ondemand_fallback=dynamic,
         spot_placer="dynamic_fallback" if use_spot else None,
     )
-    return ServiceSpec("svc", ServiceSection(replica_policy=rp), Resources(use_spot=use_spot))
+    probe = ReadinessProbe(
+        initial_delay_seconds=initial_delay,
+        consecutive_failure_threshold_timeout=failure_threshold,
+    )
+    section = ServiceSection(readiness_probe=probe, replica_policy=rp)
+    return ServiceSpec("svc", section, Resources(use_spot=use_spot))
 
 
 def spot(rid: str, zone: str, ready: bool = True, at: float = 0.0) -> Replica:

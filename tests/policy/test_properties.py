@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,10 +22,14 @@ from reconciler.policy import (
     hedgeform,
     spothedge,
 )
+from reconciler.policy.capacity_backoff import capacity_blocked
+from reconciler.policy.lifecycle import crash_blocked
+from reconciler.policy.memory import Backoff
 from tests.policy.builders import ZONES, make_spec, observe
 
 STATES = [s for s in ReplicaState]
 NOW = 50_000.0
+backoff_s = st.sampled_from([-10.0, 30.0, 300.0])  # retry time passed, or still ahead
 
 
 @st.composite
@@ -40,6 +45,8 @@ def scenarios(draw: st.DrawFn) -> tuple[object, ...]:
         dynamic=True,
         up=draw(st.sampled_from([0, 300])),
         down=draw(st.sampled_from([0, 1200])),
+        initial_delay=draw(st.sampled_from([10, 1200, 86_400])),
+        failure_threshold=draw(st.sampled_from([30, 180])),
     )
     if spec.service.replica_policy.target_qps_per_replica is None and max_r > min_r:
         spec = make_spec(min_replicas=min_r, max_replicas=min_r)
@@ -72,6 +79,17 @@ def scenarios(draw: st.DrawFn) -> tuple[object, ...]:
         warned=tuple(
             (r.id, NOW - 10) for r in replicas if r.market is Market.SPOT and draw(st.booleans())
         ),
+        ready_once=frozenset(r.id for r in replicas if draw(st.booleans())),
+        failing_since={r.id: NOW - draw(st.sampled_from([0, 60, 600])) for r in replicas[:3]},
+        zone_backoff={
+            z: Backoff("capacity", draw(st.integers(1, 5)), NOW - 30, NOW + draw(backoff_s))
+            for z in draw(st.lists(st.sampled_from(ZONES), max_size=3, unique=True))
+        },
+        crash_backoff={
+            f"{z}/{m.value}": Backoff("FAILED_PROBING", 2, NOW - 30, NOW + draw(backoff_s))
+            for z in draw(st.lists(st.sampled_from(ZONES), max_size=2, unique=True))
+            for m in [draw(st.sampled_from(list(Market)))]
+        },
     )
     qps = draw(st.one_of(st.none(), st.floats(0, 100)))
     signals = Signals(qps=qps, qps_at=NOW, notices=notices, launch_results=results)
@@ -96,8 +114,11 @@ def test_invariants(scenario: tuple[object, ...]) -> None:
     serving = sum(1 for r in kept if r.id not in warned) + len(decision.launches)
     assert serving >= target
 
-    # spread: no new spot replica shares a zone while an ACTIVE zone is still empty
+    # spread: no new spot replica shares a zone while an ACTIVE zone open to launches is empty
     status = decision.memory.zone_status
+    waiting = capacity_blocked(decision.memory.zone_backoff, NOW) | crash_blocked(
+        decision.memory, Market.SPOT, NOW
+    )
     per_zone: dict[str, int] = {}
     for r in kept:
         if r.market is Market.SPOT:
@@ -107,7 +128,9 @@ def test_invariants(scenario: tuple[object, ...]) -> None:
             continue
         if per_zone.get(launch.zone, 0) > 0:
             empty_active = [
-                z for z in ZONES if status[z] is ZoneStatus.ACTIVE and per_zone.get(z, 0) == 0
+                z
+                for z in ZONES
+                if status[z] is ZoneStatus.ACTIVE and per_zone.get(z, 0) == 0 and z not in waiting
             ]
             assert empty_active == [], (launch, per_zone, status)
         per_zone[launch.zone] = per_zone.get(launch.zone, 0) + 1
@@ -124,3 +147,41 @@ def test_invariants(scenario: tuple[object, ...]) -> None:
     assert sum(decision.desired.values()) == len(kept) + len(decision.launches)
     # terminal replicas are always cleaned up
     assert {r.id for r in observed.replicas if not r.alive} <= stopped  # type: ignore[attr-defined]
+
+    # a replica judged FAILED_* is never in the load balancer and is always replaced
+    failed = set(decision.memory.failed)
+    assert failed <= stopped
+    assert not failed & set(decision.lb_members)
+
+    # hedgeform: no launch goes where a backoff still waits (SkyServe's spothedge has none)
+    for launch in decision.launches if policy is hedgeform else ():
+        if launch.market is Market.ON_DEMAND:
+            assert launch.zone not in crash_blocked(decision.memory, Market.ON_DEMAND, NOW)
+        else:
+            assert launch.zone not in waiting
+
+
+@given(scenarios())
+@settings(max_examples=200, deadline=None)
+def test_capacity_backoff_never_delays_on_demand_cover(scenario: tuple[object, ...]) -> None:
+    policy, spec, observed, signals, memory = scenario
+    without = replace(memory, zone_backoff={})  # type: ignore[type-var]
+    with_backoff = policy(spec, observed, signals, memory, NOW)  # type: ignore[operator]
+    free = policy(spec, observed, signals, without, NOW)  # type: ignore[operator]
+    assert with_backoff.count(Market.ON_DEMAND) == free.count(Market.ON_DEMAND)
+
+
+@given(scenarios())
+@settings(max_examples=200, deadline=None)
+def test_a_failed_replica_is_replaced(scenario: tuple[object, ...]) -> None:
+    """Replacing failed replicas keeps the layout at its size: what a FAILED_* replica held is
+    launched again, unless a backoff holds that market everywhere."""
+    policy, spec, observed, signals, memory = scenario
+    decision = policy(spec, observed, signals, memory, NOW)  # type: ignore[operator]
+    stopped = {t.replica_id for t in decision.terminations}
+    kept = [r for r in observed.replicas if r.alive and r.id not in stopped]  # type: ignore[attr-defined]
+    warned = dict(decision.memory.warned)
+    serving = sum(1 for r in kept if r.id not in warned) + len(decision.launches)
+    blocked_everywhere = crash_blocked(decision.memory, Market.ON_DEMAND, NOW) >= set(ZONES)
+    if not blocked_everywhere:
+        assert serving >= decision.target
