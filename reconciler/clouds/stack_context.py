@@ -21,7 +21,9 @@ from reconciler.clouds.catalog import (
     instance_for,
     zones_of,
 )
+from reconciler.readiness import substitute
 from reconciler.spec.model import ServiceSpec
+from reconciler.spec.service import load_balancer_health_check
 from reconciler.stacks import RegionStack, replica_map
 
 DEFAULT_DISK_SIZE_GB = 256
@@ -115,6 +117,25 @@ def _replica_port(spec: ServiceSpec) -> int:
     return port
 
 
+def readiness_path(spec: ServiceSpec) -> str:
+    """The probe path with the spec's own (non-secret) envs substituted: what the load
+    balancer health checks GET. The loader refuses any other variable in it on real clouds,
+    so no secret and nothing from the environment reaches a tfvars file."""
+    return substitute(spec.service.readiness_probe.path, plain_envs(spec), {})
+
+
+def health_check_context(spec: ServiceSpec) -> dict[str, int]:
+    """The load balancer health check derived from the readiness probe (timeout, interval,
+    thresholds; reconciler.spec.service.load_balancer_health_check gives the rule)."""
+    check = load_balancer_health_check(spec.service.readiness_probe)
+    return {
+        "health_check_timeout_seconds": check.timeout_s,
+        "health_check_interval_seconds": check.interval_s,
+        "health_check_healthy_threshold": check.healthy_threshold,
+        "health_check_unhealthy_threshold": check.unhealthy_threshold,
+    }
+
+
 def _image(cloud: str, region: str, spec: ServiceSpec, settings: CloudSettings) -> str:
     spec_image = spec.resources.image_id
     if spec_image and _image_fits(cloud, spec_image):
@@ -168,7 +189,8 @@ def cloud_stack_context(
         "image_id": _image(cloud, stack.region, spec, settings),
         "disk_size_gb": spec.resources.disk_size or settings.default_disk_size_gb,
         "replica_port": _replica_port(spec),
-        "readiness_path": spec.service.readiness_probe.path,
+        "readiness_path": readiness_path(spec),
+        **health_check_context(spec),
         "setup_script": spec.setup or "",
         "run_script": spec.run or "",
         "envs": plain_envs(spec),
@@ -207,5 +229,5 @@ def front_stack_context(
             key: {"cloud": o.cloud, "region": o.region, "address": o.address, "weight": o.weight}
             for key, o in sorted(origins.items())
         },
-        "health_check_path": spec.service.readiness_probe.path,
+        "health_check_path": readiness_path(spec),
     }

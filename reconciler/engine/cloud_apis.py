@@ -24,10 +24,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import requests
 
+from reconciler import readiness
 from reconciler.adapters import aws
 from reconciler.adapters.base import AdapterError, InstanceRef, NotProvisionedError, parse_time
 from reconciler.adapters.catalog import CatalogPriceSource
@@ -40,7 +42,7 @@ from reconciler.spec.model import ServiceSpec
 log = logging.getLogger(__name__)
 View = tuple[ReplicaState, float]  # state, launched at
 AZURE_COMPUTE_API = "2024-03-01"
-PROBE_TIMEOUT_S = 2.0
+PROBE_WORKERS = 16  # replicas probed at once (GCP/Azure): one slow probe delays no other
 
 
 class CloudApis(Protocol):
@@ -225,15 +227,15 @@ class AwsApis:
 # -- GCP and Azure: status from REST, readiness from a probe (or the initial delay) --------
 
 
-def probe(session: requests.Session, address: str, port: int, path: str) -> bool | None:
-    """True on HTTP 200, False on another status, None when the replica cannot be reached."""
+def probe(
+    session: requests.Session, address: str, port: int, request: readiness.ProbeRequest
+) -> bool | None:
+    """True on HTTP 200, False on another status, None when the replica cannot be reached
+    (no address, refused, timed out after the spec's exact timeout_seconds)."""
     if not address:
         return None
-    try:
-        response = session.get(f"http://{address}:{port}{path}", timeout=PROBE_TIMEOUT_S)
-    except requests.RequestException:
-        return None
-    return response.status_code == 200
+    result = readiness.probe(f"http://{address}:{port}", request, session)
+    return result.ok if result.reachable else None
 
 
 def running_state(
@@ -263,9 +265,20 @@ class _RestApis:
     def check_credentials(self) -> None:
         self.tokens.token()
 
+    def _each(
+        self, replicas: Sequence[CloudReplica], view: Callable[[CloudReplica], View]
+    ) -> dict[str, View]:
+        """`view` of every replica, in parallel: a probe may take the whole `timeout_seconds`
+        (an address the reconciler cannot reach), and replicas must not wait for each other."""
+        if not replicas:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(PROBE_WORKERS, len(replicas))) as pool:
+            return dict(zip((r.id for r in replicas), pool.map(view, replicas), strict=True))
+
     def _running(self, replica: CloudReplica, launched_at: float, now: float) -> ReplicaState:
         probe_spec = self.spec.service.readiness_probe
-        ok = probe(self.session, replica.private_ip, self.port, probe_spec.path)
+        request = readiness.spec_probe_request(self.spec, os.environ)
+        ok = probe(self.session, replica.private_ip, self.port, request)
         return running_state(ok, launched_at, probe_spec.initial_delay_seconds, now)
 
 
@@ -357,22 +370,23 @@ class GcpApis(_RestApis):
         first_seen: Mapping[str, float],
         now: float,
     ) -> dict[str, View]:
-        out: dict[str, View] = {}
-        for r in replicas:
+
+        def view(r: CloudReplica) -> View:
             data = self.instance(r)
             launched = first_seen.get(r.id, now)
             if data is not None:
                 launched = parse_time(data.get("creationTimestamp")) or launched
             status = str((data or {}).get("status", ""))
             if data is None:  # spot VMs are deleted on preemption
-                out[r.id] = (gone_state(r, preempted, spot_reclaimed=True), launched)
-            elif status in ("PROVISIONING", "STAGING"):
-                out[r.id] = (ReplicaState.PROVISIONING, launched)
-            elif status == "RUNNING" and r.id not in preempted:
-                out[r.id] = (self._running(r, launched, now), launched)
-            else:  # STOPPING, TERMINATED, SUSPENDED, or running under a preemption notice
-                out[r.id] = (gone_state(r, preempted, spot_reclaimed=True), launched)
-        return out
+                return gone_state(r, preempted, spot_reclaimed=True), launched
+            if status in ("PROVISIONING", "STAGING"):
+                return ReplicaState.PROVISIONING, launched
+            if status == "RUNNING" and r.id not in preempted:
+                return self._running(r, launched, now), launched
+            # STOPPING, TERMINATED, SUSPENDED, or running under a preemption notice
+            return gone_state(r, preempted, spot_reclaimed=True), launched
+
+        return self._each(replicas, view)
 
 
 def _azure_tokens() -> TokenProvider:
@@ -467,14 +481,15 @@ class AzureApis(_RestApis):
         first_seen: Mapping[str, float],
         now: float,
     ) -> dict[str, View]:
-        out: dict[str, View] = {}
-        for r in replicas:
+
+        def view(r: CloudReplica) -> View:
             launched = first_seen.get(r.id, now)
             power = self.power_state(r) if r.instance_id else None
             if power in ("starting", "unknown"):
-                out[r.id] = (ReplicaState.PROVISIONING, launched)
-            elif power == "running" and r.id not in preempted:
-                out[r.id] = (self._running(r, launched, now), launched)
-            else:  # gone, deallocated, stopped, or under an eviction notice
-                out[r.id] = (gone_state(r, preempted, spot_reclaimed=power is None), launched)
-        return out
+                return ReplicaState.PROVISIONING, launched
+            if power == "running" and r.id not in preempted:
+                return self._running(r, launched, now), launched
+            # gone, deallocated, stopped, or under an eviction notice
+            return gone_state(r, preempted, spot_reclaimed=power is None), launched
+
+        return self._each(replicas, view)

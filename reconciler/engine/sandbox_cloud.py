@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
+from reconciler import readiness
 from reconciler.engine.backends import RenderedStack, Samples, StackDef, classify_apply_output
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.tfstate import ManagedReplica, managed_replicas, state_resources
@@ -38,7 +37,6 @@ from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, z
 
 SPOT_PRICE = 1.0  # the sandbox's price list: on-demand costs three times spot, as in backtests
 ON_DEMAND_PRICE = 3.0
-PROBE_TIMEOUT_S = 1.0
 RATE_WINDOW_S = 60.0
 
 
@@ -184,6 +182,13 @@ class SandboxCloud:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.settings.lb_port}"
 
+    def running_endpoint(self) -> str | None:
+        """The endpoint of the load balancer actually running, whatever port the settings
+        name now: its port as HAProxy's record (`haproxy/lb.json`) keeps it. None when no
+        load balancer runs."""
+        lb = HAProxyLB(self.state_dir)  # read now: the port is recorded when HAProxy starts
+        return f"http://127.0.0.1:{lb.port}" if lb.port and lb.is_running() else None
+
     def request_rate(self, samples: Samples, now: float) -> tuple[float | None, Samples]:
         return request_rate(samples, now, self.requests_total())
 
@@ -230,8 +235,9 @@ class SandboxCloud:
         """Each replica Terraform manages, with its state from the sandbox and a probe."""
         managed = list(managed)
         records = {s.record.replica_id: s for s in replicas.list_replicas(self.state_dir)}
-        path = spec.service.readiness_probe.path
-        timeout = min(PROBE_TIMEOUT_S, spec.service.readiness_probe.timeout_seconds)
+        # Exact timeout, method, headers and body; a hung replica takes timeout_seconds, so
+        # the probes run in parallel below.
+        request = readiness.spec_probe_request(spec, os.environ)
 
         def state_of(m: ManagedReplica) -> Replica:
             market = Market(m.market)
@@ -243,10 +249,7 @@ class SandboxCloud:
                 launched = status.record.launched_at if status else now
                 return Replica(m.id, m.zone, market, gone, launched)
             rec = status.record
-            try:
-                ok = requests.get(f"{rec.url}{path}", timeout=timeout).status_code == 200
-            except requests.RequestException:
-                ok = False
+            ok = readiness.probe(rec.url, request).ok
             if ok:
                 state = ReplicaState.READY
             elif now - rec.launched_at < spec.service.readiness_probe.initial_delay_seconds:

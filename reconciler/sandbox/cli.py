@@ -25,7 +25,8 @@ from reconciler.sandbox.market import (
     market_path,
     notices_path,
 )
-from reconciler.sandbox.statefiles import check_name
+from reconciler.sandbox.replica_server import PROBE_PATHS, faults_path, parse_faults
+from reconciler.sandbox.statefiles import check_name, write_json_atomic
 
 STATE_DIR_ENV = "HEDGEFORM_SANDBOX_STATE_DIR"
 
@@ -165,6 +166,66 @@ def replica_list(state_dir: Path, as_json: bool) -> None:
             f"{r.replica_id:<24} {r.zone:<12} {r.market:<10} {r.pid:>8} {r.port:>6}  "
             f"{'yes' if s.alive else 'no'}"
         )
+
+
+@replica.command("fault")
+@_state_dir_option
+@click.option("--id", "replica_id", required=True, help="Replica id, e.g. llama-3.")
+@click.option(
+    "--delay-ms",
+    type=click.IntRange(min=1, max=600_000),
+    default=None,
+    help="Answer the paths this many milliseconds late.",
+)
+@click.option(
+    "--status",
+    type=click.IntRange(min=100, max=599),
+    default=None,
+    help="Answer the paths with this HTTP status instead, e.g. 500.",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    help=f"A path to fault; repeat for several. Default: {', '.join(PROBE_PATHS)}.",
+)
+@click.option("--clear", is_flag=True, help="Remove the replica's faults.")
+def replica_fault(
+    state_dir: Path,
+    replica_id: str,
+    delay_ms: int | None,
+    status: int | None,
+    paths: tuple[str, ...],
+    clear: bool,
+) -> None:
+    """Make a replica answer its probe paths late (--delay-ms) or with an error (--status), as
+    a sick model server would; --clear ends it. The replica picks the change up on its next
+    request (it may be set before the replica is launched).
+
+    Writes <state-dir>/replicas/faults/<id>.json atomically.
+    """
+    path = faults_path(replicas.replicas_dir(state_dir), check_name(replica_id, "replica id"))
+    if clear:
+        if delay_ms is not None or status is not None or paths:
+            raise click.UsageError("--clear takes no --delay-ms, --status or --path")
+        path.unlink(missing_ok=True)
+        click.echo(f"{replica_id}: faults cleared")
+        return
+    if delay_ms is None and status is None:
+        raise click.UsageError("give --delay-ms, --status (or both), or --clear")
+    raw: dict[str, Any] = {"paths": list(paths or PROBE_PATHS)}
+    if delay_ms is not None:
+        raw["delay_ms"] = delay_ms
+    if status is not None:
+        raw["status"] = status
+    try:
+        faults = parse_faults(raw)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    write_json_atomic(path, faults.to_json())
+    effects = [f"{delay_ms} ms late"] if delay_ms is not None else []
+    effects += [f"HTTP {status}"] if status is not None else []
+    click.echo(f"{replica_id}: {' and '.join(effects)} on {', '.join(faults.paths)}")
 
 
 # -- spot market ------------------------------------------------------------------------------

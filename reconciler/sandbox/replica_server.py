@@ -1,19 +1,31 @@
 """A sandbox replica: a tiny OpenAI-compatible HTTP server standing in for a model server.
 
-It is unhealthy (503 on /health) until its cold start has elapsed, like a GPU replica loading
-weights, and answers completions after a configurable latency. Run as
-`python -m reconciler.sandbox.replica_server --id r1 --zone local-1a --market spot`.
+It is unhealthy (503 on /health, /v1/models and /v1/completions) until its cold start has
+elapsed, like a GPU replica loading weights, and answers completions after a configurable
+latency. Run as `python -m reconciler.sandbox.replica_server --id r1 --zone local-1a --market
+spot`.
+
+To play the readiness-probe scenarios of a real model server:
+- API key, as vLLM: when `VLLM_API_KEY` is set in its environment (replicas inherit the
+  reconciler's; never pass it in argv), every `/v1/*` route needs `Authorization: Bearer <key>`
+  and answers 401 otherwise; `/health` and `/` stay open, as in vLLM.
+- Faults, for tests and demos: the JSON file `<sandbox>/replicas/faults/<id>.json` (written by
+  `hedgeform sandbox replica fault`; see `Faults`) makes the replica answer its probe paths
+  late or with an error status. It is re-read when its mtime or size changes (one stat per
+  request), so a fault takes effect on the next request and `--clear` ends it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +36,68 @@ from reconciler.sandbox.statefiles import check_market, check_name
 
 DEFAULT_MODEL = "sandbox-model"
 MAX_BODY_BYTES = 1 << 20
+API_KEY_ENV = "VLLM_API_KEY"  # vLLM's variable (or its --api-key): Bearer auth on /v1/*
+# The routes a readiness probe can target; faults apply to these unless the file names others.
+PROBE_PATHS = ("/health", "/v1/models", "/v1/completions")
+MAX_FAULT_DELAY_MS = 600_000
+
+
+@dataclass(frozen=True)
+class Faults:
+    """An injected fault: answer `paths` after `delay_ms` milliseconds, and/or with HTTP
+    `status` instead of the real answer. File form: `{"delay_ms": 2500, "paths":
+    ["/v1/models"]}`, `{"status": 500}`; `paths` defaults to PROBE_PATHS."""
+
+    delay_ms: int = 0
+    status: int | None = None
+    paths: tuple[str, ...] = PROBE_PATHS
+
+    def applies_to(self, path: str) -> bool:
+        return (self.delay_ms > 0 or self.status is not None) and path in self.paths
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"paths": list(self.paths)}
+        if self.delay_ms:
+            out["delay_ms"] = self.delay_ms
+        if self.status is not None:
+            out["status"] = self.status
+        return out
+
+
+NO_FAULTS = Faults()
+
+
+def parse_faults(raw: object) -> Faults:
+    """A faults file's content as Faults; ValueError saying what is wrong, in one line."""
+    if not isinstance(raw, Mapping):
+        raise ValueError('must be a JSON object like {"delay_ms": 2500} or {"status": 500}')
+    unknown = sorted(set(raw) - {"delay_ms", "status", "paths"})
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}; allowed: delay_ms, status, paths")
+    delay = raw.get("delay_ms", 0)
+    if not _whole(delay) or not 0 <= delay <= MAX_FAULT_DELAY_MS:
+        raise ValueError(f"delay_ms must be a whole number 0-{MAX_FAULT_DELAY_MS}, got {delay!r}")
+    status = raw.get("status")
+    if status is not None and (not _whole(status) or not 100 <= status <= 599):
+        raise ValueError(f"status must be an HTTP status 100-599, got {status!r}")
+    paths = raw.get("paths", list(PROBE_PATHS))
+    if (
+        not isinstance(paths, list)
+        or not paths
+        or not all(isinstance(p, str) and p.startswith("/") for p in paths)
+    ):
+        raise ValueError("paths must be a non-empty list of paths starting with '/'")
+    return Faults(int(delay), None if status is None else int(status), tuple(paths))
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def faults_path(replicas_dir: Path, replica_id: str) -> Path:
+    """`<replicas_dir>/faults/<id>.json`: a subfolder, because every `*.json` directly in the
+    replicas folder is read as a replica record."""
+    return Path(replicas_dir) / "faults" / f"{check_name(replica_id, 'replica id')}.json"
 
 
 @dataclass(frozen=True)
@@ -36,16 +110,45 @@ class ReplicaConfig:
     latency_ms: float = 0.0
     host: str = "127.0.0.1"
     port: int = 0
+    api_key: str = field(default="", repr=False)  # "" means no auth; never printed
+    faults_file: Path | None = None
 
 
 @dataclass
 class ReplicaState:
-    """What the handlers share: start time and request counters (guarded by a lock)."""
+    """What the handlers share: start time, request counters and the faults file's last
+    reading (both guarded by a lock)."""
 
     config: ReplicaConfig
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     counts: dict[str, int] = field(default_factory=dict)
+    _faults_seen: tuple[int, int, int] | None = None  # (inode, mtime_ns, size) last read
+    _faults: Faults = NO_FAULTS
+
+    def faults(self) -> Faults:
+        """The faults in effect: one stat per call, a re-read only when the file changed."""
+        path = self.config.faults_file
+        if path is None:
+            return NO_FAULTS
+        try:
+            st = os.stat(path)
+        except OSError:
+            with self.lock:
+                self._faults_seen, self._faults = None, NO_FAULTS
+            return NO_FAULTS
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self.lock:
+            if key == self._faults_seen:
+                return self._faults
+        try:
+            faults = parse_faults(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            print(f"replica {self.config.replica_id}: ignoring {path}: {exc}", flush=True)
+            faults = NO_FAULTS
+        with self.lock:
+            self._faults_seen, self._faults = key, faults
+        return faults
 
     def count(self, key: str) -> int:
         with self.lock:
@@ -99,9 +202,34 @@ class ReplicaHandler(BaseHTTPRequestHandler):
             "requests": state.snapshot(),
         }
 
+    def _intercepted(self, path: str) -> bool:
+        """Faults and auth, before the route: a delay first (a hung server delays everything),
+        then the API key check on /v1/* (vLLM's middleware), then an injected status.
+        True when a response was already sent."""
+        faults = self.server.state.faults()
+        hit = faults.applies_to(path)
+        if hit and faults.delay_ms:
+            time.sleep(faults.delay_ms / 1000.0)
+        key = self.server.state.config.api_key
+        if key and path.startswith("/v1") and not self._authorized(key):
+            self.server.state.count("unauthorized")
+            self._send_json(401, {"error": "Unauthorized"})
+            return True
+        if hit and faults.status is not None:
+            self.server.state.count("faulted")
+            self._send_json(faults.status, {"error": {"message": "injected fault"}})
+            return True
+        return False
+
+    def _authorized(self, key: str) -> bool:
+        given = self.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {key}".encode())
+
     def do_GET(self) -> None:
         state = self.server.state
         path = self.path.split("?", 1)[0]
+        if self._intercepted(path):
+            return
         if path == "/health":
             state.count("health")
             if state.ready():
@@ -110,6 +238,9 @@ class ReplicaHandler(BaseHTTPRequestHandler):
                 self._send_json(503, {"status": "starting"})
         elif path == "/v1/models":
             state.count("models")
+            if not state.ready():  # vLLM serves nothing before the model is loaded
+                self._send_json(503, {"error": {"message": "replica is still starting"}})
+                return
             self._send_json(
                 200,
                 {
@@ -131,6 +262,8 @@ class ReplicaHandler(BaseHTTPRequestHandler):
             self._send_json(413, {"error": {"message": "request body too large"}})
             return
         raw = self.rfile.read(length) if length else b""
+        if self._intercepted(path):
+            return
         if path != "/v1/completions":
             self._send_json(404, {"error": {"message": f"no route for POST {path}"}})
             return
@@ -196,7 +329,15 @@ def _parse(argv: list[str] | None) -> tuple[ReplicaConfig, Path | None]:
     parser.add_argument("--model", default=env.get("MODEL_NAME", DEFAULT_MODEL))
     parser.add_argument("--cold-start", type=float, default=float(env.get("COLD_START_S", 0)))
     parser.add_argument("--latency-ms", type=float, default=float(env.get("LATENCY_MS", 0)))
+    parser.add_argument(
+        "--faults-file",
+        type=Path,
+        help="faults JSON to honour (default: faults/<id>.json beside --port-file)",
+    )
     ns = parser.parse_args(argv)
+    faults_file = ns.faults_file
+    if faults_file is None and ns.port_file is not None:
+        faults_file = faults_path(ns.port_file.parent, ns.id)
     config = ReplicaConfig(
         replica_id=check_name(ns.id, "replica id"),
         zone=check_name(ns.zone, "zone"),
@@ -206,6 +347,8 @@ def _parse(argv: list[str] | None) -> tuple[ReplicaConfig, Path | None]:
         latency_ms=max(0.0, ns.latency_ms),
         host=ns.host,
         port=ns.port,
+        api_key=env.get(API_KEY_ENV, ""),  # from the environment only, never argv
+        faults_file=faults_file,
     )
     return config, ns.port_file
 
@@ -223,9 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = port_file.with_name(port_file.name + ".tmp")
         tmp.write_text(str(port))
         os.replace(tmp, port_file)
+    auth = f"; /v1/* needs the key in ${API_KEY_ENV}" if config.api_key else ""
     print(
         f"replica {config.replica_id} ({config.zone}, {config.market}) serving "
-        f"{config.model} on {config.host}:{port}; cold start {config.cold_start_s}s",
+        f"{config.model} on {config.host}:{port}; cold start {config.cold_start_s}s{auth}",
         flush=True,
     )
     try:

@@ -15,7 +15,7 @@ from reconciler.spec.fields import check_name
 from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.resources import parse_resources
-from reconciler.spec.service import parse_service
+from reconciler.spec.service import check_probe_for_clouds, parse_service
 
 SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SERVICE_NAME_RULE = (
@@ -83,6 +83,12 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
                     f"service.replica_policy.{field_name}",
                     "requires resources.use_spot: true (it only applies to spot replicas)",
                 )
+    # A cloud load balancer's health check gates traffic there: the probe must fit it.
+    plain_envs = {
+        k: v for k, v in envs.values.items() if k not in secrets and k not in envs.from_environment
+    }
+    clouds = [location.cloud for location in resources.locations]
+    check_probe_for_clouds(service.readiness_probe, clouds, plain_envs, problems)
     if len(resources.ports) > 1 and service.ports is None:
         problems.add(
             "service.ports",

@@ -25,7 +25,14 @@ TOP_LEVEL = (
     "event_callback",
 )
 SERVICE = ("readiness_probe", "replicas", "replica_policy", "load_balancing_policy", "ports")
-READINESS_PROBE = ("path", "post_data", "headers", "initial_delay_seconds", "timeout_seconds")
+READINESS_PROBE = (
+    "path",
+    "post_data",
+    "headers",
+    "initial_delay_seconds",
+    "timeout_seconds",
+    "consecutive_failure_threshold_timeout",
+)
 REPLICA_POLICY = (
     "min_replicas",
     "max_replicas",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from reconciler.spec import schema
@@ -21,6 +23,9 @@ from reconciler.spec.model import (
 _PROBE_PATH = re.compile(r"/[\x21-\x7e]*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PATH_RULE = "must start with '/' and contain no spaces or control characters"
+# `$NAME` or `${NAME}` in the probe's path, header values and post_data (SkyServe substitutes
+# the spec's envs into the service section); reconciler/readiness.py does the substituting.
+ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def parse_service(value: object, problems: Problems) -> ServiceSection:
@@ -55,12 +60,16 @@ def _readiness_probe(service: Section, problems: Problems) -> ReadinessProbe:
         probe_path = None
     initial = section.integer("initial_delay_seconds", minimum=0)
     timeout = section.integer("timeout_seconds", minimum=1)
+    failing = section.integer("consecutive_failure_threshold_timeout", minimum=1)
     return ReadinessProbe(
         path=probe_path or default.path,
         post_data=_post_data(section),
         headers=_headers(section, problems),
-        initial_delay_seconds=default.initial_delay_seconds if initial is None else initial,
-        timeout_seconds=default.timeout_seconds if timeout is None else timeout,
+        initial_delay_seconds=_or(initial, default.initial_delay_seconds),
+        timeout_seconds=_or(timeout, default.timeout_seconds),
+        consecutive_failure_threshold_timeout=_or(
+            failing, default.consecutive_failure_threshold_timeout
+        ),
     )
 
 
@@ -72,10 +81,33 @@ def _path_ok(value: str, path: str, problems: Problems) -> bool:
 
 
 def _post_data(section: Section) -> Mapping[str, object] | str | None:
+    """A mapping, or a string of JSON text: SkyServe `json.loads` a string and sends the parsed
+    value as the JSON body, so a string that is not JSON is refused here, as SkyServe does."""
     value = section.get("post_data")
-    if value is None or isinstance(value, str):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError as error:
+            hint = "; put variables inside JSON strings" if "$" in value else ""
+            section.bad(
+                "post_data",
+                f"a string must be JSON (SkyServe sends it parsed, as the JSON body): "
+                f"{error.msg} at character {error.pos}{hint}",
+            )
+            return None
         return value
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            section.bad(
+                "post_data",
+                "must hold only JSON values (strings, numbers, true/false, null, lists and "
+                "mappings with string keys); dates, sets and NaN cannot be sent",
+            )
+            return None
         return {str(k): v for k, v in value.items()}
     section.bad(
         "post_data", f"must be a string or a mapping with string keys, got {describe(value)}"
@@ -177,3 +209,121 @@ def _check_counts(section: Section, policy: ReplicaPolicy) -> None:
     base = policy.base_ondemand_fallback_replicas
     if base > low and section.valid("base_ondemand_fallback_replicas"):
         section.bad("base_ondemand_fallback_replicas", f"must be <= min_replicas ({base} > {low})")
+
+
+# -- what a cloud load balancer's health check can carry of the probe ----------------------
+#
+# On aws, gcp and azure the load balancer's own health check decides which replicas get
+# traffic (and, on AWS, is the readiness the reconciler reads), so the probe must fit it:
+# - AWS target group health check: path, timeout 2-120 s, interval 5-300 s (longer than the
+#   timeout), healthy/unhealthy thresholds 2-10, matcher; no headers, no POST body.
+# - GCP HTTP health check: request path, timeout (at most the check interval, 1-300 s),
+#   thresholds; no custom headers, no POST.
+# - Azure Standard LB HTTP probe: request path, interval (>= 5 s), number of probes; no
+#   timeout setting, no headers, no POST.
+# Its values are derived by `load_balancer_health_check` and rendered into each module.
+
+LB_INTERVAL_FLOOR_S = 10  # SkyServe probes each replica every 10 s (_ENDPOINT_PROBE_INTERVAL)
+LB_HEALTHY_THRESHOLD = 2  # AWS's minimum: the nearest to SkyServe's "ready on the first 200"
+LB_UNHEALTHY_THRESHOLD = 2  # AWS's minimum (range 2-10; GCP 1-10, Azure 1-100)
+
+
+@dataclass(frozen=True)
+class LoadBalancerHealthCheck:
+    """A cloud load balancer's health check for the spec's probe: seconds and counts."""
+
+    timeout_s: int
+    interval_s: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+
+
+@dataclass(frozen=True)
+class _LbLimits:
+    carries: str  # what the health check can carry, for messages
+    timeouts: tuple[int, int] | None  # allowed timeout_seconds; None: no timeout setting
+    timeout_rule: str = ""
+
+
+_LB_LIMITS = {
+    "aws": _LbLimits("path, timeout, interval and thresholds", (2, 120), "waits 2-120 s"),
+    "gcp": _LbLimits(
+        "path, timeout, interval and thresholds",
+        (1, 299),
+        "waits 1-299 s (its check interval, at most 300 s, is one second longer)",
+    ),
+    "azure": _LbLimits("path, interval and a probe count", None),
+}
+
+
+def load_balancer_health_check(probe: ReadinessProbe) -> LoadBalancerHealthCheck:
+    """The probe as a cloud load balancer health check (same rule on every cloud):
+
+    - timeout = `timeout_seconds` (Azure has no timeout setting and ignores it);
+    - interval = max(10, timeout + 1): SkyServe's 10 s probe cadence, or just longer than the
+      timeout, which AWS requires (GCP requires interval >= timeout);
+    - unhealthy threshold = 2 (the AWS minimum): like SkyServe, which stops routing to a
+      replica at its first failed probe, the balancer takes a failing replica out of traffic
+      after two checks; *replacing* it is the policy's job, after
+      `consecutive_failure_threshold_timeout` (policy/lifecycle.py);
+    - healthy threshold = 2 (the AWS minimum; SkyServe counts the first 200).
+    """
+    timeout = probe.timeout_seconds
+    return LoadBalancerHealthCheck(
+        timeout_s=timeout,
+        interval_s=max(LB_INTERVAL_FLOOR_S, timeout + 1),
+        healthy_threshold=LB_HEALTHY_THRESHOLD,
+        unhealthy_threshold=LB_UNHEALTHY_THRESHOLD,
+    )
+
+
+def check_probe_for_clouds(
+    probe: ReadinessProbe,
+    clouds: Iterable[str | None],
+    plain_envs: Mapping[str, str],
+    problems: Problems,
+) -> None:
+    """Refuse, one line per field and cloud, a probe that a location's cloud load balancer
+    health check cannot carry (see the table above); the sandbox carries everything.
+
+    The health check path is written into Terraform variables, so on those clouds it may only
+    use variables whose value is written in the spec's `envs` (`plain_envs`: not secrets, not
+    values taken from the environment).
+    """
+    where = "service.readiness_probe"
+    sandbox = "or serve on the local sandbox"
+    for cloud in sorted({c for c in clouds if c in _LB_LIMITS}):
+        limits = _LB_LIMITS[cloud]
+        check = f"the {cloud} load balancer health check"
+        if probe.headers:
+            problems.add(
+                f"{where}.headers",
+                f"{check} cannot send headers (it can carry {limits.carries}); "
+                f"use a GET probe without headers on {cloud}, {sandbox}",
+            )
+        if probe.post_data is not None:
+            problems.add(
+                f"{where}.post_data",
+                f"{check} cannot send a POST body (it can carry {limits.carries}); "
+                f"use a GET probe on {cloud}, {sandbox}",
+            )
+        if limits.timeouts is not None:
+            low, high = limits.timeouts
+            if not low <= probe.timeout_seconds <= high:
+                problems.add(
+                    f"{where}.timeout_seconds",
+                    f"{check} {limits.timeout_rule}, got {probe.timeout_seconds}; "
+                    f"use a timeout in that range on {cloud}, {sandbox}",
+                )
+        unresolved = [
+            m.group(0)
+            for m in ENV_REFERENCE.finditer(probe.path)
+            if (m.group(1) or m.group(2)) not in plain_envs
+        ]
+        if unresolved:
+            problems.add(
+                f"{where}.path",
+                f"{check} path is written to Terraform variables, so {unresolved[0]} must be "
+                f"an env with its value in the spec (not a secret, null or unset); "
+                f"write the path out on {cloud}, {sandbox}",
+            )

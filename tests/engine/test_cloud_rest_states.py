@@ -4,6 +4,7 @@ state reader for each cloud module, settings loading and zone expansion."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -191,3 +192,23 @@ def test_zone_expansion() -> None:
     assert {r for c, r in configured.values() if c == "gcp"} == {"us-east4", "us-west1"}
     with pytest.raises(CloudConfigError, match="unknown gcp region 'mars1'"):
         expand_locations(SPEC, {"gcp": ("mars1",)})
+
+
+def test_gcp_probes_replicas_in_parallel(
+    fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With exact probe timeouts, one unreachable replica may take `timeout_seconds`: the
+    others must not wait behind it. Each probe here waits for all three to be in flight at
+    once, which sequential probing can never satisfy (the barrier would break)."""
+    project = "projects/hf-test/zones/us-central1-a/instances"
+    fake_api.routes = {f"/{project}/r{i}": [(200, {"status": "RUNNING"})] for i in range(3)}
+    apis = GcpApis(SPEC, "hf-test", StaticToken("t"), compute_url=fake_api.url)
+    barrier = threading.Barrier(3, timeout=10)
+
+    def running(replica: CloudReplica, launched_at: float, now: float) -> ReplicaState:
+        barrier.wait()
+        return ReplicaState.READY
+
+    monkeypatch.setattr(apis, "_running", running)
+    views = apis.states("us-central1", [gcp_replica(f"r{i}") for i in range(3)], {}, set(), {}, 0)
+    assert {state for state, _ in views.values()} == {ReplicaState.READY}

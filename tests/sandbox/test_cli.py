@@ -9,7 +9,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from reconciler.sandbox import processes
+from reconciler.sandbox import processes, replicas
 from reconciler.sandbox.cli import sandbox
 from reconciler.sandbox.haproxy import HAProxyLB
 from tests.sandbox.conftest import requires_haproxy
@@ -17,8 +17,8 @@ from tests.sandbox.conftest import requires_haproxy
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["replica"], ["replica", "launch"], ["market", "run"], ["market", "set-capacity"],
-     ["lb", "up"], ["lb", "set-members"], ["load"]],
+    [[], ["replica"], ["replica", "launch"], ["replica", "fault"], ["market", "run"],
+     ["market", "set-capacity"], ["lb", "up"], ["lb", "set-members"], ["load"]],
 )  # fmt: skip
 def test_every_command_explains_itself(command: list[str]) -> None:
     result = CliRunner().invoke(sandbox, [*command, "--help"])
@@ -94,3 +94,73 @@ def test_replicas_behind_the_lb_through_the_cli(state_dir: Path, trace_dir: Path
     ok("replica", "stop", *base, "--id", "s1")
     assert "load balancer stopped" in ok("lb", "down", *base)
     assert json.loads(ok("lb", "status", *base, "--json"))["running"] is False
+
+
+def test_replica_fault_writes_clears_and_explains(state_dir: Path) -> None:
+    runner = CliRunner()
+    base = ["replica", "fault", "--state-dir", str(state_dir), "--id", "r1"]
+    path = state_dir / "replicas" / "faults" / "r1.json"
+    set_ = runner.invoke(sandbox, [*base, "--delay-ms", "2500", "--path", "/v1/models"])
+    assert set_.exit_code == 0, set_.output
+    assert set_.output == "r1: 2500 ms late on /v1/models\n"
+    assert json.loads(path.read_text()) == {"delay_ms": 2500, "paths": ["/v1/models"]}
+    both = runner.invoke(sandbox, [*base, "--status", "500", "--delay-ms", "10"])
+    assert both.exit_code == 0, both.output
+    assert json.loads(path.read_text()) == {
+        "delay_ms": 10,
+        "status": 500,
+        "paths": ["/health", "/v1/models", "/v1/completions"],
+    }
+    assert replicas.list_replicas(state_dir) == []  # not mistaken for a replica record
+    cleared = runner.invoke(sandbox, [*base, "--clear"])
+    assert cleared.exit_code == 0 and cleared.output == "r1: faults cleared\n"
+    assert not path.exists()
+    again = runner.invoke(sandbox, [*base, "--clear"])
+    assert again.exit_code == 0  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ([], 2, "give --delay-ms, --status (or both), or --clear"),
+        (["--clear", "--status", "500"], 2, "--clear takes no --delay-ms, --status or --path"),
+        (["--status", "700"], 2, "700 is not in the range 100<=x<=599"),
+        (["--status", "500", "--path", "health"], 2, "paths must be a non-empty list"),
+    ],
+)
+def test_replica_fault_usage_errors(
+    state_dir: Path, args: list[str], code: int, message: str
+) -> None:
+    base = ["replica", "fault", "--state-dir", str(state_dir), "--id", "r1"]
+    result = CliRunner().invoke(sandbox, [*base, *args])
+    assert result.exit_code == code
+    assert message in result.output
+    assert not (state_dir / "replicas" / "faults" / "r1.json").exists()
+
+
+def test_replica_fault_checks_the_id(state_dir: Path) -> None:
+    result = CliRunner().invoke(
+        sandbox,
+        ["replica", "fault", "--state-dir", str(state_dir), "--id", "../x", "--status", "500"],
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: invalid replica id '../x'")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_launched_replica_obeys_the_fault_command(state_dir: Path) -> None:
+    """End to end through the real process: the replica finds faults/<id>.json by itself."""
+    runner = CliRunner()
+    launch = runner.invoke(
+        sandbox,
+        ["replica", "launch", "--state-dir", str(state_dir), "--id", "f1",
+         "--zone", "local-1a", "--market", "on_demand"],
+    )  # fmt: skip
+    assert launch.exit_code == 0, launch.output
+    url = f"http://127.0.0.1:{json.loads(launch.output)['port']}"
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200
+    base = ["replica", "fault", "--state-dir", str(state_dir), "--id", "f1"]
+    assert runner.invoke(sandbox, [*base, "--status", "503"]).exit_code == 0
+    assert requests.get(f"{url}/health", timeout=5).status_code == 503
+    assert runner.invoke(sandbox, [*base, "--clear"]).exit_code == 0
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200

@@ -5,11 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
-from reconciler.sandbox.replica_server import ReplicaConfig, ReplicaServer, make_server
+from reconciler.sandbox.replica_server import (
+    ReplicaConfig,
+    ReplicaServer,
+    faults_path,
+    make_server,
+    parse_faults,
+)
+from reconciler.sandbox.statefiles import write_json_atomic
 
 
 @pytest.fixture
@@ -82,3 +90,151 @@ def test_bad_requests_get_clear_errors(replica_server: ReplicaServer) -> None:
     resp = requests.post(_url(replica_server, "/v1/completions"), data=b"{not json", timeout=5)
     assert resp.status_code == 400
     assert "invalid JSON" in resp.json()["error"]["message"]
+
+
+# ---------------------------------------------------------------- API key, as vLLM
+
+
+def _serve(config: ReplicaConfig) -> Iterator[ReplicaServer]:
+    server = make_server(config)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def keyed_server() -> Iterator[ReplicaServer]:
+    yield from _serve(
+        ReplicaConfig(replica_id="r-key", zone="local-1a", market="spot", api_key=API_KEY)
+    )
+
+
+API_KEY = "sk-sandbox-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/models"), ("POST", "/v1/completions"), ("GET", "/v1/nope")]
+)
+@pytest.mark.parametrize(
+    "auth", [None, "Bearer wrong", API_KEY, f"Basic {API_KEY}", f"Bearer {API_KEY}x"]
+)
+def test_v1_routes_need_the_api_key(
+    keyed_server: ReplicaServer, method: str, path: str, auth: str | None
+) -> None:
+    headers = {} if auth is None else {"Authorization": auth}
+    resp = requests.request(method, _url(keyed_server, path), headers=headers, json={}, timeout=5)
+    assert resp.status_code == 401
+    assert resp.json() == {"error": "Unauthorized"}
+
+
+def test_the_right_key_opens_v1_and_health_stays_open(keyed_server: ReplicaServer) -> None:
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    assert requests.get(_url(keyed_server, "/v1/models"), headers=auth, timeout=5).ok
+    completion = requests.post(
+        _url(keyed_server, "/v1/completions"), headers=auth, json={"prompt": "x"}, timeout=5
+    )
+    assert completion.status_code == 200
+    assert requests.get(_url(keyed_server, "/health"), timeout=5).status_code == 200
+    assert requests.get(_url(keyed_server, "/"), timeout=5).status_code == 200
+
+
+def test_the_key_comes_from_the_environment_not_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.sandbox.replica_server import _parse
+
+    monkeypatch.setenv("VLLM_API_KEY", API_KEY)
+    config, _ = _parse(["--id", "r1", "--zone", "local-1a", "--market", "spot"])
+    assert config.api_key == API_KEY
+    assert API_KEY not in repr(config)
+    monkeypatch.delenv("VLLM_API_KEY")
+    assert _parse(["--id", "r1", "--zone", "local-1a", "--market", "spot"])[0].api_key == ""
+
+
+def test_without_a_key_v1_is_open(replica_server: ReplicaServer) -> None:
+    assert requests.get(_url(replica_server, "/v1/models"), timeout=5).status_code == 200
+
+
+def test_models_is_a_probe_target_gated_by_the_cold_start(cold_server: ReplicaServer) -> None:
+    assert requests.get(_url(cold_server, "/v1/models"), timeout=5).status_code == 503
+    time.sleep(0.45)
+    assert requests.get(_url(cold_server, "/v1/models"), timeout=5).status_code == 200
+
+
+# ---------------------------------------------------------------- injected faults
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Iterator[tuple[ReplicaServer, Path]]:
+    path = faults_path(tmp_path / "replicas", "r-faulty")
+    config = ReplicaConfig(replica_id="r-faulty", zone="local-1a", market="spot", faults_file=path)
+    for server in _serve(config):
+        yield server, path
+
+
+def test_a_status_fault_answers_the_probe_paths_with_it(
+    faulty: tuple[ReplicaServer, Path],
+) -> None:
+    server, path = faulty
+    assert requests.get(_url(server, "/health"), timeout=5).status_code == 200
+    write_json_atomic(path, {"status": 500})
+    assert requests.get(_url(server, "/health"), timeout=5).status_code == 500
+    assert requests.get(_url(server, "/v1/models"), timeout=5).status_code == 500
+    resp = requests.post(_url(server, "/v1/completions"), json={}, timeout=5)
+    assert resp.status_code == 500
+    assert requests.get(_url(server, "/"), timeout=5).status_code == 200  # info stays honest
+    path.unlink()
+    assert requests.get(_url(server, "/health"), timeout=5).status_code == 200
+
+
+def test_a_delay_fault_slows_only_the_paths_named(faulty: tuple[ReplicaServer, Path]) -> None:
+    server, path = faulty
+    write_json_atomic(path, {"delay_ms": 1500, "paths": ["/v1/models"]})
+    with pytest.raises(requests.Timeout):
+        requests.get(_url(server, "/v1/models"), timeout=0.5)
+    assert requests.get(_url(server, "/v1/models"), timeout=5).status_code == 200
+    assert requests.get(_url(server, "/health"), timeout=0.5).status_code == 200
+
+
+def test_a_changed_faults_file_is_picked_up(faulty: tuple[ReplicaServer, Path]) -> None:
+    server, path = faulty
+    write_json_atomic(path, {"status": 503, "paths": ["/health"]})
+    assert requests.get(_url(server, "/health"), timeout=5).status_code == 503
+    write_json_atomic(path, {"status": 429, "paths": ["/health"]})
+    assert requests.get(_url(server, "/health"), timeout=5).status_code == 429
+
+
+def test_a_broken_faults_file_is_ignored(faulty: tuple[ReplicaServer, Path]) -> None:
+    server, path = faulty
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    assert requests.get(_url(server, "/health"), timeout=5).status_code == 200
+    write_json_atomic(path, {"status": 99})
+    assert requests.get(_url(server, "/health"), timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ([], "must be a JSON object"),
+        ({"delay": 5}, "unknown field 'delay'"),
+        ({"delay_ms": -1}, "delay_ms must be"),
+        ({"delay_ms": True}, "delay_ms must be"),
+        ({"status": 700}, "status must be an HTTP status"),
+        ({"status": 500, "paths": "/health"}, "paths must be a non-empty list"),
+        ({"status": 500, "paths": ["health"]}, "paths must be a non-empty list"),
+    ],
+)
+def test_faults_file_rules(raw: object, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parse_faults(raw)
+
+
+def test_faults_default_to_the_probe_paths() -> None:
+    faults = parse_faults({"status": 500})
+    assert faults.paths == ("/health", "/v1/models", "/v1/completions")
+    assert faults.applies_to("/v1/models") and not faults.applies_to("/")
+    assert not parse_faults({}).applies_to("/health")  # nothing to inject

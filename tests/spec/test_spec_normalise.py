@@ -63,18 +63,21 @@ def test_readiness_probe_string_form(base: dict[str, Any]) -> None:
 
 
 def test_readiness_probe_mapping_form(base: dict[str, Any]) -> None:
+    base["resources"] = {"cloud": "local", "use_spot": True, "ports": 8081}  # carries headers
     base["service"]["readiness_probe"] = {
         "path": "/v1/chat/completions",
         "post_data": {"model": "m", "messages": []},
         "headers": {"Authorization": "Bearer x", "X-Retries": 3},
         "initial_delay_seconds": 60,
         "timeout_seconds": 5,
+        "consecutive_failure_threshold_timeout": 90,
     }
     probe = parse(base).service.readiness_probe
     assert probe.path == "/v1/chat/completions"
     assert probe.post_data == {"model": "m", "messages": []}
     assert probe.headers == {"Authorization": "Bearer x", "X-Retries": "3"}
     assert (probe.initial_delay_seconds, probe.timeout_seconds) == (60, 5)
+    assert probe.consecutive_failure_threshold_timeout == 90
 
 
 def test_replicas_shorthand(base: dict[str, Any]) -> None:

@@ -299,11 +299,11 @@ resource "aws_lb_target_group" "replicas" {
     protocol            = "HTTP"
     port                = "traffic-port"
     path                = var.readiness_path
-    matcher             = "200"
-    interval            = 10
-    timeout             = 5
-    healthy_threshold   = 2
-    unhealthy_threshold = 3
+    matcher             = "200" # SkyServe: ready means HTTP 200 exactly
+    interval            = var.health_check_interval_seconds
+    timeout             = var.health_check_timeout_seconds
+    healthy_threshold   = var.health_check_healthy_threshold
+    unhealthy_threshold = var.health_check_unhealthy_threshold
   }
 
   tags = merge(local.tags, { Name = "${local.name}-replicas" })

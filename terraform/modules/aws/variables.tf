@@ -105,6 +105,50 @@ variable "readiness_path" {
   }
 }
 
+variable "health_check_timeout_seconds" {
+  description = "Seconds the target group health check waits for the readiness path to answer: the spec's readiness_probe.timeout_seconds. AWS accepts 2-120 and requires it to be shorter than health_check_interval_seconds."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.health_check_timeout_seconds >= 2 && var.health_check_timeout_seconds <= 120 && floor(var.health_check_timeout_seconds) == var.health_check_timeout_seconds
+    error_message = "The health check timeout must be a whole number of seconds in 2..120."
+  }
+}
+
+variable "health_check_interval_seconds" {
+  description = "Seconds between health checks of a replica: max(10, timeout + 1) from the spec (SkyServe probes every 10 s; AWS requires the interval to exceed the timeout). AWS accepts 5-300."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.health_check_interval_seconds >= 5 && var.health_check_interval_seconds <= 300 && floor(var.health_check_interval_seconds) == var.health_check_interval_seconds
+    error_message = "The health check interval must be a whole number of seconds in 5..300."
+  }
+}
+
+variable "health_check_healthy_threshold" {
+  description = "Consecutive HTTP 200 answers before a replica counts as healthy (2, the AWS minimum: SkyServe counts the first 200). AWS accepts 2-10."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.health_check_healthy_threshold >= 2 && var.health_check_healthy_threshold <= 10 && floor(var.health_check_healthy_threshold) == var.health_check_healthy_threshold
+    error_message = "The healthy threshold must be a whole number in 2..10."
+  }
+}
+
+variable "health_check_unhealthy_threshold" {
+  description = "Consecutive failed checks before a replica counts as unhealthy: the spec's readiness_probe.consecutive_failure_threshold_timeout divided by the interval, rounded, clamped to 2-10 (the AWS range)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.health_check_unhealthy_threshold >= 2 && var.health_check_unhealthy_threshold <= 10 && floor(var.health_check_unhealthy_threshold) == var.health_check_unhealthy_threshold
+    error_message = "The unhealthy threshold must be a whole number in 2..10."
+  }
+}
+
 variable "setup_script" {
   description = "The service's `setup` commands, run once at first boot before `run`."
   type        = string

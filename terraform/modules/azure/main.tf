@@ -300,8 +300,8 @@ resource "azurerm_lb_probe" "readiness" {
   protocol            = "Http"
   port                = var.replica_port
   request_path        = var.readiness_path
-  interval_in_seconds = 5
-  number_of_probes    = 2
+  interval_in_seconds = var.health_check_interval_seconds
+  number_of_probes    = var.health_check_unhealthy_threshold
 }
 
 resource "azurerm_lb_rule" "service" {

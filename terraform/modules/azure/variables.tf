@@ -105,6 +105,28 @@ variable "readiness_path" {
   }
 }
 
+variable "health_check_interval_seconds" {
+  description = "Seconds between probes of a replica (interval_in_seconds): max(10, timeout + 1) from the spec (SkyServe probes every 10 s). The Azure probe has no timeout setting of its own. Azure accepts 5 or more."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.health_check_interval_seconds >= 5 && floor(var.health_check_interval_seconds) == var.health_check_interval_seconds
+    error_message = "The health probe interval must be a whole number of seconds, at least 5."
+  }
+}
+
+variable "health_check_unhealthy_threshold" {
+  description = "Failed probes before a replica leaves rotation (number_of_probes): the spec's readiness_probe.consecutive_failure_threshold_timeout divided by the interval, rounded, clamped to 2-10."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.health_check_unhealthy_threshold >= 1 && var.health_check_unhealthy_threshold <= 100 && floor(var.health_check_unhealthy_threshold) == var.health_check_unhealthy_threshold
+    error_message = "The number of probes must be a whole number in 1..100."
+  }
+}
+
 variable "setup_script" {
   description = "The service's `setup` commands, run once at first boot before `run`."
   type        = string

@@ -183,10 +183,10 @@ resource "google_compute_instance_group" "zone" {
 resource "google_compute_health_check" "readiness" {
   project             = var.project
   name                = "${local.name}-ready"
-  check_interval_sec  = 10
-  timeout_sec         = 5
-  healthy_threshold   = 2
-  unhealthy_threshold = 3
+  check_interval_sec  = var.health_check_interval_seconds
+  timeout_sec         = var.health_check_timeout_seconds
+  healthy_threshold   = var.health_check_healthy_threshold
+  unhealthy_threshold = var.health_check_unhealthy_threshold
 
   http_health_check {
     port         = var.replica_port

@@ -126,6 +126,50 @@ variable "readiness_path" {
   }
 }
 
+variable "health_check_timeout_seconds" {
+  description = "Seconds the health check waits for the readiness path to answer (timeout_sec): the spec's readiness_probe.timeout_seconds. GCP requires it to be at most health_check_interval_seconds."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.health_check_timeout_seconds >= 1 && var.health_check_timeout_seconds <= 300 && floor(var.health_check_timeout_seconds) == var.health_check_timeout_seconds
+    error_message = "The health check timeout must be a whole number of seconds in 1..300."
+  }
+}
+
+variable "health_check_interval_seconds" {
+  description = "Seconds between health checks of a replica (check_interval_sec): max(10, timeout + 1) from the spec (SkyServe probes every 10 s)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.health_check_interval_seconds >= 1 && var.health_check_interval_seconds <= 300 && floor(var.health_check_interval_seconds) == var.health_check_interval_seconds
+    error_message = "The health check interval must be a whole number of seconds in 1..300."
+  }
+}
+
+variable "health_check_healthy_threshold" {
+  description = "Consecutive HTTP 200 answers before a replica counts as healthy (healthy_threshold; 2 on every cloud)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.health_check_healthy_threshold >= 1 && var.health_check_healthy_threshold <= 10 && floor(var.health_check_healthy_threshold) == var.health_check_healthy_threshold
+    error_message = "The healthy threshold must be a whole number in 1..10."
+  }
+}
+
+variable "health_check_unhealthy_threshold" {
+  description = "Consecutive failed checks before a replica counts as unhealthy (unhealthy_threshold): the spec's readiness_probe.consecutive_failure_threshold_timeout divided by the interval, rounded, clamped to 2-10."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.health_check_unhealthy_threshold >= 1 && var.health_check_unhealthy_threshold <= 10 && floor(var.health_check_unhealthy_threshold) == var.health_check_unhealthy_threshold
+    error_message = "The unhealthy threshold must be a whole number in 1..10."
+  }
+}
+
 variable "setup_script" {
   description = "The service's `setup` commands, run once at first boot before `run`."
   type        = string

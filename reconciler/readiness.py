@@ -1,0 +1,220 @@
+"""One readiness prober for every backend that probes replicas itself, with SkyServe's semantics.
+
+Two steps, so the decision about *what* to send stays pure and testable:
+
+- `probe_request(probe, envs, environ) -> ProbeRequest` (pure): the HTTP request the spec's
+  `service.readiness_probe` asks for, with `$VAR` / `${VAR}` substituted.
+- `probe(base_url, request, session) -> ProbeResult` (I/O): send it once and say what happened.
+
+The rules, and where each comes from (SkyPilot master: `sky/serve/replica_managers.py`
+`ReplicaInfo.probe`, `sky/serve/service_spec.py`, `sky/task.py` `_fill_in_env_vars`):
+
+- POST with `post_data` as the JSON body (`requests.post(url, json=post_data, ...)`) when
+  `post_data` is set, else GET; the spec's `headers` are sent either way.
+- A string `post_data` is JSON text: SkyServe `json.loads` it when the spec is loaded and sends
+  the parsed value. The loader refuses a string that is not JSON, so here it always parses.
+- Ready means HTTP 200 exactly (not any 2xx).
+- `timeout_seconds` is passed to requests unchanged, as SkyServe does: it bounds the TCP
+  connect and each wait for response bytes (requests' semantics), with no cap of our own.
+- `$NAME` and `${NAME}` (NAME = a shell variable name) in the path, in header values and in the
+  body's strings (mapping keys and values, list items, nested) are replaced by the variable's
+  value: from the spec's `envs` first, then the process environment. SkyServe substitutes the
+  whole `service` section from the task's `envs` and `secrets` (with `--env NAME` reading the
+  caller's environment), which is the same two sources. One pass: a value that itself contains
+  `$X` is not expanded again.
+- A variable with no value is left exactly as written (`$NAME` / `${NAME}` stays in the text),
+  as both SkyServe (`task_envs.get(name, match.group(0))`) and `os.path.expandvars` do; so is
+  anything that is not one of the two forms (`$1`, `${unclosed`, `$$`).
+
+Secrets: header values and the body may hold tokens (`Authorization: Bearer ${HF_TOKEN}`). They
+are never logged, never put in a `reason` or an exception message, and `repr(ProbeRequest)`
+shows header names only (SkyServe logs header names only, too; unlike SkyServe we never log the
+response body either).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+import requests
+
+from reconciler.spec.model import ReadinessProbe, ServiceSpec
+from reconciler.spec.service import ENV_REFERENCE
+
+Method = Literal["GET", "POST"]
+_REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One readiness probe, ready to send to any replica.
+
+    `method` "GET" or "POST"; `path` starts with "/" and is appended to the replica's base URL;
+    `headers` name -> value (read-only); `body` the JSON value sent as a POST body (a mapping,
+    list, string, number, bool or None), None for GET; `timeout_s` seconds, > 0.
+    `repr()` shows header names and the body's type only: both may carry secrets.
+    """
+
+    method: Method
+    path: str
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    body: object = None
+    timeout_s: float = 15.0
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{name!r}: {_REDACTED!r}" for name in self.headers)
+        body = "None" if self.body is None else f"<{type(self.body).__name__}, redacted>"
+        return (
+            f"ProbeRequest(method={self.method!r}, path={self.path!r}, headers={{{names}}}, "
+            f"body={body}, timeout_s={self.timeout_s!r})"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe saw.
+
+    `ok`: HTTP 200 exactly. `status`: the HTTP status code, None when no response came.
+    `reachable`: False when no HTTP response came back (connection refused, timed out, name
+    not resolved, connection reset). `reason`: a short phrase for logs and status lines
+    ("HTTP 200", "HTTP 503", "timed out after 15 s", "connection refused"); it never holds
+    header values, the body or the URL. `elapsed_s`: wall seconds the probe took.
+    """
+
+    ok: bool
+    status: int | None
+    reachable: bool
+    reason: str
+    elapsed_s: float
+
+
+def substitute(text: str, envs: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    """`text` with each `$NAME` / `${NAME}` replaced from `envs`, else `environ`; a name in
+    neither is left as written. One pass (see the module docstring)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name in envs:
+            return envs[name]
+        return environ.get(name, match.group(0))
+
+    return ENV_REFERENCE.sub(value, text)
+
+
+def _substitute_json(value: object, envs: Mapping[str, str], environ: Mapping[str, str]) -> object:
+    if isinstance(value, str):
+        return substitute(value, envs, environ)
+    if isinstance(value, Mapping):
+        return {
+            substitute(str(k), envs, environ): _substitute_json(v, envs, environ)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_substitute_json(item, envs, environ) for item in value]
+    return value  # numbers, booleans, null
+
+
+def probe_request(
+    probe: ReadinessProbe, envs: Mapping[str, str], environ: Mapping[str, str]
+) -> ProbeRequest:
+    """The request `probe` describes, with variables substituted (`envs` first, then
+    `environ`). Pure: reads nothing but its arguments.
+
+    Raises ValueError (naming the field, never its content) only for a string `post_data`
+    that is not JSON, which the spec loader already refuses.
+    """
+    raw: object = probe.post_data
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError("readiness_probe.post_data: a string must be JSON") from None
+    # SkyServe decides on the parsed value: `post_data: "null"` probes with GET.
+    method: Method = "GET" if raw is None else "POST"
+    body = None if raw is None else _substitute_json(raw, envs, environ)
+    headers = {name: substitute(value, envs, environ) for name, value in probe.headers.items()}
+    return ProbeRequest(
+        method=method,
+        path=substitute(probe.path, envs, environ),
+        headers=MappingProxyType(headers),
+        body=body,
+        timeout_s=float(probe.timeout_seconds),
+    )
+
+
+def spec_probe_request(spec: ServiceSpec, environ: Mapping[str, str]) -> ProbeRequest:
+    """`probe_request` for a whole spec: its `envs` (and inline `secrets`) first, then
+    `environ`. Names declared `null` (value "from the environment") are looked up in
+    `environ` only, so their empty placeholder in `spec.envs` is never sent."""
+    envs = {k: v for k, v in spec.envs.items() if k not in spec.envs_from_environment}
+    return probe_request(spec.service.readiness_probe, envs, environ)
+
+
+def probe(
+    base_url: str, request: ProbeRequest, session: requests.Session | None = None
+) -> ProbeResult:
+    """Send `request` to `base_url` (e.g. "http://10.0.0.5:8081") once; never raises for a
+    network or HTTP failure (that is the result). `session` reuses connections; a one-off
+    session is used when None."""
+    url = base_url.rstrip("/") + request.path
+    timeout = (request.timeout_s, request.timeout_s)  # connect, read: both exactly the spec's
+    client = session if session is not None else requests.Session()
+    start = time.monotonic()
+    try:
+        response = client.request(
+            request.method,
+            url,
+            headers=dict(request.headers),
+            json=request.body if request.method == "POST" else None,
+            timeout=timeout,
+        )
+        response.close()
+    except requests.Timeout:
+        return _failed(f"timed out after {request.timeout_s:g} s", start)
+    except requests.ConnectionError as exc:
+        return _failed(_connection_reason(exc), start)
+    except requests.RequestException as exc:  # invalid URL or header value, too many redirects
+        return _failed(f"request failed ({type(exc).__name__})", start)
+    finally:
+        if session is None:
+            client.close()
+    status = response.status_code
+    return ProbeResult(status == 200, status, True, f"HTTP {status}", time.monotonic() - start)
+
+
+def _failed(reason: str, start: float) -> ProbeResult:
+    return ProbeResult(False, None, False, reason, time.monotonic() - start)
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """A short, content-free phrase for a failed connection, from the exception chain."""
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
+            return "name not resolved"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    return "connection failed"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it wraps: __cause__, __context__, urllib3's `.reason`, args."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 32:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return seen
