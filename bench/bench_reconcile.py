@@ -62,8 +62,10 @@ def main() -> None:
     rec = Reconciler(paths, load_spec(paths.spec_file), settings)
     try:
         started = time.perf_counter()
-        passes = rec.converge(60.0, lambda r: print(f"  {r.summary_line} {_fmt(r.durations)}"))
+        converged = rec.converge(60.0, lambda r: print(f"  {r.summary_line} {_fmt(r.durations)}"))
         served = time.perf_counter() - started
+        assert converged.serving is not None and converged.serving.serving, converged.serving
+        passes = converged.results
         launch_pass = passes[0].durations["total_s"]
         assert len(passes[0].decision.launches) == 3, passes[0].decision.launches
         assert len(HAProxyLB(paths.sandbox_dir).members()) == 3

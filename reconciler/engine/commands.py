@@ -3,25 +3,42 @@ Azure region stacks when the spec names them (engine/backends.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import click
 
 from reconciler.adapters.base import AdapterError
 from reconciler.clouds import CloudConfigError
 from reconciler.engine.paths import BadNameError, ServicePaths
-from reconciler.engine.reconcile import PassResult, ReconcileError, Reconciler, service_lock
-from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.engine.reconcile import (
+    PassResult,
+    ReconcileError,
+    Reconciler,
+    crash_point,
+    service_lock,
+)
+from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.state_store import StateError, load_record
-from reconciler.engine.tfstate import TfStateError
-from reconciler.policy import POLICIES, ReplicaState
+from reconciler.engine.tfstate import TfStateError, stop_stray_terraform, wait_for_state_locks
+from reconciler.policy import POLICIES, Memory, ReplicaState
 from reconciler.rendering import RenderError
-from reconciler.sandbox import market_daemon, replicas
+from reconciler.sandbox import market_daemon, processes, replicas
 from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import SpecError, load_spec
+from reconciler.spec.envs import require_environment
+from reconciler.spec.model import ReadinessProbe
 from reconciler.stacks import FRONT
 from reconciler.terraform.errors import TerraformError
+
+EXIT_NOT_SERVING = 3  # `apply --wait`: still converging when --timeout passed
 
 USER_ERRORS = (
     SpecError,
@@ -37,11 +54,34 @@ USER_ERRORS = (
 )
 
 
-def _reconciler(service: str, policy: str, lb_port: int | None, root: Path | None) -> Reconciler:
+def _reconciler(
+    service: str,
+    policy: str,
+    lb_port: int | None,
+    root: Path | None,
+    *,
+    check_env: bool = True,
+) -> Reconciler:
+    """The service's reconciler. `check_env` (every command that plans or applies) first
+    refuses, in one line, a `null` env the environment does not set, before any cloud or
+    Terraform is touched; `status` and `destroy` do without it."""
     paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
     spec = load_spec(paths.spec_file)
+    if check_env:
+        shown = paths.spec_file
+        with contextlib.suppress(ValueError):
+            shown = paths.spec_file.relative_to(paths.root)
+        require_environment(spec, os.environ, str(shown))
     settings = SandboxSettings.from_env(lb_port=lb_port)  # type: ignore[arg-type]
     return Reconciler(paths, spec, settings, policy=policy)
+
+
+def _endpoint(rec: Reconciler) -> str:
+    """The endpoint to show: on the sandbox, the load balancer actually running (whatever
+    port the settings name now), the settings' port only when none runs."""
+    if isinstance(rec.cloud, SandboxCloud):
+        return rec.cloud.running_endpoint() or f"{rec.cloud.endpoint()} (not running)"
+    return rec.cloud.endpoint()
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -96,8 +136,14 @@ def _print_pass(result: PassResult, verbose: bool = True) -> None:
     help="Write each stack's terraform.tfvars.json and root configuration for review, and "
     "stop: no Terraform command and no cloud API call.",
 )
+@click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 def plan(
-    service: str, policy: str, lb_port: int | None, root: Path | None, render_only: bool
+    service: str,
+    policy: str,
+    lb_port: int | None,
+    root: Path | None,
+    render_only: bool,
+    wait_lock: bool,
 ) -> None:
     """Decide and plan every stack of SERVICE without changing anything.
 
@@ -109,7 +155,7 @@ def plan(
     """
     try:
         rec = _reconciler(service, policy, lb_port, root)
-        with service_lock(rec.paths):
+        with service_lock(rec.paths, wait=wait_lock):
             result = rec.run_pass(apply=False, render_only=render_only)
     except USER_ERRORS as exc:
         raise _fail(exc) from None
@@ -134,7 +180,13 @@ def plan(
     show_default=True,
     help="Keep reconciling until new replicas are ready and in the load balancer.",
 )
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait at most.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, 86_400),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait at most for the service to serve (exit 3 when it does not).",
+)
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 def apply(
     service: str,
@@ -145,24 +197,41 @@ def apply(
     timeout: float,
     wait_lock: bool,
 ) -> None:
-    """Reconcile SERVICE once: observe -> decide -> render -> plan -> apply the saved plan ->
+    """Reconcile SERVICE: observe -> decide -> render -> plan -> apply the saved plan ->
     record; then print the endpoint and the replicas.
 
-    With --wait (the default) it reconciles again every second until the replicas it
-    launched are ready and in the load balancer, or --timeout passes.
+    With --wait (the default) it reconciles again until the service serves: the replicas it
+    launched are ready and in the load balancer, and requests through the load balancer to
+    the readiness probe's path answer 200 (where this host cannot reach the endpoint, the
+    load balancer's own health view decides; the output says which check did).
+
+    Exit codes: 0 serving (or applied, with --no-wait); 1 an error (a stack failed, bad
+    input); 3 still converging when --timeout passed.
     """
     try:
         rec = _reconciler(service, policy, lb_port, root)
         with service_lock(rec.paths, wait=wait_lock):
-            results = rec.converge(timeout if wait else 0.0, _print_pass)
-            result = results[-1]
-            if wait and not result.failed and not rec.settled(result):
-                click.echo(f"still converging after {timeout:.0f} s; run apply again later")
+            done = rec.converge(timeout if wait else 0.0, _print_pass)
+            result = done.last
     except USER_ERRORS as exc:
         raise _fail(exc) from None
     _print_status(rec)
     if result.failed:
         raise SystemExit(1)
+    check = done.serving
+    if check is None:
+        return
+    for note in done.notes:
+        click.echo(f"note: {note}", err=True)
+    if check.serving:
+        click.echo(f"serving after {done.elapsed_s:.1f} s (checked by {check.via}: {check.detail})")
+        return
+    click.echo(
+        f"error: {service} is not serving after {timeout:g} s (checked by {check.via}: "
+        f"{check.detail}); it may still converge: run apply again, or see `hedgeform status`",
+        err=True,
+    )
+    raise SystemExit(EXIT_NOT_SERVING)
 
 
 def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
@@ -177,14 +246,44 @@ def _print_status(rec: Reconciler) -> None:
     record = load_record(rec.paths.memory_file)
     ready = sum(1 for r in rows if r[3] == ReplicaState.READY.value)
     target = record.memory.target
-    click.echo(f"endpoint: {rec.cloud.endpoint()}")
+    click.echo(f"endpoint: {_endpoint(rec)}")
     click.echo(f"target: {target if target is not None else '-'}   ready: {ready}")
+    memory = record.memory
     if not rows:
         click.echo("no replicas")
-        return
-    click.echo(f"{'replica':<24} {'zone':<10} {'market':<10} {'state':<12} in LB")
+    else:
+        click.echo(f"{'replica':<24} {'zone':<10} {'market':<10} {'state':<20} in LB")
     for rid, zone, market, state, in_lb in rows:
-        click.echo(f"{rid:<24} {zone:<10} {market:<10} {state:<12} {'yes' if in_lb else 'no'}")
+        state = memory.failed.get(rid, state)  # the policy's verdict, while being replaced
+        click.echo(f"{rid:<24} {zone:<10} {market:<10} {state:<20} {'yes' if in_lb else 'no'}")
+    for line in health_lines(memory, rec.spec.service.readiness_probe, rec.clock()):
+        click.echo(line)
+
+
+def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]:
+    """Why replicas are being replaced or launches wait: probes failing, crash loops, spot
+    retry delays (policy/lifecycle.py, policy/capacity_backoff.py)."""
+    lines = []
+    for rid, since in sorted(memory.failing_since.items()):
+        if rid not in memory.failed:
+            lines.append(
+                f"{rid}: probes failing for {now - since:.0f} s (replaced at "
+                f"{probe.consecutive_failure_threshold_timeout} s)"
+            )
+    for key, b in sorted(memory.crash_backoff.items()):
+        if b.count >= 2 and b.blocks(now):
+            zone, market = key.split("/", 1)
+            lines.append(
+                f"crash loop: {b.count} replicas {b.kind} in a row in {zone} ({market}); "
+                f"next launch there in {b.retry_at - now:.0f} s"
+            )
+    for zone, b in sorted(memory.zone_backoff.items()):
+        if b.blocks(now):
+            lines.append(
+                f"spot capacity refused {b.count}x in a row in {zone}; "
+                f"asking again in {b.retry_at - now:.0f} s"
+            )
+    return lines
 
 
 @click.command("status")
@@ -194,7 +293,7 @@ def _print_status(rec: Reconciler) -> None:
 def status(service: str, lb_port: int | None, root: Path | None) -> None:
     """Show SERVICE's endpoint, target and replicas (zone, market, state, load balancer)."""
     try:
-        rec = _reconciler(service, "hedgeform", lb_port, root)
+        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
         _print_status(rec)
     except USER_ERRORS as exc:
         raise _fail(exc) from None
@@ -207,22 +306,34 @@ def status(service: str, lb_port: int | None, root: Path | None) -> None:
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: bool) -> None:
     """Destroy every stack of SERVICE (front first) and, on the sandbox, stop its cloud: no
-    replica process, no HAProxy server, no market daemon is left behind."""
+    replica process, no HAProxy server, no market daemon is left behind.
+
+    A `hedgeform run` loop of SERVICE is stopped first (SIGTERM, up to 60 s), and its lock
+    is held until the destroy ends, so a loop restarted meanwhile exits at once instead of
+    creating the service again.
+    """
     try:
-        rec = _reconciler(service, "hedgeform", lb_port, root)
+        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
         errors: list[str] = []
-        with service_lock(rec.paths, wait=wait_lock):
+        with _loop_stopped(rec.paths), service_lock(rec.paths, wait=wait_lock):
             order = [s for s in [FRONT, *rec.stack_names] if s in rec.stack_names]
             order = list(dict.fromkeys(order))
+            stack_dirs = [rec.paths.stack_dir(s) for s in order]
+            wait_for_state_locks(stack_dirs)  # a killed command's Terraform: let it end
+            stop_stray_terraform(stack_dirs)  # and the providers it left
             for stack in order:
                 var_file = rec.paths.stack_dir(stack) / "terraform.tfvars.json"
                 if not var_file.exists():
                     continue
+                crash_point("before_destroy")
+                crash_point(f"before_destroy:{stack}")
+                crash_point("during_destroy", delay_s=0.5)
                 try:
                     rec.runner(stack).destroy(var_file)
                     click.echo(f"destroyed stack {stack}")
                 except TerraformError as exc:
                     errors.append(str(exc))
+            crash_point("before_teardown")
             sandbox = rec.paths.sandbox_dir
             if sandbox.exists():
                 stopped = replicas.stop_all(sandbox)
@@ -238,6 +349,87 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     if errors:
         raise SystemExit(1)
     click.echo(f"{service}: nothing left running")
+
+
+LOOP_STOP_TIMEOUT_S = 60.0
+
+
+def _flock(fh: IO[str]) -> bool:
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _loop_holder(lock_file: Path, service: str) -> int:
+    """The pid of the `hedgeform run SERVICE` holding the loop lock (loop.loop_lock writes it
+    into the lock file). Refuses, in one line, a pid it cannot read or that is not such a
+    loop (/proc/PID/cmdline): destroy never signals anything else."""
+    pid, deadline = None, time.monotonic() + 2.0
+    while pid is None:  # a loop writes its pid right after it takes the lock
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(lock_file.read_text().split()[0])
+        if pid is None and time.monotonic() > deadline:
+            raise ReconcileError(
+                f"a reconcile loop of {service} holds {lock_file} but its pid is not recorded "
+                f"there: stop it (systemctl stop hedgeform-{service}.service) and run destroy "
+                "again"
+            )
+        if pid is None:
+            time.sleep(0.1)
+    argv = processes.cmdline(pid) or []
+    names = {os.path.basename(a) for a in argv[:2]} | set(argv[1:3])
+    run_at = argv.index("run") if "run" in argv else len(argv)
+    if not ({"hedgeform", "reconciler.cli"} & names and service in argv[run_at + 1 :]):
+        shown = " ".join(argv) or "no such process"
+        raise ReconcileError(
+            f"cannot stop the reconcile loop of {service}: {lock_file} is held by pid {pid} "
+            f"({shown}), not `hedgeform run {service}`; stop that first and run destroy again"
+        )
+    return pid
+
+
+@contextlib.contextmanager
+def _loop_stopped(paths: ServicePaths) -> Iterator[None]:
+    """Stop a running `hedgeform run` loop of the service and hold the loop lock until the
+    block ends, so nothing re-creates what is being destroyed (a loop restarted meanwhile by
+    systemd or cron exits "already running")."""
+    service = paths.service
+    lock_file = paths.state_dir / ".loop.lock"
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as fh:
+        if not _flock(fh):
+            pid = _loop_holder(lock_file, service)
+            click.echo(
+                f"stopping the reconcile loop of {service} (pid {pid}); waiting up to "
+                f"{LOOP_STOP_TIMEOUT_S:.0f} s for it to exit"
+            )
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # exited meanwhile: its lock is free or about to be
+            except PermissionError as exc:
+                raise ReconcileError(
+                    f"cannot stop the reconcile loop of {service} (pid {pid}): {exc.strerror}"
+                ) from None
+            deadline = time.monotonic() + LOOP_STOP_TIMEOUT_S
+            while not _flock(fh):
+                if time.monotonic() > deadline:
+                    raise ReconcileError(
+                        f"the reconcile loop of {service} (pid {pid}) did not exit within "
+                        f"{LOOP_STOP_TIMEOUT_S:.0f} s of SIGTERM; nothing was destroyed"
+                    )
+                time.sleep(0.1)
+            click.echo(f"stopped the reconcile loop of {service} (pid {pid})")
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")  # who holds it now (not a loop: never signalled)
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @click.command("run")

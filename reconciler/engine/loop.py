@@ -1,5 +1,7 @@
 """The unattended loop: reconcile every `interval` seconds (on `schedule`), at once when a
-preemption notice arrives, soon after a capacity error, later (with jitter) after a failure.
+preemption notice arrives or a starting replica passes readiness, later (with jitter) after a
+failure. The interval is a floor for ticks that would only retry spot: a zone that refused
+capacity is retried after its own delay, which the policy keeps (policy/capacity_backoff.py).
 
 Ticks run in a worker thread so the main thread can react to SIGTERM at any moment: it
 cancels Terraform by process group (reconciler.terraform.process) and waits for the tick to
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import random
 import threading
 import time
@@ -25,14 +28,14 @@ import schedule
 
 from reconciler.engine.observability import LoopMetrics, tick_record
 from reconciler.engine.reconcile import BusyError, PassResult, Reconciler, service_lock
-from reconciler.policy import FailureKind, Replica, ReplicaState
+from reconciler.engine.serving import ServingCheck, ServingChecker
+from reconciler.policy import Replica, ReplicaState
 
 
 @dataclass(frozen=True)
 class LoopSettings:
     interval_s: float = 30.0
     max_backoff_s: float = 300.0
-    retry_after_capacity_s: float = 5.0  # a capacity error: try the placer's next zone soon
     poll_s: float = 0.25
 
 
@@ -42,7 +45,11 @@ class LoopBusyError(BusyError):
 
 @contextlib.contextmanager
 def loop_lock(lock_file: Path, service: str, wait: bool) -> Iterator[None]:
-    """One loop per service for its whole life (each tick also takes the service lock)."""
+    """One loop per service for its whole life (each tick also takes the service lock).
+
+    The holder's pid is written into the lock file once the lock is taken, so `hedgeform
+    destroy` can stop the loop (SIGTERM) before destroying; destroy holds the same lock
+    while it runs, so a loop started meanwhile exits here."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_file, "a+") as fh:
         try:
@@ -52,6 +59,10 @@ def loop_lock(lock_file: Path, service: str, wait: bool) -> Iterator[None]:
                 f"a reconcile loop for {service} is already running (lock {lock_file}); "
                 "stop it first, or pass --wait to take over when it exits"
             ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
         yield
 
 
@@ -76,6 +87,7 @@ class ReconcileLoop:
         self._due = True  # the first tick runs at once
         self._starting: set[str] = set()  # replicas that were starting at the last look
         self._next_look = 0.0
+        self.serving = ServingChecker(rec.cloud, rec.spec)  # backs hedgeform_endpoint_serving
         self._notices = rec.cloud.state_dir / "notices.jsonl"
         self._notice_size = self._feed_size()
 
@@ -150,7 +162,14 @@ class ReconcileLoop:
             return self.settings.interval_s
         except Exception as exc:  # never let one bad tick end an unattended loop
             return self._failed(str(exc) or type(exc).__name__, traceback.format_exc())
-        self._report(result)
+        try:
+            check: ServingCheck | None = self.serving.check()
+        except Exception as exc:  # a failed check is reported, never the end of the loop
+            check = ServingCheck(False, "error", str(exc) or type(exc).__name__)
+        for note in self.serving.notes:
+            self.logger.warning(note, extra={"tick": self.ticks})
+        self.serving.notes.clear()
+        self._report(result, check)
         if result.observed is not None:
             self._starting = {
                 r.id
@@ -160,12 +179,7 @@ class ReconcileLoop:
         if result.failed:
             return self._failed("; ".join(str(o.error) for o in result.failed), None)
         self.failures = 0
-        capacity = any(
-            kind is FailureKind.CAPACITY
-            for o in result.outcomes
-            for kind, _ in o.launch_failures.values()
-        )
-        return self.settings.retry_after_capacity_s if capacity else self.settings.interval_s
+        return self.settings.interval_s
 
     def _failed(self, message: str, trace: str | None) -> float:
         self.failures += 1
@@ -185,10 +199,10 @@ class ReconcileLoop:
             self._write_metrics()
         return delay
 
-    def _report(self, result: PassResult) -> None:
-        self.logger.info("tick", extra=tick_record(self.ticks, result))
+    def _report(self, result: PassResult, check: ServingCheck | None) -> None:
+        self.logger.info("tick", extra=tick_record(self.ticks, result, check))
         if self.metrics:
-            self.metrics.observe(result)
+            self.metrics.observe(result, check)
             self._write_metrics()
 
     def _write_metrics(self) -> None:

@@ -24,6 +24,7 @@ from prometheus_client import Counter as PromCounter
 from pythonjsonlogger.json import JsonFormatter
 
 from reconciler.engine.reconcile import PassResult
+from reconciler.engine.serving import ServingCheck
 from reconciler.policy import FailureKind
 
 
@@ -44,7 +45,7 @@ def json_logger(name: str, path: Path | None = None) -> logging.Logger:
     return logger
 
 
-def tick_record(tick: int, result: PassResult) -> dict[str, Any]:
+def tick_record(tick: int, result: PassResult, check: ServingCheck | None = None) -> dict[str, Any]:
     d = result.decision
     observed, signals = result.observed, result.signals
     record: dict[str, Any] = {
@@ -77,6 +78,8 @@ def tick_record(tick: int, result: PassResult) -> dict[str, Any]:
         "orphans_stopped": result.orphans,
         "durations": {k: round(v, 3) for k, v in result.durations.items()},
     }
+    if check is not None:
+        record["serving"] = {"ok": check.serving, "via": check.via, "detail": check.detail}
     if observed is not None:
         states = Counter(f"{r.market.value}/{r.state.value}" for r in observed.replicas)
         record["inputs"] = {"replicas": dict(sorted(states.items()))}
@@ -117,6 +120,13 @@ class LoopMetrics:
             "hedgeform_capacity_errors", "Spot launches refused for capacity", [*labels, "zone"],
             registry=self.registry,
         )  # fmt: skip
+        self.serving = Gauge(
+            "hedgeform_endpoint_serving",
+            "1 when requests through the load balancer to the probe path answered 200 after "
+            "the last tick (or, where unreachable, the LB had a healthy target), else 0",
+            labels,
+            registry=self.registry,
+        )
         self.tick_errors = PromCounter(
             "hedgeform_tick_errors", "Ticks that failed", labels, registry=self.registry
         )
@@ -129,9 +139,11 @@ class LoopMetrics:
             registry=self.registry,
         )  # fmt: skip
 
-    def observe(self, result: PassResult) -> None:
+    def observe(self, result: PassResult, check: ServingCheck | None = None) -> None:
         s, observed, signals = self.service, result.observed, result.signals
         self.target.labels(s).set(result.decision.target)
+        if check is not None:
+            self.serving.labels(s).set(1.0 if check.serving else 0.0)
         if observed is not None:
             self.replicas.clear()
             counts = Counter((r.zone, r.market.value, r.state.value) for r in observed.replicas)

@@ -30,8 +30,9 @@ from reconciler.engine.backends import CloudBackend, StackDef, root_config
 from reconciler.engine.cloud_settings import ProviderSettings, load_settings
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
+from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
-from reconciler.engine.tfstate import ManagedReplica
+from reconciler.engine.tfstate import ManagedReplica, stop_stray_terraform, wait_for_state_locks
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
 from reconciler.policy import (
     DEFAULT_POLICY,
@@ -77,6 +78,22 @@ class StackOutcome:
 
 
 @dataclass
+class Convergence:
+    """What `converge` did: every pass, the last serving check (None when it did not wait),
+    how long it took (s), and whether the layout settled (module `settled`)."""
+
+    results: list[PassResult]
+    serving: ServingCheck | None
+    elapsed_s: float
+    settled: bool
+    notes: tuple[str, ...] = ()  # said once by the serving check (an unreachable endpoint)
+
+    @property
+    def last(self) -> PassResult:
+        return self.results[-1]
+
+
+@dataclass
 class PassResult:
     decision: Decision
     outcomes: list[StackOutcome]
@@ -115,7 +132,7 @@ def service_lock(paths: ServicePaths, wait: bool = False) -> Iterator[None]:
         except BlockingIOError:
             raise BusyError(
                 f"another reconcile of {paths.service} is running (lock {paths.lock_file}); "
-                "it exits when done, or pass --wait to wait for it"
+                "it exits when done, or pass --wait-lock to wait for it"
             ) from None
         try:
             yield
@@ -306,22 +323,39 @@ class Reconciler:
         timeout_s: float,
         on_pass: Callable[[PassResult], None] = lambda _: None,
         poll_s: float = 0.25,
-    ) -> list[PassResult]:
+    ) -> Convergence:
         """Reconcile until the endpoint serves: no replica starting, the target group holding
-        exactly the ready replicas, at least the target. Between passes, wait for launched
-        replicas to pass readiness (cheap probes) rather than planning again right away.
-        Retrying spot in full zones is the periodic loop's job, not a reason to keep going."""
-        deadline = time.monotonic() + timeout_s
+        exactly the ready replicas (at least the target), and requests through the load
+        balancer to the probe path answered 200 (engine/serving.py). Between passes, wait for
+        launched replicas to pass readiness (cheap probes) rather than planning again right
+        away. Retrying spot in full zones is the periodic loop's job, not a reason to keep
+        going. `timeout_s` 0: one pass, no waiting and no serving check."""
+        start = time.monotonic()
+        deadline = start + timeout_s
+        checker = ServingChecker(self.cloud, self.spec) if timeout_s > 0 else None
         results: list[PassResult] = []
         while True:
             result = self.run_pass(apply=True)
             results.append(result)
             on_pass(result)
-            if result.failed or self.settled(result) or time.monotonic() > deadline:
-                return results
+            if result.failed or checker is None:
+                return Convergence(results, None, time.monotonic() - start, False)
+            settled = self.settled(result)
+            if settled or time.monotonic() > deadline:
+                check = self._serving(checker, result)
+                if check.serving or time.monotonic() > deadline:
+                    elapsed = time.monotonic() - start
+                    return Convergence(results, check, elapsed, settled, tuple(checker.notes))
             poll_s = max(poll_s, self.cloud.poll_s)
+            if settled:  # e.g. the LB's own health check has not passed a new member yet
+                time.sleep(poll_s)
             while time.monotonic() < deadline and self._starting():
                 time.sleep(poll_s)
+
+    def _serving(self, checker: ServingChecker, result: PassResult) -> ServingCheck:
+        if result.decision.target == 0 and not result.decision.lb_members:
+            return ServingCheck(True, "policy", "target 0: no replica should serve")
+        return checker.check()
 
     def current_replicas(self) -> list[Replica]:
         record = load_record(self.paths.memory_file)
@@ -404,13 +438,19 @@ class Reconciler:
             return list(pool.map(plan, sorted(var_files, key=lambda s: (s != FRONT, s))))
 
     def _collect_orphans(self, managed: Sequence[ManagedReplica]) -> list[str]:
-        """Stop replica processes no Terraform state knows: a pass killed after a provisioner
-        launched one but before Terraform saved its state. Only while no stack is locked: a
-        Terraform left running by a killed pass may still be about to record it."""
-        if any(
-            (self.paths.stack_dir(s) / ".terraform.tfstate.lock.info").exists()
-            for s in self.stack_names
-        ):
+        """Stop what a killed pass left running: provider plugins whose Terraform died, and
+        replica processes no Terraform state knows (launched by a provisioner before
+        Terraform saved its state).
+
+        First wait out a Terraform still holding a stack's state lock (a killed pass's may
+        still be applying, and about to record a replica; the plan would wait for it with
+        `-lock-timeout` anyway). Held means an fcntl lock a live process holds
+        (tfstate.state_lock_held), not a `.terraform.tfstate.lock.info` file, which a
+        kill -9 leaves behind. Still held after the wait: replicas are left alone."""
+        stack_dirs = [self.paths.stack_dir(s) for s in self.stack_names]
+        held = wait_for_state_locks(stack_dirs)
+        stop_stray_terraform(stack_dirs)
+        if held:
             return []
         orphans = self.cloud.orphans({m.id for m in managed})
         for rid in orphans:
@@ -542,7 +582,10 @@ def replica_seq(replica_id: str) -> int:
 
 def crash_point(name: str, delay_s: float = 0.0) -> None:
     """Fault injection for the crash-safety tests: `HEDGEFORM_CRASH_AT=<name>` kills this
-    process with SIGKILL here (after `delay_s`, from a thread, for `during_apply`)."""
+    process with SIGKILL here (after `delay_s`, from a thread, for `during_*`). Points: a
+    pass's `before_observe`, `before_plan`, `before_apply`, `during_apply`, `before_record`;
+    `destroy`'s `before_destroy` (first stack), `before_destroy:<stack>`, `during_destroy`,
+    `before_teardown` (engine/commands.py)."""
     if os.environ.get("HEDGEFORM_CRASH_AT") != name:
         return
     import signal

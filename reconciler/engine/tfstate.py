@@ -3,14 +3,31 @@
 This is the level the reconciler works from: the replicas Terraform holds, and which of them
 failed to create (Terraform marks those `tainted`). Reading the JSON directly costs
 microseconds where `terraform state list` costs a process per stack.
+
+A state file is read exactly as Terraform 1.0 reads it: a 0-byte file is an empty state (what
+a Terraform killed between taking its lock and its first write leaves), anything else that is
+not a JSON state is refused. The end of the module answers the other questions such a kill
+raises: is a stack's state lock still held, and which provider plugins lost their Terraform.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import os
+import signal
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+STATE_FILE = "terraform.tfstate"
+# How long to wait out a Terraform still holding a stack's state lock (a killed pass's, or
+# one run by hand): the runner's `-lock-timeout` (RunnerConfig.lock_timeout_s).
+LOCK_WAIT_S = 30.0
 
 
 class TfStateError(RuntimeError):
@@ -26,14 +43,40 @@ class ManagedReplica:
     stack: str
 
 
-def state_resources(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
+def read_state(path: Path) -> dict[str, Any] | None:
+    """A stack's state as Terraform 1.0 reads it, or None for "no state yet".
+
+    Terraform's local backend (internal/states/statemgr/filesystem.go) treats a missing file
+    as no state, and `statefile.Read` (internal/states/statefile/read.go) returns ErrNoState
+    for a 0-byte one, which the backend accepts as no state either: `plan`, `apply` and
+    `destroy` run on it (checked with Terraform 1.0.3). A 0-byte file is what a Terraform
+    killed after `Lock` (which opens the file with O_CREATE) and before its first write
+    leaves. Anything else must parse as JSON: Terraform refuses even a whitespace-only file
+    ("Unsupported state file format: ... syntax error at byte offset 1"), and so do we."""
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
         raise TfStateError(f"{path}: unreadable Terraform state ({exc})") from exc
-    if not isinstance(raw, dict) or raw.get("version") != 4:
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TfStateError(
+            f"{path}: unreadable Terraform state ({exc}); Terraform refuses it too"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise TfStateError(f"{path}: not a Terraform state (a JSON object)")
+    return raw
+
+
+def state_resources(path: Path) -> list[dict[str, Any]]:
+    raw = read_state(path)
+    if raw is None:
+        return []
+    if raw.get("version") != 4:
         raise TfStateError(f"{path}: not a Terraform state of format version 4")
     resources = raw.get("resources", [])
     return resources if isinstance(resources, list) else []
@@ -41,7 +84,7 @@ def state_resources(path: Path) -> list[dict[str, Any]]:
 
 def managed_replicas(stack_dir: Path) -> list[ManagedReplica]:
     out: list[ManagedReplica] = []
-    for res in state_resources(stack_dir / "terraform.tfstate"):
+    for res in state_resources(stack_dir / STATE_FILE):
         if res.get("type") != "null_resource" or res.get("name") != "replica":
             continue
         for inst in res.get("instances", []):
@@ -125,7 +168,7 @@ def _cloud_replica(cloud: str, key: str, attrs: dict[str, Any]) -> tuple[str, st
 def cloud_replicas(stack_dir: Path, cloud: str) -> list[CloudReplica]:
     """The replicas a cloud region stack's state holds (module `stack` of the root config)."""
     rtype = CLOUD_REPLICA_TYPES[cloud]
-    path = stack_dir / "terraform.tfstate"
+    path = stack_dir / STATE_FILE
     out: list[CloudReplica] = []
     for res in state_resources(path):
         if res.get("type") != rtype or res.get("name") != "replica":
@@ -162,14 +205,125 @@ def cloud_replicas(stack_dir: Path, cloud: str) -> list[CloudReplica]:
 def state_outputs(stack_dir: Path) -> dict[str, Any]:
     """The module's outputs as the last apply saved them (the root config re-exports the whole
     module as output `stack`), `{}` before the first apply. No Terraform process needed."""
-    path = stack_dir / "terraform.tfstate"
-    if not path.exists():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TfStateError(f"{path}: unreadable Terraform state ({exc})") from exc
-    if not isinstance(raw, dict):
+    raw = read_state(stack_dir / STATE_FILE)
+    if raw is None:
         return {}
     value = (raw.get("outputs") or {}).get("stack", {}).get("value")
     return dict(value) if isinstance(value, dict) else {}
+
+
+# -- what a killed Terraform leaves: a lock-info file, provider plugins ----------------------
+
+
+def state_lock_held(stack_dir: Path) -> bool:
+    """Whether a live process holds Terraform's lock on the stack's state.
+
+    Terraform 1.0's local backend locks with fcntl, not with a file: `Lock` opens
+    `terraform.tfstate` and takes `fcntl(F_SETLK)` with a write lock on the whole file
+    (internal/states/statemgr/filesystem_lock_unix.go); `.terraform.tfstate.lock.info` is
+    only information for the error message, written after the lock is taken and removed by
+    `Unlock` (filesystem.go). The kernel drops an fcntl lock when its process dies, so after
+    a kill -9 the info file outlives a lock nobody holds, and the next Terraform simply takes
+    the lock and overwrites it (checked with Terraform 1.0.3). So: try the same lock,
+    non-blocking, from a throwaway descriptor. Refused -> a Terraform is still running here
+    (`-lock-timeout` waits it out); granted -> released at once; a concurrent Terraform
+    that hits the instant we hold it retries within its own `-lock-timeout`. A BSD `flock`
+    on the file is a different lock, which Terraform ignores, and so does this.
+    """
+    try:
+        fd = os.open(stack_dir / STATE_FILE, os.O_RDWR)
+    except FileNotFoundError:
+        return False  # `Lock` creates the file first: no file, no lock
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                return True
+            raise TfStateError(f"{stack_dir / STATE_FILE}: cannot test its lock ({exc})") from exc
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)  # this process holds no other fcntl lock on the file to lose
+
+
+def wait_for_state_locks(stack_dirs: Iterable[Path], timeout_s: float | None = None) -> list[Path]:
+    """Wait until no live process holds the state lock of these stacks (state_lock_held),
+    up to `timeout_s` (LOCK_WAIT_S); returns the stacks still locked then. A Terraform left
+    running by a killed `hedgeform` finishes (or dies of SIGPIPE on its first output line)
+    and leaves its providers orphaned at that moment, so wait for it before looking."""
+    dirs = list(stack_dirs)
+    deadline = time.monotonic() + (LOCK_WAIT_S if timeout_s is None else timeout_s)
+    while True:
+        held = [d for d in dirs if state_lock_held(d)]
+        if not held or time.monotonic() >= deadline:
+            return held
+        time.sleep(0.1)
+
+
+def _proc_fields(pid: int) -> tuple[int, str, tuple[str, ...]] | None:
+    """(parent pid, working directory, argv) of a live process, from /proc."""
+    base = Path("/proc") / str(pid)
+    try:
+        stat = (base / "stat").read_text()
+        raw = (base / "cmdline").read_bytes()
+        cwd = os.readlink(base / "cwd")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) < 2 or fields[0] in ("Z", "X") or not raw:
+        return None
+    argv = tuple(p.decode(errors="replace") for p in raw.split(b"\0") if p)
+    return int(fields[1]), cwd, argv
+
+
+def stray_terraform_processes(stack_dirs: Iterable[Path]) -> list[int]:
+    """Provider plugins whose Terraform is gone, in these stack directories.
+
+    Terraform starts each provider as a child in the stack directory and stops it when the
+    command ends. When Terraform itself is killed (SIGKILL, or SIGPIPE on its output once
+    the `hedgeform` reading it was killed), its providers are re-parented and keep running
+    for ever: `terraform-provider-*` processes whose working directory is a stack directory
+    and whose parent is not a process in that directory. A provider under a live Terraform
+    is never one of them. Linux /proc only; elsewhere none are found."""
+    dirs = {str(d.resolve()) for d in stack_dirs}
+    proc = Path("/proc")
+    if not dirs or not proc.is_dir():
+        return []
+    stray: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:  # cheap first: most processes are elsewhere (or not ours to read)
+            if os.readlink(entry / "cwd") not in dirs:
+                continue
+        except OSError:
+            continue
+        info = _proc_fields(int(entry.name))
+        if info is None:
+            continue
+        ppid, cwd, argv = info
+        if cwd not in dirs or not os.path.basename(argv[0]).startswith("terraform-provider-"):
+            continue
+        parent = _proc_fields(ppid)
+        if parent is None or parent[1] != cwd:
+            stray.append(int(entry.name))
+    return sorted(stray)
+
+
+def stop_stray_terraform(stack_dirs: Iterable[Path], grace_s: float = 2.0) -> list[int]:
+    """Stop the providers `stray_terraform_processes` finds (SIGTERM, then SIGKILL after
+    `grace_s`); a provider holds no state and no lock, only a process slot. Returns them."""
+    dirs = list(stack_dirs)
+    stray = stray_terraform_processes(dirs)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = [pid for pid in stray if pid in stray_terraform_processes(dirs)]
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and set(left) & set(stray_terraform_processes(dirs)):
+            time.sleep(0.05)
+    return stray

@@ -10,6 +10,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -88,8 +89,10 @@ def run_load(
     prompt: str = "Hello from the sandbox load generator",
     max_tokens: int = 16,
     max_concurrency: int = MAX_CONCURRENCY,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Send `qps * duration_s` requests at evenly spaced times and wait for them all.
+    """Send `qps * duration_s` requests at evenly spaced times and wait for them all
+    (`headers`, e.g. an `Authorization` for a replica that wants an API key, go with each).
 
     When `max_concurrency` requests are already in flight, a request is not sent and counts as
     a failure (`client saturated`), so the offered rate stays honest instead of silently
@@ -125,7 +128,7 @@ def run_load(
                 session.trust_env = False  # never route loopback load through an env proxy
             start = time.perf_counter()
             try:
-                resp = session.post(target, json=body, timeout=timeout_s)
+                resp = session.post(target, json=body, timeout=timeout_s, headers=headers)
                 elapsed = (time.perf_counter() - start) * 1000
                 if resp.status_code == 200:
                     record(bucket, True, None, elapsed)

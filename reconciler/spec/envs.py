@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.spec.errors import Problems
+from reconciler.spec.errors import Problems, SpecError
 from reconciler.spec.fields import check_name, describe, join
+from reconciler.spec.model import ServiceSpec
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_RULE = "use letters, digits and '_', not starting with a digit"
@@ -66,3 +67,33 @@ def _scalar(raw: object) -> str | None:
     if isinstance(raw, str | int | float):
         return str(raw)
     return None
+
+
+def missing_from_environment(spec: ServiceSpec, environ: Mapping[str, str]) -> list[str]:
+    """The names the spec declares `null` (in envs or secrets) that `environ` does not set,
+    sorted. Set to an empty string counts as set, as in SkyPilot, which refuses only an
+    unset one ("Environment variable X is None")."""
+    return sorted(name for name in spec.envs_from_environment if name not in environ)
+
+
+def require_environment(spec: ServiceSpec, environ: Mapping[str, str], spec_file: str) -> None:
+    """Refuse, in one line naming them, `null` names the environment does not set: before
+    anything is planned, on every cloud (a replica would start without them). `spec_file`
+    is the file as the user knows it (`services/llama.yaml`)."""
+    missing = missing_from_environment(spec, environ)
+    if not missing:
+        return
+    sections = sorted({"secrets" if n in spec.secret_names else "envs" for n in missing})
+    where = f"{spec_file} ({' and '.join(sections)})"
+    exports = " ".join(f"{name}=..." for name in missing)
+    if len(missing) == 1:
+        message = (
+            f"{missing[0]} is declared null in {where} and is not set in the environment: "
+            f"export {exports} or give it a value"
+        )
+    else:
+        message = (
+            f"{', '.join(missing)} are declared null in {where} and are not set in the "
+            f"environment: export {exports} or give them values"
+        )
+    raise SpecError([message])

@@ -192,3 +192,47 @@ def test_a_starting_replica_that_passes_readiness_makes_a_tick_run(
     states["r-1"] = ReplicaState.READY
     assert loop._a_replica_became_ready()
     assert loop._starting == {"r-2"}
+
+
+def test_a_capacity_refusal_does_not_bring_the_next_tick_forward(root: Path) -> None:
+    """The interval is a floor for ticks that only retry spot (issue: 8 ticks in 18 s with
+    `--interval 30` while every zone refused capacity); the zone's own retry delay is memory."""
+    runners = {s: FakeTerraformRunner(name=s) for s in ("local-1", "local-2")}
+    blocks = "\n".join(
+        f'Error: local-exec provisioner error\n\n  with null_resource.replica["{zone}-spot-{n}"],\n'
+        f"  Error running command: InsufficientInstanceCapacity: no spot capacity in {zone}\n"
+        for zone in ("local-1a", "local-1b", "local-2a")
+        for n in range(6)
+    )
+    for runner in runners.values():
+        runner.fail("apply", blocks)
+    loop, log = make_loop(root, runners, interval=30)
+    assert loop._tick() == 30
+    tick = next(r for r in log.records if r.getMessage() == "tick")
+    failures = [
+        kind
+        for stack in tick.stacks.values()  # type: ignore[attr-defined]
+        for kind in stack["launch_failures"].values()
+    ]
+    assert failures and set(failures) == {"capacity"}
+    assert loop._tick() == 30  # the next tick feeds the refusals to the policy
+    record = json.loads((root / "state" / "llama" / "reconciler.json").read_text())
+    assert set(record["memory"]["zone_backoff"]) == {"local-1a", "local-1b", "local-2a"}
+
+
+def test_the_serving_metric_and_record_come_from_the_endpoint_check(
+    root: Path, tmp_path: Path
+) -> None:
+    """Nothing listens on the LB port here: the check says so once, falls back to the LB's
+    own view (unknown: HAProxy is not running) and reports not serving."""
+    loop, log = make_loop(root, {})
+    loop.textfile = tmp_path / "metrics.prom"
+    loop._tick()
+    loop._tick()
+    text = loop.textfile.read_text()
+    assert 'hedgeform_endpoint_serving{service="llama"} 0.0' in text
+    ticks = [r for r in log.records if r.getMessage() == "tick"]
+    assert ticks[-1].serving["ok"] is False  # type: ignore[attr-defined]
+    assert ticks[-1].serving["via"] == "load balancer health"  # type: ignore[attr-defined]
+    unreachable = [m for m in log.messages() if "not reachable from this host" in m]
+    assert len(unreachable) == 1

@@ -162,6 +162,8 @@ def test_service_mode_renders_a_restarting_loop(root: Path, fake_bin: Path) -> N
 
 
 def test_no_secret_value_reaches_any_file_or_output(root: Path, fake_bin: Path) -> None:
+    spec = root / "services" / "llama.yaml"  # a service that takes a token from the env
+    spec.write_text(spec.read_text().replace("envs:\n", "envs:\n  HF_TOKEN: null\n", 1))
     for args in (["--dry-run"], ["--dry-run", "--mode", "service"], ["--dry-run", "--user"]):
         result = invoke(root, fake_bin, "llama", *args)
         assert result.exit_code == 0, result.output
