@@ -17,6 +17,14 @@ from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 
 REPO = Path(__file__).resolve().parents[2]
+# The three sandbox zones (two regions), as a spec's `resources` section.
+SANDBOX_ZONES = """\
+resources:
+  any_of:
+    - {cloud: local, region: local-1, zone: local-1a}
+    - {cloud: local, region: local-1, zone: local-1b}
+    - {cloud: local, region: local-2, zone: local-2a}
+"""
 
 
 def free_port() -> int:

@@ -28,17 +28,11 @@ import requests
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.loadgen import LoadResult, run_load
-from tests.e2e.conftest import REPO, free_port
+from tests.e2e.conftest import REPO, SANDBOX_ZONES, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 HEDGEFORM = str(Path(sys.executable).parent / "hedgeform")
-ZONES = """\
-resources:
-  any_of:
-    - {cloud: local, region: local-1, zone: local-1a}
-    - {cloud: local, region: local-1, zone: local-1b}
-    - {cloud: local, region: local-2, zone: local-2a}
-"""
+
 SPECS = {
     # GET /health, 1 s probe timeout, replaced after 5 s of failed probes.
     "health": """\
@@ -140,7 +134,7 @@ def make(tmp_path: Path) -> Iterator[Callable[[str], Scenario]]:
     made: list[Scenario] = []
 
     def make_scenario(service: str) -> Scenario:
-        (tmp_path / "services" / f"{service}.yaml").write_text(SPECS[service] + ZONES)
+        (tmp_path / "services" / f"{service}.yaml").write_text(SPECS[service] + SANDBOX_ZONES)
         env = {
             **os.environ,
             "HEDGEFORM_LB_PORT": str(free_port()),

@@ -18,17 +18,11 @@ from click.testing import CliRunner
 from reconciler.cli import main
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
-from tests.e2e.conftest import REPO, free_port
+from tests.e2e.conftest import REPO, SANDBOX_ZONES, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ZONES = """\
-resources:
-  any_of:
-    - {cloud: local, region: local-1, zone: local-1a}
-    - {cloud: local, region: local-1, zone: local-1b}
-    - {cloud: local, region: local-2, zone: local-2a}
-"""
+
 HUNG = (
     """\
 service:
@@ -39,7 +33,7 @@ service:
     consecutive_failure_threshold_timeout: 5
   replicas: 2
 """
-    + ZONES
+    + SANDBOX_ZONES
 )
 NEVER_READY = (
     """\
@@ -49,7 +43,7 @@ service:
     initial_delay_seconds: 300
   replicas: 1
 """
-    + ZONES
+    + SANDBOX_ZONES
 )
 
 

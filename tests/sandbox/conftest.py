@@ -55,10 +55,9 @@ def trace_dir(tmp_path: Path) -> Path:
     return d
 
 
-@pytest.fixture
-def replica_server() -> Iterator[ReplicaServer]:
-    """An in-process replica (no cold start, no latency) on a free port."""
-    server = make_server(ReplicaConfig(replica_id="inproc", zone="local-1a", market="spot"))
+def serve_in_thread(config: ReplicaConfig) -> Iterator[ReplicaServer]:
+    """An in-process replica on a free port, served from a thread until the generator ends."""
+    server = make_server(config)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -67,3 +66,9 @@ def replica_server() -> Iterator[ReplicaServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def replica_server() -> Iterator[ReplicaServer]:
+    """An in-process replica (no cold start, no latency) on a free port."""
+    yield from serve_in_thread(ReplicaConfig(replica_id="inproc", zone="local-1a", market="spot"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,15 +13,15 @@ from reconciler.sandbox.replica_server import (
     ReplicaConfig,
     ReplicaServer,
     faults_path,
-    make_server,
     parse_faults,
 )
 from reconciler.sandbox.statefiles import write_json_atomic
+from tests.sandbox.conftest import serve_in_thread
 
 
 @pytest.fixture
 def cold_server() -> Iterator[ReplicaServer]:
-    server = make_server(
+    yield from serve_in_thread(
         ReplicaConfig(
             replica_id="r-cold",
             zone="local-1b",
@@ -32,14 +31,6 @@ def cold_server() -> Iterator[ReplicaServer]:
             latency_ms=30,
         )
     )
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def _url(server: ReplicaServer, path: str) -> str:
@@ -95,21 +86,9 @@ def test_bad_requests_get_clear_errors(replica_server: ReplicaServer) -> None:
 # ---------------------------------------------------------------- API key, as vLLM
 
 
-def _serve(config: ReplicaConfig) -> Iterator[ReplicaServer]:
-    server = make_server(config)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 @pytest.fixture
 def keyed_server() -> Iterator[ReplicaServer]:
-    yield from _serve(
+    yield from serve_in_thread(
         ReplicaConfig(replica_id="r-key", zone="local-1a", market="spot", api_key=API_KEY)
     )
 
@@ -171,7 +150,7 @@ def test_models_is_a_probe_target_gated_by_the_cold_start(cold_server: ReplicaSe
 def faulty(tmp_path: Path) -> Iterator[tuple[ReplicaServer, Path]]:
     path = faults_path(tmp_path / "replicas", "r-faulty")
     config = ReplicaConfig(replica_id="r-faulty", zone="local-1a", market="spot", faults_file=path)
-    for server in _serve(config):
+    for server in serve_in_thread(config):
         yield server, path
 
 
