@@ -184,6 +184,8 @@ def probe(
         return _failed(_connection_reason(exc), start)
     except requests.RequestException as exc:  # invalid URL or header value, too many redirects
         return _failed(f"request failed ({type(exc).__name__})", start)
+    except (UnicodeError, ValueError) as exc:  # a substituted header or path HTTP cannot carry
+        return _failed(f"request could not be sent ({type(exc).__name__})", start)
     finally:
         if session is None:
             client.close()

@@ -318,3 +318,11 @@ def test_reasons_never_hold_header_values_or_the_body(server: tuple[str, Recorde
     assert results[-1].reason.startswith("request failed")
     for result in results:
         assert SECRET not in result.reason and SECRET not in repr(result)
+
+
+def test_a_header_value_http_cannot_carry_is_a_failed_probe_not_an_exception() -> None:
+    """A value substituted from the environment may be non-Latin-1 (the spec refuses such a
+    literal); the probe fails with a reason that does not quote it."""
+    request = ProbeRequest("GET", "/health", headers={"X-U": "日本語"}, timeout_s=1)
+    result = probe("http://127.0.0.1:9", request)
+    assert not result.ok and "日本語" not in result.reason

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -82,6 +83,13 @@ def _endpoint(rec: Reconciler) -> str:
     if isinstance(rec.cloud, SandboxCloud):
         return rec.cloud.running_endpoint() or f"{rec.cloud.endpoint()} (not running)"
     return rec.cloud.endpoint()
+
+
+def _finite(flag: str, value: float) -> float:
+    """click's FloatRange lets NaN through (every comparison with it is false)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{flag} must be a finite number of seconds, got {value}")
+    return value
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -182,10 +190,12 @@ def plan(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(0, 86_400),
+    type=click.FloatRange(1, 86_400),
+    callback=lambda _ctx, _param, value: _finite("--timeout", value),
     default=120.0,
     show_default=True,
-    help="Seconds to wait at most for the service to serve (exit 3 when it does not).",
+    help="Seconds to wait at most for the service to serve, 1 to 86400 (exit 3 when it does "
+    "not); --no-wait does not wait at all.",
 )
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 def apply(
@@ -211,7 +221,7 @@ def apply(
     try:
         rec = _reconciler(service, policy, lb_port, root)
         with service_lock(rec.paths, wait=wait_lock):
-            done = rec.converge(timeout if wait else 0.0, _print_pass)
+            done = rec.converge(timeout if wait else 0.0, _pass_printer())
             result = done.last
     except USER_ERRORS as exc:
         raise _fail(exc) from None
@@ -232,6 +242,20 @@ def apply(
         err=True,
     )
     raise SystemExit(EXIT_NOT_SERVING)
+
+
+def _pass_printer() -> Callable[[PassResult], None]:
+    """Print the first pass and every pass that changed or failed something; a waiting
+    `apply` does not repeat "no changes" for each look."""
+    shown: list[bool] = []
+
+    def show(result: PassResult) -> None:
+        failures = any(o.launch_failures for o in result.outcomes)
+        if not shown or result.changed or result.failed or failures or result.orphans:
+            _print_pass(result)
+            shown.append(True)
+
+    return show
 
 
 def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
@@ -437,7 +461,14 @@ def _loop_stopped(paths: ServicePaths) -> Iterator[None]:
 @policy_opt
 @port_opt
 @root_opt
-@click.option("--interval", default=30.0, show_default=True, help="Seconds between ticks.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0, 86_400, min_open=True),
+    callback=lambda _ctx, _param, value: _finite("--interval", value),
+    default=30.0,
+    show_default=True,
+    help="Seconds between ticks (> 0, at most a day).",
+)
 @click.option(
     "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT."
 )
@@ -474,8 +505,6 @@ def run(
     from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
     from reconciler.engine.observability import LoopMetrics, json_logger
 
-    if interval <= 0:
-        raise click.UsageError("--interval must be > 0")
     try:
         rec = _reconciler(service, policy, lb_port, root)
         stop = threading.Event()

@@ -56,8 +56,8 @@ def loop_lock(lock_file: Path, service: str, wait: bool) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise LoopBusyError(
-                f"a reconcile loop for {service} is already running (lock {lock_file}); "
-                "stop it first, or pass --wait to take over when it exits"
+                f"a reconcile loop (or a destroy) of {service} is already running (lock "
+                f"{lock_file}); stop it first, or pass --wait to take over when it exits"
             ) from None
         fh.seek(0)
         fh.truncate()

@@ -132,7 +132,7 @@ def service_lock(paths: ServicePaths, wait: bool = False) -> Iterator[None]:
         except BlockingIOError:
             raise BusyError(
                 f"another reconcile of {paths.service} is running (lock {paths.lock_file}); "
-                "it exits when done, or pass --wait-lock to wait for it"
+                "it exits when done (apply, plan and destroy wait for it with --wait-lock)"
             ) from None
         try:
             yield
@@ -347,8 +347,11 @@ class Reconciler:
                     elapsed = time.monotonic() - start
                     return Convergence(results, check, elapsed, settled, tuple(checker.notes))
             poll_s = max(poll_s, self.cloud.poll_s)
-            if settled:  # e.g. the LB's own health check has not passed a new member yet
-                time.sleep(poll_s)
+            if settled or not result.changed:
+                # Nothing launched to wait for (the LB's own check has not passed a member yet,
+                # a failing replica's threshold is still running): look again in a second
+                # instead of planning pass after pass.
+                time.sleep(max(0.0, min(max(1.0, poll_s), deadline - time.monotonic())))
             while time.monotonic() < deadline and self._starting():
                 time.sleep(poll_s)
 

@@ -30,7 +30,7 @@ from reconciler.policy import (
 )
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.errors import SandboxError
-from reconciler.sandbox.haproxy import HAProxyLB
+from reconciler.sandbox.haproxy import CHECK_PATH, HAProxyLB, HealthCheck
 from reconciler.sandbox.market import NoticeFeed, SpotMarket, notices_path
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
@@ -72,6 +72,23 @@ class SandboxSettings:
             latency_ms=values["latency_ms"],
             lb_port=int(values["lb_port"]),
         )
+
+
+def haproxy_check(spec: ServiceSpec) -> HealthCheck:
+    """HAProxy's own check of each replica, as close to the readiness probe as its config can
+    hold without a secret: GET the probe's path (variables substituted from the spec's plain
+    envs) within `timeout_seconds`. A POST or header probe, or a path that would need a secret,
+    the environment or quoting, gets a TCP connect check instead: the reconciler's probe (the
+    policy's membership) still decides which replicas receive traffic. Never stricter than the
+    probe, so HAProxy does not drop a replica the probe calls READY."""
+    probe = spec.service.readiness_probe
+    timeout = probe.timeout_seconds
+    if probe.post_data is not None or probe.headers:
+        return HealthCheck(None, timeout)
+    hidden = spec.secret_names | spec.envs_from_environment
+    plain = {k: v for k, v in spec.envs.items() if k not in hidden}
+    path = readiness.substitute(probe.path, plain, {})
+    return HealthCheck(path if CHECK_PATH.fullmatch(path) else None, timeout)
 
 
 def zone_offers(spec: ServiceSpec) -> tuple[ZoneOffer, ...]:
@@ -158,7 +175,14 @@ class SandboxCloud:
             context = {**common, "stack": stack.name, "replicas": replica_map(stack.replicas),
                        "load_balancer": None}  # fmt: skip
             out.append(RenderedStack(stacks[stack.name], "local.tfvars.json.j2", context))
-        lb = {"port": self.settings.lb_port, "members": list(members), "epoch": str(epoch)}
+        check = haproxy_check(self.spec) if self.spec is not None else HealthCheck()
+        lb = {
+            "port": self.settings.lb_port,
+            "members": list(members),
+            "epoch": str(epoch),
+            "check_path": check.path or "",
+            "check_timeout_seconds": check.timeout_s,
+        }
         context = {**common, "stack": FRONT, "replicas": {}, "load_balancer": lb}
         out.append(RenderedStack(stacks[FRONT], "local.tfvars.json.j2", context))
         return out

@@ -65,7 +65,10 @@ class ServingChecker:
         unreachable = _unreachable(url)
         if unreachable:
             return self._lb_view(f"{url} is not reachable from this host ({unreachable})")
-        what = f"{self.request.method} {self.request.path}"
+        path = "".join(
+            ch if ch.isprintable() and not ch.isspace() else "?" for ch in self.request.path
+        )
+        what = f"{self.request.method} {path}"  # one line, whatever a variable held
         for _ in range(self.attempts):  # a round-robin LB: several requests meet several targets
             result = probe(url, self.request)
             if not result.ok:

@@ -6,6 +6,7 @@ SkyServe keeps this in process memory and loses it on restart; here it is passed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,7 +48,9 @@ class Backoff:
     @classmethod
     def from_json(cls, raw: Any) -> Backoff:
         kind, count, last_at, retry_at = raw
-        return cls(str(kind), int(count), float(last_at), float(retry_at))
+        if int(count) < 1:
+            raise ValueError(f"backoff count {count!r} is not >= 1")
+        return cls(str(kind), int(count), _time(last_at), _time(retry_at))
 
 
 @dataclass(frozen=True)
@@ -108,11 +111,11 @@ class Memory:
                 warned=tuple((str(r), float(at)) for r, at in data["warned"]),
                 ready_once=frozenset(str(r) for r in data.get("ready_once", ())),
                 failing_since={
-                    str(r): float(at) for r, at in dict(data.get("failing_since", {})).items()
+                    str(r): _time(at) for r, at in dict(data.get("failing_since", {})).items()
                 },
-                failed={str(r): str(s) for r, s in dict(data.get("failed", {})).items()},
+                failed={str(r): _verdict(s) for r, s in dict(data.get("failed", {})).items()},
                 crash_backoff={
-                    str(k): Backoff.from_json(b)
+                    _crash_key(k): Backoff.from_json(b)
                     for k, b in dict(data.get("crash_backoff", {})).items()
                 },
                 zone_backoff={
@@ -130,3 +133,29 @@ def _opt_int(value: Any) -> int | None:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+# Times are seconds since the epoch: finite, and within what the platform's clock can show.
+_TIME_RANGE = (0.0, 1e11)
+VERDICTS = ("FAILED_INITIAL_DELAY", "FAILED_PROBING")  # ReplicaState values policy/lifecycle sets
+MARKETS = ("spot", "on_demand")
+
+
+def _time(value: Any) -> float:
+    t = float(value)
+    if not (math.isfinite(t) and _TIME_RANGE[0] <= t <= _TIME_RANGE[1]):
+        raise ValueError(f"time {value!r} is not a finite time since the epoch")
+    return t
+
+
+def _verdict(value: Any) -> str:
+    if value not in VERDICTS:
+        raise ValueError(f"verdict {value!r} is not one of {', '.join(VERDICTS)}")
+    return str(value)
+
+
+def _crash_key(key: Any) -> str:
+    zone, _, market = str(key).rpartition("/")
+    if not zone or market not in MARKETS:
+        raise ValueError(f"crash backoff key {key!r} is not <zone>/<spot|on_demand>")
+    return str(key)

@@ -15,7 +15,7 @@ import click
 
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.errors import SandboxError
-from reconciler.sandbox.haproxy import HAProxyLB
+from reconciler.sandbox.haproxy import HAProxyLB, HealthCheck
 from reconciler.sandbox.market import (
     DEFAULT_SPEED,
     DEFAULT_TRACE_DIR,
@@ -400,10 +400,31 @@ def lb() -> None:
     default=None,
     help="Frontend port on 127.0.0.1 (default: the recorded one).",
 )
-def lb_up(state_dir: Path, port: int | None) -> None:
+@click.option(
+    "--check-path",
+    default=None,
+    help="HAProxy's health check: GET this path, expecting 200 (default: the recorded one, "
+    "else /health); an empty value checks a TCP connect only.",
+)
+@click.option(
+    "--check-timeout",
+    type=click.IntRange(1, 3600),
+    default=None,
+    help="Seconds a health check may take (default: the recorded one, else 2).",
+)
+def lb_up(
+    state_dir: Path, port: int | None, check_path: str | None, check_timeout: int | None
+) -> None:
     """Start HAProxy (idempotent); after a crash it restarts and re-adds the recorded servers."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    balancer = HAProxyLB(state_dir, port)
+    check = None
+    if check_path is not None or check_timeout is not None:
+        recorded = HAProxyLB(state_dir).check
+        check = HealthCheck(
+            recorded.path if check_path is None else (check_path or None),
+            recorded.timeout_s if check_timeout is None else check_timeout,
+        )
+    balancer = HAProxyLB(state_dir, port, check)
     if not balancer.port:
         raise click.UsageError("--port is required the first time")
     started = balancer.up()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import re
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,37 @@ INSTALL_HINT = (
 # Linux limits a unix socket path (sun_path) to 107 bytes.
 MAX_SOCKET_PATH = 107
 CHECK_ARGS = "check inter 500 fall 2 rise 1"
+# A path HAProxy's config can hold as one unquoted word: no space, quote, '#' (a comment),
+# '$' (variable expansion) or backslash.
+CHECK_PATH = re.compile(r"/[A-Za-z0-9._~/?=&%:@!()*+,;-]*")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """HAProxy's own check of each server: `GET path` expecting 200 within `timeout_s`, or,
+    with `path` None, a TCP connect (for probes HAProxy must not hold in its config: a POST
+    body or headers, which may carry secrets; the reconciler's probe still gates membership).
+    """
+
+    path: str | None = "/health"
+    timeout_s: int = 2
+
+    def __post_init__(self) -> None:
+        if self.path is not None and not CHECK_PATH.fullmatch(self.path):
+            raise SandboxError(f"health check path {self.path!r} cannot go into HAProxy's config")
+        if not 1 <= self.timeout_s <= 3600:
+            raise SandboxError(f"health check timeout must be 1-3600 s, got {self.timeout_s}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "timeout_s": self.timeout_s}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> HealthCheck:
+        if not isinstance(raw, dict):
+            return cls()
+        path = raw.get("path")
+        return cls(None if path is None else str(path), int(raw.get("timeout_s", 2)))
+
 
 Members = Mapping[str, tuple[str, int]]
 
@@ -47,13 +79,20 @@ def haproxy_binary() -> str:
     return path
 
 
-def render_config(port: int, socket_path: Path) -> str:
-    """haproxy.cfg: one loopback frontend, one backend filled at run time.
+def render_config(port: int, socket_path: Path, check: HealthCheck | None = None) -> str:
+    """haproxy.cfg: one loopback frontend, one backend filled at run time, servers checked as
+    `check` says (the service's readiness probe where HAProxy can carry it).
 
     A request whose connection fails or gets an empty response (a replica killed between two
     health checks) is retried once on another server, so a preempted replica that was not
     deregistered in time costs latency more often than a failed request.
     """
+    check = check or HealthCheck()
+    http_check = (
+        f"    option httpchk GET {check.path}\n    http-check expect status 200\n"
+        if check.path is not None
+        else "    # TCP connect check: the probe is a POST or has headers (the reconciler's)\n"
+    )
     return f"""# Written by hedgeform sandbox; servers are added at run time over the admin socket.
 global
     maxconn 4096
@@ -67,7 +106,7 @@ defaults
     timeout server 60s
     timeout queue 10s
     timeout http-request 10s
-    timeout check 2s
+    timeout check {check.timeout_s}s
     retries 2
     option redispatch 1
     retry-on conn-failure empty-response
@@ -78,9 +117,7 @@ frontend {FRONTEND}
 
 backend {BACKEND}
     balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-"""
+{http_check}"""
 
 
 @dataclass(frozen=True)
@@ -114,7 +151,9 @@ def _check_member(name: str, host: str, port: int) -> None:
 class HAProxyLB:
     """One HAProxy instance per sandbox state dir."""
 
-    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, port: int | None = None, check: HealthCheck | None = None
+    ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.dir = self.state_dir / "haproxy"
         self.cfg_path = self.dir / "haproxy.cfg"
@@ -123,6 +162,7 @@ class HAProxyLB:
         self.socket_path = self.state_dir / "haproxy.sock"
         recorded = self._read_lb()
         self.port = int(port if port is not None else recorded.get("port", 0))
+        self.check = check if check is not None else HealthCheck.from_json(recorded.get("check"))
 
     # -- recorded state -----------------------------------------------------------------------
 
@@ -135,7 +175,11 @@ class HAProxyLB:
         return {str(k): (str(v[0]), int(v[1])) for k, v in dict(raw).items()}
 
     def _write_lb(self, members: Members) -> None:
-        data = {"port": self.port, "members": {k: [h, p] for k, (h, p) in members.items()}}
+        data = {
+            "port": self.port,
+            "check": self.check.to_json(),
+            "members": {k: [h, p] for k, (h, p) in members.items()},
+        }
         write_json_atomic(self.lb_path, data)
 
     # -- process ------------------------------------------------------------------------------
@@ -168,10 +212,15 @@ class HAProxyLB:
 
     def _up_locked(self) -> bool:
         if self.is_running():
-            recorded = int(self._read_lb().get("port", self.port))
+            lb = self._read_lb()
+            recorded = int(lb.get("port", self.port))
             if recorded != self.port:
                 raise SandboxError(
                     f"load balancer already runs on port {recorded}; run `lb down` first"
+                )
+            if HealthCheck.from_json(lb.get("check")) != self.check:
+                raise SandboxError(
+                    "load balancer already runs with another health check; run `lb down` first"
                 )
             return False
         binary = haproxy_binary()
@@ -189,7 +238,7 @@ class HAProxyLB:
                 "the load balancer or stop what listens there"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.cfg_path.write_text(render_config(self.port, self.socket_path))
+        self.cfg_path.write_text(render_config(self.port, self.socket_path, self.check))
         self.pid_path.unlink(missing_ok=True)
         members = self.desired_members()
         self._write_lb(members)

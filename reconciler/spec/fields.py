@@ -79,15 +79,17 @@ class Section:
     def valid(self, *keys: str) -> bool:
         return not self.invalid.intersection(keys)
 
-    def integer(self, key: str, *, minimum: int) -> int | None:
+    def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int | None:
         value = self.data.get(key)
         if value is None:
             return None
+        rule = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
         if not is_int(value):
-            self.bad(key, f"must be an integer >= {minimum}, got {describe(value)}")
+            self.bad(key, f"must be an integer {rule}, got {describe(value)}")
             return None
-        if value < minimum:
-            self.bad(key, f"must be >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            shown = value if len(str(value)) <= 20 else f"an integer of {len(str(value))} digits"
+            self.bad(key, f"must be {rule}, got {shown}")
             return None
         return value
 

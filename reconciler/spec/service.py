@@ -23,6 +23,12 @@ from reconciler.spec.model import (
 _PROBE_PATH = re.compile(r"/[\x21-\x7e]*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PATH_RULE = "must start with '/' and contain no spaces or control characters"
+# Upper bounds (seconds). A probe that may hang for an hour, a model that may take more than a
+# day to load, or a replica left failing for more than a day are mistakes; the bounds also keep
+# every time the policy computes far inside the platform's time range.
+MAX_PROBE_TIMEOUT_S = 3_600
+MAX_INITIAL_DELAY_S = 86_400
+MAX_FAILURE_THRESHOLD_S = 86_400
 # `$NAME` or `${NAME}` in the probe's path, header values and post_data (SkyServe substitutes
 # the spec's envs into the service section); reconciler/readiness.py does the substituting.
 ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -58,9 +64,11 @@ def _readiness_probe(service: Section, problems: Problems) -> ReadinessProbe:
     probe_path = section.string("path")
     if probe_path is not None and not _path_ok(probe_path, section.at("path"), problems):
         probe_path = None
-    initial = section.integer("initial_delay_seconds", minimum=0)
-    timeout = section.integer("timeout_seconds", minimum=1)
-    failing = section.integer("consecutive_failure_threshold_timeout", minimum=1)
+    initial = section.integer("initial_delay_seconds", minimum=0, maximum=MAX_INITIAL_DELAY_S)
+    timeout = section.integer("timeout_seconds", minimum=1, maximum=MAX_PROBE_TIMEOUT_S)
+    failing = section.integer(
+        "consecutive_failure_threshold_timeout", minimum=1, maximum=MAX_FAILURE_THRESHOLD_S
+    )
     return ReadinessProbe(
         path=probe_path or default.path,
         post_data=_post_data(section),
@@ -131,6 +139,9 @@ def _headers(section: Section, problems: Problems) -> dict[str, str]:
             problems.add(where, f"header values must be strings, got {describe(raw)}")
         elif any(ch in str(raw) for ch in "\r\n\0"):
             problems.add(where, "header values must not contain line breaks or NUL")
+        elif not str(raw).isascii():
+            # HTTP clients send header values as ISO-8859-1; non-ASCII is not portable.
+            problems.add(where, "header values must be ASCII (HTTP sends them as bytes)")
         else:
             headers[name] = str(raw)
     return headers

@@ -245,15 +245,16 @@ def test_a_hung_and_a_killed_replica_are_replaced_under_load(
 
 
 def test_a_replica_slow_on_its_probe_path_keeps_serving(make: Callable[[str], Scenario]) -> None:
-    """2.5 s to answer /v1/models with timeout_seconds 15: ready, never replaced (the old
-    1 s cap made it NOT_READY and dropped it from the load balancer)."""
+    """2.5 s to answer /v1/models and /health with timeout_seconds 15: ready, never replaced,
+    in the LB and UP in HAProxy (the old 1 s cap made it NOT_READY; HAProxy's fixed 2 s
+    check of /health marked it DOWN)."""
     s = make("slow")
 
     def slow() -> str:
         rid = sorted(s.alive())[0]
         fault = subprocess.run(
             [HEDGEFORM, "sandbox", "replica", "fault", "--state-dir", str(s.sandbox),
-             "--id", rid, "--delay-ms", "2500", "--path", "/v1/models"],
+             "--id", rid, "--delay-ms", "2500", "--path", "/v1/models", "--path", "/health"],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert fault.returncode == 0, fault.stderr
@@ -272,6 +273,9 @@ def test_a_replica_slow_on_its_probe_path_keeps_serving(make: Callable[[str], Sc
     late = [members for t, members in watch.samples if t >= at + 10]
     assert late and all(rid in members for members in late), "the slow replica left the LB"
     assert load.failures == 0, load.errors
+    # HAProxy's own check follows the probe (GET /v1/models within 15 s): still UP. It used
+    # to GET /health with a 2 s timeout and mark a slow replica DOWN the probe called READY.
+    assert HAProxyLB(s.sandbox).server_stats()[rid].status.startswith("UP")
 
 
 def test_a_post_probe_with_an_authorization_header(make: Callable[[str], Scenario]) -> None:

@@ -47,7 +47,7 @@ def test_the_busy_message_names_the_wait_lock_flag(root: Path, command: str) -> 
         code, out = invoke(root, command, "llama")
     assert code == 1
     assert out.startswith("Error: another reconcile of llama is running")
-    assert "pass --wait-lock to wait for it" in out
+    assert "wait for it with --wait-lock" in out
     assert out.count("\n") == 1
 
 
@@ -125,7 +125,7 @@ def test_a_loop_started_during_destroy_exits_already_running(root: Path) -> None
     with commands._loop_stopped(paths):
         code, out = invoke(root, "run", "llama", "--max-ticks", "1")
     assert code == 1
-    assert "a reconcile loop for llama is already running" in out
+    assert "a reconcile loop (or a destroy) of llama is already running" in out
     assert not (paths.state_dir / "ticks.jsonl").exists()  # no tick ran
 
 

@@ -131,3 +131,10 @@ def test_a_name_that_does_not_resolve_is_unreachable() -> None:
 def test_no_endpoint_yet_is_not_serving() -> None:
     c = checker(FakeCloud("(no load balancer applied yet)", members=None), spec(ReadinessProbe()))
     assert not c.check().serving
+
+
+def test_the_detail_stays_one_line_whatever_a_variable_held(server: Server) -> None:
+    server.statuses[:] = [404]
+    s = spec(ReadinessProbe(path="/v1/${BAD}"), envs={"BAD": "a b\nc"})
+    check = checker(FakeCloud(server.url), s, attempts=1).check()
+    assert not check.serving and "\n" not in check.detail and "/v1/a?b?c" in check.detail

@@ -202,3 +202,27 @@ def test_an_incomplete_observation_judges_nothing() -> None:
 def test_the_spec_default_threshold_is_skyserves() -> None:
     assert ReadinessProbe().consecutive_failure_threshold_timeout == 180
     assert ServiceSection().readiness_probe.initial_delay_seconds == 1200
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"failed": {"r-1": "BOGUS"}},
+        {"failed": {"r-1": 5}},
+        {"crash_backoff": {"nozone": ["FAILED_PROBING", 2, 0, 10]}},
+        {"crash_backoff": {"z/ondemand": ["FAILED_PROBING", 2, 0, 10]}},
+        {"crash_backoff": {"z/spot": ["FAILED_PROBING", 2, 0, 1e300]}},
+        {"zone_backoff": {"z": ["capacity", 1, 0, float("inf")]}},
+        {"zone_backoff": {"z": ["capacity", 0, 0, 10]}},
+        {"failing_since": {"r-1": float("nan")}},
+        {"failing_since": {"r-1": -1e308}},
+    ],
+)
+def test_memory_with_impossible_lifecycle_values_is_refused(field: dict[str, object]) -> None:
+    """An edited reconciler.json used to load and then crash apply (ValueError traceback) or
+    keep a zone blocked forever; it is refused in one line instead."""
+    from reconciler.policy import MemoryFormatError
+
+    raw = {**Memory().to_json(), **field}
+    with pytest.raises(MemoryFormatError, match="malformed memory"):
+        Memory.from_json(raw)

@@ -14,7 +14,7 @@ import requests
 
 from reconciler.sandbox import processes, replicas
 from reconciler.sandbox.errors import SandboxError
-from reconciler.sandbox.haproxy import HAProxyLB, render_config
+from reconciler.sandbox.haproxy import HAProxyLB, HealthCheck, render_config
 from tests.sandbox.conftest import requires_haproxy
 
 
@@ -49,6 +49,19 @@ def test_config_has_the_frontend_backend_checks_and_admin_socket(tmp_path: Path)
     assert "option httpchk GET /health" in cfg
     assert f"stats socket {tmp_path / 'haproxy.sock'} mode 600 level admin" in cfg
     assert "timeout connect" in cfg and "timeout server" in cfg
+
+
+def test_the_check_follows_the_readiness_probe(tmp_path: Path) -> None:
+    cfg = render_config(18080, tmp_path / "s.sock", HealthCheck("/v1/models", 15))
+    assert "option httpchk GET /v1/models" in cfg and "timeout check 15s" in cfg
+    tcp = render_config(18080, tmp_path / "s.sock", HealthCheck(None, 5))
+    assert "httpchk" not in tcp and "timeout check 5s" in tcp
+
+
+@pytest.mark.parametrize("path", ["/a b", "/x#y", "/${SECRET}", '/q"', "/\\"])
+def test_a_path_haproxy_cannot_hold_unquoted_is_refused(path: str) -> None:
+    with pytest.raises(SandboxError, match="cannot go into HAProxy's config"):
+        HealthCheck(path, 2)
 
 
 def test_missing_haproxy_is_a_clear_error(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.spec import ReadinessProbe, ServiceSpec, parse_spec
+from reconciler.spec import ReadinessProbe, ServiceSpec, SpecError, parse_spec
 from reconciler.spec.service import load_balancer_health_check
 
 Problems = Callable[[object], tuple[str, ...]]
@@ -47,11 +47,13 @@ def test_consecutive_failure_threshold_is_read(base: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (0, "must be >= 1, got 0"),
-        (-5, "must be >= 1, got -5"),
-        (1.5, "must be an integer >= 1, got 1.5 (a number)"),
-        ("3m", "must be an integer >= 1, got '3m' (a string)"),
-        (True, "must be an integer >= 1, got true (a boolean)"),
+        (0, "must be from 1 to 86400, got 0"),
+        (-5, "must be from 1 to 86400, got -5"),
+        (86_401, "must be from 1 to 86400, got 86401"),
+        (10**30, "must be from 1 to 86400, got an integer of 31 digits"),
+        (1.5, "must be an integer from 1 to 86400, got 1.5 (a number)"),
+        ("3m", "must be an integer from 1 to 86400, got '3m' (a string)"),
+        (True, "must be an integer from 1 to 86400, got true (a boolean)"),
     ],
 )
 def test_consecutive_failure_threshold_rules(
@@ -243,3 +245,27 @@ def test_load_balancer_health_check_from_the_probe(
     assert (check.timeout_s, check.interval_s) == (timeout, interval)
     assert (check.healthy_threshold, check.unhealthy_threshold) == (2, 2)
     assert check.interval_s > check.timeout_s
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("timeout_seconds", 10_000_000_000, "must be from 1 to 3600, got 10000000000"),
+        ("timeout_seconds", 3_601, "must be from 1 to 3600, got 3601"),
+        ("initial_delay_seconds", 86_401, "must be from 0 to 86400, got 86401"),
+    ],
+)
+def test_probe_times_have_an_upper_bound(
+    base: dict[str, Any], field: str, value: int, expected: str
+) -> None:
+    """A 1e10 s timeout was accepted and crashed every later observe (OverflowError)."""
+    with pytest.raises(SpecError) as err:
+        parse(on(base, "local", **{field: value}))
+    assert f"service.readiness_probe.{field}: {expected}" in str(err.value)
+
+
+def test_a_non_ascii_header_value_is_refused(base: dict[str, Any]) -> None:
+    """It loaded, then every observe raised UnicodeEncodeError (a traceback in status/run)."""
+    with pytest.raises(SpecError) as err:
+        parse(on(base, "local", headers={"X-U": "日本語"}))
+    assert "service.readiness_probe.headers.X-U: header values must be ASCII" in str(err.value)

@@ -51,13 +51,19 @@ resource "null_resource" "load_balancer" {
 
   triggers = {
     port          = tostring(var.load_balancer.port)
+    check_path    = var.load_balancer.check_path
+    check_timeout = tostring(var.load_balancer.check_timeout_seconds)
     hedgeform_bin = var.hedgeform_bin
     sandbox_dir   = var.sandbox_dir
   }
 
   provisioner "local-exec" {
-    command     = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\""
-    environment = merge(local.common_env, { LB_PORT = tostring(var.load_balancer.port) })
+    command = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\" --check-path \"$CHECK_PATH\" --check-timeout \"$CHECK_TIMEOUT\""
+    environment = merge(local.common_env, {
+      LB_PORT       = tostring(var.load_balancer.port)
+      CHECK_PATH    = var.load_balancer.check_path
+      CHECK_TIMEOUT = tostring(var.load_balancer.check_timeout_seconds)
+    })
   }
 
   provisioner "local-exec" {

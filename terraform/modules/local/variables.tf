@@ -64,16 +64,28 @@ variable "model_name" {
 }
 
 variable "load_balancer" {
-  description = "The HAProxy load balancer, in the `front` stack only: its port, the replica ids in its backend (the target group: exactly the ready replicas) and the epoch of the running HAProxy (a restart changes it, which re-adds the members)."
+  description = "The HAProxy load balancer, in the `front` stack only: its port, the replica ids in its backend (the target group: exactly the ready replicas), the epoch of the running HAProxy (a restart changes it, which re-adds the members), and its own health check of each server: GET `check_path` expecting 200 within `check_timeout_seconds` (the service's readiness probe), or a TCP connect when `check_path` is empty (a POST or header probe, which stays out of HAProxy's config)."
   type = object({
-    port    = number
-    members = list(string)
-    epoch   = string
+    port                  = number
+    members               = list(string)
+    epoch                 = string
+    check_path            = string
+    check_timeout_seconds = number
   })
   default = null
 
   validation {
     condition     = var.load_balancer == null ? true : alltrue([for m in var.load_balancer.members : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", m))])
     error_message = "Load balancer members must be replica ids matching ^[a-z0-9][a-z0-9-]{0,62}$."
+  }
+
+  validation {
+    condition     = var.load_balancer == null ? true : can(regex("^(/[A-Za-z0-9._~/?=&%:@!()*+,;-]*)?$", var.load_balancer.check_path))
+    error_message = "The health check path must be empty or start with / and hold only URL characters HAProxy's config takes unquoted."
+  }
+
+  validation {
+    condition     = var.load_balancer == null ? true : var.load_balancer.check_timeout_seconds >= 1 && var.load_balancer.check_timeout_seconds <= 3600 && floor(var.load_balancer.check_timeout_seconds) == var.load_balancer.check_timeout_seconds
+    error_message = "The health check timeout must be a whole number of seconds from 1 to 3600."
   }
 }
