@@ -69,9 +69,13 @@ def write_if_changed(path: Path, text: str) -> None:
         write_atomic(path, text)
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write `text` to `path` so a crash leaves the old or the new file (temp file, fsync,
+    rename, fsync of the directory). The file gets `mode` (default 0600: state is private)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), mode)
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())

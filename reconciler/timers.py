@@ -301,7 +301,7 @@ def _dry_run(paths: ServicePaths, install: Install) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cron_file = f"hedgeform-{install.service}.crontab"
     for name, text in [*install.files.items(), (cron_file, install.cron)]:
-        write_atomic(out / name, text)
+        write_atomic(out / name, text, mode=0o644)
         click.echo(f"wrote    {out / name}")
     stale = out / install.timer_unit
     if install.mode == "service" and stale.exists():
@@ -332,7 +332,7 @@ def _install(install: Install, unit_dir: Path, user_mode: bool) -> None:
     try:
         unit_dir.mkdir(parents=True, exist_ok=True)
         for name, text in install.files.items():
-            write_atomic(unit_dir / name, text)
+            write_atomic(unit_dir / name, text, mode=0o644)  # systemd units are public
             click.echo(f"wrote    {unit_dir / name}")
         if install.mode == "service" and timer_file.exists():
             timer_file.unlink()

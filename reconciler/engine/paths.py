@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,3 +62,11 @@ class ServicePaths:
 
     def module_dir(self, cloud: str) -> Path:
         return self.root / "terraform" / "modules" / check_name(cloud, "cloud")
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents as 0700 directories, and tighten `path` to 0700
+    if it exists: state holds replica addresses, plans and the reconciler's memory."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path

@@ -28,7 +28,7 @@ from typing import Any
 
 from reconciler.engine.backends import CloudBackend, StackDef, root_config
 from reconciler.engine.cloud_settings import ProviderSettings, load_settings
-from reconciler.engine.paths import ServicePaths
+from reconciler.engine.paths import ServicePaths, ensure_private_dir
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
@@ -125,7 +125,8 @@ def default_runner_factory(root: Path, config: RunnerConfig) -> RunnerFactory:
 @contextlib.contextmanager
 def service_lock(paths: ServicePaths, wait: bool = False) -> Iterator[None]:
     """One reconcile per service at a time (Terraform's own state lock guards each stack)."""
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(paths.state_dir.parent)
+    ensure_private_dir(paths.state_dir)
     with open(paths.lock_file, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -190,9 +191,18 @@ class Reconciler:
                 f"{paths.spec_file}: the local sandbox needs zones: list them under "
                 "resources.any_of with cloud: local, region and zone"
             )
-        return SandboxCloud(
+        cloud = SandboxCloud(
             paths.sandbox_dir, settings, paths=paths, spec=spec, hedgeform_bin=self._hedgeform_bin()
         )
+        known = cloud.known_zones()
+        unknown = sorted(set(zone_regions(spec)) - set(known)) if known else []
+        if unknown:
+            raise ReconcileError(
+                f"{paths.spec_file}: {', '.join(unknown)} "
+                f"{'is not a zone' if len(unknown) == 1 else 'are not zones'} of the local "
+                f"sandbox; its zones are {', '.join(known)}"
+            )
+        return cloud
 
     # -- stacks ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import readiness
+from reconciler.backtest.traces import TraceError, load_trace_set
 from reconciler.engine.backends import RenderedStack, Samples, StackDef, classify_apply_output
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.tfstate import ManagedReplica, managed_replicas, state_resources
@@ -31,7 +32,13 @@ from reconciler.policy import (
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import CHECK_PATH, HAProxyLB, HealthCheck
-from reconciler.sandbox.market import NoticeFeed, SpotMarket, notices_path
+from reconciler.sandbox.market import (
+    DEFAULT_TRACE_DIR,
+    NoticeFeed,
+    SpotMarket,
+    market_path,
+    notices_path,
+)
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
 
@@ -186,6 +193,15 @@ class SandboxCloud:
         context = {**common, "stack": FRONT, "replicas": {}, "load_balancer": lb}
         out.append(RenderedStack(stacks[FRONT], "local.tfvars.json.j2", context))
         return out
+
+    def known_zones(self) -> list[str]:
+        """The sandbox's zones: those of its running market, else of the shipped traces."""
+        try:
+            if market_path(self.state_dir).exists():
+                return SpotMarket.load(self.state_dir).zones
+            return sorted(z.zone for z in load_trace_set(DEFAULT_TRACE_DIR).zones)
+        except (SandboxError, TraceError):
+            return []  # the market itself reports what is wrong with its traces
 
     def applied_members(self) -> set[str] | None:
         """The target group Terraform last set, from the front stack's state."""
