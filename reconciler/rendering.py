@@ -26,12 +26,16 @@ class RenderError(ValueError):
 
 @cache
 def _environment(directory: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
     )
+    # NaN and Infinity are not JSON (Terraform would refuse the file): the last line of
+    # defence after every number's own range check.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "allow_nan": False}
+    return env
 
 
 def render_tfvars(
@@ -44,6 +48,8 @@ def render_tfvars(
         raise RenderError(f"no template {exc.name} in {directory}") from exc
     except jinja2.UndefinedError as exc:
         raise RenderError(f"{template}: {exc.message}") from exc
+    except ValueError as exc:  # json.dumps: a NaN or an infinity
+        raise RenderError(f"{template}: a value is not a finite number ({exc})") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

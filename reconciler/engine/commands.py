@@ -105,7 +105,10 @@ policy_opt = click.option(
     help="Placement policy.",
 )
 port_opt = click.option(
-    "--lb-port", type=int, default=None, help="Load balancer port [env HEDGEFORM_LB_PORT; 30001]."
+    "--lb-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Load balancer port [env HEDGEFORM_LB_PORT; 30001].",
 )
 root_opt = click.option(
     "--root",
@@ -470,7 +473,10 @@ def _loop_stopped(paths: ServicePaths) -> Iterator[None]:
     help="Seconds between ticks (> 0, at most a day).",
 )
 @click.option(
-    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT."
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics on 127.0.0.1:PORT (not the load balancer's port).",
 )
 @click.option(
     "--metrics-textfile",
@@ -478,7 +484,9 @@ def _loop_stopped(paths: ServicePaths) -> Iterator[None]:
     default=None,
     help="Write Prometheus metrics to this file after each tick (node_exporter textfile).",
 )
-@click.option("--max-ticks", type=int, default=None, help="Stop after this many ticks.")
+@click.option(
+    "--max-ticks", type=click.IntRange(1), default=None, help="Stop after this many ticks (>= 1)."
+)
 @click.option("--wait", "wait_lock", is_flag=True, help="Wait for a running loop to exit.")
 def run(
     service: str,
@@ -514,7 +522,16 @@ def run(
             logger = json_logger(f"hedgeform.{service}", rec.paths.state_dir / "ticks.jsonl")
             metrics = LoopMetrics(service)
             if metrics_port:
-                metrics.serve(metrics_port)
+                if isinstance(rec.cloud, SandboxCloud) and metrics_port == rec.settings.lb_port:
+                    raise ReconcileError(
+                        f"--metrics-port {metrics_port} is the load balancer's port; choose another"
+                    )
+                try:
+                    metrics.serve(metrics_port)
+                except OSError as exc:
+                    raise ReconcileError(
+                        f"cannot serve metrics on 127.0.0.1:{metrics_port}: {exc.strerror or exc}"
+                    ) from None
             loop = ReconcileLoop(
                 rec, LoopSettings(interval_s=interval), logger, metrics, metrics_textfile
             )

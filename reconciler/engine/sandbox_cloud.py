@@ -8,6 +8,7 @@ balancer's request metrics. This module turns them into the policy's Observation
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,17 +61,20 @@ class SandboxSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: float) -> SandboxSettings:
+        """Settings from HEDGEFORM_* variables (then `overrides`); a value that is not a
+        number in its range is refused in one line naming the variable (SandboxError)."""
         env = os.environ if env is None else env
         base = cls()
-        values: dict[str, float] = {
-            "speed": float(env.get("HEDGEFORM_SANDBOX_SPEED", base.speed)),
-            "offset_hours": float(env.get("HEDGEFORM_SANDBOX_OFFSET_HOURS", base.offset_hours)),
-            "warning_seconds": float(env.get("HEDGEFORM_SANDBOX_WARNING", base.warning_seconds)),
-            "cold_start_s": float(env.get("HEDGEFORM_SANDBOX_COLD_START", base.cold_start_s)),
-            "latency_ms": float(env.get("HEDGEFORM_SANDBOX_LATENCY_MS", base.latency_ms)),
-            "lb_port": float(env.get("HEDGEFORM_LB_PORT", base.lb_port)),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values: dict[str, float] = {}
+        for field_name, (variable, low, high) in ENV_SETTINGS.items():
+            default = float(getattr(base, field_name))
+            values[field_name] = _setting(env, variable, default, low, high)
+        for key, value in overrides.items():
+            if value is not None:
+                low, high = ENV_SETTINGS[key][1:]
+                if not (math.isfinite(value) and low <= value <= high):
+                    raise SandboxError(f"{key} must be from {low:g} to {high:g}, got {value}")
+                values[key] = float(value)
         return cls(
             speed=values["speed"],
             offset_hours=values["offset_hours"],
@@ -79,6 +83,35 @@ class SandboxSettings:
             latency_ms=values["latency_ms"],
             lb_port=int(values["lb_port"]),
         )
+
+
+# field -> (environment variable, lowest, highest): every sandbox setting has a range.
+ENV_SETTINGS: dict[str, tuple[str, float, float]] = {
+    "speed": ("HEDGEFORM_SANDBOX_SPEED", 0.001, 100_000.0),  # trace seconds per wall second
+    "offset_hours": ("HEDGEFORM_SANDBOX_OFFSET_HOURS", 0.0, 100_000.0),
+    "warning_seconds": ("HEDGEFORM_SANDBOX_WARNING", 0.0, 3_600.0),
+    "cold_start_s": ("HEDGEFORM_SANDBOX_COLD_START", 0.0, 3_600.0),
+    "latency_ms": ("HEDGEFORM_SANDBOX_LATENCY_MS", 0.0, 60_000.0),
+    "lb_port": ("HEDGEFORM_LB_PORT", 1.0, 65_535.0),
+}
+
+
+def _setting(
+    env: Mapping[str, str], variable: str, default: float, low: float, high: float
+) -> float:
+    raw = env.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high) or (
+        variable == "HEDGEFORM_LB_PORT" and not value.is_integer()
+    ):
+        shown = raw if len(raw) <= 20 else raw[:20] + "..."
+        raise SandboxError(f"{variable} must be a number from {low:g} to {high:g}, got {shown!r}")
+    return value
 
 
 def haproxy_check(spec: ServiceSpec) -> HealthCheck:

@@ -88,7 +88,7 @@ class Section:
             self.bad(key, f"must be an integer {rule}, got {describe(value)}")
             return None
         if value < minimum or (maximum is not None and value > maximum):
-            shown = value if len(str(value)) <= 20 else f"an integer of {len(str(value))} digits"
+            shown = value if abs(value) < 10**20 else "an integer of more than 20 digits"
             self.bad(key, f"must be {rule}, got {shown}")
             return None
         return value

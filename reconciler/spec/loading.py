@@ -41,6 +41,10 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError([_yaml_problem(source, error)]) from None
+    except ValueError as error:  # an integer longer than Python converts (4300 digits)
+        raise SpecError([f"{source}: a value YAML cannot load ({error.args[0][:60]}...)"]) from None
+    except RecursionError:
+        raise SpecError([f"{source}: nested too deeply to load"]) from None
     return parse_spec(data, name=Path(path).stem, source=source)
 
 

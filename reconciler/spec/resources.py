@@ -58,7 +58,7 @@ def parse_resources(value: object, problems: Problems) -> Resources:
         cpus=parse_quantity(section, "cpus"),
         memory=parse_quantity(section, "memory"),
         ports=parse_ports(section.get("ports"), section.at("ports"), problems),
-        disk_size=section.integer("disk_size", minimum=1),
+        disk_size=section.integer("disk_size", minimum=1, maximum=65_536),  # GB; GCP's PD max
         image_id=image_id,
     )
 

@@ -27,6 +27,10 @@ _PATH_RULE = "must start with '/' and contain no spaces or control characters"
 # day to load, or a replica left failing for more than a day are mistakes; the bounds also keep
 # every time the policy computes far inside the platform's time range.
 MAX_PROBE_TIMEOUT_S = 3_600
+# A service of more than a thousand GPU replicas is beyond what one reconciler plans per tick
+# (one Terraform resource each); the bound also keeps a typo such as 1e30 from hanging `plan`.
+MAX_REPLICAS = 1_000
+MAX_DELAY_S = 604_800  # autoscaler delays: at most a week
 MAX_INITIAL_DELAY_S = 86_400
 MAX_FAILURE_THRESHOLD_S = 86_400
 # `$NAME` or `${NAME}` in the probe's path, header values and post_data (SkyServe substitutes
@@ -40,10 +44,7 @@ def parse_service(value: object, problems: Problems) -> ServiceSection:
         return ServiceSection()
     probe = _readiness_probe(section, problems)
     policy = _replica_policy(section, problems)
-    port = section.integer("ports", minimum=1)
-    if port is not None and port > 65535:
-        section.bad("ports", f"must be a port 1-65535, got {port}")
-        port = None
+    port = section.integer("ports", minimum=1, maximum=65535)
     return ServiceSection(
         readiness_probe=probe,
         replica_policy=policy,
@@ -155,7 +156,7 @@ def _replica_policy(service: Section, problems: Problems) -> ReplicaPolicy:
                 "cannot be combined with service.replica_policy; "
                 "use replica_policy.min_replicas/max_replicas instead",
             )
-        count = service.integer("replicas", minimum=1)
+        count = service.integer("replicas", minimum=1, maximum=MAX_REPLICAS)
         return ReplicaPolicy() if count is None else ReplicaPolicy(count, count)
     section = open_section(
         service.get("replica_policy"),
@@ -167,18 +168,25 @@ def _replica_policy(service: Section, problems: Problems) -> ReplicaPolicy:
         return ReplicaPolicy()
     d = ReplicaPolicy()
     policy = ReplicaPolicy(
-        min_replicas=_or(section.integer("min_replicas", minimum=0), d.min_replicas),
-        max_replicas=section.integer("max_replicas", minimum=0),
+        min_replicas=_or(
+            section.integer("min_replicas", minimum=0, maximum=MAX_REPLICAS), d.min_replicas
+        ),
+        max_replicas=section.integer("max_replicas", minimum=0, maximum=MAX_REPLICAS),
         target_qps_per_replica=section.positive_number("target_qps_per_replica"),
         upscale_delay_seconds=_or(
-            section.integer("upscale_delay_seconds", minimum=0), d.upscale_delay_seconds
+            section.integer("upscale_delay_seconds", minimum=0, maximum=MAX_DELAY_S),
+            d.upscale_delay_seconds,
         ),
         downscale_delay_seconds=_or(
-            section.integer("downscale_delay_seconds", minimum=0), d.downscale_delay_seconds
+            section.integer("downscale_delay_seconds", minimum=0, maximum=MAX_DELAY_S),
+            d.downscale_delay_seconds,
         ),
-        num_overprovision=_or(section.integer("num_overprovision", minimum=0), d.num_overprovision),
+        num_overprovision=_or(
+            section.integer("num_overprovision", minimum=0, maximum=MAX_REPLICAS),
+            d.num_overprovision,
+        ),
         base_ondemand_fallback_replicas=_or(
-            section.integer("base_ondemand_fallback_replicas", minimum=0),
+            section.integer("base_ondemand_fallback_replicas", minimum=0, maximum=MAX_REPLICAS),
             d.base_ondemand_fallback_replicas,
         ),
         dynamic_ondemand_fallback=_or(

@@ -48,7 +48,7 @@ def test_spec_error_is_a_value_error_with_source_prefixed_lines(tmp_path: Path) 
     with pytest.raises(ValueError) as caught:
         load_spec(path)
     assert isinstance(caught.value, SpecError)
-    assert str(caught.value) == f"{path}: service.replicas: must be >= 1, got 0"
+    assert str(caught.value) == f"{path}: service.replicas: must be from 1 to 1000, got 0"
 
 
 def test_name_comes_from_file_stem_not_yaml_name(tmp_path: Path) -> None:
@@ -65,3 +65,21 @@ def test_bad_file_stem_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load_spec(path)
     assert caught.value.problems[0].startswith("(service name): 'My_Service'")
+
+
+def test_an_integer_too_long_to_load_is_one_line(tmp_path: Path) -> None:
+    """A 5,000-digit integer made PyYAML raise ValueError (a traceback)."""
+    path = tmp_path / "huge.yaml"
+    path.write_text(f"service:\n  replicas: {'9' * 5000}\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value).startswith(f"{path}: a value YAML cannot load")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_spec_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("service: " + "[" * 20000 + "]" * 20000 + "\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert "\n" not in str(caught.value)

@@ -73,13 +73,22 @@ def test_unknown_field_in_any_of_entry(base: dict[str, Any], problems_for: Probl
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("min_replicas", True, "must be an integer >= 0, got true (a boolean)"),
-        ("min_replicas", "2", "must be an integer >= 0, got '2' (a string)"),
-        ("min_replicas", -1, "must be >= 0, got -1"),
-        ("max_replicas", 2.5, "must be an integer >= 0, got 2.5 (a number)"),
-        ("num_overprovision", -1, "must be >= 0, got -1"),
-        ("upscale_delay_seconds", -5, "must be >= 0, got -5"),
-        ("downscale_delay_seconds", False, "must be an integer >= 0, got false (a boolean)"),
+        ("min_replicas", True, "must be an integer from 0 to 1000, got true (a boolean)"),
+        ("min_replicas", "2", "must be an integer from 0 to 1000, got '2' (a string)"),
+        ("min_replicas", -1, "must be from 0 to 1000, got -1"),
+        ("max_replicas", 2.5, "must be an integer from 0 to 1000, got 2.5 (a number)"),
+        ("num_overprovision", -1, "must be from 0 to 1000, got -1"),
+        (
+            "num_overprovision",
+            10**30,
+            "must be from 0 to 1000, got an integer of more than 20 digits",
+        ),
+        ("upscale_delay_seconds", -5, "must be from 0 to 604800, got -5"),
+        (
+            "downscale_delay_seconds",
+            False,
+            "must be an integer from 0 to 604800, got false (a boolean)",
+        ),
         ("target_qps_per_replica", 0, "must be a number > 0, got 0"),
         ("target_qps_per_replica", True, "must be a number > 0, got true (a boolean)"),
         ("dynamic_ondemand_fallback", "yes", "must be true or false, got 'yes' (a string)"),
@@ -270,7 +279,9 @@ def test_resource_port_rules(
     assert line.startswith(expected)
 
 
-@pytest.mark.parametrize(("port", "expected"), [(0, "must be >= 1"), (70000, "must be a port")])
+@pytest.mark.parametrize(
+    ("port", "expected"), [(0, "must be from 1 to 65535"), (70000, "must be from 1 to 65535")]
+)
 def test_service_port_range(
     base: dict[str, Any], problems_for: Problems, port: int, expected: str
 ) -> None:
@@ -296,7 +307,7 @@ def test_several_resource_ports_need_service_port(
         ("cpus", 0, "resources.cpus: must be a number > 0"),
         ("memory", "-4", "resources.memory: must be a number > 0"),
         ("memory", True, "resources.memory: must be a number > 0"),
-        ("disk_size", 0, "resources.disk_size: must be >= 1, got 0"),
+        ("disk_size", 0, "resources.disk_size: must be from 1 to 65536, got 0"),
         ("use_spot", "true", "resources.use_spot: must be true or false"),
         ("image_id", "ami 123", "resources.image_id: must be non-empty, without spaces"),
     ],
@@ -386,7 +397,8 @@ def test_invalid_field_does_not_cause_follow_up_errors(
 ) -> None:
     policy(base).update(min_replicas="three", max_replicas=0)
     assert problems_for(base) == (
-        "service.replica_policy.min_replicas: must be an integer >= 0, got 'three' (a string)",
+        "service.replica_policy.min_replicas: "
+        "must be an integer from 0 to 1000, got 'three' (a string)",
     )
 
 

@@ -1,0 +1,88 @@
+"""Every number from the environment, a flag or a template has a range, refused in one line
+(issue "Hardening", item 3)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.rendering import RenderError, render_tfvars
+from reconciler.sandbox.errors import SandboxError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HEDGEFORM_SANDBOX_COLD_START", "inf"),  # rendered `Infinity` into tfvars JSON
+        ("HEDGEFORM_SANDBOX_COLD_START", "nan"),
+        ("HEDGEFORM_SANDBOX_SPEED", "abc"),
+        ("HEDGEFORM_SANDBOX_SPEED", "0"),
+        ("HEDGEFORM_SANDBOX_WARNING", "-1"),
+        ("HEDGEFORM_SANDBOX_LATENCY_MS", "1e400"),
+        ("HEDGEFORM_LB_PORT", "70000"),
+        ("HEDGEFORM_LB_PORT", "1.5"),
+        ("HEDGEFORM_SANDBOX_OFFSET_HOURS", "9" * 5000),
+    ],
+)
+def test_a_sandbox_setting_outside_its_range_is_one_line(variable: str, value: str) -> None:
+    with pytest.raises(SandboxError) as err:
+        SandboxSettings.from_env({variable: value})
+    assert str(err.value).startswith(f"{variable} must be a number from ")
+    assert len(str(err.value)) < 120
+
+
+def test_settings_in_range_are_read() -> None:
+    s = SandboxSettings.from_env(
+        {"HEDGEFORM_SANDBOX_COLD_START": "2.5", "HEDGEFORM_LB_PORT": "31000"}
+    )
+    assert (s.cold_start_s, s.lb_port) == (2.5, 31000)
+
+
+def test_json_rendering_refuses_non_finite_numbers(tmp_path: Path) -> None:
+    (tmp_path / "t.j2").write_text('{"x": {{ x | tojson }}}')
+    with pytest.raises(RenderError, match="not a finite number"):
+        render_tfvars("t.j2", {"x": math.inf}, tmp_path)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "services").mkdir()
+    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "llama", "--max-ticks", "-1"],
+        ["run", "llama", "--max-ticks", "0"],
+        ["run", "llama", "--metrics-port", "70000"],
+        ["run", "llama", "--interval", "nan"],
+        ["run", "llama", "--interval", "inf"],
+        ["apply", "llama", "--timeout", "nan"],
+        ["apply", "llama", "--timeout", "-1"],
+        ["apply", "llama", "--timeout", "0"],
+        ["status", "llama", "--lb-port", "0"],
+    ],
+)
+def test_a_flag_outside_its_range_is_a_usage_error(root: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--root", str(root)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Invalid value for" in result.output
+
+
+def test_metrics_on_the_load_balancers_port_is_refused(root: Path) -> None:
+    env = {"HEDGEFORM_LB_PORT": "31555"}
+    args = ["run", "llama", "--metrics-port", "31555", "--max-ticks", "1", "--root", str(root)]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 1
+    assert "--metrics-port 31555 is the load balancer's port" in result.output
