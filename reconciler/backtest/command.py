@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -97,6 +98,9 @@ def backtest(
         raise click.UsageError(
             "--repeats and --target must be >= 1; --overprovision, --cold-start, --warning >= 0"
         )
+    for flag, path in (("--json", json_path), ("--plot", plot_path)):
+        if path is not None:
+            _check_writable(flag, path)  # before the run, not after it
     chosen = policies or (*DEFAULT_POLICIES, "optimal")
     cfg = BacktestConfig(
         target=target,
@@ -130,6 +134,17 @@ def backtest(
     if plot_path:
         write_plot(results, plot_path)
         click.echo(f"wrote {plot_path}")
+
+
+def _check_writable(flag: str, path: Path) -> None:
+    """A results file that cannot be written is a usage error now, not after the whole run."""
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a directory; give a file name", param_hint=flag)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.BadParameter(f"directory {parent} does not exist", param_hint=flag)
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.BadParameter(f"{path} is not writable", param_hint=flag)
 
 
 def _progress(message: str) -> None:

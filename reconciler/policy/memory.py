@@ -93,6 +93,8 @@ class Memory:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Memory:
+        if not isinstance(data, Mapping):
+            raise MemoryFormatError(f"memory must be a JSON object, got {type(data).__name__}")
         if data.get("version") not in READABLE_VERSIONS:
             raise MemoryFormatError(
                 f"memory format version {data.get('version')!r} is not one of "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,14 +40,42 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
     except OSError as error:
         raise SpecError([f"{source}: cannot read: {error.strerror or error}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise SpecError([_yaml_problem(source, error)]) from None
     except ValueError as error:  # an integer longer than Python converts (4300 digits)
         raise SpecError([f"{source}: a value YAML cannot load ({error.args[0][:60]}...)"]) from None
     except RecursionError:
         raise SpecError([f"{source}: nested too deeply to load"]) from None
+    try:
+        json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:  # e.g. "\ud800": YAML accepts it, no file or HTTP header can
+        raise SpecError([f"{source}: a string holds a character UTF-8 cannot encode"]) from None
     return parse_spec(data, name=Path(path).stem, source=source)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing a key given twice in one mapping: SkyServe's loader keeps
+    the last one silently, so `timeout_seconds: 0` followed by `timeout_seconds: 1` would
+    hide the first (likely the intended) value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: construct_mapping itself refuses it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:

@@ -113,3 +113,18 @@ def test_maf_workload_drives_the_target_through_the_autoscaler(
 def test_bad_numbers_are_usage_errors(small_traces: Path) -> None:
     code, text = run("--traces", str(small_traces), "--target", "0")
     assert code == 2 and "--target" in text
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_an_unwritable_results_path_is_refused_before_the_run(
+    small_traces: Path, tmp_path: Path, flag: str
+) -> None:
+    """`--json <an existing directory>` failed with a traceback after the whole backtest."""
+    args = ["backtest", "--traces", str(small_traces), "--policy", "spothedge", "--repeats", "1"]
+    result = CliRunner().invoke(main, [*args, flag, str(tmp_path)])
+    assert result.exit_code == 2
+    assert "is a directory; give a file name" in result.output
+    assert "window" not in result.output  # nothing ran
+    missing = tmp_path / "no" / "such" / "out.json"
+    result = CliRunner().invoke(main, [*args, flag, str(missing)])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -117,3 +117,40 @@ def test_bad_input_is_one_clear_line(
     assert result.exit_code == 1
     assert expected in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_record_whose_memory_is_a_list_is_one_line(tmp_path: Path) -> None:
+    """It raised AttributeError (a traceback) from Memory.from_json."""
+    from reconciler.engine.state_store import StateError, load_record
+
+    path = tmp_path / "reconciler.json"
+    path.write_text(
+        '{"version": 1, "memory": [], "notice_cursor": 0, "launch_results": [],'
+        ' "request_samples": []}'
+    )
+    with pytest.raises(StateError, match="memory must be a JSON object, got list"):
+        load_record(path)
+
+
+def test_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import shutil
+
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "services").mkdir()
+    shutil.copy(repo / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
+    (tmp_path / "terraform").symlink_to(repo / "terraform")
+
+    def full(stack_dir: Path, variables: object) -> Path:
+        path = stack_dir / "terraform.tfvars.json"
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("reconciler.engine.reconcile.write_tfvars", full)
+    result = CliRunner().invoke(main, ["plan", "llama", "--render-only", "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("terraform.tfvars.json: No space left on device")

@@ -83,3 +83,25 @@ def test_a_spec_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load_spec(path)
     assert "\n" not in str(caught.value)
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    """SkyServe's loader keeps the last one silently; here it is one line naming the key."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "service:\n  readiness_probe:\n    path: /health\n"
+        "    timeout_seconds: 0\n    timeout_seconds: 1\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert (
+        str(caught.value) == f"{path}:5: YAML syntax error: found duplicate key 'timeout_seconds'"
+    )
+
+
+def test_a_string_utf8_cannot_encode_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sur.yaml"
+    path.write_text('service:\n  readiness_probe: "/h\\ud800"\n')
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value) == f"{path}: a string holds a character UTF-8 cannot encode"
