@@ -114,6 +114,15 @@ def _setting(
     return value
 
 
+def public_model_name(spec: ServiceSpec | None) -> str:
+    """The model name the sandbox replicas report (`GET /v1/models`): the spec's MODEL_NAME
+    when it is a plain env written in the spec, else "sandbox-model". A MODEL_NAME from
+    `secrets:` or declared `null` is a secret: it must reach no tfvars, argv or response."""
+    if spec is None or "MODEL_NAME" in spec.secret_names | spec.envs_from_environment:
+        return "sandbox-model"
+    return spec.envs.get("MODEL_NAME") or "sandbox-model"
+
+
 def haproxy_check(spec: ServiceSpec) -> HealthCheck:
     """HAProxy's own check of each replica, as close to the readiness probe as its config can
     hold without a secret: GET the probe's path (variables substituted from the spec's plain
@@ -207,8 +216,7 @@ class SandboxCloud:
             "cold_start_seconds": self.settings.cold_start_s,
             "latency_ms": self.settings.latency_ms,
             # the model name the replicas report: a non-secret env of the spec
-            "model_name": (self.spec.envs.get("MODEL_NAME") if self.spec else None)
-            or "sandbox-model",
+            "model_name": public_model_name(self.spec),
         }
         out: list[RenderedStack] = []
         for stack in region_stacks(self.regions, kept):

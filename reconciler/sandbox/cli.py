@@ -80,7 +80,7 @@ def replica() -> None:
 @click.option("--market", type=click.Choice(["spot", "on_demand"]), required=True)
 @click.option("--cold-start", type=float, default=0.0, show_default=True, help="Seconds.")
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
-@click.option("--model", default=None, help="Model name to report (default: $MODEL_NAME).")
+@click.option("--model", default=None, help="Model name to report (default: sandbox-model).")
 def replica_launch(
     state_dir: Path,
     replica_id: str,

@@ -140,7 +140,9 @@ def launch(
         port_file = rdir / f"{replica_id}.port"
         log = rdir / f"{replica_id}.log"
         port_file.unlink(missing_ok=True)
-        model_name = model or processes.child_env().get("MODEL_NAME") or "sandbox-model"
+        # Never from the environment: it would put a value the spec may hold secret into the
+        # replica's argv (readable by anyone through `ps`). The reconciler passes the public one.
+        model_name = model or "sandbox-model"
         argv = processes.python_module_argv(
             SERVER_MODULE,
             f"--id={replica_id}",

@@ -272,3 +272,16 @@ def test_templates_exist_for_every_cloud() -> None:
         assert (PROJECT_ROOT / "templates" / template_for(cloud)).is_file()
     with pytest.raises(CloudConfigError):
         template_for("local")
+
+
+@pytest.mark.parametrize("cloud", sorted(STACKS))
+def test_a_secret_named_like_a_plain_env_stays_out_of_tfvars(cloud: str) -> None:
+    """Whatever a secret is named (MODEL_NAME here, which the sandbox used to read as a
+    plain env), its value is rendered for no cloud."""
+    data = yaml.safe_load(SPEC_PATH.read_text())
+    data["envs"].pop("MODEL_NAME")
+    data["secrets"] = {"MODEL_NAME": SENTINEL}
+    spec = parse_spec(data, name="llama-cloud", source="test")
+    rendered = _render(cloud, spec, [])
+    assert SENTINEL not in json.dumps(rendered)
+    assert "MODEL_NAME" in rendered["secret_env_names"]

@@ -43,7 +43,8 @@ def _wait_healthy(port: int, timeout: float = 5.0) -> bool:
 def test_replica_outlives_the_launching_process_and_stop_leaves_none(state_dir: Path) -> None:
     proc = _cli(
         "replica", "launch", "--state-dir", str(state_dir), "--id", "r1", "--zone", "local-1a",
-        "--market", "on_demand", "--cold-start", "0.2", env={"MODEL_NAME": "llama-sbx"},
+        "--market", "on_demand", "--cold-start", "0.2", "--model", "llama-sbx",
+        env={"MODEL_NAME": "secret-sentinel"},  # a spec may hold MODEL_NAME secret
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -55,6 +56,7 @@ def test_replica_outlives_the_launching_process_and_stop_leaves_none(state_dir: 
     assert _wait_healthy(port)
     body = requests.post(f"http://127.0.0.1:{port}/v1/completions", json={}, timeout=5).json()
     assert body["model"] == "llama-sbx"
+    assert b"secret-sentinel" not in Path(f"/proc/{pid}/cmdline").read_bytes()
 
     record = json.loads((state_dir / "replicas" / "r1.json").read_text())
     assert {"pid", "port", "zone", "market", "launched_at"} <= set(record)
