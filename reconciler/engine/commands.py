@@ -236,12 +236,19 @@ def apply(
         return
     for note in done.notes:
         click.echo(f"note: {note}", err=True)
-    if check.serving:
+    if check.serving and done.settled:
         click.echo(f"serving after {done.elapsed_s:.1f} s (checked by {check.via}: {check.detail})")
         return
+    if check.serving:  # the endpoint answers, but the layout has not converged
+        why = (
+            "the endpoint serves, but not every replica the policy wants is ready and in the "
+            "load balancer yet (see the table above)"
+        )
+    else:
+        why = f"not serving (checked by {check.via}: {check.detail})"
     click.echo(
-        f"error: {service} is not serving after {timeout:g} s (checked by {check.via}: "
-        f"{check.detail}); it may still converge: run apply again, or see `hedgeform status`",
+        f"error: {service} is still converging after {timeout:g} s: {why}; "
+        "run apply again, or see `hedgeform status`",
         err=True,
     )
     raise SystemExit(EXIT_NOT_SERVING)
@@ -466,11 +473,11 @@ def _loop_stopped(paths: ServicePaths) -> Iterator[None]:
 @root_opt
 @click.option(
     "--interval",
-    type=click.FloatRange(0, 86_400, min_open=True),
+    type=click.FloatRange(0.1, 86_400),
     callback=lambda _ctx, _param, value: _finite("--interval", value),
     default=30.0,
     show_default=True,
-    help="Seconds between ticks (> 0, at most a day).",
+    help="Seconds between ticks (0.1 to 86400).",
 )
 @click.option(
     "--metrics-port",

@@ -79,7 +79,7 @@ def load_record(path: Path) -> Record:
         return Record()
     try:
         return Record.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError, MemoryFormatError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, MemoryFormatError) as exc:
         raise StateError(
             f"{path}: cannot read the reconciler's record ({exc}). It holds the placer's zone "
             "states and the notices already handled; fix the file, or move it aside to start "

@@ -36,7 +36,8 @@ KIND = "capacity"
 
 def capacity_delay(zone: str, count: int, seed: int) -> float:
     """Seconds before a zone refused `count` times in a row is asked again (>= 1 refusal)."""
-    full = min(CAPACITY_RETRY_CAP_S, CAPACITY_RETRY_BASE_S * 2.0 ** (max(count, 1) - 1))
+    doublings = min(max(count, 1) - 1, 32)  # the cap is reached long before; no overflow
+    full = min(CAPACITY_RETRY_CAP_S, CAPACITY_RETRY_BASE_S * 2.0**doublings)
     spread = zlib.crc32(f"{zone}/{count}/{seed}".encode()) / 2.0**32  # in [0, 1)
     return full / 2 + full / 2 * spread
 

@@ -57,7 +57,8 @@ def crash_delay(count: int) -> float:
     """Seconds to wait before launching again after `count` consecutive failures."""
     if count < 2:
         return 0.0
-    return min(CRASH_BACKOFF_CAP_S, CRASH_BACKOFF_BASE_S * 2.0 ** (count - 2))
+    doublings = min(count - 2, 32)  # the cap is reached long before; no float overflow
+    return min(CRASH_BACKOFF_CAP_S, CRASH_BACKOFF_BASE_S * 2.0**doublings)
 
 
 def judge(probe: ReadinessProbe, replicas: Sequence[Replica], memory: Memory, now: float) -> Judged:

@@ -48,8 +48,8 @@ class Backoff:
     @classmethod
     def from_json(cls, raw: Any) -> Backoff:
         kind, count, last_at, retry_at = raw
-        if int(count) < 1:
-            raise ValueError(f"backoff count {count!r} is not >= 1")
+        if not 1 <= int(count) <= 1_000_000:
+            raise ValueError(f"backoff count {count!r} is not from 1 to 1000000")
         return cls(str(kind), int(count), _time(last_at), _time(retry_at))
 
 
@@ -125,7 +125,7 @@ class Memory:
                     for k, b in dict(data.get("zone_backoff", {})).items()
                 },
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise MemoryFormatError(f"malformed memory: {exc!r}") from exc
 
 

@@ -66,7 +66,13 @@ class HealthCheck:
         if not isinstance(raw, dict):
             return cls()
         path = raw.get("path")
-        return cls(None if path is None else str(path), int(raw.get("timeout_s", 2)))
+        try:
+            return cls(None if path is None else str(path), int(raw.get("timeout_s", 2)))
+        except (TypeError, ValueError) as exc:
+            raise SandboxError(
+                f"the load balancer's record holds a bad health check ({exc}); "
+                "run `hedgeform sandbox lb down` and apply again"
+            ) from None
 
 
 Members = Mapping[str, tuple[str, int]]
@@ -91,7 +97,7 @@ def render_config(port: int, socket_path: Path, check: HealthCheck | None = None
     http_check = (
         f"    option httpchk GET {check.path}\n    http-check expect status 200\n"
         if check.path is not None
-        else "    # TCP connect check: the probe is a POST or has headers (the reconciler's)\n"
+        else "    # TCP connect check: the probe is not a GET HAProxy can hold\n"
     )
     return f"""# Written by hedgeform sandbox; servers are added at run time over the admin socket.
 global

@@ -112,7 +112,7 @@ def test_apply_exits_3_in_one_line_when_the_endpoint_never_serves(root: Path) ->
     assert code == 3, out + err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1
-    assert "never is not serving after 6 s" in lines[0]
+    assert "never is still converging after 6 s: not serving" in lines[0]
     assert "checked by endpoint" in lines[0]
     assert "Traceback" not in out + err
     cli(root, env, "destroy", "never")

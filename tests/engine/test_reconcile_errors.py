@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +155,14 @@ def test_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("terraform.tfvars.json: No space left on device")
+
+
+@pytest.mark.parametrize("field", ["notice_cursor", "lb_epoch"])
+def test_a_record_with_an_infinite_counter_is_one_line(tmp_path: Path, field: str) -> None:
+    from reconciler.engine.state_store import Record, StateError, load_record
+
+    raw = {**Record().to_json(), field: float("inf")}
+    path = tmp_path / "reconciler.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(StateError, match="cannot read the reconciler's record"):
+        load_record(path)

@@ -33,6 +33,7 @@ def test_delays_double_with_equal_jitter_and_are_capped() -> None:
         for seed in range(20):
             assert full / 2 <= capacity_delay("za-1a", count, seed) < full
     assert capacity_delay("za-1a", 30, 0) < CAPACITY_RETRY_CAP_S
+    assert capacity_delay("za-1a", 10**300, 0) < CAPACITY_RETRY_CAP_S  # no float overflow
     spread = {round(capacity_delay("za-1a", 3, seed), 3) for seed in range(20)}
     assert len(spread) > 10  # jittered, yet a pure function of its inputs
     assert capacity_delay("za-1a", 3, 7) == capacity_delay("za-1a", 3, 7)

@@ -165,6 +165,7 @@ def test_replicas_failing_together_count_as_one_event() -> None:
 def test_crash_delay_doubles_from_the_second_failure_and_is_capped() -> None:
     assert [crash_delay(n) for n in (1, 2, 3, 4)] == [0.0, 10.0, 20.0, 40.0]
     assert crash_delay(50) == 300.0
+    assert crash_delay(10**300) == 300.0  # no float overflow, whatever memory held
 
 
 def test_spothedge_replaces_failed_replicas_but_has_no_crash_backoff() -> None:
@@ -216,6 +217,10 @@ def test_the_spec_default_threshold_is_skyserves() -> None:
         {"zone_backoff": {"z": ["capacity", 0, 0, 10]}},
         {"failing_since": {"r-1": float("nan")}},
         {"failing_since": {"r-1": -1e308}},
+        {"crash_backoff": {"z/spot": ["FAILED_PROBING", float("inf"), 0, 10]}},
+        {"crash_backoff": {"z/spot": ["FAILED_PROBING", 1e300, 0, 10]}},
+        {"launch_seq": float("inf")},
+        {"target": float("inf")},
     ],
 )
 def test_memory_with_impossible_lifecycle_values_is_refused(field: dict[str, object]) -> None:

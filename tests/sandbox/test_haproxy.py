@@ -160,3 +160,8 @@ def test_down_stops_haproxy_and_forgets_members(state_dir: Path, lb: HAProxyLB) 
     assert pid is not None and not processes.is_alive(pid, [str(lb.cfg_path)])
     assert lb.down() is False
     assert lb.desired_members() == {}
+
+
+def test_a_damaged_health_check_record_is_one_line() -> None:
+    with pytest.raises(SandboxError, match="bad health check"):
+        HealthCheck.from_json({"path": "/health", "timeout_s": "abc"})

@@ -269,3 +269,11 @@ def test_a_non_ascii_header_value_is_refused(base: dict[str, Any]) -> None:
     with pytest.raises(SpecError) as err:
         parse(on(base, "local", headers={"X-U": "日本語"}))
     assert "service.readiness_probe.headers.X-U: header values must be ASCII" in str(err.value)
+
+
+def test_a_header_that_becomes_non_ascii_from_an_env_is_refused(base: dict[str, Any]) -> None:
+    doc = on(base, "local", headers={"X-U": "${U}"})
+    doc["envs"] = {"U": "日本語"}
+    with pytest.raises(SpecError) as err:
+        parse(doc)
+    assert "service.readiness_probe.headers.X-U: header values must be ASCII once" in str(err.value)
