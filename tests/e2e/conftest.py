@@ -6,7 +6,10 @@ The root links the repository's Terraform modules and pinned tools and holds its
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +53,34 @@ def sandbox_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         replicas.stop_all(sandbox)
         HAProxyLB(sandbox).down()
         market_daemon.stop(sandbox)
+
+
+@contextlib.contextmanager
+def project_root(path: Path, services: dict[str, str]) -> Iterator[Path]:
+    """A throwaway project root at `path` with these service files (name -> YAML), the
+    repository's modules and tools linked in; afterwards, every sandbox process of those
+    services is stopped (a SIGSTOPped replica is woken first so it can die). Skips the test
+    when HAProxy or the pinned Terraform is missing."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (make setup installs it when run as root)")
+    if not (REPO / ".tools" / "bin" / "terraform").exists():
+        pytest.skip("the pinned Terraform is not installed: run make setup")
+    (path / "services").mkdir(parents=True, exist_ok=True)
+    for name, text in services.items():
+        (path / "services" / f"{name}.yaml").write_text(text)
+    (path / "terraform").symlink_to(REPO / "terraform")
+    (path / ".tools").symlink_to(REPO / ".tools")
+    try:
+        yield path
+    finally:
+        for name in services:
+            sandbox = path / "state" / name / "sandbox"
+            if not sandbox.exists():
+                continue
+            for status in replicas.list_replicas(sandbox):
+                if status.alive:
+                    with contextlib.suppress(OSError):
+                        os.kill(status.record.pid, signal.SIGCONT)
+            replicas.stop_all(sandbox)
+            HAProxyLB(sandbox).down()
+            market_daemon.stop(sandbox)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -16,9 +15,8 @@ import requests
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from reconciler.sandbox import market_daemon, replicas
-from reconciler.sandbox.haproxy import HAProxyLB
-from tests.e2e.conftest import REPO, SANDBOX_ZONES, free_port
+from reconciler.sandbox import replicas
+from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,25 +47,8 @@ service:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Iterator[Path]:
-    if shutil.which("haproxy") is None:
-        pytest.skip("HAProxy is not installed (make setup installs it when run as root)")
-    if not (REPO / ".tools" / "bin" / "terraform").exists():
-        pytest.skip("the pinned Terraform is not installed: run make setup")
-    (tmp_path / "services").mkdir()
-    (tmp_path / "services" / "hung.yaml").write_text(HUNG)
-    (tmp_path / "services" / "never.yaml").write_text(NEVER_READY)
-    (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    (tmp_path / ".tools").symlink_to(REPO / ".tools")
-    yield tmp_path
-    for service in ("hung", "never"):
-        sandbox = tmp_path / "state" / service / "sandbox"
-        if sandbox.exists():
-            for status in replicas.list_replicas(sandbox):
-                if status.alive:  # a stopped replica must be able to die
-                    os.kill(status.record.pid, signal.SIGCONT)
-            replicas.stop_all(sandbox)
-            HAProxyLB(sandbox).down()
-            market_daemon.stop(sandbox)
+    with project_root(tmp_path, {"hung": HUNG, "never": NEVER_READY}) as path:
+        yield path
 
 
 def cli(root: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:

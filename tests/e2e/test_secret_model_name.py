@@ -3,7 +3,6 @@ item 2): the sandbox read envs["MODEL_NAME"] without checking whether it was a s
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +11,7 @@ import requests
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from reconciler.sandbox import market_daemon, replicas
-from reconciler.sandbox.haproxy import HAProxyLB
-from tests.e2e.conftest import REPO, SANDBOX_ZONES, free_port
+from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SENTINEL = "sentinel-model-7d3a"
@@ -32,20 +29,8 @@ secrets:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Iterator[Path]:
-    if shutil.which("haproxy") is None:
-        pytest.skip("HAProxy is not installed (make setup installs it when run as root)")
-    if not (REPO / ".tools" / "bin" / "terraform").exists():
-        pytest.skip("the pinned Terraform is not installed: run make setup")
-    (tmp_path / "services").mkdir()
-    (tmp_path / "services" / "sec.yaml").write_text(SPEC)
-    (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    (tmp_path / ".tools").symlink_to(REPO / ".tools")
-    yield tmp_path
-    sandbox = tmp_path / "state" / "sec" / "sandbox"
-    if sandbox.exists():
-        replicas.stop_all(sandbox)
-        HAProxyLB(sandbox).down()
-        market_daemon.stop(sandbox)
+    with project_root(tmp_path, {"sec": SPEC}) as path:
+        yield path
 
 
 def test_a_secret_model_name_reaches_no_file_argv_or_response(root: Path) -> None:
