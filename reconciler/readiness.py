@@ -35,9 +35,9 @@ response body either).
 from __future__ import annotations
 
 import json
-import re
 import socket
 import time
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,7 +46,7 @@ from typing import Literal
 import requests
 
 from reconciler.spec.model import ReadinessProbe, ServiceSpec
-from reconciler.spec.service import ENV_REFERENCE
+from reconciler.spec.service import expand_vars
 
 Method = Literal["GET", "POST"]
 _REDACTED = "<redacted>"
@@ -101,13 +101,7 @@ def substitute(text: str, envs: Mapping[str, str], environ: Mapping[str, str]) -
     """`text` with each `$NAME` / `${NAME}` replaced from `envs`, else `environ`; a name in
     neither is left as written. One pass (see the module docstring)."""
 
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name in envs:
-            return envs[name]
-        return environ.get(name, match.group(0))
-
-    return ENV_REFERENCE.sub(value, text)
+    return expand_vars(text, ChainMap(dict(envs), dict(environ)))
 
 
 def _substitute_json(value: object, envs: Mapping[str, str], environ: Mapping[str, str]) -> object:

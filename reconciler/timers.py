@@ -226,7 +226,7 @@ def build_install(
 ) -> Install:
     """Render the unit(s) and the cron alternative; raises UnitValueError on an unsafe value."""
     spec = load_spec(paths.spec_file)
-    secret_names = set(spec.secret_names | spec.envs_from_environment)
+    secret_names = set(spec.secret_env_names)
     root = paths.root
     if user_mode:
         env_file = user_config_dir(environ) / "hedgeform" / f"{paths.service}.env"

@@ -65,14 +65,13 @@ def template_for(cloud: str) -> str:
 
 
 def secret_env_names(spec: ServiceSpec) -> list[str]:
-    """Env names whose values are secrets: from `secrets:`, or `null` (from the environment)."""
-    return sorted(spec.secret_names | spec.envs_from_environment)
+    """Env names whose values are secrets (ServiceSpec.secret_env_names), sorted."""
+    return sorted(spec.secret_env_names)
 
 
 def plain_envs(spec: ServiceSpec) -> dict[str, str]:
     """Env values written in the spec itself and not declared secret: safe in tfvars."""
-    secret = set(secret_env_names(spec))
-    return {k: v for k, v in sorted(spec.envs.items()) if k not in secret}
+    return spec.plain_envs
 
 
 def secret_env_values(spec: ServiceSpec, environ: Mapping[str, str]) -> dict[str, str]:

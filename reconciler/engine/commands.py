@@ -4,14 +4,12 @@ Azure region stacks when the spec names them (engine/backends.py)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 import click
 
@@ -27,10 +25,10 @@ from reconciler.engine.reconcile import (
 )
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.state_store import StateError, load_record
-from reconciler.engine.tfstate import TfStateError, stop_stray_terraform, wait_for_state_locks
+from reconciler.engine.tfstate import TfStateError, recover_killed_terraform
 from reconciler.policy import POLICIES, Memory, ReplicaState
 from reconciler.rendering import RenderError
-from reconciler.sandbox import market_daemon, processes, replicas
+from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import SpecError, load_spec
@@ -85,11 +83,17 @@ def _endpoint(rec: Reconciler) -> str:
     return rec.cloud.endpoint()
 
 
-def _finite(flag: str, value: float) -> float:
-    """click's FloatRange lets NaN through (every comparison with it is false)."""
-    if not math.isfinite(value):
-        raise click.BadParameter(f"{flag} must be a finite number of seconds, got {value}")
-    return value
+class Seconds(click.FloatRange):
+    """A number of seconds in a range. click's FloatRange lets NaN through (every comparison
+    with it is false); this refuses it."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"must be a finite number of seconds, got {value!r}", param, ctx)
+        return seconds
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -193,8 +197,7 @@ def plan(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(1, 86_400),
-    callback=lambda _ctx, _param, value: _finite("--timeout", value),
+    type=Seconds(1, 86_400),
     default=120.0,
     show_default=True,
     help="Seconds to wait at most for the service to serve, 1 to 86400 (exit 3 when it does "
@@ -346,15 +349,18 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     is held until the destroy ends, so a loop restarted meanwhile exits at once instead of
     creating the service again.
     """
+    from reconciler.engine.loop import loop_stopped
+
     try:
         rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
         errors: list[str] = []
-        with _loop_stopped(rec.paths), service_lock(rec.paths, wait=wait_lock):
+        with (
+            loop_stopped(rec.paths.loop_lock_file, service, click.echo),
+            service_lock(rec.paths, wait=wait_lock),
+        ):
             order = [s for s in [FRONT, *rec.stack_names] if s in rec.stack_names]
             order = list(dict.fromkeys(order))
-            stack_dirs = [rec.paths.stack_dir(s) for s in order]
-            wait_for_state_locks(stack_dirs)  # a killed command's Terraform: let it end
-            stop_stray_terraform(stack_dirs)  # and the providers it left
+            recover_killed_terraform(rec.paths.stack_dir(s) for s in order)
             for stack in order:
                 var_file = rec.paths.stack_dir(stack) / "terraform.tfvars.json"
                 if not var_file.exists():
@@ -385,87 +391,6 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     click.echo(f"{service}: nothing left running")
 
 
-LOOP_STOP_TIMEOUT_S = 60.0
-
-
-def _flock(fh: IO[str]) -> bool:
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _loop_holder(lock_file: Path, service: str) -> int:
-    """The pid of the `hedgeform run SERVICE` holding the loop lock (loop.loop_lock writes it
-    into the lock file). Refuses, in one line, a pid it cannot read or that is not such a
-    loop (/proc/PID/cmdline): destroy never signals anything else."""
-    pid, deadline = None, time.monotonic() + 2.0
-    while pid is None:  # a loop writes its pid right after it takes the lock
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(lock_file.read_text().split()[0])
-        if pid is None and time.monotonic() > deadline:
-            raise ReconcileError(
-                f"a reconcile loop of {service} holds {lock_file} but its pid is not recorded "
-                f"there: stop it (systemctl stop hedgeform-{service}.service) and run destroy "
-                "again"
-            )
-        if pid is None:
-            time.sleep(0.1)
-    argv = processes.cmdline(pid) or []
-    names = {os.path.basename(a) for a in argv[:2]} | set(argv[1:3])
-    run_at = argv.index("run") if "run" in argv else len(argv)
-    if not ({"hedgeform", "reconciler.cli"} & names and service in argv[run_at + 1 :]):
-        shown = " ".join(argv) or "no such process"
-        raise ReconcileError(
-            f"cannot stop the reconcile loop of {service}: {lock_file} is held by pid {pid} "
-            f"({shown}), not `hedgeform run {service}`; stop that first and run destroy again"
-        )
-    return pid
-
-
-@contextlib.contextmanager
-def _loop_stopped(paths: ServicePaths) -> Iterator[None]:
-    """Stop a running `hedgeform run` loop of the service and hold the loop lock until the
-    block ends, so nothing re-creates what is being destroyed (a loop restarted meanwhile by
-    systemd or cron exits "already running")."""
-    service = paths.service
-    lock_file = paths.state_dir / ".loop.lock"
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as fh:
-        if not _flock(fh):
-            pid = _loop_holder(lock_file, service)
-            click.echo(
-                f"stopping the reconcile loop of {service} (pid {pid}); waiting up to "
-                f"{LOOP_STOP_TIMEOUT_S:.0f} s for it to exit"
-            )
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass  # exited meanwhile: its lock is free or about to be
-            except PermissionError as exc:
-                raise ReconcileError(
-                    f"cannot stop the reconcile loop of {service} (pid {pid}): {exc.strerror}"
-                ) from None
-            deadline = time.monotonic() + LOOP_STOP_TIMEOUT_S
-            while not _flock(fh):
-                if time.monotonic() > deadline:
-                    raise ReconcileError(
-                        f"the reconcile loop of {service} (pid {pid}) did not exit within "
-                        f"{LOOP_STOP_TIMEOUT_S:.0f} s of SIGTERM; nothing was destroyed"
-                    )
-                time.sleep(0.1)
-            click.echo(f"stopped the reconcile loop of {service} (pid {pid})")
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()}\n")  # who holds it now (not a loop: never signalled)
-            fh.flush()
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 @click.command("run")
 @service_arg
 @policy_opt
@@ -473,8 +398,7 @@ def _loop_stopped(paths: ServicePaths) -> Iterator[None]:
 @root_opt
 @click.option(
     "--interval",
-    type=click.FloatRange(0.1, 86_400),
-    callback=lambda _ctx, _param, value: _finite("--interval", value),
+    type=Seconds(0.1, 86_400),
     default=30.0,
     show_default=True,
     help="Seconds between ticks (0.1 to 86400).",
@@ -514,7 +438,6 @@ def run(
     Terraform is cancelled by process group and the loop exits cleanly. One loop per
     service: a second one exits at once (or waits with --wait).
     """
-    import signal
     import threading
 
     from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
@@ -525,7 +448,7 @@ def run(
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        with loop_lock(rec.paths.state_dir / ".loop.lock", service, wait_lock):
+        with loop_lock(rec.paths.loop_lock_file, service, wait_lock):
             logger = json_logger(f"hedgeform.{service}", rec.paths.state_dir / "ticks.jsonl")
             metrics = LoopMetrics(service)
             if metrics_port:

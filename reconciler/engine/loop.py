@@ -16,20 +16,29 @@ import fcntl
 import logging
 import os
 import random
+import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import schedule
 
 from reconciler.engine.observability import LoopMetrics, tick_record
-from reconciler.engine.reconcile import BusyError, PassResult, Reconciler, service_lock
+from reconciler.engine.reconcile import (
+    BusyError,
+    PassResult,
+    ReconcileError,
+    Reconciler,
+    service_lock,
+)
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.policy import Replica, ReplicaState
+from reconciler.sandbox import processes
 
 
 @dataclass(frozen=True)
@@ -59,11 +68,94 @@ def loop_lock(lock_file: Path, service: str, wait: bool) -> Iterator[None]:
                 f"a reconcile loop (or a destroy) of {service} is already running (lock "
                 f"{lock_file}); stop it first, or pass --wait to take over when it exits"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+        _record_holder(fh)
         yield
+
+
+def _record_holder(fh: IO[str]) -> None:
+    """Write this process's pid into a lock file it holds (read by `loop_stopped`)."""
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+
+
+LOOP_STOP_TIMEOUT_S = 60.0
+
+
+def _flock(fh: IO[str]) -> bool:
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _loop_holder(lock_file: Path, service: str) -> int:
+    """The pid of the `hedgeform run SERVICE` holding the loop lock (loop.loop_lock writes it
+    into the lock file). Refuses, in one line, a pid it cannot read or that is not such a
+    loop (/proc/PID/cmdline): destroy never signals anything else."""
+    pid, deadline = None, time.monotonic() + 2.0
+    while pid is None:  # a loop writes its pid right after it takes the lock
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(lock_file.read_text().split()[0])
+        if pid is None and time.monotonic() > deadline:
+            raise ReconcileError(
+                f"a reconcile loop of {service} holds {lock_file} but its pid is not recorded "
+                f"there: stop it (systemctl stop hedgeform-{service}.service) and run destroy "
+                "again"
+            )
+        if pid is None:
+            time.sleep(0.1)
+    argv = processes.cmdline(pid) or []
+    names = {os.path.basename(a) for a in argv[:2]} | set(argv[1:3])
+    run_at = argv.index("run") if "run" in argv else len(argv)
+    if not ({"hedgeform", "reconciler.cli"} & names and service in argv[run_at + 1 :]):
+        shown = " ".join(argv) or "no such process"
+        raise ReconcileError(
+            f"cannot stop the reconcile loop of {service}: {lock_file} is held by pid {pid} "
+            f"({shown}), not `hedgeform run {service}`; stop that first and run destroy again"
+        )
+    return pid
+
+
+@contextlib.contextmanager
+def loop_stopped(
+    lock_file: Path, service: str, echo: Callable[[str], object] = print
+) -> Iterator[None]:
+    """Stop a running `hedgeform run` loop of the service and hold the loop lock until the
+    block ends, so nothing re-creates what is being destroyed (a loop restarted meanwhile by
+    systemd or cron exits "already running"). Progress lines go to `echo`."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as fh:
+        if not _flock(fh):
+            pid = _loop_holder(lock_file, service)
+            echo(
+                f"stopping the reconcile loop of {service} (pid {pid}); waiting up to "
+                f"{LOOP_STOP_TIMEOUT_S:.0f} s for it to exit"
+            )
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # exited meanwhile: its lock is free or about to be
+            except PermissionError as exc:
+                raise ReconcileError(
+                    f"cannot stop the reconcile loop of {service} (pid {pid}): {exc.strerror}"
+                ) from None
+            deadline = time.monotonic() + LOOP_STOP_TIMEOUT_S
+            while not _flock(fh):
+                if time.monotonic() > deadline:
+                    raise ReconcileError(
+                        f"the reconcile loop of {service} (pid {pid}) did not exit within "
+                        f"{LOOP_STOP_TIMEOUT_S:.0f} s of SIGTERM; nothing was destroyed"
+                    )
+                time.sleep(0.1)
+            echo(f"stopped the reconcile loop of {service} (pid {pid})")
+        try:
+            _record_holder(fh)  # who holds it now (not a loop: never signalled)
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class ReconcileLoop:

@@ -57,6 +57,11 @@ class ServicePaths:
     def lock_file(self) -> Path:
         return self.state_dir / ".reconcile.lock"
 
+    @property
+    def loop_lock_file(self) -> Path:
+        """Held by `hedgeform run` for its whole life (and by `destroy`), with its pid."""
+        return self.state_dir / ".loop.lock"
+
     def stack_dir(self, stack: str) -> Path:
         return self.state_dir / check_name(stack, "stack")
 

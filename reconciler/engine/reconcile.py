@@ -32,7 +32,7 @@ from reconciler.engine.paths import ServicePaths, ensure_private_dir
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
-from reconciler.engine.tfstate import ManagedReplica, stop_stray_terraform, wait_for_state_locks
+from reconciler.engine.tfstate import ManagedReplica, recover_killed_terraform
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
 from reconciler.policy import (
     DEFAULT_POLICY,
@@ -461,9 +461,7 @@ class Reconciler:
         (tfstate.state_lock_held), not a `.terraform.tfstate.lock.info` file, which a
         kill -9 leaves behind. Still held after the wait: replicas are left alone."""
         stack_dirs = [self.paths.stack_dir(s) for s in self.stack_names]
-        held = wait_for_state_locks(stack_dirs)
-        stop_stray_terraform(stack_dirs)
-        if held:
+        if recover_killed_terraform(stack_dirs):
             return []
         orphans = self.cloud.orphans({m.id for m in managed})
         for rid in orphans:

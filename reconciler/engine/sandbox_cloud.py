@@ -118,9 +118,7 @@ def public_model_name(spec: ServiceSpec | None) -> str:
     """The model name the sandbox replicas report (`GET /v1/models`): the spec's MODEL_NAME
     when it is a plain env written in the spec, else "sandbox-model". A MODEL_NAME from
     `secrets:` or declared `null` is a secret: it must reach no tfvars, argv or response."""
-    if spec is None or "MODEL_NAME" in spec.secret_names | spec.envs_from_environment:
-        return "sandbox-model"
-    return spec.envs.get("MODEL_NAME") or "sandbox-model"
+    return (spec.plain_envs.get("MODEL_NAME") if spec else None) or "sandbox-model"
 
 
 def haproxy_check(spec: ServiceSpec) -> HealthCheck:
@@ -134,9 +132,7 @@ def haproxy_check(spec: ServiceSpec) -> HealthCheck:
     timeout = probe.timeout_seconds
     if probe.post_data is not None or probe.headers:
         return HealthCheck(None, timeout)
-    hidden = spec.secret_names | spec.envs_from_environment
-    plain = {k: v for k, v in spec.envs.items() if k not in hidden}
-    path = readiness.substitute(probe.path, plain, {})
+    path = readiness.substitute(probe.path, spec.plain_envs, {})
     return HealthCheck(path if CHECK_PATH.fullmatch(path) else None, timeout)
 
 

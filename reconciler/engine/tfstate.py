@@ -327,3 +327,13 @@ def stop_stray_terraform(stack_dirs: Iterable[Path], grace_s: float = 2.0) -> li
         while time.monotonic() < deadline and set(left) & set(stray_terraform_processes(dirs)):
             time.sleep(0.05)
     return stray
+
+
+def recover_killed_terraform(stack_dirs: Iterable[Path]) -> list[Path]:
+    """What a killed pass left in these stacks, undone: wait out a Terraform still holding a
+    state lock (wait_for_state_locks), then stop provider plugins whose Terraform died
+    (stop_stray_terraform). Returns the stacks still locked after the wait."""
+    dirs = list(stack_dirs)
+    held = wait_for_state_locks(dirs)
+    stop_stray_terraform(dirs)
+    return held

@@ -17,7 +17,7 @@ from reconciler.spec.fields import check_name
 from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.resources import parse_resources
-from reconciler.spec.service import ENV_REFERENCE, check_probe_for_clouds, parse_service
+from reconciler.spec.service import check_probe_for_clouds, expand_vars, parse_service
 
 SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SERVICE_NAME_RULE = (
@@ -124,10 +124,7 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
     clouds = [location.cloud for location in resources.locations]
     check_probe_for_clouds(service.readiness_probe, clouds, plain_envs, problems)
     for header, value in service.readiness_probe.headers.items():
-        expanded = ENV_REFERENCE.sub(
-            lambda m: plain_envs.get(m.group(1) or m.group(2), m.group(0)), value
-        )
-        if not expanded.isascii():
+        if not expand_vars(value, plain_envs).isascii():
             problems.add(
                 f"service.readiness_probe.headers.{header}",
                 "header values must be ASCII once the envs they name are substituted",

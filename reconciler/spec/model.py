@@ -111,3 +111,14 @@ class ServiceSpec:
     envs_from_environment: frozenset[str] = frozenset()
     # Names that came from `secrets:` (also present in `envs`): never log or print their values.
     secret_names: frozenset[str] = frozenset()
+
+    @property
+    def secret_env_names(self) -> frozenset[str]:
+        """Env names whose values are secrets: from `secrets:`, or `null` (from the
+        environment). Their values never reach tfvars, argv, logs or responses."""
+        return self.secret_names | self.envs_from_environment
+
+    @property
+    def plain_envs(self) -> dict[str, str]:
+        """Env values written in the spec itself and not secret (safe in tfvars), by name."""
+        return {k: v for k, v in sorted(self.envs.items()) if k not in self.secret_env_names}

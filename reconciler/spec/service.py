@@ -38,6 +38,12 @@ MAX_FAILURE_THRESHOLD_S = 86_400
 ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
+def expand_vars(text: str, values: Mapping[str, str]) -> str:
+    """`text` with each `$NAME` / `${NAME}` replaced from `values`; a name not there is left
+    as written (SkyServe's rule). One pass: a value holding `$X` is not expanded again."""
+    return ENV_REFERENCE.sub(lambda m: values.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
 def parse_service(value: object, problems: Problems) -> ServiceSection:
     section = open_section(value, "service", problems, schema.SERVICE)
     if section is None:

@@ -17,8 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from reconciler.engine import commands
-from reconciler.engine.loop import loop_lock
+from reconciler.engine.loop import loop_lock, loop_stopped
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import service_lock
 from reconciler.sandbox import market_daemon
@@ -122,7 +121,7 @@ def test_destroy_stops_the_loop_first_and_holds_its_lock(root: Path, tmp_path: P
 
 def test_a_loop_started_during_destroy_exits_already_running(root: Path) -> None:
     paths = ServicePaths.for_service("llama", root=root)
-    with commands._loop_stopped(paths):
+    with loop_stopped(paths.loop_lock_file, "llama"):
         code, out = invoke(root, "run", "llama", "--max-ticks", "1")
     assert code == 1
     assert "a reconcile loop (or a destroy) of llama is already running" in out
