@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
+
+from reconciler.sandbox.processes import OWNER_ENV
 
 
 class LazyGroup(click.Group):
@@ -62,3 +65,7 @@ def main() -> None:
     Runs the SpotHedge policy (spread spot replicas across failure domains, overprovision a
     few, fall back to on-demand while spot is gone) and applies the result with Terraform.
     """
+    # Only the sandbox's daemons carry their state dir's ownership marker; a command that
+    # inherited it must not pass it on to Terraform and its providers, or `destroy` would
+    # take them for the service's own processes.
+    os.environ.pop(OWNER_ENV, None)

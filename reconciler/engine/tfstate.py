@@ -311,6 +311,32 @@ def stray_terraform_processes(stack_dirs: Iterable[Path]) -> list[int]:
     return sorted(stray)
 
 
+def terraform_processes(stack_dirs: Iterable[Path]) -> list[int]:
+    """Every live `terraform` or `terraform-provider-*` process whose working directory is one
+    of these stack directories, its Terraform alive or not (a superset of
+    stray_terraform_processes), by pid. Linux /proc only; elsewhere none are found."""
+    dirs = {str(d.resolve()) for d in stack_dirs}
+    proc = Path("/proc")
+    if not dirs or not proc.is_dir():
+        return []
+    found: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "cwd") not in dirs:
+                continue
+        except OSError:
+            continue
+        info = _proc_fields(int(entry.name))
+        if info is None or info[1] not in dirs:
+            continue
+        name = os.path.basename(info[2][0])
+        if name == "terraform" or name.startswith("terraform-provider-"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def stop_stray_terraform(stack_dirs: Iterable[Path], grace_s: float = 2.0) -> list[int]:
     """Stop the providers `stray_terraform_processes` finds (SIGTERM, then SIGKILL after
     `grace_s`); a provider holds no state and no lock, only a process slot. Returns them."""

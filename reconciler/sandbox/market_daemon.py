@@ -52,7 +52,9 @@ def start(state_dir: Path, interval_s: float = DEFAULT_INTERVAL_S) -> tuple[int,
         argv = processes.python_module_argv(
             MODULE, f"--state-dir={state_dir}", f"--interval={interval_s}"
         )
-        pid = processes.spawn_daemon(argv, state_dir / "market.log", processes.child_env())
+        pid = processes.spawn_daemon(
+            argv, state_dir / "market.log", processes.child_env(), owner=state_dir
+        )
         tmp = pid_path(state_dir).with_suffix(".pid.tmp")
         tmp.write_text(f"{pid}\n")
         tmp.replace(pid_path(state_dir))

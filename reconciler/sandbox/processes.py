@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import reconciler
@@ -24,8 +25,17 @@ def python_module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+# Every daemon the sandbox starts for a state dir carries `HEDGEFORM_SANDBOX=<that dir,
+# resolved>` in its environment, so `owned_by` finds it when its record (a replica's JSON, a
+# pid file) is lost. Nothing else sets it: `child_env` drops an inherited one.
+OWNER_ENV = "HEDGEFORM_SANDBOX"
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child: the project on PYTHONPATH, unbuffered output,
+    then `extra`; without an inherited HEDGEFORM_SANDBOX (only `owned_env` sets it)."""
     env = dict(os.environ)
+    env.pop(OWNER_ENV, None)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = PROJECT_ROOT if not path else f"{PROJECT_ROOT}{os.pathsep}{path}"
     env["PYTHONUNBUFFERED"] = "1"
@@ -34,11 +44,26 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def spawn_daemon(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> int:
+def owner_marker(owner: Path) -> str:
+    """`HEDGEFORM_SANDBOX=<owner resolved to an absolute path>`: the environment entry that
+    marks a daemon as belonging to the sandbox state dir `owner`."""
+    return f"{OWNER_ENV}={Path(owner).resolve()}"
+
+
+def owned_env(owner: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: `child_env()`) plus the marker of the sandbox state dir `owner`."""
+    out = dict(child_env() if env is None else env)
+    out[OWNER_ENV] = str(Path(owner).resolve())
+    return out
+
+
+def spawn_daemon(argv: Sequence[str], log_path: Path, env: Mapping[str, str], owner: Path) -> int:
     """Start `argv` in a new session with stdio on `log_path`; return its pid without waiting.
 
     A new session detaches it from the caller's terminal and process group, so Ctrl-C or the
     caller's exit (Terraform finishing a provisioner) does not reach it; init reaps it later.
+    Its environment is `env` marked as owned by the sandbox state dir `owner` (owned_env),
+    so `owned_by(owner)` finds it even if the caller's record of its pid is lost.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -50,7 +75,7 @@ def spawn_daemon(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) ->
             start_new_session=True,
             close_fds=True,
             cwd="/",
-            env=dict(env),
+            env=owned_env(owner, env),
         )
     return proc.pid
 
@@ -67,6 +92,47 @@ def cmdline(pid: int) -> list[str] | None:
     if state in ("Z", "X") or not raw:
         return None
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+@dataclass(frozen=True)
+class OwnedProcess:
+    """A live process found by `owned_by`: its pid and argv."""
+
+    pid: int
+    argv: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The program's file name (`haproxy`, `python3.11`, `terraform-provider-null`)."""
+        return os.path.basename(self.argv[0]) if self.argv else ""
+
+
+def owned_by(owner: Path) -> list[OwnedProcess]:
+    """Live, non-zombie processes whose environment holds exactly `owner_marker(owner)`, by
+    pid; never the calling process. A process whose environment cannot be read (another
+    user's, or one that exits meanwhile) is skipped. Linux /proc only; elsewhere [].
+
+    Reads only `/proc/<pid>/environ` of each process (the environment it was started with,
+    NUL-separated), then the argv of the few that match."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    needle = owner_marker(owner).encode()
+    me = os.getpid()
+    found: list[OwnedProcess] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            raw = (entry / "environ").read_bytes()
+        except OSError:  # gone, or not ours to read (PermissionError)
+            continue
+        if needle not in raw or needle not in raw.split(b"\0"):
+            continue
+        argv = cmdline(int(entry.name))
+        if argv is not None:
+            found.append(OwnedProcess(int(entry.name), tuple(argv)))
+    return sorted(found, key=lambda p: p.pid)
 
 
 def is_alive(pid: int, markers: Sequence[str]) -> bool:

@@ -2,12 +2,15 @@
 
 Each replica is a daemonized `replica_server` process; `<state_dir>/replicas/<id>.json` holds
 its pid, port, zone, market and launch time (written atomically), and `<id>.log` its output.
+The process also carries the state dir's `HEDGEFORM_SANDBOX` marker (processes.owned_by), so
+`stop` and `stop_all` find a replica whose record was lost (`unrecorded`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,9 @@ def launch(
                     f"({existing.market}); stop it first"
                 )
             return existing
+        for pid, rid in unrecorded(state_dir).items():
+            if rid == replica_id:  # a process of this id whose record was lost: replaced
+                processes.terminate(pid, markers(replica_id))
         port_file = rdir / f"{replica_id}.port"
         log = rdir / f"{replica_id}.log"
         port_file.unlink(missing_ok=True)
@@ -154,7 +160,9 @@ def launch(
             f"--model={model_name}",
         )
         launched_at = time.time()
-        pid = processes.spawn_daemon(argv, log, processes.child_env({"MODEL_NAME": model_name}))
+        pid = processes.spawn_daemon(
+            argv, log, processes.child_env({"MODEL_NAME": model_name}), owner=state_dir
+        )
         record = ReplicaRecord(
             replica_id=replica_id,
             zone=zone,
@@ -193,16 +201,46 @@ def _wait_for_port(port_file: Path, record: ReplicaRecord) -> int:
     )
 
 
+def replica_id_of(argv: Sequence[str]) -> str | None:
+    """The replica id in a `replica_server` argv (`--id=<id>`), or None for another program."""
+    if SERVER_MODULE not in argv:
+        return None
+    ids = [a.removeprefix("--id=") for a in argv if a.startswith("--id=")]
+    return ids[0] if len(ids) == 1 and ids[0] else None
+
+
+def unrecorded(state_dir: Path) -> dict[int, str]:
+    """Replica servers of this state dir (its HEDGEFORM_SANDBOX marker in their environment)
+    that no record accounts for: the record is missing, unreadable or names another pid.
+    Returns pid -> replica id. Linux /proc only; elsewhere {}."""
+    out: dict[int, str] = {}
+    for proc in processes.owned_by(state_dir):
+        try:
+            replica_id = check_name(replica_id_of(proc.argv) or "", "replica id")
+        except SandboxError:  # not a replica server, or not one `launch` started
+            continue
+        try:
+            record = get(state_dir, replica_id)
+        except SandboxError:
+            record = None
+        if record is None or record.pid != proc.pid:
+            out[proc.pid] = replica_id
+    return out
+
+
 def stop(state_dir: Path, replica_id: str) -> bool:
-    """Stop a replica (SIGTERM, then SIGKILL) and forget it. Idempotent: returns False when
-    there was nothing running."""
+    """Stop a replica (SIGTERM, then SIGKILL) and forget it: the recorded process, and any
+    process of this state dir serving `replica_id` without a record (`unrecorded`).
+    Idempotent: returns False when there was nothing running. A corrupt record raises
+    SandboxError (nothing is stopped)."""
     state_dir = Path(state_dir)
     path = record_path(state_dir, replica_id)
     with file_lock(replicas_dir(state_dir) / f".{replica_id}.lock"):
         record = get(state_dir, replica_id)
-        if record is None:
-            return False
-        ended = processes.terminate(record.pid, markers(replica_id))
+        ended = record is not None and processes.terminate(record.pid, markers(replica_id))
+        for pid, rid in unrecorded(state_dir).items():
+            if rid == replica_id:
+                ended = processes.terminate(pid, markers(replica_id)) or ended
         path.unlink(missing_ok=True)
         return ended
 
@@ -224,8 +262,10 @@ def list_replicas(state_dir: Path) -> list[ReplicaStatus]:
 
 
 def stop_all(state_dir: Path) -> list[str]:
-    """Stop every recorded replica; returns the ids that were recorded."""
+    """Stop every recorded replica and every unrecorded replica process of this state dir
+    (`unrecorded`); returns their ids, recorded ones first (oldest launch first)."""
     ids = [s.record.replica_id for s in list_replicas(state_dir)]
+    ids += sorted(set(unrecorded(state_dir).values()) - set(ids))
     for replica_id in ids:
         stop(state_dir, replica_id)
     return ids
