@@ -116,7 +116,16 @@ class CloudBackend(Protocol):
         output also holds errors that belong to no replica (the stack then failed)."""
         ...
 
-    def orphans(self, managed_ids: set[str]) -> list[str]: ...
+    def orphans(self, managed_ids: set[str]) -> list[str]:
+        """Ids of replicas running without Terraform knowing them (a crash between a launch
+        and Terraform saving its state, or a lost state file)."""
+        ...
+
+    def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
+        """Those of `orphan_ids` that can be kept as they are: running, in a zone of the
+        spec, with all the stack needs to manage them (Terraform then records them again,
+        and the launch finds them running). The others are stopped."""
+        ...
 
     def stop_replica(self, replica_id: str) -> None: ...
 

@@ -15,6 +15,7 @@ import click
 
 from reconciler.adapters.base import AdapterError
 from reconciler.clouds import CloudConfigError
+from reconciler.engine import teardown
 from reconciler.engine.paths import BadNameError, ServicePaths
 from reconciler.engine.reconcile import (
     PassResult,
@@ -25,7 +26,7 @@ from reconciler.engine.reconcile import (
 )
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.state_store import StateError, load_record
-from reconciler.engine.tfstate import TfStateError, recover_killed_terraform
+from reconciler.engine.tfstate import TfStateError, wait_for_state_locks
 from reconciler.policy import POLICIES, Memory, ReplicaState
 from reconciler.rendering import RenderError
 from reconciler.sandbox import market_daemon, replicas
@@ -135,7 +136,13 @@ def _print_pass(result: PassResult, verbose: bool = True) -> None:
             click.echo(f"plan diff: {result.plan_file}")
     if result.orphans:
         click.echo(
-            f"warning: replica processes unknown to Terraform: {', '.join(result.orphans)}",
+            f"warning: stopped replica processes unknown to Terraform: {', '.join(result.orphans)}",
+            err=True,
+        )
+    if result.adopted:
+        click.echo(
+            f"warning: replicas running without Terraform state, taken back into their "
+            f"stacks: {', '.join(result.adopted)}",
             err=True,
         )
 
@@ -264,7 +271,8 @@ def _pass_printer() -> Callable[[PassResult], None]:
 
     def show(result: PassResult) -> None:
         failures = any(o.launch_failures for o in result.outcomes)
-        if not shown or result.changed or result.failed or failures or result.orphans:
+        unknown = result.orphans or result.adopted
+        if not shown or result.changed or result.failed or failures or unknown:
             _print_pass(result)
             shown.append(True)
 
@@ -345,6 +353,10 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     """Destroy every stack of SERVICE (front first) and, on the sandbox, stop its cloud: no
     replica process, no HAProxy server, no market daemon is left behind.
 
+    Processes no record names are found too (the sandbox's HEDGEFORM_SANDBOX marker,
+    provider plugins in a stack directory), stopped and listed; "nothing left running" is
+    printed only when a last scan finds nothing, else an error names the pids (exit 1).
+
     A `hedgeform run` loop of SERVICE is stopped first (SIGTERM, up to 60 s), and its lock
     is held until the destroy ends, so a loop restarted meanwhile exits at once instead of
     creating the service again.
@@ -360,7 +372,14 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
         ):
             order = [s for s in [FRONT, *rec.stack_names] if s in rec.stack_names]
             order = list(dict.fromkeys(order))
-            recover_killed_terraform(rec.paths.stack_dir(s) for s in order)
+            stack_dirs = [rec.paths.stack_dir(s) for s in order]
+            sandbox = rec.paths.sandbox_dir
+            # What a killed command left (tfstate.recover_killed_terraform), and what no record
+            # names, noted now: the teardown below may stop it (a replica's destroy provisioner
+            # finds its process by marker), and the final sweep stops the rest.
+            wait_for_state_locks(stack_dirs)
+            unrecorded = teardown.stop_stray_providers(stack_dirs)
+            unrecorded += teardown.unrecorded(sandbox)
             for stack in order:
                 var_file = rec.paths.stack_dir(stack) / "terraform.tfvars.json"
                 if not var_file.exists():
@@ -374,13 +393,20 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
                 except TerraformError as exc:
                     errors.append(str(exc))
             crash_point("before_teardown")
-            sandbox = rec.paths.sandbox_dir
             if sandbox.exists():
                 stopped = replicas.stop_all(sandbox)
                 if stopped:
                     click.echo(f"stopped leftover replicas: {', '.join(stopped)}")
                 HAProxyLB(sandbox).down()
                 market_daemon.stop(sandbox)
+            # By marker and working directory, not by record; then verified by a new scan.
+            unrecorded += teardown.stop_leftovers(sandbox, stack_dirs)
+            lines, left = teardown.verify(
+                unrecorded, lambda: teardown.still_running(sandbox, stack_dirs)
+            )
+            for line in lines:
+                click.echo(line)
+            errors += left
             rec.paths.memory_file.unlink(missing_ok=True)
     except USER_ERRORS as exc:
         raise _fail(exc) from None

@@ -76,6 +76,7 @@ def tick_record(tick: int, result: PassResult, check: ServingCheck | None = None
         },
         "plan_file": str(result.plan_file) if result.plan_file else None,
         "orphans_stopped": result.orphans,
+        "orphans_adopted": result.adopted,
         "durations": {k: round(v, 3) for k, v in result.durations.items()},
     }
     if check is not None:

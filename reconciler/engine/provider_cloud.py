@@ -447,6 +447,9 @@ class ProviderCloud:
     def orphans(self, managed_ids: set[str]) -> list[str]:
         return []  # cloud instances exist only through Terraform: none to collect here
 
+    def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
+        return []  # none are collected (orphans), so none are adopted
+
     def stop_replica(self, replica_id: str) -> None:
         raise NotImplementedError("cloud replicas are stopped by Terraform only")
 

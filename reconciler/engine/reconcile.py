@@ -101,7 +101,8 @@ class PassResult:
     summary_line: str
     endpoint: str
     durations: dict[str, float] = field(default_factory=dict)
-    orphans: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # stopped: unknown to Terraform
+    adopted: list[str] = field(default_factory=list)  # unknown to Terraform, kept serving
     observed: Observation | None = None
     signals: Signals | None = None
     rendered: list[Path] = field(default_factory=list)  # files written (`--render-only`)
@@ -243,7 +244,8 @@ class Reconciler:
             self.cloud.ensure_up(now)
         managed = self.managed()
         crash_point("before_observe")
-        orphans = [] if render_only else self._collect_orphans(managed)
+        orphans, adopted = ([], []) if render_only else self._collect_orphans(managed)
+        managed = [*managed, *adopted]
         seen = {p[0] for p in record.memory.recent_preemptions}
         if render_only:
             notices: list[Notice] = []
@@ -276,7 +278,7 @@ class Reconciler:
 
         t1 = time.perf_counter()
         crash_point("before_plan")
-        var_files = self._render(decision, epoch, now)
+        var_files = self._render(decision, managed, epoch, now)
         if render_only:
             written = self._write_root_configs(var_files)
             durations["total_s"] = time.perf_counter() - t0
@@ -301,6 +303,7 @@ class Reconciler:
         if apply:
             t2 = time.perf_counter()
             self._apply_all(outcomes, decision)
+            self._stop_terminated(adopted, decision)
             durations["apply_s"] = time.perf_counter() - t2
             results = self._launch_results(decision, outcomes)
             crash_point("before_record")
@@ -324,6 +327,7 @@ class Reconciler:
             endpoint=self.cloud.endpoint(),
             durations=durations,
             orphans=orphans,
+            adopted=[m.id for m in adopted],
             observed=observed,
             signals=signals,
         )
@@ -389,11 +393,13 @@ class Reconciler:
         ready = {r.id for r in replicas if r.state is ReplicaState.READY} - warned
         return ready == (self.cloud.lb_members() or set()) and len(ready) >= result.decision.target
 
-    def _render(self, decision: Decision, epoch: int, now: float) -> dict[str, Path]:
+    def _render(
+        self, decision: Decision, managed: Sequence[ManagedReplica], epoch: int, now: float
+    ) -> dict[str, Path]:
         stopped = {t.replica_id for t in decision.terminations}
         kept: list[StackReplica] = [
             StackReplica(m.id, m.zone, Market(m.market))
-            for m in self.managed()
+            for m in managed
             if m.id not in stopped and not m.tainted
         ]
         kept += [StackReplica(x.replica_id, x.zone, x.market) for x in decision.launches]
@@ -450,10 +456,16 @@ class Reconciler:
         with ThreadPoolExecutor(max_workers=len(var_files)) as pool:
             return list(pool.map(plan, sorted(var_files, key=lambda s: (s != FRONT, s))))
 
-    def _collect_orphans(self, managed: Sequence[ManagedReplica]) -> list[str]:
-        """Stop what a killed pass left running: provider plugins whose Terraform died, and
-        replica processes no Terraform state knows (launched by a provisioner before
-        Terraform saved its state).
+    def _collect_orphans(
+        self, managed: Sequence[ManagedReplica]
+    ) -> tuple[list[str], list[ManagedReplica]]:
+        """What a killed pass or a lost state file left running: provider plugins whose
+        Terraform died are stopped; replica processes no Terraform state knows (launched by a
+        provisioner before Terraform saved its state, or a stack whose state file is gone)
+        are adopted when the backend can keep them as they are (`adoptable`: this pass's
+        stacks record them again and the policy counts them, so a lost state file never
+        stops a replica that serves before its replacement is ready), else stopped.
+        Returns (stopped ids, adopted replicas).
 
         First wait out a Terraform still holding a stack's state lock (a killed pass's may
         still be applying, and about to record a replica; the plan would wait for it with
@@ -462,11 +474,22 @@ class Reconciler:
         kill -9 leaves behind. Still held after the wait: replicas are left alone."""
         stack_dirs = [self.paths.stack_dir(s) for s in self.stack_names]
         if recover_killed_terraform(stack_dirs):
-            return []
+            return [], []
         orphans = self.cloud.orphans({m.id for m in managed})
-        for rid in orphans:
+        adopted = self.cloud.adoptable(orphans)
+        kept = {m.id for m in adopted}
+        stopped = [rid for rid in orphans if rid not in kept]
+        for rid in stopped:
             self.cloud.stop_replica(rid)
-        return orphans
+        return stopped, adopted
+
+    def _stop_terminated(self, adopted: Sequence[ManagedReplica], decision: Decision) -> None:
+        """An adopted replica the policy terminates is in no Terraform state to destroy it
+        from: stop it directly, after the apply took it out of the load balancer."""
+        terminated = {t.replica_id for t in decision.terminations}
+        for m in adopted:
+            if m.id in terminated:
+                self.cloud.stop_replica(m.id)
 
     def cancel(self) -> None:
         """Stop any Terraform command of this reconciler (and the next ones): for shutdown."""

@@ -345,17 +345,34 @@ class SandboxCloud:
         """The sandbox is local: observing it needs no credentials."""
         return self.observe(spec, managed, set(), now)
 
+    def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
+        """Orphans with a readable record whose process runs, in a zone of the spec: their
+        region's stack takes them back (the launch provisioner finds each one running and
+        returns it), so a lost state file does not stop replicas that serve."""
+        out: list[ManagedReplica] = []
+        for replica_id in orphan_ids:
+            try:
+                record = replicas.get(self.state_dir, replica_id)
+            except SandboxError:
+                continue  # unreadable: stopped instead (stop_replica finds it by process)
+            if record is None or record.zone not in self.regions or not replicas.is_alive(record):
+                continue
+            if record.market not in ("spot", "on_demand"):
+                continue
+            _, region = self.regions[record.zone]
+            out.append(ManagedReplica(replica_id, record.zone, record.market, False, region))
+        return out
+
     def stop_replica(self, replica_id: str) -> None:
         replicas.stop(self.state_dir, replica_id)
 
     def orphans(self, managed_ids: set[str]) -> list[str]:
         """Replica processes running without Terraform knowing (a crash between launch and
-        Terraform saving its state)."""
-        return sorted(
-            s.record.replica_id
-            for s in replicas.list_replicas(self.state_dir)
-            if s.alive and s.record.replica_id not in managed_ids
-        )
+        Terraform saving its state), recorded or not: a replica server of this sandbox whose
+        record is gone is found by its HEDGEFORM_SANDBOX marker (replicas.unrecorded)."""
+        recorded = {s.record.replica_id for s in replicas.list_replicas(self.state_dir) if s.alive}
+        unrecorded = set(replicas.unrecorded(self.state_dir).values())
+        return sorted((recorded | unrecorded) - managed_ids)
 
 
 def request_rate(

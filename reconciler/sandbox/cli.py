@@ -392,31 +392,31 @@ def lb() -> None:
     """The HAProxy load balancer; its backend `replicas` is the target group."""
 
 
-@lb.command("up")
-@_state_dir_option
-@click.option(
-    "--port",
-    type=click.IntRange(1, 65535),
-    default=None,
-    help="Frontend port on 127.0.0.1 (default: the recorded one).",
-)
-@click.option(
-    "--check-path",
-    default=None,
-    help="HAProxy's health check: GET this path, expecting 200 (default: the recorded one, "
-    "else /health); an empty value checks a TCP connect only.",
-)
-@click.option(
-    "--check-timeout",
-    type=click.IntRange(1, 3600),
-    default=None,
-    help="Seconds a health check may take (default: the recorded one, else 2).",
-)
-def lb_up(
+def _lb_options(f: Any) -> Any:
+    """--port, --check-path, --check-timeout: the load balancer to start when none runs."""
+    f = click.option(
+        "--check-timeout",
+        type=click.IntRange(1, 3600),
+        default=None,
+        help="Seconds a health check may take (default: the recorded one, else 2).",
+    )(f)
+    f = click.option(
+        "--check-path",
+        default=None,
+        help="HAProxy's health check: GET this path, expecting 200 (default: the recorded "
+        "one, else /health); an empty value checks a TCP connect only.",
+    )(f)
+    return click.option(
+        "--port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        help="Frontend port on 127.0.0.1 (default: the recorded one).",
+    )(f)
+
+
+def _balancer(
     state_dir: Path, port: int | None, check_path: str | None, check_timeout: int | None
-) -> None:
-    """Start HAProxy (idempotent); after a crash it restarts and re-adds the recorded servers."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+) -> HAProxyLB:
     check = None
     if check_path is not None or check_timeout is not None:
         recorded = HAProxyLB(state_dir).check
@@ -424,7 +424,18 @@ def lb_up(
             recorded.path if check_path is None else (check_path or None),
             recorded.timeout_s if check_timeout is None else check_timeout,
         )
-    balancer = HAProxyLB(state_dir, port, check)
+    return HAProxyLB(state_dir, port, check)
+
+
+@lb.command("up")
+@_state_dir_option
+@_lb_options
+def lb_up(
+    state_dir: Path, port: int | None, check_path: str | None, check_timeout: int | None
+) -> None:
+    """Start HAProxy (idempotent); after a crash it restarts and re-adds the recorded servers."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    balancer = _balancer(state_dir, port, check_path, check_timeout)
     if not balancer.port:
         raise click.UsageError("--port is required the first time")
     started = balancer.up()
@@ -484,10 +495,23 @@ def lb_status(state_dir: Path, as_json: bool) -> None:
     metavar="NAME=PORT",
     help="A server by explicit port on 127.0.0.1 (repeatable).",
 )
-def lb_set_members(state_dir: Path, replica_ids: tuple[str, ...], extra: tuple[str, ...]) -> None:
+@_lb_options
+def lb_set_members(
+    state_dir: Path,
+    replica_ids: tuple[str, ...],
+    extra: tuple[str, ...],
+    port: int | None,
+    check_path: str | None,
+    check_timeout: int | None,
+) -> None:
     """Make the backend hold exactly REPLICA_IDS (ports from the replica records) plus any
     --member; no arguments empties it. Ids with no running replica (e.g. preempted) are
-    skipped with a warning: a dead server would only fail its health check."""
+    skipped with a warning: a dead server would only fail its health check.
+
+    A load balancer that is not running is started first, with the recorded port and check,
+    or with --port/--check-path/--check-timeout when its record is gone (the front stack
+    passes them, so a lost `lb.json` and a killed HAProxy are rebuilt by the next apply).
+    New servers join before the ones they replace leave, which drain first."""
     members: dict[str, tuple[str, int]] = {}
     for rid in replica_ids:
         record = replicas.get(state_dir, check_name(rid, "replica id"))
@@ -496,11 +520,11 @@ def lb_set_members(state_dir: Path, replica_ids: tuple[str, ...], extra: tuple[s
             continue
         members[rid] = ("127.0.0.1", record.port)
     for item in extra:
-        name, sep, port = item.partition("=")
-        if not sep or not port.isdigit():
+        name, sep, member_port = item.partition("=")
+        if not sep or not member_port.isdigit():
             raise click.BadParameter(f"{item!r}: expected NAME=PORT", param_hint="--member")
-        members[check_name(name, "server name")] = ("127.0.0.1", int(port))
-    balancer = HAProxyLB(state_dir)
+        members[check_name(name, "server name")] = ("127.0.0.1", int(member_port))
+    balancer = _balancer(state_dir, port, check_path, check_timeout)
     balancer.ensure_running()
     added, removed = balancer.set_members(members)
     _echo_json({"members": sorted(members), "added": added, "removed": removed})

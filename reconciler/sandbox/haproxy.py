@@ -36,7 +36,14 @@ INSTALL_HINT = (
 )
 # Linux limits a unix socket path (sun_path) to 107 bytes.
 MAX_SOCKET_PATH = 107
-CHECK_ARGS = "check inter 500 fall 2 rise 1"
+CHECK_INTER_S = 0.5
+CHECK_ARGS = f"check inter {int(CHECK_INTER_S * 1000)} fall 2 rise 1"
+# Bounds of a membership change (see HAProxyLB._apply): the wait for added servers to pass
+# their first check, and for requests in flight on a leaving server to finish. AWS's target
+# groups wait 300 s by default (deregistration_delay); a sandbox request takes milliseconds,
+# and a reconcile pass must not stall on one slow request.
+JOIN_WAIT_MAX_S = 10.0
+DRAIN_WAIT_S = 10.0
 # A path HAProxy's config can hold as one unquoted word: no space, quote, '#' (a comment),
 # '$' (variable expansion) or backslash.
 CHECK_PATH = re.compile(r"/[A-Za-z0-9._~/?=&%:@!()*+,;-]*")
@@ -135,6 +142,12 @@ class ServerStats:
     hrsp_2xx: int
     hrsp_5xx: int
     sessions_total: int
+    sessions_current: int = 0
+
+    @property
+    def up(self) -> bool:
+        """Passing its checks and taking traffic (`UP`, or `UP 1/2` while a check fails)."""
+        return self.status.startswith("UP")
 
 
 def _int(value: str | None) -> int:
@@ -256,6 +269,9 @@ class HAProxyLB:
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             check=False,
+            # The daemon it forks keeps this environment: the marker lets `destroy` find it
+            # when haproxy.pid is lost (processes.owned_by).
+            env=processes.owned_env(self.state_dir),
         )
         if proc.returncode != 0:
             raise SandboxError(self._start_error(proc.stderr))
@@ -345,16 +361,50 @@ class HAProxyLB:
         self._expect(f"shutdown sessions server {server}")
         self._expect(f"del server {server}", "Server deleted")
 
+    def join_wait_s(self) -> float:
+        """How long a change waits for its added servers to pass HAProxy's check before it
+        removes the servers they replace: the first check comes within one `inter` (0.5 s)
+        of `enable health` and may take the check timeout; two intervals of slack, at most
+        JOIN_WAIT_MAX_S (a server that needs longer joins on its own, after the removal)."""
+        return min(JOIN_WAIT_MAX_S, self.check.timeout_s + 2 * CHECK_INTER_S)
+
     def _apply(self, members: Members) -> tuple[list[str], list[str]]:
+        """Add before remove: new servers are added first; servers leaving while they still
+        take traffic stay until the added ones pass their check (join_wait_s), then drain
+        (no new request; up to DRAIN_WAIT_S for those in flight) before they are deleted.
+        A server whose address changed is replaced at once: its old address is gone."""
         current = self.members()
-        removed = sorted(n for n in current if current[n] != members.get(n))
+        readdressed = sorted(n for n in current if n in members and current[n] != members[n])
+        leaving = sorted(n for n in current if n not in members)
         added = sorted(n for n in members if current.get(n) != members[n])
-        for name in removed:
+        for name in readdressed:
             self._delete(name)
         for name in added:
             host, port = members[name]
             self._add(name, host, port)
-        return added, removed
+        if leaving:
+            stats = self.server_stats()
+            serving = [n for n in leaving if n in stats and stats[n].up]
+            if serving and added:
+                self.wait_until_up(added, timeout=self.join_wait_s())
+            for name in leaving:
+                self._expect(f"set server {BACKEND}/{name} state drain")
+            if serving:
+                self._wait_drained(serving, DRAIN_WAIT_S)
+            for name in leaving:
+                self._delete(name)
+        return added, sorted(readdressed + leaving)
+
+    def _wait_drained(self, names: list[str], timeout: float) -> bool:
+        """Wait until no request is in flight on the named (draining) servers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.server_stats()
+            if all(stats[n].sessions_current == 0 for n in names if n in stats):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def set_members(self, members: Members) -> tuple[list[str], list[str]]:
         """Make the backend hold exactly `members` (name -> (host, port)); a server whose
@@ -411,6 +461,7 @@ class HAProxyLB:
                 hrsp_2xx=_int(row.get("hrsp_2xx")),
                 hrsp_5xx=_int(row.get("hrsp_5xx")),
                 sessions_total=_int(row.get("stot")),
+                sessions_current=_int(row.get("scur")),
             )
         return out
 
@@ -432,7 +483,7 @@ class HAProxyLB:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             stats = self.server_stats()
-            if all(stats.get(n) and stats[n].status.startswith("UP") for n in names):
+            if all(n in stats and stats[n].up for n in names):
                 return True
-            time.sleep(0.05)
+            time.sleep(0.02)
         return False

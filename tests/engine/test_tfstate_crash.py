@@ -26,6 +26,7 @@ from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.tfstate import (
+    ManagedReplica,
     TfStateError,
     cloud_replicas,
     managed_replicas,
@@ -132,6 +133,7 @@ class Cloud:
 
         self._stacks = [StackDef(s, "local", s, "local") for s in stacks]
         self.running = set(running)
+        self.keepable: set[str] = set()
         self.stopped: list[str] = []
 
     def stacks(self) -> list[object]:
@@ -139,6 +141,13 @@ class Cloud:
 
     def orphans(self, managed: set[str]) -> list[str]:
         return sorted(self.running - managed)
+
+    def adoptable(self, orphan_ids: list[str]) -> list[ManagedReplica]:
+        return [
+            ManagedReplica(rid, "local-1a", "spot", False, "local-1")
+            for rid in orphan_ids
+            if rid in self.keepable
+        ]
 
     def stop_replica(self, rid: str) -> None:
         self.stopped.append(rid)
@@ -167,7 +176,19 @@ def orphan_rig(tmp_path: Path) -> tuple[Reconciler, Cloud]:
 def test_orphans_are_collected_despite_a_stale_lock_info(tmp_path: Path) -> None:
     rec, cloud = orphan_rig(tmp_path)
     (rec.paths.stack_dir("local-1") / LOCK_INFO).write_text('{"ID": "killed"}')
-    assert rec._collect_orphans([]) == ["local-1a-spot-0"]
+    assert rec._collect_orphans([]) == (["local-1a-spot-0"], [])
+    assert cloud.stopped == ["local-1a-spot-0"]
+
+
+def test_a_running_orphan_the_backend_can_keep_is_adopted_not_stopped(tmp_path: Path) -> None:
+    """A lost state file must not stop replicas that serve: what the backend can keep as it
+    is comes back as managed, the rest is stopped."""
+    rec, cloud = orphan_rig(tmp_path)
+    cloud.running |= {"local-1a-spot-1"}
+    cloud.keepable = {"local-1a-spot-1"}
+    stopped, adopted = rec._collect_orphans([])
+    assert stopped == ["local-1a-spot-0"]
+    assert [m.id for m in adopted] == ["local-1a-spot-1"]
     assert cloud.stopped == ["local-1a-spot-0"]
 
 
@@ -178,7 +199,7 @@ def test_orphans_are_left_while_a_terraform_keeps_a_stack_locked(
     rec, cloud = orphan_rig(tmp_path)
     proc = hold_lock(rec.paths.stack_dir("local-1") / "terraform.tfstate")
     try:
-        assert rec._collect_orphans([]) == []  # it may be about to record that replica
+        assert rec._collect_orphans([]) == ([], [])  # it may be about to record that replica
         assert cloud.stopped == []
     finally:
         proc.kill()
@@ -193,7 +214,7 @@ def test_a_terraform_left_running_is_waited_out_then_orphans_go(tmp_path: Path) 
     timer.start()
     start = time.monotonic()
     try:
-        assert rec._collect_orphans([]) == ["local-1a-spot-0"]
+        assert rec._collect_orphans([]) == (["local-1a-spot-0"], [])
     finally:
         timer.cancel()
         proc.kill()

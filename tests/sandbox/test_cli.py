@@ -164,3 +164,22 @@ def test_a_launched_replica_obeys_the_fault_command(state_dir: Path) -> None:
     assert requests.get(f"{url}/health", timeout=5).status_code == 503
     assert runner.invoke(sandbox, [*base, "--clear"]).exit_code == 0
     assert requests.get(f"{url}/health", timeout=5).status_code == 200
+
+
+@requires_haproxy
+def test_set_members_starts_a_load_balancer_whose_record_is_gone(state_dir: Path) -> None:
+    """What the front stack runs after HAProxy was killed and `lb.json` lost: the port and
+    check it passes start HAProxy again (before: "no load balancer recorded here")."""
+    server = replicas.launch(state_dir, "d1", "local-1a", "on_demand")
+    port = processes.free_port()
+    result = CliRunner().invoke(
+        sandbox,
+        ["lb", "set-members", "--state-dir", str(state_dir), "--port", str(port),
+         "--check-path", "/health", "--check-timeout", "3", "--member", f"extra={server.port}",
+         "d1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    balancer = HAProxyLB(state_dir)
+    assert balancer.port == port and balancer.check.timeout_s == 3
+    assert set(balancer.members()) == {"d1", "extra"}
+    assert balancer.wait_until_up(["d1", "extra"])

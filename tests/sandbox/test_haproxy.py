@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from reconciler.sandbox import processes, replicas
 from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB, HealthCheck, render_config
 from tests.sandbox.conftest import requires_haproxy
+from tests.traffic import Traffic
 
 
 @pytest.fixture
@@ -165,3 +167,63 @@ def test_down_stops_haproxy_and_forgets_members(state_dir: Path, lb: HAProxyLB) 
 def test_a_damaged_health_check_record_is_one_line() -> None:
     with pytest.raises(SandboxError, match="bad health check"):
         HealthCheck.from_json({"path": "/health", "timeout_s": "abc"})
+
+
+@requires_haproxy
+def test_replacing_the_whole_target_group_never_leaves_it_without_a_healthy_server(
+    state_dir: Path, lb: HAProxyLB
+) -> None:
+    """Issue 9, item 6: the old servers were deleted before the new ones passed a check
+    (about 0.5 s of 503). Now the new ones join first and the old ones drain."""
+    old = _launch(state_dir, "old-0", "old-1")
+    lb.set_members(old)
+    assert lb.wait_until_up(list(old))
+    new = _launch(state_dir, "new-0", "new-1")
+    with Traffic(f"http://127.0.0.1:{lb.port}/v1/completions") as load:
+        time.sleep(0.3)
+        added, removed = lb.set_members(new)
+        time.sleep(0.3)
+    assert (added, removed) == (["new-0", "new-1"], ["old-0", "old-1"])
+    assert load.sent > 20 and load.failed == []
+    assert lb.members() == new
+
+
+@requires_haproxy
+def test_removing_a_server_lets_its_requests_in_flight_finish(
+    state_dir: Path, lb: HAProxyLB
+) -> None:
+    """A leaving server drains: a request it is answering completes instead of being cut
+    by `shutdown sessions`."""
+    slow = {
+        "slow": (
+            "127.0.0.1",
+            replicas.launch(state_dir, "slow", "local-1a", "on_demand", latency_ms=800).port,
+        )
+    }
+    fast = _launch(state_dir, "fast")
+    lb.set_members(slow)
+    assert lb.wait_until_up(["slow"])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_post, lb)
+        time.sleep(0.3)  # the request is on `slow` now
+        lb.set_members(fast)
+        assert pending.result().status_code == 200
+
+
+@requires_haproxy
+def test_dead_servers_leave_at_once_without_waiting_for_the_new_ones(
+    state_dir: Path, lb: HAProxyLB
+) -> None:
+    """Nothing to protect: a preempted server is removed without the join wait."""
+    old = _launch(state_dir, "gone")
+    lb.set_members(old)
+    assert lb.wait_until_up(["gone"])
+    replicas.stop(state_dir, "gone")
+    deadline = time.monotonic() + 5
+    while lb.server_stats()["gone"].up and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new = _launch(state_dir, "next", cold_start=30.0)  # will not pass a check for 30 s
+    start = time.monotonic()
+    lb.set_members(new)
+    assert time.monotonic() - start < 2.0
+    assert set(lb.members()) == {"next"}

@@ -88,8 +88,15 @@ resource "null_resource" "target_group" {
 
   # MEMBERS is expanded unquoted on purpose, to split into one argument per id: the ids are
   # validated ([a-z0-9-] only), so word splitting cannot produce anything else.
+  # The port and check come along so that a HAProxy killed together with its record
+  # (lb.json) is started again here, as the load_balancer resource would.
   provisioner "local-exec" {
-    command     = "\"$HEDGEFORM_BIN\" sandbox lb set-members --state-dir \"$SANDBOX_DIR\" $MEMBERS"
-    environment = merge(local.common_env, { MEMBERS = join(" ", sort(var.load_balancer.members)) })
+    command = "\"$HEDGEFORM_BIN\" sandbox lb set-members --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\" --check-path \"$CHECK_PATH\" --check-timeout \"$CHECK_TIMEOUT\" $MEMBERS"
+    environment = merge(local.common_env, {
+      MEMBERS       = join(" ", sort(var.load_balancer.members))
+      LB_PORT       = tostring(var.load_balancer.port)
+      CHECK_PATH    = var.load_balancer.check_path
+      CHECK_TIMEOUT = tostring(var.load_balancer.check_timeout_seconds)
+    })
   }
 }

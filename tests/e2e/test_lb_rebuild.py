@@ -1,0 +1,99 @@
+"""Lost records never cost a healthy server (issue "Hardening", item 6): a stack whose
+Terraform state file is gone, and a load balancer killed together with its record, are rebuilt
+from what runs, while requests keep being answered."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.engine.paths import ServicePaths
+from reconciler.sandbox import replicas
+from reconciler.sandbox.haproxy import HAProxyLB
+from reconciler.sandbox.processes import is_alive
+from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
+from tests.traffic import Traffic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+SPEC = (
+    """\
+service:
+  readiness_probe: /health
+  replica_policy:
+    min_replicas: 3
+    max_replicas: 3
+"""
+    + SANDBOX_ZONES
+)
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    return {
+        "HEDGEFORM_LB_PORT": str(free_port()),
+        "HEDGEFORM_SANDBOX_COLD_START": "1",
+        "HEDGEFORM_SANDBOX_LATENCY_MS": "5",
+    }
+
+
+@pytest.fixture
+def paths(tmp_path: Path, env: dict[str, str]) -> Iterator[ServicePaths]:
+    with project_root(tmp_path, {"keep": SPEC}) as root:
+        paths = ServicePaths.for_service("keep", root=root)
+        applied = CliRunner().invoke(main, ["apply", "keep", "--root", str(root)], env=env)
+        assert applied.exit_code == 0, applied.output
+        yield paths
+
+
+def _running(paths: ServicePaths) -> dict[str, int]:
+    return {
+        s.record.replica_id: s.record.pid
+        for s in replicas.list_replicas(paths.sandbox_dir)
+        if s.alive
+    }
+
+
+def test_a_lost_state_file_stops_no_serving_replica(
+    paths: ServicePaths, env: dict[str, str]
+) -> None:
+    """Before: the replicas of a stack whose state was deleted were stopped as orphans at the
+    start of the next apply, before replacements were ready (7.7 s of 502/503)."""
+    before = _running(paths)
+    assert len(before) == 3
+    for stack in ("local-1", "local-2"):
+        (paths.stack_dir(stack) / "terraform.tfstate").unlink(missing_ok=True)
+        (paths.stack_dir(stack) / "terraform.tfstate.backup").unlink(missing_ok=True)
+    url = f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/v1/completions"
+    with Traffic(url, pause_s=0.01) as traffic:
+        result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
+    assert result.exit_code == 0, result.output
+    assert traffic.sent > 20 and traffic.failed == []
+    assert _running(paths) == before, "the same processes serve; none was stopped"
+    assert "taken back into their stacks" in result.output
+    again = CliRunner().invoke(main, ["plan", "keep", "--root", str(paths.root)], env=env)
+    assert again.exit_code == 0 and "no changes" in again.output, again.output
+
+
+def test_a_killed_load_balancer_with_its_record_lost_is_started_again_by_apply(
+    paths: ServicePaths, env: dict[str, str]
+) -> None:
+    """Before: every apply failed with "no load balancer recorded here" until a manual
+    `hedgeform sandbox lb up`."""
+    lb = HAProxyLB(paths.sandbox_dir)
+    pid = lb.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    lb.lb_path.unlink()
+    result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
+    assert result.exit_code == 0, result.output
+    assert not is_alive(pid, [str(lb.cfg_path)])
+    answer = requests.get(f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/health", timeout=5)
+    assert answer.status_code == 200
+    assert set(HAProxyLB(paths.sandbox_dir).members()) == set(_running(paths))
