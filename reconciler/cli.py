@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from reconciler.errors import HedgeformError
 from reconciler.sandbox.processes import OWNER_ENV
 
 
@@ -27,6 +28,8 @@ class LazyGroup(click.Group):
         naming the file, never a traceback."""
         try:
             return super().invoke(ctx)
+        except HedgeformError as exc:  # every error a user can see: one line, no traceback
+            raise click.ClickException(str(exc)) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None

@@ -17,11 +17,9 @@ from typing import Any
 
 import jinja2
 
+from reconciler.errors import RenderError
+
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
-
-
-class RenderError(ValueError):
-    """A template could not be rendered into valid JSON; one line for the user."""
 
 
 @cache

@@ -34,10 +34,10 @@ from typing import Any
 import click
 import requests
 
-from reconciler.backtest.traces import TraceError, load_trace_set
+from reconciler.backtest.traces import load_trace_set
 from reconciler.engine.paths import PROJECT_ROOT
+from reconciler.errors import SandboxError, SoakError, SpecError, TraceError
 from reconciler.sandbox import market_daemon, processes, replicas
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import BACKEND, FRONTEND, HAProxyLB, haproxy_binary
 from reconciler.sandbox.loadgen import LoadResult, run_load
 from reconciler.sandbox.market import DEFAULT_TRACE_DIR, SpotMarket
@@ -54,7 +54,7 @@ from reconciler.soak_report import (
     with_requests,
     write_plot,
 )
-from reconciler.spec import SpecError, load_spec
+from reconciler.spec import load_spec
 
 SERVICE = "llama"
 PROBE_TIMEOUT_S = 0.5
@@ -63,10 +63,6 @@ EXIT_INCOMPLETE = 2
 EXIT_INTERRUPTED = 130
 
 Echo = Callable[[str], None]
-
-
-class SoakError(RuntimeError):
-    """The soak cannot run (missing tool, bad trace directory, no convergence)."""
 
 
 @dataclass(frozen=True)

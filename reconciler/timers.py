@@ -25,9 +25,10 @@ from typing import Any
 import click
 import jinja2
 
-from reconciler.engine.paths import NAME_RE, PROJECT_ROOT, BadNameError, ServicePaths, check_name
+from reconciler.engine.paths import NAME_RE, PROJECT_ROOT, ServicePaths, check_name
+from reconciler.errors import BadNameError, SpecError, UnitValueError
 from reconciler.rendering import TEMPLATES_DIR, write_atomic
-from reconciler.spec import SpecError, load_spec
+from reconciler.spec import load_spec
 
 MODES = ("timer", "service")
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -49,10 +50,6 @@ START_TIMEOUT = "30min"
 MODE_MARKER = re.compile(r"^# Written by `hedgeform install-timer [^`]*` \(mode: (\w+)\)")
 _SAFE_WORD = re.compile(r"[A-Za-z0-9/._+:,@=-]+")
 _USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-
-
-class UnitValueError(ValueError):
-    """A value that cannot be written into a unit file or crontab safely."""
 
 
 def _check_text(value: str) -> str:

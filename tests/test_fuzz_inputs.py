@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli import main
-from reconciler.spec import SpecError, load_spec, parse_spec, schema
+from reconciler.errors import SpecError
+from reconciler.spec import load_spec, parse_spec, schema
 
 KEYS = sorted(
     {

@@ -26,17 +26,9 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ReadTimeoutError,
 )
 
-from reconciler.adapters.base import (
-    AdapterError,
-    Clock,
-    CredentialsError,
-    InstanceRef,
-    NotProvisionedError,
-    ThrottledError,
-    TtlCache,
-    parse_time,
-)
+from reconciler.adapters.base import Clock, InstanceRef, TtlCache, parse_time
 from reconciler.clouds import naming
+from reconciler.errors import AdapterError, CredentialsError, NotProvisionedError, ThrottledError
 from reconciler.policy.signals import Notice, NoticeKind
 
 CREDENTIALS_HINT = (

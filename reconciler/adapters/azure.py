@@ -17,14 +17,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.adapters.base import (
-    Clock,
-    CredentialsError,
-    InstanceRef,
-    parse_time,
-    rfc3339,
-)
+from reconciler.adapters.base import Clock, InstanceRef, parse_time, rfc3339
 from reconciler.adapters.rest import RestClient, TokenProvider
+from reconciler.errors import CredentialsError
 from reconciler.policy.signals import Notice, NoticeKind
 
 ARM_URL = "https://management.azure.com"

@@ -17,27 +17,6 @@ from reconciler.policy.signals import Notice
 Clock = Callable[[], float]
 
 
-class AdapterError(Exception):
-    """A cloud API failed in a way the operator must see: always a one-line message."""
-
-    def __init__(self, message: str) -> None:
-        # One line, so the CLI can print it without a traceback and logs stay greppable.
-        super().__init__(" ".join(str(message).split()))
-
-
-class CredentialsError(AdapterError):
-    """No usable credentials; the message names the env vars / login command to fix it."""
-
-
-class ThrottledError(AdapterError):
-    """The API kept throttling after the retries with backoff were spent."""
-
-
-class NotProvisionedError(AdapterError):
-    """The cloud side of a signal (queue, load balancer) does not exist yet: normal before
-    the first apply, so callers may report it as a note rather than fail."""
-
-
 @dataclass(frozen=True, slots=True)
 class InstanceRef:
     """Which replica (and zone) a cloud instance/VM belongs to, from the reconciler's state."""

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.base import AdapterError
+from reconciler.errors import AdapterError
 
 CATALOG_PATH = Path(__file__).with_name("prices_catalog.json")
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import click
 
-from reconciler.adapters.base import AdapterError, NotProvisionedError, PriceSource
+from reconciler.adapters.base import PriceSource
 from reconciler.adapters.catalog import CatalogPriceSource, instance_type_for
 from reconciler.clouds.naming import aws_lb_name, gcp_url_map_name
+from reconciler.errors import AdapterError, NotProvisionedError, SpecError
 from reconciler.policy.signals import Notice
-from reconciler.spec import CLOUDS, SpecError, load_spec
+from reconciler.spec import CLOUDS, load_spec
 from reconciler.spec.model import ServiceSpec
 
 SERVICE_NAME = re.compile(r"^[a-z0-9-]+$")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from reconciler.adapters.base import AdapterError
+from reconciler.errors import AdapterError
 from reconciler.policy.signals import Notice
 
 

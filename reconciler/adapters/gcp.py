@@ -15,15 +15,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.adapters.base import (
-    AdapterError,
-    Clock,
-    CredentialsError,
-    InstanceRef,
-    parse_time,
-    rfc3339,
-)
+from reconciler.adapters.base import Clock, InstanceRef, parse_time, rfc3339
 from reconciler.adapters.rest import RestClient, TokenProvider
+from reconciler.errors import AdapterError, CredentialsError
 from reconciler.policy.signals import Notice, NoticeKind
 
 COMPUTE_URL = "https://compute.googleapis.com/compute/v1"

@@ -16,7 +16,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from reconciler.adapters.base import AdapterError, CredentialsError, ThrottledError
+from reconciler.errors import AdapterError, CredentialsError, ThrottledError
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 

@@ -57,11 +57,9 @@ from typing import Any
 import highspy
 import numpy as np
 
+from reconciler.errors import OptimalError
+
 _INTEGRAL_TOL = 1e-6
-
-
-class OptimalError(RuntimeError):
-    """The solver failed, hit its time limit or found no plan; the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 from reconciler.backtest.simulator import WindowResult, simulate_window
 from reconciler.backtest.traces import TraceSet
 from reconciler.backtest.workload import Workload
+from reconciler.errors import BacktestError
 from reconciler.policy import POLICIES
 from reconciler.spec.model import (
     ReplicaPolicy,
@@ -24,10 +25,6 @@ TICK_SECONDS = 30
 WINDOW_TICKS = 2880  # 24 h
 OPTIMAL = "optimal"
 ALL_POLICIES = (*POLICIES, OPTIMAL)
-
-
-class BacktestError(ValueError):
-    """Bad backtest input; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

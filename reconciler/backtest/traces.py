@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.errors import TraceError
+
 if TYPE_CHECKING:  # numpy is imported where arrays are built: the sandbox CLI starts faster
     import numpy as np
-
-
-class TraceError(ValueError):
-    """A trace file or directory that cannot be used; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

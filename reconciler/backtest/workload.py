@@ -27,7 +27,7 @@ class Workload:
 
 
 def load_maf(path: Path, target: int) -> Workload:
-    from reconciler.backtest.runner import BacktestError
+    from reconciler.errors import BacktestError
 
     try:
         with path.open(newline="") as fh:

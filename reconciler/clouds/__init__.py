@@ -9,7 +9,6 @@ from reconciler.clouds.catalog import (
     AWS_DLAMI_SSM_PARAMETER,
     DEFAULT_IMAGES,
     REAL_CLOUDS,
-    CloudConfigError,
     InstanceChoice,
     check_zone,
     instance_for,
@@ -24,6 +23,7 @@ from reconciler.clouds.stack_context import (
     secret_env_values,
     template_for,
 )
+from reconciler.errors import CloudConfigError
 
 __all__ = [
     "AWS_DLAMI_SSM_PARAMETER",

@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.errors import CloudConfigError
 from reconciler.spec.model import Accelerator
 
 REAL_CLOUDS = ("aws", "gcp", "azure")
-
-
-class CloudConfigError(ValueError):
-    """A cloud setting the catalog does not know (region, zone, accelerator); one line."""
 
 
 @dataclass(frozen=True)

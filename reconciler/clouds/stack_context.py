@@ -16,11 +16,11 @@ from typing import Any
 from reconciler.clouds.catalog import (
     DEFAULT_IMAGES,
     REAL_CLOUDS,
-    CloudConfigError,
     check_zone,
     instance_for,
     zones_of,
 )
+from reconciler.errors import CloudConfigError
 from reconciler.readiness import substitute
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.service import load_balancer_health_check

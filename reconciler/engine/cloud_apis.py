@@ -31,11 +31,12 @@ import requests
 
 from reconciler import readiness
 from reconciler.adapters import aws
-from reconciler.adapters.base import AdapterError, InstanceRef, NotProvisionedError, parse_time
+from reconciler.adapters.base import InstanceRef, parse_time
 from reconciler.adapters.catalog import CatalogPriceSource
 from reconciler.adapters.rest import RestClient, StaticToken, TokenProvider
 from reconciler.clouds.naming import gcp_url_map_name
 from reconciler.engine.tfstate import CloudReplica
+from reconciler.errors import AdapterError, NotProvisionedError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
 

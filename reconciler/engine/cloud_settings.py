@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from reconciler.clouds import REAL_CLOUDS, CloudConfigError, CloudSettings
+from reconciler.clouds import REAL_CLOUDS, CloudSettings
+from reconciler.errors import SettingsError
 
 ENV_IMAGES = "HEDGEFORM_AWS_IMAGES"  # us-east-1=ami-...,us-west-2=ami-...
 ENV_GCP_PROJECT = "GOOGLE_CLOUD_PROJECT"
@@ -38,10 +39,6 @@ FILE_KEYS = frozenset(
         "aws_endpoint_url",
     }
 )
-
-
-class SettingsError(CloudConfigError):
-    """A setting that is missing or malformed; the message names it and where to put it."""
 
 
 def regions_env(cloud: str) -> str:

@@ -13,45 +13,22 @@ from typing import Any
 
 import click
 
-from reconciler.adapters.base import AdapterError
-from reconciler.clouds import CloudConfigError
 from reconciler.engine import teardown
-from reconciler.engine.paths import BadNameError, ServicePaths
-from reconciler.engine.reconcile import (
-    PassResult,
-    ReconcileError,
-    Reconciler,
-    crash_point,
-    service_lock,
-)
+from reconciler.engine.paths import ServicePaths
+from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
-from reconciler.engine.state_store import StateError, load_record
-from reconciler.engine.tfstate import TfStateError, wait_for_state_locks
+from reconciler.engine.state_store import load_record
+from reconciler.engine.tfstate import wait_for_state_locks
+from reconciler.errors import HedgeformError, ReconcileError, TerraformError
 from reconciler.policy import POLICIES, Memory, ReplicaState
-from reconciler.rendering import RenderError
 from reconciler.sandbox import market_daemon, replicas
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB
-from reconciler.spec import SpecError, load_spec
+from reconciler.spec import load_spec
 from reconciler.spec.envs import require_environment
 from reconciler.spec.model import ReadinessProbe
 from reconciler.stacks import FRONT
-from reconciler.terraform.errors import TerraformError
 
 EXIT_NOT_SERVING = 3  # `apply --wait`: still converging when --timeout passed
-
-USER_ERRORS = (
-    SpecError,
-    BadNameError,
-    ReconcileError,
-    StateError,
-    TfStateError,
-    SandboxError,
-    TerraformError,
-    AdapterError,  # a cloud API: missing credentials, throttling (one line each)
-    CloudConfigError,  # a missing cloud setting, an unknown region or accelerator
-    RenderError,
-)
 
 
 def _reconciler(
@@ -179,7 +156,7 @@ def plan(
         rec = _reconciler(service, policy, lb_port, root)
         with service_lock(rec.paths, wait=wait_lock):
             result = rec.run_pass(apply=False, render_only=render_only)
-    except USER_ERRORS as exc:
+    except HedgeformError as exc:
         raise _fail(exc) from None
     if render_only:
         for path in result.rendered:
@@ -236,7 +213,7 @@ def apply(
         with service_lock(rec.paths, wait=wait_lock):
             done = rec.converge(timeout if wait else 0.0, _pass_printer())
             result = done.last
-    except USER_ERRORS as exc:
+    except HedgeformError as exc:
         raise _fail(exc) from None
     _print_status(rec)
     if result.failed:
@@ -340,7 +317,7 @@ def status(service: str, lb_port: int | None, root: Path | None) -> None:
     try:
         rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
         _print_status(rec)
-    except USER_ERRORS as exc:
+    except HedgeformError as exc:
         raise _fail(exc) from None
 
 
@@ -408,7 +385,7 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
                 click.echo(line)
             errors += left
             rec.paths.memory_file.unlink(missing_ok=True)
-    except USER_ERRORS as exc:
+    except HedgeformError as exc:
         raise _fail(exc) from None
     for line in errors:
         click.echo(f"error: {line}", err=True)
@@ -492,5 +469,5 @@ def run(
                 rec, LoopSettings(interval_s=interval), logger, metrics, metrics_textfile
             )
             loop.run(stop, max_ticks)
-    except USER_ERRORS as exc:
+    except HedgeformError as exc:
         raise _fail(exc) from None

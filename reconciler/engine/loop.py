@@ -29,14 +29,9 @@ from typing import IO
 import schedule
 
 from reconciler.engine.observability import LoopMetrics, tick_record
-from reconciler.engine.reconcile import (
-    BusyError,
-    PassResult,
-    ReconcileError,
-    Reconciler,
-    service_lock,
-)
+from reconciler.engine.reconcile import PassResult, Reconciler, service_lock
 from reconciler.engine.serving import ServingCheck, ServingChecker
+from reconciler.errors import BusyError, LoopBusyError, ReconcileError
 from reconciler.policy import Replica, ReplicaState
 from reconciler.sandbox import processes
 
@@ -46,10 +41,6 @@ class LoopSettings:
     interval_s: float = 30.0
     max_backoff_s: float = 300.0
     poll_s: float = 0.25
-
-
-class LoopBusyError(BusyError):
-    """Another loop for this service is running."""
 
 
 @contextlib.contextmanager

@@ -7,12 +7,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.errors import BadNameError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-
-class BadNameError(ValueError):
-    """A service or stack name that is not a plain name."""
 
 
 def check_name(value: str, what: str = "service") -> str:

@@ -21,11 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.base import AdapterError, CredentialsError
 from reconciler.adapters.catalog import CATALOG_PATH, CatalogPriceSource, load_catalog
 from reconciler.clouds import (
     REAL_CLOUDS,
-    CloudConfigError,
     Origin,
     cloud_stack_context,
     front_stack_context,
@@ -51,6 +49,7 @@ from reconciler.engine.cloud_settings import (
 )
 from reconciler.engine.paths import ServicePaths, check_name
 from reconciler.engine.tfstate import CloudReplica, ManagedReplica, cloud_replicas, state_outputs
+from reconciler.errors import AdapterError, CloudConfigError, CredentialsError
 from reconciler.policy import (
     FailureKind,
     Market,

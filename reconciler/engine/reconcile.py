@@ -33,6 +33,7 @@ from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
 from reconciler.engine.tfstate import ManagedReplica, recover_killed_terraform
+from reconciler.errors import BusyError, ReconcileError, TerraformError
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
 from reconciler.policy import (
     DEFAULT_POLICY,
@@ -51,19 +52,10 @@ from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.rendering import render_tfvars, write_atomic, write_if_changed, write_tfvars
 from reconciler.spec import ServiceSpec
 from reconciler.stacks import FRONT, StackReplica, zone_regions
-from reconciler.terraform.errors import TerraformError
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
 
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
 NOOP_MARKER = ".hedgeform-noop-plan"
-
-
-class ReconcileError(RuntimeError):
-    """A reconcile that could not run at all; one line for the user."""
-
-
-class BusyError(ReconcileError):
-    """Another reconcile of the same service holds the lock."""
 
 
 @dataclass

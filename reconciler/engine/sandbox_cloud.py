@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import readiness
-from reconciler.backtest.traces import TraceError, load_trace_set
+from reconciler.backtest.traces import load_trace_set
 from reconciler.engine.backends import RenderedStack, Samples, StackDef, classify_apply_output
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.tfstate import ManagedReplica, managed_replicas, state_resources
+from reconciler.errors import SandboxError, TraceError
 from reconciler.policy import (
     FailureKind,
     Market,
@@ -31,7 +32,6 @@ from reconciler.policy import (
     ZoneOffer,
 )
 from reconciler.sandbox import market_daemon, replicas
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import CHECK_PATH, HAProxyLB, HealthCheck
 from reconciler.sandbox.market import (
     DEFAULT_TRACE_DIR,

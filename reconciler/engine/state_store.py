@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.policy import FailureKind, LaunchResult, Market, Memory, MemoryFormatError
+from reconciler.errors import MemoryFormatError, StateError
+from reconciler.policy import FailureKind, LaunchResult, Market, Memory
 from reconciler.rendering import write_atomic
 
 RECORD_VERSION = 1
-
-
-class StateError(RuntimeError):
-    """A state file that cannot be used; the message says which and how to recover."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from reconciler.engine.tfstate import (
     stray_terraform_processes,
     terraform_processes,
 )
+from reconciler.errors import SandboxError
 from reconciler.sandbox import market_daemon, processes, replicas
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.processes import OwnedProcess
 

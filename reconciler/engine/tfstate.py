@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.errors import TfStateError
+
 STATE_FILE = "terraform.tfstate"
 # How long to wait out a Terraform still holding a stack's state lock (a killed pass's, or
 # one run by hand): the runner's `-lock-timeout` (RunnerConfig.lock_timeout_s).
 LOCK_WAIT_S = 30.0
-
-
-class TfStateError(RuntimeError):
-    """A state file we cannot read; the message names it."""
 
 
 @dataclass(frozen=True)

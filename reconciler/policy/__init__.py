@@ -7,9 +7,10 @@ code. `make layering` checks that this package imports nothing that does I/O.
 
 from __future__ import annotations
 
+from reconciler.errors import MemoryFormatError
 from reconciler.policy.baselines import even_spread, ondemand, round_robin, static
 from reconciler.policy.decision import Decision, Launch, PolicyFn, Termination
-from reconciler.policy.memory import Memory, MemoryFormatError, ZoneStatus
+from reconciler.policy.memory import Memory, ZoneStatus
 from reconciler.policy.observation import Market, Observation, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.signals import FailureKind, LaunchResult, Notice, NoticeKind, Signals
 from reconciler.policy.spothedge import hedgeform, spothedge

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from reconciler.errors import MemoryFormatError
+
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 lacks the lifecycle and backoff fields: they start empty
 
@@ -19,10 +21,6 @@ READABLE_VERSIONS = (1, 2)  # version 1 lacks the lifecycle and backoff fields: 
 class ZoneStatus(StrEnum):
     ACTIVE = "active"
     PREEMPTED = "preempted"
-
-
-class MemoryFormatError(ValueError):
-    """Memory JSON that this version cannot read."""
 
 
 @dataclass(frozen=True, slots=True)

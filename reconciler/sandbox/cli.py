@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
+from reconciler.errors import SandboxError
 from reconciler.sandbox import market_daemon, replicas
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB, HealthCheck
 from reconciler.sandbox.market import (
     DEFAULT_SPEED,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.errors import SandboxError
 from reconciler.sandbox import processes
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.statefiles import check_name, file_lock, read_json, write_json_atomic
 
 BACKEND = "replicas"

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import requests
 
-from reconciler.sandbox.errors import SandboxError
+from reconciler.errors import SandboxError
 
 MAX_CONCURRENCY = 256
 MAX_REQUESTS = 1_000_000

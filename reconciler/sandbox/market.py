@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.backtest.traces import TraceError, ZoneTrace, load_trace_set
+from reconciler.backtest.traces import ZoneTrace, load_trace_set
+from reconciler.errors import CapacityError, SandboxError, TraceError
 from reconciler.sandbox import replicas
-from reconciler.sandbox.errors import CapacityError, SandboxError
 from reconciler.sandbox.statefiles import (
     append_jsonl,
     check_market,

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from reconciler.errors import SandboxError
 from reconciler.sandbox import processes
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.market import SpotMarket
 from reconciler.sandbox.statefiles import file_lock
 

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.errors import SandboxError
 from reconciler.sandbox import processes
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.statefiles import (
     check_market,
     check_name,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.sandbox.errors import SandboxError
+from reconciler.errors import SandboxError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MARKETS = ("spot", "on_demand")

@@ -1,6 +1,6 @@
 """The service spec: a SkyServe service YAML loaded into validated, frozen data."""
 
-from reconciler.spec.errors import SpecError
+from reconciler.errors import SpecError
 from reconciler.spec.loading import load_spec, parse_spec
 from reconciler.spec.model import (
     CLOUDS,

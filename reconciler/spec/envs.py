@@ -10,7 +10,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.spec.errors import Problems, SpecError
+from reconciler.errors import SpecError
+from reconciler.spec.errors import Problems
 from reconciler.spec.fields import check_name, describe, join
 from reconciler.spec.model import ServiceSpec
 

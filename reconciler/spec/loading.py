@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
+from reconciler.errors import SpecError
 from reconciler.spec import schema
 from reconciler.spec.envs import Envs, parse_envs
-from reconciler.spec.errors import Problems, SpecError
+from reconciler.spec.errors import Problems
 from reconciler.spec.fields import check_name
 from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec

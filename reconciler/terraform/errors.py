@@ -8,6 +8,9 @@ error to classify) and show `str(err)` to people, so it stays one line-ish and n
 from __future__ import annotations
 
 import re
+from typing import TypeVar
+
+from reconciler.errors import TerraformError
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # Terraform 1.x frames diagnostics with box-drawing characters when colour is on.
@@ -42,54 +45,13 @@ def error_summary(text: str) -> str:
     return "; ".join(dict.fromkeys(summaries))
 
 
-class TerraformError(Exception):
-    """A Terraform command failed for one stack."""
-
-    verb = "terraform"
-
-    def __init__(self, stack: str, command: str, message: str, detail: str = "") -> None:
-        super().__init__(stack, command, message)
-        self.stack = stack
-        self.command = command
-        self.message = message
-        self.detail = detail
-
-    @classmethod
-    def from_output(cls, stack: str, command: str, output: str) -> TerraformError:
-        return cls(stack, command, error_summary(output), clean_output(output))
-
-    def __str__(self) -> str:
-        return f"stack {self.stack}: {self.command} failed: {self.message}"
-
-
-class LockError(TerraformError):
-    """The state is locked by another Terraform run; retry later."""
-
-
-class InitError(TerraformError):
-    """`terraform init` failed (configuration syntax, missing provider in the mirror)."""
-
-
-class PlanError(TerraformError):
-    """`terraform plan` failed (invalid configuration or variables, provider error)."""
-
-
-class ApplyError(TerraformError):
-    """`terraform apply`/`destroy` failed; resources may be partly changed."""
-
-
-class CancelledError(TerraformError):
-    """The run was cancelled (or timed out) and its process group was stopped."""
-
-
-class TerraformMissingError(TerraformError):
-    """No usable Terraform binary (not installed, or `TERRAFORM_BIN` is wrong)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("-", "resolve", message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
 LOCK_MARKER = "Error acquiring the state lock"
+
+
+E = TypeVar("E", bound=TerraformError)
+
+
+def from_output(kind: type[E], stack: str, command: str, output: str) -> E:
+    """A `kind` error for this stack and command from Terraform's raw output: the summary
+    (error_summary) as its message, the cleaned output as its `detail`."""
+    return kind(stack, command, error_summary(output), clean_output(output))

@@ -12,13 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.terraform.errors import (
-    ApplyError,
-    CancelledError,
-    InitError,
-    PlanError,
-    TerraformError,
-)
+from reconciler.errors import ApplyError, CancelledError, InitError, PlanError, TerraformError
 from reconciler.terraform.runner import PlanResult
 
 _DEFAULT_ERRORS: dict[str, type[TerraformError]] = {

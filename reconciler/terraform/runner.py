@@ -44,10 +44,7 @@ from typing import Any, Protocol
 
 from python_terraform import IsFlagged, Terraform
 
-from reconciler.rendering import write_if_changed
-from reconciler.terraform.binaries import ToolPaths, resolve_tools, terraform_env
-from reconciler.terraform.errors import (
-    LOCK_MARKER,
+from reconciler.errors import (
     ApplyError,
     CancelledError,
     InitError,
@@ -56,6 +53,9 @@ from reconciler.terraform.errors import (
     TerraformError,
     TerraformMissingError,
 )
+from reconciler.rendering import write_if_changed
+from reconciler.terraform.binaries import ToolPaths, resolve_tools, terraform_env
+from reconciler.terraform.errors import LOCK_MARKER, from_output
 from reconciler.terraform.process import Completed, GroupProcess
 
 ROOT_CONFIG = "main.tf.json"
@@ -246,7 +246,7 @@ class CliTerraformRunner:
         output = result.stderr if result.stderr.strip() else result.stdout
         if LOCK_MARKER in output:
             kind = LockError
-        return kind.from_output(self.stack, command, output)
+        return from_output(kind, self.stack, command, output)
 
     def _prepare(self, var_file: Path | None) -> None:
         """Write the root config and `init` when needed, one process at a time per stack."""

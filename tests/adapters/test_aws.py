@@ -16,14 +16,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 
 from reconciler.adapters import aws
-from reconciler.adapters.base import (
-    AdapterError,
-    CredentialsError,
-    InstanceRef,
-    NotProvisionedError,
-    ThrottledError,
-)
+from reconciler.adapters.base import InstanceRef
 from reconciler.adapters.capacity import classify_launch_error
+from reconciler.errors import AdapterError, CredentialsError, NotProvisionedError, ThrottledError
 from reconciler.policy import FailureKind, Notice, NoticeKind
 
 REGION = "us-east-1"

@@ -9,14 +9,9 @@ import pytest
 from azure.identity import EnvironmentCredential
 
 from reconciler.adapters import azure, gcp
-from reconciler.adapters.base import (
-    AdapterError,
-    CredentialsError,
-    InstanceRef,
-    ThrottledError,
-    rfc3339,
-)
+from reconciler.adapters.base import InstanceRef, rfc3339
 from reconciler.adapters.rest import StaticToken, retrying_session
+from reconciler.errors import AdapterError, CredentialsError, ThrottledError
 from reconciler.policy import Notice, NoticeKind
 
 from .conftest import FakeApi

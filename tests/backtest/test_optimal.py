@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.backtest import optimal
-from reconciler.backtest.optimal import OptimalError, OptimalPlan, ready_counts, solve_window
+from reconciler.backtest.optimal import OptimalPlan, ready_counts, solve_window
+from reconciler.errors import OptimalError
 
 
 def check_feasible(plan: OptimalPlan, capacity: np.ndarray, target: int, cold: int) -> None:

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from reconciler.clouds import (
-    CloudConfigError,
     CloudSettings,
     Origin,
     check_zone,
@@ -25,6 +24,7 @@ from reconciler.clouds import (
     template_for,
     zones_of,
 )
+from reconciler.errors import CloudConfigError
 from reconciler.policy import Market
 from reconciler.rendering import render_tfvars
 from reconciler.spec import Accelerator, ServiceSpec, load_spec, parse_spec

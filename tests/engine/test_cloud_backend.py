@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler.adapters.base import AdapterError, CredentialsError
 from reconciler.cli import main
 from reconciler.engine.backends import PROVIDERS_FILE, root_config
 from reconciler.engine.paths import ServicePaths
@@ -17,10 +16,11 @@ from reconciler.engine.provider_cloud import ProviderCloud
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.sandbox_cloud import SandboxSettings
 from reconciler.engine.state_store import load_record
+from reconciler.errors import AdapterError, ApplyError, CredentialsError
 from reconciler.policy import FailureKind, Market, Notice, NoticeKind, ZoneStatus
 from reconciler.spec import load_spec
 from reconciler.terraform.binaries import ToolPaths
-from reconciler.terraform.errors import ApplyError
+from reconciler.terraform.errors import from_output
 from reconciler.terraform.fake import FakeTerraformRunner
 from reconciler.terraform.runner import ROOT_CONFIG, CliTerraformRunner
 from tests.clouds.test_render_contract import assert_contract
@@ -158,7 +158,7 @@ class IceRunner(FakeTerraformRunner):
         rid, spec = next((r, s) for r, s in sorted(replicas.items()) if s["market"] == "spot")
         self.calls.append(("apply", plan_path))
         text = ICE_TEMPLATE.format(zone=spec["zone"], rid=rid)
-        raise ApplyError.from_output(self.stack, "apply", text)
+        raise from_output(ApplyError, self.stack, "apply", text)
 
 
 def test_a_capacity_error_in_one_aws_stack_is_a_capacity_result_not_a_failure(root: Path) -> None:

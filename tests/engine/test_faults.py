@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engine import state_store
-from reconciler.engine.state_store import Record, StateError, save_record
+from reconciler.engine.state_store import Record, save_record
+from reconciler.errors import StateError
 from reconciler.sandbox import market_daemon
 from tests.engine.test_reconcile_errors import REPO, reconciler
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from reconciler.engine.loop import LoopBusyError, LoopSettings, ReconcileLoop, loop_lock
+from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
 from reconciler.engine.observability import LoopMetrics
 from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.errors import CancelledError, LoopBusyError
 from reconciler.sandbox import market_daemon
 from reconciler.spec import load_spec
-from reconciler.terraform.errors import CancelledError
 from reconciler.terraform.fake import FakeTerraformRunner
 from reconciler.terraform.runner import PlanResult
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engine.sandbox_cloud import SandboxSettings
-from reconciler.rendering import RenderError, render_tfvars
-from reconciler.sandbox.errors import SandboxError
+from reconciler.errors import RenderError, SandboxError
+from reconciler.rendering import render_tfvars
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,11 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from reconciler.clouds import CloudConfigError
 from reconciler.engine.paths import ServicePaths
-from reconciler.engine.reconcile import BusyError, ReconcileError, Reconciler, service_lock
+from reconciler.engine.reconcile import Reconciler, service_lock
 from reconciler.engine.sandbox_cloud import SandboxSettings
-from reconciler.engine.state_store import StateError
+from reconciler.errors import BusyError, CloudConfigError, ReconcileError, StateError
 from reconciler.sandbox import market_daemon
 from reconciler.spec import load_spec
 from reconciler.terraform.fake import FakeTerraformRunner
@@ -122,7 +121,8 @@ def test_bad_input_is_one_clear_line(
 
 def test_a_record_whose_memory_is_a_list_is_one_line(tmp_path: Path) -> None:
     """It raised AttributeError (a traceback) from Memory.from_json."""
-    from reconciler.engine.state_store import StateError, load_record
+    from reconciler.engine.state_store import load_record
+    from reconciler.errors import StateError
 
     path = tmp_path / "reconciler.json"
     path.write_text(
@@ -159,7 +159,8 @@ def test_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize("field", ["notice_cursor", "lb_epoch"])
 def test_a_record_with_an_infinite_counter_is_one_line(tmp_path: Path, field: str) -> None:
-    from reconciler.engine.state_store import Record, StateError, load_record
+    from reconciler.engine.state_store import Record, load_record
+    from reconciler.errors import StateError
 
     raw = {**Record().to_json(), field: float("inf")}
     path = tmp_path / "reconciler.json"

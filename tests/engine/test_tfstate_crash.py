@@ -27,7 +27,6 @@ from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.tfstate import (
     ManagedReplica,
-    TfStateError,
     cloud_replicas,
     managed_replicas,
     state_lock_held,
@@ -36,6 +35,7 @@ from reconciler.engine.tfstate import (
     stop_stray_terraform,
     stray_terraform_processes,
 )
+from reconciler.errors import TfStateError
 from reconciler.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.errors import MemoryFormatError
 from reconciler.policy import (
     FailureKind,
     LaunchResult,
     Market,
     Memory,
-    MemoryFormatError,
     Signals,
     ZoneStatus,
     hedgeform,

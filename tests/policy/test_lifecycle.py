@@ -226,7 +226,7 @@ def test_the_spec_default_threshold_is_skyserves() -> None:
 def test_memory_with_impossible_lifecycle_values_is_refused(field: dict[str, object]) -> None:
     """An edited reconciler.json used to load and then crash apply (ValueError traceback) or
     keep a zone blocked forever; it is refused in one line instead."""
-    from reconciler.policy import MemoryFormatError
+    from reconciler.errors import MemoryFormatError
 
     raw = {**Memory().to_json(), **field}
     with pytest.raises(MemoryFormatError, match="malformed memory"):

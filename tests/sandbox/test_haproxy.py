@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from reconciler.errors import SandboxError
 from reconciler.sandbox import processes, replicas
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.haproxy import HAProxyLB, HealthCheck, render_config
 from tests.sandbox.conftest import requires_haproxy
 from tests.traffic import Traffic

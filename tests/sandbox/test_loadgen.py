@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from reconciler.errors import SandboxError
 from reconciler.sandbox import processes
 from reconciler.sandbox.cli import sandbox
-from reconciler.sandbox.errors import SandboxError
 from reconciler.sandbox.loadgen import completions_url, run_load
 from reconciler.sandbox.replica_server import ReplicaServer
 

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.backtest.traces import ZoneTrace, load_trace_set
+from reconciler.errors import CapacityError, SandboxError
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.cli import sandbox
-from reconciler.sandbox.errors import CapacityError, SandboxError
 from reconciler.sandbox.market import (
     DEFAULT_TRACE_DIR,
     Notice,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from reconciler.errors import SandboxError
 from reconciler.sandbox import processes, replicas
-from reconciler.sandbox.errors import SandboxError
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

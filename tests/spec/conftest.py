@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.spec import SpecError, parse_spec
+from reconciler.errors import SpecError
+from reconciler.spec import parse_spec
 
 BASE: dict[str, Any] = {
     "service": {

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from reconciler.errors import SpecError
 from reconciler.sandbox import market_daemon
-from reconciler.spec import ServiceSpec, SpecError, load_spec, parse_spec
+from reconciler.spec import ServiceSpec, load_spec, parse_spec
 from reconciler.spec.envs import missing_from_environment, require_environment
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.spec import SpecError, load_spec
+from reconciler.errors import SpecError
+from reconciler.spec import load_spec
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.spec import ReadinessProbe, ServiceSpec, SpecError, parse_spec
+from reconciler.errors import SpecError
+from reconciler.spec import ReadinessProbe, ServiceSpec, parse_spec
 from reconciler.spec.service import load_balancer_health_check
 
 Problems = Callable[[object], tuple[str, ...]]

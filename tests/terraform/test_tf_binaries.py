@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.errors import InstallError, TerraformMissingError
 from reconciler.terraform import binaries
 from reconciler.terraform.binaries import (
     Artifact,
-    InstallError,
     ToolPaths,
     cli_config_text,
     extract,
@@ -22,7 +22,6 @@ from reconciler.terraform.binaries import (
     terraform_env,
     tool_paths,
 )
-from reconciler.terraform.errors import TerraformMissingError
 
 PAYLOAD = b"#!/bin/sh\necho pinned\n"
 

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.terraform.errors import (
-    ApplyError,
-    LockError,
-    TerraformError,
-    clean_output,
-    error_summary,
-)
+from reconciler.errors import ApplyError, LockError, TerraformError
+from reconciler.terraform.errors import clean_output, error_summary, from_output
 
 COLOURED = (
     "\x1b[31m╷\x1b[0m\x1b[0m\n"
@@ -35,7 +30,7 @@ def test_summary_keeps_every_distinct_error_line() -> None:
 
 
 def test_str_names_the_stack_and_command() -> None:
-    err = ApplyError.from_output("local-1", "apply", "\nError: quota\n\n  more\n")
+    err = from_output(ApplyError, "local-1", "apply", "\nError: quota\n\n  more\n")
     assert str(err) == "stack local-1: apply failed: Error: quota"
     assert err.detail == "Error: quota\n\n  more"
     assert isinstance(err, TerraformError)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.terraform.errors import ApplyError, CancelledError, LockError, PlanError
+from reconciler.errors import ApplyError, CancelledError, LockError, PlanError
 from reconciler.terraform.fake import FakeTerraformRunner
 from reconciler.terraform.runner import TerraformRunner
 

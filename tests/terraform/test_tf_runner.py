@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.terraform.errors import (
+from reconciler.errors import (
     ApplyError,
     CancelledError,
     InitError,

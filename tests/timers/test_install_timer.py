@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from reconciler.errors import UnitValueError
 from reconciler.timers import (
-    UnitValueError,
     cron_sh,
     install_timer,
     protect_system_ok,
