@@ -14,7 +14,7 @@ import platform
 from pathlib import Path
 
 from reconciler.backtest.runner import ALL_POLICIES, WINDOW_TICKS, BacktestConfig, run_policy
-from reconciler.backtest.traces import load_trace_set
+from reconciler.traces import load_trace_set
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from reconciler.backtest.optimal import solve_window
 from reconciler.backtest.runner import TICK_SECONDS, WINDOW_TICKS, BacktestConfig, window_starts
-from reconciler.backtest.traces import load_trace_set
+from reconciler.traces import load_trace_set
 
 WINDOWS = 10
 TARGET = 3

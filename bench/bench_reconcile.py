@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconciler.engine.paths import ServicePaths
+from reconciler.backends.sandbox import SandboxSettings
 from reconciler.engine.reconcile import NOOP_MARKER, Reconciler
-from reconciler.engine.sandbox_cloud import SandboxSettings
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import load_spec

@@ -49,10 +49,10 @@ COMMANDS = {
     "status": "reconciler.engine.commands:status",
     "destroy": "reconciler.engine.commands:destroy",
     "run": "reconciler.engine.commands:run",
-    "install-timer": "reconciler.timers:install_timer",
-    "soak": "reconciler.soak:soak",
+    "install-timer": "reconciler.ops.timers:install_timer",
+    "soak": "reconciler.ops.soak:soak",
     "sandbox": "reconciler.sandbox.cli:sandbox",
-    "signals": "reconciler.adapters.command:signals",
+    "signals": "reconciler.engine.signals:signals",
 }
 
 

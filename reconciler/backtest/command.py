@@ -9,9 +9,9 @@ import click
 
 from reconciler.backtest.report import format_table, write_json, write_plot
 from reconciler.backtest.runner import ALL_POLICIES, BacktestConfig, PolicyStats, run_policy
-from reconciler.backtest.traces import load_trace_set
 from reconciler.backtest.workload import Workload, load_maf
 from reconciler.errors import BacktestError, TraceError
+from reconciler.traces import load_trace_set
 
 DEFAULT_POLICIES = ("spothedge", "hedgeform", "ondemand", "even_spread", "round_robin", "static")
 MAF_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "workloads"

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reconciler.backtest.simulator import WindowResult, simulate_window
-from reconciler.backtest.traces import TraceSet
 from reconciler.backtest.workload import Workload
 from reconciler.errors import BacktestError
 from reconciler.policy import POLICIES
@@ -20,6 +19,7 @@ from reconciler.spec.model import (
     ServiceSection,
     ServiceSpec,
 )
+from reconciler.traces import TraceSet
 
 TICK_SECONDS = 30
 WINDOW_TICKS = 2880  # 24 h

@@ -1,5 +1,5 @@
 """`hedgeform plan|apply|status|destroy|run SERVICE`: the local sandbox cloud, or AWS / GCP /
-Azure region stacks when the spec names them (engine/backends.py)."""
+Azure region stacks when the spec names them (backends/base.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from typing import Any
 
 import click
 
+from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.engine import teardown
-from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
-from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
 from reconciler.engine.state_store import load_record
-from reconciler.engine.tfstate import wait_for_state_locks
 from reconciler.errors import HedgeformError, ReconcileError, TerraformError
+from reconciler.paths import ServicePaths
 from reconciler.policy import POLICIES, Memory, ReplicaState
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
@@ -27,6 +26,7 @@ from reconciler.spec import load_spec
 from reconciler.spec.envs import require_environment
 from reconciler.spec.model import ReadinessProbe
 from reconciler.stacks import FRONT
+from reconciler.terraform.state import wait_for_state_locks
 
 EXIT_NOT_SERVING = 3  # `apply --wait`: still converging when --timeout passed
 

@@ -6,7 +6,7 @@ Terraform's message and the others go on. The front stack (load balancer) applie
 replica leaves the target group before its region stack destroys it.
 
 The loop is the same for every cloud; what differs sits behind `CloudBackend`
-(engine/backends.py): `SandboxCloud` for `cloud: local` specs, `ProviderCloud` for AWS, GCP
+(backends/base.py): `SandboxCloud` for `cloud: local` specs, `ProviderCloud` for AWS, GCP
 and Azure.
 """
 
@@ -26,14 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.engine.backends import CloudBackend, StackDef, root_config
-from reconciler.engine.cloud_settings import ProviderSettings, load_settings
-from reconciler.engine.paths import ServicePaths, ensure_private_dir
-from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
+from reconciler.backends.base import CloudBackend, StackDef, root_config
+from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
+from reconciler.clouds.settings import ProviderSettings, load_settings
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
-from reconciler.engine.tfstate import ManagedReplica, recover_killed_terraform
 from reconciler.errors import BusyError, ReconcileError, TerraformError
+from reconciler.paths import ServicePaths, ensure_private_dir
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
 from reconciler.policy import (
     DEFAULT_POLICY,
@@ -53,6 +52,7 @@ from reconciler.rendering import render_tfvars, write_atomic, write_if_changed, 
 from reconciler.spec import ServiceSpec
 from reconciler.stacks import FRONT, StackReplica, zone_regions
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
+from reconciler.terraform.state import ManagedReplica, recover_killed_terraform
 
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
 NOOP_MARKER = ".hedgeform-noop-plan"
@@ -166,7 +166,7 @@ class Reconciler:
         paths, spec, settings = self.paths, self.spec, self.settings
         clouds = {loc.cloud or "?" for loc in spec.resources.locations}
         if "local" not in clouds:
-            from reconciler.engine.provider_cloud import ProviderCloud
+            from reconciler.backends.clouds import ProviderCloud
 
             if cloud_settings is None:
                 cloud_settings = load_settings(settings_file(paths))

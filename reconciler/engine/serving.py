@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from reconciler.engine.backends import CloudBackend
+from reconciler.backends.base import CloudBackend
 from reconciler.readiness import ProbeRequest, probe, spec_probe_request
 from reconciler.spec.model import ServiceSpec
 

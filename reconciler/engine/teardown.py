@@ -15,15 +15,15 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from reconciler.engine.tfstate import (
-    stop_stray_terraform,
-    stray_terraform_processes,
-    terraform_processes,
-)
 from reconciler.errors import SandboxError
 from reconciler.sandbox import market_daemon, processes, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.processes import OwnedProcess
+from reconciler.terraform.state import (
+    stop_stray_terraform,
+    stray_terraform_processes,
+    terraform_processes,
+)
 
 
 def label(proc: OwnedProcess) -> str:

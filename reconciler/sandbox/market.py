@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.backtest.traces import ZoneTrace, load_trace_set
 from reconciler.errors import CapacityError, SandboxError, TraceError
 from reconciler.sandbox import replicas
 from reconciler.sandbox.statefiles import (
@@ -34,6 +33,7 @@ from reconciler.sandbox.statefiles import (
     read_json,
     write_json_atomic,
 )
+from reconciler.traces import ZoneTrace, load_trace_set
 
 DEFAULT_TRACE_DIR = Path(__file__).resolve().parent.parent / "data" / "traces" / "sandbox"
 DEFAULT_SPEED = 360.0

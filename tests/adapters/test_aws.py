@@ -15,9 +15,9 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 
-from reconciler.adapters import aws
-from reconciler.adapters.base import InstanceRef
-from reconciler.adapters.capacity import classify_launch_error
+from reconciler.clouds.aws import signals as aws
+from reconciler.clouds.base import InstanceRef
+from reconciler.clouds.capacity import classify_launch_error
 from reconciler.errors import AdapterError, CredentialsError, NotProvisionedError, ThrottledError
 from reconciler.policy import FailureKind, Notice, NoticeKind
 

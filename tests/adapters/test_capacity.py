@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.adapters.capacity import classify_launch_error, parse_apply_errors
+from reconciler.clouds.capacity import classify_launch_error, parse_apply_errors
 from reconciler.policy import FailureKind, Market
 
 CAP, QUOTA, CONFIG, OTHER = (

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler.adapters import aws
-from reconciler.adapters.base import rfc3339
-from reconciler.adapters.command import signals
+from reconciler.clouds.aws import signals as aws
+from reconciler.clouds.base import rfc3339
+from reconciler.engine.signals import signals
 
 from .conftest import FakeApi
 from .test_aws import client, make_queue, put_event, run_spot, spot_reclaim

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from azure.identity import EnvironmentCredential
 
-from reconciler.adapters import azure, gcp
-from reconciler.adapters.base import InstanceRef, rfc3339
-from reconciler.adapters.rest import StaticToken, retrying_session
+from reconciler.clouds.azure import signals as azure
+from reconciler.clouds.base import InstanceRef, rfc3339
+from reconciler.clouds.gcp import signals as gcp
+from reconciler.clouds.rest import StaticToken, retrying_session
 from reconciler.errors import AdapterError, CredentialsError, ThrottledError
 from reconciler.policy import Notice, NoticeKind
 

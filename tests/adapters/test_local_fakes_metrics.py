@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.adapters.base import MetricsSource, NoticeSource, PriceSource
-from reconciler.adapters.catalog import CatalogPriceSource, catalog_zones, instance_type_for
-from reconciler.adapters.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
-from reconciler.adapters.local import SandboxNoticeSource
-from reconciler.adapters.replica_metrics import ReplicaMetricsSource, counter_total
+from reconciler.clouds.base import MetricsSource, NoticeSource, PriceSource
+from reconciler.clouds.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
+from reconciler.clouds.prices import CatalogPriceSource, catalog_zones, instance_type_for
+from reconciler.clouds.replica_metrics import ReplicaMetricsSource, counter_total
 from reconciler.errors import AdapterError
 from reconciler.policy import Notice, NoticeKind
+from reconciler.sandbox.notice_source import SandboxNoticeSource
 
 from .conftest import FakeApi
 

@@ -21,10 +21,10 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engine import teardown
-from reconciler.engine.paths import ServicePaths
-from reconciler.engine.tfstate import stray_terraform_processes, wait_for_state_locks
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import processes, replicas
 from reconciler.stacks import FRONT
+from reconciler.terraform.state import stray_terraform_processes, wait_for_state_locks
 from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 from tests.e2e.procs import kill_during_terraform, settle
 

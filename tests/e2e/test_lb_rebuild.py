@@ -14,7 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from reconciler.engine.paths import ServicePaths
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.processes import is_alive

@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
 from reconciler.clouds import CloudSettings
-from reconciler.engine.cloud_apis import View
-from reconciler.engine.cloud_settings import ProviderSettings
-from reconciler.engine.tfstate import CloudReplica
+from reconciler.clouds.apis import View
+from reconciler.clouds.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
+from reconciler.clouds.settings import ProviderSettings
 from reconciler.policy import Notice, ReplicaState
+from reconciler.terraform.state import CloudReplica
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = "llama-cloud"

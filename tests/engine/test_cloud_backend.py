@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconciler.backends.base import PROVIDERS_FILE, root_config
+from reconciler.backends.clouds import ProviderCloud
+from reconciler.backends.sandbox import SandboxSettings
 from reconciler.cli import main
-from reconciler.engine.backends import PROVIDERS_FILE, root_config
-from reconciler.engine.paths import ServicePaths
-from reconciler.engine.provider_cloud import ProviderCloud
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.sandbox_cloud import SandboxSettings
 from reconciler.engine.state_store import load_record
 from reconciler.errors import AdapterError, ApplyError, CredentialsError
+from reconciler.paths import ServicePaths
 from reconciler.policy import FailureKind, Market, Notice, NoticeKind, ZoneStatus
 from reconciler.spec import load_spec
 from reconciler.terraform.binaries import ToolPaths

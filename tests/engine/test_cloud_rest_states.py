@@ -11,14 +11,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from reconciler.adapters.rest import StaticToken
-from reconciler.engine.cloud_apis import AzureApis, GcpApis, running_state
-from reconciler.engine.cloud_settings import load_settings
-from reconciler.engine.provider_cloud import expand_locations
-from reconciler.engine.tfstate import CloudReplica, cloud_replicas, state_outputs
+from reconciler.backends.clouds import expand_locations
+from reconciler.clouds.apis import AzureApis, GcpApis, running_state
+from reconciler.clouds.rest import StaticToken
+from reconciler.clouds.settings import load_settings
 from reconciler.errors import CloudConfigError, SettingsError
 from reconciler.policy import ReplicaState
 from reconciler.spec import load_spec
+from reconciler.terraform.state import CloudReplica, cloud_replicas, state_outputs
 from tests.adapters.conftest import FakeApi, fake_api
 from tests.engine.cloud_fakes import REPO
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engine.loop import loop_lock, loop_stopped
-from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import service_lock
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import market_daemon
 from reconciler.sandbox.processes import cmdline
 

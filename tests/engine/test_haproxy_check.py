@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.engine.sandbox_cloud import haproxy_check
+from reconciler.backends.sandbox import haproxy_check
 from reconciler.sandbox.haproxy import HealthCheck
 from reconciler.spec.model import ReadinessProbe, ServiceSection, ServiceSpec
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from reconciler.backends.sandbox import SandboxSettings
 from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
 from reconciler.engine.observability import LoopMetrics
-from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.sandbox_cloud import SandboxSettings
 from reconciler.errors import CancelledError, LoopBusyError
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import market_daemon
 from reconciler.spec import load_spec
 from reconciler.terraform.fake import FakeTerraformRunner

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconciler.backends.sandbox import SandboxSettings
 from reconciler.cli import main
-from reconciler.engine.sandbox_cloud import SandboxSettings
 from reconciler.errors import RenderError, SandboxError
 from reconciler.rendering import render_tfvars
 

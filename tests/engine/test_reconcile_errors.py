@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconciler.backends.sandbox import SandboxSettings
 from reconciler.cli import main
-from reconciler.engine.paths import ServicePaths
 from reconciler.engine.reconcile import Reconciler, service_lock
-from reconciler.engine.sandbox_cloud import SandboxSettings
 from reconciler.errors import BusyError, CloudConfigError, ReconcileError, StateError
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import market_daemon
 from reconciler.spec import load_spec
 from reconciler.terraform.fake import FakeTerraformRunner

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from reconciler.engine.backends import CloudBackend
+from reconciler.backends.base import CloudBackend
 from reconciler.engine.serving import ENDPOINT, LB_HEALTH, ServingChecker
 from reconciler.spec.model import ReadinessProbe, ServiceSection, ServiceSpec
 

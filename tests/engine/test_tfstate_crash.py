@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine import tfstate
-from reconciler.engine.paths import ServicePaths
+from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
+from reconciler.terraform import state as tfstate
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.sandbox_cloud import SandboxCloud, SandboxSettings
-from reconciler.engine.tfstate import (
+from reconciler.errors import TfStateError
+from reconciler.paths import ServicePaths
+from reconciler.spec import load_spec
+from reconciler.terraform.state import (
     ManagedReplica,
     cloud_replicas,
     managed_replicas,
@@ -35,8 +37,6 @@ from reconciler.engine.tfstate import (
     stop_stray_terraform,
     stray_terraform_processes,
 )
-from reconciler.errors import TfStateError
-from reconciler.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK_INFO = ".terraform.tfstate.lock.info"
@@ -129,7 +129,7 @@ class Cloud:
     """Just what `_collect_orphans` asks of a backend."""
 
     def __init__(self, stacks: list[str], running: list[str]) -> None:
-        from reconciler.engine.backends import StackDef
+        from reconciler.backends.base import StackDef
 
         self._stacks = [StackDef(s, "local", s, "local") for s in stacks]
         self.running = set(running)

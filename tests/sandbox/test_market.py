@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.backtest.traces import ZoneTrace, load_trace_set
 from reconciler.errors import CapacityError, SandboxError
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.cli import sandbox
@@ -24,6 +23,7 @@ from reconciler.sandbox.market import (
     capacity_at,
     notices_path,
 )
+from reconciler.traces import ZoneTrace, load_trace_set
 
 TRACE = ZoneTrace(zone="local-1a", gap_seconds=60, data=(2, 1, 0, 3), source=Path("t.json"))
 

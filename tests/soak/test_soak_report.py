@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reconciler.soak_report import (
+from reconciler.ops.soak_report import (
     Sample,
     SoakReport,
     availability_pct,

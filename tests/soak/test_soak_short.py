@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler.engine.paths import PROJECT_ROOT
-from reconciler.soak import soak
+from reconciler.ops.soak import soak
+from reconciler.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

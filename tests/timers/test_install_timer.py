@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.errors import UnitValueError
-from reconciler.timers import (
+from reconciler.ops.timers import (
     cron_sh,
     install_timer,
     protect_system_ok,

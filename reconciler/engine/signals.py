@@ -19,9 +19,9 @@ from typing import Any
 
 import click
 
-from reconciler.adapters.base import PriceSource
-from reconciler.adapters.catalog import CatalogPriceSource, instance_type_for
+from reconciler.clouds.base import PriceSource
 from reconciler.clouds.naming import aws_lb_name, gcp_url_map_name
+from reconciler.clouds.prices import CatalogPriceSource, instance_type_for
 from reconciler.errors import AdapterError, NotProvisionedError, SpecError
 from reconciler.policy.signals import Notice
 from reconciler.spec import CLOUDS, load_spec
@@ -115,7 +115,7 @@ def _optional(report: Report, target: Target, what: str, fn: Callable[[], None])
 
 
 def _aws(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | None) -> None:
-    from reconciler.adapters import aws
+    from reconciler.clouds.aws import signals as aws
 
     if target.region is None:
         raise AdapterError("an AWS location has no region: pass --region")
@@ -151,8 +151,8 @@ def _aws(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | 
 
 
 def _gcp(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | None) -> None:
-    from reconciler.adapters import gcp
-    from reconciler.adapters.rest import StaticToken, TokenProvider
+    from reconciler.clouds.gcp import signals as gcp
+    from reconciler.clouds.rest import StaticToken, TokenProvider
 
     tokens: TokenProvider
     env_token = os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
@@ -186,7 +186,7 @@ def _gcp(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | 
 
 
 def _azure(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | None) -> None:
-    from reconciler.adapters import azure
+    from reconciler.clouds.azure import signals as azure
 
     tokens = azure.AzureIdentityTokens()
     tokens.token()
@@ -207,7 +207,7 @@ def _azure(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str 
 
 
 def _local(report: Report, target: Target, state_dir: Path | None) -> None:
-    from reconciler.adapters.local import SandboxNoticeSource
+    from reconciler.sandbox.notice_source import SandboxNoticeSource
 
     if state_dir is None:
         report.notes.append("local: pass --state-dir (or HEDGEFORM_SANDBOX_STATE_DIR) for notices")

@@ -25,8 +25,8 @@ from typing import Any
 import click
 import jinja2
 
-from reconciler.engine.paths import NAME_RE, PROJECT_ROOT, ServicePaths, check_name
 from reconciler.errors import BadNameError, SpecError, UnitValueError
+from reconciler.paths import NAME_RE, PROJECT_ROOT, ServicePaths, check_name
 from reconciler.rendering import TEMPLATES_DIR, write_atomic
 from reconciler.spec import load_spec
 

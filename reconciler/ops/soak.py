@@ -5,7 +5,7 @@ It builds a throwaway project root, starts `hedgeform run` as a subprocess (the 
 operator would leave running), waits for the first convergence, sends constant load through
 HAProxy while sampling every second what is ready, what the LB serves and what failed, then
 stops the loop with SIGTERM, destroys the service and checks nothing of the root is left
-running. Figures and targets: reconciler/soak_report.py; results: docs/soak.md.
+running. Figures and targets: reconciler/ops/soak_report.py; results: docs/soak.md.
 
 Exit codes: 0 every target met; 1 a target missed (so CI catches regressions); 2 the soak could
 not run or did not complete (no convergence, the loop died); 130 interrupted (Ctrl-C), after
@@ -34,14 +34,8 @@ from typing import Any
 import click
 import requests
 
-from reconciler.backtest.traces import load_trace_set
-from reconciler.engine.paths import PROJECT_ROOT
 from reconciler.errors import SandboxError, SoakError, SpecError, TraceError
-from reconciler.sandbox import market_daemon, processes, replicas
-from reconciler.sandbox.haproxy import BACKEND, FRONTEND, HAProxyLB, haproxy_binary
-from reconciler.sandbox.loadgen import LoadResult, run_load
-from reconciler.sandbox.market import DEFAULT_TRACE_DIR, SpotMarket
-from reconciler.soak_report import (
+from reconciler.ops.soak_report import (
     Sample,
     SoakReport,
     availability_pct,
@@ -54,7 +48,13 @@ from reconciler.soak_report import (
     with_requests,
     write_plot,
 )
+from reconciler.paths import PROJECT_ROOT
+from reconciler.sandbox import market_daemon, processes, replicas
+from reconciler.sandbox.haproxy import BACKEND, FRONTEND, HAProxyLB, haproxy_binary
+from reconciler.sandbox.loadgen import LoadResult, run_load
+from reconciler.sandbox.market import DEFAULT_TRACE_DIR, SpotMarket
 from reconciler.spec import load_spec
+from reconciler.traces import load_trace_set
 
 SERVICE = "llama"
 PROBE_TIMEOUT_S = 0.5

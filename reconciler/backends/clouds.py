@@ -21,7 +21,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.catalog import CATALOG_PATH, CatalogPriceSource, load_catalog
+from reconciler.backends.base import (
+    PROVIDERS_FILE,
+    RenderedStack,
+    Samples,
+    StackDef,
+    classify_apply_output,
+)
 from reconciler.clouds import (
     REAL_CLOUDS,
     Origin,
@@ -31,15 +37,9 @@ from reconciler.clouds import (
     template_for,
     zones_of,
 )
-from reconciler.engine.backends import (
-    PROVIDERS_FILE,
-    RenderedStack,
-    Samples,
-    StackDef,
-    classify_apply_output,
-)
-from reconciler.engine.cloud_apis import AwsApis, AzureApis, CloudApis, GcpApis
-from reconciler.engine.cloud_settings import (
+from reconciler.clouds.apis import AwsApis, AzureApis, CloudApis, GcpApis
+from reconciler.clouds.prices import CATALOG_PATH, CatalogPriceSource, load_catalog
+from reconciler.clouds.settings import (
     ENV_AZURE_KEY,
     ENV_AZURE_SUBSCRIPTION,
     ENV_DNS_NAME,
@@ -47,9 +47,8 @@ from reconciler.engine.cloud_settings import (
     ENV_IMAGES,
     ProviderSettings,
 )
-from reconciler.engine.paths import ServicePaths, check_name
-from reconciler.engine.tfstate import CloudReplica, ManagedReplica, cloud_replicas, state_outputs
 from reconciler.errors import AdapterError, CloudConfigError, CredentialsError
+from reconciler.paths import ServicePaths, check_name
 from reconciler.policy import (
     FailureKind,
     Market,
@@ -62,6 +61,7 @@ from reconciler.policy import (
 from reconciler.rendering import write_atomic
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, RegionStack, StackReplica
+from reconciler.terraform.state import CloudReplica, ManagedReplica, cloud_replicas, state_outputs
 
 log = logging.getLogger(__name__)
 FRONT_PROVIDER_REGION = "us-east-1"  # Route 53 is global; its API lives in us-east-1

@@ -3,7 +3,7 @@
 The sandbox plays the cloud's part (reconciler/sandbox): replica records stand for VMs, the
 spot market's notice feed for EventBridge/zone operations, HAProxy's statistics for the load
 balancer's request metrics. This module turns them into the policy's Observation and Signals;
-`SandboxCloud` is the `local` CloudBackend (engine/backends.py).
+`SandboxCloud` is the `local` CloudBackend (backends/base.py).
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import readiness
-from reconciler.backtest.traces import load_trace_set
-from reconciler.engine.backends import RenderedStack, Samples, StackDef, classify_apply_output
-from reconciler.engine.paths import ServicePaths
-from reconciler.engine.tfstate import ManagedReplica, managed_replicas, state_resources
+from reconciler.backends.base import RenderedStack, Samples, StackDef, classify_apply_output
 from reconciler.errors import SandboxError, TraceError
+from reconciler.paths import ServicePaths
 from reconciler.policy import (
     FailureKind,
     Market,
@@ -42,6 +40,8 @@ from reconciler.sandbox.market import (
 )
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
+from reconciler.terraform.state import ManagedReplica, managed_replicas, state_resources
+from reconciler.traces import load_trace_set
 
 SPOT_PRICE = 1.0  # the sandbox's price list: on-demand costs three times spot, as in backtests
 ON_DEMAND_PRICE = 3.0

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.adapters.capacity import parse_apply_errors
-from reconciler.engine.tfstate import ManagedReplica
+from reconciler.clouds.capacity import parse_apply_errors
 from reconciler.policy import FailureKind, Notice, Observation
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import StackReplica
 from reconciler.terraform.runner import root_config_text
+from reconciler.terraform.state import ManagedReplica
 
 Samples = tuple[tuple[float, int], ...]
 PROVIDERS_FILE = "providers.tf.json"
@@ -139,7 +139,7 @@ def classify_apply_output(
     cloud: str, output: str, zones: Mapping[str, str]
 ) -> tuple[dict[str, tuple[FailureKind, str]], bool]:
     """Terraform's apply output -> {replica id: (kind, message)} and whether an error block
-    concerned something other than a replica (reconciler.adapters.capacity per cloud)."""
+    concerned something other than a replica (reconciler.clouds.capacity per cloud)."""
     out: dict[str, tuple[FailureKind, str]] = {}
     other = False
     for failure in parse_apply_errors(cloud, output, zones):

@@ -30,15 +30,15 @@ from typing import Any, Protocol
 import requests
 
 from reconciler import readiness
-from reconciler.adapters import aws
-from reconciler.adapters.base import InstanceRef, parse_time
-from reconciler.adapters.catalog import CatalogPriceSource
-from reconciler.adapters.rest import RestClient, StaticToken, TokenProvider
+from reconciler.clouds.aws import signals as aws
+from reconciler.clouds.base import InstanceRef, parse_time
 from reconciler.clouds.naming import gcp_url_map_name
-from reconciler.engine.tfstate import CloudReplica
+from reconciler.clouds.prices import CatalogPriceSource
+from reconciler.clouds.rest import RestClient, StaticToken, TokenProvider
 from reconciler.errors import AdapterError, NotProvisionedError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
+from reconciler.terraform.state import CloudReplica
 
 log = logging.getLogger(__name__)
 View = tuple[ReplicaState, float]  # state, launched at
@@ -284,7 +284,7 @@ class _RestApis:
 
 
 def _gcp_tokens() -> TokenProvider:
-    from reconciler.adapters.gcp import GoogleAuthTokens
+    from reconciler.clouds.gcp.signals import GoogleAuthTokens
 
     token = os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
     return StaticToken(token) if token else GoogleAuthTokens()
@@ -301,7 +301,7 @@ class GcpApis(_RestApis):
         monitoring_url: str | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        from reconciler.adapters import gcp
+        from reconciler.clouds.gcp import signals as gcp
 
         super().__init__(spec, tokens or _gcp_tokens(), session)
         self.project = project
@@ -316,7 +316,7 @@ class GcpApis(_RestApis):
     def notices(
         self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
     ) -> list[Notice]:
-        from reconciler.adapters import gcp
+        from reconciler.clouds.gcp import signals as gcp
 
         if region not in self._notices:
             self._notices[region] = gcp.GcpPreemptionSource(
@@ -333,7 +333,7 @@ class GcpApis(_RestApis):
         replicas: Sequence[CloudReplica],
         now: float,
     ) -> float | None:
-        from reconciler.adapters import gcp
+        from reconciler.clouds.gcp import signals as gcp
 
         if not outputs:
             return None  # not applied yet: no load balancer
@@ -391,7 +391,7 @@ class GcpApis(_RestApis):
 
 
 def _azure_tokens() -> TokenProvider:
-    from reconciler.adapters.azure import AzureIdentityTokens
+    from reconciler.clouds.azure.signals import AzureIdentityTokens
 
     return AzureIdentityTokens()
 
@@ -406,8 +406,8 @@ class AzureApis(_RestApis):
         arm_url: str | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        from reconciler.adapters import azure
-        from reconciler.adapters.replica_metrics import ReplicaMetricsSource
+        from reconciler.clouds.azure import signals as azure
+        from reconciler.clouds.replica_metrics import ReplicaMetricsSource
 
         super().__init__(spec, tokens or _azure_tokens(), session)
         self.subscription_id = subscription_id
@@ -422,7 +422,7 @@ class AzureApis(_RestApis):
     def notices(
         self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
     ) -> list[Notice]:
-        from reconciler.adapters import azure
+        from reconciler.clouds.azure import signals as azure
 
         if self._notices is None:  # one subscription-wide activity log for every region
             self._notices = azure.AzureEvictionSource(
@@ -441,7 +441,7 @@ class AzureApis(_RestApis):
     ) -> float | None:
         """The Standard LB is layer 4: sum the replicas' own counters (reachable only from
         inside the VNet; None otherwise, and the policy holds its target)."""
-        from reconciler.adapters.replica_metrics import ReplicaMetricsSource
+        from reconciler.clouds.replica_metrics import ReplicaMetricsSource
 
         self._endpoints[region] = {
             r.id: f"http://{r.private_ip}:{self.port}" for r in replicas if r.private_ip

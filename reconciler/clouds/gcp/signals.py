@@ -15,8 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.adapters.base import Clock, InstanceRef, parse_time, rfc3339
-from reconciler.adapters.rest import RestClient, TokenProvider
+from reconciler.clouds.base import Clock, InstanceRef, parse_time, rfc3339
+from reconciler.clouds.rest import RestClient, TokenProvider
 from reconciler.errors import AdapterError, CredentialsError
 from reconciler.policy.signals import Notice, NoticeKind
 
