@@ -1,7 +1,8 @@
 """The shipped price catalog (`prices_catalog.json`): a static, dated table, not live prices.
 
-Used where a cloud has no cheap live spot-price API for our purpose (GCP, Azure) and to map an
-accelerator (`L4`) to an instance type per cloud. Its `as_of` date travels with every answer.
+Used where a cloud has no cheap live spot-price API for our purpose (GCP, Azure), keyed by
+instance type; which instance type carries an accelerator is the one catalog's answer
+(clouds/catalog.py `instance_for`). Its `as_of` date travels with every answer.
 """
 
 from __future__ import annotations
@@ -27,15 +28,6 @@ def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("clouds"), dict):
         raise AdapterError(f"price catalog {path}: expected an object with 'clouds'")
     return data
-
-
-def instance_type_for(cloud: str, accelerator: str, path: Path = CATALOG_PATH) -> str | None:
-    """The catalog's instance type for one `accelerator` on `cloud`, or None."""
-    table = load_catalog(path)["clouds"].get(cloud, {}).get("accelerators", {})
-    for name, instance_type in table.items():
-        if name.lower() == accelerator.lower():
-            return str(instance_type)
-    return None
 
 
 def catalog_zones(cloud: str, region: str | None, path: Path = CATALOG_PATH) -> list[str]:

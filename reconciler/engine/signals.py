@@ -20,9 +20,10 @@ from typing import Any
 import click
 
 from reconciler.clouds.base import PriceSource
+from reconciler.clouds.catalog import instance_for
 from reconciler.clouds.naming import aws_lb_name, gcp_url_map_name
-from reconciler.clouds.prices import CatalogPriceSource, instance_type_for
-from reconciler.errors import AdapterError, NotProvisionedError, SpecError
+from reconciler.clouds.prices import CatalogPriceSource
+from reconciler.errors import AdapterError, CloudConfigError, NotProvisionedError, SpecError
 from reconciler.policy.signals import Notice
 from reconciler.spec import CLOUDS, load_spec
 from reconciler.spec.model import ServiceSpec
@@ -87,23 +88,31 @@ def targets_for(spec: ServiceSpec, cloud: str | None, region: str | None) -> lis
     return list(by_key.values())
 
 
-def _accelerator(spec: ServiceSpec) -> str | None:
-    accelerators = spec.resources.accelerators
-    return accelerators[0].name if accelerators else None
+def instance_type(spec: ServiceSpec, cloud: str) -> str | None:
+    """The instance type `plan` renders for this spec on `cloud` (the one catalog,
+    clouds/catalog.py `instance_for`), or None when the catalog has none."""
+    try:
+        return instance_for(cloud, spec.resources.accelerators).instance_type
+    except CloudConfigError:
+        return None
 
 
 def _catalog_prices(report: Report, target: Target, spec: ServiceSpec) -> None:
-    accelerator = _accelerator(spec)
-    instance_type = instance_type_for(target.cloud, accelerator) if accelerator else None
-    if instance_type is None:
-        report.notes.append(f"{target.key}: no catalog instance type for accelerator {accelerator}")
+    itype = instance_type(spec, target.cloud)
+    if itype is None:
+        report.notes.append(f"{target.key}: no catalog instance type for {_wanted(spec)}")
         return
-    source = CatalogPriceSource(target.cloud, instance_type)
+    source = CatalogPriceSource(target.cloud, itype)
     prices = source.spot_prices(target.zones)
     if target.region:
         prices = {z: p for z, p in prices.items() if z.startswith(target.region + "-")}
     report.prices[target.key] = prices
     report.notes.append(f"{target.key}: prices from the static catalog dated {source.as_of}")
+
+
+def _wanted(spec: ServiceSpec) -> str:
+    accelerators = spec.resources.accelerators
+    return ", ".join(f"{a.name}:{a.count}" for a in accelerators) or "a CPU replica"
 
 
 def _optional(report: Report, target: Target, what: str, fn: Callable[[], None]) -> None:
@@ -141,12 +150,11 @@ def _aws(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | 
         report.metrics[target.key] = None
     else:
         report.metrics[target.key] = metrics.request_rate(time.time())
-    accelerator = _accelerator(spec)
-    instance_type = instance_type_for("aws", accelerator) if accelerator else None
-    if instance_type is None:
-        report.notes.append(f"{target.key}: no instance type for accelerator {accelerator}")
+    itype = instance_type(spec, "aws")
+    if itype is None:
+        report.notes.append(f"{target.key}: no instance type for {_wanted(spec)}")
         return
-    prices: PriceSource = aws.AwsSpotPriceSource(instance_type, region, endpoint_url)
+    prices: PriceSource = aws.AwsSpotPriceSource(itype, region, endpoint_url)
     report.prices[target.key] = prices.spot_prices(target.zones)
 
 

@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 
 from reconciler.clouds.base import MetricsSource, NoticeSource, PriceSource
+from reconciler.clouds.catalog import instance_for
 from reconciler.clouds.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
-from reconciler.clouds.prices import CatalogPriceSource, catalog_zones, instance_type_for
+from reconciler.clouds.prices import CatalogPriceSource, catalog_zones
 from reconciler.clouds.replica_metrics import ReplicaMetricsSource, counter_total
+from reconciler.engine.signals import instance_type
 from reconciler.errors import AdapterError
 from reconciler.policy import Notice, NoticeKind
 from reconciler.sandbox.notice_source import SandboxNoticeSource
+from reconciler.spec import ServiceSpec, load_spec
 
 from .conftest import FakeApi
 
@@ -76,13 +79,31 @@ def test_sandbox_notice_feed(tmp_path: Path) -> None:
     assert source.poll() == []  # the half-written line waits for its newline
 
 
-def test_catalog() -> None:
-    assert instance_type_for("aws", "l4") == "g6.xlarge"
-    assert instance_type_for("aws", "H100") is None
+def _spec(accelerators: str, tmp: Path) -> ServiceSpec:
+    path = tmp / "svc.yaml"
+    path.write_text(
+        f"service:\n  readiness_probe: /health\n  replicas: 1\nresources:\n"
+        f"  accelerators: {accelerators}\n  any_of:\n"
+        f"    - {{cloud: aws, region: us-east-1}}\n"
+    )
+    return load_spec(path)
+
+
+def test_catalog(tmp_path: Path) -> None:
+    assert instance_type(_spec("l4", tmp_path), "aws") == "g6.xlarge"
+    assert instance_type(_spec("H100", tmp_path), "aws") is None
     prices = CatalogPriceSource("gcp", "g2-standard-8").spot_prices(["us-central1-a", "mars-1-a"])
     assert list(prices) == ["us-central1-a"]
     assert "eastus-1" in catalog_zones("azure", "eastus")
     assert CatalogPriceSource("aws", "g6.xlarge").as_of
+
+
+def test_signals_and_plan_read_the_same_catalog(tmp_path: Path) -> None:
+    """Issue 10: for an AWS V100 spec `hedgeform signals` found no instance type while `plan`
+    used p3.2xlarge (two catalogs)."""
+    spec = _spec("V100", tmp_path)
+    assert instance_type(spec, "aws") == "p3.2xlarge"
+    assert instance_for("aws", spec.resources.accelerators).instance_type == "p3.2xlarge"
 
 
 def test_fakes_satisfy_the_protocols_record_and_fail() -> None:

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
-from reconciler.terraform import state as tfstate
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import TfStateError
 from reconciler.paths import ServicePaths
 from reconciler.spec import load_spec
+from reconciler.terraform import state as tfstate
 from reconciler.terraform.state import (
     ManagedReplica,
     cloud_replicas,
