@@ -37,8 +37,10 @@ from reconciler.clouds import (
     template_for,
     zones_of,
 )
-from reconciler.clouds.apis import AwsApis, AzureApis, CloudApis, GcpApis
+from reconciler.clouds.apis import CloudApis
+from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.prices import CATALOG_PATH, CatalogPriceSource, load_catalog
+from reconciler.clouds.registry import CLOUDS, cloud_replicas
 from reconciler.clouds.settings import (
     ENV_AZURE_KEY,
     ENV_AZURE_SUBSCRIPTION,
@@ -61,11 +63,10 @@ from reconciler.policy import (
 from reconciler.rendering import write_atomic
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, RegionStack, StackReplica
-from reconciler.terraform.state import CloudReplica, ManagedReplica, cloud_replicas, state_outputs
+from reconciler.terraform.state import ManagedReplica, state_outputs
 
 log = logging.getLogger(__name__)
 FRONT_PROVIDER_REGION = "us-east-1"  # Route 53 is global; its API lives in us-east-1
-PROVIDER_NAMES = {"aws": "aws", "gcp": "google", "azure": "azurerm", FRONT: "aws"}
 FIRST_SEEN = "first_seen.json"
 
 
@@ -123,14 +124,8 @@ def on_demand_price(cloud: str, region: str, instance_type: str) -> float | None
 def default_apis(
     spec: ServiceSpec, settings: ProviderSettings, clouds: set[str]
 ) -> dict[str, CloudApis]:
-    apis: dict[str, CloudApis] = {}
-    if "aws" in clouds:
-        apis["aws"] = AwsApis(spec, settings.aws_endpoint_url)
-    if "gcp" in clouds:
-        apis["gcp"] = GcpApis(spec, settings.cloud.gcp_project)
-    if "azure" in clouds:
-        apis["azure"] = AzureApis(spec, settings.azure_subscription_id)
-    return apis
+    """Each cloud's own CloudApis (clouds/<cloud>/apis.py), for the clouds the spec names."""
+    return {name: CLOUDS[name].make_apis(spec, settings) for name in sorted(clouds)}
 
 
 class ProviderCloud:
@@ -155,9 +150,6 @@ class ProviderCloud:
         self.clouds = {cloud for cloud, _ in self.regions}
         self._check_settings()
         self.apis = dict(apis) if apis is not None else default_apis(spec, settings, self.clouds)
-        aws = self.apis.get("aws")
-        if isinstance(aws, AwsApis):
-            aws.regions = [r for c, r in self.regions if c == "aws"]
         self.instance_types = {
             cloud: instance_for(
                 cloud, spec.resources.accelerators, settings.cloud.instance_types
@@ -213,7 +205,7 @@ class ProviderCloud:
 
     def ensure_up(self, now: float) -> None:
         for cloud in sorted(self.clouds):
-            self.apis[cloud].check_credentials()
+            self.apis[cloud].check_credentials([r for c, r in self.regions if c == cloud])
 
     def managed(self) -> list[ManagedReplica]:
         replicas: list[CloudReplica] = []
@@ -297,9 +289,9 @@ class ProviderCloud:
     def _spot_prices(
         self, stack: StackDef, itype: str, zones: Sequence[str], live: bool
     ) -> tuple[dict[str, float], bool]:
-        if live and stack.cloud == "aws":
+        if live and CLOUDS[stack.cloud].live_spot_prices:
             try:
-                prices = self.apis["aws"].spot_prices(stack.region, itype, zones)
+                prices = self.apis[stack.cloud].spot_prices(stack.region, itype, zones)
                 if prices:
                     return prices, True
             except CredentialsError:
@@ -422,16 +414,11 @@ class ProviderCloud:
 
     def _providers(self, stack: StackDef) -> dict[str, str]:
         """The provider block of the stack's root configuration (the modules declare none)."""
-        name = PROVIDER_NAMES[stack.cloud]
-        config: dict[str, Any]
-        if stack.cloud == "aws":
-            config = {"region": stack.region}
-        elif stack.cloud == FRONT:
-            config = {"region": FRONT_PROVIDER_REGION}
-        elif stack.cloud == "gcp":
-            config = {"project": self.settings.cloud.gcp_project, "region": stack.region}
+        if stack.cloud == FRONT:  # Route 53 and the front's health checks: AWS, one region
+            name, config = CLOUDS["aws"].provider, {"region": FRONT_PROVIDER_REGION}
         else:
-            config = {"features": {}, "subscription_id": self.settings.azure_subscription_id}
+            cloud = CLOUDS[stack.cloud]
+            name, config = cloud.provider, cloud.provider_config(stack.region, self.settings)
         text = json.dumps({"provider": {name: config}}, indent=2, sort_keys=True) + "\n"
         return {PROVIDERS_FILE: text}
 

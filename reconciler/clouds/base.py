@@ -6,13 +6,20 @@ reconciler can swap a cloud for a fake (`fakes.py`) or the sandbox without the p
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from reconciler.policy.signals import Notice
+from reconciler.policy.signals import FailureKind, Notice
+from reconciler.terraform.state import ManagedReplica
+
+if TYPE_CHECKING:
+    from reconciler.clouds.apis import CloudApis
+    from reconciler.clouds.settings import ProviderSettings
+    from reconciler.spec.model import ServiceSpec
 
 Clock = Callable[[], float]
 
@@ -97,3 +104,60 @@ def parse_time(value: object) -> float | None:
 def rfc3339(unix: float) -> str:
     """`2024-05-01T10:00:00Z`-style UTC timestamp for API filters."""
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class CloudReplica:
+    """A replica of a cloud stack as Terraform holds it: what the observers and notice
+    sources need to find it again (instance id for EC2, name for GCP and Azure)."""
+
+    id: str
+    zone: str
+    market: str
+    tainted: bool
+    stack: str
+    instance_id: str  # EC2 instance id, GCE numeric id, Azure VM resource id
+    name: str  # the cloud's instance/VM name (GCP, Azure); the instance id on AWS
+    private_ip: str = ""
+
+    def managed(self) -> ManagedReplica:
+        return ManagedReplica(self.id, self.zone, self.market, self.tainted, self.stack)
+
+
+def market_of(replica_id: str, spot: bool | None) -> str:
+    if spot is None:  # replica ids encode the market: <zone>-spot-<n> / <zone>-od-<n>
+        spot = "-spot-" in replica_id
+    return "spot" if spot else "on_demand"
+
+
+def first_block(value: Any) -> dict[str, Any]:
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return value[0]
+    return {}
+
+
+# (zone, market, instance id, name) of one replica, read from its Terraform state attributes.
+ReplicaAddress = tuple[str, str, str, str]
+LaunchErrorRule = tuple[re.Pattern[str], FailureKind]
+
+
+def launch_error_rules(*pairs: tuple[str, FailureKind]) -> tuple[LaunchErrorRule, ...]:
+    """Rules for clouds/capacity.py: (regular expression, kind), matched case-insensitively;
+    the first match wins."""
+    return tuple((re.compile(pattern, re.IGNORECASE), kind) for pattern, kind in pairs)
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Everything Hedgeform knows of one cloud, defined in its folder (clouds/<name>/) and
+    registered by name in clouds/registry.py; nothing outside that folder branches on it."""
+
+    name: str  # "aws", the `cloud:` of a spec location
+    provider: str  # the Terraform provider of its module: aws, google, azurerm
+    replica_type: str  # the replica resource of terraform/modules/<name>, for_each by id
+    read_replica: Callable[[str, Mapping[str, Any]], ReplicaAddress]  # (id, attributes)
+    launch_errors: tuple[LaunchErrorRule, ...]  # how its apply errors are classified
+    zone_patterns: tuple[re.Pattern[str], ...]  # how its error messages name a zone
+    live_spot_prices: bool  # its API gives spot prices cheaply (else the shipped catalog)
+    make_apis: Callable[[ServiceSpec, ProviderSettings], CloudApis]
+    provider_config: Callable[[str, ProviderSettings], dict[str, Any]]  # (region, settings)

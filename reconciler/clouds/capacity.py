@@ -34,15 +34,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from reconciler.clouds.base import LaunchErrorRule, launch_error_rules
+from reconciler.clouds.registry import CLOUDS
 from reconciler.policy.observation import Market
 from reconciler.policy.signals import FailureKind, LaunchResult
-
-_Rule = tuple[re.Pattern[str], FailureKind]
-
-
-def _rules(*pairs: tuple[str, FailureKind]) -> tuple[_Rule, ...]:
-    return tuple((re.compile(pattern, re.IGNORECASE), kind) for pattern, kind in pairs)
-
 
 CAP, QUOTA, CONFIG, OTHER = (
     FailureKind.CAPACITY,
@@ -51,105 +46,32 @@ CAP, QUOTA, CONFIG, OTHER = (
     FailureKind.OTHER,
 )
 
-# First match wins. Each cloud's rules come in tiers:
-#   1. "retry later" codes (throttling): OTHER, before any word that looks like a quota;
-#   2. capacity and reclaim *codes*: CAPACITY;
-#   3. quota codes: QUOTA;
-#   4. configuration codes: CONFIG;
-#   5. capacity and reclaim *phrases* (free text without a code): CAPACITY. They come after the
-#      config codes, so a config error whose message says "capacity" or "preemptible" stays
-#      CONFIG, while a capacity code whose message says "configuration" stays CAPACITY;
-#   6. generic quota words: QUOTA.
-_AWS = _rules(
-    # 1. API throttling: the code ends in LimitExceeded, but there is no quota to raise.
-    (r"RequestLimitExceeded|\bThrottling(?:Exception)?\b", OTHER),
-    # 2. No capacity at launch (RunInstances codes; spot request status codes).
-    (r"InsufficientInstanceCapacity|InsufficientCapacity\b|InsufficientHostCapacity", CAP),
-    (r"UnfulfillableCapacity|capacity-not-available|capacity-oversubscribed", CAP),
-    # Reclaimed while Terraform was still creating it: the instance's StateReason (the
-    # provider's "last error") or the spot request's status when the waiter gave up.
-    (r"Server\.SpotInstance(?:Termination|Shutdown)\b", CAP),
-    (r"instance-(?:terminated|stopped)-no-capacity|marked-for-(?:termination|stop)\b", CAP),
-    # A spot price above our max price: no spot *at our price* in this zone, a market signal
-    # like a stockout (the module sets no max price, so this only appears if a user adds one).
-    (r"SpotMaxPriceTooLow|price-too-low|instance-(?:terminated|stopped)-by-price", CAP),
-    # In reality an account-wide limit on running spot instances (a quota), but DESIGN §5 lists
-    # it with the capacity errors and SkyServe treats it so; followed here, see docs/clouds.md.
-    (r"MaxSpotInstanceCountExceeded", CAP),
-    # 3. Quota.
-    (r"VcpuLimitExceeded|InstanceLimitExceeded|MaxSpotFleetRequestCountExceeded", QUOTA),
-    (r"VolumeLimitExceeded", QUOTA),
-    # 4. Configuration (ours, the same in every zone).
-    (r"InvalidParameter\w*|InvalidAMIID\.\w+|InvalidSubnetID\.\w+|InvalidGroup\.\w+", CONFIG),
-    (r"InvalidKeyPair\.\w+|InvalidInstanceType|Unsupported\b|UnauthorizedOperation", CONFIG),
-    (r"OptInRequired|AuthFailure|InvalidBlockDeviceMapping|MissingParameter", CONFIG),
-    (r"InvalidKMSKey\.\w+|InvalidSnapshot\.\w+|\bbad-parameters\b", CONFIG),
-    # A subnet too small for another instance: "Insufficient..." but not the spot market.
-    (r"InsufficientFreeAddressesInSubnet", CONFIG),
-    # 5. Capacity phrases (e.g. a spot fleet's event description).
-    (r"no Spot capacity available", CAP),
-    # 6. Quota words.
-    (r"\bquota\b|LimitExceeded", QUOTA),
-)
-# Not CAPACITY on purpose: `Client.InstanceInitiatedShutdown` (the guest OS powered off: the
-# image or user data, the same in every zone) and a terminated instance with no StateReason
-# (`last error: %!s(<nil>)`): nothing says the market did it, so they stay OTHER.
-
-_GCP = _rules(
-    # 1. API rate limits ("Error 403: Rate Limit Exceeded, rateLimitExceeded"): not permission.
-    (r"rateLimitExceeded|Rate Limit Exceeded", OTHER),
-    # 2. Stockout: the operation's message and the localized message that comes with it.
-    (r"ZONE_RESOURCE_POOL_EXHAUSTED(_WITH_DETAILS)?|resource pool exhausted|STOCKOUT", CAP),
-    (r"does not have enough resources available", CAP),
-    (r"is currently unavailable in the [a-z]+-[a-z]+\d+-[a-z] zone", CAP),
-    # 3. Quota.
-    (r"QUOTA_EXCEEDED|quotaExceeded|Quota '[^']*' exceeded", QUOTA),
-    # 4. Configuration.
-    (r"Invalid value for field|invalidParameter|badRequest|\bError 400\b", CONFIG),
-    (r"does not exist in zone|was not found|\bnotFound\b|\bError 404\b", CONFIG),
-    (r"\bError 403\b|forbidden|permission", CONFIG),
-    # 5. A spot VM preempted while the insert operation ran ("Instance failed to start due to
-    # preemption."). "preemptible" in a config error does not match.
-    (r"due to preemption|\bpreempted\b", CAP),
-)
-
-_AZURE = _rules(
-    # 1. Throttling.
-    (r"TooManyRequests", OTHER),
-    # 2. No capacity for this size in this zone or region, or spot above our max price.
-    (r"SkuNotAvailable|ZonalAllocationFailed|AllocationFailed", CAP),
-    (r"Overconstrained(Zonal)?AllocationRequest|SpotPriceGreaterThanProvidedMaxPrice", CAP),
-    # A spot VM evicted while being created: the platform's eviction preempts the create
-    # operation ("Operation execution has been preempted by a more recent operation."). In
-    # general the code means any newer operation on the resource; Terraform is the only other
-    # writer of our VMs, so on a replica it is read as a reclaim (ScyllaDB's Azure provisioner
-    # does the same). A wrong guess marks one zone for a while; the stack does not fail.
-    (r"OperationPreempted", CAP),
-    # 3. Quota.
-    (r"QuotaExceeded|OperationNotAllowed.*\bquota\b|exceeding (?:approved [\w ]+ )?quota", QUOTA),
-    # 4. Configuration, including spot settings the VM or subscription does not allow.
-    (r"InvalidParameter|InvalidTemplate\w*|InvalidResourceReference|BadRequest", CONFIG),
-    (r"AuthorizationFailed|InvalidAuthenticationToken|ResourceNotFound|ImageNotFound", CONFIG),
-    (r"AzureSpot\w*Not\w*|EvictionPolicyCanBeSetOnly\w*|VMPriorityCannotBeApplied", CONFIG),
-    (r"MaxPriceValueInvalid|MaxPriceChangeNotAllowed\w*|does not support Azure Spot", CONFIG),
-)
-
 # The sandbox cloud speaks AWS codes on purpose (its CapacityError message), plus its own
 # usage errors (reconciler/sandbox/statefiles.py, market.py).
-_LOCAL = (
-    *_AWS,
-    *_rules(
+LOCAL_RULES = (
+    *CLOUDS["aws"].launch_errors,
+    *launch_error_rules(
         (r"unknown zone|no such zone|invalid (?:market|zone|replica id)\b", CONFIG),
         (r"no spot market in\b", CONFIG),
     ),
 )
+LOCAL_ZONE_PATTERNS = (re.compile(r"\b(local-\d+[a-z])\b"),)
 
-_BY_CLOUD: dict[str, tuple[_Rule, ...]] = {
-    "aws": _AWS,
-    "gcp": _GCP,
-    "azure": _AZURE,
-    "local": _LOCAL,
-}
+
+def _rules_of(cloud: str) -> tuple[LaunchErrorRule, ...] | None:
+    if cloud == "local":
+        return LOCAL_RULES
+    known = CLOUDS.get(cloud)
+    return known.launch_errors if known is not None else None
+
+
+def _zone_patterns_of(cloud: str) -> tuple[re.Pattern[str], ...]:
+    if cloud == "local":
+        return LOCAL_ZONE_PATTERNS
+    known = CLOUDS.get(cloud)
+    if known is not None:
+        return known.zone_patterns
+    return (*(p for c in CLOUDS.values() for p in c.zone_patterns), *LOCAL_ZONE_PATTERNS)
 
 
 def classify_launch_error(cloud: str, message: str) -> FailureKind:
@@ -159,14 +81,14 @@ def classify_launch_error(cloud: str, message: str) -> FailureKind:
     most specific answer wins, capacity first.
     """
     text = " ".join(message.split())
-    rules = _BY_CLOUD.get(cloud.lower())
+    rules = _rules_of(cloud.lower())
     if rules is None:
-        kinds = (_first_match(r, text) for r in (_AWS, _GCP, _AZURE))
+        kinds = (_first_match(c.launch_errors, text) for c in CLOUDS.values())
         return min(kinds, key=lambda kind: _PRECEDENCE[kind])
     return _first_match(rules, text)
 
 
-def _first_match(rules: tuple[_Rule, ...], text: str) -> FailureKind:
+def _first_match(rules: tuple[LaunchErrorRule, ...], text: str) -> FailureKind:
     for pattern, kind in rules:
         if pattern.search(text):
             return kind
@@ -185,22 +107,6 @@ _ADDRESS = re.compile(
 _INDEX_KEY = re.compile(r'\[("?)([^\]"]+)\1\]$')
 # Hedgeform's replica ids are `<zone>-spot-<n>` / `<zone>-od-<n>` (reconciler.policy.changes).
 _REPLICA_ID_ZONE = re.compile(r"^([a-z0-9][a-z0-9-]*?)-(?:spot|od)-\d+$")
-
-_ZONES: dict[str, tuple[re.Pattern[str], ...]] = {
-    # "the Availability Zone you requested (us-east-1a)" names the failed zone; the same
-    # message also lists *other* zones to try, so it wins over the generic pattern.
-    "aws": (
-        re.compile(r"Availability Zone you requested \(([a-z]{2}(?:-gov)?-[a-z]+-\d[a-z])\)"),
-        re.compile(r"\b([a-z]{2}(?:-gov)?-[a-z]+-\d[a-z])\b"),
-    ),
-    "gcp": (
-        re.compile(r"zones/([a-z]+-[a-z]+\d+-[a-z])\b"),
-        re.compile(r"\b([a-z]+-[a-z]+\d+-[a-z])\b"),
-    ),
-    # Azure zones are numbers within a location; Hedgeform names them `<location>-<n>`.
-    "azure": (re.compile(r"location '([a-z0-9]+)' zones? '(\d)'"),),
-    "local": (re.compile(r"\b(local-\d+[a-z])\b"),),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +173,7 @@ def parse_apply_errors(
 
 
 def _zone_in(cloud: str, text: str) -> str | None:
-    patterns = _ZONES.get(cloud) or tuple(p for ps in _ZONES.values() for p in ps)
+    patterns = _zone_patterns_of(cloud)
     for pattern in patterns:
         match = pattern.search(text)
         if match:

@@ -10,10 +10,10 @@ from typing import Any
 
 from reconciler.clouds import CloudSettings
 from reconciler.clouds.apis import View
+from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
 from reconciler.clouds.settings import ProviderSettings
 from reconciler.policy import Notice, ReplicaState
-from reconciler.terraform.state import CloudReplica
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = "llama-cloud"
@@ -48,7 +48,7 @@ class FakeApis:
         self.credentials_error: Exception | None = None
         self.calls: list[str] = []
 
-    def check_credentials(self) -> None:
+    def check_credentials(self, regions: Sequence[str]) -> None:
         self.calls.append("credentials")
         if self.credentials_error is not None:
             raise self.credentials_error

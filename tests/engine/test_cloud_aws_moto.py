@@ -20,15 +20,15 @@ import pytest
 
 from reconciler.backends.clouds import ProviderCloud
 from reconciler.backends.sandbox import SandboxSettings
-from reconciler.clouds.apis import AwsApis, aws_state
 from reconciler.clouds.aws import signals as aws
+from reconciler.clouds.aws.apis import AwsApis, aws_state
+from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.settings import ProviderSettings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.paths import ServicePaths
 from reconciler.policy import Market, NoticeKind, ReplicaState
 from reconciler.spec import load_spec
 from reconciler.terraform.fake import FakeTerraformRunner
-from reconciler.terraform.state import CloudReplica
 from tests.adapters.conftest import _moto_server, _no_real_credentials, moto_url, svc
 from tests.adapters.test_aws import client, image_id, run_spot, spot_reclaim
 from tests.engine.cloud_fakes import REPO, FakeApis, aws_state_file, settings

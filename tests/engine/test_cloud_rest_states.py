@@ -12,13 +12,17 @@ from urllib.parse import urlsplit
 import pytest
 
 from reconciler.backends.clouds import expand_locations
-from reconciler.clouds.apis import AzureApis, GcpApis, running_state
+from reconciler.clouds.apis import running_state
+from reconciler.clouds.azure.apis import AzureApis
+from reconciler.clouds.base import CloudReplica
+from reconciler.clouds.gcp.apis import GcpApis
+from reconciler.clouds.registry import cloud_replicas
 from reconciler.clouds.rest import StaticToken
 from reconciler.clouds.settings import load_settings
 from reconciler.errors import CloudConfigError, SettingsError
 from reconciler.policy import ReplicaState
 from reconciler.spec import load_spec
-from reconciler.terraform.state import CloudReplica, cloud_replicas, state_outputs
+from reconciler.terraform.state import state_outputs
 from tests.adapters.conftest import FakeApi, fake_api
 from tests.engine.cloud_fakes import REPO
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
+from reconciler.clouds.registry import cloud_replicas
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import TfStateError
 from reconciler.paths import ServicePaths
@@ -29,7 +30,6 @@ from reconciler.spec import load_spec
 from reconciler.terraform import state as tfstate
 from reconciler.terraform.state import (
     ManagedReplica,
-    cloud_replicas,
     managed_replicas,
     state_lock_held,
     state_outputs,

@@ -1,0 +1,44 @@
+"""AWS: EC2 replicas behind an ALB (terraform/modules/aws), signals from SQS, EC2 and
+CloudWatch, live spot prices.
+
+Everything Hedgeform knows of this cloud is in this folder: `signals` (its API adapters),
+`apis` (what the cloud backend asks of it), `state` (its replica in Terraform state),
+`launch_errors` (how its apply errors are classified); `CLOUD` ties them together and
+clouds/registry.py registers it. The API modules load on first use (boto3 and the cloud SDKs
+are slow to import, and the sandbox never needs them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from reconciler.clouds.aws import launch_errors, state
+from reconciler.clouds.base import Cloud
+
+if TYPE_CHECKING:
+    from reconciler.clouds.apis import CloudApis
+    from reconciler.clouds.settings import ProviderSettings
+    from reconciler.spec.model import ServiceSpec
+
+
+def _apis(spec: ServiceSpec, settings: ProviderSettings) -> CloudApis:
+    from reconciler.clouds.aws.apis import AwsApis
+
+    return AwsApis(spec, settings.aws_endpoint_url)
+
+
+def _provider_config(region: str, settings: ProviderSettings) -> dict[str, Any]:
+    return {"region": region}
+
+
+CLOUD = Cloud(
+    name="aws",
+    provider="aws",
+    replica_type=state.REPLICA_TYPE,
+    read_replica=state.read_replica,
+    launch_errors=launch_errors.RULES,
+    zone_patterns=launch_errors.ZONE_PATTERNS,
+    live_spot_prices=True,
+    make_apis=_apis,
+    provider_config=_provider_config,
+)

@@ -1,0 +1,44 @@
+"""GCP: Compute Engine replicas behind a regional load balancer (terraform/modules/gcp),
+signals from zone operations and Cloud Monitoring, prices from the shipped catalog.
+
+Everything Hedgeform knows of this cloud is in this folder: `signals` (its API adapters),
+`apis` (what the cloud backend asks of it), `state` (its replica in Terraform state),
+`launch_errors` (how its apply errors are classified); `CLOUD` ties them together and
+clouds/registry.py registers it. The API modules load on first use (boto3 and the cloud SDKs
+are slow to import, and the sandbox never needs them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from reconciler.clouds.base import Cloud
+from reconciler.clouds.gcp import launch_errors, state
+
+if TYPE_CHECKING:
+    from reconciler.clouds.apis import CloudApis
+    from reconciler.clouds.settings import ProviderSettings
+    from reconciler.spec.model import ServiceSpec
+
+
+def _apis(spec: ServiceSpec, settings: ProviderSettings) -> CloudApis:
+    from reconciler.clouds.gcp.apis import GcpApis
+
+    return GcpApis(spec, settings.cloud.gcp_project)
+
+
+def _provider_config(region: str, settings: ProviderSettings) -> dict[str, Any]:
+    return {"project": settings.cloud.gcp_project, "region": region}
+
+
+CLOUD = Cloud(
+    name="gcp",
+    provider="google",
+    replica_type=state.REPLICA_TYPE,
+    read_replica=state.read_replica,
+    launch_errors=launch_errors.RULES,
+    zone_patterns=launch_errors.ZONE_PATTERNS,
+    live_spot_prices=False,
+    make_apis=_apis,
+    provider_config=_provider_config,
+)

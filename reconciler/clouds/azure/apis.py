@@ -1,0 +1,119 @@
+"""Azure's CloudApis: Resource Manager over REST, the replicas' own request counters (see
+clouds/apis.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import requests
+
+from reconciler.clouds.apis import RestApis, View, gone_state, refs
+from reconciler.clouds.azure import signals as azure
+from reconciler.clouds.base import CloudReplica
+from reconciler.clouds.prices import CatalogPriceSource
+from reconciler.clouds.replica_metrics import ReplicaMetricsSource
+from reconciler.clouds.rest import RestClient, TokenProvider
+from reconciler.errors import AdapterError
+from reconciler.policy import Notice, ReplicaState
+from reconciler.spec.model import ServiceSpec
+
+AZURE_COMPUTE_API = "2024-03-01"
+
+
+def _azure_tokens() -> TokenProvider:
+    return azure.AzureIdentityTokens()
+
+
+class AzureApis(RestApis):
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        subscription_id: str,
+        tokens: TokenProvider | None = None,
+        *,
+        arm_url: str | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        super().__init__(spec, tokens or _azure_tokens(), session)
+        self.subscription_id = subscription_id
+        self.arm_url = arm_url or azure.ARM_URL
+        self._notices: azure.AzureEvictionSource | None = None
+        self._endpoints: dict[str, dict[str, str]] = {}
+        self._metrics: dict[str, ReplicaMetricsSource] = {}
+        self._api = RestClient(
+            self.arm_url, self.tokens, api="Azure Compute", credentials_hint=azure.CREDENTIALS_HINT
+        )
+
+    def notices(
+        self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
+    ) -> list[Notice]:
+
+        if self._notices is None:  # one subscription-wide activity log for every region
+            self._notices = azure.AzureEvictionSource(
+                self.subscription_id, self.tokens, instances={}, base_url=self.arm_url
+            )
+        by_name = refs(replicas, lambda r: r.name)
+        self._notices.instances = {name.lower(): ref for name, ref in by_name.items()}
+        return self._notices.poll()
+
+    def request_rate(
+        self,
+        region: str,
+        outputs: Mapping[str, Any],
+        replicas: Sequence[CloudReplica],
+        now: float,
+    ) -> float | None:
+        """The Standard LB is layer 4: sum the replicas' own counters (reachable only from
+        inside the VNet; None otherwise, and the policy holds its target)."""
+        self._endpoints[region] = {
+            r.id: f"http://{r.private_ip}:{self.port}" for r in replicas if r.private_ip
+        }
+        if region not in self._metrics:
+            self._metrics[region] = ReplicaMetricsSource(
+                lambda: self._endpoints.get(region, {}), session=self.session
+            )
+        return self._metrics[region].request_rate(now)
+
+    def spot_prices(
+        self, region: str, instance_type: str, zones: Sequence[str]
+    ) -> dict[str, float]:
+        return CatalogPriceSource("azure", instance_type).spot_prices(zones)
+
+    def power_state(self, replica: CloudReplica) -> str | None:
+        """`running`, `starting`, `deallocated`, ... from the VM's instance view; None when the
+        VM is gone (Spot eviction with the Delete policy)."""
+        url = self._api.url(f"{replica.instance_id}/instanceView")
+        try:
+            view = self._api.get_json(url, {"api-version": AZURE_COMPUTE_API})
+        except AdapterError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+        for status in view.get("statuses") or []:
+            code = str(status.get("code", ""))
+            if code.startswith("PowerState/"):
+                return code.split("/", 1)[1]
+        return "starting"  # no power state yet: still provisioning
+
+    def states(
+        self,
+        region: str,
+        replicas: Sequence[CloudReplica],
+        outputs: Mapping[str, Any],
+        preempted: set[str],
+        first_seen: Mapping[str, float],
+        now: float,
+    ) -> dict[str, View]:
+
+        def view(r: CloudReplica) -> View:
+            launched = first_seen.get(r.id, now)
+            power = self.power_state(r) if r.instance_id else None
+            if power in ("starting", "unknown"):
+                return ReplicaState.PROVISIONING, launched
+            if power == "running" and r.id not in preempted:
+                return self._running(r, launched, now), launched
+            # gone, deallocated, stopped, or under an eviction notice
+            return gone_state(r, preempted, spot_reclaimed=power is None), launched
+
+        return self._each(replicas, view)

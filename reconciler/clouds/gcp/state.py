@@ -1,0 +1,20 @@
+"""A GCP replica as Terraform's state holds it (`google_compute_instance.replica["<id>"]`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.clouds.base import ReplicaAddress, first_block, market_of
+
+REPLICA_TYPE = "google_compute_instance"
+
+
+def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
+    """(zone, market, instance id, name) from a `google_compute_instance`'s attributes; the
+    market from its scheduling's provisioning model (SPOT)."""
+    scheduling = first_block(attrs.get("scheduling"))
+    model = scheduling.get("provisioning_model")
+    spot = None if model is None else model == "SPOT"
+    zone = str(attrs.get("zone", "")).rsplit("/", 1)[-1]
+    return zone, market_of(key, spot), str(attrs.get("instance_id", "")), str(attrs["name"])

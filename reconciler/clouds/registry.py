@@ -1,0 +1,66 @@
+"""The clouds Hedgeform drives, by name: each one's `CLOUD` (clouds/<name>/__init__.py), and
+what is read the same way for every cloud given its description (its replicas in Terraform
+state). Adding a cloud: its folder, its module, its template, the catalog, and one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from reconciler.clouds import aws, azure, gcp
+from reconciler.clouds.base import Cloud, CloudReplica, first_block
+from reconciler.errors import CloudConfigError, TfStateError
+from reconciler.terraform.state import STATE_FILE, state_resources
+
+CLOUDS: Mapping[str, Cloud] = MappingProxyType(
+    {c.name: c for c in (aws.CLOUD, gcp.CLOUD, azure.CLOUD)}
+)
+
+
+def cloud(name: str) -> Cloud:
+    """The cloud called `name`; CloudConfigError naming the known ones otherwise."""
+    try:
+        return CLOUDS[name]
+    except KeyError:
+        known = ", ".join(CLOUDS)
+        raise CloudConfigError(f"unknown cloud {name!r}: Hedgeform drives {known}") from None
+
+
+def cloud_replicas(stack_dir: Path, cloud: str) -> list[CloudReplica]:
+    """The replicas a cloud region stack's state holds (module `stack` of the root config)."""
+    kind = CLOUDS[cloud]
+    rtype = kind.replica_type
+    path = stack_dir / STATE_FILE
+    out: list[CloudReplica] = []
+    for res in state_resources(path):
+        if res.get("type") != rtype or res.get("name") != "replica":
+            continue
+        if res.get("mode", "managed") != "managed":
+            continue
+        for inst in res.get("instances", []):
+            key = str(inst.get("index_key") or "")
+            attrs = inst.get("attributes") or {}
+            try:
+                zone, market, iid, name = kind.read_replica(key, attrs)
+            except (KeyError, TypeError) as exc:
+                raise TfStateError(f"{path}: unexpected {rtype} attributes ({exc})") from exc
+            ip = (
+                attrs.get("private_ip")  # aws_instance
+                or attrs.get("private_ip_address")  # azurerm_linux_virtual_machine
+                or first_block(attrs.get("network_interface")).get("network_ip", "")  # GCE
+            )
+            out.append(
+                CloudReplica(
+                    id=key,
+                    zone=zone,
+                    market=market,
+                    tainted=inst.get("status") == "tainted",
+                    stack=stack_dir.name,
+                    instance_id=iid,
+                    name=name,
+                    private_ip=str(ip or ""),
+                )
+            )
+    return out
