@@ -17,10 +17,21 @@ FRONT = "front"
 
 
 @dataclass(frozen=True)
-class StackReplica:
+class ManagedReplica:
+    """A replica Terraform manages (or is about to): the one shape every stack, backend and
+    renderer shares. `stack` is the stack holding it (its region), `tainted` a create that
+    failed; the cloud fields say how its cloud's APIs find it again (empty on the sandbox):
+    `instance_id` (EC2 instance id, GCE numeric id, Azure VM resource id), `name` (the
+    instance/VM name on GCP and Azure, the instance id on AWS) and its `private_ip`."""
+
     id: str
     zone: str
     market: Market
+    tainted: bool = False
+    stack: str = ""
+    instance_id: str = ""
+    name: str = ""
+    private_ip: str = ""
 
 
 @dataclass(frozen=True)
@@ -29,7 +40,7 @@ class RegionStack:
 
     cloud: str
     region: str
-    replicas: tuple[StackReplica, ...]
+    replicas: tuple[ManagedReplica, ...]
 
     @property
     def name(self) -> str:
@@ -46,10 +57,10 @@ def zone_regions(spec: ServiceSpec) -> dict[str, tuple[str, str]]:
 
 
 def region_stacks(
-    regions: Mapping[str, tuple[str, str]], replicas: Iterable[StackReplica]
+    regions: Mapping[str, tuple[str, str]], replicas: Iterable[ManagedReplica]
 ) -> list[RegionStack]:
     """Every region of the spec gets a stack, even an empty one, so removals are applied."""
-    by_region: dict[tuple[str, str], list[StackReplica]] = {cr: [] for cr in regions.values()}
+    by_region: dict[tuple[str, str], list[ManagedReplica]] = {cr: [] for cr in regions.values()}
     for r in replicas:
         by_region.setdefault(regions[r.zone], []).append(r)
     return [
@@ -58,5 +69,5 @@ def region_stacks(
     ]
 
 
-def replica_map(replicas: Sequence[StackReplica]) -> dict[str, dict[str, str]]:
+def replica_map(replicas: Sequence[ManagedReplica]) -> dict[str, dict[str, str]]:
     return {r.id: {"zone": r.zone, "market": r.market.value} for r in replicas}

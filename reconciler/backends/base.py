@@ -18,9 +18,8 @@ from typing import Any, Protocol
 from reconciler.clouds.capacity import parse_apply_errors
 from reconciler.policy import FailureKind, Notice, Observation
 from reconciler.spec.model import ServiceSpec
-from reconciler.stacks import StackReplica
+from reconciler.stacks import ManagedReplica
 from reconciler.terraform.runner import root_config_text
-from reconciler.terraform.state import ManagedReplica
 
 Samples = tuple[tuple[float, int], ...]
 PROVIDERS_FILE = "providers.tf.json"
@@ -99,7 +98,7 @@ class CloudBackend(Protocol):
 
     def render(
         self,
-        kept: Sequence[StackReplica],
+        kept: Sequence[ManagedReplica],
         members: Sequence[str],
         epoch: int,
         now: float,

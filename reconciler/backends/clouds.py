@@ -38,7 +38,6 @@ from reconciler.clouds import (
     zones_of,
 )
 from reconciler.clouds.apis import CloudApis
-from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.prices import CATALOG_PATH, CatalogPriceSource, load_catalog
 from reconciler.clouds.registry import CLOUDS, cloud_replicas
 from reconciler.clouds.settings import (
@@ -62,8 +61,8 @@ from reconciler.policy import (
 )
 from reconciler.rendering import write_atomic
 from reconciler.spec.model import ServiceSpec
-from reconciler.stacks import FRONT, RegionStack, StackReplica
-from reconciler.terraform.state import ManagedReplica, state_outputs
+from reconciler.stacks import FRONT, ManagedReplica, RegionStack
+from reconciler.terraform.state import state_outputs
 
 log = logging.getLogger(__name__)
 FRONT_PROVIDER_REGION = "us-east-1"  # Route 53 is global; its API lives in us-east-1
@@ -156,7 +155,7 @@ class ProviderCloud:
             ).instance_type
             for cloud in self.clouds
         }
-        self._replicas: list[CloudReplica] = []
+        self._replicas: list[ManagedReplica] = []
         self._ready: set[str] | None = None
         self._states: dict[str, ReplicaState] = {}
 
@@ -208,13 +207,13 @@ class ProviderCloud:
             self.apis[cloud].check_credentials([r for c, r in self.regions if c == cloud])
 
     def managed(self) -> list[ManagedReplica]:
-        replicas: list[CloudReplica] = []
+        replicas: list[ManagedReplica] = []
         for stack in self._region_stacks():
             replicas.extend(cloud_replicas(self.paths.stack_dir(stack.name), stack.cloud))
         self._replicas = replicas
-        return [r.managed() for r in replicas]
+        return list(replicas)
 
-    def _of(self, stack: StackDef) -> list[CloudReplica]:
+    def _of(self, stack: StackDef) -> list[ManagedReplica]:
         return [r for r in self._replicas if r.stack == stack.name]
 
     def _zones_of(self, stack: StackDef) -> list[str]:
@@ -372,7 +371,7 @@ class ProviderCloud:
 
     def render(
         self,
-        kept: Sequence[StackReplica],
+        kept: Sequence[ManagedReplica],
         members: Sequence[str],
         epoch: int,
         now: float,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from reconciler import readiness
 from reconciler.backends.base import RenderedStack, Samples, StackDef, classify_apply_output
-from reconciler.errors import SandboxError, TraceError
+from reconciler.errors import SandboxError, TfStateError, TraceError
 from reconciler.paths import ServicePaths
 from reconciler.policy import (
     FailureKind,
@@ -39,8 +39,8 @@ from reconciler.sandbox.market import (
     notices_path,
 )
 from reconciler.spec.model import ServiceSpec
-from reconciler.stacks import FRONT, StackReplica, region_stacks, replica_map, zone_regions
-from reconciler.terraform.state import ManagedReplica, managed_replicas, state_resources
+from reconciler.stacks import FRONT, ManagedReplica, region_stacks, replica_map, zone_regions
+from reconciler.terraform.state import STATE_FILE, state_resources
 from reconciler.traces import load_trace_set
 
 SPOT_PRICE = 1.0  # the sandbox's price list: on-demand costs three times spot, as in backtests
@@ -150,6 +150,34 @@ def zone_offers(spec: ServiceSpec) -> tuple[ZoneOffer, ...]:
     )
 
 
+def managed_replicas(stack_dir: Path) -> list[ManagedReplica]:
+    """The replicas a sandbox region stack's state holds (`null_resource.replica["<id>"]` of
+    terraform/modules/local, zone and market in its triggers). TfStateError for a state this
+    module did not write."""
+    path = stack_dir / STATE_FILE
+    out: list[ManagedReplica] = []
+    for res in state_resources(path):
+        if res.get("type") != "null_resource" or res.get("name") != "replica":
+            continue
+        for inst in res.get("instances", []):
+            triggers = inst.get("attributes", {}).get("triggers") or {}
+            replica_id = str(inst.get("index_key") or triggers.get("replica_id"))
+            try:
+                market = Market(str(triggers.get("market", "")))
+            except ValueError:
+                raise TfStateError(f"{path}: replica {replica_id} has no valid market") from None
+            out.append(
+                ManagedReplica(
+                    id=replica_id,
+                    zone=str(triggers.get("zone", "")),
+                    market=market,
+                    tainted=inst.get("status") == "tainted",
+                    stack=stack_dir.name,
+                )
+            )
+    return out
+
+
 class SandboxCloud:
     """The `local` backend: one stack per sandbox region plus the HAProxy front stack, all of
     terraform/modules/local. `paths`, `spec` and `hedgeform_bin` are needed only to drive
@@ -197,7 +225,7 @@ class SandboxCloud:
 
     def render(
         self,
-        kept: Sequence[StackReplica],
+        kept: Sequence[ManagedReplica],
         members: Sequence[str],
         epoch: int,
         now: float,
@@ -357,10 +385,12 @@ class SandboxCloud:
                 continue  # unreadable: stopped instead (stop_replica finds it by process)
             if record is None or record.zone not in self.regions or not replicas.is_alive(record):
                 continue
-            if record.market not in ("spot", "on_demand"):
+            try:
+                market = Market(record.market)
+            except ValueError:
                 continue
             _, region = self.regions[record.zone]
-            out.append(ManagedReplica(replica_id, record.zone, record.market, False, region))
+            out.append(ManagedReplica(replica_id, record.zone, market, False, region))
         return out
 
     def stop_replica(self, replica_id: str) -> None:

@@ -4,7 +4,7 @@ clouds/<cloud>/apis.py.
 
 One object per cloud keeps its clients and stateful sources (price caches, CloudWatch's
 "metric exists", GCP's seen operations, the replica metrics window) across ticks. Each maps
-the replicas Terraform holds (tfstate.CloudReplica) to the cloud's instances, so notices and
+the replicas Terraform holds (tfstate.ManagedReplica) to the cloud's instances, so notices and
 states come back keyed by replica id.
 
 States, and how honest each is:
@@ -31,10 +31,11 @@ from typing import Any, Protocol
 import requests
 
 from reconciler import readiness
-from reconciler.clouds.base import CloudReplica, InstanceRef
+from reconciler.clouds.base import InstanceRef
 from reconciler.clouds.rest import TokenProvider
-from reconciler.policy import Notice, ReplicaState
+from reconciler.policy import Market, Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
+from reconciler.stacks import ManagedReplica
 
 log = logging.getLogger(__name__)
 View = tuple[ReplicaState, float]  # state, launched at
@@ -49,14 +50,14 @@ class CloudApis(Protocol):
         ...
 
     def notices(
-        self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
+        self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
     ) -> list[Notice]: ...
 
     def request_rate(
         self,
         region: str,
         outputs: Mapping[str, Any],
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         now: float,
     ) -> float | None: ...
 
@@ -70,7 +71,7 @@ class CloudApis(Protocol):
     def states(
         self,
         region: str,
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         outputs: Mapping[str, Any],
         preempted: set[str],
         first_seen: Mapping[str, float],
@@ -79,14 +80,14 @@ class CloudApis(Protocol):
 
 
 def refs(
-    replicas: Sequence[CloudReplica], key: Callable[[CloudReplica], str]
+    replicas: Sequence[ManagedReplica], key: Callable[[ManagedReplica], str]
 ) -> dict[str, InstanceRef]:
     return {key(r): InstanceRef(r.id, r.zone) for r in replicas if key(r)}
 
 
-def gone_state(replica: CloudReplica, preempted: set[str], spot_reclaimed: bool) -> ReplicaState:
+def gone_state(replica: ManagedReplica, preempted: set[str], spot_reclaimed: bool) -> ReplicaState:
     """A replica whose instance stopped or vanished without the reconciler asking."""
-    if replica.id in preempted or (replica.market == "spot" and spot_reclaimed):
+    if replica.id in preempted or (replica.market == Market.SPOT and spot_reclaimed):
         return ReplicaState.PREEMPTED
     return ReplicaState.FAILED
 
@@ -133,7 +134,7 @@ class RestApis:
         self.tokens.token()
 
     def _each(
-        self, replicas: Sequence[CloudReplica], view: Callable[[CloudReplica], View]
+        self, replicas: Sequence[ManagedReplica], view: Callable[[ManagedReplica], View]
     ) -> dict[str, View]:
         """`view` of every replica, in parallel: a probe may take the whole `timeout_seconds`
         (an address the reconciler cannot reach), and replicas must not wait for each other."""
@@ -142,7 +143,7 @@ class RestApis:
         with ThreadPoolExecutor(max_workers=min(PROBE_WORKERS, len(replicas))) as pool:
             return dict(zip((r.id for r in replicas), pool.map(view, replicas), strict=True))
 
-    def _running(self, replica: CloudReplica, launched_at: float, now: float) -> ReplicaState:
+    def _running(self, replica: ManagedReplica, launched_at: float, now: float) -> ReplicaState:
         probe_spec = self.spec.service.readiness_probe
         request = readiness.spec_probe_request(self.spec, os.environ)
         ok = probe(self.session, replica.private_ip, self.port, request)

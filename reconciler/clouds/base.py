@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from reconciler.policy.observation import Market
 from reconciler.policy.signals import FailureKind, Notice
-from reconciler.terraform.state import ManagedReplica
 
 if TYPE_CHECKING:
     from reconciler.clouds.apis import CloudApis
@@ -106,28 +106,12 @@ def rfc3339(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class CloudReplica:
-    """A replica of a cloud stack as Terraform holds it: what the observers and notice
-    sources need to find it again (instance id for EC2, name for GCP and Azure)."""
-
-    id: str
-    zone: str
-    market: str
-    tainted: bool
-    stack: str
-    instance_id: str  # EC2 instance id, GCE numeric id, Azure VM resource id
-    name: str  # the cloud's instance/VM name (GCP, Azure); the instance id on AWS
-    private_ip: str = ""
-
-    def managed(self) -> ManagedReplica:
-        return ManagedReplica(self.id, self.zone, self.market, self.tainted, self.stack)
-
-
-def market_of(replica_id: str, spot: bool | None) -> str:
-    if spot is None:  # replica ids encode the market: <zone>-spot-<n> / <zone>-od-<n>
+def market_of(replica_id: str, spot: bool | None) -> Market:
+    """The market a cloud's attributes say (`spot`), else the one the replica id encodes
+    (<zone>-spot-<n> / <zone>-od-<n>, reconciler.policy.changes)."""
+    if spot is None:
         spot = "-spot-" in replica_id
-    return "spot" if spot else "on_demand"
+    return Market.SPOT if spot else Market.ON_DEMAND
 
 
 def first_block(value: Any) -> dict[str, Any]:
@@ -137,7 +121,7 @@ def first_block(value: Any) -> dict[str, Any]:
 
 
 # (zone, market, instance id, name) of one replica, read from its Terraform state attributes.
-ReplicaAddress = tuple[str, str, str, str]
+ReplicaAddress = tuple[str, Market, str, str]
 LaunchErrorRule = tuple[re.Pattern[str], FailureKind]
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from reconciler.clouds import aws, azure, gcp
-from reconciler.clouds.base import Cloud, CloudReplica, first_block
+from reconciler.clouds.base import Cloud, first_block
 from reconciler.errors import CloudConfigError, TfStateError
+from reconciler.stacks import ManagedReplica
 from reconciler.terraform.state import STATE_FILE, state_resources
 
 CLOUDS: Mapping[str, Cloud] = MappingProxyType(
@@ -28,12 +29,12 @@ def cloud(name: str) -> Cloud:
         raise CloudConfigError(f"unknown cloud {name!r}: Hedgeform drives {known}") from None
 
 
-def cloud_replicas(stack_dir: Path, cloud: str) -> list[CloudReplica]:
+def cloud_replicas(stack_dir: Path, cloud: str) -> list[ManagedReplica]:
     """The replicas a cloud region stack's state holds (module `stack` of the root config)."""
     kind = CLOUDS[cloud]
     rtype = kind.replica_type
     path = stack_dir / STATE_FILE
-    out: list[CloudReplica] = []
+    out: list[ManagedReplica] = []
     for res in state_resources(path):
         if res.get("type") != rtype or res.get("name") != "replica":
             continue
@@ -52,7 +53,7 @@ def cloud_replicas(stack_dir: Path, cloud: str) -> list[CloudReplica]:
                 or first_block(attrs.get("network_interface")).get("network_ip", "")  # GCE
             )
             out.append(
-                CloudReplica(
+                ManagedReplica(
                     id=key,
                     zone=zone,
                     market=market,

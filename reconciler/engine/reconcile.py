@@ -50,9 +50,9 @@ from reconciler.policy import (
 from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.rendering import render_tfvars, write_atomic, write_if_changed, write_tfvars
 from reconciler.spec import ServiceSpec
-from reconciler.stacks import FRONT, StackReplica, zone_regions
+from reconciler.stacks import FRONT, ManagedReplica, zone_regions
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
-from reconciler.terraform.state import ManagedReplica, recover_killed_terraform
+from reconciler.terraform.state import recover_killed_terraform
 
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
 NOOP_MARKER = ".hedgeform-noop-plan"
@@ -389,12 +389,12 @@ class Reconciler:
         self, decision: Decision, managed: Sequence[ManagedReplica], epoch: int, now: float
     ) -> dict[str, Path]:
         stopped = {t.replica_id for t in decision.terminations}
-        kept: list[StackReplica] = [
-            StackReplica(m.id, m.zone, Market(m.market))
+        kept: list[ManagedReplica] = [
+            ManagedReplica(m.id, m.zone, Market(m.market))
             for m in managed
             if m.id not in stopped and not m.tainted
         ]
-        kept += [StackReplica(x.replica_id, x.zone, x.market) for x in decision.launches]
+        kept += [ManagedReplica(x.replica_id, x.zone, x.market) for x in decision.launches]
         kept_ids = {r.id for r in kept}
         members = sorted(m for m in decision.lb_members if m in kept_ids)
         warned = {rid for rid, _ in decision.memory.warned}

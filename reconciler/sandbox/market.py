@@ -80,7 +80,7 @@ class MarketConfig:
 
 
 @dataclass(frozen=True)
-class Notice:
+class MarketNotice:
     """A preemption notice: `warning` at `at` (kill due at `deadline`), then `preempted`."""
 
     kind: str
@@ -93,8 +93,8 @@ class Notice:
         return asdict(self)
 
     @staticmethod
-    def from_json(raw: dict[str, Any]) -> Notice:
-        return Notice(
+    def from_json(raw: dict[str, Any]) -> MarketNotice:
+        return MarketNotice(
             kind=str(raw["kind"]),
             replica_id=str(raw["replica_id"]),
             zone=str(raw["zone"]),
@@ -105,8 +105,8 @@ class Notice:
 
 @dataclass(frozen=True)
 class PreemptionReport:
-    warned: tuple[Notice, ...] = ()
-    preempted: tuple[Notice, ...] = ()
+    warned: tuple[MarketNotice, ...] = ()
+    preempted: tuple[MarketNotice, ...] = ()
 
 
 class NoticeFeed:
@@ -118,7 +118,7 @@ class NoticeFeed:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def read(self, cursor: int = 0) -> tuple[list[Notice], int]:
+    def read(self, cursor: int = 0) -> tuple[list[MarketNotice], int]:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(cursor)
@@ -126,11 +126,11 @@ class NoticeFeed:
         except FileNotFoundError:
             return [], cursor
         end = data.rfind(b"\n") + 1
-        notices: list[Notice] = []
+        notices: list[MarketNotice] = []
         for line in data[:end].splitlines():
             # A hand-edited or foreign line is skipped rather than blocking the feed forever.
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                notices.append(Notice.from_json(json.loads(line)))
+                notices.append(MarketNotice.from_json(json.loads(line)))
         return notices, cursor + end
 
 
@@ -282,8 +282,8 @@ class SpotMarket:
         warning deadline has passed. Safe to call from several processes (locked)."""
         pending_path = self.state_dir / "preemptions.json"
         feed = notices_path(self.state_dir)
-        warned: list[Notice] = []
-        preempted: list[Notice] = []
+        warned: list[MarketNotice] = []
+        preempted: list[MarketNotice] = []
         with file_lock(self.state_dir / ".preempt.lock"):
             pending: dict[str, dict[str, Any]] = dict(read_json(pending_path) or {})
             live = [s.record for s in replicas.list_replicas(self.state_dir) if s.alive]
@@ -303,7 +303,7 @@ class SpotMarket:
                 fresh = [r for r in spot if r.replica_id not in pending]
                 fresh.sort(key=lambda r: (r.launched_at, r.replica_id), reverse=True)
                 for rec in fresh[:need]:
-                    notice = Notice(
+                    notice = MarketNotice(
                         "warning", rec.replica_id, zone, now, now + self.config.warning_seconds
                     )
                     pending[rec.replica_id] = {
@@ -318,7 +318,9 @@ class SpotMarket:
                 if float(info["deadline"]) > now:
                     continue
                 replicas.stop(self.state_dir, rid)
-                notice = Notice("preempted", rid, str(info["zone"]), now, float(info["deadline"]))
+                notice = MarketNotice(
+                    "preempted", rid, str(info["zone"]), now, float(info["deadline"])
+                )
                 append_jsonl(feed, notice.to_json())
                 preempted.append(notice)
                 del pending[rid]

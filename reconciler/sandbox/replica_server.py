@@ -115,7 +115,7 @@ class ReplicaConfig:
 
 
 @dataclass
-class ReplicaState:
+class ServerState:
     """What the handlers share: start time, request counters and the faults file's last
     reading (both guarded by a lock)."""
 
@@ -167,7 +167,7 @@ class ReplicaServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, state: ReplicaState) -> None:
+    def __init__(self, state: ServerState) -> None:
         self.state = state
         super().__init__((state.config.host, state.config.port), ReplicaHandler)
 
@@ -314,7 +314,7 @@ class ReplicaHandler(BaseHTTPRequestHandler):
 
 def make_server(config: ReplicaConfig) -> ReplicaServer:
     """Bind (port 0 picks a free port) and return the server; the caller runs serve_forever."""
-    return ReplicaServer(ReplicaState(config))
+    return ReplicaServer(ServerState(config))
 
 
 def _parse(argv: list[str] | None) -> tuple[ReplicaConfig, Path | None]:

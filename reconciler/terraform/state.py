@@ -20,7 +20,6 @@ import os
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,6 @@ STATE_FILE = "terraform.tfstate"
 # How long to wait out a Terraform still holding a stack's state lock (a killed pass's, or
 # one run by hand): the runner's `-lock-timeout` (RunnerConfig.lock_timeout_s).
 LOCK_WAIT_S = 30.0
-
-
-@dataclass(frozen=True)
-class ManagedReplica:
-    id: str
-    zone: str
-    market: str
-    tainted: bool
-    stack: str
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
@@ -78,25 +68,6 @@ def state_resources(path: Path) -> list[dict[str, Any]]:
         raise TfStateError(f"{path}: not a Terraform state of format version 4")
     resources = raw.get("resources", [])
     return resources if isinstance(resources, list) else []
-
-
-def managed_replicas(stack_dir: Path) -> list[ManagedReplica]:
-    out: list[ManagedReplica] = []
-    for res in state_resources(stack_dir / STATE_FILE):
-        if res.get("type") != "null_resource" or res.get("name") != "replica":
-            continue
-        for inst in res.get("instances", []):
-            triggers = inst.get("attributes", {}).get("triggers") or {}
-            out.append(
-                ManagedReplica(
-                    id=str(inst.get("index_key") or triggers.get("replica_id")),
-                    zone=str(triggers.get("zone", "")),
-                    market=str(triggers.get("market", "")),
-                    tainted=inst.get("status") == "tainted",
-                    stack=stack_dir.name,
-                )
-            )
-    return out
 
 
 def state_outputs(stack_dir: Path) -> dict[str, Any]:

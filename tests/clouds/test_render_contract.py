@@ -28,7 +28,7 @@ from reconciler.errors import CloudConfigError
 from reconciler.policy import Market
 from reconciler.rendering import render_tfvars
 from reconciler.spec import Accelerator, ServiceSpec, load_spec, parse_spec
-from reconciler.stacks import RegionStack, StackReplica
+from reconciler.stacks import ManagedReplica, RegionStack
 from tests.clouds.hcl import PROJECT_ROOT, parse_type, type_errors, variables
 
 SPEC_PATH = PROJECT_ROOT / "services" / "llama-cloud.yaml"
@@ -43,24 +43,24 @@ STACKS = {
         "aws",
         "us-east-1",
         (
-            StackReplica("us-east-1a-spot-0", "us-east-1a", Market.SPOT),
-            StackReplica("us-east-1b-od-1", "us-east-1b", Market.ON_DEMAND),
+            ManagedReplica("us-east-1a-spot-0", "us-east-1a", Market.SPOT),
+            ManagedReplica("us-east-1b-od-1", "us-east-1b", Market.ON_DEMAND),
         ),
     ),
     "gcp": RegionStack(
         "gcp",
         "us-central1",
         (
-            StackReplica("us-central1-a-spot-0", "us-central1-a", Market.SPOT),
-            StackReplica("us-central1-f-od-1", "us-central1-f", Market.ON_DEMAND),
+            ManagedReplica("us-central1-a-spot-0", "us-central1-a", Market.SPOT),
+            ManagedReplica("us-central1-f-od-1", "us-central1-f", Market.ON_DEMAND),
         ),
     ),
     "azure": RegionStack(
         "azure",
         "eastus",
         (
-            StackReplica("eastus-1-spot-0", "eastus-1", Market.SPOT),
-            StackReplica("eastus-2-od-1", "eastus-2", Market.ON_DEMAND),
+            ManagedReplica("eastus-1-spot-0", "eastus-1", Market.SPOT),
+            ManagedReplica("eastus-2-od-1", "eastus-2", Market.ON_DEMAND),
         ),
     ),
 }
@@ -201,7 +201,9 @@ def test_unknown_region_is_one_line() -> None:
 def test_zone_of_another_region_is_rejected(spec: ServiceSpec) -> None:
     with pytest.raises(CloudConfigError, match="'us-west-2a' is not a known zone of aws us-east-1"):
         check_zone("aws", "us-east-1", "us-west-2a")
-    stack = RegionStack("aws", "us-east-1", (StackReplica("x-spot-0", "us-east-1z", Market.SPOT),))
+    stack = RegionStack(
+        "aws", "us-east-1", (ManagedReplica("x-spot-0", "us-east-1z", Market.SPOT),)
+    )
     with pytest.raises(CloudConfigError, match="us-east-1z"):
         cloud_stack_context(spec, stack, [], SETTINGS)
 

@@ -23,6 +23,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from reconciler.backends.sandbox import managed_replicas
 from reconciler.cli import main
 from reconciler.engine.state_store import load_record
 from reconciler.paths import ServicePaths
@@ -30,7 +31,6 @@ from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.market import SpotMarket
 from reconciler.sandbox.processes import port_in_use
-from reconciler.terraform.state import managed_replicas
 from tests.e2e.conftest import REPO, free_port
 from tests.e2e.procs import kill_during_terraform, settle, under
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconciler.backends.sandbox import managed_replicas
 from reconciler.cli import main
 from reconciler.engine.state_store import load_record
 from reconciler.paths import ServicePaths
 from reconciler.sandbox import replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.market import SpotMarket
-from reconciler.terraform.state import managed_replicas
 from tests.e2e.conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

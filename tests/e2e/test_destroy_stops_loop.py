@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconciler.backends.sandbox import managed_replicas
 from reconciler.cli import main
 from reconciler.paths import ServicePaths
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.market import SpotMarket
 from reconciler.sandbox.processes import port_in_use
-from reconciler.terraform.state import managed_replicas
 from tests.e2e.conftest import REPO, free_port
 from tests.e2e.procs import settle, under
 

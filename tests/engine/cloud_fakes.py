@@ -10,10 +10,10 @@ from typing import Any
 
 from reconciler.clouds import CloudSettings
 from reconciler.clouds.apis import View
-from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
 from reconciler.clouds.settings import ProviderSettings
 from reconciler.policy import Notice, ReplicaState
+from reconciler.stacks import ManagedReplica
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = "llama-cloud"
@@ -54,7 +54,7 @@ class FakeApis:
             raise self.credentials_error
 
     def notices(
-        self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
+        self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
     ) -> list[Notice]:
         self.calls.append("notices")
         return self.notice_source.poll()
@@ -63,7 +63,7 @@ class FakeApis:
         self,
         region: str,
         outputs: Mapping[str, Any],
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         now: float,
     ) -> float | None:
         self.calls.append("request_rate")
@@ -78,7 +78,7 @@ class FakeApis:
     def states(
         self,
         region: str,
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         outputs: Mapping[str, Any],
         preempted: set[str],
         first_seen: Mapping[str, float],

@@ -22,12 +22,12 @@ from reconciler.backends.clouds import ProviderCloud
 from reconciler.backends.sandbox import SandboxSettings
 from reconciler.clouds.aws import signals as aws
 from reconciler.clouds.aws.apis import AwsApis, aws_state
-from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.settings import ProviderSettings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.paths import ServicePaths
 from reconciler.policy import Market, NoticeKind, ReplicaState
 from reconciler.spec import load_spec
+from reconciler.stacks import ManagedReplica
 from reconciler.terraform.fake import FakeTerraformRunner
 from tests.adapters.conftest import _moto_server, _no_real_credentials, moto_url, svc
 from tests.adapters.test_aws import client, image_id, run_spot, spot_reclaim
@@ -193,8 +193,8 @@ def test_a_full_pass_against_moto(moto_url: str, svc: str, tmp_path: Path) -> No
     assert any(x.zone.startswith("us-east-1") for x in result.decision.launches)
 
 
-def _replica(market: str = "spot") -> CloudReplica:
-    return CloudReplica("r-0", "us-east-1a", market, False, STACK, "i-0abc", "i-0abc")
+def _replica(market: str = "spot") -> ManagedReplica:
+    return ManagedReplica("r-0", "us-east-1a", market, False, STACK, "i-0abc", "i-0abc")
 
 
 @pytest.mark.parametrize(

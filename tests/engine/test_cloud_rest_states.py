@@ -14,7 +14,6 @@ import pytest
 from reconciler.backends.clouds import expand_locations
 from reconciler.clouds.apis import running_state
 from reconciler.clouds.azure.apis import AzureApis
-from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.gcp.apis import GcpApis
 from reconciler.clouds.registry import cloud_replicas
 from reconciler.clouds.rest import StaticToken
@@ -22,6 +21,7 @@ from reconciler.clouds.settings import load_settings
 from reconciler.errors import CloudConfigError, SettingsError
 from reconciler.policy import ReplicaState
 from reconciler.spec import load_spec
+from reconciler.stacks import ManagedReplica
 from reconciler.terraform.state import state_outputs
 from tests.adapters.conftest import FakeApi, fake_api
 from tests.engine.cloud_fakes import REPO
@@ -31,8 +31,8 @@ SPEC = load_spec(REPO / "services" / "llama-cloud.yaml")
 SUB = "00000000-0000-0000-0000-000000000000"
 
 
-def gcp_replica(name: str, market: str = "spot", ip: str = "127.0.0.1") -> CloudReplica:
-    return CloudReplica(name, "us-central1-a", market, False, "gcp-us-central1", "1", name, ip)
+def gcp_replica(name: str, market: str = "spot", ip: str = "127.0.0.1") -> ManagedReplica:
+    return ManagedReplica(name, "us-central1-a", market, False, "gcp-us-central1", "1", name, ip)
 
 
 def test_gcp_states_from_instances_get_and_the_probe(fake_api: FakeApi) -> None:
@@ -68,9 +68,11 @@ def test_azure_states_from_the_instance_view(fake_api: FakeApi) -> None:
     }
     apis = AzureApis(SPEC, SUB, StaticToken("t"), arm_url=fake_api.url)
 
-    def replica(name: str) -> CloudReplica:
+    def replica(name: str) -> ManagedReplica:
         rid = f"{vm}/hf-{name}"
-        return CloudReplica(name, "eastus-1", "spot", False, "azure-eastus", rid, f"hf-{name}", "")
+        return ManagedReplica(
+            name, "eastus-1", "spot", False, "azure-eastus", rid, f"hf-{name}", ""
+        )
 
     now = time.time()
     views = apis.states("eastus", [replica(n) for n in "abcd"], {}, set(), {"a": now - 5}, now)
@@ -209,7 +211,7 @@ def test_gcp_probes_replicas_in_parallel(
     apis = GcpApis(SPEC, "hf-test", StaticToken("t"), compute_url=fake_api.url)
     barrier = threading.Barrier(3, timeout=10)
 
-    def running(replica: CloudReplica, launched_at: float, now: float) -> ReplicaState:
+    def running(replica: ManagedReplica, launched_at: float, now: float) -> ReplicaState:
         barrier.wait()
         return ReplicaState.READY
 

@@ -21,16 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
+from reconciler.backends.sandbox import SandboxCloud, SandboxSettings, managed_replicas
 from reconciler.clouds.registry import cloud_replicas
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import TfStateError
 from reconciler.paths import ServicePaths
 from reconciler.spec import load_spec
+from reconciler.stacks import ManagedReplica
 from reconciler.terraform import state as tfstate
 from reconciler.terraform.state import (
-    ManagedReplica,
-    managed_replicas,
     state_lock_held,
     state_outputs,
     state_resources,

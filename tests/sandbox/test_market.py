@@ -17,7 +17,7 @@ from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.cli import sandbox
 from reconciler.sandbox.market import (
     DEFAULT_TRACE_DIR,
-    Notice,
+    MarketNotice,
     NoticeFeed,
     SpotMarket,
     capacity_at,
@@ -158,12 +158,12 @@ def test_notice_feed_reads_from_a_cursor_and_skips_partial_lines(tmp_path: Path)
     path = tmp_path / "notices.jsonl"
     feed = NoticeFeed(path)
     assert feed.read(0) == ([], 0)
-    first = Notice("warning", "r1", "local-1a", 1.0, 31.0)
+    first = MarketNotice("warning", "r1", "local-1a", 1.0, 31.0)
     path.write_text(json.dumps(first.to_json()) + "\n" + '{"kind": "preem')
     notices, cursor = feed.read(0)
     assert notices == [first]
     assert feed.read(cursor) == ([], cursor)  # the half-written line waits
-    second = Notice("preempted", "r1", "local-1a", 31.0, 31.0)
+    second = MarketNotice("preempted", "r1", "local-1a", 31.0, 31.0)
     path.write_text(json.dumps(first.to_json()) + "\n" + json.dumps(second.to_json()) + "\n")
     notices, end = feed.read(cursor)
     assert notices == [second] and end == path.stat().st_size

@@ -8,14 +8,14 @@ from typing import Any
 
 from reconciler.clouds.apis import View, gone_state, refs
 from reconciler.clouds.aws import signals as aws
-from reconciler.clouds.base import CloudReplica
 from reconciler.errors import NotProvisionedError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
+from reconciler.stacks import ManagedReplica
 
 
 def aws_state(
-    replica: CloudReplica,
+    replica: ManagedReplica,
     instance: Mapping[str, Any] | None,
     health: str | None,
     initial_delay: float,
@@ -62,7 +62,7 @@ class AwsApis:
             self.client("ec2", region)
 
     def notices(
-        self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
+        self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
     ) -> list[Notice]:
         source = aws.SqsNoticeSource(
             aws.notices_queue_name(self.service),
@@ -82,7 +82,7 @@ class AwsApis:
         self,
         region: str,
         outputs: Mapping[str, Any],
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         now: float,
     ) -> float | None:
         dimension = str(outputs.get("lb_arn_suffix") or "")
@@ -116,7 +116,7 @@ class AwsApis:
     def states(
         self,
         region: str,
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         outputs: Mapping[str, Any],
         preempted: set[str],
         first_seen: Mapping[str, float],

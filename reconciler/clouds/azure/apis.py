@@ -10,13 +10,13 @@ import requests
 
 from reconciler.clouds.apis import RestApis, View, gone_state, refs
 from reconciler.clouds.azure import signals as azure
-from reconciler.clouds.base import CloudReplica
 from reconciler.clouds.prices import CatalogPriceSource
 from reconciler.clouds.replica_metrics import ReplicaMetricsSource
 from reconciler.clouds.rest import RestClient, TokenProvider
 from reconciler.errors import AdapterError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
+from reconciler.stacks import ManagedReplica
 
 AZURE_COMPUTE_API = "2024-03-01"
 
@@ -46,7 +46,7 @@ class AzureApis(RestApis):
         )
 
     def notices(
-        self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
+        self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
     ) -> list[Notice]:
 
         if self._notices is None:  # one subscription-wide activity log for every region
@@ -61,7 +61,7 @@ class AzureApis(RestApis):
         self,
         region: str,
         outputs: Mapping[str, Any],
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         now: float,
     ) -> float | None:
         """The Standard LB is layer 4: sum the replicas' own counters (reachable only from
@@ -80,7 +80,7 @@ class AzureApis(RestApis):
     ) -> dict[str, float]:
         return CatalogPriceSource("azure", instance_type).spot_prices(zones)
 
-    def power_state(self, replica: CloudReplica) -> str | None:
+    def power_state(self, replica: ManagedReplica) -> str | None:
         """`running`, `starting`, `deallocated`, ... from the VM's instance view; None when the
         VM is gone (Spot eviction with the Delete policy)."""
         url = self._api.url(f"{replica.instance_id}/instanceView")
@@ -99,14 +99,14 @@ class AzureApis(RestApis):
     def states(
         self,
         region: str,
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         outputs: Mapping[str, Any],
         preempted: set[str],
         first_seen: Mapping[str, float],
         now: float,
     ) -> dict[str, View]:
 
-        def view(r: CloudReplica) -> View:
+        def view(r: ManagedReplica) -> View:
             launched = first_seen.get(r.id, now)
             power = self.power_state(r) if r.instance_id else None
             if power in ("starting", "unknown"):

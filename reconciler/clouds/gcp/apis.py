@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from reconciler.clouds.apis import RestApis, View, gone_state, refs
-from reconciler.clouds.base import CloudReplica, parse_time
+from reconciler.clouds.base import parse_time
 from reconciler.clouds.gcp import signals as gcp
 from reconciler.clouds.naming import gcp_url_map_name
 from reconciler.clouds.prices import CatalogPriceSource
@@ -17,6 +17,7 @@ from reconciler.clouds.rest import RestClient, StaticToken, TokenProvider
 from reconciler.errors import AdapterError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
+from reconciler.stacks import ManagedReplica
 
 
 def _gcp_tokens() -> TokenProvider:
@@ -46,7 +47,7 @@ class GcpApis(RestApis):
         )
 
     def notices(
-        self, region: str, zones: Sequence[str], replicas: Sequence[CloudReplica], consume: bool
+        self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
     ) -> list[Notice]:
         if region not in self._notices:
             self._notices[region] = gcp.GcpPreemptionSource(
@@ -60,7 +61,7 @@ class GcpApis(RestApis):
         self,
         region: str,
         outputs: Mapping[str, Any],
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         now: float,
     ) -> float | None:
         if not outputs:
@@ -79,7 +80,7 @@ class GcpApis(RestApis):
     ) -> dict[str, float]:
         return CatalogPriceSource("gcp", instance_type).spot_prices(zones)
 
-    def instance(self, replica: CloudReplica) -> dict[str, Any] | None:
+    def instance(self, replica: ManagedReplica) -> dict[str, Any] | None:
         url = self._api.url(
             f"projects/{self.project}/zones/{replica.zone}/instances/{replica.name}"
         )
@@ -93,14 +94,14 @@ class GcpApis(RestApis):
     def states(
         self,
         region: str,
-        replicas: Sequence[CloudReplica],
+        replicas: Sequence[ManagedReplica],
         outputs: Mapping[str, Any],
         preempted: set[str],
         first_seen: Mapping[str, float],
         now: float,
     ) -> dict[str, View]:
 
-        def view(r: CloudReplica) -> View:
+        def view(r: ManagedReplica) -> View:
             data = self.instance(r)
             launched = first_seen.get(r.id, now)
             if data is not None:
