@@ -9,7 +9,6 @@ variables to the process that needs them (DESIGN §4; docs/security.md).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import jinja2
 
 from reconciler.errors import RenderError
+from reconciler.files import write_atomic
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
@@ -65,27 +65,3 @@ def write_tfvars(stack_dir: Path, variables: Mapping[str, Any]) -> Path:
     path = stack_dir / "terraform.tfvars.json"
     write_atomic(path, json.dumps(variables, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def write_if_changed(path: Path, text: str) -> None:
-    """Write atomically unless the file already holds `text` (keeps mtimes and caches)."""
-    if not (path.is_file() and path.read_text() == text):
-        write_atomic(path, text)
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write `text` to `path` so a crash leaves the old or the new file (temp file, fsync,
-    rename, fsync of the directory). The file gets `mode` (default 0600: state is private)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), mode)
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

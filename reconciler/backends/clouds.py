@@ -49,6 +49,7 @@ from reconciler.clouds.settings import (
     ProviderSettings,
 )
 from reconciler.errors import AdapterError, CloudConfigError, CredentialsError
+from reconciler.files import write_atomic
 from reconciler.paths import ServicePaths, check_name
 from reconciler.policy import (
     FailureKind,
@@ -59,7 +60,6 @@ from reconciler.policy import (
     ReplicaState,
     ZoneOffer,
 )
-from reconciler.rendering import write_atomic
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, ManagedReplica, RegionStack
 from reconciler.terraform.state import state_outputs

@@ -123,6 +123,12 @@ def first_block(value: Any) -> dict[str, Any]:
 # (zone, market, instance id, name) of one replica, read from its Terraform state attributes.
 ReplicaAddress = tuple[str, Market, str, str]
 LaunchErrorRule = tuple[re.Pattern[str], FailureKind]
+CAP, QUOTA, CONFIG, OTHER = (
+    FailureKind.CAPACITY,
+    FailureKind.QUOTA,
+    FailureKind.CONFIG,
+    FailureKind.OTHER,
+)
 
 
 def launch_error_rules(*pairs: tuple[str, FailureKind]) -> tuple[LaunchErrorRule, ...]:
@@ -134,7 +140,13 @@ def launch_error_rules(*pairs: tuple[str, FailureKind]) -> tuple[LaunchErrorRule
 @dataclass(frozen=True)
 class Cloud:
     """Everything Hedgeform knows of one cloud, defined in its folder (clouds/<name>/) and
-    registered by name in clouds/registry.py; nothing outside that folder branches on it."""
+    registered by name in clouds/registry.py; nothing outside that folder branches on it.
+
+    The folder: `signals.py` (its API adapters), `apis.py` (the CloudApis the backend asks
+    each tick), `state.py` (its replica in Terraform state), `launch_errors.py` (how its
+    apply errors are classified), and `CLOUD` in `__init__.py`. `make_apis` loads the API
+    modules on first use: boto3 and the cloud SDKs are slow to import, and the sandbox never
+    needs them."""
 
     name: str  # "aws", the `cloud:` of a spec location
     provider: str  # the Terraform provider of its module: aws, google, azurerm

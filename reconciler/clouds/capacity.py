@@ -34,17 +34,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reconciler.clouds.base import LaunchErrorRule, launch_error_rules
+from reconciler.clouds.base import CAP, CONFIG, OTHER, QUOTA, LaunchErrorRule, launch_error_rules
 from reconciler.clouds.registry import CLOUDS
 from reconciler.policy.observation import Market
 from reconciler.policy.signals import FailureKind, LaunchResult
-
-CAP, QUOTA, CONFIG, OTHER = (
-    FailureKind.CAPACITY,
-    FailureKind.QUOTA,
-    FailureKind.CONFIG,
-    FailureKind.OTHER,
-)
 
 # The sandbox cloud speaks AWS codes on purpose (its CapacityError message), plus its own
 # usage errors (reconciler/sandbox/statefiles.py, market.py).

@@ -17,7 +17,6 @@ import fcntl
 import functools
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from reconciler.clouds.settings import ProviderSettings, load_settings
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
 from reconciler.errors import BusyError, ReconcileError, TerraformError
+from reconciler.files import find_executable, write_atomic, write_if_changed
 from reconciler.paths import ServicePaths, ensure_private_dir
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
 from reconciler.policy import (
@@ -48,7 +48,7 @@ from reconciler.policy import (
     decide,
 )
 from reconciler.policy.guardrails import Limits, apply_guardrails
-from reconciler.rendering import render_tfvars, write_atomic, write_if_changed, write_tfvars
+from reconciler.rendering import render_tfvars, write_tfvars
 from reconciler.spec import ServiceSpec
 from reconciler.stacks import FRONT, ManagedReplica, zone_regions
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
@@ -584,15 +584,10 @@ class Reconciler:
 
     def _hedgeform_bin(self) -> Path:
         """The executable the provisioners call: this interpreter's `hedgeform`."""
-        import sys
-
-        candidate = Path(sys.executable).parent / "hedgeform"
-        if candidate.exists():
-            return candidate.resolve()
-        found = shutil.which("hedgeform")
-        if found:
-            return Path(found).resolve()
-        raise ReconcileError("cannot find the `hedgeform` executable: run `make setup`")
+        found = find_executable("hedgeform")
+        if found is None:
+            raise ReconcileError("cannot find the `hedgeform` executable: run `make setup`")
+        return found.resolve()
 
 
 def settings_file(paths: ServicePaths) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +23,12 @@ from reconciler.clouds.catalog import instance_for
 from reconciler.clouds.naming import aws_lb_name, gcp_url_map_name
 from reconciler.clouds.prices import CatalogPriceSource
 from reconciler.errors import AdapterError, CloudConfigError, NotProvisionedError, SpecError
+from reconciler.paths import NAME_RE
 from reconciler.policy.signals import Notice
 from reconciler.spec import CLOUDS, load_spec
 from reconciler.spec.model import ServiceSpec
 
-SERVICE_NAME = re.compile(r"^[a-z0-9-]+$")
+SERVICE_NAME = NAME_RE
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import MemoryFormatError, StateError
+from reconciler.files import write_atomic
 from reconciler.policy import FailureKind, LaunchResult, Market, Memory
-from reconciler.rendering import write_atomic
 
 RECORD_VERSION = 1
 

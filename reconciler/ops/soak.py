@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,6 +34,7 @@ import click
 import requests
 
 from reconciler.errors import SandboxError, SoakError, SpecError, TraceError
+from reconciler.files import find_executable
 from reconciler.ops.soak_report import (
     Sample,
     SoakReport,
@@ -181,13 +181,10 @@ def child_env(settings: SoakSettings, lb_port: int) -> dict[str, str]:
 
 
 def hedgeform_bin() -> str:
-    candidate = Path(sys.executable).parent / "hedgeform"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("hedgeform")
+    found = find_executable("hedgeform")
     if found is None:
         raise SoakError("cannot find the `hedgeform` executable: run `make setup`")
-    return found
+    return str(found)
 
 
 # -- processes of the root ---------------------------------------------------------------------

@@ -26,8 +26,9 @@ import click
 import jinja2
 
 from reconciler.errors import BadNameError, SpecError, UnitValueError
+from reconciler.files import write_atomic
 from reconciler.paths import NAME_RE, PROJECT_ROOT, ServicePaths, check_name
-from reconciler.rendering import TEMPLATES_DIR, write_atomic
+from reconciler.rendering import TEMPLATES_DIR
 from reconciler.spec import load_spec
 
 MODES = ("timer", "service")

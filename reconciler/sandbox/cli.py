@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from reconciler.errors import SandboxError
+from reconciler.files import write_json_atomic
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB, HealthCheck
 from reconciler.sandbox.market import (
@@ -26,7 +27,7 @@ from reconciler.sandbox.market import (
     notices_path,
 )
 from reconciler.sandbox.replica_server import PROBE_PATHS, faults_path, parse_faults
-from reconciler.sandbox.statefiles import check_name, write_json_atomic
+from reconciler.sandbox.statefiles import check_name
 
 STATE_DIR_ENV = "HEDGEFORM_SANDBOX_STATE_DIR"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import ipaddress
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -24,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SandboxError
+from reconciler.files import find_executable, write_json_atomic
 from reconciler.sandbox import processes
-from reconciler.sandbox.statefiles import check_name, file_lock, read_json, write_json_atomic
+from reconciler.sandbox.statefiles import check_name, file_lock, read_json
 
 BACKEND = "replicas"
 FRONTEND = "sandbox"
@@ -86,10 +86,10 @@ Members = Mapping[str, tuple[str, int]]
 
 
 def haproxy_binary() -> str:
-    path = shutil.which("haproxy")
+    path = find_executable("haproxy")
     if path is None:
         raise SandboxError(INSTALL_HINT)
-    return path
+    return str(path)
 
 
 def render_config(port: int, socket_path: Path, check: HealthCheck | None = None) -> str:

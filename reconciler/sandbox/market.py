@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import CapacityError, SandboxError, TraceError
+from reconciler.files import write_json_atomic
 from reconciler.sandbox import replicas
 from reconciler.sandbox.statefiles import (
     append_jsonl,
@@ -31,7 +32,6 @@ from reconciler.sandbox.statefiles import (
     check_name,
     file_lock,
     read_json,
-    write_json_atomic,
 )
 from reconciler.traces import ZoneTrace, load_trace_set
 

@@ -16,14 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SandboxError
+from reconciler.files import write_json_atomic
 from reconciler.sandbox import processes
-from reconciler.sandbox.statefiles import (
-    check_market,
-    check_name,
-    file_lock,
-    read_json,
-    write_json_atomic,
-)
+from reconciler.sandbox.statefiles import check_market, check_name, file_lock, read_json
 
 SERVER_MODULE = "reconciler.sandbox.replica_server"
 LAUNCH_TIMEOUT_S = 15.0

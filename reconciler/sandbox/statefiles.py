@@ -7,15 +7,13 @@ import contextlib
 import fcntl
 import json
 import os
-import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SandboxError
+from reconciler.paths import NAME_RE
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MARKETS = ("spot", "on_demand")
 
 
@@ -33,29 +31,6 @@ def check_market(value: str) -> str:
     if value not in MARKETS:
         raise SandboxError(f"invalid market {value!r}: use one of {', '.join(MARKETS)}")
     return value
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file in the same dir, fsync, rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        os.write(fd, payload)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def read_json(path: Path) -> Any | None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from reconciler.errors import SpecError
+from reconciler.paths import NAME_RE
 from reconciler.spec import schema
 from reconciler.spec.envs import Envs, parse_envs
 from reconciler.spec.errors import Problems
@@ -20,7 +20,7 @@ from reconciler.spec.model import ServiceSpec
 from reconciler.spec.resources import parse_resources
 from reconciler.spec.service import check_probe_for_clouds, expand_vars, parse_service
 
-SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SERVICE_NAME = NAME_RE
 SERVICE_NAME_RULE = (
     "the service name comes from the file name and becomes resource names: use lowercase "
     "letters, digits and '-' (at most 63, not starting with '-')"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from reconciler.paths import NAME_RE
 from reconciler.spec import schema
 from reconciler.spec.errors import Problems
 from reconciler.spec.fields import (
@@ -22,7 +23,7 @@ from reconciler.spec.fields import (
 )
 from reconciler.spec.model import CLOUDS, Accelerator, Location, Resources
 
-LOCATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+LOCATION_NAME = NAME_RE
 LOCATION_RULE = "use lowercase letters, digits and '-' (at most 63, not starting with '-')"
 ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ACCELERATOR_RULE = "use letters, digits, '_', '.' and '-' (e.g. L4, A100-80GB)"

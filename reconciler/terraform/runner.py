@@ -53,7 +53,7 @@ from reconciler.errors import (
     TerraformError,
     TerraformMissingError,
 )
-from reconciler.rendering import write_if_changed
+from reconciler.files import write_if_changed
 from reconciler.terraform.binaries import ToolPaths, resolve_tools, terraform_env
 from reconciler.terraform.errors import LOCK_MARKER, from_output
 from reconciler.terraform.process import Completed, GroupProcess

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from reconciler.cli import main
 from reconciler.engine.reconcile import service_lock
 from reconciler.engine.state_store import Record, save_record
+from reconciler.files import write_atomic
 from reconciler.paths import ServicePaths
-from reconciler.rendering import write_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 

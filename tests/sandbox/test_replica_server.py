@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from reconciler.files import write_json_atomic
 from reconciler.sandbox.replica_server import (
     ReplicaConfig,
     ReplicaServer,
     faults_path,
     parse_faults,
 )
-from reconciler.sandbox.statefiles import write_json_atomic
 from tests.sandbox.conftest import serve_in_thread
 
 

@@ -1,11 +1,7 @@
 """AWS: EC2 replicas behind an ALB (terraform/modules/aws), signals from SQS, EC2 and
 CloudWatch, live spot prices.
 
-Everything Hedgeform knows of this cloud is in this folder: `signals` (its API adapters),
-`apis` (what the cloud backend asks of it), `state` (its replica in Terraform state),
-`launch_errors` (how its apply errors are classified); `CLOUD` ties them together and
-clouds/registry.py registers it. The API modules load on first use (boto3 and the cloud SDKs
-are slow to import, and the sandbox never needs them).
+The folder's layout and the rules for it: clouds/base.py `Cloud`.
 """
 
 from __future__ import annotations

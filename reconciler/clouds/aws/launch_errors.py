@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import re
 
-from reconciler.clouds.base import launch_error_rules
-from reconciler.policy.signals import FailureKind
-
-CAP, QUOTA, CONFIG, OTHER = (
-    FailureKind.CAPACITY,
-    FailureKind.QUOTA,
-    FailureKind.CONFIG,
-    FailureKind.OTHER,
-)
+from reconciler.clouds.base import CAP, CONFIG, OTHER, QUOTA, launch_error_rules
 
 # First match wins. Each cloud's rules come in tiers:
 #   1. "retry later" codes (throttling): OTHER, before any word that looks like a quota;

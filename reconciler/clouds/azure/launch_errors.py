@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import re
 
-from reconciler.clouds.base import launch_error_rules
-from reconciler.policy.signals import FailureKind
-
-CAP, QUOTA, CONFIG, OTHER = (
-    FailureKind.CAPACITY,
-    FailureKind.QUOTA,
-    FailureKind.CONFIG,
-    FailureKind.OTHER,
-)
+from reconciler.clouds.base import CAP, CONFIG, OTHER, QUOTA, launch_error_rules
 
 RULES = launch_error_rules(
     # 1. Throttling.
