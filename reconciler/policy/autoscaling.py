@@ -29,8 +29,10 @@ class TargetStep:
 
 def raw_target(policy: ReplicaPolicy, qps: float) -> int:
     assert policy.target_qps_per_replica is not None
-    wanted = math.ceil(qps / policy.target_qps_per_replica - 1e-9)
-    return max(policy.min_replicas, min(policy.upper, wanted))
+    ratio = qps / policy.target_qps_per_replica - 1e-9
+    if not math.isfinite(ratio) or ratio >= policy.upper:  # also a ratio too large for an int
+        return max(policy.min_replicas, policy.upper)
+    return max(policy.min_replicas, min(policy.upper, math.ceil(ratio)))
 
 
 def metrics_fresh(signals: Signals, now: float) -> bool:

@@ -93,15 +93,22 @@ class Section:
             return None
         return value
 
-    def positive_number(self, key: str) -> float | None:
+    def positive_number(self, key: str, minimum: float, maximum: float) -> float | None:
+        """A number from `minimum` (> 0) to `maximum`, or None when the key is absent."""
         value = self.data.get(key)
         if value is None:
             return None
+        rule = f"a number from {minimum:g} to {maximum:g}"
         if not isinstance(value, int | float) or isinstance(value, bool):
-            self.bad(key, f"must be a number > 0, got {describe(value)}")
+            self.bad(key, f"must be {rule}, got {describe(value)}")
             return None
-        if not math.isfinite(value) or value <= 0:
-            self.bad(key, f"must be a number > 0, got {value}")
+        if not math.isfinite(value) or not minimum <= value <= maximum:
+            shown = (
+                f"{value:g}"
+                if isinstance(value, float) or abs(value) < 10**20
+                else "an integer of more than 20 digits"
+            )
+            self.bad(key, f"must be {rule}, got {shown}")
             return None
         return float(value)
 

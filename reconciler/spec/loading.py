@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +28,80 @@ SERVICE_NAME_RULE = (
 )
 
 
+# A SkyServe service file is a few kilobytes; these bounds only stop a file that would hang
+# or exhaust the reconciler: a huge or endless file (/dev/zero), and YAML aliases that
+# expand into millions of values ("billion laughs").
+MAX_SPEC_BYTES = 1 << 20
+MAX_SPEC_VALUES = 100_000
+
+
 def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
-    """The spec in `path`; the service is named after the file (`services/llama.yaml` -> llama)."""
+    """The spec in `path`; the service is named after the file (`services/llama.yaml` -> llama).
+    SpecError (one line per problem) for anything unusable, including a file that is not a
+    regular file, is larger than MAX_SPEC_BYTES or expands past MAX_SPEC_VALUES values."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([f"{source}: no such service file"]) from None
-    except IsADirectoryError:
-        raise SpecError([f"{source}: is a directory, not a service file"]) from None
-    except UnicodeDecodeError:
-        raise SpecError([f"{source}: not UTF-8 text"]) from None
-    except OSError as error:
-        raise SpecError([f"{source}: cannot read: {error.strerror or error}"]) from None
+    text = _read_spec_text(Path(path), source)
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise SpecError([_yaml_problem(source, error)]) from None
-    except ValueError as error:  # an integer longer than Python converts (4300 digits)
-        raise SpecError([f"{source}: a value YAML cannot load ({error.args[0][:60]}...)"]) from None
+    except ValueError:  # an integer longer than Python converts (4300 digits)
+        raise SpecError(
+            [f"{source}: a value YAML cannot load: a number of more than 4300 digits"]
+        ) from None
     except RecursionError:
         raise SpecError([f"{source}: nested too deeply to load"]) from None
+    if _expanded_size(data, MAX_SPEC_VALUES) > MAX_SPEC_VALUES:
+        raise SpecError(
+            [f"{source}: expands to more than {MAX_SPEC_VALUES} values (YAML aliases?)"]
+        )
     try:
         json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
     except UnicodeEncodeError:  # e.g. "\ud800": YAML accepts it, no file or HTTP header can
         raise SpecError([f"{source}: a string holds a character UTF-8 cannot encode"]) from None
     return parse_spec(data, name=Path(path).stem, source=source)
+
+
+def _read_spec_text(path: Path, source: str) -> str:
+    """The file's text, checked before it is opened (a FIFO would block the open)."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise SpecError([f"{source}: is a directory, not a service file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError([f"{source}: not a regular file (a device, FIFO or socket)"])
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError([f"{source}: larger than {MAX_SPEC_BYTES >> 10} KiB"])
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError([f"{source}: no such service file"]) from None
+    except OSError as error:
+        raise SpecError([f"{source}: cannot read: {error.strerror or error}"]) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError([f"{source}: larger than {MAX_SPEC_BYTES >> 10} KiB"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError([f"{source}: not UTF-8 text"]) from None
+
+
+def _expanded_size(data: object, limit: int) -> int:
+    """How many values `data` holds with every alias expanded, counting up to `limit` + 1
+    (a walk that stops early: the expanded document may be astronomically large)."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return count
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -63,6 +112,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:  # `<<: *anchor`: its keys may be overridden here
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen

@@ -31,6 +31,11 @@ MAX_PROBE_TIMEOUT_S = 3_600
 # (one Terraform resource each); the bound also keeps a typo such as 1e30 from hanging `plan`.
 MAX_REPLICAS = 1_000
 MAX_DELAY_S = 604_800  # autoscaler delays: at most a week
+# Requests/s one replica is sized for: the autoscaler counts requests over a 60 s window, so a
+# target below 0.001 (one request per 17 minutes) cannot be told from none; no model server
+# answers a million requests a second.
+MIN_TARGET_QPS = 0.001
+MAX_TARGET_QPS = 1_000_000.0
 MAX_INITIAL_DELAY_S = 86_400
 MAX_FAILURE_THRESHOLD_S = 86_400
 # `$NAME` or `${NAME}` in the probe's path, header values and post_data (SkyServe substitutes
@@ -178,7 +183,9 @@ def _replica_policy(service: Section, problems: Problems) -> ReplicaPolicy:
             section.integer("min_replicas", minimum=0, maximum=MAX_REPLICAS), d.min_replicas
         ),
         max_replicas=section.integer("max_replicas", minimum=0, maximum=MAX_REPLICAS),
-        target_qps_per_replica=section.positive_number("target_qps_per_replica"),
+        target_qps_per_replica=section.positive_number(
+            "target_qps_per_replica", MIN_TARGET_QPS, MAX_TARGET_QPS
+        ),
         upscale_delay_seconds=_or(
             section.integer("upscale_delay_seconds", minimum=0, maximum=MAX_DELAY_S),
             d.upscale_delay_seconds,

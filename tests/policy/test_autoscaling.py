@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.policy import Memory, Signals
-from reconciler.policy.autoscaling import METRICS_STALE_AFTER_SECONDS, next_target
+from reconciler.policy.autoscaling import METRICS_STALE_AFTER_SECONDS, next_target, raw_target
 from reconciler.spec.model import ReplicaPolicy
 
 RP = ReplicaPolicy(
@@ -71,3 +73,21 @@ def test_missing_or_stale_metrics_hold_the_target(signals: Signals) -> None:
 def test_fixed_size_without_target_qps_is_min_replicas() -> None:
     rp = ReplicaPolicy(min_replicas=3)
     assert next_target(rp, Signals(qps=1000, qps_at=0), Memory(), 0).target == 3
+
+
+@given(
+    target=st.floats(min_value=1e-320, max_value=1e6, allow_nan=False),
+    qps=st.floats(min_value=0, max_value=1e308, allow_nan=False),
+    lower=st.integers(0, 10),
+    extra=st.integers(0, 1000),
+)
+def test_the_raw_target_stays_in_bounds_for_any_rate_and_target(
+    target: float, qps: float, lower: int, extra: int
+) -> None:
+    """Issue 9: a target of 1e-320 requests/s made qps / target infinite and math.ceil
+    raise OverflowError on every tick; whatever the spec and the load, the target is a
+    replica count between the bounds."""
+    policy = ReplicaPolicy(
+        min_replicas=lower, max_replicas=lower + extra, target_qps_per_replica=target
+    )
+    assert lower <= raw_target(policy, qps) <= lower + extra

@@ -90,8 +90,23 @@ def test_unknown_field_in_any_of_entry(base: dict[str, Any], problems_for: Probl
             False,
             "must be an integer from 0 to 604800, got false (a boolean)",
         ),
-        ("target_qps_per_replica", 0, "must be a number > 0, got 0"),
-        ("target_qps_per_replica", True, "must be a number > 0, got true (a boolean)"),
+        ("target_qps_per_replica", 0, "must be a number from 0.001 to 1e+06, got 0"),
+        (
+            "target_qps_per_replica",
+            True,
+            "must be a number from 0.001 to 1e+06, got true (a boolean)",
+        ),
+        # issue 9: 1e-320 passed, then qps / target overflowed to inf in the autoscaler
+        (
+            "target_qps_per_replica",
+            1e-320,
+            "must be a number from 0.001 to 1e+06, got 9.99989e-321",
+        ),
+        (
+            "target_qps_per_replica",
+            10**30,
+            "must be a number from 0.001 to 1e+06, got an integer of more than 20 digits",
+        ),
         ("dynamic_ondemand_fallback", "yes", "must be true or false, got 'yes' (a string)"),
         ("dynamic_ondemand_fallback", 1, "must be true or false, got 1 (an integer)"),
         ("spot_placer", "random", "must be one of dynamic_fallback; got 'random' (a string)"),
