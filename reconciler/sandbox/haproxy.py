@@ -133,6 +133,26 @@ backend {BACKEND}
 {http_check}"""
 
 
+_BIND = re.compile(r"^\s*bind 127\.0\.0\.1:(\d+)\s*$", re.M)
+_HTTP_CHECK = re.compile(r"^\s*option httpchk GET (\S+)\s*$", re.M)
+_CHECK_TIMEOUT = re.compile(r"^\s*timeout check (\d+)s\s*$", re.M)
+
+
+def config_record(cfg_path: Path) -> dict[str, Any]:
+    """`{"port", "check"}` read back from a configuration render_config wrote; `{}` when there
+    is none or it is not ours. The members are not in it (they are added at run time)."""
+    try:
+        text = cfg_path.read_text()
+    except OSError:
+        return {}
+    port, timeout = _BIND.search(text), _CHECK_TIMEOUT.search(text)
+    if port is None or timeout is None:
+        return {}
+    path = _HTTP_CHECK.search(text)
+    check = {"path": path.group(1) if path else None, "timeout_s": int(timeout.group(1))}
+    return {"port": int(port.group(1)), "check": check}
+
+
 @dataclass(frozen=True)
 class ServerStats:
     name: str
@@ -186,8 +206,13 @@ class HAProxyLB:
     # -- recorded state -----------------------------------------------------------------------
 
     def _read_lb(self) -> dict[str, Any]:
+        """The record (`lb.json`); without one, the port and check of the configuration
+        HAProxy was started with (`haproxy.cfg`, written by render_config), so a lost record
+        is rebuilt from what runs instead of being taken for another load balancer."""
         raw = read_json(self.lb_path)
-        return raw if isinstance(raw, dict) else {}
+        if isinstance(raw, dict):
+            return raw
+        return config_record(self.cfg_path)
 
     def desired_members(self) -> dict[str, tuple[str, int]]:
         raw = self._read_lb().get("members", {})

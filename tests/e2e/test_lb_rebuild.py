@@ -97,3 +97,25 @@ def test_a_killed_load_balancer_with_its_record_lost_is_started_again_by_apply(
     answer = requests.get(f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/health", timeout=5)
     assert answer.status_code == 200
     assert set(HAProxyLB(paths.sandbox_dir).members()) == set(_running(paths))
+
+
+def test_a_running_load_balancer_whose_record_is_lost_is_recognised(
+    paths: ServicePaths, env: dict[str, str]
+) -> None:
+    """Found by the user-eye check: with `lb.json` gone while HAProxy ran, `status` said
+    "(not running)", and once the front stack had to be applied again every apply failed
+    with "load balancer already runs with another health check"."""
+    lb = HAProxyLB(paths.sandbox_dir)
+    pid = lb.pid()
+    lb.lb_path.unlink()
+    status = CliRunner().invoke(main, ["status", "keep", "--root", str(paths.root)], env=env)
+    assert status.exit_code == 0, status.output
+    port = env["HEDGEFORM_LB_PORT"]
+    assert f"http://127.0.0.1:{port}" in status.output and "not running" not in status.output
+    (paths.stack_dir("front") / "terraform.tfstate").unlink()
+    url = f"http://127.0.0.1:{port}/v1/completions"
+    with Traffic(url, pause_s=0.01) as traffic:
+        result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
+    assert result.exit_code == 0, result.output
+    assert traffic.sent > 20 and traffic.failed == []
+    assert HAProxyLB(paths.sandbox_dir).pid() == pid, "the same HAProxy serves"

@@ -227,3 +227,16 @@ def test_dead_servers_leave_at_once_without_waiting_for_the_new_ones(
     lb.set_members(new)
     assert time.monotonic() - start < 2.0
     assert set(lb.members()) == {"next"}
+
+
+@pytest.mark.parametrize("check", [HealthCheck("/v1/models", 15), HealthCheck(None, 3)])
+def test_the_port_and_check_are_read_back_from_the_configuration(
+    tmp_path: Path, check: HealthCheck
+) -> None:
+    """What a lost `lb.json` is rebuilt from."""
+    from reconciler.sandbox.haproxy import config_record
+
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_config(18099, tmp_path / "s.sock", check))
+    assert config_record(cfg) == {"port": 18099, "check": check.to_json()}
+    assert config_record(tmp_path / "missing.cfg") == {}
