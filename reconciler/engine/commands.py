@@ -25,7 +25,6 @@ from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import load_spec
 from reconciler.spec.envs import require_environment
 from reconciler.spec.model import ReadinessProbe
-from reconciler.stacks import FRONT
 from reconciler.terraform.state import wait_for_state_locks
 
 EXIT_NOT_SERVING = 3  # `apply --wait`: still converging when --timeout passed
@@ -330,6 +329,10 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     """Destroy every stack of SERVICE (front first) and, on the sandbox, stop its cloud: no
     replica process, no HAProxy server, no market daemon is left behind.
 
+    The stacks are those of the service file and every stack a past apply left under
+    state/SERVICE/ (a region since removed from the file included); when the service file
+    is missing or no longer loads, those found on disk are destroyed, with a warning.
+
     Processes no record names are found too (the sandbox's HEDGEFORM_SANDBOX marker,
     provider plugins in a stack directory), stopped and listed; "nothing left running" is
     printed only when a last scan finds nothing, else an error names the pids (exit 1).
@@ -341,32 +344,40 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     from reconciler.engine.loop import loop_stopped
 
     try:
-        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+        paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+        rec: Reconciler | None = None
+        try:
+            rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+        except HedgeformError as exc:  # a spec that no longer loads must not block teardown
+            reason = str(exc).splitlines()[0]
+            click.echo(
+                f"warning: {reason}; destroying the stacks found under {paths.state_dir}",
+                err=True,
+            )
         errors: list[str] = []
         with (
-            loop_stopped(rec.paths.loop_lock_file, service, click.echo),
-            service_lock(rec.paths, wait=wait_lock),
+            loop_stopped(paths.loop_lock_file, service, click.echo),
+            service_lock(paths, wait=wait_lock),
         ):
-            order = [s for s in [FRONT, *rec.stack_names] if s in rec.stack_names]
-            order = list(dict.fromkeys(order))
-            stack_dirs = [rec.paths.stack_dir(s) for s in order]
-            sandbox = rec.paths.sandbox_dir
+            stacks = teardown.stacks_to_destroy(paths, rec)
+            stack_dirs = [s.dir for s in stacks]
+            sandbox = paths.sandbox_dir
             # What a killed command left (tfstate.recover_killed_terraform), and what no record
             # names, noted now: the teardown below may stop it (a replica's destroy provisioner
             # finds its process by marker), and the final sweep stops the rest.
             wait_for_state_locks(stack_dirs)
             unrecorded = teardown.stop_stray_providers(stack_dirs)
             unrecorded += teardown.unrecorded(sandbox)
-            for stack in order:
-                var_file = rec.paths.stack_dir(stack) / "terraform.tfvars.json"
-                if not var_file.exists():
+            named = teardown.recorded_alive(sandbox)  # before the teardown clears the records
+            for stack in stacks:
+                if not stack.var_file.exists():
                     continue
                 crash_point("before_destroy")
-                crash_point(f"before_destroy:{stack}")
+                crash_point(f"before_destroy:{stack.name}")
                 crash_point("during_destroy", delay_s=0.5)
                 try:
-                    rec.runner(stack).destroy(var_file)
-                    click.echo(f"destroyed stack {stack}")
+                    stack.runner().destroy(stack.var_file)
+                    click.echo(f"destroyed stack {stack.name}")
                 except TerraformError as exc:
                     errors.append(str(exc))
             crash_point("before_teardown")
@@ -377,14 +388,14 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
                 HAProxyLB(sandbox).down()
                 market_daemon.stop(sandbox)
             # By marker and working directory, not by record; then verified by a new scan.
-            unrecorded += teardown.stop_leftovers(sandbox, stack_dirs)
+            unrecorded += teardown.stop_leftovers(sandbox, stack_dirs, named)
             lines, left = teardown.verify(
-                unrecorded, lambda: teardown.still_running(sandbox, stack_dirs)
+                unrecorded, lambda: teardown.still_running(sandbox, stack_dirs, named)
             )
             for line in lines:
                 click.echo(line)
             errors += left
-            rec.paths.memory_file.unlink(missing_ok=True)
+            paths.memory_file.unlink(missing_ok=True)
     except HedgeformError as exc:
         raise _fail(exc) from None
     for line in errors:
