@@ -1,12 +1,12 @@
 # Hedgeform: one command per habit, the same for CI and people.
 # Every target that needs the project's tools runs `setup` first (fast when done).
 
-SHELL := /bin/bash
+override SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.hedgeform-setup
-TOOLS_STAMP := .tools/.installed
+override VENV := .venv
+override BIN := $(VENV)/bin
+override STAMP := $(VENV)/.hedgeform-setup
+override TOOLS_STAMP := .tools/.installed
 SERVICE ?= llama
 TRACES ?= ../shared/traces/spothedge/AWS1 ../shared/traces/spothedge/AWS2 ../shared/traces/spothedge/AWS3 ../shared/traces/spothedge/GCP1
 BACKTEST_ARGS ?=
@@ -25,11 +25,12 @@ SYSTEMD_USER ?=
 # raw text ($(value ...), never expanded) in an HF_* environment variable; `check-vars` checks
 # it with bash's [[ =~ ]] before anything else runs, and the recipes pass it as one quoted word,
 # or split a list (*_ARGS, TRACES) into words with globbing off. Neither re-parses the text.
-USER_VARS := PYTHON SERVICE TRACES BACKTEST_ARGS SOAK_ARGS PYTEST_ARGS INTERVAL MODE DRY_RUN SYSTEMD_USER
+# The Makefile's own variables are `override`: `make BIN='...'` cannot replace them.
+override USER_VARS := PYTHON SERVICE TRACES BACKTEST_ARGS SOAK_ARGS PYTEST_ARGS INTERVAL MODE DRY_RUN SYSTEMD_USER
 unexport $(USER_VARS)
 $(foreach v,$(USER_VARS),$(eval export HF_$(v) = $$(value $(v))))
 
-define CHECK_VARS
+override define CHECK_VARS
 fail() { echo "make: $$1" >&2; exit 2; }
 [[ "$$HF_SERVICE" =~ ^[a-z0-9][a-z0-9-]{0,62}$$ ]] || fail "SERVICE must be a plain name of lowercase letters, digits and '-' (services/<SERVICE>.yaml)"
 [[ "$$HF_INTERVAL" =~ ^[0-9]{1,5}([.][0-9]{1,3})?$$ ]] || fail "INTERVAL must be a number of seconds, e.g. 30"

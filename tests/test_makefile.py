@@ -104,3 +104,24 @@ def test_argument_lists_split_into_inert_words(
     assert result.returncode != 0
     assert not list(tmp_path.glob("pwned*")), result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "CHECK_VARS=touch {m}",
+        "BIN=touch {m};",
+        "VENV=x; touch {m};",
+        "SHELL={m}",
+        "USER_VARS=",
+    ],
+)
+def test_the_makefiles_own_variables_cannot_be_replaced(tmp_path: Path, assignment: str) -> None:
+    """Found by the user-eye check: `make check-vars 'CHECK_VARS=touch x'`, `make status
+    'BIN=touch x;'` and `USER_VARS=` (which turned the checks off) ran commands."""
+    marker = tmp_path / "pwned"
+    hostile = f"$(shell touch {marker}-via-service)"
+    result = make("status", assignment.format(m=marker), f"SERVICE={hostile}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "SERVICE must be a plain name" in result.stderr
+    assert not list(tmp_path.glob("pwned*")), assignment

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -11,6 +10,7 @@ from reconciler.backtest.report import format_table, write_json, write_plot
 from reconciler.backtest.runner import ALL_POLICIES, BacktestConfig, PolicyStats, run_policy
 from reconciler.backtest.workload import Workload, load_maf
 from reconciler.errors import BacktestError, TraceError
+from reconciler.spec.service import MAX_REPLICAS
 from reconciler.traces import load_trace_set
 
 DEFAULT_POLICIES = ("spothedge", "hedgeform", "ondemand", "even_spread", "round_robin", "static")
@@ -36,16 +36,39 @@ MAF_NAME = "maf1-requests-per-minute.csv"
     type=click.Choice(ALL_POLICIES),
     help=f"Policy to run (repeatable). Default: {', '.join(DEFAULT_POLICIES)}, optimal.",
 )
-@click.option("--repeats", default=10, show_default=True, help="24 h windows per trace.")
-@click.option("--seed", default=0, show_default=True, help="Seed for the window offsets.")
-@click.option("--target", default=3, show_default=True, help="Replicas the service needs.")
 @click.option(
-    "--overprovision", default=1, show_default=True, help="Extra spot replicas (SpotHedge)."
+    "--repeats",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="24 h windows per trace (1 to 1000).",
 )
-@click.option("--cold-start", default=120, show_default=True, help="Seconds from launch to ready.")
+@click.option("--seed", default=0, show_default=True, help="Seed for the window offsets.")
+@click.option(
+    "--target",
+    type=click.IntRange(1, MAX_REPLICAS),
+    default=3,
+    show_default=True,
+    help=f"Replicas the service needs (1 to {MAX_REPLICAS}).",
+)
+@click.option(
+    "--overprovision",
+    type=click.IntRange(0, MAX_REPLICAS),
+    default=1,
+    show_default=True,
+    help=f"Extra spot replicas (SpotHedge; 0 to {MAX_REPLICAS}).",
+)
+@click.option(
+    "--cold-start",
+    type=click.IntRange(0, 86_400),
+    default=120,
+    show_default=True,
+    help="Seconds from launch to ready (0 to 86400).",
+)
 @click.option(
     "--warning",
     "warning_s",
+    type=click.IntRange(0, 3_600),
     default=120,
     show_default=True,
     help="Seconds of advance preemption warning (AWS 120, GCP/Azure 30; 0 for none).",
@@ -64,7 +87,12 @@ MAF_NAME = "maf1-requests-per-minute.csv"
     help=f"Requests-per-minute CSV for --workload maf (default ../shared/workloads/{MAF_NAME}).",
 )
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write results here.")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG here.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path),
+    help="Write the plot here (.png, .pdf or .svg).",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 def backtest(
     trace_dirs: tuple[Path, ...],
@@ -89,10 +117,6 @@ def backtest(
     on-demand only; availability % is the share of ticks (after the first cold start) with at
     least `target` ready replicas. The simulator drives the same policy code as the live loop.
     """
-    if repeats < 1 or target < 1 or overprovision < 0 or cold_start < 0 or warning_s < 0:
-        raise click.UsageError(
-            "--repeats and --target must be >= 1; --overprovision, --cold-start, --warning >= 0"
-        )
     for flag, path in (("--json", json_path), ("--plot", plot_path)):
         if path is not None:
             _check_writable(flag, path)  # before the run, not after it
@@ -131,15 +155,31 @@ def backtest(
         click.echo(f"wrote {plot_path}")
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
 def _check_writable(flag: str, path: Path) -> None:
-    """A results file that cannot be written is a usage error now, not after the whole run."""
+    """A results file that cannot be written is a usage error now, not after the whole run:
+    the file is opened for appending (and removed again when it did not exist)."""
     if path.is_dir():
         raise click.BadParameter(f"{path} is a directory; give a file name", param_hint=flag)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise click.BadParameter(f"directory {parent} does not exist", param_hint=flag)
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise click.BadParameter(f"{path} is not writable", param_hint=flag)
+    if flag == "--plot" and path.suffix.lower() not in PLOT_SUFFIXES:
+        raise click.BadParameter(
+            f"{path}: give a file ending in {', '.join(PLOT_SUFFIXES)}", param_hint=flag
+        )
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{path} is not writable ({exc.strerror})", param_hint=flag
+        ) from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def _progress(message: str) -> None:

@@ -476,6 +476,14 @@ def run(
                     raise ReconcileError(
                         f"cannot serve metrics on 127.0.0.1:{metrics_port}: {exc.strerror or exc}"
                     ) from None
+            if metrics_textfile is not None:
+                try:  # a path that cannot be written is one line now, not a traceback a tick
+                    metrics.write_textfile(metrics_textfile)
+                except OSError as exc:
+                    raise ReconcileError(
+                        f"--metrics-textfile {metrics_textfile}: cannot write it "
+                        f"({exc.strerror or exc})"
+                    ) from None
             loop = ReconcileLoop(
                 rec, LoopSettings(interval_s=interval), logger, metrics, metrics_textfile
             )

@@ -289,8 +289,16 @@ class ReconcileLoop:
             self._write_metrics()
 
     def _write_metrics(self) -> None:
+        """The textfile was writable at start; a later failure (a full disk, the directory
+        removed) is a warning in the tick log, never the end of the loop."""
         if self.metrics and self.textfile:
-            self.metrics.write_textfile(self.textfile)
+            try:
+                self.metrics.write_textfile(self.textfile)
+            except OSError as exc:
+                self.logger.warning(
+                    "metrics textfile not written",
+                    extra={"path": str(self.textfile), "error": exc.strerror or str(exc)},
+                )
 
 
 def _starting(replica: Replica) -> bool:

@@ -123,8 +123,11 @@ def launch(
     check_name(replica_id, "replica id")
     check_name(zone, "zone")
     check_market(market)
-    if cold_start_s < 0 or latency_ms < 0:
-        raise SandboxError("cold start and latency must be >= 0")
+    if not (0 <= cold_start_s <= 3_600 and 0 <= latency_ms <= 60_000):  # NaN fails too
+        raise SandboxError(
+            "cold start must be 0-3600 s and latency 0-60000 ms, "
+            f"got {cold_start_s} s and {latency_ms} ms"
+        )
     rdir = replicas_dir(state_dir)
     with file_lock(rdir / f".{replica_id}.lock"):
         existing = get(state_dir, replica_id)

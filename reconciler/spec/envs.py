@@ -17,6 +17,10 @@ from reconciler.spec.model import ServiceSpec
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_RULE = "use letters, digits and '_', not starting with a digit"
+# Linux refuses an exec whose single argument or environment string (NAME=value) exceeds
+# MAX_ARG_STRLEN, 32 pages = 128 KiB (include/uapi/linux/binfmts.h), with E2BIG; the sandbox's
+# provisioners and the clouds' boot scripts pass env values that way.
+MAX_ENV_VALUE_BYTES = 128 * 1024 - 4096  # room for the name, '=' and the rest of the line
 
 
 @dataclass
@@ -51,6 +55,16 @@ def parse_envs(value: object, path: str, problems: Problems, into: Envs) -> set[
                 where,
                 "must be a string, number, true/false or null (from the "
                 f"environment), got {describe(raw)}",
+            )
+            continue
+        if "\x00" in text:
+            problems.add(where, "holds a NUL character, which no process environment can")
+            continue
+        if len(text.encode("utf-8")) > MAX_ENV_VALUE_BYTES:
+            problems.add(
+                where,
+                f"longer than {MAX_ENV_VALUE_BYTES // 1024} KiB, the most Linux passes in one "
+                "environment string (MAX_ARG_STRLEN); put large content in a file",
             )
             continue
         into.values[name] = text

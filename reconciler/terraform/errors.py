@@ -15,6 +15,8 @@ from reconciler.errors import TerraformError
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # Terraform 1.x frames diagnostics with box-drawing characters when colour is on.
 _FRAME = re.compile(r"^[│╷╵] ?")
+# local-exec's message when its command could not be started, before any output.
+_COMMAND_FAILED = re.compile(r"Error running command '.*?': (.+?)\.?$")
 
 
 def clean_output(text: str) -> str:
@@ -41,6 +43,9 @@ def error_summary(text: str) -> str:
         joined = " ".join(" ".join(block[1:]).split())
         if "Output: " in joined:
             headline += " (" + joined.split("Output: ", 1)[1][:240].strip() + ")"
+        elif (failed := _COMMAND_FAILED.search(joined)) is not None:
+            # the command never ran (fork/exec: argument list too long, no such file)
+            headline += " (" + failed.group(1)[:240].strip() + ")"
         summaries.append(headline)
     return "; ".join(dict.fromkeys(summaries))
 

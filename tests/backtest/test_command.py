@@ -128,3 +128,35 @@ def test_an_unwritable_results_path_is_refused_before_the_run(
     missing = tmp_path / "no" / "such" / "out.json"
     result = CliRunner().invoke(main, [*args, flag, str(missing)])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flag", "name", "message"),
+    [
+        ("--plot", "plot.xyz", "give a file ending in .png, .pdf, .svg"),
+        ("--json", "/proc/x.json", "is not writable"),
+    ],
+)
+def test_a_results_path_that_would_fail_after_the_run_is_refused_first(
+    small_traces: Path, tmp_path: Path, flag: str, name: str, message: str
+) -> None:
+    """Found by the user-eye check: a matplotlib traceback (--plot x.xyz) and an OSError
+    (--json /proc/x.json) after the whole backtest had run."""
+    path = name if name.startswith("/") else str(tmp_path / name)
+    args = ["backtest", "--traces", str(small_traces), "--policy", "spothedge", "--repeats", "1"]
+    result = CliRunner().invoke(main, [*args, flag, path])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "window" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--repeats", "99999999999999999999"], ["--target", "100000"],
+     ["--overprovision", "99999999999999999999"], ["--cold-start", "99999999999999999999"],
+     ["--warning", "-1"]],
+)  # fmt: skip
+def test_backtest_numbers_have_ranges(small_traces: Path, args: list[str]) -> None:
+    """Found by the user-eye check: --repeats 10**20 grew memory without output, --target
+    100000 ran for minutes; each is now a usage error naming the flag and its range."""
+    code, text = run("--traces", str(small_traces), *args)
+    assert code == 2 and args[0] in text and "range" in text

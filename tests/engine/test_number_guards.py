@@ -86,3 +86,17 @@ def test_metrics_on_the_load_balancers_port_is_refused(root: Path) -> None:
     result = CliRunner().invoke(main, args, env=env)
     assert result.exit_code == 1
     assert "--metrics-port 31555 is the load balancer's port" in result.output
+
+
+@pytest.mark.parametrize("where", ["a-file/x.prom", "a-file/sub/x.prom"])
+def test_a_metrics_textfile_that_cannot_be_written_is_one_line(
+    root: Path, tmp_path: Path, where: str
+) -> None:
+    """Found by the user-eye check: a traceback on every tick, exit 0."""
+    (tmp_path / "a-file").write_text("not a directory")
+    path = tmp_path / where
+    args = ["run", "llama", "--metrics-textfile", str(path), "--max-ticks", "1"]
+    result = CliRunner().invoke(main, [*args, "--root", str(root)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: --metrics-textfile {path}: cannot write it")
+    assert len(result.output.splitlines()) == 1

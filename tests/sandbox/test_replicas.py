@@ -128,3 +128,18 @@ def test_cli_usage_errors_are_one_line(state_dir: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("Error: invalid replica id")
+
+
+@pytest.mark.parametrize(
+    ("cold", "latency"), [(float("nan"), 0.0), (0.0, float("inf")), (-1.0, 0.0)]
+)
+def test_a_cold_start_or_latency_that_is_not_a_finite_range_is_refused(
+    state_dir: Path, cold: float, latency: float
+) -> None:
+    """Found by the user-eye check: `--cold-start nan --latency-ms inf` was recorded as NaN and
+    Infinity, and the replica dropped its completions."""
+    with pytest.raises(SandboxError, match="cold start must be 0-3600 s and latency 0-60000 ms"):
+        replicas.launch(
+            state_dir, "r1", "local-1a", "on_demand", cold_start_s=cold, latency_ms=latency
+        )
+    assert replicas.list_replicas(state_dir) == []

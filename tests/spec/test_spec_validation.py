@@ -364,6 +364,10 @@ def test_readiness_probe_rules(
         ({"A-B": "x"}, "envs.A-B: 'A-B' (a string) is not a valid name"),
         ({"OK": ["x"]}, "envs.OK: must be a string, number, true/false or null"),
         (["A=1"], "envs: must be a mapping of NAME: value, got a list"),
+        # found by the user-eye check: both passed, then every apply failed with a bare
+        # "local-exec provisioner error" (E2BIG, or a NUL no exec can pass)
+        ({"MODEL_NAME": "a\x00b"}, "envs.MODEL_NAME: holds a NUL character"),
+        ({"MODEL_NAME": "x" * 200_000}, "envs.MODEL_NAME: longer than 124 KiB"),
     ],
 )
 def test_env_rules(

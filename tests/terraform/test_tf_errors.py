@@ -35,3 +35,19 @@ def test_str_names_the_stack_and_command() -> None:
     assert err.detail == "Error: quota\n\n  more"
     assert isinstance(err, TerraformError)
     assert isinstance(LockError("s", "plan", "x"), TerraformError)
+
+
+def test_a_command_that_could_not_start_says_why() -> None:
+    """Found by the user-eye check: an env value too long for exec left only "local-exec
+    provisioner error", the reason (E2BIG) dropped."""
+    text = (
+        "\nError: local-exec provisioner error\n\n"
+        '  with module.stack.null_resource.replica["r-0"],\n'
+        '  on main.tf line 20, in resource "null_resource" "replica":\n'
+        '  20:   provisioner "local-exec" {\n\n'
+        "Error running command '\"$HEDGEFORM_BIN\" sandbox replica launch': fork/exec\n"
+        "/bin/sh: argument list too long.\n"
+    )
+    assert error_summary(text) == (
+        "Error: local-exec provisioner error (fork/exec /bin/sh: argument list too long)"
+    )
