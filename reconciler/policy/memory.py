@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.errors import MemoryFormatError
+from reconciler.spec.service import MAX_REPLICAS
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 lacks the lifecycle and backoff fields: they start empty
@@ -100,7 +101,7 @@ class Memory:
             )
         try:
             return cls(
-                target=_opt_int(data["target"]),
+                target=_target(data["target"]),
                 upscale_since=_opt_float(data["upscale_since"]),
                 downscale_since=_opt_float(data["downscale_since"]),
                 zone_status={str(z): ZoneStatus(s) for z, s in data["zone_status"].items()},
@@ -129,6 +130,14 @@ class Memory:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _target(value: Any) -> int | None:
+    """A replica count the spec could ask for (0 to MAX_REPLICAS), or None."""
+    target = _opt_int(value)
+    if target is not None and not 0 <= target <= MAX_REPLICAS:
+        raise ValueError(f"target {target} is not a replica count from 0 to {MAX_REPLICAS}")
+    return target
 
 
 def _opt_float(value: Any) -> float | None:

@@ -221,6 +221,9 @@ def test_the_spec_default_threshold_is_skyserves() -> None:
         {"crash_backoff": {"z/spot": ["FAILED_PROBING", 1e300, 0, 10]}},
         {"launch_seq": float("inf")},
         {"target": float("inf")},
+        # found by the user-eye check: status printed "target: -5" and "target: 10**30"
+        {"target": -5},
+        {"target": 10**30},
     ],
 )
 def test_memory_with_impossible_lifecycle_values_is_refused(field: dict[str, object]) -> None:
