@@ -26,6 +26,7 @@ from reconciler.clouds.registry import cloud_replicas
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import TfStateError
 from reconciler.paths import ServicePaths
+from reconciler.sandbox import processes
 from reconciler.spec import load_spec
 from reconciler.stacks import ManagedReplica
 from reconciler.terraform import state as tfstate
@@ -237,6 +238,13 @@ def spawn_provider(
     pid = int(core.stdout.readline())
     if not core_alive:
         core.wait()
+    # `$!` is printed before the child has exec'd: until then its argv is the shell's, and
+    # it is no provider yet (a race a loaded machine loses).
+    for _ in range(500):
+        argv = processes.cmdline(pid)
+        if argv and os.path.basename(argv[0]).startswith("terraform-provider-"):
+            break
+        time.sleep(0.01)
     return pid, core
 
 
