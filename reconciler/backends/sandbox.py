@@ -114,6 +114,11 @@ def _setting(
     return value
 
 
+def uses_sandbox(spec: ServiceSpec) -> bool:
+    """The spec places replicas on the local sandbox (`cloud: local`)."""
+    return any(loc.cloud == "local" for loc in spec.resources.locations)
+
+
 def public_model_name(spec: ServiceSpec | None) -> str:
     """The model name the sandbox replicas report (`GET /v1/models`): the spec's MODEL_NAME
     when it is a plain env written in the spec, else "sandbox-model". A MODEL_NAME from

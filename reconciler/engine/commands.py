@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
+from reconciler.backends.sandbox import SandboxCloud, SandboxSettings, uses_sandbox
 from reconciler.engine import teardown
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.state_store import load_record
@@ -48,7 +48,9 @@ def _reconciler(
         with contextlib.suppress(ValueError):
             shown = paths.spec_file.relative_to(paths.root)
         require_environment(spec, os.environ, str(shown))
-    settings = SandboxSettings.from_env(lb_port=lb_port)  # type: ignore[arg-type]
+    settings = None  # the sandbox's HEDGEFORM_* settings mean nothing to a cloud service
+    if uses_sandbox(spec):
+        settings = SandboxSettings.from_env(lb_port=lb_port)  # type: ignore[arg-type]
     return Reconciler(paths, spec, settings, policy=policy)
 
 
@@ -466,7 +468,10 @@ def run(
             logger = json_logger(f"hedgeform.{service}", rec.paths.state_dir / "ticks.jsonl")
             metrics = LoopMetrics(service)
             if metrics_port:
-                if isinstance(rec.cloud, SandboxCloud) and metrics_port == rec.settings.lb_port:
+                if (
+                    isinstance(rec.cloud, SandboxCloud)
+                    and metrics_port == rec.cloud.settings.lb_port
+                ):
                     raise ReconcileError(
                         f"--metrics-port {metrics_port} is the load balancer's port; choose another"
                     )

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends.base import CloudBackend, StackDef, root_config
+from reconciler.backends.base import CloudBackend, Samples, StackDef, root_config
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.clouds.settings import ProviderSettings, load_settings
 from reconciler.engine.serving import ServingCheck, ServingChecker
@@ -85,6 +85,26 @@ class Convergence:
         return self.results[-1]
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What one pass observed (Reconciler._observe), handed from step to step."""
+
+    record: Record
+    now: float
+    managed: list[ManagedReplica]
+    orphans: list[str]  # stopped: unknown to Terraform
+    adopted: list[ManagedReplica]  # unknown to Terraform, kept serving
+    observed: Observation
+    signals: Signals
+    cursor: int  # the notice cursor to save
+    samples: Samples  # request counter samples to save
+    offline: bool  # Terraform state only (plan --render-only)
+
+
+def _summaries(outcomes: Sequence[StackOutcome]) -> list[StackSummary]:
+    return [o.summary for o in outcomes if o.summary is not None]
+
+
 @dataclass
 class PassResult:
     decision: Decision
@@ -139,7 +159,7 @@ class Reconciler:
         self,
         paths: ServicePaths,
         spec: ServiceSpec,
-        settings: SandboxSettings,
+        settings: SandboxSettings | None = None,
         *,
         policy: str = DEFAULT_POLICY,
         limits: Limits | None = None,
@@ -171,6 +191,7 @@ class Reconciler:
             if cloud_settings is None:
                 cloud_settings = load_settings(settings_file(paths))
             return ProviderCloud(paths, spec, cloud_settings)
+        settings = settings or SandboxSettings.from_env()
         if not 0 < settings.lb_port < 65536:
             raise ReconcileError(f"load balancer port {settings.lb_port} is not in 1..65535")
         if clouds != {"local"}:
@@ -223,30 +244,56 @@ class Reconciler:
     # -- one pass --------------------------------------------------------------------------
 
     def run_pass(self, *, apply: bool, render_only: bool = False) -> PassResult:
-        """One reconcile; `apply=False` plans and writes the plan diff but changes nothing;
-        `render_only` writes each stack's tfvars and root configuration and stops there,
-        without Terraform or any cloud API (replicas as Terraform state last recorded them)."""
-        if render_only:
-            apply = False
+        """One reconcile: observe, decide, render, plan, apply, record. `apply=False` plans
+        and writes the plan diff but changes nothing; `render_only` writes each stack's
+        tfvars and root configuration and stops there, without Terraform or any cloud API
+        (replicas as Terraform state last recorded them)."""
+        apply = apply and not render_only
         t0 = time.perf_counter()
-        durations: dict[str, float] = {}
+        seen = self._observe(offline=render_only, consume=apply)
+        durations = {"observe_s": time.perf_counter() - t0}
+        decision, epoch = self._decide(seen)
+        t1 = time.perf_counter()
+        crash_point("before_plan")
+        var_files = self._render(decision, seen.managed, epoch, seen.now)
+        if render_only:
+            durations["total_s"] = time.perf_counter() - t0
+            return self._result(seen, decision, [StackOutcome(s) for s in var_files], durations,
+                                rendered=self._write_root_configs(var_files))  # fmt: skip
+        outcomes = self._plan_all(var_files)
+        durations["plan_s"] = time.perf_counter() - t1
+        plan_file = self._write_plan_doc(_summaries(outcomes), outcomes, seen.now)
+        crash_point("before_apply")
+        if apply:
+            t2 = time.perf_counter()
+            self._apply_all(outcomes, decision)
+            self._stop_terminated(seen.adopted, decision)
+            durations["apply_s"] = time.perf_counter() - t2
+            self._record(seen, decision, epoch, self._launch_results(decision, outcomes))
+        durations["total_s"] = time.perf_counter() - t0
+        return self._result(seen, decision, outcomes, durations, plan_file=plan_file)
+
+    def _observe(self, *, offline: bool, consume: bool) -> Seen:
+        """What the pass starts from: the record, the managed replicas (orphans collected or
+        adopted first), each replica's state, notices and the request rate. `offline` reads
+        Terraform state only (no cloud API, nothing started or stopped)."""
         record = load_record(self.paths.memory_file)
         now = self.clock()
-        if not render_only:
+        if not offline:
             self.cloud.ensure_up(now)
         managed = self.managed()
         crash_point("before_observe")
-        orphans, adopted = ([], []) if render_only else self._collect_orphans(managed)
+        orphans, adopted = ([], []) if offline else self._collect_orphans(managed)
         managed = [*managed, *adopted]
-        seen = {p[0] for p in record.memory.recent_preemptions}
-        if render_only:
-            notices: list[Notice] = []
-            cursor = record.notice_cursor
+        notices: list[Notice] = []
+        if offline:
             observed = self.cloud.observe_offline(self.spec, managed, now)
+            cursor = record.notice_cursor
             qps, samples = None, record.request_samples
         else:
-            notices, cursor = self.cloud.notices(record.notice_cursor, consume=apply)
-            preempted = seen | {n.replica_id for n in notices if n.kind.value == "preempted"}
+            notices, cursor = self.cloud.notices(record.notice_cursor, consume=consume)
+            preempted = {p[0] for p in record.memory.recent_preemptions}
+            preempted |= {n.replica_id for n in notices if n.kind.value == "preempted"}
             observed = self.cloud.observe(self.spec, managed, preempted, now)
             qps, samples = self.cloud.request_rate(record.request_samples, now)
         signals = Signals(
@@ -255,73 +302,67 @@ class Reconciler:
             notices=tuple(notices),
             launch_results=record.launch_results,
         )
-        durations["observe_s"] = time.perf_counter() - t0
+        return Seen(record, now, managed, orphans, adopted, observed, signals, cursor, samples,
+                    offline)  # fmt: skip
 
-        memory = record.memory
-        top = max((replica_seq(m.id) for m in managed), default=-1)
+    def _decide(self, seen: Seen) -> tuple[Decision, int]:
+        """The policy's decision (pure) within the guardrails, and the load balancer epoch
+        (bumped when HAProxy lost the members Terraform set, so they are added again)."""
+        memory = seen.record.memory
+        top = max((replica_seq(m.id) for m in seen.managed), default=-1)
         if memory.launch_seq <= top:  # a crashed pass launched replicas it did not record
             memory = replace(memory, launch_seq=top + 1)
-        decision = decide(self.spec, observed, signals, memory, now, self.policy)
-        decision = apply_guardrails(decision, observed, self.spec, self.limits)
-        epoch = record.lb_epoch
-        applied_members = None if render_only else self.cloud.applied_members()
-        if applied_members is not None and self.cloud.lb_members() != applied_members:
-            epoch += 1  # HAProxy restarted or lost servers: make Terraform re-add the members
+        decision = decide(self.spec, seen.observed, seen.signals, memory, seen.now, self.policy)
+        decision = apply_guardrails(decision, seen.observed, self.spec, self.limits)
+        epoch = seen.record.lb_epoch
+        applied = None if seen.offline else self.cloud.applied_members()
+        if applied is not None and self.cloud.lb_members() != applied:
+            epoch += 1
+        return decision, epoch
 
-        t1 = time.perf_counter()
-        crash_point("before_plan")
-        var_files = self._render(decision, managed, epoch, now)
-        if render_only:
-            written = self._write_root_configs(var_files)
-            durations["total_s"] = time.perf_counter() - t0
-            return PassResult(
-                decision=decision,
-                outcomes=[StackOutcome(stack) for stack in var_files],
-                plan_file=None,
-                summary_line="rendered only: no Terraform command ran",
-                endpoint=self.cloud.endpoint(),
-                durations=durations,
-                observed=observed,
-                signals=signals,
-                rendered=written,
-            )
-        outcomes = self._plan_all(var_files)
-        durations["plan_s"] = time.perf_counter() - t1
-        summaries = [o.summary for o in outcomes if o.summary is not None]
-        plan_file = self._write_plan_doc(summaries, outcomes, now)
+    def _record(
+        self, seen: Seen, decision: Decision, epoch: int, results: tuple[LaunchResult, ...]
+    ) -> None:
+        crash_point("before_record")
+        save_record(
+            self.paths.memory_file,
+            Record(
+                memory=decision.memory,
+                notice_cursor=seen.cursor,
+                launch_results=results,
+                request_samples=seen.samples,
+                last_tick=seen.now,
+                lb_epoch=epoch,
+            ),
+        )
 
-        results: tuple[LaunchResult, ...] = ()
-        crash_point("before_apply")
-        if apply:
-            t2 = time.perf_counter()
-            self._apply_all(outcomes, decision)
-            self._stop_terminated(adopted, decision)
-            durations["apply_s"] = time.perf_counter() - t2
-            results = self._launch_results(decision, outcomes)
-            crash_point("before_record")
-            save_record(
-                self.paths.memory_file,
-                Record(
-                    memory=decision.memory,
-                    notice_cursor=cursor,
-                    launch_results=results,
-                    request_samples=samples,
-                    last_tick=now,
-                    lb_epoch=epoch,
-                ),
-            )
-        durations["total_s"] = time.perf_counter() - t0
+    def _result(
+        self,
+        seen: Seen,
+        decision: Decision,
+        outcomes: list[StackOutcome],
+        durations: dict[str, float],
+        *,
+        plan_file: Path | None = None,
+        rendered: list[Path] | None = None,
+    ) -> PassResult:
+        summary = (
+            "rendered only: no Terraform command ran"
+            if rendered is not None
+            else one_line(_summaries(outcomes))
+        )
         return PassResult(
             decision=decision,
             outcomes=outcomes,
             plan_file=plan_file,
-            summary_line=one_line(summaries),
+            summary_line=summary,
             endpoint=self.cloud.endpoint(),
             durations=durations,
-            orphans=orphans,
-            adopted=[m.id for m in adopted],
-            observed=observed,
-            signals=signals,
+            orphans=seen.orphans,
+            adopted=[m.id for m in seen.adopted],
+            observed=seen.observed,
+            signals=seen.signals,
+            rendered=rendered or [],
         )
 
     def converge(

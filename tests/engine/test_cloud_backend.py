@@ -4,6 +4,7 @@ stack, the cloud APIs faked with the adapters' in-memory fakes. No network."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,25 @@ def test_plan_result_is_not_cached_on_clouds(root: Path) -> None:
     rig.rec.run_pass(apply=False)
     rig.rec.run_pass(apply=False)
     assert runner.commands().count("plan") == 2  # the cloud can drift: always planned
+
+
+def test_a_cloud_service_needs_no_sandbox_setting(tmp_path: Path) -> None:
+    """Issue 10: the Reconciler required SandboxSettings even for AWS, so a bad
+    HEDGEFORM_SANDBOX_* variable (meaningless for a cloud service) stopped `plan`."""
+    from reconciler.backends.sandbox import uses_sandbox
+    from reconciler.engine.commands import _reconciler
+
+    (tmp_path / "services").mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copy(repo / "services" / "llama-cloud.yaml", tmp_path / "services" / "cloudy.yaml")
+    env = {
+        "HEDGEFORM_SANDBOX_SPEED": "not-a-number",
+        "HEDGEFORM_AWS_IMAGES": "us-east-1=ami-0123456789abcdef0",
+        "GOOGLE_CLOUD_PROJECT": "hf-test",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        rec = _reconciler("cloudy", "hedgeform", None, tmp_path, check_env=False)
+    assert not uses_sandbox(rec.spec) and rec.settings is None
+    assert isinstance(rec.cloud, ProviderCloud)
