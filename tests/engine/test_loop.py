@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.backends.sandbox import SandboxSettings
+from reconciler.backends.fake import FakeBackend
 from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
 from reconciler.engine.observability import LoopMetrics
 from reconciler.engine.reconcile import Reconciler
@@ -64,7 +64,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
     shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
     (tmp_path / "terraform").symlink_to(REPO / "terraform")
     yield tmp_path
-    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
+    assert market_daemon.running_pid(tmp_path / "state" / "llama" / "sandbox") is None
 
 
 def make_loop(
@@ -75,9 +75,9 @@ def make_loop(
     def factory(stack: str, stack_dir: Path, module_dir: Path) -> FakeTerraformRunner:
         return runners.setdefault(stack, FakeTerraformRunner(name=stack))
 
-    rec = Reconciler(
-        paths, load_spec(paths.spec_file), SandboxSettings(lb_port=1), runner_factory=factory
-    )
+    spec = load_spec(paths.spec_file)
+    backend = FakeBackend(spec, paths.sandbox_dir)  # no market daemon, no process
+    rec = Reconciler(paths, spec, runner_factory=factory, backend=backend)
     logger = logging.getLogger(f"test-loop-{id(runners)}")
     logger.propagate = False
     handler = Records()
