@@ -482,6 +482,15 @@ def run(
                         f"cannot serve metrics on 127.0.0.1:{metrics_port}: {exc.strerror or exc}"
                     ) from None
             if metrics_textfile is not None:
+                # prometheus-client renames a temp file over the path: a device (/dev/null),
+                # FIFO or symlink there would be replaced by a regular file.
+                if metrics_textfile.is_symlink() or (
+                    metrics_textfile.exists() and not metrics_textfile.is_file()
+                ):
+                    raise ReconcileError(
+                        f"--metrics-textfile {metrics_textfile}: not a regular file; give a "
+                        "file path (node_exporter reads *.prom files from a directory)"
+                    )
                 try:  # a path that cannot be written is one line now, not a traceback a tick
                     metrics.write_textfile(metrics_textfile)
                 except OSError as exc:

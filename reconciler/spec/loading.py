@@ -51,6 +51,8 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
         ) from None
     except RecursionError:
         raise SpecError([f"{source}: nested too deeply to load"]) from None
+    except _TooManyValues:
+        raise SpecError([f"{source}: holds more than {MAX_SPEC_VALUES} values"]) from None
     if _expanded_size(data, MAX_SPEC_VALUES) > MAX_SPEC_VALUES:
         raise SpecError(
             [f"{source}: expands to more than {MAX_SPEC_VALUES} values (YAML aliases?)"]
@@ -104,16 +106,39 @@ def _expanded_size(data: object, limit: int) -> int:
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+class _TooManyValues(Exception):
+    """More than MAX_SPEC_VALUES nodes composed (UniqueKeyLoader)."""
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader, refusing a key given twice in one mapping: SkyServe's loader keeps
     the last one silently, so `timeout_seconds: 0` followed by `timeout_seconds: 1` would
-    hide the first (likely the intended) value."""
+    hide the first (likely the intended) value. Keys a merge (`<<: *anchor`) brings in may be
+    overridden, as YAML's merge allows: only the keys written in the mapping itself count,
+    as composed, before PyYAML flattens merges into the (possibly shared) node. It also stops
+    composing past MAX_SPEC_VALUES nodes, before a huge document is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._own_keys: dict[int, list[yaml.Node]] = {}
+        self._composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._composed += 1
+        if self._composed > MAX_SPEC_VALUES:
+            raise _TooManyValues
+        return super().compose_node(parent, index)
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        self._own_keys[id(node)] = [k for k, _ in node.value if k.tag != MERGE_TAG]
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == MERGE_TAG:  # `<<: *anchor`: its keys may be overridden here
-                continue
+        own = self._own_keys.get(id(node))
+        keys = own if own is not None else [k for k, _ in node.value if k.tag != MERGE_TAG]
+        for key_node in keys:
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,21 @@ def test_a_metrics_textfile_that_cannot_be_written_is_one_line(
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"Error: --metrics-textfile {path}: cannot write it")
     assert len(result.output.splitlines()) == 1
+
+
+def test_a_metrics_textfile_that_is_not_a_regular_file_is_refused(
+    root: Path, tmp_path: Path
+) -> None:
+    """Found by the second user-eye check: `--metrics-textfile /dev/null` (as root) replaced
+    /dev/null with a regular file (prometheus-client renames its temp file over the path).
+    A FIFO and a symlink stand in for the device here; the path must be left as it was."""
+    fifo = tmp_path / "fifo.prom"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.prom"
+    link.symlink_to(tmp_path / "target.prom")
+    for path in (fifo, link):
+        args = ["run", "llama", "--metrics-textfile", str(path), "--max-ticks", "1"]
+        result = CliRunner().invoke(main, [*args, "--root", str(root)])
+        assert result.exit_code == 1, result.output
+        assert "not a regular file" in result.output
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and link.is_symlink()

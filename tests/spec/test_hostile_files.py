@@ -114,3 +114,35 @@ def test_a_number_of_5000_digits_says_what_is_wrong_in_whole_words(tmp_path: Pat
     with pytest.raises(SpecError) as error:
         load_spec(path)
     assert str(error.value).endswith("a value YAML cannot load: a number of more than 4300 digits")
+
+
+SHARED_MERGE = """\
+service:
+  readiness_probe:
+    path: /health
+    headers: &h {<<: {X_Team: ml, X_Env: prod}, X_Env: staging}
+  replicas: 1
+envs: {<<: *h}
+resources:
+  any_of:
+    - {cloud: local, region: local-1, zone: local-1a}
+"""
+
+
+def test_a_merge_that_overrides_in_a_reused_anchor_is_no_duplicate(tmp_path: Path) -> None:
+    """Found by the second user-eye check: PyYAML flattens the merge into the anchored node
+    itself, so the node reused through `*h` looked as if it held X_Env twice."""
+    path = tmp_path / "svc.yaml"
+    path.write_text(SHARED_MERGE)
+    spec = load_spec(path)
+    assert dict(spec.envs) == yaml.safe_load(SHARED_MERGE)["envs"]
+    assert dict(spec.envs) == {"X_Team": "ml", "X_Env": "staging"}
+
+
+def test_many_values_are_refused_before_the_document_is_built(tmp_path: Path) -> None:
+    """Found by the second user-eye check: 349k empty mappings in under 1 MiB took 12 s and
+    390 MB before the expanded-size check ran; they are now counted while composing."""
+    path = tmp_path / "svc.yaml"
+    path.write_text(BASE + "a: [" + ",".join(["{}"] * 300_000) + "]\n")
+    error = _load_within(path, seconds=5.0)
+    assert isinstance(error, SpecError) and "holds more than 100000 values" in str(error)
