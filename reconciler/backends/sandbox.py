@@ -18,7 +18,7 @@ from pathlib import Path
 from reconciler import readiness
 from reconciler.backends.base import RenderedStack, Samples, StackDef, classify_apply_output
 from reconciler.errors import SandboxError, TfStateError, TraceError
-from reconciler.paths import ServicePaths
+from reconciler.paths import NAME_RE, ServicePaths
 from reconciler.policy import (
     FailureKind,
     Market,
@@ -216,11 +216,31 @@ class SandboxCloud:
         return self.paths
 
     def stacks(self) -> list[StackDef]:
+        """The spec's regions, then regions a past apply left replicas in that the spec no
+        longer names (retired: drained and destroyed by the reconcile), then the front."""
         regions = sorted({region for _, region in self.regions.values()})
+        retired = sorted(set(self._retired_zones().values()) - set(regions))
         return [
             *(StackDef(region, "local", region, "local") for region in regions),
+            *(StackDef(region, "local", region, "local") for region in retired),
             StackDef(FRONT, "local", "", "local"),
         ]
+
+    def _retired_zones(self) -> dict[str, str]:
+        """zone -> region stack, for replicas held by a region stack on disk that the spec
+        no longer names (read from the stacks' Terraform state, so no call order matters)."""
+        if self.paths is None or not self.paths.state_dir.is_dir():
+            return {}
+        named = {region for _, region in self.regions.values()}
+        out: dict[str, str] = {}
+        for stack_dir in sorted(p for p in self.paths.state_dir.iterdir() if p.is_dir()):
+            if stack_dir.name in named or stack_dir.name == FRONT:
+                continue
+            if not NAME_RE.fullmatch(stack_dir.name):
+                continue
+            for replica in managed_replicas(stack_dir):
+                out.setdefault(replica.zone, stack_dir.name)
+        return out
 
     def managed(self) -> list[ManagedReplica]:
         out: list[ManagedReplica] = []
@@ -248,7 +268,8 @@ class SandboxCloud:
             "model_name": public_model_name(self.spec),
         }
         out: list[RenderedStack] = []
-        for stack in region_stacks(self.regions, kept):
+        regions = {**{z: ("local", r) for z, r in self._retired_zones().items()}, **self.regions}
+        for stack in region_stacks(regions, kept):
             context = {**common, "stack": stack.name, "replicas": replica_map(stack.replicas),
                        "load_balancer": None}  # fmt: skip
             out.append(RenderedStack(stacks[stack.name], "local.tfvars.json.j2", context))

@@ -94,7 +94,8 @@ class Seen:
     managed: list[ManagedReplica]
     orphans: list[str]  # stopped: unknown to Terraform
     adopted: list[ManagedReplica]  # unknown to Terraform, kept serving
-    observed: Observation
+    observed: Observation  # the replicas in the spec's zones: what the policy sees
+    retiring: tuple[Replica, ...]  # replicas in zones the spec no longer names
     signals: Signals
     cursor: int  # the notice cursor to save
     samples: Samples  # request counter samples to save
@@ -255,7 +256,7 @@ class Reconciler:
         decision, epoch = self._decide(seen)
         t1 = time.perf_counter()
         crash_point("before_plan")
-        var_files = self._render(decision, seen.managed, epoch, seen.now)
+        var_files = self._render(decision, seen, epoch)
         if render_only:
             durations["total_s"] = time.perf_counter() - t0
             return self._result(seen, decision, [StackOutcome(s) for s in var_files], durations,
@@ -283,7 +284,7 @@ class Reconciler:
             self.cloud.ensure_up(now)
         managed = self.managed()
         crash_point("before_observe")
-        orphans, adopted = ([], []) if offline else self._collect_orphans(managed)
+        orphans, adopted = ([], []) if offline else self._collect_orphans(managed, stop=consume)
         managed = [*managed, *adopted]
         notices: list[Notice] = []
         if offline:
@@ -302,8 +303,13 @@ class Reconciler:
             notices=tuple(notices),
             launch_results=record.launch_results,
         )
-        return Seen(record, now, managed, orphans, adopted, observed, signals, cursor, samples,
-                    offline)  # fmt: skip
+        zones = {o.zone for o in observed.zones}
+        retiring = tuple(r for r in observed.replicas if r.zone not in zones)
+        observed = replace(
+            observed, replicas=tuple(r for r in observed.replicas if r.zone in zones)
+        )
+        return Seen(record, now, managed, orphans, adopted, observed, retiring, signals, cursor,
+                    samples, offline)  # fmt: skip
 
     def _decide(self, seen: Seen) -> tuple[Decision, int]:
         """The policy's decision (pure) within the guardrails, and the load balancer epoch
@@ -426,21 +432,28 @@ class Reconciler:
         ready = {r.id for r in replicas if r.state is ReplicaState.READY} - warned
         return ready == (self.cloud.lb_members() or set()) and len(ready) >= result.decision.target
 
-    def _render(
-        self, decision: Decision, managed: Sequence[ManagedReplica], epoch: int, now: float
-    ) -> dict[str, Path]:
+    def _render(self, decision: Decision, seen: Seen, epoch: int) -> dict[str, Path]:
+        """Each stack's tfvars for the replicas to keep and the load balancer's members.
+
+        Replicas in zones the spec no longer names (`seen.retiring`) are not the policy's:
+        they keep serving, in the load balancer, until the policy's own members reach the
+        target (add before remove); then their stacks render empty and Terraform destroys
+        them, after the front stack took them out of the load balancer."""
         stopped = {t.replica_id for t in decision.terminations}
+        hold = len(decision.lb_members) < decision.target
+        retiring = {r.id: r for r in seen.retiring}
         kept: list[ManagedReplica] = [
             ManagedReplica(m.id, m.zone, Market(m.market))
-            for m in managed
-            if m.id not in stopped and not m.tainted
+            for m in seen.managed
+            if m.id not in stopped and not m.tainted and (hold or m.id not in retiring)
         ]
         kept += [ManagedReplica(x.replica_id, x.zone, x.market) for x in decision.launches]
         kept_ids = {r.id for r in kept}
-        members = sorted(m for m in decision.lb_members if m in kept_ids)
+        serving = [rid for rid, r in retiring.items() if hold and r.state is ReplicaState.READY]
+        members = sorted(m for m in [*decision.lb_members, *serving] if m in kept_ids)
         warned = {rid for rid, _ in decision.memory.warned}
         files: dict[str, Path] = {}
-        for rendered in self.cloud.render(kept, members, epoch, now, warned):
+        for rendered in self.cloud.render(kept, members, epoch, seen.now, warned):
             stack_dir = self.paths.stack_dir(rendered.stack.name)
             variables = render_tfvars(rendered.template, rendered.context)
             files[rendered.stack.name] = write_tfvars(stack_dir, variables)
@@ -490,7 +503,7 @@ class Reconciler:
             return list(pool.map(plan, sorted(var_files, key=lambda s: (s != FRONT, s))))
 
     def _collect_orphans(
-        self, managed: Sequence[ManagedReplica]
+        self, managed: Sequence[ManagedReplica], *, stop: bool = True
     ) -> tuple[list[str], list[ManagedReplica]]:
         """What a killed pass or a lost state file left running: provider plugins whose
         Terraform died are stopped; replica processes no Terraform state knows (launched by a
@@ -498,7 +511,7 @@ class Reconciler:
         are adopted when the backend can keep them as they are (`adoptable`: this pass's
         stacks record them again and the policy counts them, so a lost state file never
         stops a replica that serves before its replacement is ready), else stopped.
-        Returns (stopped ids, adopted replicas).
+        Returns (stopped ids, adopted replicas); with `stop` False (plan) nothing is stopped.
 
         First wait out a Terraform still holding a stack's state lock (a killed pass's may
         still be applying, and about to record a replica; the plan would wait for it with
@@ -512,6 +525,8 @@ class Reconciler:
         adopted = self.cloud.adoptable(orphans)
         kept = {m.id for m in adopted}
         stopped = [rid for rid in orphans if rid not in kept]
+        if not stop:  # plan changes nothing: what apply would stop is only reported
+            return [], adopted
         for rid in stopped:
             self.cloud.stop_replica(rid)
         return stopped, adopted

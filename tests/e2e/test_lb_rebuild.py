@@ -119,3 +119,34 @@ def test_a_running_load_balancer_whose_record_is_lost_is_recognised(
     assert result.exit_code == 0, result.output
     assert traffic.sent > 20 and traffic.failed == []
     assert HAProxyLB(paths.sandbox_dir).pid() == pid, "the same HAProxy serves"
+
+
+def test_a_region_removed_from_the_spec_is_drained_not_killed(
+    paths: ServicePaths, env: dict[str, str]
+) -> None:
+    """Found by the second user-eye check: with local-2a removed from the spec, `plan`
+    (documented as changing nothing) stopped its replica, and `apply` killed it while it was
+    still in the target group (failed requests). Now plan stops nothing; apply starts the
+    replacement in a named zone, serves from the old replica until then, and only then lets
+    Terraform destroy the retired region's stack."""
+    before = _running(paths)
+    retired = [rid for rid in before if rid.startswith("local-2a")]
+    assert retired
+    spec = paths.spec_file
+    spec.write_text(
+        spec.read_text().replace("    - {cloud: local, region: local-2, zone: local-2a}\n", "")
+    )
+    plan = CliRunner().invoke(main, ["plan", "keep", "--root", str(paths.root)], env=env)
+    assert plan.exit_code == 0, plan.output
+    assert _running(paths) == before, "plan stopped nothing"
+    url = f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/v1/completions"
+    with Traffic(url, pause_s=0.01) as traffic:
+        result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
+    assert result.exit_code == 0, result.output
+    assert traffic.sent > 20 and traffic.failed == []
+    after = _running(paths)
+    assert len(after) == 3 and not [rid for rid in after if rid.startswith("local-2a")]
+    assert set(HAProxyLB(paths.sandbox_dir).members()) == set(after)
+    from reconciler.backends.sandbox import managed_replicas
+
+    assert managed_replicas(paths.stack_dir("local-2")) == []
