@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from reconciler.policy import (
     ReplicaState,
     ZoneOffer,
 )
-from reconciler.sandbox import market_daemon, replicas
+from reconciler.sandbox import market_daemon, processes, replicas
 from reconciler.sandbox.haproxy import CHECK_PATH, HAProxyLB, HealthCheck
 from reconciler.sandbox.market import (
     DEFAULT_TRACE_DIR,
@@ -96,22 +97,49 @@ ENV_SETTINGS: dict[str, tuple[str, float, float]] = {
 }
 
 
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_PORT_TEXT = re.compile(r"\d{1,5}")
+
+
 def _setting(
     env: Mapping[str, str], variable: str, default: float, low: float, high: float
 ) -> float:
     raw = env.get(variable)
     if raw is None or raw == "":
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and low <= value <= high) or (
-        variable == "HEDGEFORM_LB_PORT" and not value.is_integer()
-    ):
+    # A plain decimal number (float() would also take "1_0", " 1e3 " and "infinity"); the
+    # port as digits only ("3.1e4" is no way to write a port).
+    plain = _PORT_TEXT if variable == "HEDGEFORM_LB_PORT" else _NUMBER_TEXT
+    value = float(raw) if plain.fullmatch(raw) else math.nan
+    if not (math.isfinite(value) and low <= value <= high):
         shown = raw if len(raw) <= 20 else raw[:20] + "..."
         raise SandboxError(f"{variable} must be a number from {low:g} to {high:g}, got {shown!r}")
     return value
+
+
+def started_elsewhere(state_dir: Path) -> str | None:
+    """The other sandbox directory this one's HAProxy or market daemon (named by their pid
+    files) was started for, or None: a project moved while its sandbox ran."""
+    here = str(Path(state_dir).resolve())
+    for pid_file, flag in (
+        (Path(state_dir) / "haproxy" / "haproxy.pid", "-f"),
+        (Path(state_dir) / "market.pid", "--state-dir="),
+    ):
+        try:
+            argv = processes.cmdline(int(pid_file.read_text().split()[0])) or []
+        except (OSError, ValueError, IndexError):
+            continue
+        for n, arg in enumerate(argv):
+            haproxy = Path(argv[0]).name == "haproxy"
+            if flag == "-f" and haproxy and arg == "-f" and n + 1 < len(argv):
+                other = str(Path(argv[n + 1]).parent.parent)  # <sandbox>/haproxy/haproxy.cfg
+            elif flag != "-f" and arg.startswith(flag) and market_daemon.MODULE in argv:
+                other = arg.removeprefix(flag)
+            else:
+                continue
+            if other != here:
+                return other
+    return None
 
 
 def uses_sandbox(spec: ServiceSpec) -> bool:
@@ -324,7 +352,17 @@ class SandboxCloud:
         return request_rate(samples, now, self.requests_total())
 
     def ensure_up(self, now: float) -> None:
-        """The cloud exists before any service: the spot market and its preemption daemon."""
+        """The cloud exists before any service: the spot market and its preemption daemon.
+        SandboxError when this state dir's HAProxy or market daemon runs from another path
+        (the project was moved while they ran): starting a second set would fight the first
+        for the load balancer's port."""
+        elsewhere = started_elsewhere(self.state_dir)
+        if elsewhere is not None:
+            service = self.paths.service if self.paths is not None else "SERVICE"
+            raise SandboxError(
+                f"this service's sandbox still runs from {elsewhere} (was the project moved?): "
+                f"run `hedgeform destroy {service}` here, which stops it, then apply again"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         SpotMarket.init(
             self.state_dir,

@@ -105,7 +105,7 @@ class Memory:
                 upscale_since=_opt_float(data["upscale_since"]),
                 downscale_since=_opt_float(data["downscale_since"]),
                 zone_status={str(z): ZoneStatus(s) for z, s in data["zone_status"].items()},
-                launch_seq=int(data["launch_seq"]),
+                launch_seq=_count("launch_seq", data["launch_seq"], MAX_LAUNCH_SEQ),
                 recent_preemptions=tuple(
                     (str(r), str(z), float(at)) for r, z, at in data["recent_preemptions"]
                 ),
@@ -134,10 +134,19 @@ def _opt_int(value: Any) -> int | None:
 
 def _target(value: Any) -> int | None:
     """A replica count the spec could ask for (0 to MAX_REPLICAS), or None."""
-    target = _opt_int(value)
-    if target is not None and not 0 <= target <= MAX_REPLICAS:
-        raise ValueError(f"target {target} is not a replica count from 0 to {MAX_REPLICAS}")
-    return target
+    return None if value is None else _count("target", value, MAX_REPLICAS)
+
+
+# Replica ids carry the launch number (<zone>-spot-<n>); a billion launches is decades of
+# churn, and keeps ids well inside Terraform's and the clouds' name limits.
+MAX_LAUNCH_SEQ = 10**9
+
+
+def _count(name: str, value: Any, maximum: int) -> int:
+    """A whole number from 0 to `maximum` as JSON writes it (not a float, not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise ValueError(f"{name} {value!r} is not a whole number from 0 to {maximum}")
+    return value
 
 
 def _opt_float(value: Any) -> float | None:

@@ -108,3 +108,21 @@ def test_destroy_after_the_project_moved_stops_everything(
     assert result.output.rstrip().endswith("gone: nothing left running")
     assert _running_under(root, moved) == []
     assert not processes.port_in_use(int(env["HEDGEFORM_LB_PORT"]))
+
+
+def test_apply_after_the_project_moved_says_what_to_do_instead_of_an_outage(
+    root: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Found by the second user-eye check: `apply` from the new path replaced every replica
+    and then failed on the port the old path's HAProxy kept, answering 503 for good."""
+    moved = tmp_path / "b"
+    shutil.move(str(root), moved)
+    result = CliRunner().invoke(main, ["apply", "gone", "--root", str(moved)], env=env)
+    assert result.exit_code == 1, result.output
+    assert "still runs from" in result.output and "hedgeform destroy gone" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    old = ServicePaths.for_service("gone", root=root)
+    assert processes.port_in_use(int(env["HEDGEFORM_LB_PORT"])), "the old one still serves"
+    done = CliRunner().invoke(main, ["destroy", "gone", "--root", str(moved)], env=env)
+    assert done.exit_code == 0, done.output
+    assert _running_under(old.root, moved) == []

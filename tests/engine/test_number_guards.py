@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
         ("HEDGEFORM_LB_PORT", "70000"),
         ("HEDGEFORM_LB_PORT", "1.5"),
         ("HEDGEFORM_SANDBOX_OFFSET_HOURS", "9" * 5000),
+        # found by the second user-eye check: read as 10 and as port 31000
+        ("HEDGEFORM_SANDBOX_COLD_START", "1_0"),
+        ("HEDGEFORM_LB_PORT", "3.1e4"),
     ],
 )
 def test_a_sandbox_setting_outside_its_range_is_one_line(variable: str, value: str) -> None:

@@ -224,6 +224,10 @@ def test_the_spec_default_threshold_is_skyserves() -> None:
         # found by the user-eye check: status printed "target: -5" and "target: 10**30"
         {"target": -5},
         {"target": 10**30},
+        {"target": 1.5},
+        {"target": True},
+        {"launch_seq": 10**60},
+        {"launch_seq": -3},
     ],
 )
 def test_memory_with_impossible_lifecycle_values_is_refused(field: dict[str, object]) -> None:
