@@ -117,6 +117,14 @@ def _setting(
     return value
 
 
+def copied_state_message(original: str) -> str:
+    """One line for a project copied with its state while the original runs."""
+    return (
+        f"this state was copied from {original}, whose sandbox is running, and its Terraform "
+        f"state describes that sandbox: use the copy without its state/ directory"
+    )
+
+
 def started_elsewhere(state_dir: Path) -> str | None:
     """The other sandbox directory this one's HAProxy or market daemon (named by their pid
     files) was started for, or None: a project moved while its sandbox ran."""
@@ -296,7 +304,11 @@ class SandboxCloud:
             "model_name": public_model_name(self.spec),
         }
         out: list[RenderedStack] = []
+        # Zones the spec no longer names stay in the stack that holds them until drained.
         regions = {**{z: ("local", r) for z, r in self._retired_zones().items()}, **self.regions}
+        for replica in kept:
+            if replica.zone not in regions and replica.stack:
+                regions[replica.zone] = ("local", replica.stack)
         for stack in region_stacks(regions, kept):
             context = {**common, "stack": stack.name, "replicas": replica_map(stack.replicas),
                        "load_balancer": None}  # fmt: skip
@@ -359,6 +371,8 @@ class SandboxCloud:
         elsewhere = started_elsewhere(self.state_dir)
         if elsewhere is not None:
             service = self.paths.service if self.paths is not None else "SERVICE"
+            if Path(elsewhere).exists():  # a copy: those processes are the original's
+                raise SandboxError(copied_state_message(elsewhere))
             raise SandboxError(
                 f"this service's sandbox still runs from {elsewhere} (was the project moved?): "
                 f"run `hedgeform destroy {service}` here, which stops it, then apply again"
@@ -389,10 +403,25 @@ class SandboxCloud:
             return None
 
     def lb_members(self) -> set[str] | None:
+        """The replicas HAProxy serves from now: members whose address is the port their
+        replica listens on. A member left on an old port (its replica was replaced under the
+        same id, and the front stack applied before the region) does not count, so the pass
+        sees the drift and has Terraform set the members again."""
         try:
-            return set(self.lb.members()) if self.lb.is_running() else None
+            if not self.lb.is_running():
+                return None
+            members = self.lb.members()
         except SandboxError:
             return None
+        current: set[str] = set()
+        for name, (_, port) in members.items():
+            try:
+                record = replicas.get(self.state_dir, name)
+            except SandboxError:
+                continue
+            if record is not None and record.port == port:
+                current.add(name)
+        return current
 
     def observe(
         self,

@@ -13,7 +13,13 @@ from typing import Any
 
 import click
 
-from reconciler.backends.sandbox import SandboxCloud, SandboxSettings, uses_sandbox
+from reconciler.backends.sandbox import (
+    SandboxCloud,
+    SandboxSettings,
+    copied_state_message,
+    started_elsewhere,
+    uses_sandbox,
+)
 from reconciler.engine import teardown
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.state_store import load_record
@@ -356,6 +362,9 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
                 f"warning: {reason}; destroying the stacks found under {paths.state_dir}",
                 err=True,
             )
+        original = started_elsewhere(paths.sandbox_dir)
+        if original is not None and Path(original).exists():  # destroying would stop it
+            raise ReconcileError(copied_state_message(original))
         errors: list[str] = []
         with (
             loop_stopped(paths.loop_lock_file, service, click.echo),

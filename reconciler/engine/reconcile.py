@@ -443,7 +443,7 @@ class Reconciler:
         hold = len(decision.lb_members) < decision.target
         retiring = {r.id: r for r in seen.retiring}
         kept: list[ManagedReplica] = [
-            ManagedReplica(m.id, m.zone, Market(m.market))
+            ManagedReplica(m.id, m.zone, Market(m.market), stack=m.stack)
             for m in seen.managed
             if m.id not in stopped and not m.tainted and (hold or m.id not in retiring)
         ]

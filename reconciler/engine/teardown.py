@@ -92,7 +92,9 @@ def recorded_alive(sandbox: Path) -> list[OwnedProcess]:
     """Live processes the sandbox's pid files and records still name and that are still what
     they were started as (HAProxy with a `haproxy/haproxy.cfg`, the market daemon, a replica
     server of that id), whatever path their arguments and marker hold: after the project was
-    moved, neither the marker nor the argv carries the new path."""
+    moved, neither the marker nor the argv carries the new path. Not those started for
+    another sandbox directory that still exists: the records were copied with a project,
+    and the processes are the original's."""
     named: dict[int, Callable[[tuple[str, ...]], bool]] = {}
     for path in (sandbox / "haproxy" / "haproxy.pid", sandbox / "market.pid"):
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -104,12 +106,31 @@ def recorded_alive(sandbox: Path) -> list[OwnedProcess]:
             record = replicas.get(sandbox, path.stem)
             if record is not None:
                 named[record.pid] = functools.partial(_is_replica, record.replica_id)
+    here = str(sandbox.resolve())
     alive = []
     for pid, looks_right in sorted(named.items()):
         argv = processes.cmdline(pid) if pid > 1 else None
-        if argv is not None and looks_right(tuple(argv)):
-            alive.append(OwnedProcess(pid, tuple(argv)))
+        if argv is None or not looks_right(tuple(argv)):
+            continue
+        origin = _origin(tuple(argv))
+        if origin is not None and origin != here and Path(origin).exists():
+            continue  # a copied project's records: the process is the original's
+        alive.append(OwnedProcess(pid, tuple(argv)))
     return alive
+
+
+def _origin(argv: tuple[str, ...]) -> str | None:
+    """The sandbox directory a daemon was started for, from its arguments: a replica's
+    `--port-file=<sandbox>/replicas/<id>.port`, HAProxy's `-f <sandbox>/haproxy/haproxy.cfg`,
+    the market daemon's `--state-dir=<sandbox>`."""
+    for n, arg in enumerate(argv):
+        if arg.startswith("--port-file="):
+            return str(Path(arg.removeprefix("--port-file=")).parent.parent)
+        if arg.startswith("--state-dir="):
+            return arg.removeprefix("--state-dir=")
+        if arg == "-f" and n + 1 < len(argv):
+            return str(Path(argv[n + 1]).parent.parent)
+    return None
 
 
 def _is_replica(replica_id: str, argv: tuple[str, ...]) -> bool:

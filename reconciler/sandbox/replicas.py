@@ -226,6 +226,17 @@ def unrecorded(state_dir: Path) -> dict[int, str]:
     return out
 
 
+def started_for_another(pid: int, state_dir: Path) -> bool:
+    """The replica server `pid` was started for another sandbox directory that still exists
+    (its `--port-file`): a record copied with a project names the original's process."""
+    for arg in processes.cmdline(pid) or []:
+        if arg.startswith("--port-file="):
+            origin = Path(arg.removeprefix("--port-file=")).parent.parent
+            here = Path(state_dir).resolve()
+            return origin.resolve() != here and origin.exists()
+    return False
+
+
 def stop(state_dir: Path, replica_id: str) -> bool:
     """Stop a replica (SIGTERM, then SIGKILL) and forget it: the recorded process, and any
     process of this state dir serving `replica_id` without a record (`unrecorded`).
@@ -235,7 +246,11 @@ def stop(state_dir: Path, replica_id: str) -> bool:
     path = record_path(state_dir, replica_id)
     with file_lock(replicas_dir(state_dir) / f".{replica_id}.lock"):
         record = get(state_dir, replica_id)
-        ended = record is not None and processes.terminate(record.pid, markers(replica_id))
+        ended = (
+            record is not None
+            and not started_for_another(record.pid, state_dir)
+            and processes.terminate(record.pid, markers(replica_id))
+        )
         for pid, rid in unrecorded(state_dir).items():
             if rid == replica_id:
                 ended = processes.terminate(pid, markers(replica_id)) or ended

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from reconciler.cli import main
@@ -126,3 +127,23 @@ def test_apply_after_the_project_moved_says_what_to_do_instead_of_an_outage(
     done = CliRunner().invoke(main, ["destroy", "gone", "--root", str(moved)], env=env)
     assert done.exit_code == 0, done.output
     assert _running_under(old.root, moved) == []
+
+
+def test_a_copied_project_leaves_the_original_alone(
+    root: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Found by the third user-eye check: in a copy of a running project (its records and
+    Terraform state name the original's sandbox), following the advice to destroy took the
+    original down. Both apply and destroy refuse in the copy; the original keeps serving."""
+    copy = tmp_path / "b"
+    shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns("*.sock"))
+    other = {**env, "HEDGEFORM_LB_PORT": str(free_port())}
+    refused = CliRunner().invoke(main, ["apply", "gone", "--root", str(copy)], env=other)
+    assert refused.exit_code == 1 and "copied from" in refused.output, refused.output
+    done = CliRunner().invoke(main, ["destroy", "gone", "--root", str(copy)], env=other)
+    assert done.exit_code == 1 and "copied from" in done.output, done.output
+    port = env["HEDGEFORM_LB_PORT"]
+    health = [
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code for _ in range(6)
+    ]
+    assert health == [200] * 6, "the original still serves from every replica"

@@ -150,3 +150,42 @@ def test_a_region_removed_from_the_spec_is_drained_not_killed(
     from reconciler.backends.sandbox import managed_replicas
 
     assert managed_replicas(paths.stack_dir("local-2")) == []
+
+
+def test_a_member_left_on_an_old_port_is_set_again(
+    paths: ServicePaths, env: dict[str, str]
+) -> None:
+    """Found by the third user-eye check: a replica replaced under the same id (a new port)
+    stayed in HAProxy on its old port for ever (the member names had not changed, so
+    nothing noticed), and the endpoint answered 503 while status said READY."""
+    rid = sorted(_running(paths))[0]
+    old = replicas.get(paths.sandbox_dir, rid)
+    assert old is not None
+    replicas.stop(paths.sandbox_dir, rid)
+    new = replicas.launch(paths.sandbox_dir, rid, old.zone, old.market, cold_start_s=0.0)
+    assert new.port != old.port
+    assert HAProxyLB(paths.sandbox_dir).members()[rid][1] == old.port  # stale now
+    result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
+    assert result.exit_code == 0, result.output
+    assert HAProxyLB(paths.sandbox_dir).members()[rid] == ("127.0.0.1", new.port)
+
+
+def test_a_zone_removed_from_a_region_still_in_the_spec_is_drained(
+    paths: ServicePaths, env: dict[str, str]
+) -> None:
+    """Found by the third user-eye check: removing local-1b (its region local-1 still named
+    through local-1a) crashed plan and apply with a KeyError traceback."""
+    assert [rid for rid in _running(paths) if rid.startswith("local-1b")]
+    spec = paths.spec_file
+    spec.write_text(
+        spec.read_text().replace("    - {cloud: local, region: local-1, zone: local-1b}\n", "")
+    )
+    plan = CliRunner().invoke(main, ["plan", "keep", "--root", str(paths.root)], env=env)
+    assert plan.exit_code == 0, plan.output
+    url = f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/v1/completions"
+    with Traffic(url, pause_s=0.01) as traffic:
+        result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
+    assert result.exit_code == 0, result.output
+    assert traffic.sent > 20 and traffic.failed == []
+    after = _running(paths)
+    assert len(after) == 3 and not [rid for rid in after if rid.startswith("local-1b")]
