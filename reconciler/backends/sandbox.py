@@ -97,8 +97,8 @@ ENV_SETTINGS: dict[str, tuple[str, float, float]] = {
 }
 
 
-_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_PORT_TEXT = re.compile(r"\d{1,5}")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_PORT_TEXT = re.compile(r"[0-9]{1,5}")  # not \d: it takes any Unicode digit
 
 
 def _setting(

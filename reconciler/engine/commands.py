@@ -441,7 +441,10 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     help="Write Prometheus metrics to this file after each tick (node_exporter textfile).",
 )
 @click.option(
-    "--max-ticks", type=click.IntRange(1), default=None, help="Stop after this many ticks (>= 1)."
+    "--max-ticks",
+    type=click.IntRange(1),
+    default=None,
+    help="Stop after this many ticks (>= 1); exit 1 when the last one failed.",
 )
 @click.option("--wait", "wait_lock", is_flag=True, help="Wait for a running loop to exit.")
 def run(
@@ -511,5 +514,9 @@ def run(
                 rec, LoopSettings(interval_s=interval), logger, metrics, metrics_textfile
             )
             loop.run(stop, max_ticks)
+            if max_ticks is not None and loop.failures:  # the exit code tells the truth
+                raise ReconcileError(
+                    f"the last of {loop.ticks} tick(s) failed (see state/{service}/ticks.jsonl)"
+                )
     except HedgeformError as exc:
         raise _fail(exc) from None

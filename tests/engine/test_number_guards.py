@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
         # found by the second user-eye check: read as 10 and as port 31000
         ("HEDGEFORM_SANDBOX_COLD_START", "1_0"),
         ("HEDGEFORM_LB_PORT", "3.1e4"),
+        ("HEDGEFORM_LB_PORT", "\u0663\u0661\u0669\u0660\u0666"),  # Arabic-Indic digits
+        ("HEDGEFORM_SANDBOX_COLD_START", "\u0661"),
     ],
 )
 def test_a_sandbox_setting_outside_its_range_is_one_line(variable: str, value: str) -> None:
@@ -123,3 +125,12 @@ def test_a_metrics_textfile_that_is_not_a_regular_file_is_refused(
         assert result.exit_code == 1, result.output
         assert "not a regular file" in result.output
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and link.is_symlink()
+
+
+def test_run_with_max_ticks_exits_1_when_its_last_tick_failed(root: Path) -> None:
+    """Found by the third user-eye check: `run --max-ticks 1` exited 0 after its only tick
+    failed (here: no Terraform installed in the root)."""
+    args = ["run", "llama", "--max-ticks", "1", "--interval", "1", "--root", str(root)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "the last of 1 tick(s) failed" in result.output
