@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from reconciler.backends.sandbox import SandboxSettings
 from reconciler.cli import main
 from reconciler.errors import RenderError, SandboxError
 from reconciler.rendering import render_tfvars
+from reconciler.sandbox import market_daemon
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,11 +62,12 @@ def test_json_rendering_refuses_non_finite_numbers(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
+def root(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "services").mkdir()
     shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
     (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    return tmp_path
+    yield tmp_path
+    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")  # a tick that ran starts it
 
 
 @pytest.mark.parametrize(
