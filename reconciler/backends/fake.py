@@ -18,18 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.backends.base import RenderedStack, Samples, StackDef, classify_apply_output
+from reconciler.backends.sandbox import zone_offers
 from reconciler.policy import (
     FailureKind,
     Notice,
     Observation,
     Replica,
     ReplicaState,
-    ZoneOffer,
 )
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, ManagedReplica, region_stacks, replica_map, zone_regions
-
-SPOT_PRICE, ON_DEMAND_PRICE = 1.0, 3.0  # the sandbox's prices: on-demand three times spot
 
 
 @dataclass
@@ -106,7 +104,7 @@ class FakeBackend:
             )
             for m in managed
         )
-        return Observation(replicas, self._offers(spec))
+        return Observation(replicas, zone_offers(spec))
 
     def observe_offline(
         self, spec: ServiceSpec, managed: Sequence[ManagedReplica], now: float
@@ -114,7 +112,7 @@ class FakeBackend:
         self._call("observe_offline")
         return Observation(
             tuple(Replica(m.id, m.zone, m.market, ReplicaState.READY, now) for m in managed),
-            self._offers(spec),
+            zone_offers(spec),
         )
 
     def lb_members(self) -> set[str] | None:
@@ -181,14 +179,3 @@ class FakeBackend:
 
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.lb_port}"
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _offers(self, spec: ServiceSpec) -> tuple[ZoneOffer, ...]:
-        """The spec's zones in its order (the placer breaks ties by it), sandbox prices."""
-        spot = SPOT_PRICE if spec.resources.use_spot else None
-        return tuple(
-            ZoneOffer(loc.zone, loc.region or loc.zone, loc.cloud or "local", spot, ON_DEMAND_PRICE)
-            for loc in spec.resources.locations
-            if loc.zone
-        )

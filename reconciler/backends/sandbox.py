@@ -129,24 +129,19 @@ def started_elsewhere(state_dir: Path) -> str | None:
     """The other sandbox directory this one's HAProxy or market daemon (named by their pid
     files) was started for, or None: a project moved while its sandbox ran."""
     here = str(Path(state_dir).resolve())
-    for pid_file, flag in (
-        (Path(state_dir) / "haproxy" / "haproxy.pid", "-f"),
-        (Path(state_dir) / "market.pid", "--state-dir="),
-    ):
+    for pid_file in (Path(state_dir) / "haproxy" / "haproxy.pid", Path(state_dir) / "market.pid"):
         try:
             argv = processes.cmdline(int(pid_file.read_text().split()[0])) or []
         except (OSError, ValueError, IndexError):
             continue
-        for n, arg in enumerate(argv):
-            haproxy = Path(argv[0]).name == "haproxy"
-            if flag == "-f" and haproxy and arg == "-f" and n + 1 < len(argv):
-                other = str(Path(argv[n + 1]).parent.parent)  # <sandbox>/haproxy/haproxy.cfg
-            elif flag != "-f" and arg.startswith(flag) and market_daemon.MODULE in argv:
-                other = arg.removeprefix(flag)
-            else:
-                continue
-            if other != here:
-                return other
+        daemon = (  # still the program the pid file was written for, not a recycled pid
+            Path(argv[0]).name == "haproxy"
+            if pid_file.name == "haproxy.pid"
+            else market_daemon.MODULE in argv
+        )
+        other = processes.sandbox_of(argv) if argv and daemon else None
+        if other is not None and other != here:
+            return other
     return None
 
 

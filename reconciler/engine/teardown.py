@@ -112,25 +112,11 @@ def recorded_alive(sandbox: Path) -> list[OwnedProcess]:
         argv = processes.cmdline(pid) if pid > 1 else None
         if argv is None or not looks_right(tuple(argv)):
             continue
-        origin = _origin(tuple(argv))
+        origin = processes.sandbox_of(argv)
         if origin is not None and origin != here and Path(origin).exists():
             continue  # a copied project's records: the process is the original's
         alive.append(OwnedProcess(pid, tuple(argv)))
     return alive
-
-
-def _origin(argv: tuple[str, ...]) -> str | None:
-    """The sandbox directory a daemon was started for, from its arguments: a replica's
-    `--port-file=<sandbox>/replicas/<id>.port`, HAProxy's `-f <sandbox>/haproxy/haproxy.cfg`,
-    the market daemon's `--state-dir=<sandbox>`."""
-    for n, arg in enumerate(argv):
-        if arg.startswith("--port-file="):
-            return str(Path(arg.removeprefix("--port-file=")).parent.parent)
-        if arg.startswith("--state-dir="):
-            return arg.removeprefix("--state-dir=")
-        if arg == "-f" and n + 1 < len(argv):
-            return str(Path(argv[n + 1]).parent.parent)
-    return None
 
 
 def _is_replica(replica_id: str, argv: tuple[str, ...]) -> bool:

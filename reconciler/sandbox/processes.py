@@ -220,3 +220,19 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return True
     return False
+
+
+def sandbox_of(argv: Sequence[str]) -> str | None:
+    """The sandbox directory a sandbox daemon was started for, read from its arguments: a
+    replica's `--port-file=<sandbox>/replicas/<id>.port`, HAProxy's
+    `-f <sandbox>/haproxy/haproxy.cfg`, the market daemon's `--state-dir=<sandbox>`; None for
+    anything else. The marker in the environment names it too, but only this survives in a
+    process started before the project was moved or copied."""
+    for n, arg in enumerate(argv):
+        if arg.startswith("--port-file="):
+            return str(Path(arg.removeprefix("--port-file=")).parent.parent)
+        if arg.startswith("--state-dir="):
+            return arg.removeprefix("--state-dir=")
+        if arg == "-f" and n + 1 < len(argv):
+            return str(Path(argv[n + 1]).parent.parent)
+    return None

@@ -229,12 +229,10 @@ def unrecorded(state_dir: Path) -> dict[int, str]:
 def started_for_another(pid: int, state_dir: Path) -> bool:
     """The replica server `pid` was started for another sandbox directory that still exists
     (its `--port-file`): a record copied with a project names the original's process."""
-    for arg in processes.cmdline(pid) or []:
-        if arg.startswith("--port-file="):
-            origin = Path(arg.removeprefix("--port-file=")).parent.parent
-            here = Path(state_dir).resolve()
-            return origin.resolve() != here and origin.exists()
-    return False
+    origin = processes.sandbox_of(processes.cmdline(pid) or [])
+    if origin is None:
+        return False
+    return Path(origin).resolve() != Path(state_dir).resolve() and Path(origin).exists()
 
 
 def stop(state_dir: Path, replica_id: str) -> bool:
