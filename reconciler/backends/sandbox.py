@@ -134,12 +134,14 @@ def started_elsewhere(state_dir: Path) -> str | None:
             argv = processes.cmdline(int(pid_file.read_text().split()[0])) or []
         except (OSError, ValueError, IndexError):
             continue
+        if not argv:  # gone (a killed HAProxy leaves its pid file)
+            continue
         daemon = (  # still the program the pid file was written for, not a recycled pid
             Path(argv[0]).name == "haproxy"
             if pid_file.name == "haproxy.pid"
             else market_daemon.MODULE in argv
         )
-        other = processes.sandbox_of(argv) if argv and daemon else None
+        other = processes.sandbox_of(argv) if daemon else None
         if other is not None and other != here:
             return other
     return None
