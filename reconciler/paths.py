@@ -22,6 +22,12 @@ def check_name(value: str, what: str = "service") -> str:
     return value
 
 
+def settings_file_beside(spec_file: Path) -> Path:
+    """`services/<service>.settings.yaml` for `services/<service>.yaml`: a service's cloud
+    settings live next to its spec (`plan`, `apply` and `signals` read the same file)."""
+    return spec_file.with_name(f"{spec_file.stem}.settings.yaml")
+
+
 @dataclass(frozen=True)
 class ServicePaths:
     root: Path
@@ -34,6 +40,11 @@ class ServicePaths:
     @property
     def spec_file(self) -> Path:
         return self.root / "services" / f"{self.service}.yaml"
+
+    @property
+    def settings_file(self) -> Path:
+        """The optional per-service settings for real clouds (docs/clouds.md)."""
+        return settings_file_beside(self.spec_file)
 
     @property
     def state_dir(self) -> Path:

@@ -3,8 +3,12 @@
 `Reconciler.run_pass` is the same loop for every cloud: observe -> decide -> render -> plan ->
 apply -> record. What differs is which stacks exist, what each renders, how replicas and
 signals are read and how a failed launch is classified; a `CloudBackend` answers those.
-`SandboxCloud` (sandbox_cloud.py) is the `local` backend, `ProviderCloud` (provider_cloud.py)
-the one for AWS, GCP and Azure.
+`SandboxCloud` (sandbox.py) is the `local` backend, `ProviderCloud` (clouds.py) the one for
+AWS, GCP and Azure, `FakeBackend` (fake.py) an in-memory one for tests.
+
+A backend keeps no state between calls that changes what a later call returns: `observe`
+returns everything the pass needs as one `Observed`, and `render` takes all it renders as a
+`Layout`. (The API clients behind it may cache prices or remember CloudWatch's metric.)
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,8 +52,61 @@ class RenderedStack:
     root_files: Mapping[str, str] = field(default_factory=dict)
 
 
+class Look(Enum):
+    """How much one `CloudBackend.observe` does, cheapest first."""
+
+    OFFLINE = "offline"  # Terraform state only: no cloud API, nothing started (--render-only)
+    STATES = "states"  # each replica's state and the load balancer's members (status, waits)
+    PLAN = "plan"  # all a pass needs; notices stay queued, orphans are only reported
+    APPLY = "apply"  # all a pass needs; notices are consumed
+
+
+@dataclass(frozen=True)
+class Since:
+    """What the last pass recorded that the next observation starts from."""
+
+    notice_cursor: int = 0  # where the notice feed was read up to
+    request_samples: Samples = ()  # (unix s, request counter) samples of the load balancer
+    preempted: frozenset[str] = frozenset()  # replica ids the policy already saw preempted
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a backend sees at one moment, as data: the whole input of a pass's decision.
+
+    `managed` is every replica Terraform manages plus the adopted ones; `observation` gives
+    each of them a state (SkyServe's ReplicaState) and the zones the spec may place in.
+    `orphans` are replicas running without Terraform knowing them that cannot be kept: the
+    engine stops them (apply only, `CloudBackend.stop`). `lb_lost_members` says the load
+    balancer lost members Terraform set (a restarted HAProxy): the pass sets them again."""
+
+    managed: tuple[ManagedReplica, ...]
+    observation: Observation
+    notices: tuple[Notice, ...] = ()
+    notice_cursor: int = 0  # the cursor to save with this pass
+    qps: float | None = None  # requests/s over about the last minute; None: unknown (hold)
+    request_samples: Samples = ()  # the counter samples to save with this pass
+    orphans: tuple[str, ...] = ()
+    adopted: tuple[ManagedReplica, ...] = ()
+    lb_members: frozenset[str] | None = None  # replicas the LB serves from now; None: unknown
+    lb_lost_members: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the stacks should hold after this pass: the replicas to keep (launches included),
+    the policy's load-balancer members, the front's epoch (bumped to re-add lost members) and
+    the replicas to keep out of the load balancer (under a preemption warning, or gone)."""
+
+    kept: tuple[ManagedReplica, ...]
+    members: tuple[str, ...]
+    epoch: int = 0
+    draining: frozenset[str] = frozenset()
+
+
 class CloudBackend(Protocol):
-    """Where the cloud-specific parts of a reconcile live (see the module docstring)."""
+    """The cloud-specific half of a reconcile (see the module docstring): six calls that
+    take and return data, with no state carried from one call to the next."""
 
     state_dir: Path  # the loop watches `<state_dir>/notices.jsonl` for early ticks
     poll_s: float  # how often `converge` may re-observe while replicas start
@@ -58,77 +116,36 @@ class CloudBackend(Protocol):
         """Region stacks, sorted, then the front stack if there is one."""
         ...
 
-    def ensure_up(self, now: float) -> None:
-        """Before any API call: the sandbox starts its market; clouds check credentials."""
-        ...
-
     def managed(self) -> list[ManagedReplica]:
-        """The replicas Terraform manages now, from each region stack's state."""
-        ...
-
-    def notices(self, cursor: int, *, consume: bool) -> tuple[list[Notice], int]:
-        """Notices new since `cursor`, and the cursor to save. `consume=False` (plan only)
-        must leave queued notices for the next pass."""
-        ...
-
-    def request_rate(self, samples: Samples, now: float) -> tuple[float | None, Samples]:
-        """Requests/s over about the last minute (None: unknown, the policy holds), and the
-        counter samples to keep in the record."""
+        """The replicas Terraform manages now, read from each region stack's state."""
         ...
 
     def observe(
-        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], preempted: set[str], now: float
-    ) -> Observation:
-        """Each managed replica with its state, and the zones the spec may place in."""
+        self, spec: ServiceSpec, since: Since, now: float, look: Look, *, collect: bool = True
+    ) -> Observed:
+        """What is there now, as much as `look` asks. `collect` False: replicas Terraform does
+        not know are neither adopted nor reported (a killed Terraform still holds a lock and
+        may be about to record them). Errors: CredentialsError, SandboxError."""
         ...
 
-    def lb_members(self) -> set[str] | None:
-        """Replicas the load balancer serves from now; None when unknown."""
-        ...
-
-    def applied_members(self) -> set[str] | None:
-        """Members Terraform last set, when they can drift from `lb_members` (HAProxy)."""
-        ...
-
-    def observe_offline(
-        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], now: float
-    ) -> Observation:
-        """What Terraform state alone says, without any cloud API (`plan --render-only`)."""
-        ...
-
-    def render(
-        self,
-        kept: Sequence[ManagedReplica],
-        members: Sequence[str],
-        epoch: int,
-        now: float,
-        warned: set[str],
-    ) -> list[RenderedStack]:
-        """Every stack's template and context for the replicas to keep and the policy's LB
-        members (`warned`: replicas under a preemption warning, to drain)."""
+    def render(self, layout: Layout, now: float) -> list[RenderedStack]:
+        """Every stack's template and context for `layout`."""
         ...
 
     def launch_failures(
         self, stack: str, output: str, zones: Mapping[str, str]
     ) -> tuple[dict[str, tuple[FailureKind, str]], bool]:
-        """Per replica id, why its create failed in this apply output; and whether the
-        output also holds errors that belong to no replica (the stack then failed)."""
+        """Per replica id, why its create failed in this apply output (`zones`: replica id ->
+        zone); and whether the output also holds errors that belong to no replica."""
         ...
 
-    def orphans(self, managed_ids: set[str]) -> list[str]:
-        """Ids of replicas running without Terraform knowing them (a crash between a launch
-        and Terraform saving its state, or a lost state file)."""
+    def stop(self, replica_ids: Sequence[str]) -> None:
+        """Stop replicas no Terraform state holds (orphans; adopted ones the policy ends)."""
         ...
 
-    def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
-        """Those of `orphan_ids` that can be kept as they are: running, in a zone of the
-        spec, with all the stack needs to manage them (Terraform then records them again,
-        and the launch finds them running). The others are stopped."""
+    def endpoint(self) -> str:
+        """The service's URL(s), comma-separated when there is one load balancer per region."""
         ...
-
-    def stop_replica(self, replica_id: str) -> None: ...
-
-    def endpoint(self) -> str: ...
 
 
 REPLICA_RESOURCES = ("null_resource.replica[", "_instance.replica[", "_machine.replica[")

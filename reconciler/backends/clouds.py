@@ -23,8 +23,11 @@ from typing import Any
 
 from reconciler.backends.base import (
     PROVIDERS_FILE,
+    Layout,
+    Look,
+    Observed,
     RenderedStack,
-    Samples,
+    Since,
     StackDef,
     classify_apply_output,
 )
@@ -38,14 +41,10 @@ from reconciler.clouds import (
     zones_of,
 )
 from reconciler.clouds.apis import CloudApis
+from reconciler.clouds.checks import check_cloud_settings
 from reconciler.clouds.prices import CATALOG_PATH, CatalogPriceSource, load_catalog
 from reconciler.clouds.registry import CLOUDS, cloud_replicas
 from reconciler.clouds.settings import (
-    ENV_AZURE_KEY,
-    ENV_AZURE_SUBSCRIPTION,
-    ENV_DNS_NAME,
-    ENV_GCP_PROJECT,
-    ENV_IMAGES,
     ProviderSettings,
 )
 from reconciler.errors import AdapterError, CloudConfigError, CredentialsError
@@ -55,6 +54,7 @@ from reconciler.policy import (
     FailureKind,
     Market,
     Notice,
+    NoticeKind,
     Observation,
     Replica,
     ReplicaState,
@@ -120,6 +120,10 @@ def on_demand_price(cloud: str, region: str, instance_type: str) -> float | None
     return float(entry["on_demand"])
 
 
+def _of(managed: Sequence[ManagedReplica], stack: StackDef) -> list[ManagedReplica]:
+    return [r for r in managed if r.stack == stack.name]
+
+
 def default_apis(
     spec: ServiceSpec, settings: ProviderSettings, clouds: set[str]
 ) -> dict[str, CloudApis]:
@@ -147,7 +151,7 @@ class ProviderCloud:
         self.zone_regions = expand_locations(spec, settings.default_regions)
         self.regions = sorted(set(self.zone_regions.values()))
         self.clouds = {cloud for cloud, _ in self.regions}
-        self._check_settings()
+        check_cloud_settings(spec, self.regions, settings)  # one line per missing setting
         self.apis = dict(apis) if apis is not None else default_apis(spec, settings, self.clouds)
         self.instance_types = {
             cloud: instance_for(
@@ -155,38 +159,6 @@ class ProviderCloud:
             ).instance_type
             for cloud in self.clouds
         }
-        self._replicas: list[ManagedReplica] = []
-        self._ready: set[str] | None = None
-        self._states: dict[str, ReplicaState] = {}
-
-    # -- settings ----------------------------------------------------------------------------
-
-    def _check_settings(self) -> None:
-        """Every missing setting is one line naming it and where it goes, before any work."""
-        s, image = self.settings, self.spec.resources.image_id or ""
-        for cloud, region in self.regions:
-            known = f"aws:{region}" in s.cloud.images or "aws" in s.cloud.images
-            if cloud == "aws" and not image.startswith("ami-") and not known:
-                raise s.missing(
-                    f"no AMI for aws {region}", f"{ENV_IMAGES}={region}=ami-...", "aws_images"
-                )
-        if "gcp" in self.clouds and not s.cloud.gcp_project:
-            raise s.missing("no GCP project", ENV_GCP_PROJECT, "gcp_project")
-        if "azure" in self.clouds:
-            if not s.cloud.azure_admin_ssh_public_key:
-                raise s.missing(
-                    "no SSH public key for Azure VMs", ENV_AZURE_KEY, "azure_ssh_public_key"
-                )
-            if not s.azure_subscription_id:
-                raise s.missing(
-                    "no Azure subscription", ENV_AZURE_SUBSCRIPTION, "azure_subscription_id"
-                )
-        if bool(s.domain_name) != bool(s.zone_id):
-            raise s.missing(
-                "the front stack needs both a DNS name and a Route 53 zone id",
-                f"{ENV_DNS_NAME} and HEDGEFORM_DNS_ZONE_ID",
-                "dns: {domain_name, zone_id}",
-            )
 
     # -- stacks ------------------------------------------------------------------------------
 
@@ -202,7 +174,7 @@ class ProviderCloud:
     def _outputs(self, stack: StackDef) -> dict[str, Any]:
         return state_outputs(self.paths.stack_dir(stack.name))
 
-    def ensure_up(self, now: float) -> None:
+    def _check_credentials(self) -> None:
         for cloud in sorted(self.clouds):
             self.apis[cloud].check_credentials([r for c, r in self.regions if c == cloud])
 
@@ -210,19 +182,51 @@ class ProviderCloud:
         replicas: list[ManagedReplica] = []
         for stack in self._region_stacks():
             replicas.extend(cloud_replicas(self.paths.stack_dir(stack.name), stack.cloud))
-        self._replicas = replicas
-        return list(replicas)
-
-    def _of(self, stack: StackDef) -> list[ManagedReplica]:
-        return [r for r in self._replicas if r.stack == stack.name]
+        return replicas
 
     def _zones_of(self, stack: StackDef) -> list[str]:
         key = (stack.cloud, stack.region)
         return sorted(z for z, cr in self.zone_regions.items() if cr == key)
 
+    def observe(
+        self, spec: ServiceSpec, since: Since, now: float, look: Look, *, collect: bool = True
+    ) -> Observed:
+        """The clouds now (CloudBackend.observe). A pass checks credentials first, polls
+        notices (consumed on `Look.APPLY` only) and the request rate; every look but
+        `OFFLINE` reads each replica's state from the cloud's API, and the load balancers'
+        members are the READY replicas (their health check is the readiness gate). Cloud
+        instances exist only through Terraform: there are no orphans to collect."""
+        managed = self.managed()
+        if look is Look.OFFLINE:
+            return Observed(
+                tuple(managed),
+                self._offline(managed, now),
+                notice_cursor=since.notice_cursor,
+                request_samples=since.request_samples,
+            )
+        notices: list[Notice] = []
+        qps: float | None = None
+        preempted = set(since.preempted)
+        if look in (Look.PLAN, Look.APPLY):
+            self._check_credentials()
+            notices = self._notices(managed, consume=look is Look.APPLY)
+            preempted |= {n.replica_id for n in notices if n.kind is NoticeKind.PREEMPTED}
+        observation = self._states(managed, preempted, now)
+        if look in (Look.PLAN, Look.APPLY):
+            qps = self._request_rate(managed, now)
+        ready = frozenset(r.id for r in observation.replicas if r.state is ReplicaState.READY)
+        return Observed(
+            tuple(managed),
+            observation,
+            tuple(notices),
+            since.notice_cursor,
+            qps,
+            lb_members=ready,
+        )
+
     # -- signals -----------------------------------------------------------------------------
 
-    def notices(self, cursor: int, *, consume: bool) -> tuple[list[Notice], int]:
+    def _notices(self, managed: Sequence[ManagedReplica], *, consume: bool) -> list[Notice]:
         """Polled from each region's source; a failing source is logged and skipped (the
         states read by `observe` still show a preempted replica), missing credentials are not."""
         out: list[Notice] = []
@@ -230,32 +234,32 @@ class ProviderCloud:
             try:
                 out.extend(
                     self.apis[stack.cloud].notices(
-                        stack.region, self._zones_of(stack), self._of(stack), consume
+                        stack.region, self._zones_of(stack), _of(managed, stack), consume
                     )
                 )
             except CredentialsError:
                 raise
             except AdapterError as exc:
                 log.warning("notices of %s unavailable: %s", stack.name, exc)
-        return out, cursor
+        return out
 
-    def request_rate(self, samples: Samples, now: float) -> tuple[float | None, Samples]:
+    def _request_rate(self, managed: Sequence[ManagedReplica], now: float) -> float | None:
         """The sum over regions; unknown (None, the policy holds) if any region's is unknown."""
         total = 0.0
         for stack in self._region_stacks():
             try:
                 rate = self.apis[stack.cloud].request_rate(
-                    stack.region, self._outputs(stack), self._of(stack), now
+                    stack.region, self._outputs(stack), _of(managed, stack), now
                 )
             except CredentialsError:
                 raise
             except AdapterError as exc:
                 log.warning("request rate of %s unavailable: %s", stack.name, exc)
-                return None, ()
+                return None
             if rate is None:
-                return None, ()
+                return None
             total += rate
-        return total, ()
+        return total
 
     # -- observation -------------------------------------------------------------------------
 
@@ -299,14 +303,14 @@ class ProviderCloud:
                 log.warning("spot prices of %s unavailable, using the catalog: %s", stack.name, exc)
         return CatalogPriceSource(stack.cloud, itype).spot_prices(zones), False
 
-    def observe(
-        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], preempted: set[str], now: float
+    def _states(
+        self, managed: Sequence[ManagedReplica], preempted: set[str], now: float
     ) -> Observation:
-        first_seen = self._first_seen(now)
+        first_seen = self._first_seen(managed, now)
         replicas: list[Replica] = []
         complete = True
         for stack in self._region_stacks():
-            mine = [r for r in self._of(stack) if not r.tainted]
+            mine = [r for r in _of(managed, stack) if not r.tainted]
             views = {}
             if mine:
                 try:
@@ -318,18 +322,14 @@ class ProviderCloud:
                 except AdapterError as exc:
                     log.warning("states of %s unavailable: %s; holding", stack.name, exc)
                     complete = False
-            for r in self._of(stack):
+            for r in _of(managed, stack):
                 state, at = views.get(r.id, (ReplicaState.STARTING, first_seen.get(r.id, now)))
                 if r.tainted:
                     state = ReplicaState.FAILED
                 replicas.append(Replica(r.id, r.zone, Market(r.market), state, at))
-        self._states = {r.id: r.state for r in replicas}
-        self._ready = {r.id for r in replicas if r.state is ReplicaState.READY}
         return Observation(tuple(replicas), self.zone_offers(), complete)
 
-    def observe_offline(
-        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], now: float
-    ) -> Observation:
+    def _offline(self, managed: Sequence[ManagedReplica], now: float) -> Observation:
         """No cloud API at all (`plan --render-only`): every replica Terraform holds counts as
         ready (tainted ones as failed), prices come from the catalog."""
         replicas = tuple(
@@ -340,12 +340,11 @@ class ProviderCloud:
                 ReplicaState.FAILED if r.tainted else ReplicaState.READY,
                 now,
             )
-            for r in self._replicas
+            for r in managed
         )
-        self._states = {r.id: r.state for r in replicas}
         return Observation(replicas, self.zone_offers(live=False))
 
-    def _first_seen(self, now: float) -> dict[str, float]:
+    def _first_seen(self, managed: Sequence[ManagedReplica], now: float) -> dict[str, float]:
         """When each replica was first observed (GCP/Azure state has no launch time), kept in
         state/<service>/cloud/first_seen.json."""
         path = self.state_dir / FIRST_SEEN
@@ -353,34 +352,21 @@ class ProviderCloud:
             seen = {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
         except (OSError, ValueError, AttributeError):
             seen = {}
-        current = {r.id for r in self._replicas}
+        current = {r.id for r in managed}
         updated = {rid: seen.get(rid, now) for rid in sorted(current)}
         if updated != seen:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(path, json.dumps(updated, indent=1, sort_keys=True) + "\n")
         return updated
 
-    def lb_members(self) -> set[str] | None:
-        """The replicas the load balancers serve: the healthy (READY) ones last observed."""
-        return None if self._ready is None else set(self._ready)
-
-    def applied_members(self) -> set[str] | None:
-        return None  # the load balancers keep their members: nothing to re-add
-
     # -- rendering ---------------------------------------------------------------------------
 
-    def render(
-        self,
-        kept: Sequence[ManagedReplica],
-        members: Sequence[str],
-        epoch: int,
-        now: float,
-        warned: set[str],
-    ) -> list[RenderedStack]:
-        terminal = {rid for rid, s in self._states.items() if s.terminal}
-        registered = set(members) | {
-            r.id for r in kept if r.id not in warned and r.id not in terminal
-        }
+    def render(self, layout: Layout, now: float) -> list[RenderedStack]:
+        """Each region stack holds its share of `layout.kept`; its load balancer registers
+        every kept replica not draining (its health check gates traffic), and the policy's
+        members, which are always among them."""
+        kept = layout.kept
+        registered = set(layout.members) | {r.id for r in kept if r.id not in layout.draining}
         out: list[RenderedStack] = []
         for stack in self._region_stacks():
             key = (stack.cloud, stack.region)
@@ -429,14 +415,10 @@ class ProviderCloud:
         cloud = next((s.cloud for s in self.stacks() if s.name == stack), "")
         return classify_apply_output(cloud, output, zones)
 
-    def orphans(self, managed_ids: set[str]) -> list[str]:
-        return []  # cloud instances exist only through Terraform: none to collect here
-
-    def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
-        return []  # none are collected (orphans), so none are adopted
-
-    def stop_replica(self, replica_id: str) -> None:
-        raise NotImplementedError("cloud replicas are stopped by Terraform only")
+    def stop(self, replica_ids: Sequence[str]) -> None:
+        """Never asked: `observe` reports no orphans and adopts none."""
+        if replica_ids:
+            raise NotImplementedError("cloud replicas are stopped by Terraform only")
 
     def endpoint(self) -> str:
         if self.settings.has_front:

@@ -4,7 +4,8 @@ Modelled on Karpenter's fake cloud provider: every call is recorded in `calls` (
 in order), `fail_next(method, error)` makes the next call of a method raise, and the world is
 scripted: `states` (replica id -> ReplicaState; READY when unset), `notices_queue`, `qps`,
 `members` (the load balancer's members), `orphan_ids`. The replicas it reports are those
-Terraform manages (`managed()` reads nothing by default: set `managed_replicas`).
+Terraform manages (`managed()` reads nothing by default: set `managed_replicas`). `calls`
+names each `observe` with its look (`observe:apply`).
 
 It renders the sandbox's module (terraform/modules/local, template local.tfvars.json.j2), so
 the engine's rendering, planning and applying run unchanged around it with Terraform faked
@@ -17,11 +18,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.backends.base import RenderedStack, Samples, StackDef, classify_apply_output
+from reconciler.backends.base import (
+    Layout,
+    Look,
+    Observed,
+    RenderedStack,
+    Since,
+    StackDef,
+    classify_apply_output,
+)
 from reconciler.backends.sandbox import zone_offers
 from reconciler.policy import (
     FailureKind,
+    Market,
     Notice,
+    NoticeKind,
     Observation,
     Replica,
     ReplicaState,
@@ -47,6 +58,7 @@ class FakeBackend:
     qps: float | None = None
     members: set[str] | None = None
     orphan_ids: list[str] = field(default_factory=list)
+    keepable: set[str] = field(default_factory=set)  # orphans it adopts instead of reporting
     stopped: list[str] = field(default_factory=list)
     _errors: dict[str, BaseException] = field(default_factory=dict)
 
@@ -69,29 +81,36 @@ class FakeBackend:
             StackDef(FRONT, "local", "", "local"),
         ]
 
-    def ensure_up(self, now: float) -> None:
-        self._call("ensure_up")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-
     def managed(self) -> list[ManagedReplica]:
         self._call("managed")
         return list(self.managed_replicas)
 
-    def notices(self, cursor: int, *, consume: bool) -> tuple[list[Notice], int]:
-        self._call("notices")
-        out = list(self.notices_queue)
-        if consume:
-            self.notices_queue.clear()
-        return out, cursor + len(out)
-
-    def request_rate(self, samples: Samples, now: float) -> tuple[float | None, Samples]:
-        self._call("request_rate")
-        return self.qps, samples
-
     def observe(
-        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], preempted: set[str], now: float
-    ) -> Observation:
-        self._call("observe")
+        self, spec: ServiceSpec, since: Since, now: float, look: Look, *, collect: bool = True
+    ) -> Observed:
+        """The scripted world: `managed_replicas` with `states` (READY when unset; PREEMPTED
+        when `since` or a queued notice says so), `notices_queue` (cleared on `Look.APPLY`),
+        `qps`, `members`, and `orphan_ids` (adopted when in `keepable`, else reported)."""
+        self._call(f"observe:{look.value}")
+        managed = list(self.managed_replicas)
+        if look is Look.OFFLINE:
+            replicas = tuple(
+                Replica(m.id, m.zone, m.market, ReplicaState.READY, now) for m in managed
+            )
+            return Observed(
+                tuple(managed),
+                Observation(replicas, zone_offers(spec)),
+                notice_cursor=since.notice_cursor,
+                request_samples=since.request_samples,
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        online = look in (Look.PLAN, Look.APPLY)
+        notices = list(self.notices_queue) if online else []
+        if look is Look.APPLY:
+            self.notices_queue.clear()
+        preempted = set(since.preempted) | {
+            n.replica_id for n in notices if n.kind is NoticeKind.PREEMPTED
+        }
         replicas = tuple(
             Replica(
                 m.id,
@@ -104,33 +123,26 @@ class FakeBackend:
             )
             for m in managed
         )
-        return Observation(replicas, zone_offers(spec))
-
-    def observe_offline(
-        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], now: float
-    ) -> Observation:
-        self._call("observe_offline")
-        return Observation(
-            tuple(Replica(m.id, m.zone, m.market, ReplicaState.READY, now) for m in managed),
-            zone_offers(spec),
+        known = {m.id for m in managed}
+        found = [rid for rid in self.orphan_ids if rid not in known] if online and collect else []
+        adopted = [self._adopt(rid) for rid in found if rid in self.keepable]
+        orphans = [rid for rid in found if rid not in self.keepable]
+        managed += adopted
+        return Observed(
+            tuple(managed),
+            Observation(replicas, zone_offers(spec)),
+            tuple(notices),
+            since.notice_cursor + len(notices),
+            self.qps if online else None,
+            since.request_samples,
+            orphans=tuple(orphans),
+            adopted=tuple(adopted),
+            lb_members=None if self.members is None else frozenset(self.members),
         )
 
-    def lb_members(self) -> set[str] | None:
-        self._call("lb_members")
-        return None if self.members is None else set(self.members)
-
-    def applied_members(self) -> set[str] | None:
-        return None
-
-    def render(
-        self,
-        kept: Sequence[ManagedReplica],
-        members: Sequence[str],
-        epoch: int,
-        now: float,
-        warned: set[str],
-    ) -> list[RenderedStack]:
+    def render(self, layout: Layout, now: float) -> list[RenderedStack]:
         self._call("render")
+        kept, members, epoch = layout.kept, layout.members, layout.epoch
         stacks = {s.name: s for s in self.stacks()}
         common = {
             "service": self.spec.name,
@@ -165,17 +177,17 @@ class FakeBackend:
         self._call("launch_failures")
         return classify_apply_output("local", output, zones)
 
-    def orphans(self, managed_ids: set[str]) -> list[str]:
-        self._call("orphans")
-        return [rid for rid in self.orphan_ids if rid not in managed_ids]
+    def _adopt(self, replica_id: str) -> ManagedReplica:
+        """An orphan kept as it is: zone and market from its id (`<zone>-spot-<n>`)."""
+        zone = replica_id.rsplit("-", 2)[0]
+        market = Market.SPOT if "-spot-" in replica_id else Market.ON_DEMAND
+        _, region = zone_regions(self.spec).get(zone, ("local", ""))
+        return ManagedReplica(replica_id, zone, market, False, region)
 
-    def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
-        return []
-
-    def stop_replica(self, replica_id: str) -> None:
-        self._call("stop_replica")
-        self.stopped.append(replica_id)
-        self.orphan_ids = [rid for rid in self.orphan_ids if rid != replica_id]
+    def stop(self, replica_ids: Sequence[str]) -> None:
+        self._call("stop")
+        self.stopped.extend(replica_ids)
+        self.orphan_ids = [rid for rid in self.orphan_ids if rid not in replica_ids]
 
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.lb_port}"

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import readiness
-from reconciler.backends.base import RenderedStack, Samples, StackDef, classify_apply_output
+from reconciler.backends.base import (
+    Layout,
+    Look,
+    Observed,
+    RenderedStack,
+    Since,
+    StackDef,
+    classify_apply_output,
+)
 from reconciler.errors import SandboxError, TfStateError, TraceError
 from reconciler.paths import NAME_RE, ServicePaths
 from reconciler.policy import (
@@ -281,14 +289,10 @@ class SandboxCloud:
             out.extend(managed_replicas(self._paths().stack_dir(stack.name)))
         return out
 
-    def render(
-        self,
-        kept: Sequence[ManagedReplica],
-        members: Sequence[str],
-        epoch: int,
-        now: float,
-        warned: set[str],
-    ) -> list[RenderedStack]:
+    def render(self, layout: Layout, now: float) -> list[RenderedStack]:
+        """The region stacks hold `layout.kept`; HAProxy serves `layout.members` (its own
+        check gates traffic too, so `draining` needs nothing more here)."""
+        kept, members, epoch = layout.kept, layout.members, layout.epoch
         paths = self._paths()
         stacks = {s.name: s for s in self.stacks()}
         common = {
@@ -357,8 +361,48 @@ class SandboxCloud:
         lb = HAProxyLB(self.state_dir)  # read now: the port is recorded when HAProxy starts
         return f"http://127.0.0.1:{lb.port}" if lb.port and lb.is_running() else None
 
-    def request_rate(self, samples: Samples, now: float) -> tuple[float | None, Samples]:
-        return request_rate(samples, now, self.requests_total())
+    def observe(
+        self, spec: ServiceSpec, since: Since, now: float, look: Look, *, collect: bool = True
+    ) -> Observed:
+        """The sandbox now (CloudBackend.observe). A pass (`Look.PLAN`/`APPLY`) first starts
+        the market and its daemon (`ensure_up`); orphans with a running process in a zone of
+        the spec are adopted, the others reported for stopping. `Look.OFFLINE` still probes
+        the replicas: the sandbox is local and needs no credentials."""
+        online = look in (Look.PLAN, Look.APPLY)
+        if online:
+            self.ensure_up(now)
+        managed = self.managed()
+        orphans: list[str] = []
+        adopted: list[ManagedReplica] = []
+        if online and collect:
+            found = self.orphans({m.id for m in managed})
+            adopted = self.adoptable(found)
+            orphans = [rid for rid in found if rid not in {m.id for m in adopted}]
+        managed += adopted
+        notices: list[Notice] = []
+        cursor, preempted = since.notice_cursor, set(since.preempted)
+        qps, samples = None, since.request_samples
+        if look is Look.OFFLINE:
+            preempted = set()
+        if online:
+            notices, cursor = self.notices(since.notice_cursor)
+            preempted |= {n.replica_id for n in notices if n.kind is NoticeKind.PREEMPTED}
+            qps, samples = request_rate(since.request_samples, now, self.requests_total())
+        observation = self.states(spec, managed, preempted, now)
+        members = None if look is Look.OFFLINE else self.lb_members()
+        applied = self.applied_members() if online else None
+        return Observed(
+            tuple(managed),
+            observation,
+            tuple(notices),
+            cursor,
+            qps,
+            samples,
+            orphans=tuple(orphans),
+            adopted=tuple(adopted),
+            lb_members=None if members is None else frozenset(members),
+            lb_lost_members=applied is not None and members != applied,
+        )
 
     def ensure_up(self, now: float) -> None:
         """The cloud exists before any service: the spot market and its preemption daemon.
@@ -384,9 +428,10 @@ class SandboxCloud:
         )
         market_daemon.start(self.state_dir)
 
-    def notices(self, cursor: int, *, consume: bool = True) -> tuple[list[Notice], int]:
-        """The feed is a file read from a byte cursor: nothing is consumed until the caller
-        saves the new cursor, so `consume` changes nothing here."""
+    def notices(self, cursor: int) -> tuple[list[Notice], int]:
+        """Notices after byte `cursor` of the market's feed, and the cursor after them. The
+        feed is a file: nothing is consumed until the caller saves the new cursor, so a plan
+        (which does not save it) leaves them for the next pass."""
         raw, new_cursor = NoticeFeed(notices_path(self.state_dir)).read(cursor)
         kinds = {"warning": NoticeKind.WARNING, "preempted": NoticeKind.PREEMPTED}
         out = [Notice(kinds[n.kind], n.replica_id, n.zone, n.at) for n in raw if n.kind in kinds]
@@ -420,7 +465,7 @@ class SandboxCloud:
                 current.add(name)
         return current
 
-    def observe(
+    def states(
         self,
         spec: ServiceSpec,
         managed: Iterable[ManagedReplica],
@@ -457,12 +502,6 @@ class SandboxCloud:
             observed = list(pool.map(state_of, managed))
         return Observation(tuple(observed), zone_offers(spec))
 
-    def observe_offline(
-        self, spec: ServiceSpec, managed: Sequence[ManagedReplica], now: float
-    ) -> Observation:
-        """The sandbox is local: observing it needs no credentials."""
-        return self.observe(spec, managed, set(), now)
-
     def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
         """Orphans with a readable record whose process runs, in a zone of the spec: their
         region's stack takes them back (the launch provisioner finds each one running and
@@ -472,7 +511,7 @@ class SandboxCloud:
             try:
                 record = replicas.get(self.state_dir, replica_id)
             except SandboxError:
-                continue  # unreadable: stopped instead (stop_replica finds it by process)
+                continue  # unreadable: stopped instead (`stop` finds it by process)
             if record is None or record.zone not in self.regions or not replicas.is_alive(record):
                 continue
             try:
@@ -483,8 +522,9 @@ class SandboxCloud:
             out.append(ManagedReplica(replica_id, record.zone, market, False, region))
         return out
 
-    def stop_replica(self, replica_id: str) -> None:
-        replicas.stop(self.state_dir, replica_id)
+    def stop(self, replica_ids: Sequence[str]) -> None:
+        for replica_id in replica_ids:
+            replicas.stop(self.state_dir, replica_id)
 
     def orphans(self, managed_ids: set[str]) -> list[str]:
         """Replica processes running without Terraform knowing (a crash between launch and

@@ -1,6 +1,6 @@
 """What the cloud backend asks of one cloud (`CloudApis`: credentials, notices, request rate,
-spot prices, replica states) and the parts the clouds share; each cloud's own is in
-clouds/<cloud>/apis.py.
+spot prices, replica states; `peek` and `use_endpoint` for `hedgeform signals`) and the parts
+the clouds share; each cloud's own is in clouds/<cloud>/apis.py.
 
 One object per cloud keeps its clients and stateful sources (price caches, CloudWatch's
 "metric exists", GCP's seen operations, the replica metrics window) across ticks. Each maps
@@ -26,13 +26,16 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import requests
 
 from reconciler import readiness
 from reconciler.clouds.base import InstanceRef
+from reconciler.clouds.prices import CatalogPriceSource, catalog_zones
 from reconciler.clouds.rest import TokenProvider
+from reconciler.errors import CloudConfigError, HedgeformError
 from reconciler.policy import Market, Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
@@ -42,8 +45,18 @@ View = tuple[ReplicaState, float]  # state, launched at
 PROBE_WORKERS = 16  # replicas probed at once (GCP/Azure): one slow probe delays no other
 
 
+@dataclass(frozen=True)
+class Peek:
+    """What one region of a cloud shows with nothing applied and nothing acknowledged."""
+
+    notices: list[Notice] = field(default_factory=list)  # peeked: the reconciler still gets them
+    request_rate: float | None = None  # requests/s over the last minute; None: unknown
+    prices: dict[str, float] | None = None  # spot $/h by zone; None: no instance type to price
+    notes: list[str] = field(default_factory=list)  # what could not be read, one line each
+
+
 class CloudApis(Protocol):
-    """What ProviderCloud asks of one cloud."""
+    """What ProviderCloud asks of one cloud each tick, and `hedgeform signals` once."""
 
     def check_credentials(self, regions: Sequence[str]) -> None:
         """Raise the adapters' one-line CredentialsError when none are usable in `regions`."""
@@ -51,7 +64,9 @@ class CloudApis(Protocol):
 
     def notices(
         self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
-    ) -> list[Notice]: ...
+    ) -> list[Notice]:
+        """New notices of `region`'s `replicas` (Terraform's), acknowledged when `consume`."""
+        ...
 
     def request_rate(
         self,
@@ -59,13 +74,14 @@ class CloudApis(Protocol):
         outputs: Mapping[str, Any],
         replicas: Sequence[ManagedReplica],
         now: float,
-    ) -> float | None: ...
+    ) -> float | None:
+        """Requests/s over the minute before `now` (unix s); None: unknown or nothing applied."""
+        ...
 
     def spot_prices(
         self, region: str, instance_type: str, zones: Sequence[str]
     ) -> dict[str, float]:
-        """Live where the cloud has a cheap API (AWS); raising makes the caller use the
-        shipped catalog."""
+        """Spot $/h by zone (empty `zones`: all of `region`'s); live on AWS, else the catalog."""
         ...
 
     def states(
@@ -76,13 +92,63 @@ class CloudApis(Protocol):
         preempted: set[str],
         first_seen: Mapping[str, float],
         now: float,
-    ) -> dict[str, View]: ...
+    ) -> dict[str, View]:
+        """Replica id -> (state, launched at unix s) for each of `replicas` (see module doc)."""
+        ...
+
+    def peek(
+        self, region: str | None, zones: Sequence[str], instance_type: str | None, now: float
+    ) -> Peek:
+        """`region`'s (None: every region's) notices, rate and prices without Terraform state."""
+        ...
+
+    def use_endpoint(self, url: str) -> None:
+        """Send later calls to `url` (moto, an HTTP fake) instead of the cloud's own APIs."""
+        ...
 
 
 def refs(
     replicas: Sequence[ManagedReplica], key: Callable[[ManagedReplica], str]
 ) -> dict[str, InstanceRef]:
     return {key(r): InstanceRef(r.id, r.zone) for r in replicas if key(r)}
+
+
+T = TypeVar("T")
+
+
+def check_names(make: Callable[[], T]) -> T:
+    """`make()`, with a name an API filter refuses (the adapters' ValueError: a project,
+    subscription, region or zone) turned into a one-line CloudConfigError."""
+    try:
+        return make()
+    except HedgeformError:
+        raise
+    except ValueError as exc:
+        raise CloudConfigError(" ".join(str(exc).split())) from None
+
+
+def catalog_prices(
+    cloud: str, instance_type: str, region: str | None, zones: Sequence[str]
+) -> dict[str, float]:
+    """Spot $/h by zone from the shipped catalog: of `zones` (empty: all) in `region` (None:
+    in every region)."""
+    prices = CatalogPriceSource(cloud, instance_type).spot_prices(zones)
+    if region is None:
+        return prices
+    in_region = set(catalog_zones(cloud, region))
+    return {zone: price for zone, price in prices.items() if zone in in_region}
+
+
+def peek_catalog_prices(
+    cloud: str, instance_type: str | None, region: str | None, zones: Sequence[str]
+) -> tuple[dict[str, float] | None, list[str]]:
+    """`Peek.prices` from the shipped catalog, and the note dating them (None and no note
+    without an instance type)."""
+    if instance_type is None:
+        return None, []
+    as_of = CatalogPriceSource(cloud, instance_type).as_of
+    prices = catalog_prices(cloud, instance_type, region, zones)
+    return prices, [f"prices from the static catalog dated {as_of}"]
 
 
 def gone_state(replica: ManagedReplica, preempted: set[str], spot_reclaimed: bool) -> ReplicaState:

@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from reconciler.policy.observation import Market
 from reconciler.policy.signals import FailureKind, Notice
 
 if TYPE_CHECKING:
     from reconciler.clouds.apis import CloudApis
-    from reconciler.clouds.settings import ProviderSettings
+    from reconciler.clouds.settings import CloudSettings, ProviderSettings
     from reconciler.spec.model import ServiceSpec
 
 Clock = Callable[[], float]
@@ -120,8 +120,16 @@ def first_block(value: Any) -> dict[str, Any]:
     return {}
 
 
-# (zone, market, instance id, name) of one replica, read from its Terraform state attributes.
-ReplicaAddress = tuple[str, Market, str, str]
+class ReplicaAddress(NamedTuple):
+    """One replica as a cloud's `read_replica` reads it from its Terraform state attributes."""
+
+    zone: str  # the catalog's zone name (Azure: <location>-<zone number>)
+    market: Market
+    instance_id: str  # the cloud's id of the instance/VM
+    name: str  # the instance/VM name (AWS: the instance id again)
+    private_ip: str = ""  # its private IPv4 address; empty when the state has none yet
+
+
 LaunchErrorRule = tuple[re.Pattern[str], FailureKind]
 CAP, QUOTA, CONFIG, OTHER = (
     FailureKind.CAPACITY,
@@ -144,7 +152,9 @@ class Cloud:
 
     The folder: `signals.py` (its API adapters), `apis.py` (the CloudApis the backend asks
     each tick), `state.py` (its replica in Terraform state), `launch_errors.py` (how its
-    apply errors are classified), and `CLOUD` in `__init__.py`. `make_apis` loads the API
+    apply errors are classified), `settings.py` (its settings check, which images are its,
+    its own tfvars context entries), `naming.py` (the names its module gives resources that
+    the adapters look up, if any), and `CLOUD` in `__init__.py`. `make_apis` loads the API
     modules on first use: boto3 and the cloud SDKs are slow to import, and the sandbox never
     needs them."""
 
@@ -157,3 +167,12 @@ class Cloud:
     live_spot_prices: bool  # its API gives spot prices cheaply (else the shipped catalog)
     make_apis: Callable[[ServiceSpec, ProviderSettings], CloudApis]
     provider_config: Callable[[str, ProviderSettings], dict[str, Any]]  # (region, settings)
+    # Whether a spec's `resources.image_id` is written for this cloud (SkyPilot specs name
+    # one per cloud); an image that does not fit falls back to the settings and the catalog.
+    image_fits: Callable[[str], bool]
+    # The cloud's own entries of a region stack's tfvars context (beyond the shared ones,
+    # clouds/stack_context.py); CloudConfigError when a setting they need is missing.
+    stack_context: Callable[[CloudSettings], dict[str, Any]]
+    # (spec, this cloud's regions the spec uses, settings): SettingsError (`settings.missing`)
+    # naming the first setting it lacks, before any work; clouds/checks.py calls it.
+    check_settings: Callable[[ServiceSpec, Sequence[str], ProviderSettings], None]

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from reconciler.clouds import aws, azure, gcp
-from reconciler.clouds.base import Cloud, first_block
+from reconciler.clouds.base import Cloud
 from reconciler.errors import CloudConfigError, TfStateError
 from reconciler.stacks import ManagedReplica
 from reconciler.terraform.state import STATE_FILE, state_resources
@@ -30,7 +30,9 @@ def cloud(name: str) -> Cloud:
 
 
 def cloud_replicas(stack_dir: Path, cloud: str) -> list[ManagedReplica]:
-    """The replicas a cloud region stack's state holds (module `stack` of the root config)."""
+    """The replicas a cloud region stack's state holds (module `stack` of the root config),
+    each read by its cloud's `read_replica`; TfStateError when one's attributes are not the
+    shape that cloud writes. KeyError for a cloud not in CLOUDS."""
     kind = CLOUDS[cloud]
     rtype = kind.replica_type
     path = stack_dir / STATE_FILE
@@ -44,24 +46,19 @@ def cloud_replicas(stack_dir: Path, cloud: str) -> list[ManagedReplica]:
             key = str(inst.get("index_key") or "")
             attrs = inst.get("attributes") or {}
             try:
-                zone, market, iid, name = kind.read_replica(key, attrs)
+                address = kind.read_replica(key, attrs)
             except (KeyError, TypeError) as exc:
                 raise TfStateError(f"{path}: unexpected {rtype} attributes ({exc})") from exc
-            ip = (
-                attrs.get("private_ip")  # aws_instance
-                or attrs.get("private_ip_address")  # azurerm_linux_virtual_machine
-                or first_block(attrs.get("network_interface")).get("network_ip", "")  # GCE
-            )
             out.append(
                 ManagedReplica(
                     id=key,
-                    zone=zone,
-                    market=market,
+                    zone=address.zone,
+                    market=address.market,
                     tainted=inst.get("status") == "tainted",
                     stack=stack_dir.name,
-                    instance_id=iid,
-                    name=name,
-                    private_ip=str(ip or ""),
+                    instance_id=address.instance_id,
+                    name=address.name,
+                    private_ip=address.private_ip,
                 )
             )
     return out

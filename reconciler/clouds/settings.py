@@ -4,6 +4,12 @@ SSH key and subscription, the DNS zone of the front stack, default regions.
 Read from an optional `services/<service>.settings.yaml` and from environment variables; an
 environment variable wins over the file, so CI and a laptop can share one file. Every value
 here is an identifier, not a secret: secrets stay in the reconciler's environment.
+
+The format is shared: one flat file whose keys name their cloud (`aws_images`, `gcp_project`),
+read here in one place. What each cloud requires of it, and how its settings reach its stacks,
+is the cloud's own (`check_settings` and `stack_context` of clouds/<cloud>/settings.py,
+called through the registry by clouds/checks.py and clouds/stack_context.py). This module sits
+below the cloud folders (they and clouds/base.py import it), so it calls none of them.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from typing import Any
 
 import yaml
 
-from reconciler.clouds import REAL_CLOUDS, CloudSettings
+from reconciler.clouds.catalog import REAL_CLOUDS
 from reconciler.errors import SettingsError
+
+DEFAULT_DISK_SIZE_GB = 256
 
 ENV_IMAGES = "HEDGEFORM_AWS_IMAGES"  # us-east-1=ami-...,us-west-2=ami-...
 ENV_GCP_PROJECT = "GOOGLE_CLOUD_PROJECT"
@@ -43,6 +51,21 @@ FILE_KEYS = frozenset(
 
 def regions_env(cloud: str) -> str:
     return f"HEDGEFORM_{cloud.upper()}_REGIONS"
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Per-cloud settings that a SkyServe spec does not carry."""
+
+    # Image per "cloud:region" or per cloud ("aws:us-east-1" beats "aws"); AWS needs one per
+    # region (AMIs are regional), GCP and Azure fall back to DEFAULT_IMAGES.
+    images: Mapping[str, str] = field(default_factory=dict)
+    # Cloud -> instance type forced for every replica (the catalog still supplies the GPUs).
+    instance_types: Mapping[str, str] = field(default_factory=dict)
+    gcp_project: str = ""
+    azure_admin_ssh_public_key: str = ""
+    default_disk_size_gb: int = DEFAULT_DISK_SIZE_GB
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

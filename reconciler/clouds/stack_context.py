@@ -10,9 +10,10 @@ in the spec file itself, are passed as values.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from reconciler.clouds.base import Cloud
 from reconciler.clouds.catalog import (
     DEFAULT_IMAGES,
     REAL_CLOUDS,
@@ -20,31 +21,17 @@ from reconciler.clouds.catalog import (
     instance_for,
     zones_of,
 )
+from reconciler.clouds.registry import cloud as cloud_named
+from reconciler.clouds.settings import CloudSettings as CloudSettings  # clouds/__init__.py
 from reconciler.errors import CloudConfigError
 from reconciler.readiness import substitute
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.service import load_balancer_health_check
 from reconciler.stacks import RegionStack, replica_map
 
-DEFAULT_DISK_SIZE_GB = 256
 # The cloud modules name resources hf-<service>-...; the tightest limits (ALB and target
 # group names, GCP resource names) allow 24 characters of service name.
 _SERVICE_MAX = 24
-
-
-@dataclass(frozen=True)
-class CloudSettings:
-    """Per-cloud settings that a SkyServe spec does not carry."""
-
-    # Image per "cloud:region" or per cloud ("aws:us-east-1" beats "aws"); AWS needs one per
-    # region (AMIs are regional), GCP and Azure fall back to DEFAULT_IMAGES.
-    images: Mapping[str, str] = field(default_factory=dict)
-    # Cloud -> instance type forced for every replica (the catalog still supplies the GPUs).
-    instance_types: Mapping[str, str] = field(default_factory=dict)
-    gcp_project: str = ""
-    azure_admin_ssh_public_key: str = ""
-    default_disk_size_gb: int = DEFAULT_DISK_SIZE_GB
-    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,9 +122,13 @@ def health_check_context(spec: ServiceSpec) -> dict[str, int]:
     }
 
 
-def _image(cloud: str, region: str, spec: ServiceSpec, settings: CloudSettings) -> str:
+def _image(kind: Cloud, region: str, spec: ServiceSpec, settings: CloudSettings) -> str:
+    """The spec's image_id if it is written for this cloud (`Cloud.image_fits`; SkyPilot specs
+    name one per cloud), else the settings' image for "cloud:region" or the cloud, else the
+    catalog's default; CloudConfigError when there is none (AWS: AMIs are regional)."""
+    cloud = kind.name
     spec_image = spec.resources.image_id
-    if spec_image and _image_fits(cloud, spec_image):
+    if spec_image and kind.image_fits(spec_image):
         return spec_image
     for key in (f"{cloud}:{region}", cloud):
         if key in settings.images:
@@ -150,15 +141,6 @@ def _image(cloud: str, region: str, spec: ServiceSpec, settings: CloudSettings) 
     )
 
 
-def _image_fits(cloud: str, image: str) -> bool:
-    """Whether a spec's image_id is written for `cloud` (SkyPilot specs name one per cloud)."""
-    if cloud == "aws":
-        return image.startswith("ami-")
-    if cloud == "gcp":
-        return image.startswith(("projects/", "https://www.googleapis.com/", "family/"))
-    return image.startswith("/subscriptions/") or image.count(":") == 3
-
-
 def cloud_stack_context(
     spec: ServiceSpec,
     stack: RegionStack,
@@ -168,7 +150,9 @@ def cloud_stack_context(
     """The context of `templates/<cloud>.tfvars.json.j2` for one region stack.
 
     `lb_members` may name ready replicas of every stack; only this stack's are kept, so the
-    target group holds exactly this region's ready replicas.
+    target group holds exactly this region's ready replicas. The cloud adds its own entries
+    (`Cloud.stack_context`: the GCP project, the Azure VMs' SSH key). CloudConfigError, one
+    line, for an unknown cloud, region or zone, a missing image, port, `run` or setting.
     """
     cloud = stack.cloud
     zones_of(cloud, stack.region)
@@ -185,7 +169,7 @@ def cloud_stack_context(
         "accelerator_name": choice.accelerator,
         "accelerator_count": choice.count,
         "guest_accelerator_type": choice.guest_accelerator_type,
-        "image_id": _image(cloud, stack.region, spec, settings),
+        "image_id": _image(cloud_named(cloud), stack.region, spec, settings),
         "disk_size_gb": spec.resources.disk_size or settings.default_disk_size_gb,
         "replica_port": _replica_port(spec),
         "readiness_path": readiness_path(spec),
@@ -201,16 +185,7 @@ def cloud_stack_context(
     }
     if not context["run_script"].strip():
         raise CloudConfigError("the spec has no `run` command: a replica would serve nothing")
-    if cloud == "gcp":
-        if not settings.gcp_project:
-            raise CloudConfigError("set the GCP project (CloudSettings.gcp_project)")
-        context["project"] = settings.gcp_project
-    if cloud == "azure":
-        if not settings.azure_admin_ssh_public_key:
-            raise CloudConfigError(
-                "set an SSH public key for Azure VMs (CloudSettings.azure_admin_ssh_public_key)"
-            )
-        context["admin_ssh_public_key"] = settings.azure_admin_ssh_public_key
+    context.update(cloud_named(cloud).stack_context(settings))
     return context
 
 

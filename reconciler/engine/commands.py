@@ -265,8 +265,9 @@ def _pass_printer() -> Callable[[PassResult], None]:
 
 def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
     """(id, zone, market, state, in LB) for every replica Terraform manages."""
-    replicas = rec.current_replicas()  # first: a cloud backend learns its members here
-    members = rec.cloud.lb_members() or set()
+    now = rec.look()
+    replicas = sorted(now.observation.replicas, key=lambda r: r.id)
+    members: frozenset[str] = now.lb_members or frozenset()
     return [(r.id, r.zone, r.market.value, r.state.value, r.id in members) for r in replicas]
 
 

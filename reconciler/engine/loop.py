@@ -170,7 +170,7 @@ class ReconcileLoop:
         self._due = True  # the first tick runs at once
         self._starting: set[str] = set()  # replicas that were starting at the last look
         self._next_look = 0.0
-        self.serving = ServingChecker(rec.cloud, rec.spec)  # backs hedgeform_endpoint_serving
+        self.serving = ServingChecker(rec, rec.spec)  # backs hedgeform_endpoint_serving
         self._notices = rec.cloud.state_dir / "notices.jsonl"
         self._notice_size = self._feed_size()
 

@@ -7,7 +7,8 @@ replica leaves the target group before its region stack destroys it.
 
 The loop is the same for every cloud; what differs sits behind `CloudBackend`
 (backends/base.py): `SandboxCloud` for `cloud: local` specs, `ProviderCloud` for AWS, GCP
-and Azure.
+and Azure. The pass asks it for one `Observed` (observe), hands it one `Layout` (render),
+and stops through it only what no Terraform state holds (orphans, adopted replicas).
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends.base import CloudBackend, Samples, StackDef, root_config
+from reconciler.backends.base import (
+    CloudBackend,
+    Layout,
+    Look,
+    Observed,
+    Samples,
+    Since,
+    StackDef,
+    root_config,
+)
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.clouds.settings import ProviderSettings, load_settings
 from reconciler.engine.serving import ServingCheck, ServingChecker
@@ -40,7 +50,6 @@ from reconciler.policy import (
     FailureKind,
     LaunchResult,
     Market,
-    Notice,
     Observation,
     Replica,
     ReplicaState,
@@ -100,6 +109,7 @@ class Seen:
     cursor: int  # the notice cursor to save
     samples: Samples  # request counter samples to save
     offline: bool  # Terraform state only (plan --render-only)
+    lb_lost_members: bool = False  # the load balancer lost members Terraform set
 
 
 def _summaries(outcomes: Sequence[StackOutcome]) -> list[StackSummary]:
@@ -190,7 +200,7 @@ class Reconciler:
             from reconciler.backends.clouds import ProviderCloud
 
             if cloud_settings is None:
-                cloud_settings = load_settings(settings_file(paths))
+                cloud_settings = load_settings(paths.settings_file)
             return ProviderCloud(paths, spec, cloud_settings)
         settings = settings or SandboxSettings.from_env()
         if not 0 < settings.lb_port < 65536:
@@ -267,7 +277,7 @@ class Reconciler:
         crash_point("before_apply")
         if apply:
             t2 = time.perf_counter()
-            self._apply_all(outcomes, decision)
+            self._apply_all(outcomes, decision, seen)
             self._stop_terminated(seen.adopted, decision)
             durations["apply_s"] = time.perf_counter() - t2
             self._record(seen, decision, epoch, self._launch_results(decision, outcomes))
@@ -275,41 +285,44 @@ class Reconciler:
         return self._result(seen, decision, outcomes, durations, plan_file=plan_file)
 
     def _observe(self, *, offline: bool, consume: bool) -> Seen:
-        """What the pass starts from: the record, the managed replicas (orphans collected or
-        adopted first), each replica's state, notices and the request rate. `offline` reads
-        Terraform state only (no cloud API, nothing started or stopped)."""
+        """What the pass starts from: the record and the backend's observation (the managed
+        replicas with their states, orphans adopted or to stop, notices, the request rate).
+        `offline` reads Terraform state only (no cloud API, nothing started or stopped).
+
+        Orphans are looked for only once no Terraform of a killed pass holds a stack's state
+        lock (one may still be applying, about to record a replica; the plan would wait for it
+        with `-lock-timeout` anyway). Held means an fcntl lock a live process holds
+        (terraform/state.py), not the `.terraform.tfstate.lock.info` a kill -9 leaves behind."""
         record = load_record(self.paths.memory_file)
         now = self.clock()
-        if not offline:
-            self.cloud.ensure_up(now)
-        managed = self.managed()
         crash_point("before_observe")
-        orphans, adopted = ([], []) if offline else self._collect_orphans(managed, stop=consume)
-        managed = [*managed, *adopted]
-        notices: list[Notice] = []
-        if offline:
-            observed = self.cloud.observe_offline(self.spec, managed, now)
-            cursor = record.notice_cursor
-            qps, samples = None, record.request_samples
-        else:
-            notices, cursor = self.cloud.notices(record.notice_cursor, consume=consume)
-            preempted = {p[0] for p in record.memory.recent_preemptions}
-            preempted |= {n.replica_id for n in notices if n.kind.value == "preempted"}
-            observed = self.cloud.observe(self.spec, managed, preempted, now)
-            qps, samples = self.cloud.request_rate(record.request_samples, now)
+        look = Look.OFFLINE if offline else Look.APPLY if consume else Look.PLAN
+        stack_dirs = [self.paths.stack_dir(s) for s in self.stack_names]
+        collect = not offline and not recover_killed_terraform(stack_dirs)
+        since = Since(
+            record.notice_cursor,
+            record.request_samples,
+            frozenset(p[0] for p in record.memory.recent_preemptions),
+        )
+        got = self.cloud.observe(self.spec, since, now, look, collect=collect)
+        orphans = list(got.orphans) if consume else []  # plan only reports what apply stops
+        if orphans:
+            self.cloud.stop(orphans)
         signals = Signals(
-            qps=qps,
-            qps_at=now if qps is not None else None,
-            notices=tuple(notices),
+            qps=got.qps,
+            qps_at=now if got.qps is not None else None,
+            notices=got.notices,
             launch_results=record.launch_results,
         )
+        observed = got.observation
         zones = {o.zone for o in observed.zones}
         retiring = tuple(r for r in observed.replicas if r.zone not in zones)
         observed = replace(
             observed, replicas=tuple(r for r in observed.replicas if r.zone in zones)
         )
-        return Seen(record, now, managed, orphans, adopted, observed, retiring, signals, cursor,
-                    samples, offline)  # fmt: skip
+        return Seen(record, now, list(got.managed), orphans, list(got.adopted), observed,
+                    retiring, signals, got.notice_cursor, got.request_samples, offline,
+                    got.lb_lost_members)  # fmt: skip
 
     def _decide(self, seen: Seen) -> tuple[Decision, int]:
         """The policy's decision (pure) within the guardrails, and the load balancer epoch
@@ -320,10 +333,7 @@ class Reconciler:
             memory = replace(memory, launch_seq=top + 1)
         decision = decide(self.spec, seen.observed, seen.signals, memory, seen.now, self.policy)
         decision = apply_guardrails(decision, seen.observed, self.spec, self.limits)
-        epoch = seen.record.lb_epoch
-        applied = None if seen.offline else self.cloud.applied_members()
-        if applied is not None and self.cloud.lb_members() != applied:
-            epoch += 1
+        epoch = seen.record.lb_epoch + (1 if seen.lb_lost_members else 0)
         return decision, epoch
 
     def _record(
@@ -385,7 +395,7 @@ class Reconciler:
         going. `timeout_s` 0: one pass, no waiting and no serving check."""
         start = time.monotonic()
         deadline = start + timeout_s
-        checker = ServingChecker(self.cloud, self.spec) if timeout_s > 0 else None
+        checker = ServingChecker(self, self.spec) if timeout_s > 0 else None
         results: list[PassResult] = []
         while True:
             result = self.run_pass(apply=True)
@@ -413,11 +423,23 @@ class Reconciler:
             return ServingCheck(True, "policy", "target 0: no replica should serve")
         return checker.check()
 
-    def current_replicas(self) -> list[Replica]:
+    def look(self) -> Observed:
+        """Each replica's state and the load balancer's members now (`Look.STATES`: no
+        notice consumed, nothing started or stopped)."""
         record = load_record(self.paths.memory_file)
-        seen = {p[0] for p in record.memory.recent_preemptions}
-        observed = self.cloud.observe(self.spec, self.managed(), seen, self.clock())
-        return sorted(observed.replicas, key=lambda r: r.id)
+        since = Since(preempted=frozenset(p[0] for p in record.memory.recent_preemptions))
+        return self.cloud.observe(self.spec, since, self.clock(), Look.STATES)
+
+    def current_replicas(self) -> list[Replica]:
+        return sorted(self.look().observation.replicas, key=lambda r: r.id)
+
+    def endpoint(self) -> str:
+        return self.cloud.endpoint()
+
+    def lb_members(self) -> set[str] | None:
+        """The replicas the load balancer serves from now; None when unknown."""
+        members = self.look().lb_members
+        return None if members is None else set(members)
 
     def _starting(self) -> bool:
         return any(r.state is ReplicaState.STARTING for r in self.current_replicas())
@@ -425,12 +447,13 @@ class Reconciler:
     def settled(self, result: PassResult) -> bool:
         """No replica starting, and the target group holds exactly the ready replicas (those
         under a preemption warning excluded), at least the target."""
-        replicas = self.current_replicas()
+        now = self.look()
+        replicas = now.observation.replicas
         if any(r.state is ReplicaState.STARTING for r in replicas):
             return False
         warned = {rid for rid, _ in load_record(self.paths.memory_file).memory.warned}
         ready = {r.id for r in replicas if r.state is ReplicaState.READY} - warned
-        return ready == (self.cloud.lb_members() or set()) and len(ready) >= result.decision.target
+        return ready == (now.lb_members or set()) and len(ready) >= result.decision.target
 
     def _render(self, decision: Decision, seen: Seen, epoch: int) -> dict[str, Path]:
         """Each stack's tfvars for the replicas to keep and the load balancer's members.
@@ -451,9 +474,12 @@ class Reconciler:
         kept_ids = {r.id for r in kept}
         serving = [rid for rid, r in retiring.items() if hold and r.state is ReplicaState.READY]
         members = sorted(m for m in [*decision.lb_members, *serving] if m in kept_ids)
-        warned = {rid for rid, _ in decision.memory.warned}
+        draining = {rid for rid, _ in decision.memory.warned} | {
+            r.id for r in (*seen.observed.replicas, *seen.retiring) if r.state.terminal
+        }
+        layout = Layout(tuple(kept), tuple(members), epoch, frozenset(draining))
         files: dict[str, Path] = {}
-        for rendered in self.cloud.render(kept, members, epoch, seen.now, warned):
+        for rendered in self.cloud.render(layout, seen.now):
             stack_dir = self.paths.stack_dir(rendered.stack.name)
             variables = render_tfvars(rendered.template, rendered.context)
             files[rendered.stack.name] = write_tfvars(stack_dir, variables)
@@ -502,42 +528,13 @@ class Reconciler:
         with ThreadPoolExecutor(max_workers=len(var_files)) as pool:
             return list(pool.map(plan, sorted(var_files, key=lambda s: (s != FRONT, s))))
 
-    def _collect_orphans(
-        self, managed: Sequence[ManagedReplica], *, stop: bool = True
-    ) -> tuple[list[str], list[ManagedReplica]]:
-        """What a killed pass or a lost state file left running: provider plugins whose
-        Terraform died are stopped; replica processes no Terraform state knows (launched by a
-        provisioner before Terraform saved its state, or a stack whose state file is gone)
-        are adopted when the backend can keep them as they are (`adoptable`: this pass's
-        stacks record them again and the policy counts them, so a lost state file never
-        stops a replica that serves before its replacement is ready), else stopped.
-        Returns (stopped ids, adopted replicas); with `stop` False (plan) nothing is stopped.
-
-        First wait out a Terraform still holding a stack's state lock (a killed pass's may
-        still be applying, and about to record a replica; the plan would wait for it with
-        `-lock-timeout` anyway). Held means an fcntl lock a live process holds
-        (tfstate.state_lock_held), not a `.terraform.tfstate.lock.info` file, which a
-        kill -9 leaves behind. Still held after the wait: replicas are left alone."""
-        stack_dirs = [self.paths.stack_dir(s) for s in self.stack_names]
-        if recover_killed_terraform(stack_dirs):
-            return [], []
-        orphans = self.cloud.orphans({m.id for m in managed})
-        adopted = self.cloud.adoptable(orphans)
-        kept = {m.id for m in adopted}
-        stopped = [rid for rid in orphans if rid not in kept]
-        if not stop:  # plan changes nothing: what apply would stop is only reported
-            return [], adopted
-        for rid in stopped:
-            self.cloud.stop_replica(rid)
-        return stopped, adopted
-
     def _stop_terminated(self, adopted: Sequence[ManagedReplica], decision: Decision) -> None:
         """An adopted replica the policy terminates is in no Terraform state to destroy it
         from: stop it directly, after the apply took it out of the load balancer."""
         terminated = {t.replica_id for t in decision.terminations}
-        for m in adopted:
-            if m.id in terminated:
-                self.cloud.stop_replica(m.id)
+        ended = [m.id for m in adopted if m.id in terminated]
+        if ended:
+            self.cloud.stop(ended)
 
     def cancel(self) -> None:
         """Stop any Terraform command of this reconciler (and the next ones): for shutdown."""
@@ -567,7 +564,7 @@ class Reconciler:
             self._digests[module] = digest.digest()
         return self._digests[module]
 
-    def _apply_all(self, outcomes: Sequence[StackOutcome], decision: Decision) -> None:
+    def _apply_all(self, outcomes: Sequence[StackOutcome], decision: Decision, seen: Seen) -> None:
         def apply(outcome: StackOutcome) -> None:
             if outcome.error is not None or not outcome.changed or outcome.plan_path is None:
                 return
@@ -595,7 +592,7 @@ class Reconciler:
                     outcome.error = exc
 
         crash_point("during_apply", delay_s=0.5)
-        zones = {m.id: m.zone for m in self.managed()}
+        zones = {m.id: m.zone for m in seen.managed}
         zones.update({x.replica_id: x.zone for x in decision.launches})
         front = [o for o in outcomes if o.stack == FRONT]
         regions = [o for o in outcomes if o.stack != FRONT]
@@ -644,11 +641,6 @@ class Reconciler:
         if found is None:
             raise ReconcileError("cannot find the `hedgeform` executable: run `make setup`")
         return found.resolve()
-
-
-def settings_file(paths: ServicePaths) -> Path:
-    """Optional per-service settings for real clouds (docs/clouds.md)."""
-    return paths.root / "services" / f"{paths.service}.settings.yaml"
 
 
 def replica_seq(replica_id: str) -> int:

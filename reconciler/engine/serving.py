@@ -5,8 +5,8 @@ readiness probe's path (method, headers and body as the spec gives them) succeed
 loop's `hedgeform_endpoint_serving` metric is the same check. Where this host cannot reach the
 endpoint at all (a private load balancer, an emulator's placeholder DNS name: the name does not
 resolve or nothing accepts the connection), the check says so once and falls back to the load
-balancer's own view of its targets (`CloudBackend.lb_members`: HAProxy's backend status, an
-AWS target group's healthy targets), naming which check decided.
+balancer's own view of its targets (`Observed.lb_members` of the backend: HAProxy's backend
+status, an AWS target group's healthy targets), naming which check decided.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from reconciler.backends.base import CloudBackend
 from reconciler.readiness import ProbeRequest, probe, spec_probe_request
 from reconciler.spec.model import ServiceSpec
 
@@ -37,12 +37,24 @@ class ServingCheck:
     detail: str
 
 
+class ServingView(Protocol):
+    """What the check needs of a service (engine/reconcile.py `Reconciler` gives both)."""
+
+    def endpoint(self) -> str:
+        """The service's URL(s), comma-separated."""
+        ...
+
+    def lb_members(self) -> set[str] | None:
+        """The replicas the load balancer serves from now; None when unknown."""
+        ...
+
+
 class ServingChecker:
     """Checks one service; remembers that it already said the endpoint is unreachable."""
 
     def __init__(
         self,
-        cloud: CloudBackend,
+        cloud: ServingView,
         spec: ServiceSpec,
         *,
         attempts: int = 3,

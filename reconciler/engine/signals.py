@@ -1,34 +1,35 @@
 """`hedgeform signals SERVICE`: what the cloud adapters see right now, for one service.
 
-An inspection tool: it peeks at notices without acknowledging them (the reconciler's queue
-is not drained), reads the request rate and spot prices, and prints them. Any adapter error
-(credentials, throttling, unknown cloud) is one line on stderr and exit code 1.
+An inspection tool over the objects the reconciler uses: each real cloud's `CloudApis` from
+the registry, built from the same `ProviderSettings` (services/<SERVICE>.settings.yaml and
+the environment), the same credential check, and `CloudApis.peek`: notices peeked without
+acknowledging them (the reconciler's queue is not drained), the request rate and spot prices,
+all without Terraform state. The sandbox is no registered cloud and has its own small reader.
+Any error (settings, credentials, throttling, a bad name) is one line on stderr and exit 1.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from reconciler.clouds.base import PriceSource
+from reconciler.clouds.apis import CloudApis
 from reconciler.clouds.catalog import instance_for
-from reconciler.clouds.naming import aws_lb_name, gcp_url_map_name
-from reconciler.clouds.prices import CatalogPriceSource
-from reconciler.errors import AdapterError, CloudConfigError, NotProvisionedError, SpecError
-from reconciler.paths import NAME_RE
+from reconciler.clouds.registry import cloud as registered_cloud
+from reconciler.clouds.settings import ProviderSettings, load_settings
+from reconciler.errors import BadNameError, CloudConfigError, HedgeformError
+from reconciler.paths import NAME_RE, settings_file_beside
 from reconciler.policy.signals import Notice
 from reconciler.spec import CLOUDS, load_spec
 from reconciler.spec.model import ServiceSpec
 
-SERVICE_NAME = NAME_RE
+SANDBOX = "local"  # the spec's name for the sandbox, which the registry does not hold
 
 
 @dataclass
@@ -88,26 +89,16 @@ def targets_for(spec: ServiceSpec, cloud: str | None, region: str | None) -> lis
     return list(by_key.values())
 
 
-def instance_type(spec: ServiceSpec, cloud: str) -> str | None:
+def instance_type(
+    spec: ServiceSpec, cloud: str, overrides: Mapping[str, str] | None = None
+) -> str | None:
     """The instance type `plan` renders for this spec on `cloud` (the one catalog,
-    clouds/catalog.py `instance_for`), or None when the catalog has none."""
+    clouds/catalog.py `instance_for`, with the settings' `instance_types` overrides), or None
+    when the catalog has none."""
     try:
-        return instance_for(cloud, spec.resources.accelerators).instance_type
+        return instance_for(cloud, spec.resources.accelerators, overrides).instance_type
     except CloudConfigError:
         return None
-
-
-def _catalog_prices(report: Report, target: Target, spec: ServiceSpec) -> None:
-    itype = instance_type(spec, target.cloud)
-    if itype is None:
-        report.notes.append(f"{target.key}: no catalog instance type for {_wanted(spec)}")
-        return
-    source = CatalogPriceSource(target.cloud, itype)
-    prices = source.spot_prices(target.zones)
-    if target.region:
-        prices = {z: p for z, p in prices.items() if z.startswith(target.region + "-")}
-    report.prices[target.key] = prices
-    report.notes.append(f"{target.key}: prices from the static catalog dated {source.as_of}")
 
 
 def _wanted(spec: ServiceSpec) -> str:
@@ -115,106 +106,39 @@ def _wanted(spec: ServiceSpec) -> str:
     return ", ".join(f"{a.name}:{a.count}" for a in accelerators) or "a CPU replica"
 
 
-def _optional(report: Report, target: Target, what: str, fn: Callable[[], None]) -> None:
-    """Run `fn`; a NotProvisionedError (nothing applied yet) becomes a note, not a failure."""
-    try:
-        fn()
-    except NotProvisionedError as exc:
-        report.notes.append(f"{target.key}: {what}: {exc}")
+def cloud_apis(
+    spec: ServiceSpec,
+    settings: ProviderSettings,
+    targets: Sequence[Target],
+    endpoint_url: str | None,
+) -> dict[str, CloudApis]:
+    """The registry's CloudApis of each real cloud among `targets`, credentials checked in
+    their regions (as `ProviderCloud.observe` does before a pass), sent to `endpoint_url`
+    when given."""
+    apis: dict[str, CloudApis] = {}
+    for name in dict.fromkeys(t.cloud for t in targets if t.cloud != SANDBOX):
+        api = registered_cloud(name).make_apis(spec, settings)
+        if endpoint_url:
+            api.use_endpoint(endpoint_url)
+        api.check_credentials([t.region for t in targets if t.cloud == name and t.region])
+        apis[name] = api
+    return apis
 
 
-def _aws(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | None) -> None:
-    from reconciler.clouds.aws import signals as aws
-
-    if target.region is None:
-        raise AdapterError("an AWS location has no region: pass --region")
-    region = target.region
-
-    def notices() -> None:
-        sqs = aws.SqsNoticeSource(
-            aws.notices_queue_name(spec.name),
-            region,
-            endpoint_url,
-            service=spec.name,
-            acknowledge=False,
-        )
-        report.add_notices(target, sqs.poll())
-
-    _optional(report, target, "notices", notices)
-    states = aws.Ec2SpotTerminationSource(region, spec.name, endpoint_url)
-    report.add_notices(target, states.poll())
-    lb_name = aws_lb_name(spec.name)
-    metrics = aws.CloudWatchMetricsSource.for_load_balancer_name(lb_name, region, endpoint_url)
-    if metrics is None:
-        report.notes.append(f"{target.key}: no load balancer named {lb_name}: request rate unknown")
-        report.metrics[target.key] = None
-    else:
-        report.metrics[target.key] = metrics.request_rate(time.time())
-    itype = instance_type(spec, "aws")
+def _peek(
+    report: Report, spec: ServiceSpec, target: Target, api: CloudApis, itype: str | None
+) -> None:
+    seen = api.peek(target.region, target.zones, itype, time.time())
+    report.add_notices(target, seen.notices)
+    report.metrics[target.key] = seen.request_rate
+    if seen.prices is not None:
+        report.prices[target.key] = seen.prices
+    report.notes.extend(f"{target.key}: {note}" for note in seen.notes)
     if itype is None:
-        report.notes.append(f"{target.key}: no instance type for {_wanted(spec)}")
-        return
-    prices: PriceSource = aws.AwsSpotPriceSource(itype, region, endpoint_url)
-    report.prices[target.key] = prices.spot_prices(target.zones)
+        report.notes.append(f"{target.key}: no catalog instance type for {_wanted(spec)}")
 
 
-def _gcp(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | None) -> None:
-    from reconciler.clouds.gcp import signals as gcp
-    from reconciler.clouds.rest import StaticToken, TokenProvider
-
-    tokens: TokenProvider
-    env_token = os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
-    google = gcp.GoogleAuthTokens()
-    tokens = StaticToken(env_token) if env_token else google
-    tokens.token()  # fail early, with the credentials hint
-    project = (
-        os.environ.get("GOOGLE_CLOUD_PROJECT")
-        or os.environ.get("CLOUDSDK_CORE_PROJECT")
-        or google.project
-    )
-    if not project:
-        raise AdapterError("GCP project unknown: set GOOGLE_CLOUD_PROJECT")
-    base = endpoint_url.rstrip("/") if endpoint_url else None
-    compute = f"{base}/compute/v1" if base else gcp.COMPUTE_URL
-    monitoring = f"{base}/v3" if base else gcp.MONITORING_URL
-    source = gcp.GcpPreemptionSource(project, tokens, zones=target.zones or None, base_url=compute)
-    notices = source.poll()
-    if target.region and not target.zones:
-        notices = [n for n in notices if n.zone.startswith(target.region + "-")]
-    report.add_notices(target, notices)
-    if target.region:
-        metrics = gcp.CloudMonitoringMetricsSource(
-            project, tokens, url_map=gcp_url_map_name(spec.name, target.region), base_url=monitoring
-        )
-        report.metrics[target.key] = metrics.request_rate(time.time())
-    else:
-        report.notes.append(f"{target.key}: no region, so no load balancer: request rate unknown")
-        report.metrics[target.key] = None
-    _catalog_prices(report, target, spec)
-
-
-def _azure(report: Report, spec: ServiceSpec, target: Target, endpoint_url: str | None) -> None:
-    from reconciler.clouds.azure import signals as azure
-
-    tokens = azure.AzureIdentityTokens()
-    tokens.token()
-    subscription = os.environ.get("AZURE_SUBSCRIPTION_ID")
-    if not subscription:
-        raise AdapterError("Azure subscription unknown: set AZURE_SUBSCRIPTION_ID")
-    source = azure.AzureEvictionSource(
-        subscription, tokens, instances={}, base_url=endpoint_url or azure.ARM_URL
-    )
-    source.poll()  # checks access; without the VM -> replica map no eviction can be placed
-    report.notes.append(
-        f"{target.key}: evictions are placed via the reconciler's VM -> replica map "
-        "(Terraform state); this command reads the activity log but cannot place them"
-    )
-    report.metrics[target.key] = None
-    report.notes.append(f"{target.key}: Standard LB is layer 4: request rate comes from replicas")
-    _catalog_prices(report, target, spec)
-
-
-def _local(report: Report, target: Target, state_dir: Path | None) -> None:
+def _sandbox(report: Report, target: Target, state_dir: Path | None) -> None:
     from reconciler.sandbox.notice_source import SandboxNoticeSource
 
     if state_dir is None:
@@ -231,30 +155,30 @@ def collect(
     cloud: str | None,
     region: str | None,
     endpoint_url: str | None,
+    *,
+    settings_file: Path,
     state_dir: Path | None = None,
 ) -> Report:
+    """What every target of `spec` on `cloud`/`region` shows now; `settings_file` (optional,
+    overlaid with the environment) is read only when a real cloud is among them."""
     targets = targets_for(spec, cloud, region)
     if not targets:
         where = " ".join(x for x in (cloud, region) if x) or "any cloud"
-        raise AdapterError(f"service {spec.name} has no location on {where}")
+        raise CloudConfigError(f"service {spec.name} has no location on {where}")
+    apis: dict[str, CloudApis] = {}
+    overrides: Mapping[str, str] = {}
+    if any(t.cloud != SANDBOX for t in targets):
+        settings = load_settings(settings_file)
+        apis = cloud_apis(spec, settings, targets, endpoint_url)
+        overrides = settings.cloud.instance_types
     report = Report()
     for target in targets:
-        if target.cloud == "aws":
-            _aws(report, spec, target, endpoint_url)
-        elif target.cloud == "gcp":
-            _gcp(report, spec, target, endpoint_url)
-        elif target.cloud == "azure":
-            _azure(report, spec, target, endpoint_url)
-        elif target.cloud == "local":
-            _local(report, target, state_dir)
+        if target.cloud == SANDBOX:
+            _sandbox(report, target, state_dir)
         else:
-            raise AdapterError(f"unknown cloud {target.cloud!r}; known: {', '.join(CLOUDS)}")
+            itype = instance_type(spec, target.cloud, overrides)
+            _peek(report, spec, target, apis[target.cloud], itype)
     return report
-
-
-def _fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(1)
 
 
 @click.command("signals", context_settings={"help_option_names": ["-h", "--help"]})
@@ -293,21 +217,22 @@ def signals(
 
     Notices are peeked, not acknowledged, so the reconciler still receives them.
     """
-    if not SERVICE_NAME.fullmatch(service):
-        _fail(f"invalid service name {service!r}: use lowercase letters, digits and '-'")
     try:
+        if not NAME_RE.fullmatch(service):
+            raise BadNameError(
+                f"invalid service name {service!r}: use lowercase letters, digits and '-'"
+            )
         spec = load_spec(services_dir / f"{service}.yaml")
-    except SpecError as exc:
-        _fail(str(exc))
-        return
-    try:
-        report = collect(spec, cloud, region, endpoint_url, state_dir)
-    except AdapterError as exc:
-        _fail(str(exc))
-        return
-    except ValueError as exc:  # a name an API filter would not accept
-        _fail(" ".join(str(exc).split()))
-        return
+        report = collect(
+            spec,
+            cloud,
+            region,
+            endpoint_url,
+            settings_file=settings_file_beside(services_dir / f"{service}.yaml"),
+            state_dir=state_dir,
+        )
+    except HedgeformError as exc:
+        raise click.ClickException(str(exc)) from None
     data = report.to_json(spec.name)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))

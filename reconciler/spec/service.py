@@ -254,6 +254,19 @@ def _check_counts(section: Section, policy: ReplicaPolicy) -> None:
 # - Azure Standard LB HTTP probe: request path, interval (>= 5 s), number of probes; no
 #   timeout setting, no headers, no POST.
 # Its values are derived by `load_balancer_health_check` and rendered into each module.
+#
+# Why here and not in clouds/<cloud>/: the spec sits below the clouds in the layers
+# (docs/architecture.md) and cannot import them, and a probe a cloud cannot carry must be
+# refused when the spec is loaded, with its field, before anything is planned. So the limits
+# are one per-cloud table here, the one exception to "everything one cloud means lives in its
+# folder", and each mirrors the validation of its module's health check variables
+# (terraform/modules/<cloud>/variables.tf, which Terraform enforces again at plan time):
+# - aws: health_check_timeout_seconds 2..120 (the target group's range);
+# - gcp: health_check_timeout_seconds 1..300 and at most the interval (1..300 too), so with
+#   interval = timeout + 1 a timeout of at most 299;
+# - azure: no timeout variable at all (the LB probe has none); interval >= 5, probes 1..100.
+# Headers and POST bodies are refused for all three (none of the health checks sends them).
+# Adding a cloud: add its row, from its module's variables.
 
 LB_INTERVAL_FLOOR_S = 10  # SkyServe probes each replica every 10 s (_ENDPOINT_PROBE_INTERVAL)
 LB_HEALTHY_THRESHOLD = 2  # AWS's minimum: the nearest to SkyServe's "ready on the first 200"

@@ -10,8 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.clouds.aws import signals as aws
+from reconciler.clouds.azure.apis import AzureApis
 from reconciler.clouds.base import rfc3339
+from reconciler.clouds.rest import StaticToken
 from reconciler.engine.signals import signals
+from reconciler.spec import load_spec
 
 from .conftest import FakeApi
 from .test_aws import client, make_queue, put_event, run_spot, spot_reclaim
@@ -163,6 +166,68 @@ def test_signals_gcp_against_the_http_fake(
 def test_signals_bad_service(args: list[str], message: str, services: Path) -> None:
     code, _, err = run(*args, "--services-dir", str(services))
     assert code == 1 and message in err
+
+
+def test_signals_bad_name_is_one_exact_line(services: Path) -> None:
+    """The one name rule (reconciler.paths), one line on stderr, exit 1, before any file."""
+    code, out, err = run("Bad_Name", "--services-dir", str(services))
+    assert (code, out) == (1, "")
+    assert err == "Error: invalid service name 'Bad_Name': use lowercase letters, digits and '-'\n"
+
+
+def test_signals_reads_the_services_settings_file(
+    fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch, svc: str, services: Path
+) -> None:
+    """The ProviderSettings the reconciler uses: the project and the instance type override
+    come from services/<svc>.settings.yaml, not from the command's own lookups."""
+    monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "tok")
+    (services / f"{svc}.settings.yaml").write_text(
+        "gcp_project: proj-2\ninstance_types:\n  gcp: a2-highgpu-1g\n"
+    )
+    fake_api.routes["/compute/v1/projects/proj-2/aggregated/operations"] = [(200, {})]
+    fake_api.routes["/v3/projects/proj-2/timeSeries"] = [(200, {})]
+    code, out, err = run(
+        svc, "--cloud", "gcp", "--endpoint-url", fake_api.url, "--services-dir", str(services)
+    )
+    assert code == 0, err
+    assert "/compute/v1/projects/proj-2/aggregated/operations" in fake_api.paths()
+    # the catalog prices the overriding type, which it does not list (not g2-standard-8's)
+    assert "prices  gcp/us-central1: none" in out
+
+
+def test_signals_aws_endpoint_from_the_settings(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch, svc: str, services: Path
+) -> None:
+    monkeypatch.setenv("HEDGEFORM_AWS_ENDPOINT_URL", moto_url)
+    code, out, err = run(svc, "--cloud", "aws", "--services-dir", str(services))
+    assert code == 0, err
+    assert "rate    aws/us-east-1: unknown" in out
+
+
+def test_signals_missing_gcp_project_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, svc: str, services: Path
+) -> None:
+    monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "tok")
+    code, out, err = run(svc, "--cloud", "gcp", "--services-dir", str(services))
+    assert (code, out) == (1, "")
+    assert err.startswith("Error: GCP project unknown: set GOOGLE_CLOUD_PROJECT")
+    assert err.count("\n") == 1
+
+
+def test_azure_peek_against_the_http_fake(fake_api: FakeApi, tmp_path: Path) -> None:
+    """Azure's peek: the activity log read at the endpoint given, no rate, the region's
+    catalog prices only."""
+    sub = "00000000-1111-2222-3333-444444444444"
+    activity = f"/subscriptions/{sub}/providers/Microsoft.Insights/eventtypes/management/values"
+    fake_api.routes[activity] = [(200, {"value": []})]
+    (tmp_path / "svc.yaml").write_text(SERVICE.replace("accelerators: L4", "accelerators: T4"))
+    apis = AzureApis(load_spec(tmp_path / "svc.yaml"), sub, StaticToken("t"))
+    apis.use_endpoint(fake_api.url)
+    seen = apis.peek("eastus", [], "Standard_NC4as_T4_v3", time.time())
+    assert fake_api.paths() == [activity]
+    assert (seen.notices, seen.request_rate) == ([], None)
+    assert seen.prices is not None and sorted(seen.prices) == ["eastus-1", "eastus-2", "eastus-3"]
+    assert any("layer 4" in note for note in seen.notes)
 
 
 def test_signals_no_location_on_that_cloud(svc: str, services: Path) -> None:

@@ -291,12 +291,13 @@ output "script" {{
 
 def test_adapter_lookups_use_the_names_the_modules_give() -> None:
     """The adapters find the ALB, URL map and notice queue by name: same patterns as HCL."""
-    from reconciler.clouds import naming
+    from reconciler.clouds.aws import naming as aws_naming
+    from reconciler.clouds.gcp import naming as gcp_naming
 
     aws_main = (MODULES / "aws" / "main.tf").read_text()
     gcp_main = (MODULES / "gcp" / "main.tf").read_text()
-    assert 'name    = "hf-${var.service}"' in aws_main and naming.aws_lb_name("x") == "hf-x"
+    assert 'name    = "hf-${var.service}"' in aws_main and aws_naming.aws_lb_name("x") == "hf-x"
     assert '"hedgeform-${var.service}-notices"' in aws_main
-    assert naming.notices_queue_name("x") == "hedgeform-x-notices"
+    assert aws_naming.notices_queue_name("x") == "hedgeform-x-notices"
     assert 'name    = "hf-${var.service}-${var.region}"' in gcp_main
-    assert naming.gcp_url_map_name("x", "us-east1") == "hf-x-us-east1"
+    assert gcp_naming.gcp_url_map_name("x", "us-east1") == "hf-x-us-east1"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.clouds import CloudSettings
-from reconciler.clouds.apis import View
+from reconciler.clouds.apis import Peek, View
 from reconciler.clouds.fakes import FakeMetricsSource, FakeNoticeSource, FakePriceSource
 from reconciler.clouds.settings import ProviderSettings
 from reconciler.policy import Notice, ReplicaState
@@ -74,6 +74,19 @@ class FakeApis:
     ) -> dict[str, float]:
         self.calls.append("spot_prices")
         return self.prices.spot_prices(zones)
+
+    def peek(
+        self, region: str | None, zones: Sequence[str], instance_type: str | None, now: float
+    ) -> Peek:
+        self.calls.append("peek")
+        return Peek(
+            self.notice_source.poll(),
+            self.metrics.request_rate(now),
+            self.prices.spot_prices(zones) if instance_type else None,
+        )
+
+    def use_endpoint(self, url: str) -> None:
+        self.calls.append("use_endpoint")
 
     def states(
         self,

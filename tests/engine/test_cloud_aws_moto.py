@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.backends.base import Look, Since
 from reconciler.backends.clouds import ProviderCloud
 from reconciler.backends.sandbox import SandboxSettings
 from reconciler.clouds.aws import signals as aws
@@ -25,7 +26,7 @@ from reconciler.clouds.aws.apis import AwsApis, aws_state
 from reconciler.clouds.settings import ProviderSettings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.paths import ServicePaths
-from reconciler.policy import Market, NoticeKind, ReplicaState
+from reconciler.policy import Market, Notice, NoticeKind, ReplicaState
 from reconciler.spec import load_spec
 from reconciler.stacks import ManagedReplica
 from reconciler.terraform.fake import FakeTerraformRunner
@@ -122,10 +123,10 @@ def test_observed_states_come_from_ec2_and_target_health(
         moto_settings(moto_url),
         apis={"aws": AwsApis(spec, moto_url), "gcp": FakeApis()},
     )
-    backend.ensure_up(time.time())
-    managed = backend.managed()
+    got = backend.observe(spec, Since(), time.time(), Look.PLAN)
+    managed = got.managed
     assert {m.id: m.market for m in managed}["us-east-1b-od-1"] == "on_demand"
-    observed = backend.observe(spec, managed, set(), time.time())
+    observed = got.observation
     states = {r.id: r.state for r in observed.replicas}
     assert states == {
         "us-east-1a-spot-0": ReplicaState.READY,  # running and healthy in the target group
@@ -135,7 +136,7 @@ def test_observed_states_come_from_ec2_and_target_health(
         "us-east-1e-spot-4": ReplicaState.PREEMPTED,  # a spot instance that vanished
     }
     assert {r.id: r.market for r in observed.replicas}["us-east-1a-spot-0"] is Market.SPOT
-    assert backend.lb_members() == {"us-east-1a-spot-0"}
+    assert got.lb_members == {"us-east-1a-spot-0"}
     # moto's spot price history covers us-east-1's zones for g6.xlarge: live prices are used.
     assert {o.zone for o in observed.zones if o.cloud == "aws"} >= {"us-east-1a", "us-east-1b"}
 
@@ -162,13 +163,16 @@ def test_a_queued_interruption_warning_maps_to_its_replica(
         moto_settings(moto_url),
         apis={"aws": AwsApis(spec, moto_url), "gcp": FakeApis()},
     )
-    backend.managed()
-    peeked, _ = backend.notices(0, consume=False)  # plan only: left in the queue
+
+    def notices(look: Look) -> tuple[Notice, ...]:
+        return backend.observe(spec, Since(), time.time(), look).notices
+
+    peeked = notices(Look.PLAN)  # plan only: left in the queue
     assert [(n.kind, n.replica_id) for n in peeked] == [(NoticeKind.WARNING, "us-east-1a-spot-0")]
-    consumed, _ = backend.notices(0, consume=True)
+    consumed = notices(Look.APPLY)
     assert [n.replica_id for n in consumed] == ["us-east-1a-spot-0"]
-    again, _ = backend.notices(0, consume=True)
-    assert again == []
+    again = notices(Look.APPLY)
+    assert again == ()
 
 
 def test_a_full_pass_against_moto(moto_url: str, svc: str, tmp_path: Path) -> None:

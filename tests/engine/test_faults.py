@@ -35,6 +35,7 @@ def test_metrics_source_down_holds_the_target(root: Path) -> None:
     assert result.decision.target == 2  # min_replicas, held
 
 
+@pytest.mark.sandbox_daemon
 def test_terraform_binary_missing_is_one_line_per_stack(root: Path) -> None:
     result = CliRunner().invoke(
         main,

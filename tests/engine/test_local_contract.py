@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from reconciler.sandbox import market_daemon
+from reconciler.backends.sandbox import SandboxCloud
 from reconciler.terraform.fake import FakeTerraformRunner
 from tests.clouds.test_render_contract import assert_contract
 from tests.engine.test_reconcile_errors import REPO, reconciler
@@ -17,10 +17,10 @@ def test_every_rendered_local_stack_matches_variables_tf(tmp_path: Path) -> None
     shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
     (tmp_path / "terraform").symlink_to(REPO / "terraform")
     fakes: dict[str, FakeTerraformRunner] = {}
-    try:
-        result = reconciler(tmp_path, fakes).run_pass(apply=False)
-    finally:
-        market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
+    rec = reconciler(tmp_path, fakes, sandbox=True)
+    assert isinstance(rec.cloud, SandboxCloud)  # the sandbox's own rendering, not a fake's
+    result = rec.run_pass(apply=False, render_only=True)  # starts nothing, runs no Terraform
+    assert not fakes
     assert result.decision.launches  # a first pass launches, so replicas are rendered
     stacks = {}
     for stack in ("front", "local-1", "local-2"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reconciler.backends.fake import FakeBackend
 from reconciler.backends.sandbox import SandboxSettings
 from reconciler.cli import main
 from reconciler.engine.reconcile import Reconciler, service_lock
@@ -32,14 +33,20 @@ def root(tmp_path: Path) -> Iterator[Path]:
     market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
 
 
-def reconciler(root: Path, fakes: dict[str, FakeTerraformRunner]) -> Reconciler:
+def reconciler(
+    root: Path, fakes: dict[str, FakeTerraformRunner], *, sandbox: bool = False
+) -> Reconciler:
+    """A reconciler of `llama` with Terraform faked per stack, on the in-memory backend (no
+    daemon, no process); `sandbox` drives the real SandboxCloud instead."""
     paths = ServicePaths.for_service("llama", root=root)
+    spec = load_spec(paths.spec_file)
 
     def factory(stack: str, stack_dir: Path, module_dir: Path) -> FakeTerraformRunner:
         return fakes.setdefault(stack, FakeTerraformRunner(name=stack))
 
+    backend = None if sandbox else FakeBackend(spec, paths.sandbox_dir, lb_port=1)
     return Reconciler(
-        paths, load_spec(paths.spec_file), SandboxSettings(lb_port=1), runner_factory=factory
+        paths, spec, SandboxSettings(lb_port=1), runner_factory=factory, backend=backend
     )
 
 

@@ -10,8 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from reconciler.backends.base import CloudBackend
-from reconciler.engine.serving import ENDPOINT, LB_HEALTH, ServingChecker
+from reconciler.engine.serving import ENDPOINT, LB_HEALTH, ServingChecker, ServingView
 from reconciler.spec.model import ReadinessProbe, ServiceSection, ServiceSpec
 
 
@@ -72,7 +71,7 @@ def spec(probe: ReadinessProbe, envs: dict[str, str] | None = None) -> ServiceSp
 
 
 def checker(cloud: FakeCloud, s: ServiceSpec, **kw: Any) -> ServingChecker:
-    return ServingChecker(cast(CloudBackend, cloud), s, environ={}, **kw)
+    return ServingChecker(cast(ServingView, cloud), s, environ={}, **kw)
 
 
 def closed_port() -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.backends.fake import FakeBackend
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings, managed_replicas
 from reconciler.clouds.registry import cloud_replicas
 from reconciler.engine.reconcile import Reconciler
@@ -28,7 +29,6 @@ from reconciler.errors import TfStateError
 from reconciler.paths import ServicePaths
 from reconciler.sandbox import processes
 from reconciler.spec import load_spec
-from reconciler.stacks import ManagedReplica
 from reconciler.terraform import state as tfstate
 from reconciler.terraform.state import (
     state_lock_held,
@@ -125,58 +125,31 @@ def test_a_bsd_flock_is_not_terraforms_lock(tmp_path: Path) -> None:
         proc.wait()
 
 
-class Cloud:
-    """Just what `_collect_orphans` asks of a backend."""
-
-    def __init__(self, stacks: list[str], running: list[str]) -> None:
-        from reconciler.backends.base import StackDef
-
-        self._stacks = [StackDef(s, "local", s, "local") for s in stacks]
-        self.running = set(running)
-        self.keepable: set[str] = set()
-        self.stopped: list[str] = []
-
-    def stacks(self) -> list[object]:
-        return list(self._stacks)
-
-    def orphans(self, managed: set[str]) -> list[str]:
-        return sorted(self.running - managed)
-
-    def adoptable(self, orphan_ids: list[str]) -> list[ManagedReplica]:
-        return [
-            ManagedReplica(rid, "local-1a", "spot", False, "local-1")
-            for rid in orphan_ids
-            if rid in self.keepable
-        ]
-
-    def stop_replica(self, rid: str) -> None:
-        self.stopped.append(rid)
-        self.running.discard(rid)
-
-
-def orphan_rig(tmp_path: Path) -> tuple[Reconciler, Cloud]:
+def orphan_rig(tmp_path: Path) -> tuple[Reconciler, FakeBackend]:
     (tmp_path / "services").mkdir()
     (tmp_path / "services" / "llama.yaml").write_text(
         (REPO / "services" / "llama.yaml").read_text()
     )
     paths = ServicePaths.for_service("llama", root=tmp_path)
-    cloud = Cloud(["local-1", "front"], ["local-1a-spot-0"])
-    rec = Reconciler(
-        paths,
-        load_spec(paths.spec_file),
-        SandboxSettings(),
-        backend=cloud,  # type: ignore[arg-type]
-    )
-    for stack in ("local-1", "front"):
+    spec = load_spec(paths.spec_file)
+    cloud = FakeBackend(spec, paths.sandbox_dir, orphan_ids=["local-1a-spot-0"])
+    rec = Reconciler(paths, spec, SandboxSettings(), backend=cloud)
+    for stack in rec.stack_names:
         paths.stack_dir(stack).mkdir(parents=True)
         (paths.stack_dir(stack) / "terraform.tfstate").write_bytes(b"")
     return rec, cloud
 
 
+def collect(rec: Reconciler) -> tuple[list[str], list[str]]:
+    """What a pass's observation stopped and adopted (Reconciler._observe)."""
+    seen = rec._observe(offline=False, consume=True)
+    return seen.orphans, [m.id for m in seen.adopted]
+
+
 def test_orphans_are_collected_despite_a_stale_lock_info(tmp_path: Path) -> None:
     rec, cloud = orphan_rig(tmp_path)
     (rec.paths.stack_dir("local-1") / LOCK_INFO).write_text('{"ID": "killed"}')
-    assert rec._collect_orphans([]) == (["local-1a-spot-0"], [])
+    assert collect(rec) == (["local-1a-spot-0"], [])
     assert cloud.stopped == ["local-1a-spot-0"]
 
 
@@ -184,11 +157,11 @@ def test_a_running_orphan_the_backend_can_keep_is_adopted_not_stopped(tmp_path: 
     """A lost state file must not stop replicas that serve: what the backend can keep as it
     is comes back as managed, the rest is stopped."""
     rec, cloud = orphan_rig(tmp_path)
-    cloud.running |= {"local-1a-spot-1"}
+    cloud.orphan_ids.append("local-1a-spot-1")
     cloud.keepable = {"local-1a-spot-1"}
-    stopped, adopted = rec._collect_orphans([])
+    stopped, adopted = collect(rec)
     assert stopped == ["local-1a-spot-0"]
-    assert [m.id for m in adopted] == ["local-1a-spot-1"]
+    assert adopted == ["local-1a-spot-1"]
     assert cloud.stopped == ["local-1a-spot-0"]
 
 
@@ -199,7 +172,7 @@ def test_orphans_are_left_while_a_terraform_keeps_a_stack_locked(
     rec, cloud = orphan_rig(tmp_path)
     proc = hold_lock(rec.paths.stack_dir("local-1") / "terraform.tfstate")
     try:
-        assert rec._collect_orphans([]) == ([], [])  # it may be about to record that replica
+        assert collect(rec) == ([], [])  # it may be about to record that replica
         assert cloud.stopped == []
     finally:
         proc.kill()
@@ -209,12 +182,12 @@ def test_orphans_are_left_while_a_terraform_keeps_a_stack_locked(
 def test_a_terraform_left_running_is_waited_out_then_orphans_go(tmp_path: Path) -> None:
     rec, cloud = orphan_rig(tmp_path)
     proc = hold_lock(rec.paths.stack_dir("local-1") / "terraform.tfstate")
-    assert cloud.running == {"local-1a-spot-0"}
+    assert cloud.orphan_ids == ["local-1a-spot-0"]
     timer = threading.Timer(0.5, proc.kill)
     timer.start()
     start = time.monotonic()
     try:
-        assert rec._collect_orphans([]) == (["local-1a-spot-0"], [])
+        assert collect(rec) == (["local-1a-spot-0"], [])
     finally:
         timer.cancel()
         proc.kill()

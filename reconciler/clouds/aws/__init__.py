@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from reconciler.clouds.aws import launch_errors, state
+from reconciler.clouds.aws.settings import check_settings, image_fits, stack_context
 from reconciler.clouds.base import Cloud
 
 if TYPE_CHECKING:
@@ -37,4 +38,7 @@ CLOUD = Cloud(
     live_spot_prices=True,
     make_apis=_apis,
     provider_config=_provider_config,
+    image_fits=image_fits,
+    stack_context=stack_context,
+    check_settings=check_settings,
 )

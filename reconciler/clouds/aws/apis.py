@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.clouds.apis import View, gone_state, refs
+from reconciler.clouds.apis import Peek, View, gone_state, refs
 from reconciler.clouds.aws import signals as aws
-from reconciler.errors import NotProvisionedError
+from reconciler.clouds.aws.naming import aws_lb_name
+from reconciler.errors import CloudConfigError, NotProvisionedError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
@@ -46,7 +47,11 @@ class AwsApis:
     def __init__(self, spec: ServiceSpec, endpoint_url: str | None = None) -> None:
         self.service = spec.name
         self.initial_delay = float(spec.service.readiness_probe.initial_delay_seconds)
-        self.endpoint_url = endpoint_url
+        self.use_endpoint(endpoint_url)
+
+    def use_endpoint(self, url: str | None) -> None:
+        """Every later client talks to `url` (moto, another emulator); None: AWS's own."""
+        self.endpoint_url = url
         self._clients: dict[tuple[str, str], Any] = {}
         self._metrics: dict[tuple[str, str], aws.CloudWatchMetricsSource] = {}
         self._prices: dict[tuple[str, str], aws.AwsSpotPriceSource] = {}
@@ -54,17 +59,20 @@ class AwsApis:
     def client(self, name: str, region: str) -> Any:
         key = (name, region)
         if key not in self._clients:
-            self._clients[key] = aws.aws_client(name, region, self.endpoint_url)
+            try:
+                self._clients[key] = aws.aws_client(name, region, self.endpoint_url)
+            except ValueError as exc:  # botocore's InvalidRegionError
+                raise CloudConfigError(f"invalid AWS region {region!r}: {exc}") from None
         return self._clients[key]
 
     def check_credentials(self, regions: Sequence[str]) -> None:
         for region in regions or ["us-east-1"]:
             self.client("ec2", region)
 
-    def notices(
-        self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
-    ) -> list[Notice]:
-        source = aws.SqsNoticeSource(
+    def _queue(
+        self, region: str, replicas: Sequence[ManagedReplica], consume: bool
+    ) -> aws.SqsNoticeSource:
+        return aws.SqsNoticeSource(
             aws.notices_queue_name(self.service),
             region,
             instances=refs(replicas, lambda r: r.instance_id),
@@ -73,10 +81,43 @@ class AwsApis:
             sqs=self.client("sqs", region),
             ec2=self.client("ec2", region),
         )
+
+    def notices(
+        self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
+    ) -> list[Notice]:
         try:
-            return source.poll()
+            return self._queue(region, replicas, consume).poll()
         except NotProvisionedError:
             return []  # before the first apply there is no queue
+
+    def peek(
+        self, region: str | None, zones: Sequence[str], instance_type: str | None, now: float
+    ) -> Peek:
+        """The queue's notices (peeked) and the spot reclaims EC2 reports, placed by the
+        instances' tags; the rate of the ALB named `aws_lb_name`; live spot prices."""
+        if region is None:
+            raise CloudConfigError("an AWS location has no region: pass --region")
+        notes: list[str] = []
+        notices: list[Notice] = []
+        try:
+            notices += self._queue(region, [], consume=False).poll()
+        except NotProvisionedError as exc:
+            notes.append(f"notices: {exc}")
+        ec2 = self.client("ec2", region)
+        notices += aws.Ec2SpotTerminationSource(region, self.service, ec2=ec2).poll()
+        lb_name = aws_lb_name(self.service)
+        metrics = aws.CloudWatchMetricsSource.for_load_balancer_name(
+            lb_name, region, self.endpoint_url, cloudwatch=self.client("cloudwatch", region)
+        )
+        rate = None
+        if metrics is None:
+            notes.append(f"no load balancer named {lb_name}: request rate unknown")
+        else:
+            rate = metrics.request_rate(now)
+        prices = None
+        if instance_type is not None:
+            prices = self.spot_prices(region, instance_type, zones)
+        return Peek(notices, rate, prices, notes)
 
     def request_rate(
         self,

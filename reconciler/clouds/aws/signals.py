@@ -26,7 +26,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ReadTimeoutError,
 )
 
-from reconciler.clouds import naming
+from reconciler.clouds.aws import naming
 from reconciler.clouds.base import Clock, InstanceRef, TtlCache, parse_time
 from reconciler.errors import AdapterError, CredentialsError, NotProvisionedError, ThrottledError
 from reconciler.policy.signals import Notice, NoticeKind

@@ -8,12 +8,21 @@ from typing import Any
 
 import requests
 
-from reconciler.clouds.apis import RestApis, View, gone_state, refs
+from reconciler.clouds.apis import (
+    Peek,
+    RestApis,
+    View,
+    catalog_prices,
+    check_names,
+    gone_state,
+    peek_catalog_prices,
+    refs,
+)
 from reconciler.clouds.azure import signals as azure
-from reconciler.clouds.prices import CatalogPriceSource
 from reconciler.clouds.replica_metrics import ReplicaMetricsSource
 from reconciler.clouds.rest import RestClient, TokenProvider
-from reconciler.errors import AdapterError
+from reconciler.clouds.settings import ENV_AZURE_SUBSCRIPTION
+from reconciler.errors import AdapterError, SettingsError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
@@ -37,10 +46,14 @@ class AzureApis(RestApis):
     ) -> None:
         super().__init__(spec, tokens or _azure_tokens(), session)
         self.subscription_id = subscription_id
-        self.arm_url = arm_url or azure.ARM_URL
-        self._notices: azure.AzureEvictionSource | None = None
         self._endpoints: dict[str, dict[str, str]] = {}
         self._metrics: dict[str, ReplicaMetricsSource] = {}
+        self.use_endpoint(arm_url or azure.ARM_URL)
+
+    def use_endpoint(self, url: str) -> None:
+        """`url` is the Resource Manager base URL (activity log, VM instance views)."""
+        self.arm_url = url
+        self._notices: azure.AzureEvictionSource | None = None
         self._api = RestClient(
             self.arm_url, self.tokens, api="Azure Compute", credentials_hint=azure.CREDENTIALS_HINT
         )
@@ -78,7 +91,32 @@ class AzureApis(RestApis):
     def spot_prices(
         self, region: str, instance_type: str, zones: Sequence[str]
     ) -> dict[str, float]:
-        return CatalogPriceSource("azure", instance_type).spot_prices(zones)
+        return catalog_prices("azure", instance_type, region, zones)
+
+    def peek(
+        self, region: str | None, zones: Sequence[str], instance_type: str | None, now: float
+    ) -> Peek:
+        """Reads the activity log (access check only: evictions are placed through Terraform
+        state's VM -> replica map); no rate (a layer-4 LB); the shipped catalog's prices."""
+        subscription = self.subscription_id
+        if not subscription:
+            raise SettingsError(
+                f"Azure subscription unknown: set {ENV_AZURE_SUBSCRIPTION} "
+                "(or `azure_subscription_id` in the service's settings file)"
+            )
+        source = check_names(
+            lambda: azure.AzureEvictionSource(
+                subscription, self.tokens, instances={}, base_url=self.arm_url
+            )
+        )
+        source.poll()
+        notes = [
+            "evictions are placed via the reconciler's VM -> replica map "
+            "(Terraform state); this command reads the activity log but cannot place them",
+            "Standard LB is layer 4: request rate comes from replicas",
+        ]
+        prices, dated = peek_catalog_prices("azure", instance_type, region, zones)
+        return Peek([], None, prices, notes + dated)
 
     def power_state(self, replica: ManagedReplica) -> str | None:
         """`running`, `starting`, `deallocated`, ... from the VM's instance view; None when the

@@ -12,11 +12,17 @@ REPLICA_TYPE = "azurerm_linux_virtual_machine"
 
 
 def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
-    """(zone, market, VM resource id, name) from a VM's attributes; the zone from the module's
-    `hedgeform-zone` tag (Azure zones are numbers within a location), the market from its
-    priority (Spot)."""
+    """(zone, market, VM resource id, name, private ip) from a VM's attributes; the zone from
+    the module's `hedgeform-zone` tag (Azure zones are numbers within a location), the market
+    from its priority (Spot), the ip from `private_ip_address`."""
     tags = attrs.get("tags") or {}
     priority = attrs.get("priority")
     spot = None if priority is None else priority == "Spot"
     zone = str(tags.get("hedgeform-zone") or f"{attrs.get('location', '')}-{attrs.get('zone', '')}")
-    return zone, market_of(key, spot), str(attrs.get("id", "")), str(attrs.get("name", ""))
+    return ReplicaAddress(
+        zone,
+        market_of(key, spot),
+        str(attrs.get("id", "")),
+        str(attrs.get("name", "")),
+        str(attrs.get("private_ip_address") or ""),
+    )

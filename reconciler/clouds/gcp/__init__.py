@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.clouds.base import Cloud
 from reconciler.clouds.gcp import launch_errors, state
+from reconciler.clouds.gcp.settings import check_settings, image_fits, stack_context
 
 if TYPE_CHECKING:
     from reconciler.clouds.apis import CloudApis
@@ -37,4 +38,7 @@ CLOUD = Cloud(
     live_spot_prices=False,
     make_apis=_apis,
     provider_config=_provider_config,
+    image_fits=image_fits,
+    stack_context=stack_context,
+    check_settings=check_settings,
 )

@@ -8,13 +8,22 @@ from typing import Any
 
 import requests
 
-from reconciler.clouds.apis import RestApis, View, gone_state, refs
+from reconciler.clouds.apis import (
+    Peek,
+    RestApis,
+    View,
+    catalog_prices,
+    check_names,
+    gone_state,
+    peek_catalog_prices,
+    refs,
+)
 from reconciler.clouds.base import parse_time
 from reconciler.clouds.gcp import signals as gcp
-from reconciler.clouds.naming import gcp_url_map_name
-from reconciler.clouds.prices import CatalogPriceSource
+from reconciler.clouds.gcp.naming import gcp_url_map_name
 from reconciler.clouds.rest import RestClient, StaticToken, TokenProvider
-from reconciler.errors import AdapterError
+from reconciler.clouds.settings import ENV_GCP_PROJECT
+from reconciler.errors import AdapterError, SettingsError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
@@ -38,13 +47,21 @@ class GcpApis(RestApis):
     ) -> None:
         super().__init__(spec, tokens or _gcp_tokens(), session)
         self.project = project
-        self.compute_url = compute_url or gcp.COMPUTE_URL
-        self.monitoring_url = monitoring_url or gcp.MONITORING_URL
+        self._connect(compute_url or gcp.COMPUTE_URL, monitoring_url or gcp.MONITORING_URL)
+
+    def _connect(self, compute_url: str, monitoring_url: str) -> None:
+        self.compute_url = compute_url
+        self.monitoring_url = monitoring_url
         self._notices: dict[str, gcp.GcpPreemptionSource] = {}
         self._metrics: dict[str, gcp.CloudMonitoringMetricsSource] = {}
         self._api = RestClient(
             self.compute_url, self.tokens, api="GCP Compute", credentials_hint=gcp.CREDENTIALS_HINT
         )
+
+    def use_endpoint(self, url: str) -> None:
+        """`url` serves /compute/v1 (Compute Engine) and /v3 (Cloud Monitoring)."""
+        base = url.rstrip("/")
+        self._connect(f"{base}/compute/v1", f"{base}/v3")
 
     def notices(
         self, region: str, zones: Sequence[str], replicas: Sequence[ManagedReplica], consume: bool
@@ -78,7 +95,43 @@ class GcpApis(RestApis):
     def spot_prices(
         self, region: str, instance_type: str, zones: Sequence[str]
     ) -> dict[str, float]:
-        return CatalogPriceSource("gcp", instance_type).spot_prices(zones)
+        return catalog_prices("gcp", instance_type, region, zones)
+
+    def peek(
+        self, region: str | None, zones: Sequence[str], instance_type: str | None, now: float
+    ) -> Peek:
+        """Preemptions from the zone operations (instance names as replica ids), the rate of
+        the region's URL map by name, and the shipped catalog's prices."""
+        project = self.project
+        if not project:
+            raise SettingsError(
+                f"GCP project unknown: set {ENV_GCP_PROJECT} "
+                "(or `gcp_project` in the service's settings file)"
+            )
+        source = check_names(
+            lambda: gcp.GcpPreemptionSource(
+                project, self.tokens, zones=list(zones) or None, base_url=self.compute_url
+            )
+        )
+        notices = source.poll()
+        if region is not None and not zones:
+            notices = [n for n in notices if n.zone.startswith(region + "-")]
+        notes: list[str] = []
+        rate = None
+        if region is None:
+            notes.append("no region, so no load balancer: request rate unknown")
+        else:
+            metrics = check_names(
+                lambda: gcp.CloudMonitoringMetricsSource(
+                    project,
+                    self.tokens,
+                    url_map=gcp_url_map_name(self.spec.name, region),
+                    base_url=self.monitoring_url,
+                )
+            )
+            rate = metrics.request_rate(now)
+        prices, dated = peek_catalog_prices("gcp", instance_type, region, zones)
+        return Peek(notices, rate, prices, notes + dated)
 
     def instance(self, replica: ManagedReplica) -> dict[str, Any] | None:
         url = self._api.url(

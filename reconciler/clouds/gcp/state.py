@@ -11,10 +11,18 @@ REPLICA_TYPE = "google_compute_instance"
 
 
 def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
-    """(zone, market, instance id, name) from a `google_compute_instance`'s attributes; the
-    market from its scheduling's provisioning model (SPOT)."""
+    """(zone, market, instance id, name, private ip) from a `google_compute_instance`'s
+    attributes; the market from its scheduling's provisioning model (SPOT), the ip from its
+    first network interface's `network_ip`. KeyError when it has no `name`."""
     scheduling = first_block(attrs.get("scheduling"))
     model = scheduling.get("provisioning_model")
     spot = None if model is None else model == "SPOT"
     zone = str(attrs.get("zone", "")).rsplit("/", 1)[-1]
-    return zone, market_of(key, spot), str(attrs.get("instance_id", "")), str(attrs["name"])
+    ip = first_block(attrs.get("network_interface")).get("network_ip")
+    return ReplicaAddress(
+        zone,
+        market_of(key, spot),
+        str(attrs.get("instance_id", "")),
+        str(attrs["name"]),
+        str(ip or ""),
+    )
