@@ -16,8 +16,9 @@ INTERVAL ?= 30
 MODE ?=
 DRY_RUN ?=
 SYSTEMD_USER ?=
+PORT ?= 4566
 
-.PHONY: setup test check lint typecheck layering backtest bench clean help plan apply status destroy reconcile install-timer soak check-vars
+.PHONY: setup test check lint typecheck layering backtest bench clean help plan apply status destroy reconcile install-timer soak check-vars aws-emulator
 
 # Values given on make's command line never become shell or make text (docs/security.md).
 # Make exports command-line variables to every recipe, expanding them on the way (which runs a
@@ -26,7 +27,7 @@ SYSTEMD_USER ?=
 # it with bash's [[ =~ ]] before anything else runs, and the recipes pass it as one quoted word,
 # or split a list (*_ARGS, TRACES) into words with globbing off. Neither re-parses the text.
 # The Makefile's own variables are `override`: `make BIN='...'` cannot replace them.
-override USER_VARS := PYTHON SERVICE TRACES BACKTEST_ARGS SOAK_ARGS PYTEST_ARGS INTERVAL MODE DRY_RUN SYSTEMD_USER
+override USER_VARS := PYTHON SERVICE TRACES BACKTEST_ARGS SOAK_ARGS PYTEST_ARGS INTERVAL MODE DRY_RUN SYSTEMD_USER PORT
 unexport $(USER_VARS)
 $(foreach v,$(USER_VARS),$(eval export HF_$(v) = $$(value $(v))))
 
@@ -37,6 +38,7 @@ fail() { echo "make: $$1" >&2; exit 2; }
 [[ "$$HF_MODE" =~ ^(timer|service)?$$ ]] || fail "MODE must be timer or service"
 [[ "$$HF_DRY_RUN" =~ ^(0|1|yes|no|true|false)?$$ ]] || fail "DRY_RUN must be 1 (or empty)"
 [[ "$$HF_SYSTEMD_USER" =~ ^(0|1|yes|no|true|false)?$$ ]] || fail "SYSTEMD_USER must be 1 (or empty)"
+[[ "$$HF_PORT" =~ ^[1-9][0-9]{0,4}$$ ]] && (( HF_PORT < 65536 )) || fail "PORT must be a TCP port, 1-65535"
 [[ "$$HF_PYTHON" =~ ^[A-Za-z0-9_./+-]+$$ ]] || fail "PYTHON must be an interpreter name or path, e.g. python3.11"
 true
 endef
@@ -111,6 +113,9 @@ install-timer: check-vars setup ## install a systemd timer for SERVICE (MODE=ser
 soak: check-vars setup ## replay the sandbox trace under `hedgeform run` with load (docs/soak.md); exit 1 if a target is missed
 	@set -f; read -r -a words <<< "$$HF_SOAK_ARGS"; set +f; \
 	set -x; $(BIN)/hedgeform soak --json state/soak.json --plot state/soak.png "$${words[@]}"
+
+aws-emulator: check-vars setup ## run the test AWS emulator (moto + fixes) on 127.0.0.1:PORT in the foreground (docs/clouds.md)
+	$(BIN)/python -m tests.emulators.aws --port "$$HF_PORT"
 
 clean: ## remove the virtualenv and caches (keeps state/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

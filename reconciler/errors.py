@@ -23,6 +23,7 @@ tell errors apart catch the subclass; the tree:
     │       └── LoopBusyError ............. another `hedgeform run` holds the loop lock
     ├── TerraformError .................... a Terraform command failed for one stack
     │   ├── LockError, InitError, PlanError, ApplyError, CancelledError
+    │   ├── PlanRefusedError .............. a plan Hedgeform will not apply (every replica)
     │   └── TerraformMissingError ......... no usable Terraform binary
     ├── InstallError ...................... the pinned tools could not be installed
     ├── CloudApiError ..................... a cloud API (clouds/<cloud>/)
@@ -163,6 +164,11 @@ class PlanError(TerraformError):
 
 class ApplyError(TerraformError):
     """`terraform apply`/`destroy` failed; resources may be partly changed."""
+
+
+class PlanRefusedError(TerraformError):
+    """A plan that would replace every replica of a stack at once (their image, instance type
+    or scripts changed): applying it would leave the region without a replica."""
 
 
 class CancelledError(TerraformError):

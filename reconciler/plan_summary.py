@@ -25,6 +25,15 @@ class StackSummary:
     lb_added: list[str] = field(default_factory=list)
     lb_removed: list[str] = field(default_factory=list)
     changed: bool = False
+    replicas_before: int = 0  # replica resources that exist now (every action but create)
+    replicas_replaced: list[str] = field(default_factory=list)  # their ids, replaced in place
+
+    @property
+    def replaces_every_replica(self) -> bool:
+        """Every replica that exists would be destroyed and created again under the same id:
+        what a changed image, instance type or script does to a module's replicas (the
+        policy's own changes always use new ids, or delete)."""
+        return self.replicas_before > 0 and len(self.replicas_replaced) == self.replicas_before
 
     def total(self, action: str) -> int:
         return sum(c.get(action, 0) for c in self.counts.values())
@@ -60,7 +69,13 @@ def summarize_stack(stack: str, plan: Mapping[str, Any]) -> StackSummary:
     summary = StackSummary(stack)
     for rc in plan.get("resource_changes", []):
         change = rc.get("change", {})
-        kind = _kind(list(change.get("actions", [])))
+        actions = list(change.get("actions", []))
+        kind = _kind(actions)
+        if rc.get("name") == "replica" and rc.get("mode", "managed") == "managed":
+            if actions != ["create"]:
+                summary.replicas_before += 1
+            if kind == "replace":
+                summary.replicas_replaced.append(str(rc.get("index", rc.get("address", "?"))))
         if kind is None:
             continue
         summary.changed = True

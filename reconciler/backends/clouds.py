@@ -400,7 +400,9 @@ class ProviderCloud:
     def _providers(self, stack: StackDef) -> dict[str, str]:
         """The provider block of the stack's root configuration (the modules declare none)."""
         if stack.cloud == FRONT:  # Route 53 and the front's health checks: AWS, one region
-            name, config = CLOUDS["aws"].provider, {"region": FRONT_PROVIDER_REGION}
+            aws = CLOUDS["aws"]
+            name = aws.provider
+            config = aws.provider_config(FRONT_PROVIDER_REGION, self.settings)
         else:
             cloud = CLOUDS[stack.cloud]
             name, config = cloud.provider, cloud.provider_config(stack.region, self.settings)

@@ -172,7 +172,7 @@ class Cloud:
     image_fits: Callable[[str], bool]
     # The cloud's own entries of a region stack's tfvars context (beyond the shared ones,
     # clouds/stack_context.py); CloudConfigError when a setting they need is missing.
-    stack_context: Callable[[CloudSettings], dict[str, Any]]
+    stack_context: Callable[[CloudSettings, str], dict[str, Any]]  # (settings, region)
     # (spec, this cloud's regions the spec uses, settings): SettingsError (`settings.missing`)
     # naming the first setting it lacks, before any work; clouds/checks.py calls it.
     check_settings: Callable[[ServiceSpec, Sequence[str], ProviderSettings], None]

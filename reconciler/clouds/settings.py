@@ -14,11 +14,14 @@ below the cloud folders (they and clouds/base.py import it), so it calls none of
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -34,6 +37,13 @@ ENV_AZURE_SUBSCRIPTION = "AZURE_SUBSCRIPTION_ID"
 ENV_DNS_NAME = "HEDGEFORM_DNS_NAME"
 ENV_DNS_ZONE = "HEDGEFORM_DNS_ZONE_ID"
 ENV_AWS_ENDPOINT = "HEDGEFORM_AWS_ENDPOINT_URL"
+ENV_CERTIFICATES = "HEDGEFORM_AWS_CERTIFICATE_ARNS"
+ENV_ALLOWED_CIDRS = "HEDGEFORM_ALLOWED_CIDRS"
+PUBLIC: tuple[str, ...] = ("0.0.0.0/0",)  # the default: the endpoint is public, as SkyServe's is
+# arn:aws:acm:us-east-1:123456789012:certificate/<uuid> (also aws-us-gov, aws-cn partitions)
+ACM_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:acm:([a-z]{2}(?:-gov)?-[a-z]+-\d):\d{12}:certificate/[0-9a-f-]{8,64}"
+)
 FILE_KEYS = frozenset(
     {
         "aws_images",
@@ -45,6 +55,8 @@ FILE_KEYS = frozenset(
         "instance_types",
         "tags",
         "aws_endpoint_url",
+        "aws_certificate_arns",
+        "allowed_cidrs",
     }
 )
 
@@ -66,6 +78,10 @@ class CloudSettings:
     azure_admin_ssh_public_key: str = ""
     default_disk_size_gb: int = DEFAULT_DISK_SIZE_GB
     tags: Mapping[str, str] = field(default_factory=dict)
+    # AWS region -> ACM certificate: HTTPS on 443 there, port 80 redirecting to it.
+    certificate_arns: Mapping[str, str] = field(default_factory=dict)
+    # Who may reach the load balancers' listeners (IPv4 CIDR blocks); public by default.
+    allowed_cidrs: tuple[str, ...] = PUBLIC
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,71 @@ def _string(data: Mapping[str, Any], key: str, path: Path) -> str:
     if not isinstance(value, str):
         raise SettingsError(f"{path}: `{key}` must be a string")
     return value
+
+
+def _endpoint_url(value: str, where: str) -> str | None:
+    """An emulator's base URL (`http://127.0.0.1:4566`), or None when unset. It is written
+    into each stack's provider block and handed to every API client, so it must be a plain
+    http(s) URL: a host, maybe a port and a path, no credentials, query or whitespace.
+    SettingsError naming `where` otherwise."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    plain = value.isprintable() and not any(ch.isspace() for ch in value)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if (
+        not plain
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or not port_ok
+    ):
+        raise SettingsError(  # the value is not repeated: it may hold a password
+            f"{where} is not an endpoint URL: give http(s)://HOST[:PORT], without "
+            "credentials, query or spaces"
+        )
+    return value.rstrip("/")
+
+
+def _certificates(pairs: Mapping[str, str], where: str) -> dict[str, str]:
+    """Region -> ACM certificate ARN, each ARN of that region (ACM certificates are regional
+    and an ALB can only use one of its own region's). SettingsError naming `where`."""
+    for region, arn in pairs.items():
+        match = ACM_ARN.fullmatch(arn)
+        if match is None:
+            raise SettingsError(
+                f"{where}: {region}: not an ACM certificate ARN "
+                "(arn:aws:acm:REGION:ACCOUNT:certificate/ID)"
+            )
+        if match.group(1) != region:
+            raise SettingsError(
+                f"{where}: {region}: the certificate is in {match.group(1)}; a load balancer in "
+                f"{region} needs one of {region} (ACM certificates are regional)"
+            )
+    return dict(pairs)
+
+
+def _cidrs(items: Sequence[object], where: str) -> tuple[str, ...]:
+    """IPv4 CIDR blocks in their canonical form (`10.0.0.0/8`); SettingsError naming
+    `where` for anything else (a host address with a prefix, IPv6, a name)."""
+    out: list[str] = []
+    for item in items:
+        try:
+            if not isinstance(item, str):
+                raise ValueError
+            out.append(str(ipaddress.IPv4Network(item.strip(), strict=True)))
+        except ValueError:
+            raise SettingsError(
+                f"{where}: {item!r} is not an IPv4 CIDR block (like 203.0.113.0/24)"
+            ) from None
+    if not out:
+        raise SettingsError(f"{where}: empty: name at least one CIDR block (0.0.0.0/0: anyone)")
+    return tuple(dict.fromkeys(out))
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
@@ -158,12 +239,29 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> ProviderS
         if listed:
             regions[name] = tuple(str(r) for r in listed)
     key = env.get(ENV_AZURE_KEY) or _string(data, "azure_ssh_public_key", path)
+    certificates = _certificates(
+        _mapping(data, "aws_certificate_arns", path), f"{path}: aws_certificate_arns"
+    )
+    if env.get(ENV_CERTIFICATES):
+        certificates = _certificates(
+            _split_pairs(env[ENV_CERTIFICATES], ENV_CERTIFICATES), ENV_CERTIFICATES
+        )
+    allowed = PUBLIC
+    if "allowed_cidrs" in data:
+        listed = data["allowed_cidrs"]
+        if not isinstance(listed, list):
+            raise SettingsError(f"{path}: `allowed_cidrs` must be a list of CIDR blocks")
+        allowed = _cidrs(listed, f"{path}: allowed_cidrs")
+    if env.get(ENV_ALLOWED_CIDRS):
+        allowed = _cidrs(env[ENV_ALLOWED_CIDRS].split(","), ENV_ALLOWED_CIDRS)
     cloud = CloudSettings(
         images=images,
         instance_types=_mapping(data, "instance_types", path),
         gcp_project=env.get(ENV_GCP_PROJECT) or _string(data, "gcp_project", path),
         azure_admin_ssh_public_key=key.strip(),
         tags=_mapping(data, "tags", path),
+        certificate_arns=certificates,
+        allowed_cidrs=allowed,
     )
     return ProviderSettings(
         cloud=cloud,
@@ -172,8 +270,9 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> ProviderS
         domain_name=env.get(ENV_DNS_NAME) or str(dns.get("domain_name", "")),
         zone_id=env.get(ENV_DNS_ZONE) or str(dns.get("zone_id", "")),
         default_regions=regions,
-        aws_endpoint_url=(
-            env.get(ENV_AWS_ENDPOINT) or _string(data, "aws_endpoint_url", path) or None
+        aws_endpoint_url=_endpoint_url(
+            env.get(ENV_AWS_ENDPOINT) or _string(data, "aws_endpoint_url", path),
+            ENV_AWS_ENDPOINT if env.get(ENV_AWS_ENDPOINT) else f"{path}: aws_endpoint_url",
         ),
         source=str(path),
     )

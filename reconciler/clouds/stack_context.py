@@ -185,7 +185,7 @@ def cloud_stack_context(
     }
     if not context["run_script"].strip():
         raise CloudConfigError("the spec has no `run` command: a replica would serve nothing")
-    context.update(cloud_named(cloud).stack_context(settings))
+    context.update(cloud_named(cloud).stack_context(settings, stack.region))
     return context
 
 

@@ -43,6 +43,7 @@ def _reconciler(
     root: Path | None,
     *,
     check_env: bool = True,
+    replace_all: bool = False,
 ) -> Reconciler:
     """The service's reconciler. `check_env` (every command that plans or applies) first
     refuses, in one line, a `null` env the environment does not set, before any cloud or
@@ -57,7 +58,7 @@ def _reconciler(
     settings = None  # the sandbox's HEDGEFORM_* settings mean nothing to a cloud service
     if uses_sandbox(spec):
         settings = SandboxSettings.from_env(lb_port=lb_port)  # type: ignore[arg-type]
-    return Reconciler(paths, spec, settings, policy=policy)
+    return Reconciler(paths, spec, settings, policy=policy, replace_all=replace_all)
 
 
 def _endpoint(rec: Reconciler) -> str:
@@ -98,6 +99,12 @@ port_opt = click.option(
     type=click.IntRange(1, 65535),
     default=None,
     help="Load balancer port [env HEDGEFORM_LB_PORT; 30001].",
+)
+replace_all_opt = click.option(
+    "--replace-all",
+    is_flag=True,
+    help="Apply a plan that replaces every replica of a region at once (a changed image, "
+    "instance type or script); without it such a plan is refused in one line.",
 )
 root_opt = click.option(
     "--root",
@@ -195,6 +202,7 @@ def plan(
     "not); --no-wait does not wait at all.",
 )
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
+@replace_all_opt
 def apply(
     service: str,
     policy: str,
@@ -203,6 +211,7 @@ def apply(
     wait: bool,
     timeout: float,
     wait_lock: bool,
+    replace_all: bool,
 ) -> None:
     """Reconcile SERVICE: observe -> decide -> render -> plan -> apply the saved plan ->
     record; then print the endpoint and the replicas.
@@ -216,7 +225,7 @@ def apply(
     input); 3 still converging when --timeout passed.
     """
     try:
-        rec = _reconciler(service, policy, lb_port, root)
+        rec = _reconciler(service, policy, lb_port, root, replace_all=replace_all)
         with service_lock(rec.paths, wait=wait_lock):
             done = rec.converge(timeout if wait else 0.0, _pass_printer())
             result = done.last
@@ -448,6 +457,7 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     help="Stop after this many ticks (>= 1); exit 1 when the last one failed.",
 )
 @click.option("--wait", "wait_lock", is_flag=True, help="Wait for a running loop to exit.")
+@replace_all_opt
 def run(
     service: str,
     policy: str,
@@ -458,6 +468,7 @@ def run(
     metrics_textfile: Path | None,
     max_ticks: int | None,
     wait_lock: bool,
+    replace_all: bool,
 ) -> None:
     """Reconcile SERVICE every --interval seconds until stopped (SIGTERM or Ctrl-C).
 
@@ -473,7 +484,7 @@ def run(
     from reconciler.engine.observability import LoopMetrics, json_logger
 
     try:
-        rec = _reconciler(service, policy, lb_port, root)
+        rec = _reconciler(service, policy, lb_port, root, replace_all=replace_all)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -40,7 +40,7 @@ from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.clouds.settings import ProviderSettings, load_settings
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
-from reconciler.errors import BusyError, ReconcileError, TerraformError
+from reconciler.errors import BusyError, PlanRefusedError, ReconcileError, TerraformError
 from reconciler.files import find_executable, write_atomic, write_if_changed
 from reconciler.paths import ServicePaths, ensure_private_dir
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
@@ -178,6 +178,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         backend: CloudBackend | None = None,
         cloud_settings: ProviderSettings | None = None,
+        replace_all: bool = False,
     ) -> None:
         self.paths = paths
         self.spec = spec
@@ -185,6 +186,7 @@ class Reconciler:
         self.policy = policy
         self.limits = limits or Limits()
         self.clock = clock
+        self.replace_all = replace_all  # apply a plan that replaces every replica of a stack
         self.runner_factory = runner_factory or default_runner_factory(
             paths.root, RunnerConfig(lock_timeout_s=30, sigint_grace_s=10)
         )
@@ -520,6 +522,9 @@ class Reconciler:
             outcome.plan_path = result.plan_path
             outcome.summary = summarize_stack(stack, result.json)
             self._plan_json[stack] = result.json
+            if outcome.summary.replaces_every_replica and not self.replace_all:
+                outcome.error = replace_all_refused(stack, outcome.summary)
+                return outcome
             if not result.changed and fingerprint:
                 write_atomic(marker, fingerprint)
             return outcome
@@ -641,6 +646,19 @@ class Reconciler:
         if found is None:
             raise ReconcileError("cannot find the `hedgeform` executable: run `make setup`")
         return found.resolve()
+
+
+def replace_all_refused(stack: str, summary: StackSummary) -> PlanRefusedError:
+    """The one line that refuses a plan replacing every replica of `stack` at once."""
+    n = len(summary.replicas_replaced)
+    return PlanRefusedError(
+        stack,
+        "plan",
+        f"refused: it replaces all {n} replica(s) at once ({', '.join(summary.replicas_replaced)})"
+        " because their image, instance type or scripts changed, and the region would serve "
+        "nothing until the new ones start; to accept that, apply with --replace-all (with "
+        "other regions serving, or in a quiet hour)",
+    )
 
 
 def replica_seq(replica_id: str) -> int:

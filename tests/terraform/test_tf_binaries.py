@@ -48,7 +48,8 @@ def test_pinned_terraform_is_1_0_3_and_the_config_points_at_the_mirror(tools: To
     provider = tools.mirror.parent / binaries.NULL_PROVIDER_BINARY.target
     assert binaries.sha256_of(provider) == binaries.NULL_PROVIDER_BINARY.sha256
     assert oct(provider.stat().st_mode & 0o777) == "0o755"
-    assert tools.cli_config.read_text() == cli_config_text(tools.mirror)
+    aws = binaries.discover_aws_mirror()
+    assert tools.cli_config.read_text() == cli_config_text(tools.mirror, aws)
 
 
 def test_install_again_is_a_fast_no_op(
@@ -56,6 +57,9 @@ def test_install_again_is_a_fast_no_op(
 ) -> None:
     binaries.install(tools.cli_config.parent)
     lines = capsys.readouterr().out.splitlines()
+    aws_line = [line for line in lines if binaries.AWS_PROVIDER in line]
+    assert len(aws_line) == 1  # where the AWS provider comes from, said once
+    lines.remove(aws_line[0])
     assert len(lines) == 3 and all(line.startswith("ok ") for line in lines)
 
 
@@ -64,6 +68,51 @@ def test_cli_config_takes_null_only_from_the_mirror(tmp_path: Path) -> None:
     assert f'path    = "{tmp_path / "mir"}"' in text
     assert 'include = ["registry.terraform.io/hashicorp/null"]' in text
     assert 'exclude = ["registry.terraform.io/hashicorp/null"]' in text  # in `direct`
+
+
+def fake_aws_mirror(root: Path, version: str = "5.100.0") -> Path:
+    binary = (
+        root / binaries.AWS_PROVIDER / version / binaries.PLATFORM
+        / f"terraform-provider-aws_v{version}_x5"
+    )  # fmt: skip
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes(b"\x7fELF")
+    return binary
+
+
+def test_an_aws_mirror_is_used_for_aws_only_and_named_in_the_config(tmp_path: Path) -> None:
+    fake_aws_mirror(tmp_path / "plugins")
+    text = cli_config_text(tmp_path / "mir", tmp_path / "plugins")
+    assert f'path    = "{tmp_path / "plugins"}"' in text
+    assert 'include = ["registry.terraform.io/hashicorp/aws"]' in text
+    assert (
+        'exclude = ["registry.terraform.io/hashicorp/null", "registry.terraform.io/hashicorp/aws"]'
+        in text
+    )
+    rc = tmp_path / "terraform.rc"
+    rc.write_text(text)
+    assert binaries.configured_aws_mirror(rc) == tmp_path / "plugins"
+    rc.write_text(cli_config_text(tmp_path / "mir"))
+    assert binaries.configured_aws_mirror(rc) is None
+
+
+def test_the_mirror_setting_wins_and_a_wrong_one_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_aws_mirror(tmp_path / "a", "5.9.0")
+    newest = fake_aws_mirror(tmp_path / "a", "5.100.0")
+    assert binaries.aws_provider_in(tmp_path / "a") == newest  # 5.100 > 5.9, not by text
+    env = {binaries.ENV_PLUGIN_MIRROR: str(tmp_path / "a")}
+    assert binaries.discover_aws_mirror(env) == tmp_path / "a"
+    assert binaries.discover_aws_mirror({binaries.ENV_PLUGIN_MIRROR: "off"}) is None
+    with pytest.raises(
+        InstallError, match=r"HEDGEFORM_TF_PLUGIN_MIRROR=.*no registry\.terraform\.io"
+    ):
+        binaries.discover_aws_mirror({binaries.ENV_PLUGIN_MIRROR: str(tmp_path / "empty")})
+    monkeypatch.setattr(binaries, "MIRROR_CANDIDATES", (tmp_path / "none", tmp_path / "a"))
+    assert binaries.discover_aws_mirror({}) == tmp_path / "a"  # discovery, in order
+    monkeypatch.setattr(binaries, "MIRROR_CANDIDATES", (tmp_path / "none",))
+    assert binaries.discover_aws_mirror({}) is None
 
 
 def test_extract_verifies_sha256_and_places_an_executable(tmp_path: Path) -> None:

@@ -24,8 +24,35 @@ def _apis(spec: ServiceSpec, settings: ProviderSettings) -> CloudApis:
     return AwsApis(spec, settings.aws_endpoint_url)
 
 
+# Every AWS API the module and the front module call (the provider's `endpoints` block names),
+# sent to the emulator when an endpoint is set.
+EMULATED_SERVICES = (
+    "acm", "cloudwatch", "dynamodb", "ec2", "elbv2", "events", "iam", "kms", "route53", "s3",
+    "secretsmanager", "sqs", "ssm", "sts",
+)  # fmt: skip
+EMULATOR_MAX_RETRIES = 2  # an emulator's 500 for an unimplemented call is not worth 25 retries
+
+
 def _provider_config(region: str, settings: ProviderSettings) -> dict[str, Any]:
-    return {"region": region}
+    """The `provider "aws"` block of a stack's root configuration. With
+    `aws_endpoint_url` (HEDGEFORM_AWS_ENDPOINT_URL: an emulator such as moto), every API
+    goes there: the provider skips the credential check and the instance metadata lookup,
+    retries little, and addresses S3 by path. Credentials come from the environment
+    (AWS_ACCESS_KEY_ID, ...), never from this file. The account id is still requested
+    (STS answers on the emulator): without it the provider leaves security-group references
+    incomplete, and they drift on every plan."""
+    config: dict[str, Any] = {"region": region}
+    url = settings.aws_endpoint_url
+    if url:
+        config.update(
+            endpoints={service: url for service in EMULATED_SERVICES},
+            max_retries=EMULATOR_MAX_RETRIES,
+            skip_credentials_validation=True,
+            skip_metadata_api_check=True,
+            skip_requesting_account_id=False,
+            s3_use_path_style=True,
+        )
+    return config
 
 
 CLOUD = Cloud(

@@ -40,6 +40,9 @@ RULES = launch_error_rules(
     (r"InvalidKeyPair\.\w+|InvalidInstanceType|Unsupported\b|UnauthorizedOperation", CONFIG),
     (r"OptInRequired|AuthFailure|InvalidBlockDeviceMapping|MissingParameter", CONFIG),
     (r"InvalidKMSKey\.\w+|InvalidSnapshot\.\w+|\bbad-parameters\b", CONFIG),
+    # The provider looks the image up before RunInstances; a missing AMI is its own text
+    # (hashicorp/aws 5.100.0: "collecting instance settings: couldn't find resource").
+    (r"collecting instance settings: couldn't find resource", CONFIG),
     # A subnet too small for another instance: "Insufficient..." but not the spot market.
     (r"InsufficientFreeAddressesInSubnet", CONFIG),
     # 5. Capacity phrases (e.g. a spot fleet's event description).

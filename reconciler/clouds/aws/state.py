@@ -12,13 +12,22 @@ REPLICA_TYPE = "aws_instance"
 
 def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
     """(zone, market, instance id, name, private ip) from an `aws_instance`'s attributes; the
-    market from the module's `hedgeform:market` tag, else the instance market options; the
-    name is the instance id; the ip from `private_ip` (empty until EC2 assigns one)."""
+    name is the instance id; the ip from `private_ip` (empty until EC2 assigns one).
+
+    The market is what the instance *is*: EC2's `instance_lifecycle` ("spot"; empty for
+    on-demand), else the instance market options, and only when the state has neither the
+    module's `hedgeform:market` tag. The tag can lie: the real provider changes a same-key
+    spot -> on-demand flip as a tag edit in place, and the instance stays spot."""
     tags = attrs.get("tags") or {}
-    options = first_block(attrs.get("instance_market_options"))
-    spot = options.get("market_type") == "spot" if options else None
+    spot: bool | None = None
     if "hedgeform:market" in tags:
         spot = tags["hedgeform:market"] == "spot"
+    options = first_block(attrs.get("instance_market_options"))
+    if options:
+        spot = options.get("market_type") == "spot"
+    lifecycle = attrs.get("instance_lifecycle")
+    if lifecycle is not None and attrs.get("id"):
+        spot = lifecycle == "spot"
     iid = str(attrs.get("id", ""))
     zone = str(attrs.get("availability_zone", ""))
     return ReplicaAddress(zone, market_of(key, spot), iid, iid, str(attrs.get("private_ip") or ""))

@@ -22,7 +22,7 @@ def image_fits(image: str) -> bool:
     return image.startswith("/subscriptions/") or image.count(":") == 3
 
 
-def stack_context(settings: CloudSettings) -> dict[str, Any]:
+def stack_context(settings: CloudSettings, region: str) -> dict[str, Any]:
     """`admin_ssh_public_key` for the Azure module; CloudConfigError when none is set."""
     if not settings.azure_admin_ssh_public_key:
         raise CloudConfigError(

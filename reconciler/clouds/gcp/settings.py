@@ -16,7 +16,7 @@ def image_fits(image: str) -> bool:
     return image.startswith(("projects/", "https://www.googleapis.com/", "family/"))
 
 
-def stack_context(settings: CloudSettings) -> dict[str, Any]:
+def stack_context(settings: CloudSettings, region: str) -> dict[str, Any]:
     """`project` for the GCP module; CloudConfigError when no project is set."""
     if not settings.gcp_project:
         raise CloudConfigError("set the GCP project (CloudSettings.gcp_project)")

@@ -1,12 +1,12 @@
 output "replicas" {
-  description = "Replica id -> instance id, private IP, availability zone, market and spot request id (null for on-demand)."
+  description = "Replica id -> instance id, private IP, availability zone, market and spot request id (\"\" for on-demand)."
   value = {
     for id, i in aws_instance.replica : id => {
       instance_id              = i.id
       private_ip               = i.private_ip
       zone                     = i.availability_zone
       market                   = var.replicas[id].market
-      spot_instance_request_id = i.spot_instance_request_id
+      spot_instance_request_id = i.spot_instance_request_id == null ? "" : i.spot_instance_request_id
     }
   }
 }
