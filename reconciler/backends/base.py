@@ -6,9 +6,12 @@ signals are read and how a failed launch is classified; a `CloudBackend` answers
 `SandboxCloud` (sandbox.py) is the `local` backend, `ProviderCloud` (clouds.py) the one for
 AWS, GCP and Azure, `FakeBackend` (fake.py) an in-memory one for tests.
 
-A backend keeps no state between calls that changes what a later call returns: `observe`
-returns everything the pass needs as one `Observed`, and `render` takes all it renders as a
-`Layout`. (The API clients behind it may cache prices or remember CloudWatch's metric.)
+No call hands hidden state to a later one: `observe` returns everything the pass needs as
+one `Observed`, and `render` takes all it renders as a `Layout`, so calls can come in any
+order. What a backend does keep is what the world would keep for it, each named where it
+lives: the replicas' first-seen times on disk (`state/<service>/cloud/first_seen.json`, for
+clouds whose state has no launch time), and its API clients' caches (spot prices,
+CloudWatch's metric, GCP's seen operations, the replica metrics window: clouds/apis.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.clouds.capacity import parse_apply_errors
+from reconciler.clouds.registry import CLOUDS
 from reconciler.policy import FailureKind, Notice, Observation
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
@@ -148,7 +152,12 @@ class CloudBackend(Protocol):
         ...
 
 
-REPLICA_RESOURCES = ("null_resource.replica[", "_instance.replica[", "_machine.replica[")
+# The replica resource of every module, `for_each` by replica id: the sandbox's and each
+# registered cloud's (`Cloud.replica_type`), so a new cloud's needs no line here.
+REPLICA_RESOURCES = (
+    "null_resource.replica[",
+    *(f"{cloud.replica_type}.replica[" for cloud in CLOUDS.values()),
+)
 
 
 def classify_apply_output(

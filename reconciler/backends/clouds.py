@@ -1,5 +1,6 @@
 """The AWS / GCP / Azure backend: region stacks from the spec's locations, contexts from
-reconciler.clouds, signals and states from the adapters (cloud_apis.py).
+reconciler.clouds, signals and states from each cloud's CloudApis (clouds/<cloud>/apis.py,
+through clouds/registry.py).
 
 Stacks are named `<cloud>-<region>` (`aws-us-east-1`, `gcp-us-central1`, `azure-eastus`), a
 plain name that stays unique across clouds, plus `front` (Route 53 over every region's load

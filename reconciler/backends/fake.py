@@ -67,8 +67,10 @@ class FakeBackend:
         self._errors[method] = error
 
     def _call(self, method: str) -> None:
+        """Record the call (`observe:<look>` for observe); raise what `fail_next` queued for
+        it, by its full name or its method name (`observe` fails any look)."""
         self.calls.append(method)
-        error = self._errors.pop(method, None)
+        error = self._errors.pop(method, None) or self._errors.pop(method.split(":")[0], None)
         if error is not None:
             raise error
 
@@ -111,6 +113,11 @@ class FakeBackend:
         preempted = set(since.preempted) | {
             n.replica_id for n in notices if n.kind is NoticeKind.PREEMPTED
         }
+        known = {m.id for m in managed}
+        found = [rid for rid in self.orphan_ids if rid not in known] if online and collect else []
+        adopted = [self._adopt(rid) for rid in found if rid in self.keepable]
+        orphans = [rid for rid in found if rid not in self.keepable]
+        managed += adopted  # observed like the others, as the sandbox does
         replicas = tuple(
             Replica(
                 m.id,
@@ -123,11 +130,6 @@ class FakeBackend:
             )
             for m in managed
         )
-        known = {m.id for m in managed}
-        found = [rid for rid in self.orphan_ids if rid not in known] if online and collect else []
-        adopted = [self._adopt(rid) for rid in found if rid in self.keepable]
-        orphans = [rid for rid in found if rid not in self.keepable]
-        managed += adopted
         return Observed(
             tuple(managed),
             Observation(replicas, zone_offers(spec)),

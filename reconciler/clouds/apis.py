@@ -4,7 +4,7 @@ the clouds share; each cloud's own is in clouds/<cloud>/apis.py.
 
 One object per cloud keeps its clients and stateful sources (price caches, CloudWatch's
 "metric exists", GCP's seen operations, the replica metrics window) across ticks. Each maps
-the replicas Terraform holds (tfstate.ManagedReplica) to the cloud's instances, so notices and
+the replicas Terraform holds (stacks.ManagedReplica) to the cloud's instances, so notices and
 states come back keyed by replica id.
 
 States, and how honest each is:

@@ -128,19 +128,19 @@ def _string(data: Mapping[str, Any], key: str, path: Path) -> str:
     return value
 
 
-def _endpoint_url(value: str, where: str) -> str | None:
+def endpoint_url(value: str, where: str) -> str | None:
     """An emulator's base URL (`http://127.0.0.1:4566`), or None when unset. It is written
     into each stack's provider block and handed to every API client, so it must be a plain
     http(s) URL: a host, maybe a port and a path, no credentials, query or whitespace.
     SettingsError naming `where` otherwise."""
     if not value:
         return None
-    parts = urlsplit(value)
     plain = value.isprintable() and not any(ch.isspace() for ch in value)
     try:
+        parts = urlsplit(value)
         port_ok = parts.port is None or 0 < parts.port < 65536
-    except ValueError:
-        port_ok = False
+    except ValueError:  # an unclosed IPv6 bracket, a port that is no number
+        parts, port_ok = urlsplit(""), False
     if (
         not plain
         or parts.scheme not in ("http", "https")
@@ -270,7 +270,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> ProviderS
         domain_name=env.get(ENV_DNS_NAME) or str(dns.get("domain_name", "")),
         zone_id=env.get(ENV_DNS_ZONE) or str(dns.get("zone_id", "")),
         default_regions=regions,
-        aws_endpoint_url=_endpoint_url(
+        aws_endpoint_url=endpoint_url(
             env.get(ENV_AWS_ENDPOINT) or _string(data, "aws_endpoint_url", path),
             ENV_AWS_ENDPOINT if env.get(ENV_AWS_ENDPOINT) else f"{path}: aws_endpoint_url",
         ),

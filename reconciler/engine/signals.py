@@ -23,6 +23,7 @@ from reconciler.clouds.apis import CloudApis
 from reconciler.clouds.catalog import instance_for
 from reconciler.clouds.registry import cloud as registered_cloud
 from reconciler.clouds.settings import ProviderSettings, load_settings
+from reconciler.clouds.settings import endpoint_url as checked_endpoint
 from reconciler.errors import BadNameError, CloudConfigError, HedgeformError
 from reconciler.paths import NAME_RE, settings_file_beside
 from reconciler.policy.signals import Notice
@@ -169,7 +170,8 @@ def collect(
     overrides: Mapping[str, str] = {}
     if any(t.cloud != SANDBOX for t in targets):
         settings = load_settings(settings_file)
-        apis = cloud_apis(spec, settings, targets, endpoint_url)
+        url = checked_endpoint(endpoint_url or "", "--endpoint-url")  # before any client
+        apis = cloud_apis(spec, settings, targets, url)
         overrides = settings.cloud.instance_types
     report = Report()
     for target in targets:

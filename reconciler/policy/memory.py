@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.errors import MemoryFormatError
+from reconciler.policy.observation import Market
 from reconciler.spec.service import MAX_REPLICAS
 
 FORMAT_VERSION = 2
@@ -156,7 +157,7 @@ def _opt_float(value: Any) -> float | None:
 # Times are seconds since the epoch: finite, and within what the platform's clock can show.
 _TIME_RANGE = (0.0, 1e11)
 VERDICTS = ("FAILED_INITIAL_DELAY", "FAILED_PROBING")  # ReplicaState values policy/lifecycle sets
-MARKETS = ("spot", "on_demand")
+MARKETS = tuple(m.value for m in Market)  # as the record stores them
 
 
 def _time(value: Any) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from reconciler.errors import SandboxError
+from reconciler.files import write_atomic
 from reconciler.sandbox import processes
 from reconciler.sandbox.market import SpotMarket
 from reconciler.sandbox.statefiles import file_lock
@@ -55,9 +56,7 @@ def start(state_dir: Path, interval_s: float = DEFAULT_INTERVAL_S) -> tuple[int,
         pid = processes.spawn_daemon(
             argv, state_dir / "market.log", processes.child_env(), owner=state_dir
         )
-        tmp = pid_path(state_dir).with_suffix(".pid.tmp")
-        tmp.write_text(f"{pid}\n")
-        tmp.replace(pid_path(state_dir))
+        write_atomic(pid_path(state_dir), f"{pid}\n")
         return pid, True
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from reconciler.files import write_atomic
 from reconciler.sandbox.statefiles import check_market, check_name
 
 DEFAULT_MODEL = "sandbox-model"
@@ -363,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     port = int(server.server_address[1])
     signal.signal(signal.SIGTERM, _stop)
     if port_file is not None:
-        tmp = port_file.with_name(port_file.name + ".tmp")
-        tmp.write_text(str(port))
-        os.replace(tmp, port_file)
+        write_atomic(port_file, str(port))
     auth = f"; /v1/* needs the key in ${API_KEY_ENV}" if config.api_key else ""
     print(
         f"replica {config.replica_id} ({config.zone}, {config.market}) serving "

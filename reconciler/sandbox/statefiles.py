@@ -13,8 +13,9 @@ from typing import Any
 
 from reconciler.errors import SandboxError
 from reconciler.paths import NAME_RE
+from reconciler.policy import Market
 
-MARKETS = ("spot", "on_demand")
+MARKETS = tuple(m.value for m in Market)  # as records and argv spell them
 
 
 def check_name(value: str, what: str) -> str:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import InstallError, TerraformMissingError
+from reconciler.files import write_atomic
 
 TOOLS_DIR = ".tools"
 NULL_PROVIDER = "registry.terraform.io/hashicorp/null"
@@ -305,9 +306,7 @@ def install(dest: Path) -> ToolPaths:
             _say(f"ok       {AWS_PROVIDER} from the mirror {aws_mirror}")
         text = cli_config_text(paths.mirror, aws_mirror)
         if not paths.cli_config.is_file() or paths.cli_config.read_text() != text:
-            tmp_rc = paths.cli_config.with_suffix(".rc.tmp")
-            tmp_rc.write_text(text)
-            tmp_rc.replace(paths.cli_config)
+            write_atomic(paths.cli_config, text)
             _say(f"write    {paths.cli_config}")
         else:
             _say(f"ok       {paths.cli_config}")

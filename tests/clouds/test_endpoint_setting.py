@@ -23,7 +23,17 @@ def test_an_endpoint_is_kept(value: str, expected: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["ftp://h", "http://", "http://h:99999", "http://h/ x", "http://h/?q=1", "127.0.0.1:4566"],
+    [
+        "ftp://h",
+        "http://",
+        "http://h:99999",
+        "http://h:abc",
+        "http://[::1",
+        "http://h/ x",
+        "http://h/?q=1",
+        "127.0.0.1:4566",
+        "junk",
+    ],
 )
 def test_a_bad_endpoint_is_one_line_naming_the_variable(value: str, tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as err:
@@ -109,3 +119,22 @@ def test_the_public_plain_http_default_is_said_once(
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1
     assert "serves plain HTTP on port 80 to 0.0.0.0/0" in notes[0]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "junk", "http://[::1"])
+def test_signals_endpoint_url_is_checked_the_same_way(url: str) -> None:
+    """`hedgeform signals --endpoint-url` (a second way in) gets the same one line, not a
+    traceback from the HTTP client (found by a user-eye check of issue 10)."""
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    result = CliRunner().invoke(
+        main, ["signals", "llama-cloud", "--cloud", "aws", "--endpoint-url", url]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(
+        "--endpoint-url is not an endpoint URL: give http(s)://HOST[:PORT], without "
+        "credentials, query or spaces"
+    )
+    assert "Traceback" not in result.output

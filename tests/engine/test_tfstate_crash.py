@@ -251,3 +251,15 @@ def test_a_provider_whose_terraform_was_killed_is_stopped(tmp_path: Path) -> Non
                 os.kill(pid, signal.SIGKILL)
         core.kill()
         core.wait()
+
+
+def test_an_adopted_replica_is_observed_and_fail_next_reaches_observe(tmp_path: Path) -> None:
+    """The fake observes adopted replicas as the sandbox does, and `fail_next("observe")`
+    fails the next look of any kind (found by a user-eye check of issue 10)."""
+    rec, cloud = orphan_rig(tmp_path)
+    cloud.keepable = {"local-1a-spot-0"}
+    seen = rec._observe(offline=False, consume=True)
+    assert [r.id for r in seen.observed.replicas] == ["local-1a-spot-0"]
+    cloud.fail_next("observe", RuntimeError("injected"))
+    with pytest.raises(RuntimeError, match="injected"):
+        rec._observe(offline=False, consume=False)

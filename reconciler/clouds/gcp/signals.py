@@ -10,7 +10,6 @@ region, and they change at most monthly-ish, so a dated table is honest enough.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from reconciler.clouds.base import Clock, InstanceRef, parse_time, rfc3339
 from reconciler.clouds.rest import RestClient, TokenProvider
 from reconciler.errors import AdapterError, CredentialsError
+from reconciler.paths import NAME_RE
 from reconciler.policy.signals import Notice, NoticeKind
 
 COMPUTE_URL = "https://compute.googleapis.com/compute/v1"
@@ -29,7 +29,7 @@ CREDENTIALS_HINT = (
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 PREEMPTED_FILTER = 'operationType="compute.instances.preempted"'
 REQUEST_COUNT = "loadbalancing.googleapis.com/https/request_count"
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_NAME = NAME_RE  # GCP resource names follow the same rule as ours (RFC 1035, <= 63)
 
 
 def _check_name(value: str, what: str) -> str:
