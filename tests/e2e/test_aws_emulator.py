@@ -30,6 +30,7 @@ SERVICE = "llama-aws"
 REGION = "us-east-1"
 STACK = f"aws-{REGION}"
 DOMAIN = "hedgeform-e2e.example"
+ALLOWED = "203.0.113.0/24"
 
 if configured_aws_mirror(REPO / ".tools" / "terraform.rc") is None:
     pytest.skip(
@@ -61,7 +62,10 @@ def client(url: str, service: str) -> Any:
 def env(url: str) -> dict[str, str]:
     image = client(url, "ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     zone = client(url, "route53").create_hosted_zone(Name=DOMAIN, CallerReference="e2e")
+    certificate = client(url, "acm").request_certificate(DomainName=f"llama.{DOMAIN}")
     return {
+        "HEDGEFORM_AWS_CERTIFICATE_ARNS": f"{REGION}={certificate['CertificateArn']}",
+        "HEDGEFORM_ALLOWED_CIDRS": ALLOWED,
         "HEDGEFORM_AWS_ENDPOINT_URL": url,
         "HEDGEFORM_AWS_IMAGES": f"{REGION}={image}",
         "HEDGEFORM_DNS_NAME": f"llama.{DOMAIN}",
@@ -141,6 +145,29 @@ def test_first_apply_spreads_spot_and_registers_exactly_the_chosen_members(
         assert (r["spot_instance_request_id"] != "") == (r["market"] == "spot")
 
 
+def test_the_load_balancer_serves_https_with_the_certificate_to_the_allowed_cidrs(
+    root: Path, env: dict[str, str], url: str
+) -> None:
+    """The settings' ACM certificate and allowed CIDR blocks reach the ALB (issue 11,
+    endpoint security), checked against the emulator's ELBv2 and EC2 APIs."""
+    elbv2 = client(url, "elbv2")
+    listeners = elbv2.describe_listeners(LoadBalancerArn=outputs(root)["lb_arn"])["Listeners"]
+    by_port = {listener["Port"]: listener for listener in listeners}
+    assert set(by_port) == {80, 443}
+    certificate = env["HEDGEFORM_AWS_CERTIFICATE_ARNS"].split("=", 1)[1]
+    assert [c["CertificateArn"] for c in by_port[443]["Certificates"]] == [certificate]
+    assert by_port[443]["Protocol"] == "HTTPS"
+    redirect = by_port[80]["DefaultActions"][0]
+    assert redirect["Type"] == "redirect" and redirect["RedirectConfig"]["Port"] == "443"
+    groups = elbv2.describe_load_balancers(LoadBalancerArns=[outputs(root)["lb_arn"]])
+    group_ids = groups["LoadBalancers"][0]["SecurityGroups"]
+    rules = client(url, "ec2").describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": group_ids}]
+    )["SecurityGroupRules"]
+    ingress = {r.get("CidrIpv4") for r in rules if not r["IsEgress"]}
+    assert ingress == {ALLOWED}
+
+
 def test_once_converged_a_plan_changes_nothing(root: Path, env: dict[str, str], url: str) -> None:
     """SpotHedge covered the starting spot replicas with on-demand ones; with spot ready it
     removes them (a policy change), and then Terraform finds no drift at all."""
@@ -174,19 +201,33 @@ def test_an_interruption_warning_is_replaced_elsewhere_and_the_target_group_foll
 
 
 def test_destroy_leaves_nothing_behind(root: Path, env: dict[str, str], url: str) -> None:
+    """Nothing of this service is left: every instance it ever launched terminated, its load
+    balancer, target group, queue, EventBridge rules, DNS records and health checks gone.
+    (The emulator's state is shared with the other moto tests of this process, so what is
+    checked is this service's, found by tag and by the ids its outputs named.)"""
+    before = outputs(root)
+    health_checks = {h["Id"] for h in client(url, "route53").list_health_checks()["HealthChecks"]}
     out = hedgeform(root, env, "destroy", SERVICE)
     assert "nothing left running" in out, out
-    ec2 = client(url, "ec2")
-    states = {
-        i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+    mine = [{"Name": "tag:hedgeform:service", "Values": [SERVICE]}]
+    reservations = client(url, "ec2").describe_instances(Filters=mine)["Reservations"]
+    states = {i["State"]["Name"] for r in reservations for i in r["Instances"]}
+    assert states == {"terminated"}
+    elbv2 = client(url, "elbv2")
+    assert before["lb_arn"] not in {
+        lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]
     }
-    assert states <= {"terminated"}
-    assert client(url, "elbv2").describe_load_balancers()["LoadBalancers"] == []
-    assert client(url, "elbv2").describe_target_groups()["TargetGroups"] == []
-    assert not client(url, "sqs").list_queues().get("QueueUrls")
-    assert client(url, "events").list_rules()["Rules"] == []
+    assert before["target_group_arn"] not in {
+        tg["TargetGroupArn"] for tg in elbv2.describe_target_groups()["TargetGroups"]
+    }
+    assert before["notices_queue_url"] not in (
+        client(url, "sqs").list_queues().get("QueueUrls") or []
+    )
+    rules = client(url, "events").list_rules(NamePrefix=f"hf-{SERVICE}-")["Rules"]
+    assert rules == []
     records = client(url, "route53").list_resource_record_sets(
         HostedZoneId=env["HEDGEFORM_DNS_ZONE_ID"]
     )["ResourceRecordSets"]
     assert {r["Type"] for r in records} <= {"NS", "SOA"}
-    assert client(url, "route53").list_health_checks()["HealthChecks"] == []
+    left = {h["Id"] for h in client(url, "route53").list_health_checks()["HealthChecks"]}
+    assert health_checks and not (health_checks & left)
