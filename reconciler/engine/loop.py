@@ -158,8 +158,12 @@ class ReconcileLoop:
         metrics: LoopMetrics | None = None,
         textfile: Path | None = None,
         rng: random.Random | None = None,
+        wait: Callable[[threading.Event, float], object] | None = None,
     ) -> None:
+        """`wait(stop, seconds)` is how the loop idles between looks (default `stop.wait`);
+        tests pass one that returns at once and drives the world instead of sleeping."""
         self.rec = rec
+        self.wait = wait or (lambda stop, seconds: stop.wait(seconds))
         self.settings = settings
         self.logger = logger
         self.metrics = metrics
@@ -193,7 +197,7 @@ class ReconcileLoop:
                 self._due = False
                 delay = self._tick_in_worker(stop)
                 job.next_run = datetime.now() + timedelta(seconds=delay)
-            stop.wait(self.settings.poll_s)
+            self.wait(stop, self.settings.poll_s)
         self.logger.info("loop stopped", extra={"service": self.rec.spec.name, "ticks": self.ticks})
         return self.ticks
 

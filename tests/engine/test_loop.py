@@ -88,19 +88,25 @@ def make_loop(
     return loop, handler
 
 
-def run_for(loop: ReconcileLoop, seconds: float, **kw: Any) -> int:
-    stop = threading.Event()
-    timer = threading.Timer(seconds, stop.set)
-    timer.start()
-    try:
-        return loop.run(stop, **kw)
-    finally:
-        timer.cancel()
+def run_looks(loop: ReconcileLoop, looks: int, on_look: Any = None) -> int:
+    """Run the loop for `looks` idle looks without sleeping: its `wait` returns at once
+    (calling `on_look(n)` first, to change the world), then stops the loop."""
+    seen: list[int] = []
+
+    def wait(stop: threading.Event, seconds: float) -> None:
+        seen.append(len(seen) + 1)
+        if on_look is not None:
+            on_look(len(seen))
+        if len(seen) >= looks:
+            stop.set()
+
+    loop.wait = wait
+    return loop.run(threading.Event())
 
 
 def test_first_tick_at_once_then_wait_for_the_interval(root: Path) -> None:
     loop, log = make_loop(root, {}, interval=30)
-    assert run_for(loop, 1.0) == 1
+    assert run_looks(loop, 20) == 1  # twenty looks, no second tick before the interval
     tick = next(r for r in log.records if r.getMessage() == "tick")
     assert tick.decision["launches"]  # type: ignore[attr-defined]
     assert "plan" in tick.__dict__ and "durations" in tick.__dict__
@@ -108,23 +114,15 @@ def test_first_tick_at_once_then_wait_for_the_interval(root: Path) -> None:
 
 def test_a_preemption_notice_makes_a_tick_run_at_once(root: Path) -> None:
     loop, _ = make_loop(root, {}, interval=30)
-    stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(stop,))
-    thread.start()
-    try:
-        deadline = time.time() + 5
-        while loop.ticks < 1 and time.time() < deadline:
-            time.sleep(0.02)
-        notices = root / "state" / "llama" / "sandbox" / "notices.jsonl"
-        with notices.open("a") as fh:
-            notice = {"kind": "preempted", "replica_id": "local-1a-spot-0", "zone": "local-1a"}
-            fh.write(json.dumps({**notice, "at": time.time(), "deadline": 0}) + "\n")
-        while loop.ticks < 2 and time.time() < deadline:
-            time.sleep(0.02)
-        assert loop.ticks == 2  # well before the 30 s interval
-    finally:
-        stop.set()
-        thread.join(5)
+    notices = root / "state" / "llama" / "sandbox" / "notices.jsonl"
+
+    def preempt_after_the_first_tick(look: int) -> None:
+        if look == 2:
+            with notices.open("a") as fh:
+                notice = {"kind": "preempted", "replica_id": "local-1a-spot-0", "zone": "local-1a"}
+                fh.write(json.dumps({**notice, "at": time.time(), "deadline": 0}) + "\n")
+
+    assert run_looks(loop, 5, preempt_after_the_first_tick) == 2  # well before the interval
 
 
 def test_failures_back_off_with_jitter_and_are_logged(root: Path) -> None:
@@ -169,7 +167,7 @@ def test_two_loops_for_one_service_do_not_run(root: Path) -> None:
 def test_metrics_describe_the_last_tick(root: Path, tmp_path: Path) -> None:
     loop, _ = make_loop(root, {})
     loop.textfile = tmp_path / "metrics.prom"
-    run_for(loop, 0.5)
+    assert loop.run(threading.Event(), max_ticks=1) == 1
     text = loop.textfile.read_text()
     assert 'hedgeform_target_replicas{service="llama"} 2.0' in text
     assert "hedgeform_tick_duration_seconds_count" in text
