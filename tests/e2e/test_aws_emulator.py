@@ -3,10 +3,12 @@ pinned Terraform with the real hashicorp/aws provider (from the machine's local 
 mirror) against the test AWS emulator (tests/emulators/aws.py: moto in server mode plus the
 fixes the provider needs). What the emulator cannot prove is listed in docs/clouds.md.
 
-The tests share one deployment of `services/llama-aws.yaml` and run in order: first apply,
-clean re-plan, an interruption warning, a capacity refusal in one zone, every zone refusing
-(on-demand fallback and back to spot), then destroy. Without a local mirror of the AWS
-provider the whole module is skipped with one line in the summary.
+The tests share one deployment of `services/llama-aws.yaml` (with the Route 53 front stack,
+an ACM certificate and allowed CIDR blocks) and run in order: first apply, its HTTPS
+listeners, a clean re-plan once converged, an interruption warning replaced through the
+loop, then destroy. (Capacity refusals are issue 11's next step; the emulator's
+`refuse_capacity` hook is ready for them.) Without a local mirror of the AWS provider the
+whole module is skipped with one line in the summary.
 """
 
 from __future__ import annotations
