@@ -377,13 +377,12 @@ class SandboxCloud:
         if online and collect:
             found = self.orphans({m.id for m in managed})
             adopted = self.adoptable(found)
-            orphans = [rid for rid in found if rid not in {m.id for m in adopted}]
+            kept = {m.id for m in adopted}
+            orphans = [rid for rid in found if rid not in kept]
         managed += adopted
         notices: list[Notice] = []
-        cursor, preempted = since.notice_cursor, set(since.preempted)
-        qps, samples = None, since.request_samples
-        if look is Look.OFFLINE:
-            preempted = set()
+        cursor, qps, samples = since.notice_cursor, None, since.request_samples
+        preempted = set() if look is Look.OFFLINE else set(since.preempted)
         if online:
             notices, cursor = self.notices(since.notice_cursor)
             preempted |= {n.replica_id for n in notices if n.kind is NoticeKind.PREEMPTED}

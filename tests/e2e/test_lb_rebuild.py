@@ -60,6 +60,30 @@ def _running(paths: ServicePaths) -> dict[str, int]:
     }
 
 
+def _drop_zone_then_apply(
+    paths: ServicePaths,
+    env: dict[str, str],
+    region: str,
+    zone: str,
+    before: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Remove `zone` from the spec, plan (which must succeed and, given `before`, stop
+    nothing), then apply under traffic (every request answered); the replicas running after."""
+    spec = paths.spec_file
+    line = f"    - {{cloud: local, region: {region}, zone: {zone}}}\n"
+    spec.write_text(spec.read_text().replace(line, ""))
+    plan = CliRunner().invoke(main, ["plan", "keep", "--root", str(paths.root)], env=env)
+    assert plan.exit_code == 0, plan.output
+    if before is not None:
+        assert _running(paths) == before, "plan stopped nothing"
+    url = f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/v1/completions"
+    with Traffic(url, pause_s=0.01) as traffic:
+        result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
+    assert result.exit_code == 0, result.output
+    assert traffic.sent > 20 and traffic.failed == []
+    return _running(paths)
+
+
 def test_a_lost_state_file_stops_no_serving_replica(
     paths: ServicePaths, env: dict[str, str]
 ) -> None:
@@ -132,19 +156,7 @@ def test_a_region_removed_from_the_spec_is_drained_not_killed(
     before = _running(paths)
     retired = [rid for rid in before if rid.startswith("local-2a")]
     assert retired
-    spec = paths.spec_file
-    spec.write_text(
-        spec.read_text().replace("    - {cloud: local, region: local-2, zone: local-2a}\n", "")
-    )
-    plan = CliRunner().invoke(main, ["plan", "keep", "--root", str(paths.root)], env=env)
-    assert plan.exit_code == 0, plan.output
-    assert _running(paths) == before, "plan stopped nothing"
-    url = f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/v1/completions"
-    with Traffic(url, pause_s=0.01) as traffic:
-        result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
-    assert result.exit_code == 0, result.output
-    assert traffic.sent > 20 and traffic.failed == []
-    after = _running(paths)
+    after = _drop_zone_then_apply(paths, env, "local-2", "local-2a", before=before)
     assert len(after) == 3 and not [rid for rid in after if rid.startswith("local-2a")]
     assert set(HAProxyLB(paths.sandbox_dir).members()) == set(after)
     from reconciler.backends.sandbox import managed_replicas
@@ -176,16 +188,5 @@ def test_a_zone_removed_from_a_region_still_in_the_spec_is_drained(
     """Found by the third user-eye check: removing local-1b (its region local-1 still named
     through local-1a) crashed plan and apply with a KeyError traceback."""
     assert [rid for rid in _running(paths) if rid.startswith("local-1b")]
-    spec = paths.spec_file
-    spec.write_text(
-        spec.read_text().replace("    - {cloud: local, region: local-1, zone: local-1b}\n", "")
-    )
-    plan = CliRunner().invoke(main, ["plan", "keep", "--root", str(paths.root)], env=env)
-    assert plan.exit_code == 0, plan.output
-    url = f"http://127.0.0.1:{env['HEDGEFORM_LB_PORT']}/v1/completions"
-    with Traffic(url, pause_s=0.01) as traffic:
-        result = CliRunner().invoke(main, ["apply", "keep", "--root", str(paths.root)], env=env)
-    assert result.exit_code == 0, result.output
-    assert traffic.sent > 20 and traffic.failed == []
-    after = _running(paths)
+    after = _drop_zone_then_apply(paths, env, "local-1", "local-1b")
     assert len(after) == 3 and not [rid for rid in after if rid.startswith("local-1b")]
