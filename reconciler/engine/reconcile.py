@@ -280,6 +280,7 @@ class Reconciler:
         if apply:
             t2 = time.perf_counter()
             self._apply_all(outcomes, decision, seen)
+            outcomes = self._apply_without_refused(outcomes, decision, seen, epoch)
             self._stop_terminated(seen.adopted, decision)
             durations["apply_s"] = time.perf_counter() - t2
             self._record(seen, decision, epoch, self._launch_results(decision, outcomes))
@@ -605,6 +606,39 @@ class Reconciler:
             apply(o)
         with ThreadPoolExecutor(max_workers=max(1, len(regions))) as pool:
             list(pool.map(apply, regions))
+
+    def _apply_without_refused(
+        self, outcomes: list[StackOutcome], decision: Decision, seen: Seen, epoch: int
+    ) -> list[StackOutcome]:
+        """Apply again, at once, the stacks whose apply the spot market refused a launch in,
+        with those launches left out.
+
+        Terraform orders an apply by resource, not by instance: one refused instance of the
+        replicas' `for_each` resource stops everything that depends on that resource, so the
+        load balancer registrations of the replicas that did launch (the on-demand cover
+        among them) would wait for an apply that no spot refusal spoils, and while zones keep
+        refusing that never comes. The second plan renders the same layout minus the refused
+        launches; the placer learns of them on the next tick as before. Returns the outcomes
+        with each such stack's second plan and apply in place of its first, keeping the first
+        apply's launch failures."""
+        refused = {
+            o.stack: set(o.launch_failures)
+            for o in outcomes
+            if o.launch_failures and o.error is None and o.stack != FRONT
+        }
+        if not refused:
+            return outcomes
+        left_out = set().union(*refused.values())
+        kept = tuple(x for x in decision.launches if x.replica_id not in left_out)
+        retry = replace(decision, launches=kept)
+        var_files = self._render(retry, seen, epoch)
+        again = {o.stack: o for o in self._plan_all({s: var_files[s] for s in refused})}
+        self._apply_all(list(again.values()), retry, seen)
+        for stack, outcome in again.items():
+            first = next(o for o in outcomes if o.stack == stack)
+            outcome.launch_failures = {**first.launch_failures, **outcome.launch_failures}
+            outcome.summary = first.summary  # the plan reviewed (the plan doc) and logged
+        return [again.get(o.stack, o) for o in outcomes]
 
     def _launch_results(
         self, decision: Decision, outcomes: Sequence[StackOutcome]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -170,6 +171,46 @@ def test_front_origins_come_from_the_region_stacks_outputs(root: Path) -> None:
     assert_contract("front", front)
 
 
+def _origin_state(rig: Rig, stack: str, outputs: dict[str, str]) -> None:
+    stack_dir = rig.paths.stack_dir(stack)
+    stack_dir.mkdir(parents=True, exist_ok=True)
+    (stack_dir / "terraform.tfstate").write_text(json.dumps(aws_state_file({}, outputs)))
+
+
+ALB = "hf-llama-cloud-1.us-east-1.elb.amazonaws.com"
+
+
+@pytest.mark.parametrize("dns", [True, False])
+def test_the_endpoint_says_https_only_where_the_load_balancers_serve_it(
+    root: Path, dns: bool
+) -> None:
+    """The URL `apply` and `status` print follows each module's `lb_url` output: an AWS load
+    balancer with a certificate is https://; the front's name is https:// only when every
+    origin is (a plain-HTTP origin behind an https:// name would fail its clients)."""
+    rig = Rig(root, dns=dns)
+    _origin_state(rig, "aws-us-east-1", {"lb_dns_name": ALB, "lb_url": f"https://{ALB}"})
+    _origin_state(
+        rig, "gcp-us-central1", {"lb_ip_address": "203.0.113.7", "lb_url": "http://203.0.113.7"}
+    )
+    mixed = rig.backend.endpoint()
+    _origin_state(
+        rig, "gcp-us-central1", {"lb_ip_address": "203.0.113.7", "lb_url": "https://203.0.113.7"}
+    )
+    both = rig.backend.endpoint()
+    if dns:
+        name = settings(dns=True).domain_name
+        assert (mixed, both) == (f"http://{name}", f"https://{name}")
+    else:
+        assert mixed == f"https://{ALB}, http://203.0.113.7"
+        assert both == f"https://{ALB}, https://203.0.113.7"
+
+
+def test_state_applied_before_lb_url_existed_is_shown_as_plain_http(root: Path) -> None:
+    rig = Rig(root, dns=False)
+    _origin_state(rig, "aws-us-east-1", {"lb_dns_name": ALB})
+    assert rig.backend.endpoint() == f"http://{ALB}"
+
+
 def test_without_a_dns_zone_there_is_no_front_stack(root: Path) -> None:
     rig = Rig(root, dns=False)
     assert rig.rec.stack_names == ["aws-us-east-1", "gcp-us-central1"]
@@ -177,17 +218,28 @@ def test_without_a_dns_zone_there_is_no_front_stack(root: Path) -> None:
     assert {o.stack for o in result.outcomes} == {"aws-us-east-1", "gcp-us-central1"}
 
 
+@dataclasses.dataclass
 class IceRunner(FakeTerraformRunner):
-    """Fails the apply of the first spot replica it would create, with AWS's stockout."""
+    """Refuses the first spot replica it is asked to create, with AWS's stockout, in every
+    apply whose plan still holds it (Terraform then stops the whole apply's dependents);
+    records the variables of each apply that went through."""
+
+    refused: str | None = None
+    applied: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def apply_saved_plan(self, plan_path: Path) -> None:
         var_file = self._plans.get(plan_path)
         assert var_file is not None
-        replicas = json.loads(var_file.read_text())["replicas"]
-        rid, spec = next((r, s) for r, s in sorted(replicas.items()) if s["market"] == "spot")
-        self.calls.append(("apply", plan_path))
-        text = ICE_TEMPLATE.format(zone=spec["zone"], rid=rid)
-        raise from_output(ApplyError, self.stack, "apply", text)
+        variables = json.loads(var_file.read_text())
+        replicas = variables["replicas"]
+        if self.refused is None:
+            self.refused = next(r for r, s in sorted(replicas.items()) if s["market"] == "spot")
+        if self.refused in replicas:
+            self.calls.append(("apply", plan_path))
+            text = ICE_TEMPLATE.format(zone=replicas[self.refused]["zone"], rid=self.refused)
+            raise from_output(ApplyError, self.stack, "apply", text)
+        self.applied.append(variables)
+        super().apply_saved_plan(plan_path)
 
 
 def test_a_capacity_error_in_one_aws_stack_is_a_capacity_result_not_a_failure(root: Path) -> None:
@@ -208,6 +260,30 @@ def test_a_capacity_error_in_one_aws_stack_is_a_capacity_result_not_a_failure(ro
     # Next tick the placer marks the zone: it learned from the stockout.
     second = rig.rec.run_pass(apply=False)
     assert second.decision.memory.zone_status.get(zone) is ZoneStatus.PREEMPTED
+
+
+def test_a_refused_launch_does_not_hold_back_the_rest_of_the_layout(root: Path) -> None:
+    """Terraform stops every dependent of the replicas' resource when one instance is refused,
+    so the other launches' load balancer registrations would wait for an apply no refusal
+    spoils (found on the AWS emulator: the on-demand cover never joined the target group
+    while a zone kept refusing). The same pass applies the stack again without the refused
+    launch, at once."""
+    ice = IceRunner(name="aws-us-east-1")
+    rig = Rig(root, runners={"aws-us-east-1": ice})
+    result = rig.rec.run_pass(apply=True)
+    assert ice.commands().count("apply") == 2
+    ((layout),) = ice.applied
+    launched = {x.replica_id for x in result.decision.launches if x.zone.startswith("us-east-1")}
+    assert ice.refused in launched
+    assert set(layout["replicas"]) == launched - {ice.refused}
+    assert layout["lb_members"] == sorted(launched - {ice.refused})
+    aws = next(o for o in result.outcomes if o.stack == "aws-us-east-1")
+    assert aws.applied and aws.error is None
+    assert set(aws.launch_failures) == {ice.refused}
+    refused_zone = next(x.zone for x in result.decision.launches if x.replica_id == ice.refused)
+    results = load_record(rig.paths.memory_file).launch_results
+    capacity = [r for r in results if r.failure is FailureKind.CAPACITY]
+    assert [r.zone for r in capacity] == [refused_zone]
 
 
 def test_an_error_that_is_not_a_replica_fails_the_stack(root: Path) -> None:
