@@ -395,7 +395,8 @@ class ProviderCloud:
             outputs = self._outputs(stack)
             address = outputs.get("lb_dns_name") or outputs.get("lb_ip_address")
             if address:
-                origins[stack.name] = Origin(stack.cloud, stack.region, str(address))
+                url = str(outputs.get("lb_url") or "")
+                origins[stack.name] = Origin(stack.cloud, stack.region, str(address), url=url)
         return origins
 
     def _providers(self, stack: StackDef) -> dict[str, str]:
@@ -424,10 +425,14 @@ class ProviderCloud:
             raise NotImplementedError("cloud replicas are stopped by Terraform only")
 
     def endpoint(self) -> str:
+        """The service's URL: the front's DNS name (https:// when every region's load
+        balancer serves TLS, as the name then reaches only HTTPS origins), else each region's
+        load balancer URL as its module reports it (`lb_url`)."""
+        origins = list(self.origins().values())
         if self.settings.has_front:
-            return f"http://{self.settings.domain_name}"
-        addresses = [o.address for o in self.origins().values()]
-        return ", ".join(f"http://{a}" for a in addresses) or "(no load balancer applied yet)"
+            scheme = "https" if origins and all(o.https for o in origins) else "http"
+            return f"{scheme}://{self.settings.domain_name}"
+        return ", ".join(o.endpoint() for o in origins) or "(no load balancer applied yet)"
 
     def stack_dir(self, stack: str) -> Path:
         return self.paths.stack_dir(stack)

@@ -42,6 +42,16 @@ class Origin:
     region: str
     address: str  # AWS ALB DNS name, or the IPv4 address of a GCP/Azure load balancer
     weight: int = 100
+    url: str = ""  # the module's `lb_url` (https:// when it serves TLS); "" before it existed
+
+    @property
+    def https(self) -> bool:
+        return self.url.startswith("https://")
+
+    def endpoint(self) -> str:
+        """Where clients reach this load balancer: its `lb_url`, else plain HTTP (state
+        applied before the output existed)."""
+        return self.url or f"http://{self.address}"
 
 
 def template_for(cloud: str) -> str:

@@ -21,6 +21,11 @@ output "lb_dns_name" {
   value       = aws_lb.this.dns_name
 }
 
+output "lb_url" {
+  description = "The load balancer's URL: https:// when certificate_arn is set (port 80 redirects to it), else http://."
+  value       = "${local.tls ? "https" : "http"}://${aws_lb.this.dns_name}"
+}
+
 output "lb_zone_id" {
   description = "Route 53 hosted zone id of the load balancer, for alias records."
   value       = aws_lb.this.zone_id

@@ -21,6 +21,11 @@ output "lb_ip_address" {
   value       = azurerm_public_ip.lb.ip_address
 }
 
+output "lb_url" {
+  description = "The load balancer's URL (plain HTTP on the Standard Load Balancer's public IP and frontend_port)."
+  value       = "http://${azurerm_public_ip.lb.ip_address}${var.frontend_port == 80 ? "" : ":${var.frontend_port}"}"
+}
+
 output "backend_pool_id" {
   description = "Id of the backend pool holding the ready replicas."
   value       = azurerm_lb_backend_address_pool.ready.id

@@ -21,6 +21,11 @@ output "lb_ip_address" {
   value       = google_compute_global_address.this.address
 }
 
+output "lb_url" {
+  description = "The load balancer's URL: https:// when ssl_certificates are set, else http://."
+  value       = "${local.tls ? "https" : "http"}://${google_compute_global_address.this.address}"
+}
+
 output "backend_service" {
   description = "Name of the backend service; its request_count metric (loadbalancing.googleapis.com/https/request_count) is the load signal."
   value       = google_compute_backend_service.replicas.name
