@@ -3,12 +3,13 @@ pinned Terraform with the real hashicorp/aws provider (from the machine's local 
 mirror) against the test AWS emulator (tests/emulators/aws.py: moto in server mode plus the
 fixes the provider needs). What the emulator cannot prove is listed in docs/clouds.md.
 
-The tests share one deployment of `services/llama-aws.yaml` (with the Route 53 front stack,
-an ACM certificate and allowed CIDR blocks) and run in order: first apply, its HTTPS
-listeners, a clean re-plan once converged, an interruption warning replaced through the
-loop, then destroy. (Capacity refusals are issue 11's next step; the emulator's
-`refuse_capacity` hook is ready for them.) Without a local mirror of the AWS provider the
-whole module is skipped with one line in the summary.
+The tests share one deployment of `services/llama-aws.yaml` (three zones of us-east-1, with
+the Route 53 front stack, an ACM certificate and allowed CIDR blocks) and run in order: first
+apply, its HTTPS listeners, a clean re-plan once converged (and the front's weighted records),
+an interruption warning, a capacity refusal in one zone, every zone refusing, then destroy.
+Each loop step is `hedgeform run --max-ticks 1`, so what one tick decided is read from its
+record in ticks.jsonl. Without a local mirror of the AWS provider the whole module is skipped
+with one line in the summary.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from reconciler.clouds.registry import cloud_replicas
+from reconciler.engine.state_store import load_record, save_record
+from reconciler.policy.memory import Backoff
 from reconciler.terraform.binaries import configured_aws_mirror
 from tests.emulators import aws as emulator
 
@@ -33,6 +38,7 @@ REGION = "us-east-1"
 STACK = f"aws-{REGION}"
 DOMAIN = "hedgeform-e2e.example"
 ALLOWED = "203.0.113.0/24"
+ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")  # the service's any_of entries
 
 if configured_aws_mirror(REPO / ".tools" / "terraform.rc") is None:
     pytest.skip(
@@ -111,8 +117,13 @@ def outputs(root: Path) -> dict[str, Any]:
 
 
 def replicas(root: Path) -> dict[str, dict[str, Any]]:
-    """Replica id -> the module's `replicas` output entry (instance id, zone, market, ...)."""
-    return dict(outputs(root).get("replicas") or {})
+    """Replica id -> instance id, zone and market, read from the instances in the stack's
+    state as the reconciler reads them (outputs are stale after an apply that failed in
+    part, as one with a refused launch does)."""
+    return {
+        r.id: {"instance_id": r.instance_id, "zone": r.zone, "market": r.market.value}
+        for r in cloud_replicas(root / "state" / SERVICE / STACK, "aws")
+    }
 
 
 def registered(url: str, root: Path) -> set[str]:
@@ -126,6 +137,56 @@ def spot(root: Path) -> dict[str, dict[str, Any]]:
     return {rid: r for rid, r in replicas(root).items() if r["market"] == "spot"}
 
 
+def on_demand(root: Path) -> dict[str, dict[str, Any]]:
+    return {rid: r for rid, r in replicas(root).items() if r["market"] == "on_demand"}
+
+
+def tick(root: Path, env: dict[str, str]) -> dict[str, Any]:
+    """One tick of the loop users run; its record in ticks.jsonl."""
+    hedgeform(root, env, "run", SERVICE, "--max-ticks", "1", "--interval", "1")
+    lines = (root / "state" / SERVICE / "ticks.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    record: dict[str, Any] = [r for r in records if "decision" in r][-1]
+    return record
+
+
+def refused_launches(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tick's spot launches that the emulator refused for capacity."""
+    failures = record["stacks"][STACK]["launch_failures"]
+    return [
+        launch
+        for launch in record["decision"]["launches"]
+        if launch["market"] == "spot" and failures.get(launch["id"]) == "capacity"
+    ]
+
+
+def spot_launches(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [x for x in record["decision"]["launches"] if x["market"] == "spot"]
+
+
+def zone_backoff(root: Path) -> dict[str, Backoff]:
+    return dict(load_record(root / "state" / SERVICE / "reconciler.json").memory.zone_backoff)
+
+
+def let_backoffs_pass(root: Path) -> None:
+    """Stand in for the minutes a capacity retry delay waits (60 s and more,
+    policy/capacity_backoff.py): every zone's retry time is moved to the past, through the
+    reconciler's own record, so the next tick may ask again."""
+    path = root / "state" / SERVICE / "reconciler.json"
+    record = load_record(path)
+    passed = {z: replace(b, retry_at=b.last_at) for z, b in record.memory.zone_backoff.items()}
+    save_record(path, replace(record, memory=replace(record.memory, zone_backoff=passed)))
+
+
+def serving_members(url: str, root: Path) -> set[str]:
+    """Replica ids whose instances are in the target group (describe_target_health); every
+    registered instance must be one of the service's replicas."""
+    by_instance = {r["instance_id"]: rid for rid, r in replicas(root).items()}
+    targets = registered(url, root)
+    assert targets <= set(by_instance), (targets, by_instance)
+    return {by_instance[t] for t in targets}
+
+
 def test_first_apply_spreads_spot_and_registers_exactly_the_chosen_members(
     root: Path, env: dict[str, str], url: str
 ) -> None:
@@ -133,7 +194,7 @@ def test_first_apply_spreads_spot_and_registers_exactly_the_chosen_members(
     assert "serving after" in out, out
     placed = spot(root)
     assert len(placed) == 3  # min_replicas 2 + num_overprovision 1
-    assert len({r["zone"] for r in placed.values()}) == 3  # spread over failure domains
+    assert sorted(r["zone"] for r in placed.values()) == list(ZONES)  # one per failure domain
     members = set(outputs(root)["lb_members"])
     assert set(placed) <= members
     assert registered(url, root) == {replicas(root)[m]["instance_id"] for m in members}
@@ -143,7 +204,7 @@ def test_first_apply_spreads_spot_and_registers_exactly_the_chosen_members(
     for reservation in described["Reservations"]:
         for instance in reservation["Instances"]:
             assert instance["InstanceLifecycle"] == "spot"
-    for r in replicas(root).values():  # "" for on-demand, never null (issue 11)
+    for r in outputs(root)["replicas"].values():  # "" for on-demand, never null (issue 11)
         assert (r["spot_instance_request_id"] != "") == (r["market"] == "spot")
 
 
@@ -168,6 +229,8 @@ def test_the_load_balancer_serves_https_with_the_certificate_to_the_allowed_cidr
     )["SecurityGroupRules"]
     ingress = {r.get("CidrIpv4") for r in rules if not r["IsEgress"]}
     assert ingress == {ALLOWED}
+    out = hedgeform(root, env, "status", SERVICE)  # the URL users are given says https://
+    assert f"endpoint: https://{env['HEDGEFORM_DNS_NAME']}" in out, out
 
 
 def test_once_converged_a_plan_changes_nothing(root: Path, env: dict[str, str], url: str) -> None:
@@ -180,8 +243,17 @@ def test_once_converged_a_plan_changes_nothing(root: Path, env: dict[str, str], 
     records = client(url, "route53").list_resource_record_sets(
         HostedZoneId=env["HEDGEFORM_DNS_ZONE_ID"]
     )["ResourceRecordSets"]
-    assert any(r["Name"].rstrip(".") == env["HEDGEFORM_DNS_NAME"] for r in records)
-    assert client(url, "route53").list_health_checks()["HealthChecks"]
+    weighted = [r for r in records if r["Name"].rstrip(".") == env["HEDGEFORM_DNS_NAME"]]
+    assert [(r["Type"], r["SetIdentifier"]) for r in weighted] == [("A", STACK)]
+    lb_dns = client(url, "elbv2").describe_load_balancers(
+        LoadBalancerArns=[outputs(root)["lb_arn"]]
+    )["LoadBalancers"][0]["DNSName"]
+    assert weighted[0]["AliasTarget"]["DNSName"].rstrip(".") == lb_dns
+    assert weighted[0]["Weight"] > 0
+    check = client(url, "route53").get_health_check(HealthCheckId=weighted[0]["HealthCheckId"])
+    config = check["HealthCheck"]["HealthCheckConfig"]
+    assert config["FullyQualifiedDomainName"] == lb_dns
+    assert config["ResourcePath"] == "/health"  # the spec's readiness_probe path
 
 
 def test_an_interruption_warning_is_replaced_elsewhere_and_the_target_group_follows(
@@ -200,6 +272,76 @@ def test_an_interruption_warning_is_replaced_elsewhere_and_the_target_group_foll
     assert registered(url, root) == {after[m]["instance_id"] for m in members}
     ticks = (root / "state" / SERVICE / "ticks.jsonl").read_text().splitlines()
     assert any(victim in line and "warning" in line for line in ticks), ticks[-2:]
+
+
+def test_a_capacity_refusal_marks_the_zone_and_the_replacement_goes_elsewhere(
+    root: Path, env: dict[str, str], url: str
+) -> None:
+    """A spot replica is reclaimed; `hedgeform plan` shows where its replacement will go, and
+    that zone is made to refuse spot capacity. The tick's launch there is refused (the stack
+    does not fail); the next tick marks the zone (a retry delay in the policy's memory) and
+    places the replacement elsewhere, without asking the refusing zone again."""
+    before = spot(root)
+    victim, placed = sorted(before.items())[0]
+    emulator.reclaim(placed["instance_id"], REGION, outputs(root)["notices_queue_url"])
+    hedgeform(root, env, "plan", SERVICE)  # decides as the next tick will; consumes nothing
+    rendered = json.loads((root / "state" / SERVICE / STACK / "terraform.tfvars.json").read_text())
+    ((_, chosen),) = [(r, v) for r, v in rendered["replicas"].items() if r not in replicas(root)]
+    full = chosen["zone"]
+    emulator.refuse_capacity(full)
+    try:
+        first = tick(root, env)
+        assert [x["zone"] for x in refused_launches(first)] == [full], first
+        assert not set(spot(root)) - set(before)  # nothing new: the launch was refused
+        second = tick(root, env)  # decides with the refusal among its signals
+        assert full in zone_backoff(root), zone_backoff(root)
+        assert spot_launches(second), second
+        assert full not in {x["zone"] for x in spot_launches(second)}, second
+        assert not refused_launches(second), second
+    finally:
+        emulator.restore_capacity()
+    new = {rid: r for rid, r in spot(root).items() if rid not in before}
+    assert len(new) == 1 and next(iter(new.values()))["zone"] != full
+    assert victim not in replicas(root)
+    assert set(new) <= serving_members(url, root)
+
+
+def test_with_every_zone_refusing_on_demand_covers_until_spot_returns(
+    root: Path, env: dict[str, str], url: str
+) -> None:
+    """Two of three spot replicas are reclaimed while no zone has spot capacity: on-demand
+    covers the serving share at once (dynamic_ondemand_fallback), refused zones wait out
+    their retry delays, and once capacity is back spot is placed again and the on-demand
+    cover is removed after the new spot replicas serve."""
+    before = spot(root)
+    for zone in ZONES:
+        emulator.refuse_capacity(zone)
+    try:
+        queue = outputs(root)["notices_queue_url"]
+        for _, r in sorted(before.items())[:2]:
+            emulator.reclaim(r["instance_id"], REGION, queue)
+        first = tick(root, env)
+        assert any(x["market"] == "on_demand" for x in first["decision"]["launches"]), first
+        # The cover joins the target group in the same tick, though spot launches of the
+        # same apply were refused (the pass applies again without them).
+        assert len(on_demand(root)) == 1
+        assert set(on_demand(root)) <= serving_members(url, root)
+        waiting = {x["zone"] for x in refused_launches(first)}
+        assert waiting, first
+        second = tick(root, env)  # a refused zone is not asked again within its delay
+        assert waiting <= set(zone_backoff(root)), zone_backoff(root)
+        assert not {x["zone"] for x in spot_launches(second)} & waiting, second
+        assert len(on_demand(root)) == 1 and len(spot(root)) == 1
+    finally:
+        emulator.restore_capacity()
+    let_backoffs_pass(root)
+    for _ in range(3):  # spot launches, then passes readiness, then the cover goes
+        tick(root, env)
+        if not on_demand(root) and len(spot(root)) == 3:
+            break
+    assert not on_demand(root), replicas(root)
+    assert len(spot(root)) == 3
+    assert set(spot(root)) <= serving_members(url, root)
 
 
 def test_destroy_leaves_nothing_behind(root: Path, env: dict[str, str], url: str) -> None:
