@@ -53,6 +53,7 @@ COMMANDS = {
     "soak": "reconciler.ops.soak:soak",
     "sandbox": "reconciler.sandbox.cli:sandbox",
     "signals": "reconciler.engine.signals:signals",
+    "state": "reconciler.engine.commands:state",
 }
 
 

@@ -177,11 +177,18 @@ def classify_apply_output(
     return out, other
 
 
-def root_config(stack: str, stack_dir: Path, module_dir: Path, var_file: Path) -> str:
+def root_config(
+    stack: str,
+    stack_dir: Path,
+    module_dir: Path,
+    var_file: Path,
+    backend: Mapping[str, Any] | None = None,
+) -> str:
     """The root configuration reconciler.terraform.runner writes before `init`, for
-    `plan --render-only`: the same function writes both."""
+    `plan --render-only`: the same function writes both (`backend`: the stack's state
+    backend block, None for local state)."""
     try:
         names = sorted(json.loads(var_file.read_text()))
     except (OSError, ValueError) as exc:  # pragma: no cover - we just wrote it
         raise ValueError(f"{var_file}: {exc}") from exc
-    return root_config_text(module_dir, stack_dir, names)
+    return root_config_text(module_dir, stack_dir, names, backend)

@@ -27,6 +27,7 @@ import yaml
 
 from reconciler.clouds.catalog import REAL_CLOUDS
 from reconciler.errors import SettingsError
+from reconciler.terraform.backend import ENV_STATE_BACKEND, StateBackend, parse_state_backend
 
 DEFAULT_DISK_SIZE_GB = 256
 
@@ -57,6 +58,7 @@ FILE_KEYS = frozenset(
         "aws_endpoint_url",
         "aws_certificate_arns",
         "allowed_cidrs",
+        "state_backend",
     }
 )
 
@@ -212,6 +214,25 @@ def read_settings_file(path: Path) -> dict[str, Any]:
             f"known: {', '.join(sorted(FILE_KEYS))}"
         )
     return data
+
+
+def load_state_backend(path: Path, env: Mapping[str, str] | None = None) -> StateBackend:
+    """Where the service's Terraform state lives (terraform/backend.py): the environment's
+    HEDGEFORM_STATE_BACKEND, else `state_backend` in the settings file at `path`, else local.
+    Read for every service, sandbox ones too. With an AWS emulator configured
+    (HEDGEFORM_AWS_ENDPOINT_URL or `aws_endpoint_url`), an S3 backend points at it.
+    SettingsError, one line, for a bad value."""
+    env = os.environ if env is None else env
+    data = read_settings_file(path)
+    if env.get(ENV_STATE_BACKEND):
+        value, where = env[ENV_STATE_BACKEND], ENV_STATE_BACKEND
+    else:
+        value, where = _string(data, "state_backend", path), f"{path}: state_backend"
+    emulator = endpoint_url(
+        env.get(ENV_AWS_ENDPOINT) or _string(data, "aws_endpoint_url", path),
+        ENV_AWS_ENDPOINT if env.get(ENV_AWS_ENDPOINT) else f"{path}: aws_endpoint_url",
+    )
+    return parse_state_backend(value, where, endpoint_url=emulator)
 
 
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> ProviderSettings:

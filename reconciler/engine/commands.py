@@ -532,3 +532,40 @@ def run(
                 )
     except HedgeformError as exc:
         raise _fail(exc) from None
+
+
+@click.group("state")
+def state() -> None:
+    """Where a service's Terraform state lives (HEDGEFORM_STATE_BACKEND or `state_backend`
+    in services/SERVICE.settings.yaml: local, s3://..., gcs://..., azurerm://...)."""
+
+
+@state.command("migrate")
+@service_arg
+@port_opt
+@root_opt
+@click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
+def migrate(service: str, lb_port: int | None, root: Path | None, wait_lock: bool) -> None:
+    """Move every stack's state of SERVICE to the configured state backend.
+
+    Runs `terraform init -migrate-state -force-copy` in each stack that has been planned
+    before, so state kept locally (or in the previous backend) is copied to the new one;
+    `plan`, `apply` and `run` refuse, in one line, to start while a stack's state is still
+    in the old backend. Holds the service's lock (a running loop is not interrupted: stop
+    it first, or pass --wait-lock)."""
+    try:
+        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+        with service_lock(rec.paths, wait=wait_lock):
+            moved = []
+            for stack in rec.stack_names:
+                if not (rec.paths.stack_dir(stack) / ".terraform").is_dir():
+                    continue  # never initialised: its first init uses the new backend
+                rec.runner(stack).migrate_state()
+                moved.append(stack)
+    except HedgeformError as exc:
+        raise _fail(exc) from None
+    where = rec.state_backend.describe()
+    if moved:
+        click.echo(f"{service}: state of {', '.join(moved)} now in {where}")
+    else:
+        click.echo(f"{service}: no stack was initialised yet; the first plan uses {where}")

@@ -37,7 +37,7 @@ from reconciler.backends.base import (
     root_config,
 )
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
-from reconciler.clouds.settings import ProviderSettings, load_settings
+from reconciler.clouds.settings import ProviderSettings, load_settings, load_state_backend
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import Record, load_record, save_record
 from reconciler.errors import BusyError, PlanRefusedError, ReconcileError, TerraformError
@@ -60,8 +60,9 @@ from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.rendering import render_tfvars, write_tfvars
 from reconciler.spec import ServiceSpec
 from reconciler.stacks import FRONT, ManagedReplica, zone_regions
+from reconciler.terraform.backend import StateBackend
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
-from reconciler.terraform.state import recover_killed_terraform
+from reconciler.terraform.state import REMOTE, recover_killed_terraform, state_bytes
 
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
 NOOP_MARKER = ".hedgeform-noop-plan"
@@ -179,6 +180,7 @@ class Reconciler:
         backend: CloudBackend | None = None,
         cloud_settings: ProviderSettings | None = None,
         replace_all: bool = False,
+        state_backend: StateBackend | None = None,
     ) -> None:
         self.paths = paths
         self.spec = spec
@@ -187,12 +189,31 @@ class Reconciler:
         self.limits = limits or Limits()
         self.clock = clock
         self.replace_all = replace_all  # apply a plan that replaces every replica of a stack
+        self.state_backend = state_backend or load_state_backend(paths.settings_file)
         self.runner_factory = runner_factory or default_runner_factory(
-            paths.root, RunnerConfig(lock_timeout_s=30, sigint_grace_s=10)
+            paths.root,
+            RunnerConfig(
+                lock_timeout_s=30,
+                sigint_grace_s=10,
+                state_backend=self.state_backend,
+                service=paths.service,
+            ),
         )
         self.cloud: CloudBackend = backend or self._backend(cloud_settings)
         self._runners: dict[str, TerraformRunner] = {}
         self._digests: dict[Path, bytes] = {}
+        if self.state_backend.remote:
+            # Observation reads each stack's state through Terraform (`state pull`), never
+            # from a file: with a remote backend there is no local copy to read.
+            for stack in self.stacks:
+                REMOTE.register(self.paths.stack_dir(stack), self._puller(stack))
+
+    def _puller(self, stack: str) -> Callable[[], bytes]:
+        return lambda: self.runner(stack).state_pull()
+
+    def forget_pulled_states(self) -> None:
+        """Read remote states afresh from now on (a new pass, or after an apply)."""
+        REMOTE.forget(self.paths.stack_dir(s) for s in self.stacks)
 
     def _backend(self, cloud_settings: ProviderSettings | None) -> CloudBackend:
         """`local` specs drive the sandbox; specs naming only aws/gcp/azure drive the clouds."""
@@ -263,6 +284,7 @@ class Reconciler:
         (replicas as Terraform state last recorded them)."""
         apply = apply and not render_only
         t0 = time.perf_counter()
+        self.forget_pulled_states()
         seen = self._observe(offline=render_only, consume=apply)
         durations = {"observe_s": time.perf_counter() - t0}
         decision, epoch = self._decide(seen)
@@ -431,6 +453,7 @@ class Reconciler:
         notice consumed, nothing started or stopped)."""
         record = load_record(self.paths.memory_file)
         since = Since(preempted=frozenset(p[0] for p in record.memory.recent_preemptions))
+        self.forget_pulled_states()
         return self.cloud.observe(self.spec, since, self.clock(), Look.STATES)
 
     def current_replicas(self) -> list[Replica]:
@@ -497,7 +520,9 @@ class Reconciler:
         for stack, var_file in sorted(var_files.items()):
             stack_dir = self.paths.stack_dir(stack)
             path = stack_dir / ROOT_CONFIG
-            write_if_changed(path, root_config(stack, stack_dir, self._module_dir(stack), var_file))
+            backend = self.state_backend.block(self.paths.service, stack)
+            text = root_config(stack, stack_dir, self._module_dir(stack), var_file, backend)
+            write_if_changed(path, text)
             extra = sorted(p for p in stack_dir.glob("*.tf.json") if p.name != ROOT_CONFIG)
             written += [var_file, path, *extra]
         return written
@@ -555,8 +580,9 @@ class Reconciler:
         if not self.cloud.plan_cache:
             return ""
         digest = hashlib.sha256()
-        for path in (stack_dir / "terraform.tfvars.json", stack_dir / "terraform.tfstate"):
-            digest.update(path.read_bytes() if path.exists() else b"-")
+        tfvars = stack_dir / "terraform.tfvars.json"
+        digest.update(tfvars.read_bytes() if tfvars.exists() else b"-")
+        digest.update(state_bytes(stack_dir) or b"-")
         digest.update(self._module_digest(self._module_dir(stack_dir.name)))
         return digest.hexdigest()
 
@@ -575,13 +601,16 @@ class Reconciler:
             if outcome.error is not None or not outcome.changed or outcome.plan_path is None:
                 return
             runner = self.runner(outcome.stack)
+            stack_dir = self.paths.stack_dir(outcome.stack)
             try:
-                runner.apply_saved_plan(outcome.plan_path)
+                try:
+                    runner.apply_saved_plan(outcome.plan_path)
+                finally:
+                    REMOTE.forget([stack_dir])  # the state changed, or partly
                 outcome.applied = True
                 if self.cloud.plan_cache:
                     # A saved plan applied without error leaves state matching these inputs:
                     # the next plan of them would be empty (null resources do not drift).
-                    stack_dir = self.paths.stack_dir(outcome.stack)
                     write_atomic(stack_dir / NOOP_MARKER, self._fingerprint(stack_dir))
             except TerraformError as exc:
                 failures, other = self.cloud.launch_failures(

@@ -31,6 +31,8 @@ class FakeTerraformRunner:
     plan_json: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     resources: list[str] = field(default_factory=list)
+    pulled: bytes = b""
+    """What `state_pull` returns (the state a remote backend holds)."""
     on_apply: Callable[[FakeTerraformRunner, Path | None], None] | None = None
     """Called on each successful apply with the var file of the plan, to update outputs."""
     calls: list[tuple[str, Any]] = field(default_factory=list)
@@ -82,6 +84,13 @@ class FakeTerraformRunner:
     def state_list(self) -> list[str]:
         self._call("state list", None)
         return list(self.resources)
+
+    def state_pull(self) -> bytes:
+        self._call("state pull", None)
+        return self.pulled
+
+    def migrate_state(self) -> None:
+        self._call("migrate state", None)
 
     def cancel(self) -> None:
         self.calls.append(("cancel", None))

@@ -54,6 +54,7 @@ from reconciler.errors import (
     TerraformMissingError,
 )
 from reconciler.files import write_if_changed
+from reconciler.terraform.backend import LOCAL, StateBackend
 from reconciler.terraform.binaries import ToolPaths, resolve_tools, terraform_env
 from reconciler.terraform.errors import LOCK_MARKER, from_output
 from reconciler.terraform.process import Completed, GroupProcess
@@ -64,6 +65,7 @@ DEFAULT_VARS = "terraform.tfvars.json"
 MODULE_NAME = "stack"
 _LOCK_FILE = ".hedgeform.lock"
 _INIT_STAMP = ".terraform/hedgeform-init.sha256"
+_BACKEND_STAMP = ".terraform/hedgeform-backend.json"  # the backend block the last init used
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ class TerraformRunner(Protocol):
 
     def state_list(self) -> list[str]: ...
 
+    def state_pull(self) -> bytes: ...
+
+    def migrate_state(self) -> None: ...
+
     def cancel(self) -> None: ...
 
 
@@ -104,6 +110,10 @@ class RunnerConfig:
     """After SIGINT, how long Terraform may take to finish in-flight operations and save
     state before SIGTERM (its hard stop). Real clouds need a generous value."""
     sigterm_grace_s: float = 10.0
+    state_backend: StateBackend = LOCAL
+    """Where each stack's state lives (terraform/backend.py); local: its stack directory."""
+    service: str = ""
+    """The service the stacks belong to: part of each stack's remote state key."""
 
 
 class _Argv(Terraform):  # type: ignore[misc]
@@ -198,8 +208,37 @@ class CliTerraformRunner:
         value = data.get(MODULE_NAME, {}).get("value") or {}
         return dict(value)
 
+    def state_pull(self) -> bytes:
+        """The stack's state as its backend holds it (`terraform state pull`), b"" when there
+        is none yet. The one way the reconciler reads a remote state."""
+        self._prepare(self._var_file(None), keep_config=True)
+        result = self._run("state pull", self._argv.cmd("state pull"))
+        if result.returncode != 0:
+            raise self._error(TerraformError, "state pull", result)
+        return result.stdout.encode()
+
+    def migrate_state(self) -> None:
+        """Move the stack's state from the backend its last `init` used to the configured one
+        (`init -migrate-state -force-copy`); nothing to move is fine."""
+        self.stack_dir.mkdir(parents=True, exist_ok=True)
+        with self._stack_lock():
+            if (self.stack_dir / ROOT_CONFIG).is_file():
+                write_if_changed(
+                    self.stack_dir / ROOT_CONFIG, self._root_config(self._var_file(None))
+                )
+            argv = [str(self.tools.terraform), "init", "-input=false", "-no-color",
+                    "-migrate-state", "-force-copy"]  # fmt: skip
+            result = self._run("init", argv)
+            if result.returncode != 0:
+                raise self._error(InitError, "init -migrate-state", result)
+            self._stamp_backend()
+            (self.stack_dir / _INIT_STAMP).write_text(self._fingerprint())
+
     def state_list(self) -> list[str]:
-        if not (self.stack_dir / "terraform.tfstate").is_file():
+        if (
+            not self.config.state_backend.remote
+            and not (self.stack_dir / "terraform.tfstate").is_file()
+        ):
             return []  # Terraform exits 1 with "No state file was found!"
         result = self._run("state list", self._argv.cmd("state list"))
         if result.returncode != 0:
@@ -248,21 +287,60 @@ class CliTerraformRunner:
             kind = LockError
         return from_output(kind, self.stack, command, output)
 
-    def _prepare(self, var_file: Path | None) -> None:
-        """Write the root config and `init` when needed, one process at a time per stack."""
+    def _prepare(self, var_file: Path | None, *, keep_config: bool = False) -> None:
+        """Write the root config and `init` when needed, one process at a time per stack.
+        `keep_config` leaves an existing root config as it is (reading state needs no
+        variables). InitError, one line, when the configured state backend is not the one
+        the stack's state is in: `init -reconfigure` would start an empty state there and
+        the next plan would launch a second fleet; `migrate_state` moves it."""
         self.stack_dir.mkdir(parents=True, exist_ok=True)
         with self._stack_lock():
-            write_if_changed(self.stack_dir / ROOT_CONFIG, self._root_config(var_file))
+            root = self.stack_dir / ROOT_CONFIG
+            if not (keep_config and root.is_file()):
+                write_if_changed(root, self._root_config(var_file))
             fingerprint = self._fingerprint()
             stamp = self.stack_dir / _INIT_STAMP
             lock_file = self.stack_dir / ".terraform.lock.hcl"
             if lock_file.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
                 return
+            self._check_backend_unchanged()
             argv = self._argv.init(var=None, input=False)
             result = self._run("init", argv)
             if result.returncode != 0:
                 raise self._error(InitError, "init", result)
+            self._stamp_backend()
             stamp.write_text(fingerprint)
+
+    def _backend_text(self) -> str:
+        block = self.config.state_backend.block(self.config.service, self.stack)
+        return json.dumps(block, sort_keys=True)
+
+    def _stamp_backend(self) -> None:
+        path = self.stack_dir / _BACKEND_STAMP
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self._backend_text())
+
+    def _check_backend_unchanged(self) -> None:
+        """InitError when the stack's state is in another backend than the configured one:
+        the one its last init recorded, or (before any record) a local state file."""
+        stamp = self.stack_dir / _BACKEND_STAMP
+        wanted = self._backend_text()
+        if stamp.is_file():
+            if stamp.read_text() == wanted:
+                return
+        else:
+            local = self.stack_dir / "terraform.tfstate"
+            if not self.config.state_backend.remote or not local.is_file():
+                return
+            if not local.stat().st_size:
+                return
+        raise InitError(
+            self.stack,
+            "init",
+            f"the state backend is now {self.config.state_backend.describe()}, but this "
+            f"stack's state is still in the one it used before; move it with "
+            f"`hedgeform state migrate {self.config.service or 'SERVICE'}` first",
+        )
 
     @contextlib.contextmanager
     def _stack_lock(self) -> Iterator[None]:
@@ -275,7 +353,8 @@ class CliTerraformRunner:
 
     def _root_config(self, var_file: Path | None) -> str:
         names = sorted(_var_names(self.stack, var_file)) if var_file else []
-        return root_config_text(self.module_dir, self.stack_dir, names)
+        backend = self.config.state_backend.block(self.config.service, self.stack)
+        return root_config_text(self.module_dir, self.stack_dir, names, backend)
 
     def _fingerprint(self) -> str:
         """Changes when init must run again: module files, binary or CLI config."""
@@ -285,6 +364,7 @@ class CliTerraformRunner:
             self.tools.cli_config.read_bytes() if self.tools.cli_config.is_file() else b""
         )
         digest.update(os.path.relpath(self.module_dir, self.stack_dir).encode())
+        digest.update(self._backend_text().encode())
         for path in sorted(self.module_dir.rglob("*")):
             if (
                 path.is_file()
@@ -306,9 +386,15 @@ def _var_names(stack: str, var_file: Path) -> list[str]:
     return [str(name) for name in data]
 
 
-def root_config_text(module_dir: Path, stack_dir: Path, names: Sequence[str]) -> str:
+def root_config_text(
+    module_dir: Path,
+    stack_dir: Path,
+    names: Sequence[str],
+    backend: Mapping[str, Any] | None = None,
+) -> str:
     """The stack's generated root configuration: the module by relative path, every variable
-    of the stack's tfvars passed through, the module's outputs as one object."""
+    of the stack's tfvars passed through, the module's outputs as one object, and the state
+    backend block when the state is not local (`StateBackend.block`)."""
     source = os.path.relpath(module_dir.absolute(), stack_dir.absolute())
     if not source.startswith("../"):
         source = f"./{source}"  # Terraform takes only ./ and ../ as local module paths
@@ -321,6 +407,8 @@ def root_config_text(module_dir: Path, stack_dir: Path, names: Sequence[str]) ->
     }
     if names:
         config["variable"] = {name: {} for name in sorted(names)}  # typed in the module
+    if backend:
+        config["terraform"] = {"backend": dict(backend)}
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 

@@ -1,4 +1,5 @@
-"""What Terraform manages, read from a stack's local state file (format version 4).
+"""What Terraform manages, read from a stack's state (format version 4): its local state file,
+or, for a stack whose state is in a remote backend, what `terraform state pull` returned.
 
 This is the level the reconciler works from: the replicas Terraform holds, and which of them
 failed to create (Terraform marks those `tainted`). Reading the JSON directly costs
@@ -18,8 +19,9 @@ import fcntl
 import json
 import os
 import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,71 @@ STATE_FILE = "terraform.tfstate"
 LOCK_WAIT_S = 30.0
 
 
+class RemoteStates:
+    """Stacks whose state is in a remote backend, read through Terraform.
+
+    The reconciler registers each such stack with its runner's `state_pull`; `read_state` of
+    the stack's state path then returns the pulled state instead of opening a file (there is
+    none: with a remote backend Terraform keeps no local copy). A pull is one Terraform
+    process, so it happens once per stack until `forget` (the reconciler forgets at the
+    start of every pass and after every apply, so each pass sees the backend as it is).
+    Keyed by the stack directory's absolute path, so reconcilers of different services or
+    project roots in one process never share an entry."""
+
+    def __init__(self) -> None:
+        self._pull: dict[Path, Callable[[], bytes]] = {}
+        self._pulled: dict[Path, bytes] = {}
+        self._lock = threading.Lock()
+
+    def register(self, stack_dir: Path, pull: Callable[[], bytes]) -> None:
+        key = stack_dir.absolute()
+        with self._lock:
+            self._pull[key] = pull
+            self._pulled.pop(key, None)
+
+    def unregister(self, stack_dir: Path) -> None:
+        key = stack_dir.absolute()
+        with self._lock:
+            self._pull.pop(key, None)
+            self._pulled.pop(key, None)
+
+    def forget(self, stack_dirs: Iterable[Path]) -> None:
+        with self._lock:
+            for stack_dir in stack_dirs:
+                self._pulled.pop(stack_dir.absolute(), None)
+
+    def is_remote(self, stack_dir: Path) -> bool:
+        return stack_dir.absolute() in self._pull
+
+    def read(self, stack_dir: Path) -> bytes | None:
+        """The pulled state of a registered stack (pulling it if needed), None otherwise."""
+        key = stack_dir.absolute()
+        pull = self._pull.get(key)
+        if pull is None:
+            return None
+        cached = self._pulled.get(key)
+        if cached is None:
+            cached = pull()
+            with self._lock:
+                self._pulled[key] = cached
+        return cached
+
+
+REMOTE = RemoteStates()
+
+
+def state_bytes(stack_dir: Path) -> bytes:
+    """The stack's state as bytes (b"" for none): pulled for a remote backend, else the file."""
+    pulled = REMOTE.read(stack_dir)
+    if pulled is not None:
+        return pulled
+    path = stack_dir / STATE_FILE
+    return path.read_bytes() if path.exists() else b""
+
+
 def read_state(path: Path) -> dict[str, Any] | None:
-    """A stack's state as Terraform 1.0 reads it, or None for "no state yet".
+    """A stack's state as Terraform 1.0 reads it, or None for "no state yet". For a stack in
+    a remote backend (`REMOTE`), the state `terraform state pull` returned, read the same way.
 
     Terraform's local backend (internal/states/statemgr/filesystem.go) treats a missing file
     as no state, and `statefile.Read` (internal/states/statefile/read.go) returns ErrNoState
@@ -41,8 +106,9 @@ def read_state(path: Path) -> dict[str, Any] | None:
     killed after `Lock` (which opens the file with O_CREATE) and before its first write
     leaves. Anything else must parse as JSON: Terraform refuses even a whitespace-only file
     ("Unsupported state file format: ... syntax error at byte offset 1"), and so do we."""
+    pulled = REMOTE.read(path.parent) if path.name == STATE_FILE else None
     try:
-        text = path.read_bytes()
+        text = pulled if pulled is not None else path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -18,6 +18,7 @@ from reconciler.errors import (
     TerraformError,
     TerraformMissingError,
 )
+from reconciler.terraform.backend import parse_state_backend
 from reconciler.terraform.process import group_members
 from reconciler.terraform.runner import CliTerraformRunner
 from tests.terraform.conftest import FIXTURES, RunnerFactory, write_vars
@@ -322,3 +323,25 @@ def test_errors_are_terraform_errors(make_runner: RunnerFactory) -> None:
     runner = make_runner(module="bad_reference")
     with pytest.raises(TerraformError):
         runner.plan()
+
+
+def test_a_state_left_in_another_backend_is_refused_before_init(
+    make_runner: RunnerFactory,
+) -> None:
+    """python-terraform's `init -reconfigure` would silently start an empty state in the new
+    backend (and the next plan a second fleet): the runner refuses in one line instead, and
+    says how to move the state. Checked before any network access."""
+    runner = make_runner(service="svc")
+    write_vars(runner, value="a")
+    runner.apply_saved_plan(runner.plan().plan_path)
+    assert json.loads(runner.state_pull())["resources"]  # local: the file, through Terraform
+    backend = parse_state_backend("s3://hf-state?dynamodb_table=hf-locks&region=us-east-1", "test")
+    moved = make_runner(service="svc", state_backend=backend)
+    with pytest.raises(InitError) as caught:
+        moved.plan()
+    message = str(caught.value)
+    assert "`hedgeform state migrate svc`" in message and "\n" not in message, message
+    config = json.loads((moved.stack_dir / "main.tf.json").read_text())
+    assert config["terraform"]["backend"]["s3"]["key"] == "svc/local-1/terraform.tfstate"
+    # Back to local: the state is where it was, and nothing is refused.
+    assert make_runner(service="svc").plan().changed is False
