@@ -21,6 +21,7 @@ from reconciler.backends.sandbox import (
     uses_sandbox,
 )
 from reconciler.engine import teardown
+from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.state_store import load_record
 from reconciler.errors import HedgeformError, ReconcileError, TerraformError
@@ -457,6 +458,15 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     help="Stop after this many ticks (>= 1); exit 1 when the last one failed.",
 )
 @click.option("--wait", "wait_lock", is_flag=True, help="Wait for a running loop to exit.")
+@click.option(
+    "--lease",
+    "lease_s",
+    type=Seconds(10, 3600),
+    default=LEASE_DURATION_S,
+    show_default=True,
+    help="With state in S3: seconds a leader's lease lasts unrenewed (it renews every third "
+    "of it); a standby loop on another host takes over that long after the leader died.",
+)
 @replace_all_opt
 def run(
     service: str,
@@ -468,6 +478,7 @@ def run(
     metrics_textfile: Path | None,
     max_ticks: int | None,
     wait_lock: bool,
+    lease_s: float,
     replace_all: bool,
 ) -> None:
     """Reconcile SERVICE every --interval seconds until stopped (SIGTERM or Ctrl-C).
@@ -476,10 +487,13 @@ def run(
     error; a failing tick is retried later, with exponential backoff and jitter. Each tick
     logs one JSON record (stdout and state/SERVICE/ticks.jsonl). On SIGTERM the running
     Terraform is cancelled by process group and the loop exits cleanly. One loop per
-    service: a second one exits at once (or waits with --wait).
+    service on a host: a second one exits at once (or waits with --wait). With the state in
+    S3, loops on several hosts may run: the one holding the leader lease (in the DynamoDB
+    lock table) acts, the others stand by and take over when it stops or dies.
     """
     import threading
 
+    from reconciler.engine.lease import lease_for
     from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
     from reconciler.engine.observability import LoopMetrics, json_logger
 
@@ -522,8 +536,14 @@ def run(
                         f"--metrics-textfile {metrics_textfile}: cannot write it "
                         f"({exc.strerror or exc})"
                     ) from None
+            lease = lease_for(rec.state_backend, service, duration_s=lease_s)
             loop = ReconcileLoop(
-                rec, LoopSettings(interval_s=interval), logger, metrics, metrics_textfile
+                rec,
+                LoopSettings(interval_s=interval),
+                logger,
+                metrics,
+                metrics_textfile,
+                lease=lease,
             )
             loop.run(stop, max_ticks)
             if max_ticks is not None and loop.failures:  # the exit code tells the truth

@@ -28,6 +28,7 @@ from typing import IO
 
 import schedule
 
+from reconciler.engine.lease import STANDBY_RETRY_S, Lease, LeaseKeeper, lease_for
 from reconciler.engine.observability import LoopMetrics, tick_record
 from reconciler.engine.reconcile import PassResult, Reconciler, service_lock
 from reconciler.engine.serving import ServingCheck, ServingChecker
@@ -159,10 +160,14 @@ class ReconcileLoop:
         textfile: Path | None = None,
         rng: random.Random | None = None,
         wait: Callable[[threading.Event, float], object] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         """`wait(stop, seconds)` is how the loop idles between looks (default `stop.wait`);
-        tests pass one that returns at once and drives the world instead of sleeping."""
+        tests pass one that returns at once and drives the world instead of sleeping.
+        `lease` decides whether this loop acts when several run for the service (default:
+        the state backend's, engine/lease.py)."""
         self.rec = rec
+        self.keeper = LeaseKeeper(lease or lease_for(rec.state_backend, rec.paths.service))
         self.wait = wait or (lambda stop, seconds: stop.wait(seconds))
         self.settings = settings
         self.logger = logger
@@ -198,6 +203,7 @@ class ReconcileLoop:
                 delay = self._tick_in_worker(stop)
                 job.next_run = datetime.now() + timedelta(seconds=delay)
             self.wait(stop, self.settings.poll_s)
+        self.keeper.stop()  # a clean stop hands the lease over at once
         self.logger.info("loop stopped", extra={"service": self.rec.spec.name, "ticks": self.ticks})
         return self.ticks
 
@@ -242,6 +248,13 @@ class ReconcileLoop:
     def _tick(self) -> float:
         """One tick; returns seconds until the next one."""
         try:
+            if not self.keeper.take():
+                holder = self.keeper.lease.holder()
+                extra: dict[str, object] = {"tick": self.ticks}
+                if holder is not None:
+                    extra.update(leader=holder.holder, lease_until=round(holder.expires_at, 1))
+                self.logger.info("standby: another loop holds the lease", extra=extra)
+                return min(self.settings.interval_s, STANDBY_RETRY_S)
             with service_lock(self.rec.paths):
                 result = self.rec.run_pass(apply=True)
         except BusyError as exc:

@@ -10,7 +10,14 @@ Terraform (`terraform state pull`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from tests.emulators import aws as emulator
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SERVICE = "remote"
+HEDGEFORM = str(Path(sys.executable).parent / "hedgeform")
 STACKS = (FRONT, "local-1", "local-2")
 BUCKET, TABLE, PREFIX = "hf-state", "hf-locks", "e2e"
 SPEC = (
@@ -158,3 +166,113 @@ def test_a_stack_whose_state_is_still_local_is_not_started_afresh_in_s3(
     assert "0 to create" in out, out
     assert {s: remote_replicas(url, s) for s in ("local-1", "local-2")} == moved
     hedgeform(root, remote, "destroy", SERVICE)
+
+
+def ticks(root: Path) -> list[dict[str, Any]]:
+    path = root / "state" / SERVICE / "ticks.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def acted(root: Path) -> list[dict[str, Any]]:
+    return [r for r in ticks(root) if "decision" in r]
+
+
+def settled(root: Path) -> bool:
+    """The loop's last two ticks changed nothing (so it runs no Terraform that locks)."""
+    last = acted(root)[-2:]
+    return len(last) == 2 and all("(no changes)" in r["plan"] for r in last)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout_s, f"timed out after {timeout_s} s: {what}"
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory: HAProxy's stats socket path must fit in 108 bytes, and pytest's
+    tmp_path plus this test's name does not leave room for it."""
+    path = Path(tempfile.mkdtemp(prefix="hf-2h-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_two_hosts_one_acts_and_the_other_takes_over_after_kill_9_of_the_leader(
+    short_tmp: Path, url: str
+) -> None:
+    """Two loops on two "hosts" (two project roots, each with its own sandbox) share one S3
+    backend: the one holding the lease acts, the other stands by and applies nothing; after
+    `kill -9` of the leader the standby takes over within the lease period (10 s here) and
+    converges, and the state never holds more replicas than the service wants."""
+    lease = 10.0
+    with (
+        project_root(short_tmp / "a", {SERVICE: SPEC}) as host_a,
+        project_root(short_tmp / "b", {SERVICE: SPEC}) as host_b,
+    ):
+
+        def start(root: Path) -> subprocess.Popen[bytes]:
+            env = {**os.environ, **env_for(url, S3_BACKEND)}
+            argv = [HEDGEFORM, "run", SERVICE, "--interval", "1", "--lease", str(lease)]
+            return subprocess.Popen(
+                [*argv, "--root", str(root)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+        seen: list[int] = []
+
+        def replicas_now() -> int:
+            count = sum(len(remote_replicas_or_none(url, s)) for s in ("local-1", "local-2"))
+            seen.append(count)
+            return count
+
+        leader = start(host_a)
+        standby: subprocess.Popen[bytes] | None = None
+        try:
+            # Killed between ticks, not during an apply: a Terraform killed mid-apply leaves
+            # its DynamoDB state lock behind (docs/operations.md, "Several hosts").
+            wait_for(lambda: replicas_now() == 2 and settled(host_a), 120, "leader converged")
+            standby = start(host_b)
+            wait_for(lambda: sum("standby" in r["message"] for r in ticks(host_b)) >= 3, 60,
+                     "the second loop standing by")  # fmt: skip
+            assert acted(host_b) == []
+            os.killpg(leader.pid, signal.SIGKILL)
+            leader.wait(10)
+            try:
+                took = wait_for(lambda: bool(acted(host_b)), lease + 30, "takeover")
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc}; the standby's last records: {ticks(host_b)[-3:]}"
+                ) from None
+            assert took <= lease + 15, took
+            wait_for(
+                lambda: (
+                    replicas_now() == 2
+                    and any(not r["decision"]["launches"] for r in acted(host_b)[1:])
+                ),
+                120,
+                "the new leader converged",
+            )
+            assert max(seen) <= 2, seen  # never a duplicate replica
+        finally:
+            for proc in (leader, standby):
+                if proc is not None and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(60)
+        hedgeform(host_b, env_for(url, S3_BACKEND), "destroy", SERVICE)
+        assert remote_replicas(url, "local-1") == remote_replicas(url, "local-2") == set()
+        # The killed leader's own sandbox processes are stopped by project_root.
+
+
+def remote_replicas_or_none(url: str, stack: str) -> set[str]:
+    try:
+        return remote_replicas(url, stack)
+    except Exception:  # no state object yet
+        return set()

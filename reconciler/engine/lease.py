@@ -1,0 +1,192 @@
+"""Which `hedgeform run` acts for a service when several run on several hosts: a leader lease.
+
+With local state the loop's `flock` (engine/loop.py) is the whole story: one host. With the
+state in S3 the lease is an item in the backend's own DynamoDB lock table, key
+`hedgeform-lease/<service>`, written with a conditional put: it is taken when it does not
+exist, has expired, or is already ours, and renewed the same way. Any number of loops may run;
+the one holding the lease ticks, the others stand by and take over once it has not been
+renewed for `duration_s` (it stopped, or its host died).
+
+The times, and why: the lease lasts 60 s and is renewed every 20 s by a thread of its own
+(a third of the duration, as Kubernetes' leader election renews well inside its lease), so
+a tick that runs for minutes (a cloud apply) keeps it; a standby asks every 10 s. The lease
+only decides who plans: two applies to one stack are kept apart by Terraform's own state
+lock in the same table. Expiry compares wall clocks of different hosts, so they must keep
+time (NTP); a skew of a few seconds only shortens or lengthens a takeover by as much.
+
+GCS and azurerm state backends have no lease yet: a loop with one runs as on one host.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconciler.errors import StateError
+from reconciler.terraform.backend import StateBackend
+
+LEASE_DURATION_S = 60.0
+STANDBY_RETRY_S = 10.0
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a service's lease (`host:pid:nonce`) and until when (epoch seconds)."""
+
+    holder: str
+    expires_at: float
+
+
+class Lease(Protocol):
+    def take(self) -> bool:
+        """Take or renew the lease; True while this process holds it."""
+        ...
+
+    def release(self) -> None: ...
+
+    def holder(self) -> Holder | None: ...
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class AlwaysHeld:
+    """Local state: the loop's flock already makes this process the only one."""
+
+    def take(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    def holder(self) -> Holder | None:
+        return None
+
+
+class DynamoDBLease:
+    """The lease as an item of the S3 backend's DynamoDB lock table (partition key LockID)."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        service: str,
+        *,
+        me: str | None = None,
+        duration_s: float = LEASE_DURATION_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.key = f"hedgeform-lease/{service}"
+        self.me = me or holder_id()
+        self.duration_s = duration_s
+        self.clock = clock
+
+    def take(self) -> bool:
+        now = self.clock()
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "LockID": {"S": self.key},
+                    "holder": {"S": self.me},
+                    "expires_at": {"N": repr(now + self.duration_s)},
+                },
+                ConditionExpression=(
+                    "attribute_not_exists(LockID) OR holder = :me OR expires_at < :now"
+                ),
+                ExpressionAttributeValues={":me": {"S": self.me}, ":now": {"N": repr(now)}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception as exc:  # botocore's errors: one line naming the table
+            raise StateError(
+                f"leader lease in DynamoDB table {self.table}: {_reason(exc)}"
+            ) from None
+        return True
+
+    def release(self) -> None:
+        """Give the lease up at once (a clean stop), so a standby need not wait for expiry."""
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={"LockID": {"S": self.key}},
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": {"S": self.me}},
+            )
+        except Exception:  # not ours any more, or the table is gone: nothing to give up
+            return
+
+    def holder(self) -> Holder | None:
+        try:
+            item = self.client.get_item(
+                TableName=self.table, Key={"LockID": {"S": self.key}}, ConsistentRead=True
+            ).get("Item")
+        except Exception as exc:
+            raise StateError(
+                f"leader lease in DynamoDB table {self.table}: {_reason(exc)}"
+            ) from None
+        if not item:
+            return None
+        return Holder(item["holder"]["S"], float(item["expires_at"]["N"]))
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
+
+
+def lease_for(
+    backend: StateBackend, service: str, *, duration_s: float = LEASE_DURATION_S
+) -> Lease:
+    """The lease that decides which loop of `service` acts (see the module docstring)."""
+    if backend.kind != "s3":
+        return AlwaysHeld()
+    import boto3  # type: ignore[import-untyped]
+
+    client = boto3.client("dynamodb", region_name=backend.region, endpoint_url=backend.endpoint_url)
+    return DynamoDBLease(client, backend.lock_table, service, duration_s=duration_s)
+
+
+class LeaseKeeper:
+    """Renews a held lease every `every_s` from a thread of its own, so a long tick keeps it;
+    `held` turns False the moment a renewal fails (another host took over)."""
+
+    def __init__(self, lease: Lease, every_s: float | None = None) -> None:
+        self.lease = lease
+        duration = getattr(lease, "duration_s", LEASE_DURATION_S)
+        self.every_s = every_s if every_s is not None else duration / 3
+        self.held = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self) -> bool:
+        self.held = self.lease.take()
+        if self.held and self._thread is None:
+            self._thread = threading.Thread(target=self._renew, daemon=True)
+            self._thread.start()
+        return self.held
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.every_s):
+            if self.held:
+                try:
+                    self.held = self.lease.take()
+                except StateError:
+                    self.held = False
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.held:
+            self.lease.release()
+            self.held = False
