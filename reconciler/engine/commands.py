@@ -287,6 +287,9 @@ def _print_status(rec: Reconciler) -> None:
     ready = sum(1 for r in rows if r[3] == ReplicaState.READY.value)
     target = record.memory.target
     click.echo(f"endpoint: {_endpoint(rec)}")
+    if rec.state_backend.remote:
+        click.echo(f"state: {rec.state_backend.describe()}")
+        click.echo(f"leader: {_leader(rec)}")
     click.echo(f"target: {target if target is not None else '-'}   ready: {ready}")
     memory = record.memory
     if not rows:
@@ -298,6 +301,21 @@ def _print_status(rec: Reconciler) -> None:
         click.echo(f"{rid:<24} {zone:<10} {market:<10} {state:<20} {'yes' if in_lb else 'no'}")
     for line in health_lines(memory, rec.spec.service.readiness_probe, rec.clock()):
         click.echo(line)
+
+
+def _leader(rec: Reconciler) -> str:
+    """Who holds the service's leader lease (engine/lease.py), for `status`."""
+    from reconciler.engine.lease import lease_for
+
+    if rec.state_backend.kind != "s3":
+        return "no lease on this backend (one loop per service)"
+    holder = lease_for(rec.state_backend, rec.paths.service).holder()
+    if holder is None:
+        return "none (no loop holds the lease)"
+    left = holder.expires_at - rec.clock()
+    if left <= 0:
+        return f"none (the lease of {holder.holder} expired {-left:.0f} s ago)"
+    return f"{holder.holder} (lease for {left:.0f} s more)"
 
 
 def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,8 @@ def test_two_hosts_one_acts_and_the_other_takes_over_after_kill_9_of_the_leader(
             wait_for(lambda: sum("standby" in r["message"] for r in ticks(host_b)) >= 3, 60,
                      "the second loop standing by")  # fmt: skip
             assert acted(host_b) == []
+            shown = hedgeform(host_b, env_for(url, S3_BACKEND), "status", SERVICE)
+            assert f"leader: {socket.gethostname()}:{leader.pid}:" in shown, shown
             os.killpg(leader.pid, signal.SIGKILL)
             leader.wait(10)
             try:
