@@ -23,7 +23,6 @@ from reconciler.backends.sandbox import (
 from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
-from reconciler.engine.state_store import load_record
 from reconciler.errors import HedgeformError, ReconcileError, TerraformError
 from reconciler.paths import ServicePaths
 from reconciler.policy import POLICIES, Memory, ReplicaState
@@ -283,7 +282,7 @@ def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
 
 def _print_status(rec: Reconciler) -> None:
     rows = _current_states(rec)
-    record = load_record(rec.paths.memory_file)
+    record = rec.records.load()
     ready = sum(1 for r in rows if r[3] == ReplicaState.READY.value)
     target = record.memory.target
     click.echo(f"endpoint: {_endpoint(rec)}")
@@ -435,6 +434,8 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
             for line in lines:
                 click.echo(line)
             errors += left
+            if rec is not None:
+                rec.records.clear()
             paths.memory_file.unlink(missing_ok=True)
     except HedgeformError as exc:
         raise _fail(exc) from None

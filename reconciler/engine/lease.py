@@ -144,15 +144,21 @@ def _reason(exc: Exception) -> str:
     return text[:300]
 
 
+def lock_table_client(backend: StateBackend) -> Any:
+    """A DynamoDB client for the S3 backend's lock table (the emulator's when it has one);
+    credentials from the environment, as Terraform's backend reads them."""
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.client("dynamodb", region_name=backend.region, endpoint_url=backend.endpoint_url)
+
+
 def lease_for(
     backend: StateBackend, service: str, *, duration_s: float = LEASE_DURATION_S
 ) -> Lease:
     """The lease that decides which loop of `service` acts (see the module docstring)."""
     if backend.kind != "s3":
         return AlwaysHeld()
-    import boto3  # type: ignore[import-untyped]
-
-    client = boto3.client("dynamodb", region_name=backend.region, endpoint_url=backend.endpoint_url)
+    client = lock_table_client(backend)
     return DynamoDBLease(client, backend.lock_table, service, duration_s=duration_s)
 
 

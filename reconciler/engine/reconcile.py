@@ -38,8 +38,9 @@ from reconciler.backends.base import (
 )
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.clouds.settings import ProviderSettings, load_settings, load_state_backend
+from reconciler.engine.lease import lock_table_client
 from reconciler.engine.serving import ServingCheck, ServingChecker
-from reconciler.engine.state_store import Record, load_record, save_record
+from reconciler.engine.state_store import DynamoDBRecords, FileRecords, Record, RecordStore
 from reconciler.errors import BusyError, PlanRefusedError, ReconcileError, TerraformError
 from reconciler.files import find_executable, write_atomic, write_if_changed
 from reconciler.paths import ServicePaths, ensure_private_dir
@@ -202,6 +203,10 @@ class Reconciler:
         self.cloud: CloudBackend = backend or self._backend(cloud_settings)
         self._runners: dict[str, TerraformRunner] = {}
         self._digests: dict[Path, bytes] = {}
+        self.records: RecordStore = FileRecords(paths.memory_file)
+        if self.state_backend.kind == "s3":  # beside the state: another host continues it
+            client = lock_table_client(self.state_backend)
+            self.records = DynamoDBRecords(client, self.state_backend.lock_table, paths.service)
         if self.state_backend.remote:
             # Observation reads each stack's state through Terraform (`state pull`), never
             # from a file: with a remote backend there is no local copy to read.
@@ -318,7 +323,7 @@ class Reconciler:
         lock (one may still be applying, about to record a replica; the plan would wait for it
         with `-lock-timeout` anyway). Held means an fcntl lock a live process holds
         (terraform/state.py), not the `.terraform.tfstate.lock.info` a kill -9 leaves behind."""
-        record = load_record(self.paths.memory_file)
+        record = self.records.load()
         now = self.clock()
         crash_point("before_observe")
         look = Look.OFFLINE if offline else Look.APPLY if consume else Look.PLAN
@@ -365,8 +370,7 @@ class Reconciler:
         self, seen: Seen, decision: Decision, epoch: int, results: tuple[LaunchResult, ...]
     ) -> None:
         crash_point("before_record")
-        save_record(
-            self.paths.memory_file,
+        self.records.save(
             Record(
                 memory=decision.memory,
                 notice_cursor=seen.cursor,
@@ -451,7 +455,7 @@ class Reconciler:
     def look(self) -> Observed:
         """Each replica's state and the load balancer's members now (`Look.STATES`: no
         notice consumed, nothing started or stopped)."""
-        record = load_record(self.paths.memory_file)
+        record = self.records.load()
         since = Since(preempted=frozenset(p[0] for p in record.memory.recent_preemptions))
         self.forget_pulled_states()
         return self.cloud.observe(self.spec, since, self.clock(), Look.STATES)
@@ -477,7 +481,7 @@ class Reconciler:
         replicas = now.observation.replicas
         if any(r.state is ReplicaState.STARTING for r in replicas):
             return False
-        warned = {rid for rid, _ in load_record(self.paths.memory_file).memory.warned}
+        warned = {rid for rid, _ in self.records.load().memory.warned}
         ready = {r.id for r in replicas if r.state is ReplicaState.READY} - warned
         return ready == (now.lb_members or set()) and len(ready) >= result.decision.target
 

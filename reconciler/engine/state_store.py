@@ -1,8 +1,12 @@
-"""The reconciler's record between ticks (`state/<service>/reconciler.json`).
+"""The reconciler's record between ticks: `state/<service>/reconciler.json`, or, with the
+state in S3, an item of the backend's DynamoDB lock table (`DynamoDBRecords`), so a loop on
+another host continues where the last leader stopped.
 
-Written atomically (temp file, fsync, rename), so a crash leaves the old or the new record,
-never half of one. A record we cannot read is refused with its path and how to recover:
-silently starting over would forget the placer's zone states and the notices already seen.
+A file is written atomically (temp file, fsync, rename), so a crash leaves the old or the new
+record, never half of one; the item is one conditional put, refused when another loop wrote
+since this one read it. A record we cannot read is refused with where it is and how to
+recover: silently starting over would forget the placer's zone states and the notices
+already seen.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.errors import MemoryFormatError, StateError
 from reconciler.files import write_atomic
@@ -91,3 +95,138 @@ def save_record(path: Path, record: Record) -> None:
         write_atomic(path, json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n")
     except OSError as exc:
         raise StateError(f"{path}: cannot write the reconciler's record ({exc.strerror})") from exc
+
+
+_RECOVER = (
+    "It holds the placer's zone states and the notices already handled; fix it, or remove it "
+    "to start over from what Terraform and the cloud report (the next tick re-observes "
+    "everything)"
+)
+# A DynamoDB item holds at most 400 KB; a record is a few KB (its request samples are a
+# bounded window), so one that grows near the limit is a bug to report, not to truncate.
+_ITEM_LIMIT = 350_000
+
+
+class RecordStore(Protocol):
+    """Where the record lives: `load` (an empty Record before the first tick), `save`, and
+    `clear` (destroy). `where` names it in messages."""
+
+    @property
+    def where(self) -> str: ...
+
+    def load(self) -> Record: ...
+
+    def save(self, record: Record) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+@dataclass
+class FileRecords:
+    """The record as `state/<service>/reconciler.json` (local state: one host)."""
+
+    path: Path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def load(self) -> Record:
+        return load_record(self.path)
+
+    def save(self, record: Record) -> None:
+        save_record(self.path, record)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class DynamoDBRecords:
+    """The record as item `hedgeform-record/<service>` of the S3 backend's lock table:
+    attribute `record` (the JSON text) and `version` (a counter). `save` is a conditional put
+    on the version `load` saw, so a loop that lost its lease cannot overwrite what the new
+    leader wrote: it gets StateError instead, and its tick fails."""
+
+    def __init__(self, client: Any, table: str, service: str) -> None:
+        self.client = client
+        self.table = table
+        self.key = f"hedgeform-record/{service}"
+        self._version: int | None = None
+
+    @property
+    def where(self) -> str:
+        return f"DynamoDB table {self.table}, item LockID={self.key}"
+
+    def load(self) -> Record:
+        try:
+            item = self.client.get_item(
+                TableName=self.table, Key={"LockID": {"S": self.key}}, ConsistentRead=True
+            ).get("Item")
+        except Exception as exc:
+            raise StateError(
+                f"{self.where}: cannot read the reconciler's record ({_first(exc)})"
+            ) from None
+        if not item:
+            self._version = 0
+            return Record()
+        try:
+            version = int(item["version"]["N"])
+            record = Record.from_json(json.loads(item["record"]["S"]))
+        except (KeyError, ValueError, TypeError, OverflowError, MemoryFormatError) as exc:
+            delete = (
+                f"aws dynamodb delete-item --table-name {self.table} "
+                f'--key \'{{"LockID": {{"S": "{self.key}"}}}}\''
+            )
+            raise StateError(
+                f"{self.where}: cannot read the reconciler's record ({_first(exc)}). "
+                f"{_RECOVER}: {delete}"
+            ) from None
+        self._version = version
+        return record
+
+    def save(self, record: Record) -> None:
+        if self._version is None:
+            self.load()
+        seen = self._version or 0
+        text = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":"))
+        if len(text) > _ITEM_LIMIT:
+            raise StateError(f"{self.where}: the record is {len(text)} bytes, over {_ITEM_LIMIT}")
+        extra: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(LockID)"}
+        if seen:
+            extra = {
+                "ConditionExpression": "version = :seen",
+                "ExpressionAttributeValues": {":seen": {"N": str(seen)}},
+            }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "LockID": {"S": self.key},
+                    "record": {"S": text},
+                    "version": {"N": str(seen + 1)},
+                },
+                **extra,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            self._version = None
+            raise StateError(
+                f"{self.where}: another loop wrote the record since this one read it (the "
+                "leader lease moved); this tick's record is dropped, the next tick re-reads"
+            ) from None
+        except Exception as exc:
+            raise StateError(
+                f"{self.where}: cannot write the reconciler's record ({_first(exc)})"
+            ) from None
+        self._version = seen + 1
+
+    def clear(self) -> None:
+        try:
+            self.client.delete_item(TableName=self.table, Key={"LockID": {"S": self.key}})
+        except Exception as exc:
+            raise StateError(f"{self.where}: cannot remove the record ({_first(exc)})") from None
+        self._version = 0
+
+
+def _first(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]

@@ -27,6 +27,8 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from reconciler.engine.reconcile import replica_seq
+from reconciler.engine.state_store import DynamoDBRecords
 from reconciler.paths import ServicePaths
 from reconciler.stacks import FRONT
 from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
@@ -246,6 +248,9 @@ def test_two_hosts_one_acts_and_the_other_takes_over_after_kill_9_of_the_leader(
             assert acted(host_b) == []
             shown = hedgeform(host_b, env_for(url, S3_BACKEND), "status", SERVICE)
             assert f"leader: {socket.gethostname()}:{leader.pid}:" in shown, shown
+            records = DynamoDBRecords(client(url, "dynamodb"), TABLE, SERVICE)
+            seq_before = records.load().memory.launch_seq
+            assert seq_before >= 2  # the leader's memory is in the lock table
             os.killpg(leader.pid, signal.SIGKILL)
             leader.wait(10)
             try:
@@ -264,6 +269,14 @@ def test_two_hosts_one_acts_and_the_other_takes_over_after_kill_9_of_the_leader(
                 "the new leader converged",
             )
             assert max(seen) <= 2, seen  # never a duplicate replica
+            # The new leader continued the old one's memory (it did not start over): its
+            # launches are numbered after the old leader's.
+            launched = [x["id"] for r in acted(host_b) for x in r["decision"]["launches"]]
+            assert launched and all(replica_seq(rid) >= seq_before for rid in launched), (
+                seq_before,
+                launched,
+            )
+            assert records.load().memory.launch_seq > seq_before
         finally:
             for proc in (leader, standby):
                 if proc is not None and proc.poll() is None:

@@ -1,9 +1,11 @@
-"""The leader lease (engine/lease.py) on DynamoDB, against moto in this process: one holder at
-a time, renewal, takeover after expiry, hand-over on release, and the loop standing by."""
+"""The leader lease (engine/lease.py) and the record beside the state (engine/state_store.py)
+on DynamoDB, against moto in this process: one holder at a time, renewal, takeover after
+expiry, hand-over on release; the record's round trip, stale writers, corrupt items."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -11,6 +13,9 @@ import pytest
 from moto import mock_aws
 
 from reconciler.engine.lease import DynamoDBLease, LeaseKeeper
+from reconciler.engine.state_store import DynamoDBRecords, Record
+from reconciler.errors import StateError
+from reconciler.policy import Memory, ZoneStatus
 
 TABLE = "hf-locks"
 
@@ -95,3 +100,48 @@ def test_the_keeper_renews_in_the_background_and_notices_a_loss(client: Any) -> 
     keeper.stop()
     holder = b.holder()
     assert holder is not None and holder.holder == "host-b"  # stop() freed nothing of b's
+
+
+def test_the_record_round_trips_through_the_lock_table_and_refuses_a_stale_writer(
+    client: Any,
+) -> None:
+    """The reconciler's record beside the state (engine/state_store.DynamoDBRecords): what one
+    loop saved another reads; a loop that read before the other wrote cannot overwrite."""
+    first = DynamoDBRecords(client, TABLE, "llama")
+    assert first.load() == Record()
+    memory = Memory(target=3, launch_seq=7, zone_status={"us-east-1a": ZoneStatus.PREEMPTED})
+    first.save(Record(memory=memory, last_tick=12.5))
+    second = DynamoDBRecords(client, TABLE, "llama")  # another host, starting fresh
+    loaded = second.load()
+    assert loaded.memory == memory and loaded.last_tick == 12.5
+    second.save(replace(loaded, last_tick=13.0))
+    with pytest.raises(StateError, match="another loop wrote the record"):
+        first.save(Record(memory=memory, last_tick=99.0))  # read before the other wrote
+    assert DynamoDBRecords(client, TABLE, "llama").load().last_tick == 13.0
+    second.clear()
+    assert DynamoDBRecords(client, TABLE, "llama").load() == Record()
+
+
+def test_a_corrupt_remote_record_is_refused_with_where_it_is_and_how_to_recover(
+    client: Any,
+) -> None:
+    client.put_item(
+        TableName=TABLE,
+        Item={
+            "LockID": {"S": "hedgeform-record/llama"},
+            "record": {"S": '{"version": 1, "memory": '},
+            "version": {"N": "4"},
+        },
+    )
+    with pytest.raises(StateError) as caught:
+        DynamoDBRecords(client, TABLE, "llama").load()
+    message = str(caught.value)
+    assert message.startswith(f"DynamoDB table {TABLE}, item LockID=hedgeform-record/llama: ")
+    assert "aws dynamodb delete-item" in message and "\n" not in message
+    # Never silently reset: the item is still there.
+    assert (
+        client.get_item(TableName=TABLE, Key={"LockID": {"S": "hedgeform-record/llama"}})["Item"][
+            "version"
+        ]["N"]
+        == "4"
+    )
