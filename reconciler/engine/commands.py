@@ -608,3 +608,30 @@ def migrate(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
         click.echo(f"{service}: state of {', '.join(moved)} now in {where}")
     else:
         click.echo(f"{service}: no stack was initialised yet; the first plan uses {where}")
+
+
+@state.command("unlock")
+@service_arg
+@click.argument("stack")
+@click.argument("lock_id")
+@root_opt
+def unlock(service: str, stack: str, lock_id: str, root: Path | None) -> None:
+    """Release STACK's Terraform state lock LOCK_ID, left by a Terraform that is gone.
+
+    A remote backend's lock (the S3 backend's DynamoDB item) outlives a Terraform killed
+    mid-apply, and every later plan of the stack waits for it, then fails naming the lock's
+    id, holder and age, and this command. Run it only when that holder is gone: releasing
+    the lock of a Terraform still running lets two applies overlap."""
+    try:
+        rec = _reconciler(service, "hedgeform", None, root, check_env=False)
+        if stack not in rec.stack_names:
+            raise ReconcileError(
+                f"{service} has no stack {stack!r}; its stacks: {', '.join(rec.stack_names)}"
+            )
+        try:
+            rec.runner(stack).force_unlock(lock_id)
+        except ValueError as exc:
+            raise ReconcileError(str(exc)) from None
+    except HedgeformError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{service}: released lock {lock_id} of stack {stack}")

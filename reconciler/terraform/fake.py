@@ -92,6 +92,9 @@ class FakeTerraformRunner:
     def migrate_state(self) -> None:
         self._call("migrate state", None)
 
+    def force_unlock(self, lock_id: str) -> None:
+        self._call("force-unlock", lock_id)
+
     def cancel(self) -> None:
         self.calls.append(("cancel", None))
         self._cancelled = True

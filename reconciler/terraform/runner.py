@@ -37,6 +37,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,8 @@ class TerraformRunner(Protocol):
     def state_pull(self) -> bytes: ...
 
     def migrate_state(self) -> None: ...
+
+    def force_unlock(self, lock_id: str) -> None: ...
 
     def cancel(self) -> None: ...
 
@@ -234,6 +237,17 @@ class CliTerraformRunner:
             self._stamp_backend()
             (self.stack_dir / _INIT_STAMP).write_text(self._fingerprint())
 
+    def force_unlock(self, lock_id: str) -> None:
+        """Release the stack's state lock `lock_id` (`terraform force-unlock -force`): for a
+        lock whose Terraform is gone. ValueError for an id that is not a lock id."""
+        if not _LOCK_ID.fullmatch(lock_id):
+            raise ValueError(f"{lock_id!r} is not a Terraform lock id (a UUID)")
+        self._prepare(self._var_file(None), keep_config=True)
+        argv = [str(self.tools.terraform), "force-unlock", "-force", lock_id]
+        result = self._run("force-unlock", argv)
+        if result.returncode != 0:
+            raise self._error(TerraformError, "force-unlock", result)
+
     def state_list(self) -> list[str]:
         if (
             not self.config.state_backend.remote
@@ -284,7 +298,18 @@ class CliTerraformRunner:
     def _error(self, kind: type[TerraformError], command: str, result: Completed) -> TerraformError:
         output = result.stderr if result.stderr.strip() else result.stdout
         if LOCK_MARKER in output:
-            kind = LockError
+            error = from_output(LockError, self.stack, command, output)
+            info = lock_info(output)
+            if info.get("ID") and self.config.state_backend.remote:
+                # A remote lock outlives a Terraform killed mid-apply (the local one does
+                # not: the kernel drops it with the process), so say how to release it.
+                error.message += (
+                    f" (lock {info['ID']}, held by {info.get('Who', '?')} since "
+                    f"{info.get('Created', '?')}; if that Terraform is gone, release it with "
+                    f"`hedgeform state unlock {self.config.service or 'SERVICE'} {self.stack} "
+                    f"{info['ID']}`)"
+                )
+            return error
         return from_output(kind, self.stack, command, output)
 
     def _prepare(self, var_file: Path | None, *, keep_config: bool = False) -> None:
@@ -374,6 +399,24 @@ class CliTerraformRunner:
                 digest.update(str(path.relative_to(self.module_dir)).encode())
                 digest.update(path.read_bytes())
         return digest.hexdigest()
+
+
+_LOCK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_LOCK_FIELD = re.compile(r"^\s+(ID|Path|Operation|Who|Version|Created):\s*(.*?)\s*$")
+
+
+def lock_info(output: str) -> dict[str, str]:
+    """The `Lock Info:` fields of Terraform's "Error acquiring the state lock" message."""
+    _, _, rest = output.partition("Lock Info:")
+    fields: dict[str, str] = {}
+    for line in rest.splitlines()[1:]:
+        match = _LOCK_FIELD.match(line)
+        if match is None:
+            if fields:
+                break
+            continue
+        fields[match.group(1)] = match.group(2)
+    return fields
 
 
 def _var_names(stack: str, var_file: Path) -> list[str]:
