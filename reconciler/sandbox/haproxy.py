@@ -34,8 +34,10 @@ INSTALL_HINT = (
     "`dnf install -y haproxy` (Fedora/RHEL) or `brew install haproxy` (macOS), "
     "or put it on PATH"
 )
-# Linux limits a unix socket path (sun_path) to 107 bytes.
-MAX_SOCKET_PATH = 107
+# Linux limits a unix socket path (sun_path) to 107 bytes, and HAProxy keeps room in it for
+# the temporary name it binds before renaming: HAProxy 2.6 refuses a `stats socket` path over
+# 97 bytes ("socket path '...' too long (max 97)", checked with `haproxy -c`).
+MAX_SOCKET_PATH = 97
 CHECK_INTER_S = 0.5
 CHECK_ARGS = f"check inter {int(CHECK_INTER_S * 1000)} fall 2 rise 1"
 # Bounds of a membership change (see HAProxyLB._apply): the wait for added servers to pass
@@ -272,8 +274,9 @@ class HAProxyLB:
             raise SandboxError(f"invalid load balancer port {self.port}")
         if len(str(self.socket_path)) > MAX_SOCKET_PATH:
             raise SandboxError(
-                f"state dir path too long for HAProxy's admin socket ({self.socket_path}): "
-                f"use a state dir with a path under {MAX_SOCKET_PATH - 20} characters"
+                f"state dir path too long for HAProxy's admin socket ({self.socket_path}, "
+                f"{len(str(self.socket_path))} bytes; HAProxy takes at most {MAX_SOCKET_PATH}): "
+                "move the project to a shorter path"
             )
         # A HAProxy that just crashed may still be releasing the port: give it a moment.
         if not processes.wait_port_free(self.port, timeout=2.0):

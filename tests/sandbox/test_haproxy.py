@@ -84,6 +84,30 @@ def test_a_port_in_use_is_a_one_line_error_naming_the_port(state_dir: Path) -> N
 
 
 @requires_haproxy
+@pytest.mark.parametrize("length", [97, 98])
+def test_the_admin_socket_path_is_checked_against_haproxys_own_limit(
+    tmp_path: Path, length: int
+) -> None:
+    """HAProxy 2.6 takes a `stats socket` path of at most 97 bytes, not Linux's 107: a
+    project under a path of 98 to 107 bytes started an HAProxy that failed with a config
+    error, truncated in the apply's one line (found by issue 12's two-host test)."""
+    state_dir = tmp_path / ("s" * (length - len(str(tmp_path)) - len("/haproxy.sock") - 1))
+    state_dir.mkdir()
+    balancer = HAProxyLB(state_dir, processes.free_port())
+    assert len(str(balancer.socket_path)) == length
+    if length > 97:
+        with pytest.raises(SandboxError, match="too long for HAProxy's admin socket") as err:
+            balancer.up()
+        assert "\n" not in str(err.value)
+        return
+    try:
+        balancer.up()
+        assert balancer.is_running()
+    finally:
+        balancer.down()
+
+
+@requires_haproxy
 def test_set_members_makes_the_backend_hold_exactly_the_given_servers(
     state_dir: Path, lb: HAProxyLB
 ) -> None:
