@@ -198,7 +198,7 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> floa
 
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
-    """A short directory: HAProxy's stats socket path must fit in 108 bytes, and pytest's
+    """A short directory: HAProxy's admin socket path must fit in 97 bytes, and pytest's
     tmp_path plus this test's name does not leave room for it."""
     path = Path(tempfile.mkdtemp(prefix="hf-2h-"))
     yield path
