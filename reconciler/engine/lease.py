@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from reconciler.engine.lock_table import first_line, get_item, lock_table_client
 from reconciler.errors import StateError
 from reconciler.terraform.backend import StateBackend
 
@@ -109,7 +110,7 @@ class DynamoDBLease:
             return False
         except Exception as exc:  # botocore's errors: one line naming the table
             raise StateError(
-                f"leader lease in DynamoDB table {self.table}: {_reason(exc)}"
+                f"leader lease in DynamoDB table {self.table}: {first_line(exc)}"
             ) from None
         return True
 
@@ -126,30 +127,10 @@ class DynamoDBLease:
             return
 
     def holder(self) -> Holder | None:
-        try:
-            item = self.client.get_item(
-                TableName=self.table, Key={"LockID": {"S": self.key}}, ConsistentRead=True
-            ).get("Item")
-        except Exception as exc:
-            raise StateError(
-                f"leader lease in DynamoDB table {self.table}: {_reason(exc)}"
-            ) from None
+        item = get_item(self.client, self.table, self.key, "the leader lease")
         if not item:
             return None
         return Holder(item["holder"]["S"], float(item["expires_at"]["N"]))
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
-
-
-def lock_table_client(backend: StateBackend) -> Any:
-    """A DynamoDB client for the S3 backend's lock table (the emulator's when it has one);
-    credentials from the environment, as Terraform's backend reads them."""
-    import boto3  # type: ignore[import-untyped]
-
-    return boto3.client("dynamodb", region_name=backend.region, endpoint_url=backend.endpoint_url)
 
 
 def lease_for(

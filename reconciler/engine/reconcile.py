@@ -38,7 +38,7 @@ from reconciler.backends.base import (
 )
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.clouds.settings import ProviderSettings, load_settings, load_state_backend
-from reconciler.engine.lease import lock_table_client
+from reconciler.engine.lock_table import lock_table_client
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import DynamoDBRecords, FileRecords, Record, RecordStore
 from reconciler.errors import BusyError, PlanRefusedError, ReconcileError, TerraformError

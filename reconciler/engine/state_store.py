@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from reconciler.engine.lock_table import first_line, get_item
 from reconciler.errors import MemoryFormatError, StateError
 from reconciler.files import write_atomic
 from reconciler.policy import FailureKind, LaunchResult, Market, Memory
@@ -158,14 +159,7 @@ class DynamoDBRecords:
         return f"DynamoDB table {self.table}, item LockID={self.key}"
 
     def load(self) -> Record:
-        try:
-            item = self.client.get_item(
-                TableName=self.table, Key={"LockID": {"S": self.key}}, ConsistentRead=True
-            ).get("Item")
-        except Exception as exc:
-            raise StateError(
-                f"{self.where}: cannot read the reconciler's record ({_first(exc)})"
-            ) from None
+        item = get_item(self.client, self.table, self.key, "the reconciler's record")
         if not item:
             self._version = 0
             return Record()
@@ -178,7 +172,7 @@ class DynamoDBRecords:
                 f'--key \'{{"LockID": {{"S": "{self.key}"}}}}\''
             )
             raise StateError(
-                f"{self.where}: cannot read the reconciler's record ({_first(exc)}). "
+                f"{self.where}: cannot read the reconciler's record ({first_line(exc)}). "
                 f"{_RECOVER}: {delete}"
             ) from None
         self._version = version
@@ -215,7 +209,7 @@ class DynamoDBRecords:
             ) from None
         except Exception as exc:
             raise StateError(
-                f"{self.where}: cannot write the reconciler's record ({_first(exc)})"
+                f"{self.where}: cannot write the reconciler's record ({first_line(exc)})"
             ) from None
         self._version = seen + 1
 
@@ -223,10 +217,7 @@ class DynamoDBRecords:
         try:
             self.client.delete_item(TableName=self.table, Key={"LockID": {"S": self.key}})
         except Exception as exc:
-            raise StateError(f"{self.where}: cannot remove the record ({_first(exc)})") from None
+            raise StateError(
+                f"{self.where}: cannot remove the record ({first_line(exc)})"
+            ) from None
         self._version = 0
-
-
-def _first(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
