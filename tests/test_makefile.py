@@ -125,3 +125,26 @@ def test_the_makefiles_own_variables_cannot_be_replaced(tmp_path: Path, assignme
     assert result.returncode == 2, result.stdout + result.stderr
     assert "SERVICE must be a plain name" in result.stderr
     assert not list(tmp_path.glob("pwned*")), assignment
+
+
+def test_the_aws_emulator_on_a_port_in_use_exits_in_one_line() -> None:
+    """`make aws-emulator PORT=N` with N taken printed moto's complaint from its server
+    thread and then hung for ever; it now says so and exits 1."""
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.emulators.aws", "--port", str(port)],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ), result.stderr

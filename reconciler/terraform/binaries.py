@@ -124,7 +124,7 @@ def discover_aws_mirror(env: Mapping[str, str] | None = None) -> Path | None:
     setting names a directory without the provider (a typo must not fall back silently)."""
     env = os.environ if env is None else env
     setting = env.get(ENV_PLUGIN_MIRROR, "")
-    if setting == "off":
+    if setting.strip().lower() == "off":  # OFF, Off: never a directory name here
         return None
     if setting:
         mirror = Path(setting).absolute()

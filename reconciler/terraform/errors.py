@@ -17,6 +17,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _FRAME = re.compile(r"^[│╷╵] ?")
 # local-exec's message when its command could not be started, before any output.
 _COMMAND_FAILED = re.compile(r"Error running command '.*?': (.+?)\.?$")
+_API_ERROR = re.compile(r"api error (\S+: .+?)(?:\s+with module\.|$)")
 
 
 def clean_output(text: str) -> str:
@@ -46,6 +47,10 @@ def error_summary(text: str) -> str:
         elif (failed := _COMMAND_FAILED.search(joined)) is not None:
             # the command never ran (fork/exec: argument list too long, no such file)
             headline += " (" + failed.group(1)[:240].strip() + ")"
+        elif "api error" not in headline and (api := _API_ERROR.search(joined)) is not None:
+            # an AWS provider error: its code and message follow on the next lines, and the
+            # headline alone ("creating VPC Security Group Rule") does not say what failed
+            headline += " (" + api.group(1)[:240].strip() + ")"
         summaries.append(headline)
     return "; ".join(dict.fromkeys(summaries))
 

@@ -5,6 +5,12 @@ shells), so killing the parent leaves the child applying and holding the state l
 command starts with `start_new_session=True`; cancel (or a timeout, or Ctrl-C in the caller)
 signals the whole process group: SIGINT (Terraform stops at a safe point and writes state),
 then SIGTERM (Terraform's "second interrupt": exit now), then SIGKILL.
+
+Its output goes to unlinked temporary files, not pipes. When the `hedgeform` reading a pipe
+is killed (kill -9), Terraform's next write raises SIGPIPE and it dies mid-apply, after the
+cloud created resources and before its state recorded them: on the AWS emulator an ALB then
+"already exists" at every later apply, for ever. Writing to a file, Terraform finishes the
+apply and records what it made; the next pass waits for its state lock (terraform/state.py).
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,11 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def _read(file: IO[bytes]) -> str:
+    file.seek(0)
+    return file.read().decode("utf-8", errors="replace")
+
+
 class GroupProcess:
     """Runs commands one at a time; `cancel()` may be called from any thread."""
 
@@ -61,7 +74,7 @@ class GroupProcess:
         self.sigint_grace_s = sigint_grace_s
         self.sigterm_grace_s = sigterm_grace_s
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._cancel_requested = False
 
     def run(
@@ -71,40 +84,42 @@ class GroupProcess:
         env: Mapping[str, str],
         timeout_s: float | None = None,
     ) -> Completed:
-        with self._lock:
-            if self._cancel_requested:
-                self._cancel_requested = False
-                return Completed(tuple(argv), -1, "", "", cancelled=True)
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-            self._proc = proc
-        timed_out = False
-        try:
-            try:
-                out, err = proc.communicate(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self.stop_group(proc)
-                out, err = proc.communicate()
-        except BaseException:  # Ctrl-C or an error in the caller: never leave Terraform behind
-            self.stop_group(proc)
-            proc.communicate()
-            raise
-        finally:
+        # Unlinked temporary files, not pipes (module docstring): nothing to clean up.
+        with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
             with self._lock:
-                self._proc = None
-                cancelled = self._cancel_requested
-                self._cancel_requested = False
-        if cancelled:
-            self.stop_group(proc)  # the canceller may still be escalating; wait for it too
+                if self._cancel_requested:
+                    self._cancel_requested = False
+                    return Completed(tuple(argv), -1, "", "", cancelled=True)
+                proc = subprocess.Popen(
+                    list(argv),
+                    cwd=cwd,
+                    env=dict(env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_file,
+                    stderr=err_file,
+                    start_new_session=True,
+                )
+                self._proc = proc
+            timed_out = False
+            try:
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    self.stop_group(proc)
+                    proc.wait()
+            except BaseException:  # Ctrl-C or an error in the caller: never leave it behind
+                self.stop_group(proc)
+                proc.wait()
+                raise
+            finally:
+                with self._lock:
+                    self._proc = None
+                    cancelled = self._cancel_requested
+                    self._cancel_requested = False
+            if cancelled:
+                self.stop_group(proc)  # the canceller may still be escalating; wait for it
+            out, err = _read(out_file), _read(err_file)
         return Completed(tuple(argv), proc.returncode, out, err, cancelled, timed_out)
 
     def cancel(self) -> None:
@@ -116,7 +131,7 @@ class GroupProcess:
         if proc is not None:
             self.stop_group(proc)
 
-    def stop_group(self, proc: subprocess.Popen[str]) -> None:
+    def stop_group(self, proc: subprocess.Popen[bytes]) -> None:
         pgid = proc.pid  # a session leader's pid is its process group id
         steps = (
             (signal.SIGINT, self.sigint_grace_s),
@@ -134,11 +149,11 @@ class GroupProcess:
                 return
 
     @staticmethod
-    def _alive(proc: subprocess.Popen[str], pgid: int) -> bool:
+    def _alive(proc: subprocess.Popen[bytes], pgid: int) -> bool:
         proc.poll()  # reap the leader if it exited, so it does not count as a member
         return bool(group_members(pgid))
 
-    def _wait_gone(self, proc: subprocess.Popen[str], pgid: int, timeout_s: float) -> bool:
+    def _wait_gone(self, proc: subprocess.Popen[bytes], pgid: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while self._alive(proc, pgid):
             if time.monotonic() >= deadline:

@@ -184,8 +184,9 @@ def state_lock_held(stack_dir: Path) -> bool:
 def wait_for_state_locks(stack_dirs: Iterable[Path], timeout_s: float | None = None) -> list[Path]:
     """Wait until no live process holds the state lock of these stacks (state_lock_held),
     up to `timeout_s` (LOCK_WAIT_S); returns the stacks still locked then. A Terraform left
-    running by a killed `hedgeform` finishes (or dies of SIGPIPE on its first output line)
-    and leaves its providers orphaned at that moment, so wait for it before looking."""
+    running by a killed `hedgeform` finishes its command (its output goes to files, not a
+    pipe: terraform/process.py) and releases the lock; one killed itself leaves its
+    providers orphaned. Either way, wait for the lock before looking."""
     dirs = list(stack_dirs)
     deadline = time.monotonic() + (LOCK_WAIT_S if timeout_s is None else timeout_s)
     while True:

@@ -443,3 +443,29 @@ def test_rejected_credentials(moto_url: str, svc: str) -> None:
         stub.add_client_error("describe_instances", "AuthFailure", "AWS was not able to validate")
         with pytest.raises(CredentialsError, match="rejected the credentials"):
             aws.describe_instances(ec2, ["i-1"])
+
+
+def test_an_endpoint_that_is_not_aws_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HEDGEFORM_AWS_ENDPOINT_URL pointing at some other HTTP server (a user's typo, a proxy
+    answering 404 pages) was a 92-line botocore traceback (ResponseParserError)."""
+    import http.server
+    import threading
+
+    class NotAws(http.server.SimpleHTTPRequestHandler):  # POST: 501 with an HTML page
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotAws)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.setenv(key, "testing")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        ec2 = aws.aws_client("ec2", "us-east-1", url, max_attempts=1)
+        with pytest.raises(AdapterError) as caught:
+            aws.call(ec2, "describe_instances")
+    finally:
+        server.shutdown()
+    message = str(caught.value)
+    assert "is the endpoint URL an AWS service or emulator?" in message, message
+    assert "\n" not in message

@@ -10,8 +10,10 @@ a scan that found nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,11 @@ from reconciler.engine import teardown
 from reconciler.paths import ServicePaths
 from reconciler.sandbox import processes, replicas
 from reconciler.stacks import FRONT
-from reconciler.terraform.state import stray_terraform_processes, wait_for_state_locks
+from reconciler.terraform.state import (
+    stray_terraform_processes,
+    terraform_processes,
+    wait_for_state_locks,
+)
 from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 from tests.e2e.procs import kill_during_terraform, settle
 
@@ -101,7 +107,12 @@ def test_kill_9_during_terraform_apply_then_destroy_leaves_no_provider(root: Pat
     argv = [HEDGEFORM, "apply", "orph", "--root", str(root), "--no-wait"]
     kill_during_terraform(argv, {**os.environ, **env}, "apply")
     stack_dirs = [paths.stack_dir(s) for s in STACKS]
-    # The orphaned Terraform dies of SIGPIPE on its next line of output, or finishes.
+    # Terraform writes its output to files, so it outlives the killed hedgeform; killing
+    # Terraform itself (kill -9, the OOM killer) is what orphans its provider plugins.
+    for pid in terraform_processes(stack_dirs):
+        if processes.cmdline(pid) and os.path.basename(processes.cmdline(pid)[0]) == "terraform":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert wait_for_state_locks(stack_dirs, timeout_s=60) == []
     strays = stray_terraform_processes(stack_dirs)
     assert strays, "a Terraform killed mid-apply leaves its provider plugins running"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import socket
 import string
 import sys
 import threading
@@ -287,6 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.port < 65536:
         print(f"error: port {args.port} is not in 1..65535", file=sys.stderr)
         return 2
+    # moto binds in its server thread, where a port in use is printed, not raised (the
+    # emulator then hung): try the port here first.
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", args.port))
+    except OSError as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
     try:
         with running(args.port) as url:
             print(f"AWS emulator at {url} (Ctrl-C stops it); use HEDGEFORM_AWS_ENDPOINT_URL={url}")

@@ -104,7 +104,8 @@ def test_the_mirror_setting_wins_and_a_wrong_one_is_one_line(
     assert binaries.aws_provider_in(tmp_path / "a") == newest  # 5.100 > 5.9, not by text
     env = {binaries.ENV_PLUGIN_MIRROR: str(tmp_path / "a")}
     assert binaries.discover_aws_mirror(env) == tmp_path / "a"
-    assert binaries.discover_aws_mirror({binaries.ENV_PLUGIN_MIRROR: "off"}) is None
+    for off in ("off", "OFF", " Off "):  # "OFF" was taken for a directory name
+        assert binaries.discover_aws_mirror({binaries.ENV_PLUGIN_MIRROR: off}) is None
     with pytest.raises(
         InstallError, match=r"HEDGEFORM_TF_PLUGIN_MIRROR=.*no registry\.terraform\.io"
     ):

@@ -51,3 +51,23 @@ def test_a_command_that_could_not_start_says_why() -> None:
     assert error_summary(text) == (
         "Error: local-exec provisioner error (fork/exec /bin/sh: argument list too long)"
     )
+
+
+def test_an_aws_provider_error_keeps_its_api_code_from_the_lines_below() -> None:
+    """Terraform wraps the AWS error below the headline: "Error: creating VPC Security Group
+    Rule" alone hid why (found by issue 11's verification)."""
+    text = """
+Error: creating VPC Security Group Rule
+
+  with module.stack.aws_vpc_security_group_ingress_rule.lb["80-0.0.0.0/0"],
+  on ../../main.tf line 165:
+ 165: resource "aws_vpc_security_group_ingress_rule" "lb" {
+
+operation error EC2: AuthorizeSecurityGroupIngress, https response error StatusCode:
+400, RequestID: abc, api error InvalidPermission.Duplicate: the specified rule
+already exists
+"""
+    assert error_summary(text) == (
+        "Error: creating VPC Security Group Rule (InvalidPermission.Duplicate: the specified "
+        "rule already exists)"
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -59,3 +61,32 @@ def test_timeout_stops_the_group(tmp_path: Path) -> None:
 def test_a_normal_run_returns_output(tmp_path: Path) -> None:
     result = GroupProcess().run(["sh", "-c", "echo out; echo err >&2; exit 3"], tmp_path, {})
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+def test_a_command_outlives_a_killed_caller_and_finishes(tmp_path: Path) -> None:
+    """kill -9 of the `hedgeform` running Terraform must not kill Terraform mid-apply: with
+    its output on a pipe, its next write raised SIGPIPE and it died after the cloud created
+    resources and before its state recorded them (an ALB that "already exists" at every later
+    apply, found on the AWS emulator). Here a caller process is killed while its command
+    still has output to write; the command must run to its end."""
+    done = tmp_path / "finished"
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from reconciler.terraform.process import GroupProcess\n"
+        "env = {'PATH': '/usr/bin:/bin'}\n"
+        "GroupProcess().run(['sh', '-c', sys.argv[1]], Path(sys.argv[2]), env)\n"
+    )
+    command = (
+        f"sleep 1; i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; echo ok > {done}"
+    )
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script, command, str(tmp_path)], cwd=Path(__file__).parents[2]
+    )
+    time.sleep(0.5)  # the command is sleeping; its caller reads nothing from now on
+    caller.kill()
+    caller.wait()
+    deadline = time.monotonic() + 10
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done.read_text() == "ok\n"

@@ -25,6 +25,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError  # type: ignore[import-untyped]
 
 from reconciler.clouds.aws import naming
 from reconciler.clouds.base import Clock, InstanceRef, TtlCache, parse_time
@@ -100,6 +101,9 @@ def aws_client(
     return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
+NOT_AWS = "is the endpoint URL an AWS service or emulator? HEDGEFORM_AWS_ENDPOINT_URL"
+
+
 def call(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
     """Call `client.operation(**kwargs)`; any failure becomes a one-line AdapterError."""
     name = f"{client.meta.service_model.service_name}:{operation}"
@@ -116,6 +120,11 @@ def call(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
                 f"AWS {name} still throttled ({code}) after {attempts} attempt(s) with backoff; "
                 "try again later or poll less often"
             ) from None
+        if code == "Unknown" and not message:  # no AWS error body: not an AWS endpoint
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+            raise AdapterError(
+                f"AWS {name}: the endpoint answered HTTP {status} without an AWS error ({NOT_AWS})"
+            ) from None
         if code in _BAD_CREDENTIALS:
             raise CredentialsError(
                 f"AWS rejected the credentials ({code}): {CREDENTIALS_HINT}"
@@ -125,6 +134,10 @@ def call(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
         raise CredentialsError(f"AWS credentials not found: {CREDENTIALS_HINT}") from None
     except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
         raise AdapterError(f"AWS {name}: cannot reach the endpoint: {exc}") from None
+    except ResponseParserError:  # an HTTP server that is not AWS (a wrong endpoint URL)
+        raise AdapterError(
+            f"AWS {name}: the endpoint's answer is not an AWS API response ({NOT_AWS})"
+        ) from None
     except BotoCoreError as exc:
         raise AdapterError(f"AWS {name} failed: {exc}") from None
 
