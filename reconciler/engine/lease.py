@@ -45,6 +45,9 @@ class Holder:
 
 
 class Lease(Protocol):
+    duration_s: float
+    """Seconds the lease lasts unrenewed; its keeper renews it every third of that."""
+
     def take(self) -> bool:
         """Take or renew the lease; True while this process holds it."""
         ...
@@ -60,6 +63,8 @@ def holder_id() -> str:
 
 class AlwaysHeld:
     """Local state: the loop's flock already makes this process the only one."""
+
+    duration_s = LEASE_DURATION_S
 
     def take(self) -> bool:
         return True
@@ -149,8 +154,7 @@ class LeaseKeeper:
 
     def __init__(self, lease: Lease, every_s: float | None = None) -> None:
         self.lease = lease
-        duration = getattr(lease, "duration_s", LEASE_DURATION_S)
-        self.every_s = every_s if every_s is not None else duration / 3
+        self.every_s = every_s if every_s is not None else lease.duration_s / 3
         self.held = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

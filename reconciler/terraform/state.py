@@ -55,19 +55,10 @@ class RemoteStates:
             self._pull[key] = pull
             self._pulled.pop(key, None)
 
-    def unregister(self, stack_dir: Path) -> None:
-        key = stack_dir.absolute()
-        with self._lock:
-            self._pull.pop(key, None)
-            self._pulled.pop(key, None)
-
     def forget(self, stack_dirs: Iterable[Path]) -> None:
         with self._lock:
             for stack_dir in stack_dirs:
                 self._pulled.pop(stack_dir.absolute(), None)
-
-    def is_remote(self, stack_dir: Path) -> bool:
-        return stack_dir.absolute() in self._pull
 
     def read(self, stack_dir: Path) -> bytes | None:
         """The pulled state of a registered stack (pulling it if needed), None otherwise."""
