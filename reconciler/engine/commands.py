@@ -306,8 +306,8 @@ def _leader(rec: Reconciler) -> str:
     """Who holds the service's leader lease (engine/lease.py), for `status`."""
     from reconciler.engine.lease import lease_for
 
-    if rec.state_backend.kind != "s3":
-        return "no lease on this backend (one loop per service)"
+    if not rec.state_backend.remote:
+        return "no lease with local state (one loop per service, on this host)"
     holder = lease_for(rec.state_backend, rec.paths.service).holder()
     if holder is None:
         return "none (no loop holds the lease)"
@@ -506,9 +506,9 @@ def run(
     error; a failing tick is retried later, with exponential backoff and jitter. Each tick
     logs one JSON record (stdout and state/SERVICE/ticks.jsonl). On SIGTERM the running
     Terraform is cancelled by process group and the loop exits cleanly. One loop per
-    service on a host: a second one exits at once (or waits with --wait). With the state in
-    S3, loops on several hosts may run: the one holding the leader lease (in the DynamoDB
-    lock table) acts, the others stand by and take over when it stops or dies.
+    service on a host: a second one exits at once (or waits with --wait). With a remote state
+    (S3, GCS, azurerm), loops on several hosts may run: the one holding the leader lease
+    (beside the state) acts, the others stand by and take over when it stops or dies.
     """
     import threading
 

@@ -14,11 +14,16 @@ only decides who plans: two applies to one stack are kept apart by Terraform's o
 lock in the same table. Expiry compares wall clocks of different hosts, so they must keep
 time (NTP); a skew of a few seconds only shortens or lengthens a takeover by as much.
 
-GCS and azurerm state backends have no lease yet: a loop with one runs as on one host.
+With the state in GCS or Azure Blob Storage the lease is an object beside the service's
+stacks (`ObjectLease`, engine/backend_store.py names it), holding the same two fields and
+replaced only with a generation/ETag precondition: the same compare-and-swap, so the same
+rules. (Azure's own blob leases last at most 60 s, shorter than `--lease` allows; the
+precondition needs no such limit.)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -28,7 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.engine.lock_table import first_line, get_item, lock_table_client
+from reconciler.clouds.objects import ConditionalObjects, WrittenMeanwhile
+from reconciler.engine.backend_store import (
+    first_line,
+    get_item,
+    lock_table_client,
+    object_name,
+    object_store,
+)
 from reconciler.errors import StateError
 from reconciler.terraform.backend import StateBackend
 
@@ -138,14 +150,77 @@ class DynamoDBLease:
         return Holder(item["holder"]["S"], float(item["expires_at"]["N"]))
 
 
+class ObjectLease:
+    """The lease as a small JSON object (`{"holder": ..., "expires_at": ...}`) in a bucket with
+    conditional writes (GCS, Azure Blob Storage). An object that does not parse is treated as
+    an expired lease: it holds nothing but who acts, and the conditional write that replaces
+    it still admits one writer only."""
+
+    def __init__(
+        self,
+        objects: ConditionalObjects,
+        name: str,
+        *,
+        me: str | None = None,
+        duration_s: float = LEASE_DURATION_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.objects = objects
+        self.name = name
+        self.me = me or holder_id()
+        self.duration_s = duration_s
+        self.clock = clock
+
+    def _read(self) -> tuple[Holder | None, str | None]:
+        current = self.objects.get(self.name)
+        if current is None:
+            return None, None
+        return _parse_holder(current.data), current.token
+
+    def take(self) -> bool:
+        now = self.clock()
+        held, token = self._read()
+        if held is not None and held.holder != self.me and held.expires_at >= now:
+            return False
+        body = json.dumps({"holder": self.me, "expires_at": now + self.duration_s})
+        try:
+            self.objects.put(self.name, body.encode(), if_token=token)
+        except WrittenMeanwhile:  # another loop took or renewed it between our read and write
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give the lease up at once if it is still ours (see DynamoDBLease.release)."""
+        try:
+            held, token = self._read()
+            if held is not None and held.holder == self.me:
+                self.objects.delete(self.name, if_token=token)
+        except (StateError, WrittenMeanwhile):
+            return
+
+    def holder(self) -> Holder | None:
+        return self._read()[0]
+
+
+def _parse_holder(data: bytes) -> Holder | None:
+    try:
+        raw = json.loads(data)
+        return Holder(str(raw["holder"]), float(raw["expires_at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def lease_for(
     backend: StateBackend, service: str, *, duration_s: float = LEASE_DURATION_S
 ) -> Lease:
     """The lease that decides which loop of `service` acts (see the module docstring)."""
-    if backend.kind != "s3":
-        return AlwaysHeld()
-    client = lock_table_client(backend)
-    return DynamoDBLease(client, backend.lock_table, service, duration_s=duration_s)
+    if backend.kind == "s3":
+        client = lock_table_client(backend)
+        return DynamoDBLease(client, backend.lock_table, service, duration_s=duration_s)
+    if backend.remote:
+        name = object_name(backend, service, "lease")
+        return ObjectLease(object_store(backend), name, duration_s=duration_s)
+    return AlwaysHeld()
 
 
 class LeaseKeeper:

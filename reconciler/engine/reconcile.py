@@ -38,9 +38,15 @@ from reconciler.backends.base import (
 )
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.clouds.settings import ProviderSettings, load_settings, load_state_backend
-from reconciler.engine.lock_table import lock_table_client
+from reconciler.engine.backend_store import lock_table_client, object_name, object_store
 from reconciler.engine.serving import ServingCheck, ServingChecker
-from reconciler.engine.state_store import DynamoDBRecords, FileRecords, Record, RecordStore
+from reconciler.engine.state_store import (
+    DynamoDBRecords,
+    FileRecords,
+    ObjectRecords,
+    Record,
+    RecordStore,
+)
 from reconciler.errors import BusyError, PlanRefusedError, ReconcileError, TerraformError
 from reconciler.files import find_executable, write_atomic, write_if_changed
 from reconciler.paths import ServicePaths, ensure_private_dir
@@ -207,6 +213,9 @@ class Reconciler:
         if self.state_backend.kind == "s3":  # beside the state: another host continues it
             client = lock_table_client(self.state_backend)
             self.records = DynamoDBRecords(client, self.state_backend.lock_table, paths.service)
+        elif self.state_backend.remote:
+            name = object_name(self.state_backend, paths.service, "record")
+            self.records = ObjectRecords(object_store(self.state_backend), name)
         if self.state_backend.remote:
             # Observation reads each stack's state through Terraform (`state pull`), never
             # from a file: with a remote backend there is no local copy to read.

@@ -1,6 +1,7 @@
-"""The reconciler's record between ticks: `state/<service>/reconciler.json`, or, with the
-state in S3, an item of the backend's DynamoDB lock table (`DynamoDBRecords`), so a loop on
-another host continues where the last leader stopped.
+"""The reconciler's record between ticks: `state/<service>/reconciler.json`, or, with a
+remote state, beside it (engine/backend_store.py): an item of the S3 backend's DynamoDB lock
+table (`DynamoDBRecords`) or an object of the GCS bucket or Azure container
+(`ObjectRecords`), so a loop on another host continues where the last leader stopped.
 
 A file is written atomically (temp file, fsync, rename), so a crash leaves the old or the new
 record, never half of one; the item is one conditional put, refused when another loop wrote
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.engine.lock_table import first_line, get_item
+from reconciler.clouds.objects import ConditionalObjects, WrittenMeanwhile
+from reconciler.engine.backend_store import first_line, get_item
 from reconciler.errors import MemoryFormatError, StateError
 from reconciler.files import write_atomic
 from reconciler.policy import FailureKind, LaunchResult, Market, Memory
@@ -102,6 +104,10 @@ _RECOVER = (
     "It holds the placer's zone states and the notices already handled; fix it, or remove it "
     "to start over from what Terraform and the cloud report (the next tick re-observes "
     "everything)"
+)
+_STALE = (
+    "another loop wrote the record since this one read it (the leader lease moved); this "
+    "tick's record is dropped, the next tick re-reads"
 )
 # A DynamoDB item holds at most 400 KB; a record is a few KB (its request samples are a
 # bounded window), so one that grows near the limit is a bug to report, not to truncate.
@@ -203,10 +209,7 @@ class DynamoDBRecords:
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             self._version = None
-            raise StateError(
-                f"{self.where}: another loop wrote the record since this one read it (the "
-                "leader lease moved); this tick's record is dropped, the next tick re-reads"
-            ) from None
+            raise StateError(f"{self.where}: {_STALE}") from None
         except Exception as exc:
             raise StateError(
                 f"{self.where}: cannot write the reconciler's record ({first_line(exc)})"
@@ -221,3 +224,49 @@ class DynamoDBRecords:
                 f"{self.where}: cannot remove the record ({first_line(exc)})"
             ) from None
         self._version = 0
+
+
+class ObjectRecords:
+    """The record as an object of a GCS bucket or Azure container (JSON, as the file), saved
+    only over the version `load` saw, like DynamoDBRecords."""
+
+    def __init__(self, objects: ConditionalObjects, name: str) -> None:
+        self.objects = objects
+        self.name = name
+        self._token: str | None = None
+        self._loaded = False
+
+    @property
+    def where(self) -> str:
+        return self.objects.where(self.name)
+
+    def load(self) -> Record:
+        current = self.objects.get(self.name)
+        self._loaded = True
+        if current is None:
+            self._token = None
+            return Record()
+        try:
+            record = Record.from_json(json.loads(current.data))
+        except (KeyError, ValueError, TypeError, OverflowError, MemoryFormatError) as exc:
+            raise StateError(
+                f"{self.where}: cannot read the reconciler's record ({first_line(exc)}). "
+                f"{_RECOVER}: {self.objects.remove_command(self.name)}"
+            ) from None
+        self._token = current.token
+        return record
+
+    def save(self, record: Record) -> None:
+        if not self._loaded:
+            self.load()
+        text = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":"))
+        try:
+            self._token = self.objects.put(self.name, text.encode(), if_token=self._token)
+        except WrittenMeanwhile:
+            self._loaded = False
+            raise StateError(f"{self.where}: {_STALE}") from None
+
+    def clear(self) -> None:
+        self.objects.delete(self.name)  # unconditional: destroy removes it whoever wrote last
+        self._token = None
+        self._loaded = True

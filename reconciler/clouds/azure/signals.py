@@ -36,10 +36,12 @@ _RG = re.compile(r"[-\w._()]{1,90}")
 
 
 class AzureIdentityTokens:
-    """ARM tokens from azure-identity (DefaultAzureCredential unless one is given)."""
+    """Tokens from azure-identity (DefaultAzureCredential unless one is given) for `scope`:
+    Resource Manager by default, Blob Storage for the state backend's objects."""
 
-    def __init__(self, credential: Any = None) -> None:
+    def __init__(self, credential: Any = None, scope: str = ARM_SCOPE) -> None:
         self._credential = credential
+        self._scope = scope
         self._token: str | None = None
         self._expires = 0.0
 
@@ -53,7 +55,7 @@ class AzureIdentityTokens:
                 from azure.identity import DefaultAzureCredential
 
                 self._credential = DefaultAzureCredential()
-            access = self._credential.get_token(ARM_SCOPE)
+            access = self._credential.get_token(self._scope)
         except ClientAuthenticationError:  # CredentialUnavailableError is a subclass
             raise CredentialsError(f"Azure credentials not found: {CREDENTIALS_HINT}") from None
         self._token, self._expires = str(access.token), float(access.expires_on)
