@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import load_spec
 from reconciler.spec.envs import require_environment
 from reconciler.spec.model import ReadinessProbe
+from reconciler.terraform.runner import DEFAULT_VARS
 from reconciler.terraform.state import wait_for_state_locks
 
 EXIT_NOT_SERVING = 3  # `apply --wait`: still converging when --timeout passed
@@ -302,6 +303,31 @@ def _print_status(rec: Reconciler) -> None:
         click.echo(line)
 
 
+@contextlib.contextmanager
+def _lease_held(rec: Reconciler | None, service: str) -> Iterator[None]:
+    """With a remote state, destroy holds the service's leader lease while it runs, so no
+    loop on another host acts meanwhile; a loop elsewhere that holds it is refused in one
+    line (it would create the service again). Stopping those loops is the operator's part."""
+    from reconciler.engine.lease import LeaseKeeper, lease_for
+
+    if rec is None or not rec.state_backend.remote:
+        yield
+        return
+    keeper = LeaseKeeper(lease_for(rec.state_backend, service))
+    if not keeper.take():
+        holder = keeper.lease.holder()
+        who = holder.holder if holder is not None else "another loop"
+        raise ReconcileError(
+            f"a reconcile loop of {service} on another host ({who}) holds the leader lease "
+            "and would create the service again: stop the loops of every host first "
+            f"(systemctl stop hedgeform-{service}.timer), then destroy; nothing was destroyed"
+        )
+    try:
+        yield
+    finally:
+        keeper.stop()
+
+
 def _leader(rec: Reconciler) -> str:
     """Who holds the service's leader lease (engine/lease.py), for `status`."""
     from reconciler.engine.lease import lease_for
@@ -397,7 +423,13 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
         with (
             loop_stopped(paths.loop_lock_file, service, click.echo),
             service_lock(paths, wait=wait_lock),
+            _lease_held(rec, service),
         ):
+            if rec is not None and rec.state_backend.remote:
+                # A host that never applied the service has no tfvars for its stacks.
+                rec.render_for_destroy(
+                    [s for s in rec.stack_names if not (paths.stack_dir(s) / DEFAULT_VARS).exists()]
+                )
             stacks = teardown.stacks_to_destroy(paths, rec)
             stack_dirs = [s.dir for s in stacks]
             sandbox = paths.sandbox_dir

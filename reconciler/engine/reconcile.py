@@ -526,6 +526,22 @@ class Reconciler:
                 write_if_changed(stack_dir / name, text)
         return files
 
+    def render_for_destroy(self, stacks: Sequence[str]) -> None:
+        """Write tfvars and root configuration for `stacks` as if they held nothing: with a
+        remote state, a host that never applied the service (the old one is gone) has none
+        of a stack's files, and Terraform needs its variables to run `destroy`, which then
+        removes everything the state holds, whatever the variables say."""
+        wanted = set(stacks)
+        for rendered in self.cloud.render(Layout((), ()), self.clock()):
+            if rendered.stack.name not in wanted:
+                continue
+            stack_dir = self.paths.stack_dir(rendered.stack.name)
+            variables = render_tfvars(rendered.template, rendered.context)
+            var_file = write_tfvars(stack_dir, variables)
+            for name, text in rendered.root_files.items():
+                write_if_changed(stack_dir / name, text)
+            self._write_root_configs({rendered.stack.name: var_file})
+
     def _write_root_configs(self, var_files: Mapping[str, Path]) -> list[Path]:
         """What Terraform would read, for review: the root configuration next to each tfvars
         (the runner writes the same file before `init`)."""

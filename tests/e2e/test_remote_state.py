@@ -292,3 +292,47 @@ def remote_replicas_or_none(url: str, stack: str) -> set[str]:
         return remote_replicas(url, stack)
     except Exception:  # no state object yet
         return set()
+
+
+def test_a_host_that_never_applied_destroys_what_the_remote_state_holds(
+    short_tmp: Path, url: str
+) -> None:
+    """The first host is gone; a person destroys the service from another one, which has no
+    file of it. Destroy used to skip every stack without local tfvars, print "nothing left
+    running" and exit 0 while the state in S3 still held the replicas. And while a loop on
+    another host holds the leader lease, destroy is refused (that loop would re-create)."""
+    with (
+        project_root(short_tmp / "a", {SERVICE: SPEC}) as host_a,
+        project_root(short_tmp / "b", {SERVICE: SPEC}) as host_b,
+    ):
+        hedgeform(host_a, env_for(url, S3_BACKEND), "apply", SERVICE, "--timeout", "120")
+        before = {s: remote_replicas(url, s) for s in ("local-1", "local-2")}
+        assert sum(len(r) for r in before.values()) >= 2, before
+        env_b = env_for(url, S3_BACKEND)
+        shown = hedgeform(host_b, env_b, "status", SERVICE)  # it sees what host a made
+        for replica in set().union(*before.values()):
+            assert replica in shown, shown
+        # (No `plan` from host b here: each root runs its own sandbox cloud, in which host
+        # a's replica processes are not running, so it would rightly replace them.)
+        dynamodb = client(url, "dynamodb")
+        lease_key = {"LockID": {"S": f"hedgeform-lease/{SERVICE}"}}
+        dynamodb.put_item(
+            TableName=TABLE,
+            Item={
+                **lease_key,
+                "holder": {"S": "elsewhere:4242:cafe0001"},
+                "expires_at": {"N": repr(time.time() + 300)},
+            },
+        )
+        out = hedgeform(host_b, env_b, "destroy", SERVICE, code=1)
+        assert "elsewhere:4242:cafe0001" in out and "holds the leader lease" in out, out
+        assert "Traceback" not in out
+        assert {s: remote_replicas(url, s) for s in ("local-1", "local-2")} == before
+        dynamodb.delete_item(TableName=TABLE, Key=lease_key)
+        out = hedgeform(host_b, env_b, "destroy", SERVICE)
+        for stack in STACKS:
+            assert f"destroyed stack {stack}" in out, out
+        assert remote_replicas(url, "local-1") == remote_replicas(url, "local-2") == set()
+        record_key = {"LockID": {"S": f"hedgeform-record/{SERVICE}"}}
+        assert "Item" not in dynamodb.get_item(TableName=TABLE, Key=record_key)
+        assert "Item" not in dynamodb.get_item(TableName=TABLE, Key=lease_key)  # released
