@@ -34,8 +34,18 @@ def lock_table_client(backend: StateBackend) -> Any:
     return boto3.client("dynamodb", region_name=backend.region, endpoint_url=backend.endpoint_url)
 
 
+NO_TABLE = (
+    "the table does not exist in this region (create it once: partition key LockID, a "
+    "string; Terraform's S3 backend locks in it too)"
+)
+
+
 def first_line(exc: BaseException) -> str:
-    """A botocore error in one short line (never a credential: botocore does not echo them)."""
+    """A botocore error in one short line (never a credential: botocore does not echo them);
+    a missing table says how to create it."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    if code == "ResourceNotFoundException":
+        return NO_TABLE
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
 

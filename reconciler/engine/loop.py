@@ -32,7 +32,7 @@ from reconciler.engine.lease import STANDBY_RETRY_S, Lease, LeaseKeeper, lease_f
 from reconciler.engine.observability import LoopMetrics, tick_record
 from reconciler.engine.reconcile import PassResult, Reconciler, service_lock
 from reconciler.engine.serving import ServingCheck, ServingChecker
-from reconciler.errors import BusyError, LoopBusyError, ReconcileError
+from reconciler.errors import BusyError, HedgeformError, LoopBusyError, ReconcileError
 from reconciler.policy import Replica, ReplicaState
 from reconciler.sandbox import processes
 
@@ -260,6 +260,8 @@ class ReconcileLoop:
         except BusyError as exc:
             self.logger.info("tick skipped", extra={"tick": self.ticks, "reason": str(exc)})
             return self.settings.interval_s
+        except HedgeformError as exc:  # a known fault, already one line: no trace
+            return self._failed(str(exc), None)
         except Exception as exc:  # never let one bad tick end an unattended loop
             return self._failed(str(exc) or type(exc).__name__, traceback.format_exc())
         try:

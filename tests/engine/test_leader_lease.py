@@ -145,3 +145,16 @@ def test_a_corrupt_remote_record_is_refused_with_where_it_is_and_how_to_recover(
         ]["N"]
         == "4"
     )
+
+
+def test_a_missing_lock_table_says_how_to_create_it(client: Any) -> None:
+    lease = DynamoDBLease(client, "no-such-table", "llama", me="host-a")
+    with pytest.raises(StateError) as caught:
+        lease.take()
+    assert str(caught.value) == (
+        "leader lease in DynamoDB table no-such-table: the table does not exist in this region "
+        "(create it once: partition key LockID, a string; Terraform's S3 backend locks in it "
+        "too)"
+    )
+    with pytest.raises(StateError, match="does not exist in this region"):
+        DynamoDBRecords(client, "no-such-table", "llama").load()

@@ -18,7 +18,7 @@ from reconciler.backends.fake import FakeBackend
 from reconciler.engine.loop import LoopSettings, ReconcileLoop, loop_lock
 from reconciler.engine.observability import LoopMetrics
 from reconciler.engine.reconcile import Reconciler
-from reconciler.errors import CancelledError, LoopBusyError
+from reconciler.errors import CancelledError, LoopBusyError, StateError
 from reconciler.paths import ServicePaths
 from reconciler.sandbox import market_daemon
 from reconciler.spec import load_spec
@@ -137,6 +137,29 @@ def test_failures_back_off_with_jitter_and_are_logged(root: Path) -> None:
     assert len(failed) == 3
     assert "stack local-1: plan failed: Error: boom" in failed[0].error  # type: ignore[attr-defined]
     assert failed[-1].consecutive_failures == 3  # type: ignore[attr-defined]
+
+
+def test_a_known_fault_is_logged_in_one_line_and_only_a_bug_carries_a_trace(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing lock table is the operator's to fix, and its message says how: a Python
+    traceback in the tick's record only buries it. An unexpected exception keeps its trace."""
+    loop, log = make_loop(root, {}, interval=10)
+    faults: list[Exception] = [
+        StateError("leader lease in DynamoDB table t: the table does not exist"),
+        KeyError("bug"),
+    ]
+
+    def take() -> bool:
+        raise faults.pop(0)
+
+    monkeypatch.setattr(loop.keeper, "take", take)
+    loop._tick()
+    loop._tick()
+    known, bug = [r for r in log.records if r.getMessage() == "tick failed"]
+    assert known.error.startswith("leader lease in DynamoDB table t")  # type: ignore[attr-defined]
+    assert not hasattr(known, "trace")
+    assert "Traceback" in bug.trace  # type: ignore[attr-defined]
 
 
 def test_stop_cancels_the_running_terraform_and_the_loop_exits(root: Path) -> None:
