@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 
 from reconciler.policy.decision import Decision, Launch, Termination
 from reconciler.policy.memory import Memory
@@ -82,10 +83,11 @@ def assemble(
     for launch in launches:
         key = (launch.zone, launch.market)
         desired[key] = desired.get(key, 0) + 1
+    runs = next((v.runs for v in memory.versions if v.number == memory.version), 1)
     return Decision(
         target=target,
         desired=desired,
-        launches=tuple(launches),
+        launches=tuple(replace(launch, version=runs) for launch in launches),
         terminations=tuple(terminations),
         lb_members=tuple(sorted(members)),
         memory=memory,

@@ -17,6 +17,7 @@ class Launch:
     zone: str
     market: Market
     reason: str
+    version: int = 1  # the service version it will run (policy/rollout.py: Version.runs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,10 @@ from reconciler.errors import MemoryFormatError
 from reconciler.policy.observation import Market
 from reconciler.spec.service import MAX_REPLICAS
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1 lacks the lifecycle and backoff fields: they start empty
+FORMAT_VERSION = 3
+# Version 1 lacks the lifecycle and backoff fields, version 2 the service versions: they
+# start empty (a fleet from before versions runs version 1, policy/rollout.py).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class ZoneStatus(StrEnum):
@@ -53,6 +55,64 @@ class Backoff:
         return cls(str(kind), int(count), _time(last_at), _time(retry_at))
 
 
+VERSION_STATES = ("rolling", "ready", "failed", "superseded")
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of a service (policy/rollout.py): `number` counts every change of the
+    spec; `runs` is the number replicas of this version carry, the version whose replica
+    fingerprint it shares (itself when what a replica runs changed, an earlier one when only
+    the `service:` section did). `fingerprint` and `replica_fingerprint` are opaque digests
+    the engine computes; `mode` and `max_surge` say how it rolls out; `state` is `rolling`
+    until the fleet reached it, then `ready`; `failed` (with `reason`) when it was rolled
+    back; `superseded` when another version came before it was ready."""
+
+    number: int
+    runs: int
+    fingerprint: str
+    replica_fingerprint: str
+    since: float
+    mode: str = "rolling"
+    max_surge: int | None = None
+    state: str = "rolling"
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "runs": self.runs,
+            "fingerprint": self.fingerprint,
+            "replica_fingerprint": self.replica_fingerprint,
+            "since": self.since,
+            "mode": self.mode,
+            "max_surge": self.max_surge,
+            "state": self.state,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Version:
+        number = _count("version number", raw["number"], MAX_LAUNCH_SEQ)
+        runs = _count("version runs", raw["runs"], number)
+        if number < 1 or runs < 1:
+            raise ValueError(f"version {number} runs {runs}: versions count from 1")
+        if raw["state"] not in VERSION_STATES or raw["mode"] not in ("rolling", "blue_green"):
+            raise ValueError(f"version {number}: unknown state or mode")
+        surge = raw.get("max_surge")
+        return cls(
+            number=number,
+            runs=runs,
+            fingerprint=str(raw["fingerprint"]),
+            replica_fingerprint=str(raw["replica_fingerprint"]),
+            since=_time(raw["since"]),
+            mode=str(raw["mode"]),
+            max_surge=None if surge is None else _count("max_surge", surge, MAX_REPLICAS),
+            state=str(raw["state"]),
+            reason=str(raw.get("reason", "")),
+        )
+
+
 @dataclass(frozen=True)
 class Memory:
     target: int | None = None  # the autoscaler's current target; None: not yet decided
@@ -73,6 +133,13 @@ class Memory:
     # spot capacity refusals per zone: where not to launch before `retry_at`.
     crash_backoff: Mapping[str, Backoff] = field(default_factory=dict)
     zone_backoff: Mapping[str, Backoff] = field(default_factory=dict)
+    # Service versions (policy/rollout.py): the history (oldest first, bounded), the version
+    # the fleet is moving to, the last one that reached the target ready, and how many
+    # replicas of the version rolling out have failed so far.
+    versions: tuple[Version, ...] = ()
+    version: int = 1
+    stable_version: int | None = None
+    rollout_failures: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +156,10 @@ class Memory:
             "failed": dict(sorted(self.failed.items())),
             "crash_backoff": {k: b.to_json() for k, b in sorted(self.crash_backoff.items())},
             "zone_backoff": {k: b.to_json() for k, b in sorted(self.zone_backoff.items())},
+            "versions": [v.to_json() for v in self.versions],
+            "current_version": self.version,
+            "stable_version": self.stable_version,
+            "rollout_failures": self.rollout_failures,
         }
 
     @classmethod
@@ -124,6 +195,7 @@ class Memory:
                     str(k): Backoff.from_json(b)
                     for k, b in dict(data.get("zone_backoff", {})).items()
                 },
+                **_versions(data),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise MemoryFormatError(f"malformed memory: {exc!r}") from exc
@@ -178,3 +250,23 @@ def _crash_key(key: Any) -> str:
     if not zone or market not in MARKETS:
         raise ValueError(f"crash backoff key {key!r} is not <zone>/<spot|on_demand>")
     return str(key)
+
+
+def _versions(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The version fields, checked against each other (numbers rising, the current and
+    stable versions in the history)."""
+    versions = tuple(Version.from_json(v) for v in data.get("versions", ()))
+    numbers = [v.number for v in versions]
+    if numbers != sorted(set(numbers)):
+        raise ValueError("versions are not in rising order")
+    version = _count("current_version", data.get("current_version", 1), MAX_LAUNCH_SEQ)
+    stable = data.get("stable_version")
+    stable = None if stable is None else _count("stable_version", stable, MAX_LAUNCH_SEQ)
+    if versions and (version not in numbers or (stable is not None and stable not in numbers)):
+        raise ValueError(f"version {version} or stable version {stable} is not in the history")
+    return {
+        "versions": versions,
+        "version": max(1, version),
+        "stable_version": stable,
+        "rollout_failures": _count("rollout_failures", data.get("rollout_failures", 0), 10**6),
+    }

@@ -61,6 +61,7 @@ class Replica:
     market: Market
     state: ReplicaState
     launched_at: float
+    version: int = 1  # the service version it runs (policy/rollout.py: Version.runs)
 
     @property
     def alive(self) -> bool:

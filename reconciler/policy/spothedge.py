@@ -39,6 +39,8 @@ from reconciler.policy.lifecycle import crash_blocked, judge
 from reconciler.policy.memory import Memory
 from reconciler.policy.observation import Market, Observation, Replica, ReplicaState
 from reconciler.policy.placement import choose_on_demand_zone, choose_spot_zone, update_status
+from reconciler.policy.rollout import check_rollback, current_runs
+from reconciler.policy.rollout import step as rollout_step
 from reconciler.policy.signals import FailureKind, NoticeKind, Signals
 from reconciler.spec.model import ServiceSpec
 
@@ -83,13 +85,20 @@ def decide_with(
 ) -> Decision:
     if not observed.complete:
         return hold(observed, memory, "observation incomplete: holding the current layout")
+    failed_before = set(memory.failed)
     judged = judge(spec.service.readiness_probe, observed.replicas, memory, now)
     observed, memory = replace(observed, replicas=judged.replicas), judged.memory
+    memory, rollout_notes = check_rollback(memory, judged.replicas, failed_before)
     rp = spec.service.replica_policy
     step = next_target(rp, signals, memory, now)
     target = step.target
-    reasons = [f"target {target}: {step.reason}", *judged.reasons]
-    alive = [r for r in observed.replicas if r.alive]
+    reasons = [f"target {target}: {step.reason}", *judged.reasons, *rollout_notes]
+    # SpotHedge's counts are over the replicas of the current version; the others are the
+    # rollout's (policy/rollout.py).
+    runs = current_runs(memory)
+    every_alive = [r for r in observed.replicas if r.alive]
+    alive = [r for r in every_alive if r.version == runs]
+    old = [r for r in every_alive if r.version != runs]
 
     # Absorb this tick's signals into the placer's zone statuses.
     recent = [p for p in memory.recent_preemptions if now - p[2] <= PREEMPTION_MEMORY_SECONDS]
@@ -105,7 +114,7 @@ def decide_with(
             recent.append((r.id, r.zone, now))
             seen.add(r.id)
             hit.append(r.zone)
-    alive_spot_ids = {r.id for r in alive if r.market is Market.SPOT}
+    alive_spot_ids = {r.id for r in every_alive if r.market is Market.SPOT}
     warned: dict[str, float] = {}
     if variant.act_on_warnings:
         warned = {rid: at for rid, at in memory.warned if rid in alive_spot_ids}
@@ -207,7 +216,7 @@ def decide_with(
 
     # Drain warned replicas from the load balancer only when the others can carry the target:
     # the last servers keep serving until the cloud takes them (or cover is ready).
-    serving_ready = sum(1 for r in alive if r.ready and r.id not in warned)
+    serving_ready = sum(1 for r in every_alive if r.ready and r.id not in warned)
     drain_warned = variant.act_on_warnings and serving_ready >= target
     if warned and not drain_warned:
         reasons.append("warned replicas stay in the load balancer until cover is ready")
@@ -222,12 +231,23 @@ def decide_with(
         warned=tuple(sorted(warned.items())),
         zone_backoff=zone_backoff,
     )
+    rolled = rollout_step(
+        new_memory,
+        target=target,
+        final=final,
+        current=alive,
+        old=old,
+        launches=launches,
+        stopping_current={r.id for r, _ in stopping},
+        warned=warned,
+    )
+    excluded = set(warned if drain_warned else ()) | rolled.lb_excluded
     return assemble(
         target=target,
         observed=observed,
-        launches=launches,
-        stopping=stopping,
-        memory=new_memory,
-        reasons=reasons,
-        excluded_from_lb=warned if drain_warned else (),
+        launches=rolled.launches,
+        stopping=[*stopping, *rolled.stopping],
+        memory=rolled.memory,
+        reasons=[*reasons, *rolled.reasons],
+        excluded_from_lb=excluded,
     )
