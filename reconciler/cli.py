@@ -54,6 +54,8 @@ COMMANDS = {
     "sandbox": "reconciler.sandbox.cli:sandbox",
     "signals": "reconciler.engine.signals:signals",
     "state": "reconciler.engine.commands:state",
+    "history": "reconciler.engine.versions:history",
+    "rollback": "reconciler.engine.versions:rollback",
 }
 
 

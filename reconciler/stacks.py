@@ -32,6 +32,7 @@ class ManagedReplica:
     instance_id: str = ""
     name: str = ""
     private_ip: str = ""
+    version: int = 1  # the service version it runs (policy/rollout.py: Version.runs)
 
 
 @dataclass(frozen=True)

@@ -99,13 +99,16 @@ class Observed:
 @dataclass(frozen=True)
 class Layout:
     """What the stacks should hold after this pass: the replicas to keep (launches included),
-    the policy's load-balancer members, the front's epoch (bumped to re-add lost members) and
-    the replicas to keep out of the load balancer (under a preemption warning, or gone)."""
+    the policy's load-balancer members, the front's epoch (bumped to re-add lost members),
+    the replicas to keep out of the load balancer (under a preemption warning, or gone), and
+    what each service version its replicas carry runs (`Version.runs` -> the spec's replica
+    part, spec/fingerprint.py: setup, run, plain envs, resources, probe)."""
 
     kept: tuple[ManagedReplica, ...]
     members: tuple[str, ...]
     epoch: int = 0
     draining: frozenset[str] = frozenset()
+    versions: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class CloudBackend(Protocol):
@@ -115,6 +118,10 @@ class CloudBackend(Protocol):
     state_dir: Path  # the loop watches `<state_dir>/notices.jsonl` for early ticks
     poll_s: float  # how often `converge` may re-observe while replicas start
     plan_cache: bool  # equal inputs give an equal plan (no drift to refresh): skip the plan
+    # Replicas carry their service version (launched with it, observed with it), so a changed
+    # spec rolls out (policy/rollout.py). Without it every replica counts as the current
+    # version: a rollout could never see its new replicas and would launch without end.
+    carries_versions: bool
 
     def stacks(self) -> list[StackDef]:
         """Region stacks, sorted, then the front stack if there is one."""

@@ -137,6 +137,7 @@ class ProviderCloud:
 
     poll_s = 15.0  # converge re-observes through cloud APIs: not four times a second
     plan_cache = False  # the cloud can drift: always plan
+    carries_versions = False  # not yet: the cloud modules render one version (issue 13)
 
     def __init__(
         self,

@@ -51,6 +51,7 @@ class FakeBackend:
     lb_port: int = 1
     poll_s: float = 0.0
     plan_cache: bool = False
+    carries_versions: bool = False
     calls: list[str] = field(default_factory=list)
     states: dict[str, ReplicaState] = field(default_factory=dict)
     managed_replicas: list[ManagedReplica] = field(default_factory=list)
@@ -150,9 +151,7 @@ class FakeBackend:
             "service": self.spec.name,
             "hedgeform_bin": "/fake/hedgeform",
             "sandbox_dir": str(self.state_dir),
-            "cold_start_seconds": 0,
             "latency_ms": 0,
-            "model_name": "fake-model",
         }
         out = [
             RenderedStack(
@@ -161,7 +160,15 @@ class FakeBackend:
                 {
                     **common,
                     "stack": stack.name,
-                    "replicas": replica_map(stack.replicas),
+                    "replicas": {
+                        r.id: {
+                            **replica_map([r])[r.id],
+                            "version": str(r.version),
+                            "model_name": "fake-model",
+                            "cold_start_seconds": 0,
+                        }
+                        for r in stack.replicas
+                    },
                     "load_balancer": None,
                 },
             )

@@ -8,6 +8,7 @@ balancer's request metrics. This module turns them into the policy's Observation
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reconciler import readiness
 from reconciler.backends.base import (
@@ -48,13 +50,17 @@ from reconciler.sandbox.market import (
     notices_path,
 )
 from reconciler.spec.model import ServiceSpec
-from reconciler.stacks import FRONT, ManagedReplica, region_stacks, replica_map, zone_regions
+from reconciler.stacks import FRONT, ManagedReplica, region_stacks, zone_regions
 from reconciler.terraform.state import STATE_FILE, state_resources
 from reconciler.traces import load_trace_set
 
 SPOT_PRICE = 1.0  # the sandbox's price list: on-demand costs three times spot, as in backtests
 ON_DEMAND_PRICE = 3.0
 RATE_WINDOW_S = 60.0
+MAX_COLD_START_S = 3_600.0  # what `hedgeform sandbox replica launch` accepts
+# A plain env of the spec the sandbox reads as its replicas' cold start (docs/sandbox.md):
+# a version with a slow, or never-ready (above initial_delay_seconds), model to try updates.
+SANDBOX_COLD_START_ENV = "SANDBOX_COLD_START_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ ENV_SETTINGS: dict[str, tuple[str, float, float]] = {
     "speed": ("HEDGEFORM_SANDBOX_SPEED", 0.001, 100_000.0),  # trace seconds per wall second
     "offset_hours": ("HEDGEFORM_SANDBOX_OFFSET_HOURS", 0.0, 100_000.0),
     "warning_seconds": ("HEDGEFORM_SANDBOX_WARNING", 0.0, 3_600.0),
-    "cold_start_s": ("HEDGEFORM_SANDBOX_COLD_START", 0.0, 3_600.0),
+    "cold_start_s": ("HEDGEFORM_SANDBOX_COLD_START", 0.0, MAX_COLD_START_S),
     "latency_ms": ("HEDGEFORM_SANDBOX_LATENCY_MS", 0.0, 60_000.0),
     "lb_port": ("HEDGEFORM_LB_PORT", 1.0, 65_535.0),
 }
@@ -231,6 +237,7 @@ class SandboxCloud:
 
     poll_s = 0.25  # probes are local and cheap
     plan_cache = True  # null_resources have nothing to refresh
+    carries_versions = True  # launched with --version, observed from the replica's record
 
     def __init__(
         self,
@@ -299,10 +306,7 @@ class SandboxCloud:
             "service": paths.service,
             "hedgeform_bin": str(self.hedgeform_bin),
             "sandbox_dir": str(paths.sandbox_dir.resolve()),
-            "cold_start_seconds": self.settings.cold_start_s,
             "latency_ms": self.settings.latency_ms,
-            # the model name the replicas report: a non-secret env of the spec
-            "model_name": public_model_name(self.spec),
         }
         out: list[RenderedStack] = []
         # Zones the spec no longer names stay in the stack that holds them until drained.
@@ -311,7 +315,8 @@ class SandboxCloud:
             if replica.zone not in regions and replica.stack:
                 regions[replica.zone] = ("local", replica.stack)
         for stack in region_stacks(regions, kept):
-            context = {**common, "stack": stack.name, "replicas": replica_map(stack.replicas),
+            replicas_of = {r.id: self._launch_settings(r, layout.versions) for r in stack.replicas}
+            context = {**common, "stack": stack.name, "replicas": replicas_of,
                        "load_balancer": None}  # fmt: skip
             out.append(RenderedStack(stacks[stack.name], "local.tfvars.json.j2", context))
         check = haproxy_check(self.spec) if self.spec is not None else HealthCheck()
@@ -325,6 +330,26 @@ class SandboxCloud:
         context = {**common, "stack": FRONT, "replicas": {}, "load_balancer": lb}
         out.append(RenderedStack(stacks[FRONT], "local.tfvars.json.j2", context))
         return out
+
+    def _launch_settings(
+        self, replica: ManagedReplica, versions: Mapping[int, Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """What a replica is launched with: its version's model name (a non-secret
+        MODEL_NAME env, else the sandbox's default) and cold start (the version's
+        SANDBOX_COLD_START_SECONDS env, docs/sandbox.md, else the sandbox setting)."""
+        envs = dict(versions.get(replica.version, {}).get("envs") or {})
+        cold_start = self.settings.cold_start_s
+        with contextlib.suppress(ValueError):
+            value = float(envs.get(SANDBOX_COLD_START_ENV, ""))
+            if 0 <= value <= MAX_COLD_START_S:
+                cold_start = value
+        return {
+            "zone": replica.zone,
+            "market": replica.market.value,
+            "version": str(replica.version),
+            "model_name": envs.get("MODEL_NAME") or public_model_name(self.spec),
+            "cold_start_seconds": cold_start,
+        }
 
     def known_zones(self) -> list[str]:
         """The sandbox's zones: those of its running market, else of the shipped traces."""
@@ -495,7 +520,7 @@ class SandboxCloud:
                 state = ReplicaState.STARTING
             else:
                 state = ReplicaState.NOT_READY
-            return Replica(m.id, m.zone, market, state, rec.launched_at)
+            return Replica(m.id, m.zone, market, state, rec.launched_at, rec.version)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             observed = list(pool.map(state_of, managed))

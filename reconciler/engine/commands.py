@@ -26,6 +26,7 @@ from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, ser
 from reconciler.errors import HedgeformError, ReconcileError, TerraformError
 from reconciler.paths import ServicePaths
 from reconciler.policy import POLICIES, Memory, ReplicaState
+from reconciler.policy.rollout import ROLLING, UPDATE_MODES, current_version
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import load_spec
@@ -45,6 +46,8 @@ def _reconciler(
     *,
     check_env: bool = True,
     replace_all: bool = False,
+    update_mode: str = ROLLING,
+    max_surge: int | None = None,
 ) -> Reconciler:
     """The service's reconciler. `check_env` (every command that plans or applies) first
     refuses, in one line, a `null` env the environment does not set, before any cloud or
@@ -59,7 +62,15 @@ def _reconciler(
     settings = None  # the sandbox's HEDGEFORM_* settings mean nothing to a cloud service
     if uses_sandbox(spec):
         settings = SandboxSettings.from_env(lb_port=lb_port)  # type: ignore[arg-type]
-    return Reconciler(paths, spec, settings, policy=policy, replace_all=replace_all)
+    return Reconciler(
+        paths,
+        spec,
+        settings,
+        policy=policy,
+        replace_all=replace_all,
+        update_mode=update_mode,
+        max_surge=max_surge,
+    )
 
 
 def _endpoint(rec: Reconciler) -> str:
@@ -106,6 +117,23 @@ replace_all_opt = click.option(
     is_flag=True,
     help="Apply a plan that replaces every replica of a region at once (a changed image, "
     "instance type or script); without it such a plan is refused in one line.",
+)
+mode_opt = click.option(
+    "--mode",
+    "update_mode",
+    type=click.Choice(UPDATE_MODES),
+    default=ROLLING,
+    show_default=True,
+    help="How a changed service file rolls out (as `sky serve update --mode`): rolling stops "
+    "an old replica each time a new one is ready; blue_green keeps the old version serving "
+    "until the new one alone carries the target. Used when the file changed.",
+)
+max_surge_opt = click.option(
+    "--max-surge",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="Replicas a rollout may run beyond target + num_overprovision (default: 25%% of "
+    "the target, at least 1, when rolling; a whole second fleet for blue_green).",
 )
 root_opt = click.option(
     "--root",
@@ -204,6 +232,8 @@ def plan(
 )
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 @replace_all_opt
+@mode_opt
+@max_surge_opt
 def apply(
     service: str,
     policy: str,
@@ -213,6 +243,8 @@ def apply(
     timeout: float,
     wait_lock: bool,
     replace_all: bool,
+    update_mode: str,
+    max_surge: int | None,
 ) -> None:
     """Reconcile SERVICE: observe -> decide -> render -> plan -> apply the saved plan ->
     record; then print the endpoint and the replicas.
@@ -226,7 +258,15 @@ def apply(
     input); 3 still converging when --timeout passed.
     """
     try:
-        rec = _reconciler(service, policy, lb_port, root, replace_all=replace_all)
+        rec = _reconciler(
+            service,
+            policy,
+            lb_port,
+            root,
+            replace_all=replace_all,
+            update_mode=update_mode,
+            max_surge=max_surge,
+        )
         with service_lock(rec.paths, wait=wait_lock):
             done = rec.converge(timeout if wait else 0.0, _pass_printer())
             result = done.last
@@ -273,12 +313,14 @@ def _pass_printer() -> Callable[[PassResult], None]:
     return show
 
 
-def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool]]:
-    """(id, zone, market, state, in LB) for every replica Terraform manages."""
+def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool, int]]:
+    """(id, zone, market, state, in LB, version) for every replica Terraform manages."""
     now = rec.look()
     replicas = sorted(now.observation.replicas, key=lambda r: r.id)
     members: frozenset[str] = now.lb_members or frozenset()
-    return [(r.id, r.zone, r.market.value, r.state.value, r.id in members) for r in replicas]
+    return [
+        (r.id, r.zone, r.market.value, r.state.value, r.id in members, r.version) for r in replicas
+    ]
 
 
 def _print_status(rec: Reconciler) -> None:
@@ -292,13 +334,19 @@ def _print_status(rec: Reconciler) -> None:
         click.echo(f"leader: {_leader(rec)}")
     click.echo(f"target: {target if target is not None else '-'}   ready: {ready}")
     memory = record.memory
+    line = version_line(memory)
+    if line:
+        click.echo(line)
     if not rows:
         click.echo("no replicas")
     else:
-        click.echo(f"{'replica':<24} {'zone':<10} {'market':<10} {'state':<20} in LB")
-    for rid, zone, market, state, in_lb in rows:
+        click.echo(
+            f"{'replica':<24} {'zone':<10} {'market':<10} {'state':<20} {'in LB':<6} version"
+        )
+    for rid, zone, market, state, in_lb, version in rows:
         state = memory.failed.get(rid, state)  # the policy's verdict, while being replaced
-        click.echo(f"{rid:<24} {zone:<10} {market:<10} {state:<20} {'yes' if in_lb else 'no'}")
+        lb = "yes" if in_lb else "no"
+        click.echo(f"{rid:<24} {zone:<10} {market:<10} {state:<20} {lb:<6} v{version}")
     for line in health_lines(memory, rec.spec.service.readiness_probe, rec.clock()):
         click.echo(line)
 
@@ -341,6 +389,23 @@ def _leader(rec: Reconciler) -> str:
     if left <= 0:
         return f"none (the lease of {holder.holder} expired {-left:.0f} s ago)"
     return f"{holder.holder} (lease for {left:.0f} s more)"
+
+
+def version_line(memory: Memory) -> str:
+    """`version: v4 (rolling, from v3), last ready v3`, or what failed; "" before versions."""
+    version = current_version(memory)
+    if version is None:
+        return ""
+    text = f"version: v{version.number} ({version.state}"
+    if version.runs != version.number:
+        text += f", replicas of v{version.runs}"
+    text += ")"
+    if memory.stable_version is not None and memory.stable_version != version.number:
+        text += f", last ready v{memory.stable_version}"
+    failed = [v for v in memory.versions if v.state == "failed"]
+    if failed and failed[-1].number > version.number:
+        text += f"; v{failed[-1].number} failed: {failed[-1].reason}"
+    return text
 
 
 def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]:
@@ -515,10 +580,12 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     type=Seconds(10, 3600),
     default=LEASE_DURATION_S,
     show_default=True,
-    help="With state in S3: seconds a leader's lease lasts unrenewed (it renews every third "
-    "of it); a standby loop on another host takes over that long after the leader died.",
+    help="With a remote state: seconds a leader's lease lasts unrenewed (it renews every "
+    "third of it); a standby loop on another host takes over that long after the leader died.",
 )
 @replace_all_opt
+@mode_opt
+@max_surge_opt
 def run(
     service: str,
     policy: str,
@@ -531,6 +598,8 @@ def run(
     wait_lock: bool,
     lease_s: float,
     replace_all: bool,
+    update_mode: str,
+    max_surge: int | None,
 ) -> None:
     """Reconcile SERVICE every --interval seconds until stopped (SIGTERM or Ctrl-C).
 
@@ -541,7 +610,11 @@ def run(
     service on a host: a second one exits at once (or waits with --wait). With a remote state
     (S3, GCS, azurerm), loops on several hosts may run: the one holding the leader lease
     (beside the state) acts, the others stand by and take over when it stops or dies.
+
+    The service file is read again at each tick: a change rolls out as --mode says (rolling
+    by default); a file that no longer loads is reported and the last good one kept.
     """
+    import functools
     import threading
 
     from reconciler.engine.lease import lease_for
@@ -549,7 +622,17 @@ def run(
     from reconciler.engine.observability import LoopMetrics, json_logger
 
     try:
-        rec = _reconciler(service, policy, lb_port, root, replace_all=replace_all)
+        make = functools.partial(
+            _reconciler,
+            service,
+            policy,
+            lb_port,
+            root,
+            replace_all=replace_all,
+            update_mode=update_mode,
+            max_surge=max_surge,
+        )
+        rec = make()
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -595,6 +678,7 @@ def run(
                 metrics,
                 metrics_textfile,
                 lease=lease,
+                reload=make,
             )
             loop.run(stop, max_ticks)
             if max_ticks is not None and loop.failures:  # the exit code tells the truth

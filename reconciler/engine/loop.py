@@ -161,12 +161,16 @@ class ReconcileLoop:
         rng: random.Random | None = None,
         wait: Callable[[threading.Event, float], object] | None = None,
         lease: Lease | None = None,
+        reload: Callable[[], Reconciler] | None = None,
     ) -> None:
         """`wait(stop, seconds)` is how the loop idles between looks (default `stop.wait`);
         tests pass one that returns at once and drives the world instead of sleeping.
         `lease` decides whether this loop acts when several run for the service (default:
-        the state backend's, engine/lease.py)."""
+        the state backend's, engine/lease.py). `reload` builds the reconciler again from the
+        service file, which each tick checks for a change (a new version to roll out)."""
         self.rec = rec
+        self.reload = reload
+        self._spec_text = self._read_spec()
         self.keeper = LeaseKeeper(lease or lease_for(rec.state_backend, rec.paths.service))
         self.wait = wait or (lambda stop, seconds: stop.wait(seconds))
         self.settings = settings
@@ -245,8 +249,34 @@ class ReconcileLoop:
         self.ticks += 1
         return outcome[0] if outcome else self.settings.interval_s
 
+    def _read_spec(self) -> bytes | None:
+        try:
+            return self.rec.paths.spec_file.read_bytes()
+        except OSError:
+            return None
+
+    def _reload_if_changed(self) -> None:
+        """A changed service file becomes this loop's spec (policy/rollout.py rolls it out);
+        one that no longer loads is logged once and the last good one kept."""
+        text = self._read_spec()
+        if self.reload is None or text is None or text == self._spec_text:
+            return
+        self._spec_text = text
+        try:
+            rec = self.reload()
+        except HedgeformError as exc:
+            self.logger.error(
+                "service file changed but does not load; keeping the last good one",
+                extra={"tick": self.ticks, "error": str(exc)},
+            )
+            return
+        self.rec = rec
+        self.serving = ServingChecker(rec, rec.spec)
+        self.logger.info("service file changed: reloaded", extra={"tick": self.ticks})
+
     def _tick(self) -> float:
         """One tick; returns seconds until the next one."""
+        self._reload_if_changed()
         try:
             if not self.keeper.take():
                 holder = self.keeper.lease.holder()

@@ -64,8 +64,10 @@ from reconciler.policy import (
     decide,
 )
 from reconciler.policy.guardrails import Limits, apply_guardrails
+from reconciler.policy.rollout import ROLLING, current_runs, register
 from reconciler.rendering import render_tfvars, write_tfvars
 from reconciler.spec import ServiceSpec
+from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
 from reconciler.stacks import FRONT, ManagedReplica, zone_regions
 from reconciler.terraform.backend import StateBackend
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
@@ -188,9 +190,14 @@ class Reconciler:
         cloud_settings: ProviderSettings | None = None,
         replace_all: bool = False,
         state_backend: StateBackend | None = None,
+        update_mode: str = ROLLING,
+        max_surge: int | None = None,
     ) -> None:
         self.paths = paths
         self.spec = spec
+        # How a new version of the spec rolls out (policy/rollout.py); used when one appears.
+        self.update_mode = update_mode
+        self.max_surge = max_surge
         self.settings = settings
         self.policy = policy
         self.limits = limits or Limits()
@@ -370,8 +377,20 @@ class Reconciler:
         top = max((replica_seq(m.id) for m in seen.managed), default=-1)
         if memory.launch_seq <= top:  # a crashed pass launched replicas it did not record
             memory = replace(memory, launch_seq=top + 1)
+        note = None
+        if self.cloud.carries_versions:
+            memory, note = register(
+                memory,
+                fingerprint(self.spec),
+                replica_fingerprint(self.spec),
+                seen.now,
+                mode=self.update_mode,
+                max_surge=self.max_surge,
+            )
         decision = decide(self.spec, seen.observed, seen.signals, memory, seen.now, self.policy)
         decision = apply_guardrails(decision, seen.observed, self.spec, self.limits)
+        if note is not None:
+            decision = replace(decision, reasons=(note, *decision.reasons))
         epoch = seen.record.lb_epoch + (1 if seen.lb_lost_members else 0)
         return decision, epoch
 
@@ -387,6 +406,7 @@ class Reconciler:
                 request_samples=seen.samples,
                 last_tick=seen.now,
                 lb_epoch=epoch,
+                version_specs=self._version_specs(seen, decision),
             ),
         )
 
@@ -504,19 +524,31 @@ class Reconciler:
         stopped = {t.replica_id for t in decision.terminations}
         hold = len(decision.lb_members) < decision.target
         retiring = {r.id: r for r in seen.retiring}
+        version_of = {r.id: r.version for r in (*seen.observed.replicas, *seen.retiring)}
         kept: list[ManagedReplica] = [
-            ManagedReplica(m.id, m.zone, Market(m.market), stack=m.stack)
+            ManagedReplica(
+                m.id, m.zone, Market(m.market), stack=m.stack, version=version_of.get(m.id, 1)
+            )
             for m in seen.managed
             if m.id not in stopped and not m.tainted and (hold or m.id not in retiring)
         ]
-        kept += [ManagedReplica(x.replica_id, x.zone, x.market) for x in decision.launches]
+        kept += [
+            ManagedReplica(x.replica_id, x.zone, x.market, version=x.version)
+            for x in decision.launches
+        ]
         kept_ids = {r.id for r in kept}
         serving = [rid for rid, r in retiring.items() if hold and r.state is ReplicaState.READY]
         members = sorted(m for m in [*decision.lb_members, *serving] if m in kept_ids)
         draining = {rid for rid, _ in decision.memory.warned} | {
             r.id for r in (*seen.observed.replicas, *seen.retiring) if r.state.terminal
         }
-        layout = Layout(tuple(kept), tuple(members), epoch, frozenset(draining))
+        layout = Layout(
+            tuple(kept),
+            tuple(members),
+            epoch,
+            frozenset(draining),
+            self._version_specs(seen, decision),
+        )
         files: dict[str, Path] = {}
         for rendered in self.cloud.render(layout, seen.now):
             stack_dir = self.paths.stack_dir(rendered.stack.name)
@@ -525,6 +557,18 @@ class Reconciler:
             for name, text in rendered.root_files.items():
                 write_if_changed(stack_dir / name, text)
         return files
+
+    def _version_specs(self, seen: Seen, decision: Decision) -> dict[int, dict[str, Any]]:
+        """What each version in use runs: the record's, and the current spec's for the
+        current version when it is new; only versions some replica, the current or the
+        stable version still carry are kept."""
+        specs = {k: dict(v) for k, v in seen.record.version_specs.items()}
+        memory = decision.memory
+        specs.setdefault(current_runs(memory), replica_part(self.spec))
+        stable = next((v.runs for v in memory.versions if v.number == memory.stable_version), 1)
+        in_use = {r.version for r in (*seen.observed.replicas, *seen.retiring)}
+        in_use |= {x.version for x in decision.launches} | {current_runs(memory), stable}
+        return {k: v for k, v in specs.items() if k in in_use}
 
     def render_for_destroy(self, stacks: Sequence[str]) -> None:
         """Write tfvars and root configuration for `stacks` as if they held nothing: with a

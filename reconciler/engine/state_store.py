@@ -13,6 +13,7 @@ already seen.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,9 @@ class Record:
     request_samples: tuple[tuple[float, int], ...] = ()  # (time, LB requests total)
     last_tick: float | None = None
     lb_epoch: int = 0  # bumped when the load balancer lost its members (HAProxy restarted)
+    # What each service version's replicas run (Version.runs -> spec/fingerprint.replica_part),
+    # for the versions still in use: old replicas are rendered with their own.
+    version_specs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,7 @@ class Record:
             "request_samples": [list(s) for s in self.request_samples],
             "last_tick": self.last_tick,
             "lb_epoch": self.lb_epoch,
+            "version_specs": {str(k): v for k, v in sorted(self.version_specs.items())},
         }
 
     @classmethod
@@ -75,6 +80,7 @@ class Record:
             request_samples=tuple((float(t), int(n)) for t, n in raw["request_samples"]),
             last_tick=None if raw.get("last_tick") is None else float(raw["last_tick"]),
             lb_epoch=int(raw.get("lb_epoch", 0)),
+            version_specs={int(k): dict(v) for k, v in dict(raw.get("version_specs", {})).items()},
         )
 
 

@@ -196,16 +196,8 @@ def step(
         r for r in current if r.ready and r.id not in warned and r.id not in stopping_current
     ]
     if not old:
-        if version is not None and version.state == "rolling" and len(ready_now) >= target:
-            versions = tuple(
-                replace(v, state="ready") if v.number == version.number else v
-                for v in memory.versions
-            )
-            memory = replace(
-                memory, versions=versions, stable_version=version.number, rollout_failures=0
-            )
-            return Step(tuple(launches), (), frozenset(), memory, (f"v{version.number} ready",))
-        return Step(tuple(launches), (), frozenset(), memory, ())
+        memory, notes = _ready_if_done(memory, version, len(ready_now) >= target)
+        return Step(tuple(launches), (), frozenset(), memory, notes)
     # A version already ready that has old replicas beside it is one the fleet returns to
     # (a rollback): always rolling, so what serves keeps serving.
     mode = version.mode if version is not None and version.state == "rolling" else ROLLING
@@ -233,7 +225,22 @@ def step(
     reasons = [f"{why}, {len(keep)} old replica(s) serving (max_surge {surge})"]
     if len(allowed) < len(launches):
         reasons.append(f"{len(launches) - len(allowed)} launch(es) wait for max_surge {surge}")
-    return Step(allowed, stopping, excluded, memory, tuple(reasons))
+    # The last old replicas stop in this tick's apply: the version is reached.
+    memory, notes = _ready_if_done(memory, version, len(ready_now) >= target and not kept)
+    return Step(allowed, stopping, excluded, memory, (*reasons, *notes))
+
+
+def _ready_if_done(
+    memory: Memory, version: Version | None, done: bool
+) -> tuple[Memory, tuple[str, ...]]:
+    """Mark a rolling version ready (and stable) once the fleet reached it."""
+    if version is None or version.state != "rolling" or not done:
+        return memory, ()
+    versions = tuple(
+        replace(v, state="ready") if v.number == version.number else v for v in memory.versions
+    )
+    memory = replace(memory, versions=versions, stable_version=version.number, rollout_failures=0)
+    return memory, (f"v{version.number} ready",)
 
 
 def _trim(versions: Sequence[Version], keep: Collection[int | None]) -> tuple[Version, ...]:

@@ -82,6 +82,14 @@ def replica() -> None:
 @click.option("--cold-start", type=float, default=0.0, show_default=True, help="Seconds.")
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--model", default=None, help="Model name to report (default: sandbox-model).")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(1, 10**9),
+    default=1,
+    show_default=True,
+    help="Service version the replica runs (reported on /, kept in its record).",
+)
 def replica_launch(
     state_dir: Path,
     replica_id: str,
@@ -90,6 +98,7 @@ def replica_launch(
     cold_start: float,
     latency_ms: float,
     model: str | None,
+    version: int,
 ) -> None:
     """Launch a replica; prints {"id", "port", "pid"} as JSON.
 
@@ -109,6 +118,7 @@ def replica_launch(
             cold_start_s=cold_start,
             latency_ms=latency_ms,
             model=model,
+            version=version,
         )
     else:
         existing = replicas.get(state_dir, replica_id)
@@ -123,6 +133,7 @@ def replica_launch(
                 cold_start_s=cold_start,
                 latency_ms=latency_ms,
                 model=model,
+                version=version,
             )
     _echo_json({"id": record.replica_id, "port": record.port, "pid": record.pid})
 

@@ -107,6 +107,7 @@ class ReplicaConfig:
     zone: str
     market: str
     model: str = DEFAULT_MODEL
+    version: int = 1  # the service version it runs (policy/rollout.py)
     cold_start_s: float = 0.0
     latency_ms: float = 0.0
     host: str = "127.0.0.1"
@@ -197,6 +198,7 @@ class ReplicaHandler(BaseHTTPRequestHandler):
             "zone": cfg.zone,
             "market": cfg.market,
             "model": cfg.model,
+            "version": cfg.version,
             "pid": os.getpid(),
             "ready": state.ready(),
             "uptime_s": round(time.monotonic() - state.started, 3),
@@ -328,6 +330,7 @@ def _parse(argv: list[str] | None) -> tuple[ReplicaConfig, Path | None]:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--port-file", type=Path, help="write the bound port here when ready")
     parser.add_argument("--model", default=env.get("MODEL_NAME", DEFAULT_MODEL))
+    parser.add_argument("--version", type=int, default=1, help="service version it runs")
     parser.add_argument("--cold-start", type=float, default=float(env.get("COLD_START_S", 0)))
     parser.add_argument("--latency-ms", type=float, default=float(env.get("LATENCY_MS", 0)))
     parser.add_argument(
@@ -344,6 +347,7 @@ def _parse(argv: list[str] | None) -> tuple[ReplicaConfig, Path | None]:
         zone=check_name(ns.zone, "zone"),
         market=check_market(ns.market),
         model=ns.model,
+        version=max(1, ns.version),
         cold_start_s=max(0.0, ns.cold_start),
         latency_ms=max(0.0, ns.latency_ms),
         host=ns.host,

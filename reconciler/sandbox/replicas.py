@@ -36,6 +36,7 @@ class ReplicaRecord:
     latency_ms: float
     model: str
     log: str
+    version: int = 1  # the service version it runs (policy/rollout.py)
 
     @property
     def url(self) -> str:
@@ -57,6 +58,7 @@ class ReplicaRecord:
             latency_ms=float(raw.get("latency_ms", 0.0)),
             model=str(raw.get("model", "")),
             log=str(raw.get("log", "")),
+            version=int(raw.get("version", 1)),
         )
 
 
@@ -113,8 +115,10 @@ def launch(
     cold_start_s: float = 0.0,
     latency_ms: float = 0.0,
     model: str | None = None,
+    version: int = 1,
 ) -> ReplicaRecord:
-    """Start a replica and return once it listens (it is healthy after its cold start).
+    """Start a replica of service version `version` and return once it listens (it is
+    healthy after its cold start).
 
     Idempotent: launching an id that is already running in the same zone and market returns
     the running replica, so a retried Terraform create does not start a second process.
@@ -128,6 +132,8 @@ def launch(
             "cold start must be 0-3600 s and latency 0-60000 ms, "
             f"got {cold_start_s} s and {latency_ms} ms"
         )
+    if not 1 <= version <= 10**9:
+        raise SandboxError(f"version must be 1-1000000000, got {version}")
     rdir = replicas_dir(state_dir)
     with file_lock(rdir / f".{replica_id}.lock"):
         existing = get(state_dir, replica_id)
@@ -156,6 +162,7 @@ def launch(
             f"--cold-start={cold_start_s}",
             f"--latency-ms={latency_ms}",
             f"--model={model_name}",
+            f"--version={version}",
         )
         launched_at = time.time()
         pid = processes.spawn_daemon(
@@ -172,6 +179,7 @@ def launch(
             latency_ms=latency_ms,
             model=model_name,
             log=str(log),
+            version=version,
         )
         # Recorded before it listens, so stop_all finds it even if this launcher dies now.
         write_json_atomic(record_path(state_dir, replica_id), record.to_json())

@@ -27,7 +27,9 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _replica_part(spec: ServiceSpec) -> dict[str, Any]:
+def replica_part(spec: ServiceSpec) -> dict[str, Any]:
+    """What a replica runs, as JSON-ready data (no secret value): the part both digests
+    cover, and what the record keeps of each version so its replicas can be rendered again."""
     resources = dataclasses.asdict(spec.resources)
     for where in ("cloud", "region", "zone", "any_of", "use_spot"):
         resources.pop(where, None)
@@ -44,10 +46,10 @@ def _replica_part(spec: ServiceSpec) -> dict[str, Any]:
 
 def replica_fingerprint(spec: ServiceSpec) -> str:
     """What a replica runs, as a digest (module docstring)."""
-    return _digest(_replica_part(spec))
+    return _digest(replica_part(spec))
 
 
 def fingerprint(spec: ServiceSpec) -> str:
     """The whole spec, secret values excepted, as a digest (module docstring)."""
     service = dataclasses.asdict(spec.service)
-    return _digest({"replica": _replica_part(spec), "service": service, "name": spec.name})
+    return _digest({"replica": replica_part(spec), "service": service, "name": spec.name})

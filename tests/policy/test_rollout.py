@@ -286,13 +286,14 @@ def test_no_rollout_step_drops_ready_below_the_target_or_launches_past_the_surge
     version = current_version(decision.memory)
     assert version is not None
     final = decision.target + spec.service.replica_policy.num_overprovision
-    surge = (
-        version.max_surge
-        if version.max_surge is not None
-        else default_surge(
-            version.mode if version.state == "rolling" else ROLLING, decision.target, final
-        )
-    )
+    # The mode the tick rolled out with: the input's version, unless it rolled back (then
+    # rolling, to the stable version).
+    before = current_version(memory)
+    assert before is not None
+    rolled_back = decision.memory.version != memory.version
+    mode = ROLLING if rolled_back else before.mode
+    configured = version.max_surge if rolled_back else before.max_surge
+    surge = configured if configured is not None else default_surge(mode, decision.target, final)
     alive_after = sum(1 for r in observed.replicas if r.alive and r.id not in stopped)
     # Replicas the lifecycle judged failed this tick are cleaned up: not alive to the policy.
     judged_gone = {t.replica_id for t in decision.terminations if t.reason.startswith("clean up")}

@@ -13,6 +13,8 @@ resource "null_resource" "replica" {
   for_each = var.replicas
 
   # Every attribute the destroy provisioner needs must live in triggers (it can only read self).
+  # A replica's version, model and cold start stay out of them: they are fixed at its launch
+  # (a new version gets new replica ids), so changing them here never replaces a replica.
   triggers = {
     service       = var.service
     replica_id    = each.key
@@ -23,14 +25,15 @@ resource "null_resource" "replica" {
   }
 
   provisioner "local-exec" {
-    command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\" --model \"$MODEL_NAME\""
+    command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\" --model \"$MODEL_NAME\" --version \"$VERSION\""
     environment = merge(local.common_env, {
       REPLICA_ID = each.key
       ZONE       = each.value.zone
       MARKET     = each.value.market
-      COLD_START = tostring(var.cold_start_seconds)
+      COLD_START = tostring(each.value.cold_start_seconds)
       LATENCY_MS = tostring(var.latency_ms)
-      MODEL_NAME = var.model_name
+      MODEL_NAME = each.value.model_name
+      VERSION    = each.value.version
     })
   }
 

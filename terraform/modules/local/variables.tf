@@ -29,38 +29,29 @@ variable "sandbox_dir" {
 }
 
 variable "replicas" {
-  description = "Replicas of this region, keyed by replica id: the zone and market (spot or on_demand) of each."
+  description = "Replicas of this region, keyed by replica id: the zone and market (spot or on_demand) of each, the service version it runs, and that version's model name and cold start (seconds); the last three are used at launch only."
   type = map(object({
-    zone   = string
-    market = string
+    zone               = string
+    market             = string
+    version            = string
+    model_name         = string
+    cold_start_seconds = number
   }))
   default = {}
 
   validation {
     condition = alltrue([
       for id, r in var.replicas :
-      can(regex("^[a-z0-9][a-z0-9-]{0,62}$", id)) && can(regex("^[a-z0-9][a-z0-9-]{0,62}$", r.zone)) && contains(["spot", "on_demand"], r.market)
+      can(regex("^[a-z0-9][a-z0-9-]{0,62}$", id)) && can(regex("^[a-z0-9][a-z0-9-]{0,62}$", r.zone)) && contains(["spot", "on_demand"], r.market) && can(regex("^[1-9][0-9]{0,8}$", r.version))
     ])
-    error_message = "Replica ids and zones must match ^[a-z0-9][a-z0-9-]{0,62}$ and market must be spot or on_demand."
+    error_message = "Replica ids and zones must match ^[a-z0-9][a-z0-9-]{0,62}$, market must be spot or on_demand, and version a number from 1."
   }
-}
-
-variable "cold_start_seconds" {
-  description = "Seconds a sandbox replica takes before its readiness probe answers 200."
-  type        = number
-  default     = 3
 }
 
 variable "latency_ms" {
   description = "Added latency of each completion request, in milliseconds."
   type        = number
   default     = 20
-}
-
-variable "model_name" {
-  description = "Model name the sandbox replicas report (the service's MODEL_NAME env)."
-  type        = string
-  default     = "sandbox-model"
 }
 
 variable "load_balancer" {

@@ -1,0 +1,82 @@
+"""`hedgeform history SERVICE` and `hedgeform rollback SERVICE [VERSION]`: the service's
+versions (policy/rollout.py) as the record holds them, and going back to one by hand."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from reconciler.engine.commands import _fail, _reconciler, root_opt, service_arg, version_line
+from reconciler.engine.reconcile import service_lock
+from reconciler.errors import HedgeformError, ReconcileError
+from reconciler.policy.rollout import current_version
+from reconciler.policy.rollout import rollback as rollback_memory
+
+
+def _when(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@click.command("history")
+@service_arg
+@root_opt
+def history(service: str, root: Path | None) -> None:
+    """List SERVICE's versions, oldest first: number, when it appeared, how it rolls out,
+    whose replicas it runs, and its state (rolling, ready, failed with why, superseded).
+
+    A version is made each time the service file changes; one that changes only the
+    `service:` section keeps the replicas it had (`runs vN`)."""
+    try:
+        rec = _reconciler(service, "hedgeform", None, root, check_env=False)
+        memory = rec.records.load().memory
+    except HedgeformError as exc:
+        raise _fail(exc) from None
+    if not memory.versions:
+        click.echo(f"{service} has no versions yet: `hedgeform apply {service}` makes v1")
+        return
+    click.echo(f"{'version':<8} {'since':<21} {'mode':<11} {'runs':<6} state")
+    for v in memory.versions:
+        mark = "*" if v.number == memory.version else " "
+        state = f"{v.state}: {v.reason}" if v.reason else v.state
+        click.echo(f"{mark}v{v.number:<6} {_when(v.since):<21} {v.mode:<11} v{v.runs:<5} {state}")
+    click.echo(version_line(memory))
+
+
+@click.command("rollback")
+@service_arg
+@click.argument("version", required=False, type=click.IntRange(1, 10**9))
+@root_opt
+@click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
+def rollback(service: str, version: int | None, root: Path | None, wait_lock: bool) -> None:
+    """Move SERVICE back to VERSION (default: the last version that was ready), rolling: the
+    current version is marked failed and the next reconcile (`apply`, or the running loop's
+    next tick) brings the old version's replicas back before it stops the current ones.
+
+    The service file still holds the failed version; it is not rolled out again until the
+    file changes."""
+    try:
+        rec = _reconciler(service, "hedgeform", None, root, check_env=False)
+        with service_lock(rec.paths, wait=wait_lock):
+            record = rec.records.load()
+            current = record.memory.version
+            try:
+                memory = rollback_memory(record.memory, version, "rolled back by hand")
+            except ValueError as exc:
+                raise ReconcileError(f"{service}: {exc}") from None
+            back = current_version(memory)
+            if back is not None and back.runs not in record.version_specs:
+                raise ReconcileError(
+                    f"{service}: what v{memory.version}'s replicas ran is no longer recorded "
+                    "(only versions still in use are kept); change the service file back "
+                    "instead"
+                )
+            rec.records.save(replace(record, memory=memory))
+    except HedgeformError as exc:
+        raise _fail(exc) from None
+    click.echo(
+        f"{service}: v{current} marked failed; rolling back to v{memory.version} at the next "
+        f"reconcile (`hedgeform apply {service}`, or the running loop's next tick)"
+    )
