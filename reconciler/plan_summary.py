@@ -108,9 +108,17 @@ def one_line(summaries: Iterable[StackSummary]) -> str:
 
 
 def to_markdown(
-    service: str, created_at: str, summaries: list[StackSummary], plans: Mapping[str, Any]
+    service: str,
+    created_at: str,
+    summaries: list[StackSummary],
+    plans: Mapping[str, Any],
+    rollout: str | None = None,
 ) -> str:
+    """The plan diff for review; `rollout` is the update's step when one is under way
+    (policy/rollout.progress)."""
     out = [f"# Plan for `{service}` at {created_at}", "", one_line(summaries), ""]
+    if rollout:
+        out += [f"Update: {rollout}", ""]
     for s in summaries:
         out.append(f"## Stack `{s.stack}`" + ("" if s.changed else " (no changes)"))
         if s.counts:

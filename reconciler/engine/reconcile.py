@@ -64,7 +64,7 @@ from reconciler.policy import (
     decide,
 )
 from reconciler.policy.guardrails import Limits, apply_guardrails
-from reconciler.policy.rollout import ROLLING, current_runs, register
+from reconciler.policy.rollout import ROLLING, current_runs, progress, register
 from reconciler.rendering import render_tfvars, write_tfvars
 from reconciler.spec import ServiceSpec
 from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
@@ -318,7 +318,10 @@ class Reconciler:
                                 rendered=self._write_root_configs(var_files))  # fmt: skip
         outcomes = self._plan_all(var_files)
         durations["plan_s"] = time.perf_counter() - t1
-        plan_file = self._write_plan_doc(_summaries(outcomes), outcomes, seen.now)
+        rollout = progress(
+            decision.memory, seen.observed.replicas, decision.target, self.paths.service
+        )
+        plan_file = self._write_plan_doc(_summaries(outcomes), outcomes, seen.now, rollout)
         crash_point("before_apply")
         if apply:
             t2 = time.perf_counter()
@@ -765,12 +768,17 @@ class Reconciler:
         return tuple(results)
 
     def _write_plan_doc(
-        self, summaries: list[StackSummary], outcomes: Sequence[StackOutcome], now: float
+        self,
+        summaries: list[StackSummary],
+        outcomes: Sequence[StackOutcome],
+        now: float,
+        rollout: str | None = None,
     ) -> Path | None:
         if not any(o.changed for o in outcomes):
             return None
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        text = to_markdown(self.spec.name, stamp, summaries, getattr(self, "_plan_json", {}))
+        plans = getattr(self, "_plan_json", {})
+        text = to_markdown(self.spec.name, stamp, summaries, plans, rollout)
         self.paths.plans_dir.mkdir(parents=True, exist_ok=True)
         path = self.paths.plans_dir / f"{stamp}.md"
         write_atomic(path, text)

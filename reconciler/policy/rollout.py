@@ -159,6 +159,20 @@ def check_rollback(
     return memory, [f"rollback: v{version.number} failed ({why}); back to v{stable.number}"]
 
 
+def progress(memory: Memory, replicas: Sequence[Replica], target: int, service: str) -> str | None:
+    """The rollout step for people reviewing a plan: `rolling llama v3 → v4: 1 of 3
+    replaced`, or None when every alive replica runs the current version."""
+    version = current_version(memory)
+    alive = [r for r in replicas if r.alive]
+    old = sorted({r.version for r in alive if version is None or r.version != version.runs})
+    if version is None or not old:
+        return None
+    mode = version.mode if version.state == "rolling" else f"{ROLLING} back"
+    done = sum(1 for r in alive if r.version == version.runs and r.ready)
+    olds = ", ".join(f"v{v}" for v in old)
+    return f"{mode} {service} {olds} → v{version.number}: {min(done, target)} of {target} replaced"
+
+
 def default_surge(mode: str, target: int, final: int) -> int:
     if mode == BLUE_GREEN:
         return final

@@ -14,7 +14,9 @@ from reconciler.backends.sandbox import SandboxSettings
 from reconciler.cli import main
 from reconciler.engine.reconcile import Reconciler
 from reconciler.paths import ServicePaths
+from reconciler.policy import Market
 from reconciler.spec import load_spec
+from reconciler.stacks import ManagedReplica
 from reconciler.terraform.fake import FakeTerraformRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,12 +72,21 @@ def test_the_record_keeps_what_each_version_in_use_runs(root: Path) -> None:
     assert set(first.version_specs) == {1}
     change_model(root)
     rec = rig(root, versions=True)
+    assert isinstance(rec.cloud, FakeBackend)
+    rec.cloud.managed_replicas = [  # two v1 replicas serve (the fake's Terraform creates none)
+        ManagedReplica(f"local-1a-spot-{i}", "local-1a", Market.SPOT, stack="local-1")
+        for i in range(2)
+    ]
     result = rec.run_pass(apply=True)
     record = rec.records.load()
     assert record.memory.version == 2 and result.decision.reasons[0].startswith("version 2")
     assert record.version_specs[2]["envs"]["MODEL_NAME"] == "llama-next"
     assert 1 in record.version_specs  # its replicas still run
     assert all(x.version == 2 for x in result.decision.launches)
+    # The plan diff for review says which step of the update this is.
+    assert result.plan_file is not None
+    target = result.decision.target
+    assert f"Update: rolling llama v1 → v2: 0 of {target} replaced" in result.plan_file.read_text()
 
 
 def test_history_and_rollback_answer_in_one_line(root: Path) -> None:

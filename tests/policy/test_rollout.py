@@ -26,6 +26,7 @@ from reconciler.policy.rollout import (
     ROLLING,
     current_version,
     default_surge,
+    progress,
     register,
     rollback,
 )
@@ -303,3 +304,11 @@ def test_no_rollout_step_drops_ready_below_the_target_or_launches_past_the_surge
     if decision.launches and old_alive:
         assert alive_after + len(decision.launches) <= final + surge
     assert all(x.version == runs for x in decision.launches)
+
+
+def test_progress_names_the_step_for_review() -> None:
+    memory = registered(("a", "r1"), ("b", "r2"))
+    replicas = [*fleet(2), *fleet(1, version=2)]
+    replicas[-1] = replace(replicas[-1], id="new-0")
+    assert progress(memory, replicas, 3, "llama") == "rolling llama v1 → v2: 1 of 3 replaced"
+    assert progress(memory, fleet(3, version=2), 3, "llama") is None
