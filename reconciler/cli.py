@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
 from typing import Any
 
 import click
 
 from reconciler.errors import HedgeformError
 from reconciler.sandbox.processes import OWNER_ENV
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 
 class LazyGroup(click.Group):
@@ -30,6 +34,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except HedgeformError as exc:  # every error a user can see: one line, no traceback
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:  # `hedgeform status | head`: the reader had enough
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(EXIT_BROKEN_PIPE) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None

@@ -15,6 +15,7 @@ tell errors apart catch the subclass; the tree:
     │   └── BacktestError ................. backtest arguments
     ├── StoredStateError .................. a file Hedgeform keeps that it cannot use
     │   ├── StateError .................... reconciler.json (engine/state_store)
+    │   │   └── WrittenMeanwhile .......... a conditional write lost (clouds/objects)
     │   ├── TfStateError .................. a Terraform state file
     │   └── MemoryFormatError (ValueError)  the policy's memory in reconciler.json
     ├── RenderError (ValueError) .......... a template that does not give valid JSON
@@ -101,6 +102,12 @@ class StoredStateError(HedgeformError):
 
 class StateError(StoredStateError):
     """A state file that cannot be used; the message says which and how to recover."""
+
+
+class WrittenMeanwhile(StateError):
+    """Another writer changed (or created, or removed) an object since it was read: a
+    conditional write (GCS generation, Azure ETag) lost. Callers that race on purpose (the
+    leader lease, the record) catch it; the message names the object."""
 
 
 class TfStateError(StoredStateError):

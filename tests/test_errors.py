@@ -62,3 +62,20 @@ def test_the_command_line_prints_any_of_them_as_one_error_line(
     assert result.exit_code == 1
     assert result.output == f"Error: {exc}\n"
     assert "Traceback" not in result.output
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`hedgeform status llama | head -1`: the reader leaving is not an error to print."""
+    import click
+    from click.testing import CliRunner
+
+    from reconciler.cli import EXIT_BROKEN_PIPE, LazyGroup
+
+    @click.command("talk")
+    def talk() -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    group = LazyGroup("hedgeform", lazy={}, commands={"talk": talk})
+    result = CliRunner().invoke(group, ["talk"])
+    assert result.exit_code == EXIT_BROKEN_PIPE
+    assert "Error" not in result.output and "Broken pipe" not in result.output

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from reconciler.clouds.rest import TokenProvider, retrying_session
-from reconciler.errors import CredentialsError, StateError
+from reconciler.errors import CredentialsError, StateError, WrittenMeanwhile
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ class Versioned:
 
     data: bytes
     token: str
-
-
-class WrittenMeanwhile(Exception):
-    """Another writer changed (or created, or removed) the object since it was read."""
 
 
 class ConditionalObjects(Protocol):

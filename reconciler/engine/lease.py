@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.clouds.objects import ConditionalObjects, WrittenMeanwhile
+from reconciler.clouds.objects import ConditionalObjects
 from reconciler.engine.backend_store import (
     first_line,
     get_item,
@@ -41,7 +41,7 @@ from reconciler.engine.backend_store import (
     object_name,
     object_store,
 )
-from reconciler.errors import StateError
+from reconciler.errors import StateError, WrittenMeanwhile
 from reconciler.terraform.backend import StateBackend
 
 LEASE_DURATION_S = 60.0

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.clouds.objects import ConditionalObjects, WrittenMeanwhile
+from reconciler.clouds.objects import ConditionalObjects
 from reconciler.engine.backend_store import first_line, get_item
-from reconciler.errors import MemoryFormatError, StateError
+from reconciler.errors import MemoryFormatError, StateError, WrittenMeanwhile
 from reconciler.files import write_atomic
 from reconciler.policy import FailureKind, LaunchResult, Market, Memory
 

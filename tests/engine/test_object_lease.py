@@ -17,13 +17,12 @@ from reconciler.clouds.objects import (
     AzureBlobs,
     ConditionalObjects,
     GcsObjects,
-    WrittenMeanwhile,
 )
 from reconciler.clouds.rest import StaticToken
 from reconciler.engine import backend_store
 from reconciler.engine.lease import LeaseKeeper, ObjectLease, lease_for
 from reconciler.engine.state_store import ObjectRecords, Record
-from reconciler.errors import StateError
+from reconciler.errors import StateError, WrittenMeanwhile
 from reconciler.policy import Memory, ZoneStatus
 from reconciler.terraform.backend import parse_state_backend
 from tests.emulators.object_stores import ObjectStoreFake, serve
