@@ -88,6 +88,7 @@ bench: setup ## run the benchmarks under bench/
 	$(BIN)/python bench/bench_backtest.py
 	$(BIN)/python bench/bench_optimal.py
 	$(BIN)/python bench/bench_reconcile.py
+	$(BIN)/python bench/bench_scale.py
 
 plan: check-vars setup ## decide and plan every stack of SERVICE; writes state/SERVICE/plans/<time>.md
 	$(BIN)/hedgeform plan "$$HF_SERVICE"
