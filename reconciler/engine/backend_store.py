@@ -2,8 +2,9 @@
 lease (engine/lease.py) and the reconciler's record (engine/state_store.py).
 
     s3       items of the backend's DynamoDB lock table (partition key `LockID`, a string),
-             which Terraform's state locks share: `hedgeform-lease/<service>`,
-             `hedgeform-record/<service>`
+             which Terraform's state locks share: `hedgeform-lease/BUCKET[/PREFIX]/<service>`
+             and `hedgeform-record/BUCKET[/PREFIX]/<service>` (two deployments of one
+             service, under two prefixes, never share a lease or a record)
     gcs      objects next to the service's stacks: `[PREFIX/]<service>/hedgeform-lease.json`,
     azurerm  `[PREFIX/]<service>/hedgeform-record.json`, written with generation (GCS) or
              ETag (Azure) preconditions (clouds/objects.py)
@@ -46,6 +47,11 @@ def first_line(exc: BaseException) -> str:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
     if code == "ResourceNotFoundException":
         return NO_TABLE
+    if type(exc).__name__ == "NoCredentialsError":
+        return (
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+            "AWS_PROFILE (Terraform's S3 backend reads the same)"
+        )
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
 
@@ -60,6 +66,20 @@ def get_item(client: Any, table: str, key: str, what: str) -> dict[str, Any] | N
     except Exception as exc:
         raise StateError(f"{what} in DynamoDB table {table}: {first_line(exc)}") from None
     return dict(item) if item else None
+
+
+def item_key(backend: StateBackend, service: str, item: str) -> str:
+    """The lock-table key of a service's `item` (lease, record) in an S3 backend: scoped by
+    bucket and prefix, as Terraform's own lock items are (`BUCKET/KEY`)."""
+    return "/".join(
+        p for p in (f"hedgeform-{item}", backend.container, backend.prefix, service) if p
+    )
+
+
+def aws_cli_target(backend: StateBackend) -> str:
+    """`--region R [--endpoint-url URL]` for a command line that reaches the lock table."""
+    target = f"--region {backend.region}"
+    return f"{target} --endpoint-url {backend.endpoint_url}" if backend.endpoint_url else target
 
 
 def object_name(backend: StateBackend, service: str, item: str) -> str:

@@ -23,6 +23,7 @@ from reconciler.backends.sandbox import (
 from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
+from reconciler.engine.state_store import Record, load_record
 from reconciler.errors import HedgeformError, ReconcileError, TerraformError
 from reconciler.paths import ServicePaths
 from reconciler.policy import POLICIES, Memory, ReplicaState
@@ -132,7 +133,7 @@ max_surge_opt = click.option(
     "--max-surge",
     type=click.IntRange(0, 1000),
     default=None,
-    help="Replicas a rollout may run beyond target + num_overprovision (default: 25%% of "
+    help="Replicas a rollout may run beyond target + num_overprovision (default: 25% of "
     "the target, at least 1, when rolling; a whole second fleet for blue_green).",
 )
 root_opt = click.option(
@@ -254,6 +255,10 @@ def apply(
     the readiness probe's path answer 200 (where this host cannot reach the endpoint, the
     load balancer's own health view decides; the output says which check did).
 
+    A changed service file rolls out as a new version (--mode). With a remote state it
+    holds the service's leader lease while it runs, and refuses in one line while a loop on
+    another host holds it.
+
     Exit codes: 0 serving (or applied, with --no-wait); 1 an error (a stack failed, bad
     input); 3 still converging when --timeout passed.
     """
@@ -267,7 +272,7 @@ def apply(
             update_mode=update_mode,
             max_surge=max_surge,
         )
-        with service_lock(rec.paths, wait=wait_lock):
+        with service_lock(rec.paths, wait=wait_lock), _lease_held(rec, service, "applied"):
             done = rec.converge(timeout if wait else 0.0, _pass_printer())
             result = done.last
     except HedgeformError as exc:
@@ -352,10 +357,10 @@ def _print_status(rec: Reconciler) -> None:
 
 
 @contextlib.contextmanager
-def _lease_held(rec: Reconciler | None, service: str) -> Iterator[None]:
-    """With a remote state, destroy holds the service's leader lease while it runs, so no
-    loop on another host acts meanwhile; a loop elsewhere that holds it is refused in one
-    line (it would create the service again). Stopping those loops is the operator's part."""
+def _lease_held(rec: Reconciler | None, service: str, doing: str) -> Iterator[None]:
+    """With a remote state, `apply` and `destroy` hold the service's leader lease while they
+    run, so no loop on another host acts meanwhile (and two hosts' timers never apply at
+    once); a loop elsewhere that holds it is refused in one line, `doing` nothing."""
     from reconciler.engine.lease import LeaseKeeper, lease_for
 
     if rec is None or not rec.state_backend.remote:
@@ -365,10 +370,15 @@ def _lease_held(rec: Reconciler | None, service: str) -> Iterator[None]:
     if not keeper.take():
         holder = keeper.lease.holder()
         who = holder.holder if holder is not None else "another loop"
+        why = (
+            "would create the service again: stop the loops of every host first"
+            if doing == "destroyed"
+            else "reconciles the service already: let it, or stop it first"
+        )
         raise ReconcileError(
-            f"a reconcile loop of {service} on another host ({who}) holds the leader lease "
-            "and would create the service again: stop the loops of every host first "
-            f"(systemctl stop hedgeform-{service}.timer), then destroy; nothing was destroyed"
+            f"a reconcile loop of {service} on another host ({who}) holds the leader lease and "
+            f"{why} (systemctl stop hedgeform-{service}.service or .timer there); nothing was "
+            f"{doing}"
         )
     try:
         yield
@@ -439,7 +449,9 @@ def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]
 @port_opt
 @root_opt
 def status(service: str, lb_port: int | None, root: Path | None) -> None:
-    """Show SERVICE's endpoint, target and replicas (zone, market, state, load balancer)."""
+    """Show SERVICE's endpoint, target, version and replicas (zone, market, state, load
+    balancer, version). With a remote state (HEDGEFORM_STATE_BACKEND), also where the state
+    is and which loop holds the leader lease."""
     try:
         rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
         _print_status(rec)
@@ -467,6 +479,10 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     A `hedgeform run` loop of SERVICE is stopped first (SIGTERM, up to 60 s), and its lock
     is held until the destroy ends, so a loop restarted meanwhile exits at once instead of
     creating the service again.
+
+    With a remote state (HEDGEFORM_STATE_BACKEND) it works from any host, one that never
+    applied the service included, and holds the leader lease while it runs; a loop on
+    another host that holds the lease is refused in one line: stop those loops first.
     """
     from reconciler.engine.loop import loop_stopped
 
@@ -488,7 +504,7 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
         with (
             loop_stopped(paths.loop_lock_file, service, click.echo),
             service_lock(paths, wait=wait_lock),
-            _lease_held(rec, service),
+            _lease_held(rec, service, "destroyed"),
         ):
             if rec is not None and rec.state_backend.remote:
                 # A host that never applied the service has no tfvars for its stacks.
@@ -706,8 +722,10 @@ def migrate(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     Runs `terraform init -migrate-state -force-copy` in each stack that has been planned
     before, so state kept locally (or in the previous backend) is copied to the new one;
     `plan`, `apply` and `run` refuse, in one line, to start while a stack's state is still
-    in the old backend. Holds the service's lock (a running loop is not interrupted: stop
-    it first, or pass --wait-lock)."""
+    in the old backend. The reconciler's record (state/SERVICE/reconciler.json: the placer's
+    zone states, versions, backoffs) moves beside the state too, unless the backend already
+    holds one; the local file is kept as reconciler.json.migrated. Holds the service's lock
+    (a running loop is not interrupted: stop it first, or pass --wait-lock)."""
     try:
         rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
         with service_lock(rec.paths, wait=wait_lock):
@@ -717,6 +735,7 @@ def migrate(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
                     continue  # never initialised: its first init uses the new backend
                 rec.runner(stack).migrate_state()
                 moved.append(stack)
+            record_moved = _migrate_record(rec)
     except HedgeformError as exc:
         raise _fail(exc) from None
     where = rec.state_backend.describe()
@@ -724,6 +743,21 @@ def migrate(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
         click.echo(f"{service}: state of {', '.join(moved)} now in {where}")
     else:
         click.echo(f"{service}: no stack was initialised yet; the first plan uses {where}")
+    if record_moved:
+        click.echo(f"{service}: the reconciler's record now in {rec.records.where}")
+
+
+def _migrate_record(rec: Reconciler) -> bool:
+    """Copy the local record into the remote store when that holds none yet; True if so."""
+    local = rec.paths.memory_file
+    if not rec.state_backend.remote or not local.exists():
+        return False
+    record = load_record(local)
+    if rec.records.load() != Record():
+        return False  # the backend's own record wins: another host wrote it
+    rec.records.save(record)
+    local.rename(local.with_name(local.name + ".migrated"))
+    return True
 
 
 @state.command("unlock")

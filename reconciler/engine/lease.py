@@ -2,8 +2,9 @@
 
 With local state the loop's `flock` (engine/loop.py) is the whole story: one host. With the
 state in S3 the lease is an item in the backend's own DynamoDB lock table, key
-`hedgeform-lease/<service>`, written with a conditional put: it is taken when it does not
-exist, has expired, or is already ours, and renewed the same way. Any number of loops may run;
+`hedgeform-lease/BUCKET[/PREFIX]/<service>` (engine/backend_store.py), written with a
+conditional put: it is taken when it does not exist, has expired (or has no readable
+expiry), or is already ours, and renewed the same way. Any number of loops may run;
 the one holding the lease ticks, the others stand by and take over once it has not been
 renewed for `duration_s` (it stopped, or its host died).
 
@@ -37,6 +38,7 @@ from reconciler.clouds.objects import ConditionalObjects
 from reconciler.engine.backend_store import (
     first_line,
     get_item,
+    item_key,
     lock_table_client,
     object_name,
     object_store,
@@ -95,15 +97,16 @@ class DynamoDBLease:
         self,
         client: Any,
         table: str,
-        service: str,
+        key: str,
         *,
         me: str | None = None,
         duration_s: float = LEASE_DURATION_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`key`: the item's LockID (backend_store.item_key)."""
         self.client = client
         self.table = table
-        self.key = f"hedgeform-lease/{service}"
+        self.key = key
         self.me = me or holder_id()
         self.duration_s = duration_s
         self.clock = clock
@@ -118,10 +121,17 @@ class DynamoDBLease:
                     "holder": {"S": self.me},
                     "expires_at": {"N": repr(now + self.duration_s)},
                 },
+                # An item without a numeric expiry (written by hand, or damaged) counts as
+                # expired, as an unreadable GCS/Azure lease object does.
                 ConditionExpression=(
-                    "attribute_not_exists(LockID) OR holder = :me OR expires_at < :now"
+                    "attribute_not_exists(LockID) OR holder = :me OR expires_at < :now "
+                    "OR attribute_not_exists(expires_at) OR NOT attribute_type(expires_at, :n)"
                 ),
-                ExpressionAttributeValues={":me": {"S": self.me}, ":now": {"N": repr(now)}},
+                ExpressionAttributeValues={
+                    ":me": {"S": self.me},
+                    ":now": {"N": repr(now)},
+                    ":n": {"S": "N"},
+                },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -145,9 +155,12 @@ class DynamoDBLease:
 
     def holder(self) -> Holder | None:
         item = get_item(self.client, self.table, self.key, "the leader lease")
-        if not item:
+        try:
+            return (
+                Holder(str(item["holder"]["S"]), float(item["expires_at"]["N"])) if item else None
+            )
+        except (KeyError, TypeError, ValueError):  # damaged: expired, take() replaces it
             return None
-        return Holder(item["holder"]["S"], float(item["expires_at"]["N"]))
 
 
 class ObjectLease:
@@ -216,7 +229,8 @@ def lease_for(
     """The lease that decides which loop of `service` acts (see the module docstring)."""
     if backend.kind == "s3":
         client = lock_table_client(backend)
-        return DynamoDBLease(client, backend.lock_table, service, duration_s=duration_s)
+        key = item_key(backend, service, "lease")
+        return DynamoDBLease(client, backend.lock_table, key, duration_s=duration_s)
     if backend.remote:
         name = object_name(backend, service, "lease")
         return ObjectLease(object_store(backend), name, duration_s=duration_s)

@@ -38,7 +38,13 @@ from reconciler.backends.base import (
 )
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
 from reconciler.clouds.settings import ProviderSettings, load_settings, load_state_backend
-from reconciler.engine.backend_store import lock_table_client, object_name, object_store
+from reconciler.engine.backend_store import (
+    aws_cli_target,
+    item_key,
+    lock_table_client,
+    object_name,
+    object_store,
+)
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.engine.state_store import (
     DynamoDBRecords,
@@ -218,8 +224,13 @@ class Reconciler:
         self._digests: dict[Path, bytes] = {}
         self.records: RecordStore = FileRecords(paths.memory_file)
         if self.state_backend.kind == "s3":  # beside the state: another host continues it
-            client = lock_table_client(self.state_backend)
-            self.records = DynamoDBRecords(client, self.state_backend.lock_table, paths.service)
+            where = self.state_backend
+            self.records = DynamoDBRecords(
+                lock_table_client(where),
+                where.lock_table,
+                item_key(where, paths.service, "record"),
+                aws_cli_target(where),
+            )
         elif self.state_backend.remote:
             name = object_name(self.state_backend, paths.service, "record")
             self.records = ObjectRecords(object_store(self.state_backend), name)

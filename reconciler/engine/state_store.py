@@ -155,15 +155,18 @@ class FileRecords:
 
 
 class DynamoDBRecords:
-    """The record as item `hedgeform-record/<service>` of the S3 backend's lock table:
-    attribute `record` (the JSON text) and `version` (a counter). `save` is a conditional put
-    on the version `load` saw, so a loop that lost its lease cannot overwrite what the new
-    leader wrote: it gets StateError instead, and its tick fails."""
+    """The record as an item of the S3 backend's lock table (`key`: backend_store.item_key,
+    `hedgeform-record/BUCKET[/PREFIX]/<service>`): attribute `record` (the JSON text) and
+    `version` (a counter). `save` is a conditional put on the version `load` saw, so a loop
+    that lost its lease cannot overwrite what the new leader wrote: it gets StateError
+    instead, and its tick fails. `cli_target` (`--region R [--endpoint-url U]`) goes into
+    the recovery command a corrupt record's message gives."""
 
-    def __init__(self, client: Any, table: str, service: str) -> None:
+    def __init__(self, client: Any, table: str, key: str, cli_target: str = "") -> None:
         self.client = client
         self.table = table
-        self.key = f"hedgeform-record/{service}"
+        self.key = key
+        self.cli_target = cli_target
         self._version: int | None = None
 
     @property
@@ -179,13 +182,14 @@ class DynamoDBRecords:
             version = int(item["version"]["N"])
             record = Record.from_json(json.loads(item["record"]["S"]))
         except (KeyError, ValueError, TypeError, OverflowError, MemoryFormatError) as exc:
+            target = f" {self.cli_target}" if self.cli_target else ""
             delete = (
-                f"aws dynamodb delete-item --table-name {self.table} "
+                f"aws dynamodb delete-item{target} --table-name {self.table} "
                 f'--key \'{{"LockID": {{"S": "{self.key}"}}}}\''
             )
+            why = f"no attribute {exc}" if isinstance(exc, KeyError) else first_line(exc)
             raise StateError(
-                f"{self.where}: cannot read the reconciler's record ({first_line(exc)}). "
-                f"{_RECOVER}: {delete}"
+                f"{self.where}: cannot read the reconciler's record ({why}). {_RECOVER}: {delete}"
             ) from None
         self._version = version
         return record

@@ -44,6 +44,10 @@ UNIT_ENV_NAMES = (
     "HEDGEFORM_SANDBOX_COLD_START",
     "HEDGEFORM_SANDBOX_LATENCY_MS",
     "TERRAFORM_BIN",
+    # Where the state lives, and an AWS emulator: a unit must reach the same backend (and
+    # lease) as the shell that installed it. Neither may hold a secret (both are validated).
+    "HEDGEFORM_STATE_BACKEND",
+    "HEDGEFORM_AWS_ENDPOINT_URL",
 )
 # ProtectSystem=full makes these read-only: a project under one of them could not write state/.
 READ_ONLY_UNDER_PROTECT_SYSTEM = ("/usr", "/etc", "/boot", "/efi")

@@ -19,7 +19,9 @@ other than the two named is refused rather than passed on).
 Sources: Terraform 1.0 backend docs (s3: bucket/key/region/dynamodb_table/encrypt and the
 `endpoint`/`dynamodb_endpoint`/`sts_endpoint`/`iam_endpoint`/`force_path_style` overrides;
 gcs: bucket/prefix; azurerm: storage_account_name/container_name/key); S3 bucket naming
-rules (3-63 characters of a-z, 0-9, `.` and `-`, starting and ending with a letter or digit);
+rules (3-63 characters of a-z, 0-9, `.` and `-`, starting and ending with a letter or digit;
+no `..`, not an IPv4 address, not starting with `xn--` or `sthree-`, not ending with
+`-s3alias` or `--ol-s3`);
 DynamoDB table names (3-255 of A-Z, a-z, 0-9, `_`, `-`, `.`); GCS bucket names (3-63 of
 a-z, 0-9, `_`, `-`, `.`); Azure storage account names (3-24 of a-z and 0-9) and container
 names (3-63 of a-z, 0-9 and single `-`).
@@ -45,6 +47,7 @@ _AZURE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _AZURE_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 _AWS_REGION = re.compile(r"[a-z]{2}(?:-gov)?-[a-z]+-\d")
 _PREFIX_PART = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,16 @@ def parse_state_backend(value: str, where: str, *, endpoint_url: str | None = No
     query = _query(parts.query, where)
     if scheme == "s3":
         _name(host, _S3_BUCKET, where, "S3 bucket", "3-63 of a-z, 0-9, '.', '-'")
+        if (
+            ".." in host
+            or _IPV4.fullmatch(host)
+            or host.startswith(("xn--", "sthree-"))
+            or host.endswith(("-s3alias", "--ol-s3"))
+        ):
+            raise SettingsError(
+                f"{where}: not a valid S3 bucket name {host!r} (no '..', not an IP address, "
+                "not xn--/sthree- at the start or -s3alias/--ol-s3 at the end)"
+            )
         table = query.pop("dynamodb_table", "")
         region = query.pop("region", "")
         _no_more(query, scheme, where)
@@ -198,7 +211,7 @@ def _no_more(query: dict[str, str], scheme: str, where: str) -> None:
 
 def _name(value: str, pattern: re.Pattern[str], where: str, what: str, rule: str) -> None:
     if not pattern.fullmatch(value):
-        shown = f" {value!r}" if value and pattern is not None and value.isascii() else ""
+        shown = f" {value!r}" if value and value.isascii() else ""
         if len(value) > 64:
             shown = ""
         raise SettingsError(f"{where}: not a valid {what} name{shown} ({rule})")

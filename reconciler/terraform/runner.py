@@ -189,6 +189,7 @@ class CliTerraformRunner:
             raise ApplyError(self.stack, "apply", f"no saved plan at {plan_path}")
         common = self._common(None)
         argv = self._argv.apply(str(plan_path), skip_plan=False, **common)
+        self._stamp_backend()  # from here on this backend may hold the stack's state
         result = self._run("apply", argv)
         if result.returncode != 0:
             raise self._error(ApplyError, "apply", result)
@@ -198,6 +199,7 @@ class CliTerraformRunner:
         var_file = self._var_file(var_file)
         self._prepare(var_file)
         argv = self._argv.destroy(force=None, auto_approve=IsFlagged, **self._common(var_file))
+        self._stamp_backend()
         result = self._run("destroy", argv)
         if result.returncode != 0:
             raise self._error(ApplyError, "destroy", result)
@@ -246,6 +248,15 @@ class CliTerraformRunner:
         argv = [str(self.tools.terraform), "force-unlock", "-force", lock_id]
         result = self._run("force-unlock", argv)
         if result.returncode != 0:
+            output = result.stderr + result.stdout
+            if "unexpected end of JSON input" in output or "lock ID" in output:
+                # What Terraform's S3 backend says of an id no lock has (any more).
+                raise TerraformError(
+                    self.stack,
+                    "force-unlock",
+                    f"no lock {lock_id} on this stack (already released?); a plan names the "
+                    "lock it waits for",
+                )
             raise self._error(TerraformError, "force-unlock", result)
 
     def state_list(self) -> list[str]:
@@ -297,6 +308,15 @@ class CliTerraformRunner:
 
     def _error(self, kind: type[TerraformError], command: str, result: Completed) -> TerraformError:
         output = result.stderr if result.stderr.strip() else result.stdout
+        backend = self.config.state_backend
+        if backend.kind == "s3" and "S3 bucket does not exist" in output:
+            return kind(
+                self.stack,
+                command,
+                f"the state backend's S3 bucket {backend.container} does not exist in "
+                f'{backend.region}: create it once (docs/clouds.md, "Remote state"), or fix '
+                "HEDGEFORM_STATE_BACKEND / state_backend",
+            )
         if LOCK_MARKER in output:
             error = from_output(LockError, self.stack, command, output)
             info = lock_info(output)
@@ -333,7 +353,9 @@ class CliTerraformRunner:
             result = self._run("init", argv)
             if result.returncode != 0:
                 raise self._error(InitError, "init", result)
-            self._stamp_backend()
+            # The backend is stamped when state is first written there (apply, destroy,
+            # migrate), not here: a read-only `status` or `plan` under a URL that was then
+            # corrected must not make the corrected one look like a move.
             stamp.write_text(fingerprint)
 
     def _backend_text(self) -> str:
@@ -347,7 +369,8 @@ class CliTerraformRunner:
 
     def _check_backend_unchanged(self) -> None:
         """InitError when the stack's state is in another backend than the configured one:
-        the one its last init recorded, or (before any record) a local state file."""
+        the one its last apply, destroy or migration recorded, or (before any record) a
+        local state file."""
         stamp = self.stack_dir / _BACKEND_STAMP
         wanted = self._backend_text()
         if stamp.is_file():

@@ -97,6 +97,8 @@ def env_for(url: str, backend: str | None) -> dict[str, str]:
 
 
 S3_BACKEND = f"s3://{BUCKET}/{PREFIX}?dynamodb_table={TABLE}&region=us-east-1"
+LEASE_KEY = f"hedgeform-lease/{BUCKET}/{PREFIX}/{SERVICE}"  # engine/backend_store.item_key
+RECORD_KEY = f"hedgeform-record/{BUCKET}/{PREFIX}/{SERVICE}"
 
 
 def hedgeform(root: Path, env: dict[str, str], *args: str, code: int = 0) -> str:
@@ -163,6 +165,11 @@ def test_a_stack_whose_state_is_still_local_is_not_started_afresh_in_s3(
     assert "Traceback" not in out
     out = hedgeform(root, remote, "state", "migrate", SERVICE)
     assert "now in s3://" in out, out
+    # The memory moved too (it used to stay behind in reconciler.json, no longer read).
+    assert f"the reconciler's record now in DynamoDB table {TABLE}" in out, out
+    moved_record = DynamoDBRecords(client(url, "dynamodb"), TABLE, RECORD_KEY).load()
+    assert moved_record.memory.target == 2
+    assert not (root / "state" / SERVICE / "reconciler.json").exists()
     moved = {s: remote_replicas(url, s) for s in ("local-1", "local-2")}
     assert sum(len(r) for r in moved.values()) >= 2, moved
     out = hedgeform(root, remote, "apply", SERVICE, "--timeout", "120")
@@ -248,7 +255,7 @@ def test_two_hosts_one_acts_and_the_other_takes_over_after_kill_9_of_the_leader(
             assert acted(host_b) == []
             shown = hedgeform(host_b, env_for(url, S3_BACKEND), "status", SERVICE)
             assert f"leader: {socket.gethostname()}:{leader.pid}:" in shown, shown
-            records = DynamoDBRecords(client(url, "dynamodb"), TABLE, SERVICE)
+            records = DynamoDBRecords(client(url, "dynamodb"), TABLE, RECORD_KEY)
             seq_before = records.load().memory.launch_seq
             assert seq_before >= 2  # the leader's memory is in the lock table
             os.killpg(leader.pid, signal.SIGKILL)
@@ -315,7 +322,7 @@ def test_a_host_that_never_applied_destroys_what_the_remote_state_holds(
         # (No `plan` from host b here: each root runs its own sandbox cloud, in which host
         # a's replica processes are not running, so it would rightly replace them.)
         dynamodb = client(url, "dynamodb")
-        lease_key = {"LockID": {"S": f"hedgeform-lease/{SERVICE}"}}
+        lease_key = {"LockID": {"S": LEASE_KEY}}
         dynamodb.put_item(
             TableName=TABLE,
             Item={
@@ -326,6 +333,9 @@ def test_a_host_that_never_applied_destroys_what_the_remote_state_holds(
         )
         out = hedgeform(host_b, env_b, "destroy", SERVICE, code=1)
         assert "elsewhere:4242:cafe0001" in out and "holds the leader lease" in out, out
+        # A manual apply (or a timer's) does not act beside a loop that leads, either.
+        out = hedgeform(host_b, env_b, "apply", SERVICE, "--no-wait", code=1)
+        assert "holds the leader lease" in out and "nothing was applied" in out, out
         assert "Traceback" not in out
         assert {s: remote_replicas(url, s) for s in ("local-1", "local-2")} == before
         dynamodb.delete_item(TableName=TABLE, Key=lease_key)
@@ -333,6 +343,6 @@ def test_a_host_that_never_applied_destroys_what_the_remote_state_holds(
         for stack in STACKS:
             assert f"destroyed stack {stack}" in out, out
         assert remote_replicas(url, "local-1") == remote_replicas(url, "local-2") == set()
-        record_key = {"LockID": {"S": f"hedgeform-record/{SERVICE}"}}
+        record_key = {"LockID": {"S": RECORD_KEY}}
         assert "Item" not in dynamodb.get_item(TableName=TABLE, Key=record_key)
         assert "Item" not in dynamodb.get_item(TableName=TABLE, Key=lease_key)  # released

@@ -18,6 +18,8 @@ from reconciler.errors import StateError
 from reconciler.policy import Memory, ZoneStatus
 
 TABLE = "hf-locks"
+LEASE = "hedgeform-lease/hf-state/llama"  # backend_store.item_key
+RECORD = "hedgeform-record/hf-state/llama"
 
 
 class Clock:
@@ -45,8 +47,8 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def test_one_holder_at_a_time_and_takeover_only_after_expiry(client: Any) -> None:
     clock = Clock()
-    a = DynamoDBLease(client, TABLE, "llama", me="host-a", duration_s=60, clock=clock)
-    b = DynamoDBLease(client, TABLE, "llama", me="host-b", duration_s=60, clock=clock)
+    a = DynamoDBLease(client, TABLE, LEASE, me="host-a", duration_s=60, clock=clock)
+    b = DynamoDBLease(client, TABLE, LEASE, me="host-b", duration_s=60, clock=clock)
     assert a.take() and not b.take()
     clock.now += 50
     assert a.take()  # renewed: good for another 60 s
@@ -61,9 +63,11 @@ def test_one_holder_at_a_time_and_takeover_only_after_expiry(client: Any) -> Non
 
 def test_release_hands_over_at_once_and_never_frees_another_holders_lease(client: Any) -> None:
     clock = Clock()
-    a = DynamoDBLease(client, TABLE, "llama", me="host-a", clock=clock)
-    b = DynamoDBLease(client, TABLE, "llama", me="host-b", clock=clock)
-    other = DynamoDBLease(client, TABLE, "mistral", me="host-b", clock=clock)
+    a = DynamoDBLease(client, TABLE, LEASE, me="host-a", clock=clock)
+    b = DynamoDBLease(client, TABLE, LEASE, me="host-b", clock=clock)
+    other = DynamoDBLease(
+        client, TABLE, "hedgeform-lease/hf-state/mistral", me="host-b", clock=clock
+    )
     assert a.take() and other.take()  # one lease per service
     b.release()  # not b's: nothing happens
     assert not b.take()
@@ -73,8 +77,8 @@ def test_release_hands_over_at_once_and_never_frees_another_holders_lease(client
 
 def test_the_keeper_renews_in_the_background_and_notices_a_loss(client: Any) -> None:
     clock = Clock()
-    a = DynamoDBLease(client, TABLE, "llama", me="host-a", duration_s=30, clock=clock)
-    b = DynamoDBLease(client, TABLE, "llama", me="host-b", duration_s=30, clock=clock)
+    a = DynamoDBLease(client, TABLE, LEASE, me="host-a", duration_s=30, clock=clock)
+    b = DynamoDBLease(client, TABLE, LEASE, me="host-b", duration_s=30, clock=clock)
     keeper = LeaseKeeper(a, every_s=0.01)
     assert keeper.take()
     clock.now += 25
@@ -87,7 +91,7 @@ def test_the_keeper_renews_in_the_background_and_notices_a_loss(client: Any) -> 
     client.put_item(
         TableName=TABLE,
         Item={
-            "LockID": {"S": "hedgeform-lease/llama"},
+            "LockID": {"S": LEASE},
             "holder": {"S": "host-b"},
             "expires_at": {"N": repr(clock.now + 30)},
         },
@@ -107,19 +111,19 @@ def test_the_record_round_trips_through_the_lock_table_and_refuses_a_stale_write
 ) -> None:
     """The reconciler's record beside the state (engine/state_store.DynamoDBRecords): what one
     loop saved another reads; a loop that read before the other wrote cannot overwrite."""
-    first = DynamoDBRecords(client, TABLE, "llama")
+    first = DynamoDBRecords(client, TABLE, RECORD)
     assert first.load() == Record()
     memory = Memory(target=3, launch_seq=7, zone_status={"us-east-1a": ZoneStatus.PREEMPTED})
     first.save(Record(memory=memory, last_tick=12.5))
-    second = DynamoDBRecords(client, TABLE, "llama")  # another host, starting fresh
+    second = DynamoDBRecords(client, TABLE, RECORD)  # another host, starting fresh
     loaded = second.load()
     assert loaded.memory == memory and loaded.last_tick == 12.5
     second.save(replace(loaded, last_tick=13.0))
     with pytest.raises(StateError, match="another loop wrote the record"):
         first.save(Record(memory=memory, last_tick=99.0))  # read before the other wrote
-    assert DynamoDBRecords(client, TABLE, "llama").load().last_tick == 13.0
+    assert DynamoDBRecords(client, TABLE, RECORD).load().last_tick == 13.0
     second.clear()
-    assert DynamoDBRecords(client, TABLE, "llama").load() == Record()
+    assert DynamoDBRecords(client, TABLE, RECORD).load() == Record()
 
 
 def test_a_corrupt_remote_record_is_refused_with_where_it_is_and_how_to_recover(
@@ -128,27 +132,25 @@ def test_a_corrupt_remote_record_is_refused_with_where_it_is_and_how_to_recover(
     client.put_item(
         TableName=TABLE,
         Item={
-            "LockID": {"S": "hedgeform-record/llama"},
+            "LockID": {"S": RECORD},
             "record": {"S": '{"version": 1, "memory": '},
             "version": {"N": "4"},
         },
     )
     with pytest.raises(StateError) as caught:
-        DynamoDBRecords(client, TABLE, "llama").load()
+        DynamoDBRecords(client, TABLE, RECORD).load()
     message = str(caught.value)
-    assert message.startswith(f"DynamoDB table {TABLE}, item LockID=hedgeform-record/llama: ")
+    assert message.startswith(f"DynamoDB table {TABLE}, item LockID={RECORD}: ")
     assert "aws dynamodb delete-item" in message and "\n" not in message
     # Never silently reset: the item is still there.
     assert (
-        client.get_item(TableName=TABLE, Key={"LockID": {"S": "hedgeform-record/llama"}})["Item"][
-            "version"
-        ]["N"]
+        client.get_item(TableName=TABLE, Key={"LockID": {"S": RECORD}})["Item"]["version"]["N"]
         == "4"
     )
 
 
 def test_a_missing_lock_table_says_how_to_create_it(client: Any) -> None:
-    lease = DynamoDBLease(client, "no-such-table", "llama", me="host-a")
+    lease = DynamoDBLease(client, "no-such-table", LEASE, me="host-a")
     with pytest.raises(StateError) as caught:
         lease.take()
     assert str(caught.value) == (
@@ -157,4 +159,57 @@ def test_a_missing_lock_table_says_how_to_create_it(client: Any) -> None:
         "too)"
     )
     with pytest.raises(StateError, match="does not exist in this region"):
-        DynamoDBRecords(client, "no-such-table", "llama").load()
+        DynamoDBRecords(client, "no-such-table", RECORD).load()
+
+
+def test_a_damaged_lease_item_counts_as_expired_never_as_a_traceback(client: Any) -> None:
+    """An item written by hand without a numeric expiry: no holder, and the next loop takes
+    it over (a KeyError used to end `destroy` in a traceback and block every loop)."""
+    # (An expiry of the wrong type is covered by `NOT attribute_type(...)` on DynamoDB; moto
+    # cannot evaluate that item: it raises comparing a string with a number.)
+    client.put_item(TableName=TABLE, Item={"LockID": {"S": LEASE}, "holder": {"S": "x:1:y"}})
+    lease = DynamoDBLease(client, TABLE, LEASE, me="host-a", clock=Clock())
+    assert lease.holder() is None
+    assert lease.take()
+    holder = lease.holder()
+    assert holder is not None and holder.holder == "host-a"
+
+
+@pytest.mark.parametrize(
+    ("url", "lease", "record"),
+    [
+        (
+            "s3://hf-state/prod?dynamodb_table=hf-locks&region=us-east-1",
+            "hedgeform-lease/hf-state/prod/llama",
+            "hedgeform-record/hf-state/prod/llama",
+        ),
+        (
+            "s3://hf-state?dynamodb_table=hf-locks&region=us-east-1",
+            "hedgeform-lease/hf-state/llama",
+            "hedgeform-record/hf-state/llama",
+        ),
+    ],
+)
+def test_two_deployments_of_one_service_never_share_a_lease_or_a_record(
+    url: str, lease: str, record: str
+) -> None:
+    """Keys scoped by bucket and prefix, as Terraform's lock items are: `llama` under two
+    prefixes of one table used to share its lease and its memory."""
+    from reconciler.engine.backend_store import item_key
+    from reconciler.engine.lease import lease_for
+    from reconciler.terraform.backend import parse_state_backend
+
+    backend = parse_state_backend(url, "HEDGEFORM_STATE_BACKEND")
+    held = lease_for(backend, "llama")
+    assert isinstance(held, DynamoDBLease) and held.key == lease
+    assert item_key(backend, "llama", "record") == record
+
+
+def test_no_aws_credentials_says_which_to_set() -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from reconciler.engine.backend_store import first_line
+
+    assert first_line(NoCredentialsError()).startswith(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )

@@ -7,9 +7,14 @@ line without the token."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +33,8 @@ from reconciler.terraform.backend import parse_state_backend
 from tests.emulators.object_stores import ObjectStoreFake, serve
 
 TOKEN = "ya29.secret-token-value"
+REPO = Path(__file__).resolve().parents[2]
+HEDGEFORM = str(Path(sys.executable).parent / "hedgeform")
 NAME = "fleet/llama/hedgeform-lease.json"
 
 
@@ -244,3 +251,28 @@ def test_a_gcs_or_azurerm_backend_gets_an_object_lease_beside_the_stacks(
     assert backend_store.object_name(backend, "llama", "lease") != backend.state_key(
         "llama", "hedgeform-lease.json"
     )
+
+
+def test_no_azure_credentials_is_one_line_not_the_sdks_dozen(tmp_path: Path) -> None:
+    """DefaultAzureCredential logged every credential it tried (13 lines on stderr) before
+    the one line that says what to do."""
+    (tmp_path / "services").mkdir()
+    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "HEDGEFORM_STATE_BACKEND": "azurerm://hfacct/tfstate/p",
+        "AZURE_CONFIG_DIR": str(tmp_path / "az"),
+    }
+    done = subprocess.run(
+        [HEDGEFORM, "status", "llama", "--root", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "Azure credentials not found or not usable" in lines[0]

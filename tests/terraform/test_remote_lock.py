@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from reconciler.errors import LockError
+from reconciler.errors import InitError, LockError, TerraformError
 from reconciler.terraform.backend import parse_state_backend
 from tests.emulators import aws as emulator
 from tests.terraform.conftest import RunnerFactory, write_vars
@@ -78,5 +78,22 @@ def test_a_dead_terraforms_lock_is_named_with_how_to_release_it(
     assert f"`hedgeform state unlock svc local-1 {LOCK_ID}`" in message
     runner.force_unlock(LOCK_ID)
     assert runner.plan().changed
+    # Releasing it again: one line that says there is no such lock (Terraform's own output
+    # was "unexpected end of JSON input").
+    with pytest.raises(TerraformError, match=f"no lock {LOCK_ID} on this stack"):
+        runner.force_unlock(LOCK_ID)
+
+
+def test_a_missing_bucket_is_named_with_what_to_do(make_runner: RunnerFactory, url: str) -> None:
+    backend = parse_state_backend(
+        f"s3://no-such-bucket?dynamodb_table={TABLE}&region=us-east-1", "test", endpoint_url=url
+    )
+    runner = make_runner(service="svc", state_backend=backend)
+    write_vars(runner, value="a")
+    with pytest.raises(InitError) as caught:
+        runner.plan()
+    message = str(caught.value)
+    assert "S3 bucket no-such-bucket does not exist in us-east-1: create it once" in message
+    assert "\n" not in message
     with pytest.raises(ValueError, match="not a Terraform lock id"):
         runner.force_unlock("../../etc; true")

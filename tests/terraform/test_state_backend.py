@@ -70,6 +70,10 @@ def test_gcs_and_azurerm() -> None:
     ("value", "says"),
     [
         ("ftp://bucket", "not a state backend"),
+        ("s3://a..b/p?dynamodb_table=t12&region=us-east-1", "not a valid S3 bucket name 'a..b'"),
+        ("s3://192.168.1.1/p?dynamodb_table=t12&region=us-east-1", "not an IP address"),
+        ("s3://xn--abc/p?dynamodb_table=t12&region=us-east-1", "not a valid S3 bucket name"),
+        ("s3://data-s3alias/p?dynamodb_table=t12&region=us-east-1", "-s3alias"),
         ("s3://hf-state?region=us-east-1", "needs ?dynamodb_table"),
         ("s3://hf-state?dynamodb_table=hf-locks", "needs &region"),
         ("s3://Bad_Bucket?dynamodb_table=t1x&region=us-east-1", "not a valid S3 bucket"),

@@ -345,3 +345,17 @@ def test_a_state_left_in_another_backend_is_refused_before_init(
     assert config["terraform"]["backend"]["s3"]["key"] == "svc/local-1/terraform.tfstate"
     # Back to local: the state is where it was, and nothing is refused.
     assert make_runner(service="svc").plan().changed is False
+
+
+def test_only_writing_state_ties_a_stack_to_its_backend(make_runner: RunnerFactory) -> None:
+    """A read-only `status` or `plan` under a backend URL that is then corrected must not
+    make the corrected URL look like a move (it was refused with "migrate first" although
+    nothing was ever stored): the backend is recorded when state is first written."""
+    from reconciler.terraform.runner import _BACKEND_STAMP
+
+    runner = make_runner(service="svc")
+    write_vars(runner, value="a")
+    result = runner.plan()
+    assert not (runner.stack_dir / _BACKEND_STAMP).exists()
+    runner.apply_saved_plan(result.plan_path)
+    assert (runner.stack_dir / _BACKEND_STAMP).is_file()

@@ -390,3 +390,19 @@ def test_systemd_accepts_the_units(root: Path, fake_bin: Path, mode: str) -> Non
         line for line in (proc.stdout + proc.stderr).splitlines() if "hedgeform-llama" in line
     ]
     assert proc.returncode == 0 and not problems, proc.stdout + proc.stderr
+
+
+def test_units_reach_the_same_state_backend_and_emulator_as_the_installing_shell() -> None:
+    """Several hosts' timers must all see the remote state (and take its lease); a unit that
+    fell back to local state would start a second fleet."""
+    from reconciler.ops.timers import unit_environment
+
+    environ = {
+        "HEDGEFORM_STATE_BACKEND": "s3://hf-state/prod?dynamodb_table=hf-locks&region=us-east-1",
+        "HEDGEFORM_AWS_ENDPOINT_URL": "http://127.0.0.1:4566",
+        "AWS_SECRET_ACCESS_KEY": "never-in-a-unit",
+    }
+    passed = dict(unit_environment(environ, set()))
+    assert passed["HEDGEFORM_STATE_BACKEND"] == environ["HEDGEFORM_STATE_BACKEND"]
+    assert passed["HEDGEFORM_AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert "AWS_SECRET_ACCESS_KEY" not in passed

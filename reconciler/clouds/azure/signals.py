@@ -12,6 +12,7 @@ Request rate: the Standard Load Balancer is layer 4 and has no HTTP request coun
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -50,6 +51,9 @@ class AzureIdentityTokens:
 
         if self._token is not None and time.time() < self._expires - 60:
             return self._token
+        # DefaultAzureCredential logs every credential it tried, a dozen lines on stderr, before
+        # it raises: the one line below says it all.
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
         try:
             if self._credential is None:
                 from azure.identity import DefaultAzureCredential
@@ -57,7 +61,9 @@ class AzureIdentityTokens:
                 self._credential = DefaultAzureCredential()
             access = self._credential.get_token(self._scope)
         except ClientAuthenticationError:  # CredentialUnavailableError is a subclass
-            raise CredentialsError(f"Azure credentials not found: {CREDENTIALS_HINT}") from None
+            raise CredentialsError(
+                f"Azure credentials not found or not usable: {CREDENTIALS_HINT}"
+            ) from None
         self._token, self._expires = str(access.token), float(access.expires_on)
         return self._token
 
