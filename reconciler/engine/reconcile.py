@@ -81,6 +81,10 @@ from reconciler.terraform.state import REMOTE, recover_killed_terraform, state_b
 
 RunnerFactory = Callable[[str, Path, Path], TerraformRunner]
 NOOP_MARKER = ".hedgeform-noop-plan"
+# What the record keeps of versions no replica runs any more: the last few that were ready,
+# so `hedgeform rollback` can return to one (a spec part is a few KB; the record, at most
+# DynamoDB's 400 KB item).
+KEEP_READY_SPECS = 5
 
 
 @dataclass
@@ -574,14 +578,17 @@ class Reconciler:
 
     def _version_specs(self, seen: Seen, decision: Decision) -> dict[int, dict[str, Any]]:
         """What each version in use runs: the record's, and the current spec's for the
-        current version when it is new; only versions some replica, the current or the
-        stable version still carry are kept."""
+        current version when it is new. Kept: the versions some replica, the current or the
+        stable version carry, and the last KEEP_READY_SPECS that were ready (what `hedgeform
+        rollback` may return to)."""
         specs = {k: dict(v) for k, v in seen.record.version_specs.items()}
         memory = decision.memory
         specs.setdefault(current_runs(memory), replica_part(self.spec))
         stable = next((v.runs for v in memory.versions if v.number == memory.stable_version), 1)
         in_use = {r.version for r in (*seen.observed.replicas, *seen.retiring)}
         in_use |= {x.version for x in decision.launches} | {current_runs(memory), stable}
+        ready = [v.runs for v in memory.versions if v.state == "ready"]
+        in_use |= set(ready[-KEEP_READY_SPECS:])
         return {k: v for k, v in specs.items() if k in in_use}
 
     def render_for_destroy(self, stacks: Sequence[str]) -> None:

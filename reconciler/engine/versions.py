@@ -51,7 +51,8 @@ def history(service: str, root: Path | None) -> None:
 @root_opt
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 def rollback(service: str, version: int | None, root: Path | None, wait_lock: bool) -> None:
-    """Move SERVICE back to VERSION (default: the last version that was ready), rolling: the
+    """Move SERVICE back to VERSION (default: the last version before the current one that
+    was ready), rolling: the
     current version is marked failed and the next reconcile (`apply`, or the running loop's
     next tick) brings the old version's replicas back before it stops the current ones.
 

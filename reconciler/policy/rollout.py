@@ -111,13 +111,27 @@ def register(
     return memory, f"version {number} ({mode}): {what}"
 
 
+def previous_ready(memory: Memory) -> Version | None:
+    """The latest version before the current one that was ready and runs other replicas:
+    what a rollback returns to (the current one may be ready too, and found wanting)."""
+    runs = current_runs(memory)
+    earlier = [
+        v
+        for v in memory.versions
+        if v.state == "ready" and v.number != memory.version and v.runs != runs
+    ]
+    return earlier[-1] if earlier else None
+
+
 def rollback(memory: Memory, to: int | None, reason: str) -> Memory:
-    """Move the fleet to version `to` (default: the last ready one) and mark the current one
-    failed with `reason`. ValueError when there is no such version or it is the current."""
-    target = memory.stable_version if to is None else to
+    """Move the fleet to version `to` (default: `previous_ready`) and mark the current one
+    failed with `reason`; a ready version returned to is the stable one again. ValueError
+    when there is no such version or it is the current."""
+    previous = previous_ready(memory)
+    target = (previous.number if previous is not None else None) if to is None else to
     known = {v.number for v in memory.versions}
     if target is None:
-        raise ValueError("no version has been ready yet: there is nothing to roll back to")
+        raise ValueError("no earlier version was ready: there is nothing to roll back to")
     if target not in known:
         raise ValueError(f"version {target} is not in the history ({_span(known)})")
     if target == memory.version:
@@ -126,7 +140,11 @@ def rollback(memory: Memory, to: int | None, reason: str) -> Memory:
         replace(v, state="failed", reason=reason) if v.number == memory.version else v
         for v in memory.versions
     )
-    return replace(memory, versions=versions, version=target, rollout_failures=0)
+    back = next(v for v in versions if v.number == target)
+    stable = target if back.state == "ready" else memory.stable_version
+    return replace(
+        memory, versions=versions, version=target, stable_version=stable, rollout_failures=0
+    )
 
 
 def check_rollback(

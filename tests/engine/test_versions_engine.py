@@ -96,7 +96,7 @@ def test_history_and_rollback_answer_in_one_line(root: Path) -> None:
     out = runner.invoke(main, ["rollback", "llama", "--root", str(root)])
     assert out.exit_code == 1
     assert out.output.strip() == (
-        "Error: llama: no version has been ready yet: there is nothing to roll back to"
+        "Error: llama: no earlier version was ready: there is nothing to roll back to"
     )
     out = runner.invoke(main, ["rollback", "llama", "0", "--root", str(root)])
     assert out.exit_code == 2 and "Traceback" not in out.output

@@ -77,7 +77,8 @@ def test_rollback_by_hand_and_what_it_refuses() -> None:
     memory = registered(("a", "r1"), ("b", "r2"))
     with pytest.raises(ValueError, match="nothing to roll back to"):
         rollback(memory, None, "by hand")
-    memory = replace(memory, stable_version=1)
+    v1_ready = (replace(memory.versions[0], state="ready"), memory.versions[1])
+    memory = replace(memory, versions=v1_ready, stable_version=1)
     with pytest.raises(ValueError, match="version 7 is not in the history"):
         rollback(memory, 7, "by hand")
     with pytest.raises(ValueError, match="is the current version"):
@@ -87,6 +88,17 @@ def test_rollback_by_hand_and_what_it_refuses() -> None:
     assert back.versions[1].reason == "by hand"
     # The spec file still says version 2: it is not rolled out again until it changes.
     assert register(back, "b", "r2", T0 + 9) == (back, None)
+
+
+def test_rollback_by_hand_returns_from_a_ready_version_to_the_one_before() -> None:
+    """The common case (skypilot#4348): v2 rolled out fine, then turned out worse; the
+    default target is the last ready version before it, not v2 itself."""
+    memory = registered(("a", "r1"), ("b", "r2"))
+    ready = tuple(replace(v, state="ready") for v in memory.versions)
+    memory = replace(memory, versions=ready, stable_version=2)
+    back = rollback(memory, None, "worse answers")
+    assert back.version == 1 and back.stable_version == 1
+    assert back.versions[1].state == "failed" and back.versions[1].reason == "worse answers"
 
 
 class Cloud:
