@@ -118,10 +118,14 @@ class CloudBackend(Protocol):
     state_dir: Path  # the loop watches `<state_dir>/notices.jsonl` for early ticks
     poll_s: float  # how often `converge` may re-observe while replicas start
     plan_cache: bool  # equal inputs give an equal plan (no drift to refresh): skip the plan
-    # Replicas carry their service version (launched with it, observed with it), so a changed
-    # spec rolls out (policy/rollout.py). Without it every replica counts as the current
-    # version: a rollout could never see its new replicas and would launch without end.
-    carries_versions: bool
+
+    @property
+    def carries_versions(self) -> bool:
+        """Replicas carry their service version (launched with it, observed with it), so a
+        changed spec rolls out (policy/rollout.py). Without it every replica counts as the
+        current version: a rollout could never see its new replicas and would launch
+        without end."""
+        ...
 
     def stacks(self) -> list[StackDef]:
         """Region stacks, sorted, then the front stack if there is one."""

@@ -61,6 +61,7 @@ from reconciler.policy import (
     ReplicaState,
     ZoneOffer,
 )
+from reconciler.spec.fingerprint import spec_for_part
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, ManagedReplica, RegionStack
 from reconciler.terraform.state import state_outputs
@@ -132,12 +133,24 @@ def default_apis(
     return {name: CLOUDS[name].make_apis(spec, settings) for name in sorted(clouds)}
 
 
+# What a module's `versions` map holds of each version (terraform/modules/aws).
+VERSION_KEYS = (
+    "instance_type",
+    "accelerator_name",
+    "accelerator_count",
+    "image_id",
+    "disk_size_gb",
+    "setup_script",
+    "run_script",
+    "envs",
+)
+
+
 class ProviderCloud:
     """The CloudBackend of AWS, GCP and Azure specs (see the module docstring)."""
 
     poll_s = 15.0  # converge re-observes through cloud APIs: not four times a second
     plan_cache = False  # the cloud can drift: always plan
-    carries_versions = False  # not yet: the cloud modules render one version (issue 13)
 
     def __init__(
         self,
@@ -328,7 +341,7 @@ class ProviderCloud:
                 state, at = views.get(r.id, (ReplicaState.STARTING, first_seen.get(r.id, now)))
                 if r.tainted:
                     state = ReplicaState.FAILED
-                replicas.append(Replica(r.id, r.zone, Market(r.market), state, at))
+                replicas.append(Replica(r.id, r.zone, Market(r.market), state, at, r.version))
         return Observation(tuple(replicas), self.zone_offers(), complete)
 
     def _offline(self, managed: Sequence[ManagedReplica], now: float) -> Observation:
@@ -341,6 +354,7 @@ class ProviderCloud:
                 Market(r.market),
                 ReplicaState.FAILED if r.tainted else ReplicaState.READY,
                 now,
+                r.version,
             )
             for r in managed
         )
@@ -378,6 +392,8 @@ class ProviderCloud:
             context = cloud_stack_context(
                 self.spec, region, sorted(registered), self.settings.cloud
             )
+            if CLOUDS[stack.cloud].carries_versions:
+                self._add_versions(context, region, layout.versions)
             out.append(
                 RenderedStack(stack, template_for(stack.cloud), context, self._providers(stack))
             )
@@ -388,6 +404,30 @@ class ProviderCloud:
             )
             out.append(RenderedStack(front, template_for(FRONT), context, self._providers(front)))
         return out
+
+    @property
+    def carries_versions(self) -> bool:
+        """Rollouts need every region's module to launch replicas per version."""
+        return all(CLOUDS[s.cloud].carries_versions for s in self._region_stacks())
+
+    def _add_versions(
+        self,
+        context: dict[str, Any],
+        region: RegionStack,
+        versions: Mapping[int, Mapping[str, Any]],
+    ) -> None:
+        """`versions` of a region stack: what every version in use runs there (its instance
+        type, image, disk and scripts), from the spec part the record keeps of it, or the
+        current spec's for a version it has none of (before any version was registered)."""
+        wanted = {r.version for r in region.replicas} | set(versions)
+        out: dict[str, Any] = {}
+        for runs in sorted(wanted):
+            part = versions.get(runs)
+            spec = spec_for_part(self.spec, part) if part is not None else self.spec
+            own = cloud_stack_context(spec, RegionStack(region.cloud, region.region, ()), [],
+                                      self.settings.cloud)  # fmt: skip
+            out[str(runs)] = {key: own[key] for key in VERSION_KEYS}
+        context["versions"] = out
 
     def origins(self) -> dict[str, Origin]:
         """Region stacks whose load balancer exists (from their applied outputs)."""

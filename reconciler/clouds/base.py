@@ -128,6 +128,7 @@ class ReplicaAddress(NamedTuple):
     instance_id: str  # the cloud's id of the instance/VM
     name: str  # the instance/VM name (AWS: the instance id again)
     private_ip: str = ""  # its private IPv4 address; empty when the state has none yet
+    version: int = 1  # the service version it runs (its module's version tag or label)
 
 
 LaunchErrorRule = tuple[re.Pattern[str], FailureKind]
@@ -176,3 +177,7 @@ class Cloud:
     # (spec, this cloud's regions the spec uses, settings): SettingsError (`settings.missing`)
     # naming the first setting it lacks, before any work; clouds/checks.py calls it.
     check_settings: Callable[[ServiceSpec, Sequence[str], ProviderSettings], None]
+    # Its module launches each replica with its own version's instance, image and scripts
+    # (a `versions` map in the tfvars) and tags it, so rollouts can run there
+    # (policy/rollout.py); without it a changed spec applies in one go, as before.
+    carries_versions: bool = False

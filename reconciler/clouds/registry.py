@@ -59,6 +59,7 @@ def cloud_replicas(stack_dir: Path, cloud: str) -> list[ManagedReplica]:
                     instance_id=address.instance_id,
                     name=address.name,
                     private_ip=address.private_ip,
+                    version=address.version,
                 )
             )
     return out

@@ -195,7 +195,13 @@ def cloud_stack_context(
     }
     if not context["run_script"].strip():
         raise CloudConfigError("the spec has no `run` command: a replica would serve nothing")
-    context.update(cloud_named(cloud).stack_context(settings, stack.region))
+    kind = cloud_named(cloud)
+    if kind.carries_versions:  # each replica's version; `versions` filled by the backend
+        context["replicas"] = {
+            r.id: {**context["replicas"][r.id], "version": str(r.version)} for r in stack.replicas
+        }
+        context["versions"] = {}
+    context.update(kind.stack_context(settings, stack.region))
     return context
 
 

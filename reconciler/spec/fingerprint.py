@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from reconciler.spec.model import ServiceSpec
+from reconciler.spec.model import Accelerator, Resources, ServiceSpec
 
 
 def _digest(value: Any) -> str:
@@ -42,6 +43,30 @@ def replica_part(spec: ServiceSpec) -> dict[str, Any]:
         "ports": spec.service.ports,
         "readiness_probe": dataclasses.asdict(spec.service.readiness_probe),
     }
+
+
+def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
+    """`spec` as it was when its replica part was `part` (an earlier version's, from the
+    record): what those replicas run, the rest of today's spec around it. Secret values are
+    not in `part` (only names): today's, or empty, fill them, which no render writes out."""
+    res = dict(part.get("resources") or {})
+    fields = {f.name for f in dataclasses.fields(Resources)}
+    known = {k: v for k, v in res.items() if k in fields and k != "accelerators"}
+    if "ports" in known:
+        known["ports"] = tuple(known["ports"])
+    accelerators = tuple(Accelerator(**a) for a in res.get("accelerators") or ())
+    resources = dataclasses.replace(spec.resources, accelerators=accelerators, **known)
+    secrets = frozenset(str(n) for n in part.get("secret_envs") or ())
+    envs = {**dict(part.get("envs") or {}), **{n: spec.envs.get(n, "") for n in secrets}}
+    return dataclasses.replace(
+        spec,
+        setup=part.get("setup"),
+        run=part.get("run"),
+        envs=envs,
+        secret_names=secrets,
+        envs_from_environment=frozenset(),
+        resources=resources,
+    )
 
 
 def replica_fingerprint(spec: ServiceSpec) -> str:

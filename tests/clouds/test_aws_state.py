@@ -42,3 +42,16 @@ def test_the_market_comes_from_the_instance_before_the_tag(
         "i-0abc",
         "10.0.0.5",
     )
+
+
+@pytest.mark.parametrize(
+    ("tag", "version"),
+    [("3", 3), (None, 1), ("", 1), ("0", 1), ("v2", 1), ("99999999999", 1)],
+)
+def test_the_version_comes_from_the_instance_tag(tag: str | None, version: int) -> None:
+    """Instances launched before versions existed have no tag: version 1, what every
+    replica was then. A tag no module writes is read as 1 too, never a crash."""
+    extra: dict[str, Any] = {}
+    if tag is not None:
+        extra["tags"] = {"hedgeform:market": "spot", "hedgeform:version": tag}
+    assert read_replica("us-east-1a-spot-0", attrs(**extra)).version == version

@@ -344,6 +344,35 @@ def test_with_every_zone_refusing_on_demand_covers_until_spot_returns(
     assert set(spot(root)) <= serving_members(url, root)
 
 
+def test_a_changed_run_command_rolls_out_and_never_drops_below_the_target(
+    root: Path, env: dict[str, str], url: str
+) -> None:
+    """Issue 13 on the real provider: a new `run` is a new version; each tick launches new
+    instances beside the old ones (new ids, the version's own user data and tag), and an old
+    instance leaves the target group only once a new one serves, so the target group never
+    holds fewer than the target."""
+    spec = root / "services" / f"{SERVICE}.yaml"
+    text = spec.read_text()
+    before = set(replicas(root))
+    versions = {r.version for r in cloud_replicas(root / "state" / SERVICE / STACK, "aws")}
+    assert versions == {1}
+    spec.write_text(text.replace("--max-model-len 8192", "--max-model-len 4096"))
+    assert spec.read_text() != text, "the test's spec edit found nothing to change"
+    target = 2
+    fewest: list[int] = []
+    for _ in range(12):
+        tick(root, env)
+        fewest.append(len(serving_members(url, root)))
+        memory = load_record(root / "state" / SERVICE / "reconciler.json").memory
+        if memory.versions and memory.versions[-1].state == "ready":
+            break
+    assert memory.versions[-1].state == "ready", memory.versions
+    assert min(fewest) >= target, fewest
+    now = {r.id: r.version for r in cloud_replicas(root / "state" / SERVICE / STACK, "aws")}
+    assert set(now.values()) == {2} and not set(now) & before, now
+    assert set(spot(root)) <= serving_members(url, root)
+
+
 def test_destroy_leaves_nothing_behind(root: Path, env: dict[str, str], url: str) -> None:
     """Nothing of this service is left: every instance it ever launched terminated, its load
     balancer, target group, queue, EventBridge rules, DNS records and health checks gone.

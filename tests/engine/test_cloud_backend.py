@@ -453,3 +453,36 @@ def test_a_cloud_service_needs_no_sandbox_setting(tmp_path: Path) -> None:
         rec = _reconciler("cloudy", "hedgeform", None, tmp_path, check_env=False)
     assert not uses_sandbox(rec.spec) and rec.settings is None
     assert isinstance(rec.cloud, ProviderCloud)
+
+
+def test_each_aws_replica_is_rendered_with_its_own_versions_instance_and_scripts(
+    root: Path,
+) -> None:
+    """A rollout keeps old replicas as they are: the AWS module launches each replica from
+    its version's entry of `versions` (instance type, image, disk, scripts), and tags it
+    with its version, so a new version is new instances beside the old ones, never an
+    in-place change (issue 13)."""
+    from reconciler.backends.base import Layout
+    from reconciler.rendering import render_tfvars
+    from reconciler.spec.fingerprint import replica_part
+    from reconciler.stacks import ManagedReplica
+
+    rig = Rig(root)
+    old = replica_part(rig.spec)
+    new = {**old, "run": "python -m vllm.entrypoints.openai.api_server --model v2-model"}
+    kept = (
+        ManagedReplica("us-east-1a-spot-0", "us-east-1a", Market.SPOT, version=1),
+        ManagedReplica("us-east-1b-spot-5", "us-east-1b", Market.SPOT, version=2),
+    )
+    rendered = rig.backend.render(Layout(kept, (), versions={1: old, 2: new}), 0.0)
+    aws = next(r for r in rendered if r.stack.name == "aws-us-east-1")
+    context = aws.context
+    assert {k: v["version"] for k, v in context["replicas"].items()} == {
+        "us-east-1a-spot-0": "1",
+        "us-east-1b-spot-5": "2",
+    }
+    assert context["versions"]["1"]["run_script"] == rig.spec.run
+    assert context["versions"]["2"]["run_script"].endswith("--model v2-model")
+    assert context["versions"]["2"]["instance_type"] == context["instance_type"]
+    assert_contract("aws", render_tfvars(aws.template, context))
+    assert rig.backend.carries_versions is False  # llama-cloud spans GCP too: no rollouts yet

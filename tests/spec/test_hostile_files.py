@@ -144,5 +144,7 @@ def test_many_values_are_refused_before_the_document_is_built(tmp_path: Path) ->
     390 MB before the expanded-size check ran; they are now counted while composing."""
     path = tmp_path / "svc.yaml"
     path.write_text(BASE + "a: [" + ",".join(["{}"] * 300_000) + "]\n")
-    error = _load_within(path, seconds=5.0)
+    # The bound only catches a hang: speed is not asserted in tests (bench/ measures it),
+    # and a loaded 2-core CI machine took over 5 s here once.
+    error = _load_within(path, seconds=60.0)
     assert isinstance(error, SpecError) and "holds more than 100000 values" in str(error)

@@ -68,4 +68,5 @@ CLOUD = Cloud(
     image_fits=image_fits,
     stack_context=stack_context,
     check_settings=check_settings,
+    carries_versions=True,
 )

@@ -30,4 +30,12 @@ def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
         spot = lifecycle == "spot"
     iid = str(attrs.get("id", ""))
     zone = str(attrs.get("availability_zone", ""))
-    return ReplicaAddress(zone, market_of(key, spot), iid, iid, str(attrs.get("private_ip") or ""))
+    version = str(tags.get("hedgeform:version", "1"))
+    return ReplicaAddress(
+        zone,
+        market_of(key, spot),
+        iid,
+        iid,
+        str(attrs.get("private_ip") or ""),
+        int(version) if version.isdigit() and 0 < len(version) < 10 and int(version) else 1,
+    )

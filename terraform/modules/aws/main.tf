@@ -56,6 +56,22 @@ data "aws_subnet" "zone" {
 }
 
 locals {
+  # What each replica runs: its version's, else (a version this render does not list) the
+  # top-level values, which are the current version's.
+  current = {
+    instance_type     = var.instance_type
+    accelerator_name  = var.accelerator_name
+    accelerator_count = var.accelerator_count
+    image_id          = var.image_id
+    disk_size_gb      = var.disk_size_gb
+    setup_script      = var.setup_script
+    run_script        = var.run_script
+    envs              = var.envs
+  }
+  runs = { for id, r in var.replicas : id => contains(keys(var.versions), r.version) ? var.versions[r.version] : local.current }
+}
+
+locals {
   replica_subnets = length(var.subnet_ids) > 0 ? var.subnet_ids : { for z, s in data.aws_subnet.zone : z => s.id }
   lb_subnets      = length(var.subnet_ids) > 0 ? values(var.subnet_ids) : data.aws_subnets.default[0].ids
 }
@@ -207,8 +223,8 @@ resource "aws_instance" "replica" {
   #checkov:skip=CKV_AWS_88:Default VPC subnets have no NAT; a public IP is the only way out. Ingress is limited to the load balancer's security group (set associate_public_ip=false with NAT subnets).
   for_each = var.replicas
 
-  ami                         = var.image_id
-  instance_type               = var.instance_type
+  ami                         = local.runs[each.key].image_id
+  instance_type               = local.runs[each.key].instance_type
   subnet_id                   = local.replica_subnets[each.value.zone]
   availability_zone           = each.value.zone
   vpc_security_group_ids      = [aws_security_group.replica.id]
@@ -223,9 +239,9 @@ resource "aws_instance" "replica" {
     service     = var.service
     region      = var.region
     replica_id  = each.key
-    setup_b64   = base64encode(var.setup_script)
-    run_b64     = base64encode(var.run_script)
-    envs_b64    = { for k, v in var.envs : k => base64encode(v) }
+    setup_b64   = base64encode(local.runs[each.key].setup_script)
+    run_b64     = base64encode(local.runs[each.key].run_script)
+    envs_b64    = { for k, v in local.runs[each.key].envs : k => base64encode(v) }
     secret_arns = { for k, s in aws_secretsmanager_secret.env : k => s.arn }
   })
 
@@ -251,7 +267,7 @@ resource "aws_instance" "replica" {
 
   root_block_device {
     volume_type           = "gp3"
-    volume_size           = var.disk_size_gb
+    volume_size           = local.runs[each.key].disk_size_gb
     encrypted             = true
     delete_on_termination = true
     tags                  = merge(local.tags, { "hedgeform:replica" = each.key })
@@ -262,7 +278,8 @@ resource "aws_instance" "replica" {
     "hedgeform:replica"     = each.key
     "hedgeform:zone"        = each.value.zone
     "hedgeform:market"      = each.value.market
-    "hedgeform:accelerator" = var.accelerator_count > 0 ? "${var.accelerator_name}:${var.accelerator_count}" : "none"
+    "hedgeform:version"     = each.value.version
+    "hedgeform:accelerator" = local.runs[each.key].accelerator_count > 0 ? "${local.runs[each.key].accelerator_name}:${local.runs[each.key].accelerator_count}" : "none"
   })
 }
 

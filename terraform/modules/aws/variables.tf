@@ -19,10 +19,11 @@ variable "region" {
 }
 
 variable "replicas" {
-  description = "Replicas of this region keyed by replica id: the availability zone and market (spot or on_demand) of each. The reconciler owns the count; no autoscaler may change it."
+  description = "Replicas of this region keyed by replica id: the availability zone, market (spot or on_demand) and service version of each (a key of `versions`, else the top-level instance_type/image/scripts apply). The reconciler owns the count; no autoscaler may change it."
   type = map(object({
-    zone   = string
-    market = string
+    zone    = string
+    market  = string
+    version = string
   }))
   default = {}
 
@@ -146,6 +147,26 @@ variable "health_check_unhealthy_threshold" {
   validation {
     condition     = var.health_check_unhealthy_threshold >= 2 && var.health_check_unhealthy_threshold <= 10 && floor(var.health_check_unhealthy_threshold) == var.health_check_unhealthy_threshold
     error_message = "The unhealthy threshold must be a whole number in 2..10."
+  }
+}
+
+variable "versions" {
+  description = "What the replicas of each service version run, by version: a replica launched for an earlier version keeps its instance type, image, disk and scripts while a rollout replaces it (a new version gets new replica ids, never an in-place change). Non-secret envs only, as `envs`."
+  type = map(object({
+    instance_type     = string
+    accelerator_name  = string
+    accelerator_count = number
+    image_id          = string
+    disk_size_gb      = number
+    setup_script      = string
+    run_script        = string
+    envs              = map(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for v, c in var.versions : can(regex("^[1-9][0-9]{0,8}$", v)) && can(regex("^ami-[0-9a-f]{8,17}$", c.image_id)) && c.disk_size_gb >= 8 && c.disk_size_gb <= 16384])
+    error_message = "Version keys must be numbers from 1, images AMI ids, disks 8-16384 GB."
   }
 }
 
