@@ -359,8 +359,9 @@ def _print_status(rec: Reconciler) -> None:
 @contextlib.contextmanager
 def _lease_held(rec: Reconciler | None, service: str, doing: str) -> Iterator[None]:
     """With a remote state, `apply` and `destroy` hold the service's leader lease while they
-    run, so no loop on another host acts meanwhile (and two hosts' timers never apply at
-    once); a loop elsewhere that holds it is refused in one line, `doing` nothing."""
+    run, so no loop acts meanwhile (and two hosts' timers never apply at once); while a loop
+    holds it (on another host, or this host's own running loop for `apply`) they are
+    refused in one line, `doing` nothing."""
     from reconciler.engine.lease import LeaseKeeper, lease_for
 
     if rec is None or not rec.state_backend.remote:
@@ -376,9 +377,9 @@ def _lease_held(rec: Reconciler | None, service: str, doing: str) -> Iterator[No
             else "reconciles the service already: let it, or stop it first"
         )
         raise ReconcileError(
-            f"a reconcile loop of {service} on another host ({who}) holds the leader lease and "
-            f"{why} (systemctl stop hedgeform-{service}.service or .timer there); nothing was "
-            f"{doing}"
+            f"a reconcile loop of {service} ({who}, host:pid:nonce) holds the leader lease "
+            f"and {why} (systemctl stop hedgeform-{service}.service or .timer on its host); "
+            f"nothing was {doing}"
         )
     try:
         yield
@@ -402,7 +403,8 @@ def _leader(rec: Reconciler) -> str:
 
 
 def version_line(memory: Memory) -> str:
-    """`version: v4 (rolling, from v3), last ready v3`, or what failed; "" before versions."""
+    """`version: v4 (rolling), last ready v3`, `version: v5 (ready, replicas of v4)`, `...;
+    v6 failed: why`; "" before any version."""
     version = current_version(memory)
     if version is None:
         return ""
