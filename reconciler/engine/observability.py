@@ -53,6 +53,7 @@ def tick_record(tick: int, result: PassResult, check: ServingCheck | None = None
         "decision": {
             "target": d.target,
             "held": d.held,
+            "replicas": sum(d.desired.values()),  # alive once this tick's changes apply
             "launches": [
                 {"id": x.replica_id, "zone": x.zone, "market": x.market.value, "reason": x.reason}
                 for x in d.launches

@@ -122,13 +122,16 @@ def update_under_load(
             watcher.join(5)
     load.join(LOAD_S + 30)
     result = results[0]
+    lines = (paths.state_dir / "ticks.jsonl").read_text().splitlines()
+    decided = [json.loads(line)["decision"]["replicas"] for line in lines if '"decision"' in line]
     figures: dict[str, object] = {
         "scenario": f"{mode}{'' if done == 'ready' else ' rollback'}",
         "sent": result.sent,
         "failed": result.failures,
         "errors": result.errors,
         "completed_s": round(took, 1),
-        "peak_replicas": max(watch.alive),
+        "peak_replicas": max(decided),  # what the policy left alive after any tick
+        "peak_processes": max(watch.alive),  # a stopping replica overlaps its replacement
         "fewest_lb_members": min(watch.members),
     }
     print(json.dumps(figures))
