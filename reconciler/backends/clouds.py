@@ -39,6 +39,7 @@ from reconciler.clouds import (
     front_stack_context,
     instance_for,
     template_for,
+    version_entry,
     zones_of,
 )
 from reconciler.clouds.apis import CloudApis
@@ -131,19 +132,6 @@ def default_apis(
 ) -> dict[str, CloudApis]:
     """Each cloud's own CloudApis (clouds/<cloud>/apis.py), for the clouds the spec names."""
     return {name: CLOUDS[name].make_apis(spec, settings) for name in sorted(clouds)}
-
-
-# What a module's `versions` map holds of each version (terraform/modules/aws).
-VERSION_KEYS = (
-    "instance_type",
-    "accelerator_name",
-    "accelerator_count",
-    "image_id",
-    "disk_size_gb",
-    "setup_script",
-    "run_script",
-    "envs",
-)
 
 
 class ProviderCloud:
@@ -424,9 +412,7 @@ class ProviderCloud:
         for runs in sorted(wanted):
             part = versions.get(runs)
             spec = spec_for_part(self.spec, part) if part is not None else self.spec
-            own = cloud_stack_context(spec, RegionStack(region.cloud, region.region, ()), [],
-                                      self.settings.cloud)  # fmt: skip
-            out[str(runs)] = {key: own[key] for key in VERSION_KEYS}
+            out[str(runs)] = version_entry(spec, region.cloud, region.region, self.settings.cloud)
         context["versions"] = out
 
     def origins(self) -> dict[str, Origin]:

@@ -22,6 +22,7 @@ from reconciler.clouds.stack_context import (
     secret_env_names,
     secret_env_values,
     template_for,
+    version_entry,
 )
 from reconciler.errors import CloudConfigError
 
@@ -40,5 +41,6 @@ __all__ = [
     "secret_env_names",
     "secret_env_values",
     "template_for",
+    "version_entry",
     "zones_of",
 ]

@@ -131,6 +131,14 @@ class ReplicaAddress(NamedTuple):
     version: int = 1  # the service version it runs (its module's version tag or label)
 
 
+def version_of(value: object) -> int:
+    """The service version a replica's `hedgeform:version` tag or `hedgeform-version` label
+    holds: 1 for a replica from before versions (no tag) or a value no module writes (the
+    modules validate 1-999999999)."""
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() and 0 < len(text) < 10 and int(text) else 1
+
+
 LaunchErrorRule = tuple[re.Pattern[str], FailureKind]
 CAP, QUOTA, CONFIG, OTHER = (
     FailureKind.CAPACITY,
@@ -144,6 +152,19 @@ def launch_error_rules(*pairs: tuple[str, FailureKind]) -> tuple[LaunchErrorRule
     """Rules for clouds/capacity.py: (regular expression, kind), matched case-insensitively;
     the first match wins."""
     return tuple((re.compile(pattern, re.IGNORECASE), kind) for pattern, kind in pairs)
+
+
+# The fields of a module's `versions` entry every cloud has, each from the tfvars context key
+# of the same name; a cloud adds its instance type field (`Cloud.version_fields`).
+SHARED_VERSION_FIELDS = (
+    ("accelerator_name", "accelerator_name"),
+    ("accelerator_count", "accelerator_count"),
+    ("image_id", "image_id"),
+    ("disk_size_gb", "disk_size_gb"),
+    ("setup_script", "setup_script"),
+    ("run_script", "run_script"),
+    ("envs", "envs"),
+)
 
 
 @dataclass(frozen=True)
@@ -178,6 +199,14 @@ class Cloud:
     # naming the first setting it lacks, before any work; clouds/checks.py calls it.
     check_settings: Callable[[ServiceSpec, Sequence[str], ProviderSettings], None]
     # Its module launches each replica with its own version's instance, image and scripts
-    # (a `versions` map in the tfvars) and tags it, so rollouts can run there
-    # (policy/rollout.py); without it a changed spec applies in one go, as before.
-    carries_versions: bool = False
+    # (a `versions` map in the tfvars, one entry per version in use) and tags or labels it,
+    # so rollouts can run there (policy/rollout.py): (the module's field of a `versions`
+    # entry, the tfvars context key it takes its value from), e.g. ("vm_size",
+    # "instance_type"). Empty: the module runs one version and a changed spec applies in one
+    # go.
+    version_fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def carries_versions(self) -> bool:
+        """Whether rollouts can run on this cloud (`version_fields`)."""
+        return bool(self.version_fields)

@@ -205,6 +205,16 @@ def cloud_stack_context(
     return context
 
 
+def version_entry(
+    spec: ServiceSpec, cloud: str, region: str, settings: CloudSettings
+) -> dict[str, Any]:
+    """What the replicas of `spec`'s version run in one region of `cloud`: an entry of its
+    module's `versions` map (`Cloud.version_fields`: instance type, image, disk, scripts,
+    plain envs; secret names only). Errors as cloud_stack_context."""
+    own = cloud_stack_context(spec, RegionStack(cloud, region, ()), [], settings)
+    return {field: own[key] for field, key in cloud_named(cloud).version_fields}
+
+
 def front_stack_context(
     spec: ServiceSpec, domain_name: str, zone_id: str, origins: Mapping[str, Origin]
 ) -> dict[str, Any]:

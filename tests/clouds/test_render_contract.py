@@ -180,13 +180,29 @@ def test_example_stacks_use_only_declared_variables() -> None:
     """The README examples stay in step with the modules (module arguments are variables)."""
     from tests.clouds.hcl import MODULES, load_hcl
 
-    for module in ("aws", "gcp", "azure", "front"):
+    for module in ("aws", "gcp", "azure", "front", "local"):
         example = load_hcl(MODULES / module / "examples" / "complete" / "main.tf")
         declared = set(variables(module))
         for block in example["module"]:
             for body in block.values():
                 args = set(body) - {"source"}
                 assert args <= declared, f"{module} example: {args - declared}"
+
+
+@pytest.mark.parametrize("module", ["aws", "gcp", "azure", "local"])
+def test_example_replicas_have_every_field_the_module_declares(module: str) -> None:
+    """Terraform 1.0 objects have no optional attributes: an example replica without one
+    (the `version` issue 13 added) fails at plan time for whoever copies it."""
+    from tests.clouds.hcl import MODULES, load_hcl
+
+    declared = parse_type(variables(module)["replicas"]["type"])
+    fields = set(declared[1][1])  # ("map", ("object", {name: type}))
+    example = load_hcl(MODULES / module / "examples" / "complete" / "main.tf")
+    bodies = [body for block in example["module"] for body in block.values()]
+    replicas = [r for body in bodies for r in (body.get("replicas") or {}).values()]
+    assert replicas, f"{module} example has no replicas"
+    for replica in replicas:
+        assert set(replica) == fields, f"{module} example replica: {set(replica) ^ fields}"
 
 
 # ---------------------------------------------------------------- catalog errors

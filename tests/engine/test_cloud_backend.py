@@ -455,13 +455,17 @@ def test_a_cloud_service_needs_no_sandbox_setting(tmp_path: Path) -> None:
     assert isinstance(rec.cloud, ProviderCloud)
 
 
-def test_each_aws_replica_is_rendered_with_its_own_versions_instance_and_scripts(
-    root: Path,
+@pytest.mark.parametrize(
+    ("stack", "module", "instance_field"),
+    [("aws-us-east-1", "aws", "instance_type"), ("gcp-us-central1", "gcp", "machine_type")],
+)
+def test_each_replica_is_rendered_with_its_own_versions_instance_and_scripts(
+    root: Path, stack: str, module: str, instance_field: str
 ) -> None:
-    """A rollout keeps old replicas as they are: the AWS module launches each replica from
-    its version's entry of `versions` (instance type, image, disk, scripts), and tags it
-    with its version, so a new version is new instances beside the old ones, never an
-    in-place change (issue 13)."""
+    """A rollout keeps old replicas as they are: each cloud module launches each replica from
+    its version's entry of `versions` (instance type, image, disk, scripts), and tags or
+    labels it with its version, so a new version is new instances beside the old ones, never
+    an in-place change (issue 13; GCP used to change the startup script in place)."""
     from reconciler.backends.base import Layout
     from reconciler.rendering import render_tfvars
     from reconciler.spec.fingerprint import replica_part
@@ -470,19 +474,21 @@ def test_each_aws_replica_is_rendered_with_its_own_versions_instance_and_scripts
     rig = Rig(root)
     old = replica_part(rig.spec)
     new = {**old, "run": "python -m vllm.entrypoints.openai.api_server --model v2-model"}
+    zones = {"aws": ("us-east-1a", "us-east-1b"), "gcp": ("us-central1-a", "us-central1-b")}
+    first, second = zones[module]
     kept = (
-        ManagedReplica("us-east-1a-spot-0", "us-east-1a", Market.SPOT, version=1),
-        ManagedReplica("us-east-1b-spot-5", "us-east-1b", Market.SPOT, version=2),
+        ManagedReplica(f"{first}-spot-0", first, Market.SPOT, version=1),
+        ManagedReplica(f"{second}-spot-5", second, Market.SPOT, version=2),
     )
     rendered = rig.backend.render(Layout(kept, (), versions={1: old, 2: new}), 0.0)
-    aws = next(r for r in rendered if r.stack.name == "aws-us-east-1")
-    context = aws.context
+    context = next(r for r in rendered if r.stack.name == stack).context
     assert {k: v["version"] for k, v in context["replicas"].items()} == {
-        "us-east-1a-spot-0": "1",
-        "us-east-1b-spot-5": "2",
+        f"{first}-spot-0": "1",
+        f"{second}-spot-5": "2",
     }
     assert context["versions"]["1"]["run_script"] == rig.spec.run
     assert context["versions"]["2"]["run_script"].endswith("--model v2-model")
-    assert context["versions"]["2"]["instance_type"] == context["instance_type"]
-    assert_contract("aws", render_tfvars(aws.template, context))
-    assert rig.backend.carries_versions is False  # llama-cloud spans GCP too: no rollouts yet
+    assert context["versions"]["2"][instance_field] == context["instance_type"]
+    template = next(r for r in rendered if r.stack.name == stack).template
+    assert_contract(module, render_tfvars(template, context))
+    assert rig.backend.carries_versions  # every region's module carries versions: rollouts run

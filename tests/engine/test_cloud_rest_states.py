@@ -218,3 +218,21 @@ def test_gcp_probes_replicas_in_parallel(
     monkeypatch.setattr(apis, "_running", running)
     views = apis.states("us-central1", [gcp_replica(f"r{i}") for i in range(3)], {}, set(), {}, 0)
     assert {state for state, _ in views.values()} == {ReplicaState.READY}
+
+
+@pytest.mark.parametrize(
+    ("label", "version"), [("4", 4), (None, 1), ("", 1), ("0", 1), ("v2", 1), ("1" * 12, 1)]
+)
+def test_gcp_and_azure_replicas_carry_their_version_from_the_label_or_tag(
+    label: str | None, version: int
+) -> None:
+    """Instances launched before versions existed have none: version 1, what every replica
+    was then; a value no module writes reads as 1 too, never a crash (issue 13)."""
+    from reconciler.clouds.azure.state import read_replica as azure_replica
+    from reconciler.clouds.gcp.state import read_replica as gcp_replica
+
+    labels = {} if label is None else {"hedgeform-version": label}
+    gce = {"name": "hf-a", "zone": "us-central1-a", "labels": labels}
+    vm = {"name": "hf-a", "location": "eastus", "zone": "1", "tags": labels}
+    assert gcp_replica("us-central1-a-spot-0", gce).version == version
+    assert azure_replica("eastus-1-spot-0", vm).version == version

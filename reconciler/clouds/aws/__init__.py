@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.clouds.aws import launch_errors, state
 from reconciler.clouds.aws.settings import check_settings, image_fits, stack_context
-from reconciler.clouds.base import Cloud
+from reconciler.clouds.base import SHARED_VERSION_FIELDS, Cloud
 
 if TYPE_CHECKING:
     from reconciler.clouds.apis import CloudApis
@@ -55,6 +55,9 @@ def _provider_config(region: str, settings: ProviderSettings) -> dict[str, Any]:
     return config
 
 
+# A `versions` entry of terraform/modules/aws: (its field, the tfvars context key).
+VERSION_FIELDS = (("instance_type", "instance_type"), *SHARED_VERSION_FIELDS)
+
 CLOUD = Cloud(
     name="aws",
     provider="aws",
@@ -68,5 +71,5 @@ CLOUD = Cloud(
     image_fits=image_fits,
     stack_context=stack_context,
     check_settings=check_settings,
-    carries_versions=True,
+    version_fields=VERSION_FIELDS,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.clouds.base import ReplicaAddress, first_block, market_of
+from reconciler.clouds.base import ReplicaAddress, first_block, market_of, version_of
 
 REPLICA_TYPE = "aws_instance"
 
@@ -30,12 +30,11 @@ def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
         spot = lifecycle == "spot"
     iid = str(attrs.get("id", ""))
     zone = str(attrs.get("availability_zone", ""))
-    version = str(tags.get("hedgeform:version", "1"))
     return ReplicaAddress(
         zone,
         market_of(key, spot),
         iid,
         iid,
         str(attrs.get("private_ip") or ""),
-        int(version) if version.isdigit() and 0 < len(version) < 10 and int(version) else 1,
+        version_of(tags.get("hedgeform:version")),
     )

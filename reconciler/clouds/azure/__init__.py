@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.clouds.azure import launch_errors, state
 from reconciler.clouds.azure.settings import check_settings, image_fits, stack_context
-from reconciler.clouds.base import Cloud
+from reconciler.clouds.base import SHARED_VERSION_FIELDS, Cloud
 
 if TYPE_CHECKING:
     from reconciler.clouds.apis import CloudApis
@@ -28,6 +28,9 @@ def _provider_config(region: str, settings: ProviderSettings) -> dict[str, Any]:
     return {"features": {}, "subscription_id": settings.azure_subscription_id}
 
 
+# A `versions` entry of terraform/modules/azure: (its field, the tfvars context key).
+VERSION_FIELDS = (("vm_size", "instance_type"), *SHARED_VERSION_FIELDS)
+
 CLOUD = Cloud(
     name="azure",
     provider="azurerm",
@@ -41,4 +44,5 @@ CLOUD = Cloud(
     image_fits=image_fits,
     stack_context=stack_context,
     check_settings=check_settings,
+    version_fields=VERSION_FIELDS,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reconciler.clouds.base import Cloud
+from reconciler.clouds.base import SHARED_VERSION_FIELDS, Cloud
 from reconciler.clouds.gcp import launch_errors, state
 from reconciler.clouds.gcp.settings import check_settings, image_fits, stack_context
 
@@ -28,6 +28,13 @@ def _provider_config(region: str, settings: ProviderSettings) -> dict[str, Any]:
     return {"project": settings.cloud.gcp_project, "region": region}
 
 
+# A `versions` entry of terraform/modules/gcp: (its field, the tfvars context key).
+VERSION_FIELDS = (
+    ("machine_type", "instance_type"),
+    ("guest_accelerator_type", "guest_accelerator_type"),
+    *SHARED_VERSION_FIELDS,
+)
+
 CLOUD = Cloud(
     name="gcp",
     provider="google",
@@ -41,4 +48,5 @@ CLOUD = Cloud(
     image_fits=image_fits,
     stack_context=stack_context,
     check_settings=check_settings,
+    version_fields=VERSION_FIELDS,
 )

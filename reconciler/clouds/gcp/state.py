@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.clouds.base import ReplicaAddress, first_block, market_of
+from reconciler.clouds.base import ReplicaAddress, first_block, market_of, version_of
 
 REPLICA_TYPE = "google_compute_instance"
 
 
 def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
-    """(zone, market, instance id, name, private ip) from a `google_compute_instance`'s
-    attributes; the market from its scheduling's provisioning model (SPOT), the ip from its
-    first network interface's `network_ip`. KeyError when it has no `name`."""
+    """(zone, market, instance id, name, private ip, version) from a
+    `google_compute_instance`'s attributes; the market from its scheduling's provisioning
+    model (SPOT), the ip from its first network interface's `network_ip`, the version from
+    the module's `hedgeform-version` label. KeyError when it has no `name`."""
     scheduling = first_block(attrs.get("scheduling"))
     model = scheduling.get("provisioning_model")
     spot = None if model is None else model == "SPOT"
@@ -25,4 +26,5 @@ def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
         str(attrs.get("instance_id", "")),
         str(attrs["name"]),
         str(ip or ""),
+        version_of((attrs.get("labels") or {}).get("hedgeform-version")),
     )

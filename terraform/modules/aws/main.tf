@@ -56,22 +56,6 @@ data "aws_subnet" "zone" {
 }
 
 locals {
-  # What each replica runs: its version's, else (a version this render does not list) the
-  # top-level values, which are the current version's.
-  current = {
-    instance_type     = var.instance_type
-    accelerator_name  = var.accelerator_name
-    accelerator_count = var.accelerator_count
-    image_id          = var.image_id
-    disk_size_gb      = var.disk_size_gb
-    setup_script      = var.setup_script
-    run_script        = var.run_script
-    envs              = var.envs
-  }
-  runs = { for id, r in var.replicas : id => contains(keys(var.versions), r.version) ? var.versions[r.version] : local.current }
-}
-
-locals {
   replica_subnets = length(var.subnet_ids) > 0 ? var.subnet_ids : { for z, s in data.aws_subnet.zone : z => s.id }
   lb_subnets      = length(var.subnet_ids) > 0 ? values(var.subnet_ids) : data.aws_subnets.default[0].ids
 }

@@ -30,9 +30,9 @@ variable "replicas" {
   validation {
     condition = alltrue([
       for id, r in var.replicas :
-      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$", r.zone)) && contains(["spot", "on_demand"], r.market)
+      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$", r.zone)) && contains(["spot", "on_demand"], r.market) && can(regex("^[1-9][0-9]{0,8}$", r.version))
     ])
-    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like us-east-1a and market must be spot or on_demand."
+    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like us-east-1a, market must be spot or on_demand and version a number from 1."
   }
 }
 

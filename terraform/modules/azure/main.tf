@@ -13,8 +13,6 @@ locals {
   members     = toset(var.lb_members)
   # Zones are named <region>-<n> so zone names stay unique across regions; Azure wants <n>.
   zone_number = { for id, r in var.replicas : id => substr(r.zone, length(r.zone) - 1, 1) }
-  image_is_id = substr(var.image_id, 0, 1) == "/"
-  image_urn   = split(":", local.image_is_id ? "x:x:x:x" : var.image_id)
   # Key Vault secret names allow letters, digits and '-'.
   secret_names = { for name in var.secret_env_names : name => replace(name, "_", "-") }
   # 3-24 characters, globally unique: a short service prefix and a hash of service/region.
@@ -195,7 +193,7 @@ resource "azurerm_linux_virtual_machine" "replica" {
   computer_name                   = "hf-${var.service}-${each.key}"
   location                        = var.region
   resource_group_name             = local.rg_name
-  size                            = var.vm_size
+  size                            = local.runs[each.key].vm_size
   zone                            = local.zone_number[each.key]
   network_interface_ids           = [azurerm_network_interface.replica[each.key].id]
   admin_username                  = "azureuser"
@@ -222,18 +220,19 @@ resource "azurerm_linux_virtual_machine" "replica" {
   os_disk {
     caching              = "ReadWrite"
     storage_account_type = "Premium_LRS"
-    disk_size_gb         = var.disk_size_gb
+    disk_size_gb         = local.runs[each.key].disk_size_gb
   }
 
-  source_image_id = local.image_is_id ? var.image_id : null
+  # The image is a resource id (/subscriptions/...) or a marketplace URN publisher:offer:sku:version.
+  source_image_id = substr(local.runs[each.key].image_id, 0, 1) == "/" ? local.runs[each.key].image_id : null
 
   dynamic "source_image_reference" {
-    for_each = local.image_is_id ? [] : [var.image_id]
+    for_each = substr(local.runs[each.key].image_id, 0, 1) == "/" ? [] : [split(":", local.runs[each.key].image_id)]
     content {
-      publisher = local.image_urn[0]
-      offer     = local.image_urn[1]
-      sku       = local.image_urn[2]
-      version   = local.image_urn[3]
+      publisher = source_image_reference.value[0]
+      offer     = source_image_reference.value[1]
+      sku       = source_image_reference.value[2]
+      version   = source_image_reference.value[3]
     }
   }
 
@@ -243,9 +242,9 @@ resource "azurerm_linux_virtual_machine" "replica" {
     service      = var.service
     region       = var.region
     replica_id   = each.key
-    setup_b64    = base64encode(var.setup_script)
-    run_b64      = base64encode(var.run_script)
-    envs_b64     = { for k, v in var.envs : k => base64encode(v) }
+    setup_b64    = base64encode(local.runs[each.key].setup_script)
+    run_b64      = base64encode(local.runs[each.key].run_script)
+    envs_b64     = { for k, v in local.runs[each.key].envs : k => base64encode(v) }
     secret_names = local.secret_names
     vault_uri    = local.has_secrets ? azurerm_key_vault.this[0].vault_uri : ""
     client_id    = azurerm_user_assigned_identity.replica.client_id
@@ -255,7 +254,8 @@ resource "azurerm_linux_virtual_machine" "replica" {
     "hedgeform-replica"     = each.key
     "hedgeform-zone"        = each.value.zone
     "hedgeform-market"      = each.value.market
-    "hedgeform-accelerator" = var.accelerator_count > 0 ? "${var.accelerator_name}:${var.accelerator_count}" : "none"
+    "hedgeform-version"     = each.value.version
+    "hedgeform-accelerator" = local.runs[each.key].accelerator_count > 0 ? "${local.runs[each.key].accelerator_name}:${local.runs[each.key].accelerator_count}" : "none"
   })
 
   depends_on = [

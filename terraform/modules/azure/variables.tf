@@ -19,19 +19,20 @@ variable "region" {
 }
 
 variable "replicas" {
-  description = "Replicas of this region keyed by replica id: the zone (<region>-<1|2|3>, e.g. eastus-1) and market (spot or on_demand) of each. The reconciler owns the count; no scale set or autoscaler may change it."
+  description = "Replicas of this region keyed by replica id: the zone (<region>-<1|2|3>, e.g. eastus-1), market (spot or on_demand) and service version of each (a key of `versions`, else the top-level VM size/image/scripts apply). The reconciler owns the count; no scale set or autoscaler may change it."
   type = map(object({
-    zone   = string
-    market = string
+    zone    = string
+    market  = string
+    version = string
   }))
   default = {}
 
   validation {
     condition = alltrue([
       for id, r in var.replicas :
-      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z][a-z0-9]+-[1-3]$", r.zone)) && contains(["spot", "on_demand"], r.market)
+      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z][a-z0-9]+-[1-3]$", r.zone)) && contains(["spot", "on_demand"], r.market) && can(regex("^[1-9][0-9]{0,8}$", r.version))
     ])
-    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like eastus-1 and market must be spot or on_demand."
+    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like eastus-1, market must be spot or on_demand and version a number from 1."
   }
 }
 
@@ -124,6 +125,26 @@ variable "health_check_unhealthy_threshold" {
   validation {
     condition     = var.health_check_unhealthy_threshold >= 1 && var.health_check_unhealthy_threshold <= 100 && floor(var.health_check_unhealthy_threshold) == var.health_check_unhealthy_threshold
     error_message = "The number of probes must be a whole number in 1..100."
+  }
+}
+
+variable "versions" {
+  description = "What the replicas of each service version run, by version: a replica launched for an earlier version keeps its VM size, image, disk and cloud-init while a rollout replaces it (a new version gets new replica ids, never an in-place change). Non-secret envs only, as `envs`."
+  type = map(object({
+    vm_size           = string
+    accelerator_name  = string
+    accelerator_count = number
+    image_id          = string
+    disk_size_gb      = number
+    setup_script      = string
+    run_script        = string
+    envs              = map(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for v, c in var.versions : can(regex("^[1-9][0-9]{0,8}$", v)) && can(regex("^Standard_[A-Za-z0-9_]+$", c.vm_size)) && can(regex("^(/subscriptions/[^ ]+|[^: ]+:[^: ]+:[^: ]+:[^: ]+)$", c.image_id)) && c.disk_size_gb >= 8 && c.disk_size_gb <= 16384])
+    error_message = "Version keys must be numbers from 1; VM sizes, images and disks as the top-level variables say."
   }
 }
 

@@ -83,19 +83,20 @@ resource "google_compute_instance" "replica" {
   project      = var.project
   name         = "hf-${var.service}-${each.key}"
   zone         = each.value.zone
-  machine_type = var.machine_type
+  machine_type = local.runs[each.key].machine_type
   tags         = [local.tag]
   labels = merge(local.labels, {
     hedgeform-replica = each.key
     hedgeform-market  = each.value.market
+    hedgeform-version = each.value.version
   })
 
   boot_disk {
     auto_delete       = true
     kms_key_self_link = var.disk_cmek_self_link == "" ? null : var.disk_cmek_self_link
     initialize_params {
-      image = var.image_id
-      size  = var.disk_size_gb
+      image = local.runs[each.key].image_id
+      size  = local.runs[each.key].disk_size_gb
       type  = "pd-balanced"
     }
   }
@@ -113,10 +114,10 @@ resource "google_compute_instance" "replica" {
   }
 
   dynamic "guest_accelerator" {
-    for_each = var.guest_accelerator_type != "" && var.accelerator_count > 0 ? [each.key] : []
+    for_each = local.runs[each.key].guest_accelerator_type != "" && local.runs[each.key].accelerator_count > 0 ? [local.runs[each.key]] : []
     content {
-      type  = var.guest_accelerator_type
-      count = var.accelerator_count
+      type  = guest_accelerator.value.guest_accelerator_type
+      count = guest_accelerator.value.accelerator_count
     }
   }
 
@@ -152,9 +153,9 @@ resource "google_compute_instance" "replica" {
       project    = var.project
       region     = var.region
       replica_id = each.key
-      setup_b64  = base64encode(var.setup_script)
-      run_b64    = base64encode(var.run_script)
-      envs_b64   = { for k, v in var.envs : k => base64encode(v) }
+      setup_b64  = base64encode(local.runs[each.key].setup_script)
+      run_b64    = base64encode(local.runs[each.key].run_script)
+      envs_b64   = { for k, v in local.runs[each.key].envs : k => base64encode(v) }
       secret_ids = { for k, s in google_secret_manager_secret.env : k => s.secret_id }
     })
   }

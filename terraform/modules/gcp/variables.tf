@@ -29,19 +29,20 @@ variable "region" {
 }
 
 variable "replicas" {
-  description = "Replicas of this region keyed by replica id: the zone and market (spot or on_demand) of each. The reconciler owns the count; no managed instance group or autoscaler may change it."
+  description = "Replicas of this region keyed by replica id: the zone, market (spot or on_demand) and service version of each (a key of `versions`, else the top-level machine type/image/scripts apply). The reconciler owns the count; no managed instance group or autoscaler may change it."
   type = map(object({
-    zone   = string
-    market = string
+    zone    = string
+    market  = string
+    version = string
   }))
   default = {}
 
   validation {
     condition = alltrue([
       for id, r in var.replicas :
-      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z]+-[a-z]+[0-9]-[a-z]$", r.zone)) && contains(["spot", "on_demand"], r.market)
+      can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[a-z]+-[a-z]+[0-9]-[a-z]$", r.zone)) && contains(["spot", "on_demand"], r.market) && can(regex("^[1-9][0-9]{0,8}$", r.version))
     ])
-    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like us-central1-a and market must be spot or on_demand."
+    error_message = "Replica ids must match ^[a-z0-9][a-z0-9-]{0,34}$, zones must look like us-central1-a, market must be spot or on_demand and version a number from 1."
   }
 }
 
@@ -167,6 +168,27 @@ variable "health_check_unhealthy_threshold" {
   validation {
     condition     = var.health_check_unhealthy_threshold >= 1 && var.health_check_unhealthy_threshold <= 10 && floor(var.health_check_unhealthy_threshold) == var.health_check_unhealthy_threshold
     error_message = "The unhealthy threshold must be a whole number in 1..10."
+  }
+}
+
+variable "versions" {
+  description = "What the replicas of each service version run, by version: a replica launched for an earlier version keeps its machine type, GPUs, image, disk and startup script while a rollout replaces it (a new version gets new replica ids, never an in-place metadata or machine type change). Non-secret envs only, as `envs`."
+  type = map(object({
+    machine_type           = string
+    guest_accelerator_type = string
+    accelerator_name       = string
+    accelerator_count      = number
+    image_id               = string
+    disk_size_gb           = number
+    setup_script           = string
+    run_script             = string
+    envs                   = map(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for v, c in var.versions : can(regex("^[1-9][0-9]{0,8}$", v)) && can(regex("^[a-z][a-z0-9]*-[a-z0-9-]+$", c.machine_type)) && (c.guest_accelerator_type == "" || can(regex("^nvidia-[a-z0-9-]+$", c.guest_accelerator_type))) && can(regex("^[a-z0-9./_-]+$", c.image_id)) && c.disk_size_gb >= 8 && c.disk_size_gb <= 16384])
+    error_message = "Version keys must be numbers from 1; machine types, guest accelerators, images and disks as the top-level variables say."
   }
 }
 

@@ -27,8 +27,8 @@ module "region" {
   secret_env_names  = ["HF_TOKEN"]
 
   replicas = {
-    "us-east-1a-spot-0" = { zone = "us-east-1a", market = "spot" }
-    "us-east-1b-od-1"   = { zone = "us-east-1b", market = "on_demand" }
+    "us-east-1a-spot-0" = { zone = "us-east-1a", market = "spot", version = "1" }
+    "us-east-1b-od-1"   = { zone = "us-east-1b", market = "on_demand", version = "1" }
   }
   lb_members = ["us-east-1a-spot-0"]
 

@@ -26,8 +26,8 @@ module "region" {
   secret_env_names     = ["HF_TOKEN"]
 
   replicas = {
-    "eastus-1-spot-0" = { zone = "eastus-1", market = "spot" }
-    "eastus-2-od-1"   = { zone = "eastus-2", market = "on_demand" }
+    "eastus-1-spot-0" = { zone = "eastus-1", market = "spot", version = "1" }
+    "eastus-2-od-1"   = { zone = "eastus-2", market = "on_demand", version = "1" }
   }
   lb_members = ["eastus-1-spot-0"]
 

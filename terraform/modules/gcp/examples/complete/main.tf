@@ -27,8 +27,8 @@ module "region" {
   secret_env_names  = ["HF_TOKEN"]
 
   replicas = {
-    "us-central1-a-spot-0" = { zone = "us-central1-a", market = "spot" }
-    "us-central1-b-od-1"   = { zone = "us-central1-b", market = "on_demand" }
+    "us-central1-a-spot-0" = { zone = "us-central1-a", market = "spot", version = "1" }
+    "us-central1-b-od-1"   = { zone = "us-central1-b", market = "on_demand", version = "1" }
   }
   lb_members = ["us-central1-a-spot-0"]
 

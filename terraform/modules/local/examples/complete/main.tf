@@ -14,8 +14,8 @@ module "region" {
   hedgeform_bin = var.hedgeform_bin
   sandbox_dir   = abspath("${path.root}/.sandbox")
   replicas = {
-    "local-1a-spot-0" = { zone = "local-1a", market = "spot" }
-    "local-1b-od-1"   = { zone = "local-1b", market = "on_demand" }
+    "local-1a-spot-0" = { zone = "local-1a", market = "spot", version = "1", model_name = "example-model", cold_start_seconds = 2 }
+    "local-1b-od-1"   = { zone = "local-1b", market = "on_demand", version = "1", model_name = "example-model", cold_start_seconds = 2 }
   }
 }
 
