@@ -24,16 +24,27 @@ class ZoneTrace:
     data: tuple[int, ...]
     source: Path
 
+    @property
+    def seconds(self) -> int:
+        """How long the trace covers: each value holds for its own `gap_seconds`."""
+        return len(self.data) * self.gap_seconds
+
+    def ticks(self, tick_seconds: int) -> int:
+        """Ticks (at times 0, tick, 2 tick, ...) that fall inside the trace."""
+        return -(-self.seconds // tick_seconds)
+
     def per_tick(self, tick_seconds: int) -> np.ndarray:
-        """Capacity for every tick: each trace value holds for `gap_seconds / tick_seconds`."""
-        if self.gap_seconds % tick_seconds:
-            raise TraceError(
-                f"{self.source}: gap_seconds {self.gap_seconds} is not a multiple of the "
-                f"{tick_seconds} s tick"
-            )
+        """Capacity for every tick: tick t (time t * tick_seconds) takes the value in force then.
+
+        Value i holds for [i * gap, (i + 1) * gap), whatever the gap (195 s, 34 s, 300 s...), so
+        a drop takes effect at the first tick at or after it. With a gap under one tick, a value
+        in force only between two ticks is never seen.
+        """
         import numpy as np
 
-        return np.repeat(np.asarray(self.data, dtype=np.int64), self.gap_seconds // tick_seconds)
+        times = np.arange(self.ticks(tick_seconds), dtype=np.int64) * tick_seconds
+        values: np.ndarray = np.asarray(self.data, dtype=np.int64)[times // self.gap_seconds]
+        return values
 
 
 @dataclass(frozen=True)
@@ -44,12 +55,41 @@ class TraceSet:
     zones: tuple[ZoneTrace, ...]
 
     def capacity(self, tick_seconds: int) -> np.ndarray:
-        """A (zones x ticks) array, cut to the shortest zone so every tick has every zone."""
-        rows = [z.per_tick(tick_seconds) for z in self.zones]
-        length = min(len(r) for r in rows)
+        """A (zones x ticks) array over the zones' common span, from their start (`span_note`)."""
+        length = min(z.ticks(tick_seconds) for z in self.zones)
         import numpy as np
 
-        return np.stack([r[:length] for r in rows])
+        return np.stack([z.per_tick(tick_seconds)[:length] for z in self.zones])
+
+    def span_note(self, tick_seconds: int) -> str | None:
+        """One line when the zones cover different spans, saying what is dropped; else None.
+
+        Every tick must have every zone, so the set is replayed over the span all zones cover,
+        from their common start; the rest of each longer zone is not used.
+        """
+        lengths = {z.zone: z.ticks(tick_seconds) for z in self.zones}
+        common = min(lengths.values())
+        if common == max(lengths.values()):
+            return None
+        covers = [z.seconds for z in self.zones]
+        drops = sorted(((1 - common / n) * 100, zone) for zone, n in lengths.items() if n > common)
+        drops.sort(key=lambda d: -d[0])  # the largest first, ties by zone name
+        dropped = ", ".join(f"{_percent(pct)} of {zone}" for pct, zone in drops)
+        return (
+            f"{self.name}: zones cover {_span(min(covers), max(covers))}; using the common "
+            f"first {_span(min(covers))} (drops {dropped})"
+        )
+
+
+def _span(*seconds: float) -> str:
+    """`9.1-13.2 days`, or hours for spans under two days."""
+    day = 86_400.0
+    unit, size = ("days", day) if min(seconds) >= 2 * day else ("h", 3_600.0)
+    return "-".join(f"{s / size:.1f}" for s in seconds) + f" {unit}"
+
+
+def _percent(pct: float) -> str:
+    return f"{pct:.0f}%" if pct >= 1 else f"{pct:.1f}%"
 
 
 def zone_name(path: Path) -> str:

@@ -12,32 +12,48 @@ Results = Mapping[str, Mapping[str, PolicyStats]]  # trace set -> policy -> stat
 
 
 def format_table(results: Results) -> str:
+    """One row per trace set and policy; the name columns are as wide as the longest name."""
+    tw = max([8, *(len(trace) for trace in results)])
+    pw = max([12, *(len(name) for policies in results.values() for name in policies)])
     header = (
-        f"{'trace':<8} {'policy':<12} {'cost %':>7} {'avail %':>8} {'preempt':>8} "
+        f"{'trace':<{tw}} {'policy':<{pw}} {'cost %':>7} {'avail %':>8} {'preempt':>8} "
         f"{'spot l.':>8} {'od l.':>6} {'wall s':>7}"
     )
     lines = [header, "-" * len(header)]
     for trace, policies in results.items():
         for name, s in policies.items():
             lines.append(
-                f"{trace:<8} {name:<12} {s.cost_pct:>7.1f} {s.availability_pct:>8.2f} "
+                f"{trace:<{tw}} {name:<{pw}} {s.cost_pct:>7.1f} {s.availability_pct:>8.2f} "
                 f"{s.preemptions:>8.1f} {s.spot_launches:>8.1f} {s.od_launches:>6.1f} "
                 f"{s.wall_s:>7.2f}"
             )
     return "\n".join(lines)
 
 
-def to_json(results: Results) -> dict[str, object]:
+def to_json(
+    results: Results,
+    config: Mapping[str, object] | None = None,
+    spans: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """`config`: the settings of the run; `spans`: per trace set whose zones differ in length,
+    the line that says what was dropped (the same line as on stderr)."""
     return {
+        "config": dict(config or {}),
+        "spans": dict(spans or {}),
         "traces": {
             trace: {name: s.to_json() for name, s in policies.items()}
             for trace, policies in results.items()
-        }
+        },
     }
 
 
-def write_json(results: Results, path: Path) -> None:
-    path.write_text(json.dumps(to_json(results), indent=2) + "\n")
+def write_json(
+    results: Results,
+    path: Path,
+    config: Mapping[str, object] | None = None,
+    spans: Mapping[str, str] | None = None,
+) -> None:
+    path.write_text(json.dumps(to_json(results, config, spans), indent=2) + "\n")
 
 
 def write_plot(results: Results, path: Path) -> None:

@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reconciler.backtest.simulator import WindowResult, simulate_window
+from reconciler.backtest.simulator import (
+    NoticeModel,
+    WindowResult,
+    first_scored_tick,
+    simulate_window,
+)
 from reconciler.backtest.workload import Workload
 from reconciler.errors import BacktestError
 from reconciler.policy import POLICIES
@@ -25,6 +30,7 @@ TICK_SECONDS = 30
 WINDOW_TICKS = 2880  # 24 h
 OPTIMAL = "optimal"
 ALL_POLICIES = (*POLICIES, OPTIMAL)
+NOTICE_MODELS = ("perfect", "realistic")
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,41 @@ class BacktestConfig:
     seed: int = 0
     warning_s: int = 120
     workload: str = "constant"
+    notice_model: str = "perfect"
+    unwarned_share: float = 0.1  # realistic notices only
+    lead_jitter_s: float | None = None  # realistic notices only; None: half the warning
+    launch_failure_delay_s: int = 60
 
     @property
     def cold_ticks(self) -> int:
-        return math.ceil(self.cold_start_s / TICK_SECONDS)
+        """Ticks from a launch at a tick to the decision that first observes it READY."""
+        return max(1, math.ceil(self.cold_start_s / TICK_SECONDS))
+
+    @property
+    def notices(self) -> NoticeModel:
+        if self.notice_model == "perfect":
+            return NoticeModel(warning_s=self.warning_s)
+        jitter = self.warning_s / 2 if self.lead_jitter_s is None else self.lead_jitter_s
+        return NoticeModel(self.warning_s, True, self.unwarned_share, jitter)
+
+    def to_json(self) -> dict[str, object]:
+        """Every setting that shapes the figures, as the JSON output records them."""
+        notices = self.notices
+        return {
+            "target": self.target,
+            "overprovision": self.overprovision,
+            "cold_start_s": self.cold_start_s,
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "warning_s": self.warning_s,
+            "notice_model": self.notice_model,
+            "unwarned_share": notices.unwarned_share if notices.realistic else 0.0,
+            "lead_jitter_s": notices.lead_jitter_s if notices.realistic else 0.0,
+            "launch_failure_delay_s": self.launch_failure_delay_s,
+            "workload": self.workload,
+            "tick_s": TICK_SECONDS,
+            "window_ticks": WINDOW_TICKS,
+        }
 
 
 @dataclass
@@ -132,9 +169,11 @@ def run_policy(
                     spec,
                     zones,
                     cap,
-                    cold_ticks=cfg.cold_ticks,
+                    cold_start_s=cfg.cold_start_s,
                     tick_seconds=TICK_SECONDS,
-                    warning_ticks=cfg.warning_s // TICK_SECONDS,
+                    notices=cfg.notices,
+                    launch_failure_delay_s=cfg.launch_failure_delay_s,
+                    rng=np.random.default_rng((cfg.seed, i)),
                     qps=qps,
                 )
             )
@@ -161,20 +200,20 @@ def summarize(results: Sequence[WindowResult], wall_s: float) -> PolicyStats:
 def _optimal_window(
     cap: np.ndarray, cfg: BacktestConfig, spec: ServiceSpec, qps: np.ndarray | None
 ) -> WindowResult:
-    from reconciler.backtest.optimal import solve_window
+    from reconciler.backtest.optimal import ready_counts, solve_window
 
     if qps is not None:
         raise BacktestError("the optimal policy supports only --workload constant")
     plan = solve_window(cap, target=cfg.target, cold_ticks=cfg.cold_ticks)
     ticks = cap.shape[1]
-    scored = max(0, ticks - cfg.cold_ticks)
+    first = first_scored_tick(cfg.cold_start_s, TICK_SECONDS)  # = cold_ticks + 1, as the ILP's
     ready = np.asarray(plan.ready)
-    od_ready = _ready_from_alive(np.asarray(plan.od_alive), cfg.cold_ticks)
+    od_ready = ready_counts(np.asarray(plan.od_alive), cfg.cold_ticks)
     return WindowResult(
         cost_units=float(plan.cost_units),
         baseline_units=3.0 * cfg.target * ticks,
-        scored_ticks=scored,
-        available_ticks=int((ready[cfg.cold_ticks :] >= cfg.target).sum()),
+        scored_ticks=max(0, ticks - first),
+        available_ticks=int((ready[first:] >= cfg.target).sum()),
         preemptions=0,
         spot_launches=int(plan.spot_launches),
         od_launches=int(plan.od_launches),
@@ -183,12 +222,3 @@ def _optimal_window(
         ready_od=od_ready.astype(np.int32),
         targets=np.full(ticks, cfg.target, dtype=np.int32),
     )
-
-
-def _ready_from_alive(alive: np.ndarray, cold: int) -> np.ndarray:
-    """Replicas alive for the whole `cold` ticks before t (the optimal plan keeps the oldest)."""
-    ready = np.zeros_like(alive)
-    for t in range(len(alive)):
-        lo = t - cold
-        ready[t] = 0 if lo < 0 else alive[lo : t + 1].min()
-    return ready

@@ -1,5 +1,10 @@
 """The omniscient baseline: hand-computed plans, feasibility, and two independent references
-(the uncompressed per-tick model and a brute-force dynamic programme on tiny instances)."""
+(the uncompressed per-tick model and a brute-force dynamic programme on tiny instances).
+
+Readiness is scored as the simulator scores it (issue 14): a replica launched at tick s is
+observed READY at s + cold and counts from s + cold + 1, so a plan is ready `cold + 1` ticks
+after a launch and the target holds from tick `cold + 1`. The hand-computed plans below were
+recomputed for that one tick (each says what changed)."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ def check_feasible(plan: OptimalPlan, capacity: np.ndarray, target: int, cold: i
     assert np.all(plan.spot_alive <= capacity)
     ready = ready_counts(plan.spot_alive, cold).sum(axis=0) + ready_counts(plan.od_alive, cold)
     np.testing.assert_array_equal(plan.ready, ready)
-    assert np.all(plan.ready[cold:] >= target)
+    assert np.all(plan.ready[cold + 1 :] >= target)
     assert plan.cost_units == plan.spot_alive.sum() + 3 * plan.od_alive.sum()
 
 
@@ -36,23 +41,25 @@ def test_always_available_zone_is_all_spot() -> None:
 
 
 def test_preemption_is_covered_by_on_demand_launched_a_cold_start_ahead() -> None:
-    # Spot until tick 5, then none: on-demand must launch at 6 - 2 = 4 to be ready at 6.
+    # Spot until tick 5, then none: on-demand must launch at 6 - 2 - 1 = 3 to count at 6
+    # (observed READY at 5, counted from the tick after; before issue 14 it launched at 4).
     capacity = np.array([[1, 1, 1, 1, 1, 1, 0, 0, 0, 0]])
     plan = solve_window(capacity, target=1, cold_ticks=2)
     np.testing.assert_array_equal(plan.spot_alive, [[1, 1, 1, 1, 1, 1, 0, 0, 0, 0]])
-    np.testing.assert_array_equal(plan.od_alive, [0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
-    assert plan.cost_units == 6 * 1 + 6 * 3
+    np.testing.assert_array_equal(plan.od_alive, [0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+    assert plan.cost_units == 6 * 1 + 7 * 3
     assert (plan.spot_launches, plan.od_launches) == (1, 1)
     check_feasible(plan, capacity, 1, 2)
 
 
 def test_on_demand_stops_once_returning_spot_is_ready() -> None:
-    # No spot until tick 5: on-demand from 0 until the spot launched at 5 is ready at 7.
+    # No spot until tick 5: on-demand from 0 until the spot launched at 5 counts at 8 (observed
+    # READY at 7, counted from the tick after; before issue 14 on-demand stopped at 7).
     capacity = np.array([[0] * 5 + [2] * 7])
     plan = solve_window(capacity, target=1, cold_ticks=2)
-    np.testing.assert_array_equal(plan.od_alive, [1] * 7 + [0] * 5)
+    np.testing.assert_array_equal(plan.od_alive, [1] * 8 + [0] * 4)
     np.testing.assert_array_equal(plan.spot_alive, [[0] * 5 + [1] * 7])
-    assert plan.cost_units == 7 * 3 + 7 * 1
+    assert plan.cost_units == 8 * 3 + 7 * 1
 
 
 def test_no_spot_capacity_is_on_demand_from_the_first_tick() -> None:
@@ -66,6 +73,15 @@ def test_no_spot_capacity_is_on_demand_from_the_first_tick() -> None:
 def test_nothing_is_required_before_the_first_cold_start() -> None:
     assert solve_window(np.zeros((1, 3), dtype=np.int64), target=2, cold_ticks=3).cost_units == 0
     assert solve_window(np.ones((1, 5), dtype=np.int64), target=0, cold_ticks=1).cost_units == 0
+
+
+def test_the_target_holds_from_the_tick_after_the_first_cold_start() -> None:
+    """As the simulator scores: a launch at 0 is observed READY at tick `cold` and counts from
+    `cold + 1`. Before issue 14 tick `cold` was required too (4 ticks of 2 on-demand here)."""
+    assert solve_window(np.zeros((1, 4), dtype=np.int64), target=2, cold_ticks=3).cost_units == 0
+    plan = solve_window(np.zeros((1, 5), dtype=np.int64), target=2, cold_ticks=3)
+    assert plan.cost_units == 2 * 3 * 5
+    assert plan.ready.tolist() == [0, 0, 0, 0, 2]
 
 
 def test_custom_costs_pick_the_cheaper_pool() -> None:
@@ -133,10 +149,11 @@ def test_compressed_model_matches_the_per_tick_model(case: tuple[np.ndarray, int
 
 
 def brute_force_cost(capacity: np.ndarray, target: int, cold: int) -> float:
-    """Least cost by dynamic programming over the last `cold` alive vectors (oldest kept)."""
+    """Least cost by dynamic programming over the last `cold + 1` alive vectors (oldest kept):
+    a replica counts `cold + 1` ticks after its launch, from tick `cold + 1` on."""
     zones, ticks = capacity.shape
     zero = (0,) * (zones + 1)
-    states: dict[tuple[tuple[int, ...], ...], float] = {(zero,) * cold: 0.0}
+    states: dict[tuple[tuple[int, ...], ...], float] = {(zero,) * (cold + 1): 0.0}
     for t in range(ticks):
         choices = list(
             itertools.product(*[range(c + 1) for c in capacity[:, t]], range(target + 2))
@@ -146,7 +163,7 @@ def brute_force_cost(capacity: np.ndarray, target: int, cold: int) -> float:
             for alive in choices:
                 window = (*history, alive)
                 ready = sum(min(v[p] for v in window) for p in range(zones + 1))
-                if t >= cold and ready < target:
+                if t >= cold + 1 and ready < target:
                     continue
                 key = window[1:]
                 total = cost + sum(alive[:zones]) + 3 * alive[zones]
