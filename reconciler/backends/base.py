@@ -72,6 +72,9 @@ class Since:
     notice_cursor: int = 0  # where the notice feed was read up to
     request_samples: Samples = ()  # (unix s, request counter) samples of the load balancer
     preempted: frozenset[str] = frozenset()  # replica ids the policy already saw preempted
+    # What each version in use runs (`Version.runs` -> spec/fingerprint.py replica_part), so
+    # a replica is probed as its own version asks, not as today's file does.
+    version_specs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

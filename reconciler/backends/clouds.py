@@ -328,19 +328,19 @@ class ProviderCloud:
             for r in _of(managed, stack):
                 state, at = views.get(r.id, (ReplicaState.STARTING, first_seen.get(r.id, now)))
                 if r.tainted:
-                    state = ReplicaState.FAILED
+                    state = ReplicaState.FAILED_PROVISION
                 replicas.append(Replica(r.id, r.zone, Market(r.market), state, at, r.version))
         return Observation(tuple(replicas), self.zone_offers(), complete)
 
     def _offline(self, managed: Sequence[ManagedReplica], now: float) -> Observation:
         """No cloud API at all (`plan --render-only`): every replica Terraform holds counts as
-        ready (tainted ones as failed), prices come from the catalog."""
+        ready (tainted ones as FAILED_PROVISION), prices come from the catalog."""
         replicas = tuple(
             Replica(
                 r.id,
                 r.zone,
                 Market(r.market),
-                ReplicaState.FAILED if r.tainted else ReplicaState.READY,
+                ReplicaState.FAILED_PROVISION if r.tainted else ReplicaState.READY,
                 now,
                 r.version,
             )

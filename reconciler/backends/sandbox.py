@@ -49,6 +49,7 @@ from reconciler.sandbox.market import (
     market_path,
     notices_path,
 )
+from reconciler.spec.fingerprint import spec_for_part
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import FRONT, ManagedReplica, region_stacks, zone_regions
 from reconciler.terraform.state import STATE_FILE, state_resources
@@ -171,6 +172,23 @@ def public_model_name(spec: ServiceSpec | None) -> str:
     when it is a plain env written in the spec, else "sandbox-model". A MODEL_NAME from
     `secrets:` or declared `null` is a secret: it must reach no tfvars, argv or response."""
     return (spec.plain_envs.get("MODEL_NAME") if spec else None) or "sandbox-model"
+
+
+def lb_check(spec: ServiceSpec, layout: Layout) -> HealthCheck:
+    """HAProxy's check for `layout`: the probe of the versions whose replicas it keeps, when
+    they all ask the same thing (`haproxy_check`); while a rollout changes what the probe
+    asks, a TCP connect check, so neither the old replicas nor the new ones are checked as
+    the other version asks (the reconciler probes each replica as its own version asks, and
+    the policy's membership gates traffic). A typo in a new probe path then fails only the
+    new replicas, and the rollback keeps the old ones serving."""
+    current = haproxy_check(spec)
+    in_use = {r.version for r in layout.kept} & set(layout.versions)
+    checks = {haproxy_check(spec_for_part(spec, layout.versions[v])) for v in in_use}
+    if not checks or checks == {current}:
+        return current
+    if len(checks) == 1:
+        return next(iter(checks))
+    return HealthCheck(None, current.timeout_s)
 
 
 def haproxy_check(spec: ServiceSpec) -> HealthCheck:
@@ -319,7 +337,7 @@ class SandboxCloud:
             context = {**common, "stack": stack.name, "replicas": replicas_of,
                        "load_balancer": None}  # fmt: skip
             out.append(RenderedStack(stacks[stack.name], "local.tfvars.json.j2", context))
-        check = haproxy_check(self.spec) if self.spec is not None else HealthCheck()
+        check = lb_check(self.spec, layout) if self.spec is not None else HealthCheck()
         lb = {
             "port": self.settings.lb_port,
             "members": list(members),
@@ -412,7 +430,7 @@ class SandboxCloud:
             notices, cursor = self.notices(since.notice_cursor)
             preempted |= {n.replica_id for n in notices if n.kind is NoticeKind.PREEMPTED}
             qps, samples = request_rate(since.request_samples, now, self.requests_total())
-        observation = self.states(spec, managed, preempted, now)
+        observation = self.states(spec, managed, preempted, now, since.version_specs)
         members = None if look is Look.OFFLINE else self.lb_members()
         applied = self.applied_members() if online else None
         return Observed(
@@ -495,25 +513,37 @@ class SandboxCloud:
         managed: Iterable[ManagedReplica],
         preempted: set[str],
         now: float,
+        version_specs: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> Observation:
-        """Each replica Terraform manages, with its state from the sandbox and a probe."""
+        """Each replica Terraform manages, with its state from the sandbox and a probe: the
+        probe its own version asks (`version_specs`, spec/fingerprint.py), so a changed probe
+        path judges only the replicas built for it. A launch Terraform could not create is
+        FAILED_PROVISION; a replica whose process died without a preemption is FAILED (it
+        crashed), of the version it was launched with."""
         managed = list(managed)
         records = {s.record.replica_id: s for s in replicas.list_replicas(self.state_dir)}
+        parts = version_specs or {}
         # Exact timeout, method, headers and body; a hung replica takes timeout_seconds, so
         # the probes run in parallel below.
-        request = readiness.spec_probe_request(spec, os.environ)
+        requests = {
+            runs: readiness.spec_probe_request(spec_for_part(spec, part), os.environ)
+            for runs, part in parts.items()
+        }
+        default = readiness.spec_probe_request(spec, os.environ)
 
         def state_of(m: ManagedReplica) -> Replica:
             market = Market(m.market)
             status = records.get(m.id)
             if m.tainted:
-                return Replica(m.id, m.zone, market, ReplicaState.FAILED, now)
+                return Replica(m.id, m.zone, market, ReplicaState.FAILED_PROVISION, now, m.version)
             if status is None or not status.alive:
                 gone = ReplicaState.PREEMPTED if m.id in preempted else ReplicaState.FAILED
-                launched = status.record.launched_at if status else now
-                return Replica(m.id, m.zone, market, gone, launched)
+                if status is None:
+                    return Replica(m.id, m.zone, market, gone, now, m.version)
+                rec = status.record
+                return Replica(m.id, m.zone, market, gone, rec.launched_at, rec.version)
             rec = status.record
-            ok = readiness.probe(rec.url, request).ok
+            ok = readiness.probe(rec.url, requests.get(rec.version, default)).ok
             if ok:
                 state = ReplicaState.READY
             elif now - rec.launched_at < spec.service.readiness_probe.initial_delay_seconds:

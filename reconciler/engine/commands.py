@@ -24,10 +24,10 @@ from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.state_store import Record, load_record
-from reconciler.errors import HedgeformError, ReconcileError, TerraformError
+from reconciler.errors import HedgeformError, InputError, ReconcileError, TerraformError
 from reconciler.paths import ServicePaths
 from reconciler.policy import POLICIES, Memory, ReplicaState
-from reconciler.policy.rollout import ROLLING, UPDATE_MODES, current_version
+from reconciler.policy.rollout import ROLLING, UPDATE_MODES, current_version, surge_refusal
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import load_spec
@@ -60,6 +60,9 @@ def _reconciler(
         with contextlib.suppress(ValueError):
             shown = paths.spec_file.relative_to(paths.root)
         require_environment(spec, os.environ, str(shown))
+    refusal = surge_refusal(update_mode, max_surge, spec.service.replica_policy.num_overprovision)
+    if refusal is not None:
+        raise InputError(refusal)
     settings = None  # the sandbox's HEDGEFORM_* settings mean nothing to a cloud service
     if uses_sandbox(spec):
         settings = SandboxSettings.from_env(lb_port=lb_port)  # type: ignore[arg-type]
@@ -153,6 +156,8 @@ def _print_pass(result: PassResult, verbose: bool = True) -> None:
         click.echo(f"error: {message}", err=True)
     if verbose:
         click.echo(result.summary_line)
+        if result.rollout:
+            click.echo(f"Update: {result.rollout}")
         if result.plan_file:
             click.echo(f"plan diff: {result.plan_file}")
     if result.orphans:

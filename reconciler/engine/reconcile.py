@@ -149,6 +149,7 @@ class PassResult:
     observed: Observation | None = None
     signals: Signals | None = None
     rendered: list[Path] = field(default_factory=list)  # files written (`--render-only`)
+    rollout: str | None = None  # the rollout step (policy/rollout.py `progress`), if one runs
 
     @property
     def changed(self) -> bool:
@@ -177,7 +178,8 @@ def service_lock(paths: ServicePaths, wait: bool = False) -> Iterator[None]:
         except BlockingIOError:
             raise BusyError(
                 f"another reconcile of {paths.service} is running (lock {paths.lock_file}); "
-                "it exits when done (apply, plan and destroy wait for it with --wait-lock)"
+                "it exits when done (apply, plan, rollback and destroy wait for it with "
+                "--wait-lock)"
             ) from None
         try:
             yield
@@ -346,7 +348,9 @@ class Reconciler:
             durations["apply_s"] = time.perf_counter() - t2
             self._record(seen, decision, epoch, self._launch_results(decision, outcomes))
         durations["total_s"] = time.perf_counter() - t0
-        return self._result(seen, decision, outcomes, durations, plan_file=plan_file)
+        return self._result(
+            seen, decision, outcomes, durations, plan_file=plan_file, rollout=rollout
+        )
 
     def _observe(self, *, offline: bool, consume: bool) -> Seen:
         """What the pass starts from: the record and the backend's observation (the managed
@@ -367,6 +371,7 @@ class Reconciler:
             record.notice_cursor,
             record.request_samples,
             frozenset(p[0] for p in record.memory.recent_preemptions),
+            record.version_specs,
         )
         got = self.cloud.observe(self.spec, since, now, look, collect=collect)
         orphans = list(got.orphans) if consume else []  # plan only reports what apply stops
@@ -437,6 +442,7 @@ class Reconciler:
         *,
         plan_file: Path | None = None,
         rendered: list[Path] | None = None,
+        rollout: str | None = None,
     ) -> PassResult:
         summary = (
             "rendered only: no Terraform command ran"
@@ -455,6 +461,7 @@ class Reconciler:
             observed=seen.observed,
             signals=seen.signals,
             rendered=rendered or [],
+            rollout=rollout,
         )
 
     def converge(
@@ -503,7 +510,10 @@ class Reconciler:
         """Each replica's state and the load balancer's members now (`Look.STATES`: no
         notice consumed, nothing started or stopped)."""
         record = self.records.load()
-        since = Since(preempted=frozenset(p[0] for p in record.memory.recent_preemptions))
+        since = Since(
+            preempted=frozenset(p[0] for p in record.memory.recent_preemptions),
+            version_specs=record.version_specs,
+        )
         self.forget_pulled_states()
         return self.cloud.observe(self.spec, since, self.clock(), Look.STATES)
 

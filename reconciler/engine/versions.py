@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from reconciler.engine.commands import _fail, _reconciler, root_opt, service_arg, version_line
-from reconciler.engine.reconcile import service_lock
+from reconciler.engine.reconcile import KEEP_READY_SPECS, service_lock
 from reconciler.errors import HedgeformError, ReconcileError
 from reconciler.policy.rollout import current_version
 from reconciler.policy.rollout import rollback as rollback_memory
@@ -25,23 +25,29 @@ def _when(epoch: float) -> str:
 @root_opt
 def history(service: str, root: Path | None) -> None:
     """List SERVICE's versions, oldest first: number, when it appeared, how it rolls out,
-    whose replicas it runs, and its state (rolling, ready, failed with why, superseded).
+    whose replicas it runs, whether `hedgeform rollback` can return to it (what its replicas
+    run is still kept), and its state (rolling, ready, failed with why, superseded).
 
     A version is made each time the service file changes; one that changes only the
     `service:` section keeps the replicas it had (`runs vN`)."""
     try:
         rec = _reconciler(service, "hedgeform", None, root, check_env=False)
-        memory = rec.records.load().memory
+        record = rec.records.load()
     except HedgeformError as exc:
         raise _fail(exc) from None
+    memory, specs = record.memory, record.version_specs
     if not memory.versions:
         click.echo(f"{service} has no versions yet: `hedgeform apply {service}` makes v1")
         return
-    click.echo(f"{'version':<8} {'since':<21} {'mode':<11} {'runs':<6} state")
+    click.echo(f"{'version':<8} {'since':<21} {'mode':<11} {'runs':<6} {'rollback':<9} state")
     for v in memory.versions:
         mark = "*" if v.number == memory.version else " "
         state = f"{v.state}: {v.reason}" if v.reason else v.state
-        click.echo(f"{mark}v{v.number:<6} {_when(v.since):<21} {v.mode:<11} v{v.runs:<5} {state}")
+        # Whether `rollback` can return to it: what its replicas run is still kept.
+        back = "yes" if v.runs in specs and v.state != "failed" else "-"
+        click.echo(
+            f"{mark}v{v.number:<6} {_when(v.since):<21} {v.mode:<11} v{v.runs:<5} {back:<9} {state}"
+        )
     click.echo(version_line(memory))
 
 
@@ -69,10 +75,17 @@ def rollback(service: str, version: int | None, root: Path | None, wait_lock: bo
                 raise ReconcileError(f"{service}: {exc}") from None
             back = current_version(memory)
             if back is not None and back.runs not in record.version_specs:
+                was = next(v for v in record.memory.versions if v.number == back.number)
+                if was.state == "failed":
+                    raise ReconcileError(
+                        f"{service}: v{back.number} failed ({was.reason}); to try it again, "
+                        "edit the service file (any change makes a new version)"
+                    )
                 raise ReconcileError(
-                    f"{service}: what v{memory.version}'s replicas ran is no longer recorded "
-                    "(only versions still in use are kept); change the service file back "
-                    "instead"
+                    f"{service}: what v{back.number}'s replicas ran is no longer kept (the "
+                    f"record keeps the versions in use and the last {KEEP_READY_SPECS} that "
+                    f"were ready; `hedgeform history {service}` marks them); put its settings "
+                    "back in the service file instead"
                 )
             rec.records.save(replace(record, memory=memory))
     except HedgeformError as exc:

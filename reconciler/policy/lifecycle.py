@@ -75,12 +75,18 @@ def judge(probe: ReadinessProbe, replicas: Sequence[Replica], memory: Memory, no
     out: list[Replica] = []
     present = {r.id for r in replicas}
     for r in replicas:
-        verdict = _verdict(probe, r, ready_once, failing_since, failed, now)
-        if verdict is None:
+        if r.state is ReplicaState.FAILED:
+            # Observed dead without a preemption: it crashed (or was stopped by hand). One
+            # event, counted once, as a FAILED_* verdict is.
             out.append(r)
-            continue
-        state, why = verdict
-        out.append(replace(r, state=state))
+            state, why = ReplicaState.FAILED, "it ran and died without a preemption"
+        else:
+            verdict = _verdict(probe, r, ready_once, failing_since, failed, now)
+            if verdict is None:
+                out.append(r)
+                continue
+            state, why = verdict
+            out.append(replace(r, state=state))
         if r.id in failed:
             continue  # judged on an earlier tick, still being terminated
         failed[r.id] = state.value

@@ -228,7 +228,8 @@ def _opt_float(value: Any) -> float | None:
 
 # Times are seconds since the epoch: finite, and within what the platform's clock can show.
 _TIME_RANGE = (0.0, 1e11)
-VERDICTS = ("FAILED_INITIAL_DELAY", "FAILED_PROBING")  # ReplicaState values policy/lifecycle sets
+# ReplicaState values policy/lifecycle records: its verdicts, and FAILED (a replica seen dead).
+VERDICTS = ("FAILED", "FAILED_INITIAL_DELAY", "FAILED_PROBING")
 MARKETS = tuple(m.value for m in Market)  # as the record stores them
 
 

@@ -21,7 +21,8 @@ class ReplicaState(StrEnum):
     READY = "READY"
     NOT_READY = "NOT_READY"
     PREEMPTED = "PREEMPTED"
-    FAILED = "FAILED"
+    FAILED = "FAILED"  # it ran, and died without a preemption (a crash, a stopped VM)
+    FAILED_PROVISION = "FAILED_PROVISION"  # the launch itself failed (capacity, quota, config)
     # Decided by the policy (policy/lifecycle.py), never observed: SkyServe's names for a
     # replica that never passed readiness within `initial_delay_seconds`, and for one that was
     # READY and then failed its probes for `consecutive_failure_threshold_timeout`.
@@ -38,6 +39,7 @@ _TERMINAL = frozenset(
     {
         ReplicaState.PREEMPTED,
         ReplicaState.FAILED,
+        ReplicaState.FAILED_PROVISION,
         ReplicaState.FAILED_INITIAL_DELAY,
         ReplicaState.FAILED_PROBING,
         ReplicaState.SHUTTING_DOWN,

@@ -25,7 +25,9 @@ replicas are stopped. (If no old replica is ready any more, say all were preempt
 ready ones serve rather than nothing.)
 
 **Automatic rollback**: while a version rolls out, each of its replicas that fails for good
-(FAILED_INITIAL_DELAY, FAILED_PROBING: policy/lifecycle.py) counts; at
+(FAILED_INITIAL_DELAY, FAILED_PROBING: policy/lifecycle.py; or FAILED, observed dead without
+a preemption: a crash loop) counts, never a launch that failed (FAILED_PROVISION: capacity
+and quota are the market's, not the version's); at
 `ROLLBACK_AFTER_FAILURES` the version is marked failed and the fleet moves back to the last
 version that was ready (`stable_version`), rolling, so the load balancer never loses what
 still serves. Two, as lifecycle.py counts a crash loop: one failure may be one bad host; a
@@ -48,7 +50,7 @@ from reconciler.policy.changes import scale_down_key
 from reconciler.policy.decision import Launch
 from reconciler.policy.lifecycle import FAILED_STATES
 from reconciler.policy.memory import Memory, Version
-from reconciler.policy.observation import Replica
+from reconciler.policy.observation import Replica, ReplicaState
 
 ROLLING = "rolling"
 BLUE_GREEN = "blue_green"
@@ -56,6 +58,8 @@ UPDATE_MODES = (ROLLING, BLUE_GREEN)
 ROLLBACK_AFTER_FAILURES = 2
 MAX_HISTORY = 20
 DEFAULT_SURGE_FRACTION = 0.25  # Kubernetes Deployment's default maxSurge
+# What counts against a rolling version (module docstring).
+VERSION_FAILURES = FAILED_STATES | {ReplicaState.FAILED}
 
 
 def current_version(memory: Memory) -> Version | None:
@@ -150,7 +154,7 @@ def rollback(memory: Memory, to: int | None, reason: str) -> Memory:
 def check_rollback(
     memory: Memory, judged: Sequence[Replica], failed_before: Collection[str]
 ) -> tuple[Memory, list[str]]:
-    """Count this tick's new FAILED_* verdicts of the rolling version's replicas; at
+    """Count this tick's new failures (VERSION_FAILURES) of the rolling version's replicas; at
     ROLLBACK_AFTER_FAILURES roll back to the stable version (module docstring)."""
     version = current_version(memory)
     if version is None or version.state != "rolling":
@@ -158,7 +162,7 @@ def check_rollback(
     new_failures = sum(
         1
         for r in judged
-        if r.state in FAILED_STATES and r.id not in failed_before and r.version == version.runs
+        if r.state in VERSION_FAILURES and r.id not in failed_before and r.version == version.runs
     )
     if not new_failures:
         return memory, []
@@ -185,10 +189,28 @@ def progress(memory: Memory, replicas: Sequence[Replica], target: int, service: 
     old = sorted({r.version for r in alive if version is None or r.version != version.runs})
     if version is None or not old:
         return None
-    mode = version.mode if version.state == "rolling" else f"{ROLLING} back"
+    # Back: the replicas being replaced run a later version than the one the fleet moves to.
+    mode = f"{ROLLING} back" if max(old) > version.runs else version.mode
     done = sum(1 for r in alive if r.version == version.runs and r.ready)
     olds = ", ".join(f"v{v}" for v in old)
     return f"{mode} {service} {olds} → v{version.number}: {min(done, target)} of {target} replaced"
+
+
+def surge_refusal(mode: str, max_surge: int | None, num_overprovision: int) -> str | None:
+    """Why `max_surge` could never let a rollout start, or None. A rollout launches new
+    replicas before it stops old ones: with no room above the target it would wait forever
+    (Kubernetes refuses maxSurge 0 with maxUnavailable 0 for the same reason). Rolling has
+    the overprovisioned replicas' room; blue-green needs a second fleet beside the first."""
+    if max_surge != 0:
+        return None
+    if mode == BLUE_GREEN:
+        return "--max-surge 0 with blue_green: the new fleet could never start beside the old"
+    if num_overprovision == 0:
+        return (
+            "--max-surge 0 with num_overprovision 0: no replica could start before an old one "
+            "stops, so the rollout would never begin; give --max-surge 1 or more"
+        )
+    return None
 
 
 def default_surge(mode: str, target: int, final: int) -> int:

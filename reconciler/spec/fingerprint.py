@@ -2,8 +2,11 @@
 
 `replica_fingerprint` covers what a replica runs: `setup`, `run`, the envs written in the
 spec, the names of secret envs, the resources that pick and boot the machine (accelerators,
-cpus, memory, disk, image, ports) and the readiness probe. `fingerprint` covers the whole
-spec: also the `service:` section's replica policy and load balancing. Where replicas may
+cpus, memory, disk, image, ports) and what the readiness probe asks of it (path, POST body,
+headers). `fingerprint` covers the whole spec: also the `service:` section's replica policy,
+load balancing and the probe's timing (initial delay, timeout, failure threshold), which the
+reconciler applies and no replica runs, so changing them keeps the replicas, as SkyServe's
+`sky serve update` does. Where replicas may
 run (`any_of`, zones) and `use_spot` are in neither: moving zones retires replicas zone by
 zone (engine), and the market is the policy's to choose.
 
@@ -20,7 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.spec.model import Accelerator, Resources, ServiceSpec
+from reconciler.spec.model import Accelerator, ReadinessProbe, Resources, ServiceSpec
 
 
 def _digest(value: Any) -> str:
@@ -31,6 +34,7 @@ def _digest(value: Any) -> str:
 def replica_part(spec: ServiceSpec) -> dict[str, Any]:
     """What a replica runs, as JSON-ready data (no secret value): the part both digests
     cover, and what the record keeps of each version so its replicas can be rendered again."""
+    probe = spec.service.readiness_probe
     resources = dataclasses.asdict(spec.resources)
     for where in ("cloud", "region", "zone", "any_of", "use_spot"):
         resources.pop(where, None)
@@ -41,13 +45,23 @@ def replica_part(spec: ServiceSpec) -> dict[str, Any]:
         "secret_envs": sorted(spec.secret_env_names),
         "resources": resources,
         "ports": spec.service.ports,
-        "readiness_probe": dataclasses.asdict(spec.service.readiness_probe),
+        "readiness_probe": {k: _probe_value(probe, k) for k in PROBE_ASKS},
     }
+
+
+# What the readiness probe asks of a replica; its timing is the reconciler's (module docstring).
+PROBE_ASKS = ("path", "post_data", "headers")
+
+
+def _probe_value(probe: ReadinessProbe, key: str) -> Any:
+    value = getattr(probe, key)
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
     """`spec` as it was when its replica part was `part` (an earlier version's, from the
-    record): what those replicas run, the rest of today's spec around it. Secret values are
+    record): what those replicas run and what their probe asks, the rest of today's spec
+    around it. Secret values are
     not in `part` (only names): today's, or empty, fill them, which no render writes out."""
     res = dict(part.get("resources") or {})
     fields = {f.name for f in dataclasses.fields(Resources)}
@@ -56,6 +70,10 @@ def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
         known["ports"] = tuple(known["ports"])
     accelerators = tuple(Accelerator(**a) for a in res.get("accelerators") or ())
     resources = dataclasses.replace(spec.resources, accelerators=accelerators, **known)
+    asked = dict(part.get("readiness_probe") or {})
+    probe = dataclasses.replace(
+        spec.service.readiness_probe, **{k: asked[k] for k in PROBE_ASKS if k in asked}
+    )
     secrets = frozenset(str(n) for n in part.get("secret_envs") or ())
     envs = {**dict(part.get("envs") or {}), **{n: spec.envs.get(n, "") for n in secrets}}
     return dataclasses.replace(
@@ -66,6 +84,7 @@ def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
         secret_names=secrets,
         envs_from_environment=frozenset(),
         resources=resources,
+        service=dataclasses.replace(spec.service, readiness_probe=probe),
     )
 
 

@@ -155,3 +155,18 @@ def test_a_version_that_never_gets_ready_rolls_back_with_no_failed_request(root:
     figures = update_under_load(root, "rolling", broken, "failed")
     assert figures["failed"] == 0, figures
     assert figures["fewest_lb_members"] >= TARGET, figures  # type: ignore[operator]
+
+
+def test_a_typo_in_the_probe_path_rolls_back_and_the_old_replicas_keep_serving(
+    root: Path,
+) -> None:
+    """Verification of issue 13 found: a new probe path that no replica answers (a typo)
+    took every healthy old replica out of HAProxy and the rollback's replicas too (648 of
+    ~700 requests failed over a minute), because every replica was probed with today's
+    file. Now each replica is probed as its own version asks and HAProxy checks by TCP
+    while versions ask different paths: the typo fails only the new replicas, and the
+    rollback keeps the old ones serving. HAProxy restarts when its check changes (twice
+    here), and requests in flight then can fail: bounded, not an outage."""
+    typo = SPEC.format(model="model-a").replace("path: /health", "path: /healthz")
+    figures = update_under_load(root, "rolling", typo, "failed")
+    assert figures["failed"] <= 0.1 * figures["sent"], figures  # type: ignore[operator]

@@ -42,3 +42,31 @@ def test_a_secret_never_reaches_the_check_path() -> None:
         secret_names=frozenset({"TOKEN"}),
     )
     assert haproxy_check(s) == HealthCheck(None, 15)
+
+
+def test_the_check_follows_the_versions_in_the_load_balancer() -> None:
+    """A rollout that changes the probe path must not check the old replicas with the new
+    path (a typo there took every healthy replica out of HAProxy, a total outage)."""
+    from reconciler.backends.base import Layout
+    from reconciler.backends.sandbox import lb_check
+    from reconciler.policy import Market
+    from reconciler.spec.fingerprint import replica_part
+    from reconciler.stacks import ManagedReplica
+
+    old = spec(ReadinessProbe(path="/health", timeout_seconds=5))
+    new = spec(ReadinessProbe(path="/healthz", timeout_seconds=5))
+    parts = {1: replica_part(old), 2: replica_part(new)}
+
+    def kept(*versions: int) -> tuple[ManagedReplica, ...]:
+        return tuple(
+            ManagedReplica(f"r{i}", "local-1a", Market.SPOT, version=v)
+            for i, v in enumerate(versions)
+        )
+
+    # Only old replicas (a rollback finished, the file still says /healthz): their path.
+    assert lb_check(new, Layout(kept(1, 1), (), versions=parts)) == HealthCheck("/health", 5)
+    # Both during the rollout: a TCP check, the reconciler's probes gate membership.
+    assert lb_check(new, Layout(kept(1, 2), (), versions=parts)) == HealthCheck(None, 5)
+    # Only new ones, or nothing recorded: the file's probe.
+    assert lb_check(new, Layout(kept(2, 2), (), versions=parts)) == HealthCheck("/healthz", 5)
+    assert lb_check(new, Layout(kept(1), ())) == HealthCheck("/healthz", 5)

@@ -87,6 +87,8 @@ def test_the_record_keeps_what_each_version_in_use_runs(root: Path) -> None:
     assert result.plan_file is not None
     target = result.decision.target
     assert f"Update: rolling llama v1 → v2: 0 of {target} replaced" in result.plan_file.read_text()
+    # ... and so do `plan` and `apply` themselves (it was only in the plan file).
+    assert result.rollout == f"rolling llama v1 → v2: 0 of {target} replaced"
 
 
 def test_history_and_rollback_answer_in_one_line(root: Path) -> None:
@@ -100,3 +102,67 @@ def test_history_and_rollback_answer_in_one_line(root: Path) -> None:
     )
     out = runner.invoke(main, ["rollback", "llama", "0", "--root", str(root)])
     assert out.exit_code == 2 and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "overprovision", "refused"),
+    [
+        (["--mode", "blue_green", "--max-surge", "0"], 1, "blue_green"),
+        (["--max-surge", "0"], 0, "num_overprovision 0"),
+        (["--max-surge", "0"], 1, None),  # rolling has the spare's room: one at a time
+    ],
+)
+def test_a_max_surge_that_could_never_start_a_rollout_is_refused(
+    root: Path, args: list[str], overprovision: int, refused: str | None
+) -> None:
+    """Verification found `--max-surge 0` stalled a rollout for good (the new fleet had no
+    room beside the old) while `apply` exited 0 and a later `--max-surge 1` could not undo
+    it. Refused up front now, in one line, as Kubernetes refuses maxSurge 0 with
+    maxUnavailable 0."""
+    path = root / "services" / "llama.yaml"
+    text = path.read_text()
+    assert "num_overprovision: 1" in text
+    path.write_text(text.replace("num_overprovision: 1", f"num_overprovision: {overprovision}"))
+    if refused is None:
+        from reconciler.policy.rollout import surge_refusal
+
+        assert surge_refusal("rolling", 0, overprovision) is None
+        return
+    out = CliRunner().invoke(main, ["apply", "llama", "--root", str(root), *args])
+    assert out.exit_code == 1, out.output
+    line = out.output.strip()
+    assert "\n" not in line and refused in line and line.startswith("Error: --max-surge 0")
+
+
+def test_history_marks_what_rollback_can_return_to_and_refusals_say_why(root: Path) -> None:
+    """Verification found `rollback llama 1` refused with "only versions still in use are
+    kept" while history listed v1 as ready, and `rollback` to the failed version the file
+    still holds told the user to change the file back to what it already says."""
+    from dataclasses import replace as with_
+
+    from reconciler.policy.rollout import register
+    from reconciler.policy.rollout import rollback as roll_back
+
+    rec = rig(root, versions=True)
+    rec.run_pass(apply=True)
+    record = rec.records.load()
+    memory = record.memory
+    for n in (2, 3):
+        memory, _ = register(memory, f"f{n}", f"r{n}", 100.0 * n)
+        memory = with_(memory, stable_version=n, versions=tuple(
+            with_(v, state="ready") if v.number == n else v for v in memory.versions
+        ))  # fmt: skip
+    memory, _ = register(memory, "f4", "r4", 400.0)
+    memory = roll_back(memory, 3, "two replicas crashed")  # v4 failed, back to v3
+    rec.records.save(with_(record, memory=memory, version_specs={3: {"run": "x"}}))
+    runner = CliRunner()
+    out = runner.invoke(main, ["history", "llama", "--root", str(root)])
+    rows = {line.split()[0].lstrip("*"): line for line in out.output.splitlines()[1:5]}
+    assert rows["v3"].split()[5] == "yes" and rows["v1"].split()[5] == "-"
+    assert rows["v4"].split()[5] == "-"  # failed: `rollback` never returns to it
+    out = runner.invoke(main, ["rollback", "llama", "1", "--root", str(root)])
+    assert out.exit_code == 1 and out.output.count("\n") == 1
+    assert "no longer kept" in out.output and "hedgeform history llama" in out.output
+    out = runner.invoke(main, ["rollback", "llama", "4", "--root", str(root)])
+    assert out.exit_code == 1 and out.output.count("\n") == 1, out.output
+    assert "v4 failed (two replicas crashed); to try it again, edit the service file" in out.output

@@ -103,13 +103,24 @@ def test_rollback_by_hand_returns_from_a_ready_version_to_the_one_before() -> No
 
 class Cloud:
     """A tiny cloud for whole rollouts: launches start STARTING and are READY `boot` ticks
-    later unless their version is `broken` (then they never are)."""
+    later unless their version is `broken` (then they never are); replicas of a `crashing`
+    version die (FAILED) one tick after they were READY; launches of a `refused` version
+    fail (FAILED_PROVISION)."""
 
-    def __init__(self, replicas: list[Replica], boot: int = 1, broken: int | None = None):
+    def __init__(
+        self,
+        replicas: list[Replica],
+        boot: int = 1,
+        broken: int | None = None,
+        crashing: int | None = None,
+        refused: int | None = None,
+    ):
         self.replicas = {r.id: r for r in replicas}
         self.age: dict[str, int] = {r.id: boot for r in replicas}
         self.boot = boot
         self.broken = broken
+        self.crashing = crashing
+        self.refused = refused
 
     def observe(self) -> Observation:
         return Observation(tuple(self.replicas.values()), offers())
@@ -124,6 +135,12 @@ class Cloud:
             self.age[x.replica_id] = 0
         for rid, r in list(self.replicas.items()):
             self.age[rid] = self.age.get(rid, 0) + 1
+            if r.version == self.refused and r.state is ReplicaState.STARTING:
+                self.replicas[rid] = replace(r, state=ReplicaState.FAILED_PROVISION)
+                continue
+            if r.version == self.crashing and r.state is ReplicaState.READY:
+                self.replicas[rid] = replace(r, state=ReplicaState.FAILED)
+                continue
             if (
                 r.state is ReplicaState.STARTING
                 and self.age[rid] > self.boot
@@ -245,6 +262,34 @@ def test_a_broken_version_rolls_back_automatically_and_the_old_one_keeps_serving
     assert again is None and memory.version == 1
 
 
+def test_a_crash_looping_version_rolls_back_automatically() -> None:
+    """Replicas that pass readiness and then die (the process crashes, the sandbox reports
+    them FAILED) are a crash loop: two of them fail the version (skypilot#4349). Before,
+    only FAILED_* verdicts counted, the version rolled forever, and each short-lived ready
+    replica let an old one stop."""
+    spec = make_spec(min_replicas=3, overprovision=0)
+    cloud = Cloud(fleet(3), crashing=2)
+    memory, now = converge_first(spec, cloud, registered(("a", "r1")), T0)
+    memory, _ = register(memory, "b", "r2", now)
+    memory, decisions = play(spec, cloud, memory, now, 12)
+    assert memory.version == 1 and memory.versions[-1].state == "failed"
+    assert any(line.startswith("rollback: v2 failed") for d in decisions for line in d.reasons)
+    assert {r.version for r in cloud.replicas.values() if r.alive} == {1}
+    assert sum(r.ready for r in cloud.replicas.values()) == 3
+
+
+def test_launches_the_market_refuses_do_not_fail_the_version() -> None:
+    """FAILED_PROVISION is the market's (capacity, quota), not the version's."""
+    spec = make_spec(min_replicas=3, overprovision=0)
+    cloud = Cloud(fleet(3), refused=2)
+    memory, now = converge_first(spec, cloud, registered(("a", "r1")), T0)
+    memory, _ = register(memory, "b", "r2", now)
+    memory, decisions = play(spec, cloud, memory, now, 8)
+    assert memory.version == 2 and current_version(memory).state == "rolling"  # type: ignore[union-attr]
+    assert memory.rollout_failures == 0
+    assert all(len(d.lb_members) >= 3 for d in decisions)  # the old version keeps serving
+
+
 @st.composite
 def rollouts(draw: st.DrawFn) -> tuple[ServiceSpec, Observation, Memory]:
     spec = make_spec(
@@ -324,3 +369,12 @@ def test_progress_names_the_step_for_review() -> None:
     replicas[-1] = replace(replicas[-1], id="new-0")
     assert progress(memory, replicas, 3, "llama") == "rolling llama v1 → v2: 1 of 3 replaced"
     assert progress(memory, fleet(3, version=2), 3, "llama") is None
+    # A finished rollout whose old replicas are still being stopped is not a rollback.
+    done = replace(
+        memory, versions=(memory.versions[0], replace(memory.versions[1], state="ready"))
+    )
+    assert progress(done, replicas, 3, "llama") == "rolling llama v1 → v2: 1 of 3 replaced"
+    back = rollback(replace(memory, stable_version=1), 1, "by hand")
+    assert progress(back, [*fleet(2), *fleet(1, version=2)], 3, "llama") == (
+        "rolling back llama v2 → v1: 2 of 3 replaced"
+    )

@@ -6,7 +6,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from reconciler.spec import load_spec
-from reconciler.spec.fingerprint import fingerprint, replica_fingerprint
+from reconciler.spec.fingerprint import (
+    fingerprint,
+    replica_fingerprint,
+    replica_part,
+    spec_for_part,
+)
 from reconciler.spec.model import ServiceSpec
 
 BASE = """\
@@ -57,3 +62,37 @@ def test_a_secret_value_is_never_part_of_a_digest(tmp_path: Path) -> None:
     rotated = replace(base, envs={**base.envs, "HF_TOKEN": "hf_new_secret"})
     assert fingerprint(rotated) == fingerprint(base)
     assert replica_fingerprint(rotated) == replica_fingerprint(base)
+
+
+PROBED = BASE.replace(
+    "  readiness_probe: /health\n",
+    "  readiness_probe:\n    path: /health\n    initial_delay_seconds: 1200\n"
+    "    timeout_seconds: 15\n",
+)
+
+
+def test_probe_timing_keeps_the_replicas_and_what_the_probe_asks_replaces_them(
+    tmp_path: Path,
+) -> None:
+    """The issue: a change to `service:` alone (autoscaling, probe timing) is a version that
+    keeps the replicas. Timing is the reconciler's; the path is what a replica must answer."""
+    base = spec_of(PROBED, tmp_path)
+    timing = spec_of(
+        PROBED.replace("1200", "600").replace("timeout_seconds: 15", "timeout_seconds: 10"),
+        tmp_path,
+    )
+    path = spec_of(PROBED.replace("/health", "/healthz"), tmp_path)
+    assert replica_fingerprint(timing) == replica_fingerprint(base)
+    assert fingerprint(timing) != fingerprint(base)
+    assert replica_fingerprint(path) != replica_fingerprint(base)
+
+
+def test_an_earlier_versions_spec_asks_its_own_probe_path(tmp_path: Path) -> None:
+    """Replicas of an earlier version are probed as they were built: a typo in today's probe
+    path must not take the old, healthy replicas out of service."""
+    old = spec_of(PROBED, tmp_path)
+    today = spec_of(PROBED.replace("/health", "/healthz").replace("1200", "600"), tmp_path)
+    rebuilt = spec_for_part(today, replica_part(old))
+    assert rebuilt.service.readiness_probe.path == "/health"
+    assert rebuilt.service.readiness_probe.initial_delay_seconds == 600  # timing: today's
+    assert replica_fingerprint(rebuilt) == replica_fingerprint(old)
