@@ -16,6 +16,15 @@ from reconciler.sandbox.processes import OWNER_ENV
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 
+class _OneLineUsage(click.UsageError):
+    """A mistake on the command line, said in one line with where to read more (click's own
+    form is three: the usage, a hint and the error)."""
+
+    def show(self, file: Any = None) -> None:
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{where}", file=file, err=file is None)
+
+
 class LazyGroup(click.Group):
     """Imports a subcommand's module only when it runs: `hedgeform sandbox ...` is called by
     Terraform provisioners for every replica, and must not pay for numpy or the engine."""
@@ -32,6 +41,10 @@ class LazyGroup(click.Group):
         naming the file, never a traceback."""
         try:
             return super().invoke(ctx)
+        except _OneLineUsage:
+            raise
+        except click.UsageError as exc:  # a subcommand's bad option or argument
+            raise _OneLineUsage(exc.format_message(), exc.ctx) from None
         except HedgeformError as exc:  # every error a user can see: one line, no traceback
             raise click.ClickException(str(exc)) from None
         except BrokenPipeError:  # `hedgeform status | head`: the reader had enough

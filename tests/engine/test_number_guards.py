@@ -82,12 +82,20 @@ def root(tmp_path: Path) -> Iterator[Path]:
         ["apply", "llama", "--timeout", "-1"],
         ["apply", "llama", "--timeout", "0"],
         ["status", "llama", "--lb-port", "0"],
+        ["apply", "llama", "--mode", "foo"],
+        ["apply", "llama", "--max-surge", "50%"],
+        ["apply", "llama", "--max-surge", "-1"],
+        ["rollback", "llama", "0"],
     ],
 )
 def test_a_flag_outside_its_range_is_a_usage_error(root: Path, args: list[str]) -> None:
     result = CliRunner().invoke(main, [*args, "--root", str(root)])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "Invalid value for" in result.output
+    # One line, saying where to read more (click's own form is usage, hint and error).
+    line = result.output.strip()
+    assert "\n" not in line, result.output
+    assert line.endswith(f" {args[0]} --help')") and "(see '" in line, line
 
 
 def test_metrics_on_the_load_balancers_port_is_refused(root: Path) -> None:
