@@ -18,7 +18,7 @@ DRY_RUN ?=
 SYSTEMD_USER ?=
 PORT ?= 4566
 
-.PHONY: setup test check lint typecheck layering backtest bench clean help plan apply status destroy reconcile install-timer soak check-vars aws-emulator
+.PHONY: setup test check lint typecheck layering backtest evaluate bench clean help plan apply status destroy reconcile install-timer soak check-vars aws-emulator
 
 # Values given on make's command line never become shell or make text (docs/security.md).
 # Make exports command-line variables to every recipe, expanding them on the way (which runs a
@@ -83,6 +83,11 @@ layering: setup ## reconciler/policy must stay free of I/O imports
 backtest: check-vars setup ## replay the four SpotHedge traces through every policy
 	@set -f; read -r -a traces <<< "$$HF_TRACES"; read -r -a words <<< "$$HF_BACKTEST_ARGS"; set +f; \
 	set -x; $(BIN)/hedgeform backtest --traces "$${traces[@]}" "$${words[@]}"
+
+evaluate: check-vars setup ## the evaluation matrix -> docs/evaluation.{md,json,png} (BACKTEST_ARGS=--resume after a kill)
+	@set -f; read -r -a traces <<< "$$HF_TRACES"; read -r -a words <<< "$$HF_BACKTEST_ARGS"; set +f; \
+	set -x; $(BIN)/hedgeform backtest --matrix --traces "$${traces[@]}" --json docs/evaluation.json \
+	--report docs/evaluation.md --plot docs/evaluation.png "$${words[@]}"
 
 bench: setup ## run the benchmarks under bench/
 	$(BIN)/python bench/bench_backtest.py

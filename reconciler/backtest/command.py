@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import click
 
+from reconciler.backtest.matrix import Cell, MatrixRun, MatrixSettings, cell_by_id, grid, run_matrix
+from reconciler.backtest.matrix_report import format_pareto, write_report
+from reconciler.backtest.matrix_report import write_plot as write_matrix_plot
 from reconciler.backtest.report import format_table, write_json, write_plot
 from reconciler.backtest.runner import (
     ALL_POLICIES,
@@ -148,6 +153,38 @@ MAF_NAME = "maf1-requests-per-minute.csv"
     is_flag=True,
     help="No progress lines on stderr (the line about zones of unequal length stays).",
 )
+@click.option(
+    "--matrix",
+    is_flag=True,
+    help="Run the standard evaluation matrix instead (docs/evaluation.md): every policy and "
+    "optimal in each cell of warning x notice model x cold start x target x workload. Needs "
+    "--json; sets those five factors itself, so they and --policy are refused.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="--matrix: cells run in parallel in this many processes (1 to 64).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="--matrix: reuse the finished cells of the --json file whose fingerprint (source "
+    "files, settings, traces) still matches; recompute the others.",
+)
+@click.option(
+    "--cell",
+    "cell_ids",
+    multiple=True,
+    help="--matrix: run only this cell, e.g. w120-perfect-c120-t3-constant (repeatable).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="--matrix: write the markdown report here (only its generated part if it has one).",
+)
 def backtest(
     trace_dirs: tuple[Path, ...],
     more_traces: tuple[Path, ...],
@@ -167,6 +204,11 @@ def backtest(
     json_path: Path | None,
     plot_path: Path | None,
     quiet: bool,
+    matrix: bool,
+    jobs: int,
+    resume: bool,
+    cell_ids: tuple[str, ...],
+    report_path: Path | None,
 ) -> None:
     """Replay spot-availability traces through the policies and report cost and availability.
 
@@ -178,9 +220,34 @@ def backtest(
     live loop. Zones of unequal length are replayed over their common span (a line on stderr
     says what is dropped). docs/backtest.md gives the semantics.
     """
-    for flag, path in (("--json", json_path), ("--plot", plot_path)):
+    for flag, path in (("--json", json_path), ("--plot", plot_path), ("--report", report_path)):
         if path is not None:
             _check_writable(flag, path)  # before the run, not after it
+    _check_matrix_flags(matrix, json_path)
+    if matrix:
+        assert json_path is not None
+        _run_matrix(
+            MatrixRun(
+                cells=tuple(_cells(cell_ids)),
+                settings=MatrixSettings(
+                    repeats=repeats,
+                    seed=seed,
+                    overprovision=overprovision,
+                    launch_failure_delay_s=launch_failure_delay_s,
+                    unwarned_share=unwarned_share,
+                ),
+                trace_dirs=(*trace_dirs, *more_traces),
+                workload_file=workload_file or MAF_CSV / MAF_NAME,
+                json_path=json_path,
+                jobs=jobs,
+                resume=resume,
+                tree=_tree_state(),
+            ),
+            report_path,
+            plot_path,
+            quiet,
+        )
+        return
     _check_notice_flags(notice_model, warning_s, lead_jitter_s)
     chosen = policies or (*DEFAULT_POLICIES, "optimal")
     cfg = BacktestConfig(
@@ -207,8 +274,6 @@ def backtest(
         load: Workload | None = None
         if workload == "maf":
             load = load_maf(workload_file or MAF_CSV / MAF_NAME, target)
-            if "optimal" in chosen:
-                raise BacktestError("the optimal policy supports only --workload constant")
         results: dict[str, dict[str, PolicyStats]] = {}
         for traces in sets:
             results[traces.name] = {}
@@ -228,6 +293,104 @@ def backtest(
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+MATRIX_FACTORS = (
+    ("warning_s", "--warning"),
+    ("notice_model", "--notice-model"),
+    ("lead_jitter_s", "--lead-jitter"),
+    ("cold_start", "--cold-start"),
+    ("target", "--target"),
+    ("workload", "--workload"),
+)
+MATRIX_ONLY = (
+    ("jobs", "--jobs"),
+    ("resume", "--resume"),
+    ("cell_ids", "--cell"),
+    ("report_path", "--report"),
+)
+
+
+def _check_matrix_flags(matrix: bool, json_path: Path | None) -> None:
+    """--matrix sets the factors itself and runs every policy; its own flags need it."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+    if not matrix:
+        for name, flag in MATRIX_ONLY:
+            if given(name):
+                raise click.BadParameter("applies only with --matrix", param_hint=flag)
+        return
+    if given("policies"):
+        raise click.BadParameter(
+            "--matrix runs every policy (cost ÷ optimal needs optimal, the Pareto summary "
+            "spothedge); use --cell to run fewer cells",
+            param_hint="--policy",
+        )
+    for name, flag in MATRIX_FACTORS:
+        if given(name):
+            raise click.BadParameter(
+                "is set per cell by --matrix (docs/evaluation.md); use --cell to pick cells",
+                param_hint=flag,
+            )
+    if json_path is None:
+        raise click.BadParameter(
+            "--matrix writes its results there cell by cell (and --resume reads them)",
+            param_hint="--json",
+        )
+
+
+def _cells(cell_ids: tuple[str, ...]) -> list[Cell]:
+    if not cell_ids:
+        return grid()
+    try:
+        chosen = {cell_by_id(c) for c in cell_ids}
+    except BacktestError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cell") from None
+    return sorted(chosen, key=grid().index)
+
+
+def _tree_state() -> str | None:
+    """The git commit of this checkout, and whether the files that shape the figures differ
+    from it: recorded with each run. None outside a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "reconciler/policy",
+             "reconciler/backtest", "reconciler/traces.py", "reconciler/spec/model.py"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.split("\n")  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return head + (f" + uncommitted {', '.join(changed)}" if changed else "")
+
+
+def _run_matrix(
+    run: MatrixRun, report_path: Path | None, plot_path: Path | None, quiet: bool
+) -> None:
+    say = (lambda _m: None) if quiet else _progress
+    try:
+        if run.workload_file is not None and any(c.workload == "maf" for c in run.cells):
+            load_maf(run.workload_file, 1)  # a bad workload file fails now, not after an hour
+        data = run_matrix(run, say)
+    except (TraceError, BacktestError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(format_pareto(data)))
+    click.echo(f"wrote {run.json_path}")
+    if plot_path:
+        write_matrix_plot(data, plot_path)
+        click.echo(f"wrote {plot_path}")
+    if report_path:
+        plot_name = None
+        if plot_path is not None:
+            plot_name = os.path.relpath(plot_path.resolve(), report_path.resolve().parent)
+        write_report(data, report_path, plot_name)
+        click.echo(f"wrote {report_path}")
 
 
 def _check_notice_flags(model: str, warning_s: int, lead_jitter_s: float | None) -> None:

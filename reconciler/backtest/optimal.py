@@ -6,9 +6,11 @@ s is observed READY `cold` ticks later (at the decision of tick s + cold) and, l
 readiness in the simulator, counts for availability from the tick after that: it is *ready* at
 tick t when it was launched at or before `t - lag`, with `lag = cold + 1`, and is still alive at
 t. Spot replicas in zone z never exceed `capacity[z, t]` (an omniscient planner never holds what
-would be preempted); on-demand is always available. Ready replicas must be >= `target` at every
+would be preempted); on-demand is always available. Ready replicas must be >= `R[t]` at every
 tick t >= `lag` (the simulator's `first_scored_tick`); before that nothing launched at 0 can
-count, so nothing is required. At window start nothing exists.
+count, so nothing is required (R[t] = 0 for t < lag). At window start nothing exists. `R` is
+the target, or under a request-rate workload the demand per tick: `ceil(qps / qps per replica)`
+clamped to [min, max] replicas, the autoscaler's raw need without its delays (`demand`).
 
 The plan launches on ticks only (it needs no notices). With a cold start of a whole number of
 ticks a launch between two ticks is never better than one at the next tick, so the plan is a
@@ -21,7 +23,7 @@ Model (solved by HiGHS). On-demand is one more "pool" besides the zones. Per poo
 integer `x[p, t]` alive, launches `a[p, t] >= max(0, x[p, t] - x[p, t-1])` (`x[p, -1] = 0`),
 and for every t >= lag the cover
 
-    sum_p ( x[p, t] - sum_{s = t-lag+1 .. t} a[p, s] )  >=  target,
+    sum_p ( x[p, t] - sum_{s = t-lag+1 .. t} a[p, s] )  >=  R[t],
 
 minimising `spot_cost * sum(spot x) + od_cost * sum(od x)`.
 
@@ -31,27 +33,33 @@ capacity, so it always can keep the oldest):
 
 * Never optimistic: `x[t] <= x[t-k] + (launches in (t-k, t])` for k <= lag, so each pool's term
   is <= min(x[t-lag .. t]) and the cover implies the real ready count meets the target.
-* Loses nothing: given an optimal plan with ready counts r (lowered to sum to `target`),
-  `x'[t] = max(r[t .. t+lag])` is no dearer, so equal to x when costs are positive. If x' rises
-  at s to v, it stays >= v until s+lag, so no replica is stopped before it is ready and
-  exactly `x'[t] - (launches in (t-lag, t])` replicas are ready. The same fact gives x <= target
-  in every pool, a valid bound that tightens the LP.
+* Loses nothing: given an optimal plan with ready counts r (lowered to sum to `R[t]`),
+  `x'[t] = max(r[t .. t+lag])` is no dearer (x' <= x: a replica ready at t+k <= t+lag was
+  alive at t), so equal to x when costs are positive. If x' rises at s to v, it stays >= v
+  until s+lag, so no replica is stopped before it is ready and exactly `x'[t] - (launches in
+  (t-lag, t])` replicas are ready. The same fact gives x <= max(R) in every pool, a valid bound
+  that tightens the LP.
 
-Exact time compression. Let B be the ticks where any zone's capacity changes. Some optimal plan
-launches only at ticks in {0} ∪ B ∪ (B - lag) and stops replicas (its alive count falls) only at
-ticks in {lag} ∪ B ∪ (B + lag). Proof: view a plan as replica intervals; group the events whose
-*coverage time* is θ (launches at θ - lag, stops at θ). Shifting a whole group by ±1 changes the
-ready count only at tick θ: to the ready count at θ-1 (+1; fine for θ > lag) or it carries the
-count at θ to θ-1 (-1; always fine). Capacity is untouched if θ ∉ B (stops moved later) and
-θ - lag ∉ B (launches moved earlier), once same-pool launch+stop pairs at one tick are merged
-into one replica (no dearer, fewer replicas). The cost changes linearly in the shift, so for a
-free θ (∉ {lag} ∪ B ∪ (B + lag)) a nonzero slope contradicts optimality, and with slope 0 the
-group moves earlier at equal cost; an optimal plan with fewest replicas, then earliest events,
-therefore has no event at a free θ. So x is constant between consecutive ticks of
-E = {0, lag} ∪ B ∪ (B ± lag): the model uses one column per pool per such block (weighted by
-its length) and one cover row per block, at its first tick, which dominates the block's other
-ticks (its window holds the most launches). A window of 2,880 ticks shrinks to a few hundred
-blocks; tests check it against the per-tick model and a brute force.
+Exact time compression. Let B be the ticks where any zone's capacity changes and C the ticks
+where the requirement changes (R[t] != R[t-1], with R = 0 before `lag`; a constant target has
+C ⊆ {lag}). Some optimal plan launches only at ticks in {0} ∪ B ∪ (B - lag) ∪ (C - lag) and
+stops replicas (its alive count falls) only at ticks in {lag} ∪ B ∪ (B + lag) ∪ C. Proof: view a
+plan as replica intervals; group the events whose *coverage time* is θ (launches at θ - lag,
+stops at θ). Shifting a whole group by ±1 changes the ready count only at tick θ: +1 (later)
+makes it the ready count at θ-1, which met R[θ-1]; -1 (earlier) carries the count at θ, which
+met R[θ], to θ-1. Both are fine when R[θ-1] = R[θ] and θ > lag, i.e. θ ∉ {lag} ∪ C. Capacity
+is untouched if θ ∉ B (stops moved later) and θ - lag ∉ B (launches moved earlier), once
+same-pool launch+stop pairs at one tick are merged into one replica (no dearer, fewer
+replicas). The cost changes linearly in the shift, so for a free θ (∉ {lag} ∪ B ∪ (B + lag)
+∪ C) a nonzero slope contradicts optimality, and with slope 0 the group moves earlier at equal
+cost; an optimal plan with fewest replicas, then earliest events, therefore has no event at a
+free θ. So x is constant between consecutive ticks of E = {0, lag} ∪ B ∪ (B ± lag) ∪ C ∪
+(C - lag): the model uses one column per pool per such block (weighted by its length) and one
+cover row per block, at its first tick, which dominates the block's other ticks (its window
+holds the most launches, and R is constant on the block since C ⊆ E). With a constant target
+a window of 2,880 ticks shrinks to a few hundred blocks; a request-rate demand that changes
+every minute leaves about every other tick. Tests check both against the per-tick model and a
+brute force.
 
 The LP relaxation has been integral on every instance tried (800 trace windows, 3,000 small
 random ones), so the LP is solved first and the MILP (mip_rel_gap 0) only if some alive count
@@ -105,12 +113,18 @@ def count_launches(alive: np.ndarray) -> int:
     return int(np.maximum(np.diff(arr, axis=1, prepend=0), 0).sum())
 
 
-def block_starts(capacity: np.ndarray, cold_ticks: int) -> np.ndarray:
-    """First ticks of the blocks on which some optimal plan is constant (see module doc)."""
+def block_starts(
+    capacity: np.ndarray, cold_ticks: int, required: np.ndarray | None = None
+) -> np.ndarray:
+    """First ticks of the blocks on which some optimal plan is constant (see module doc);
+    `required` is R per tick (None: constant)."""
     ticks = capacity.shape[1]
     lag = cold_ticks + 1
     changes = np.flatnonzero(np.any(capacity[:, 1:] != capacity[:, :-1], axis=0)) + 1
-    starts = np.concatenate([[0, lag], changes, changes - lag, changes + lag])
+    steps = np.zeros(0, dtype=np.int64)
+    if required is not None:
+        steps = np.flatnonzero(required[1:] != required[:-1]) + 1
+    starts = np.concatenate([[0, lag], changes, changes - lag, changes + lag, steps, steps - lag])
     starts = starts[(starts >= 0) & (starts < ticks)]
     return np.unique(starts).astype(np.int64)
 
@@ -118,13 +132,16 @@ def block_starts(capacity: np.ndarray, cold_ticks: int) -> np.ndarray:
 def solve_window(
     capacity: np.ndarray,
     *,
-    target: int,
+    target: int | np.ndarray,
     cold_ticks: int,
     spot_cost: float = 1.0,
     od_cost: float = 3.0,
     time_limit_s: float = 120.0,
 ) -> OptimalPlan:
-    """The least-cost plan for one window of `capacity` (zones x ticks), solved by HiGHS."""
+    """The least-cost plan for one window of `capacity` (zones x ticks), solved by HiGHS.
+
+    `target`: replicas required at every scored tick, or one requirement per tick (a
+    request-rate workload's demand; its values before `cold_ticks + 1` are not required)."""
     return _solve(
         capacity,
         target=target,
@@ -139,7 +156,7 @@ def solve_window(
 def _solve(
     capacity: np.ndarray,
     *,
-    target: int,
+    target: int | np.ndarray,
     cold_ticks: int,
     spot_cost: float,
     od_cost: float,
@@ -150,23 +167,27 @@ def _solve(
     cap = np.maximum(np.asarray(capacity, dtype=np.int64), 0)
     if cap.ndim != 2:
         raise OptimalError(f"capacity must be (zones, ticks), got shape {cap.shape}")
-    if target < 0 or cold_ticks < 0:
-        raise OptimalError(f"target and cold_ticks must be >= 0, got {target} and {cold_ticks}")
+    if cold_ticks < 0:
+        raise OptimalError(f"cold_ticks must be >= 0, got {cold_ticks}")
+    zones, ticks = cap.shape
+    required = _required(target, ticks, cold_ticks)
     if not (spot_cost > 0 and od_cost > 0):
         raise OptimalError(f"costs must be positive, got spot {spot_cost} and od {od_cost}")
-    zones, ticks = cap.shape
-    if ticks == 0 or target == 0:
+    if ticks == 0 or not required.any():
         nothing = np.zeros((zones, ticks), dtype=np.int64)
         return OptimalPlan(0.0, nothing, np.zeros(ticks, np.int64), np.zeros(ticks, np.int64), 0, 0)
 
-    starts = block_starts(cap, cold_ticks) if compress else np.arange(ticks, dtype=np.int64)
+    if compress:
+        starts = block_starts(cap, cold_ticks, required)
+    else:
+        starts = np.arange(ticks, dtype=np.int64)
     lengths = np.diff(starts, append=ticks)
     lag = cold_ticks + 1  # launched at s: observed READY at s + cold, counted from the tick after
     block_alive = _solve_blocks(
         cap[:, starts],
         starts,
         lengths,
-        target=target,
+        required=required[starts],
         lag=lag,
         costs=(spot_cost, od_cost),
         time_limit_s=time_limit_s,
@@ -174,7 +195,7 @@ def _solve(
     alive = np.repeat(block_alive, lengths, axis=1)
     spot_alive, od_alive = alive[:zones], alive[zones]
     ready = ready_counts(alive, cold_ticks).sum(axis=0)
-    if np.any(spot_alive > cap) or np.any(ready[lag:] < target):
+    if np.any(spot_alive > cap) or np.any(ready < required):
         raise OptimalError("HiGHS returned a plan that breaks the capacity or the target")
     return OptimalPlan(
         cost_units=float(spot_cost * spot_alive.sum() + od_cost * od_alive.sum()),
@@ -186,12 +207,26 @@ def _solve(
     )
 
 
+def _required(target: int | np.ndarray, ticks: int, cold_ticks: int) -> np.ndarray:
+    """R per tick: `target` (or its per-tick values) from `cold_ticks + 1` on, 0 before."""
+    arr = np.asarray(target, dtype=np.int64)
+    if arr.ndim == 0:
+        arr = np.full(ticks, int(arr), dtype=np.int64)
+    elif arr.shape != (ticks,):
+        raise OptimalError(f"a per-tick target needs {ticks} values, got shape {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise OptimalError(f"the target must be >= 0, got {int(arr.min())}")
+    required = arr.copy()
+    required[: cold_ticks + 1] = 0
+    return required
+
+
 def _solve_blocks(
     block_cap: np.ndarray,
     starts: np.ndarray,
     lengths: np.ndarray,
     *,
-    target: int,
+    required: np.ndarray,
     lag: int,
     costs: tuple[float, float],
     time_limit_s: float,
@@ -234,6 +269,7 @@ def _solve_blocks(
     unit = np.empty((pools, blocks))
     unit[:zones], unit[zones] = spot_cost, od_cost
     upper = np.empty((pools, blocks))
+    target = int(required.max())  # no pool ever needs more (module docstring)
     upper[:zones], upper[zones] = np.minimum(block_cap, target), target
     num_row = n_x + covered.size
 
@@ -252,7 +288,7 @@ def _solve_blocks(
         np.concatenate([(unit * lengths).ravel(), np.zeros(n_x)]),
         np.zeros(2 * n_x),
         np.concatenate([upper.ravel(), np.full(n_x, float(target))]),
-        np.concatenate([np.zeros(n_x), np.full(covered.size, float(target))]),
+        np.concatenate([np.zeros(n_x), required[covered].astype(np.float64)]),
         np.full(num_row, highspy.kHighsInf),
         a_start,
         row[order].astype(np.int32),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,8 +16,8 @@ from reconciler.backtest.simulator import (
     simulate_window,
 )
 from reconciler.backtest.workload import Workload
-from reconciler.errors import BacktestError
 from reconciler.policy import POLICIES
+from reconciler.policy.autoscaling import raw_target
 from reconciler.spec.model import (
     ReplicaPolicy,
     Resources,
@@ -129,6 +129,13 @@ def backtest_spec(cfg: BacktestConfig, workload: Workload | None) -> ServiceSpec
     )
 
 
+def demand(spec: ServiceSpec, qps: np.ndarray) -> np.ndarray:
+    """The load's raw need per tick: `ceil(qps / target_qps_per_replica)` clamped to [min, max]
+    replicas, the autoscaler's own rule without its up/down delays (what `optimal` serves)."""
+    rp = spec.service.replica_policy
+    return np.fromiter((raw_target(rp, float(q)) for q in qps), dtype=np.int64, count=len(qps))
+
+
 def window_starts(ticks: int, cfg: BacktestConfig) -> list[int]:
     """Seeded offsets of the scored windows; the same for every policy, so they compare.
 
@@ -163,20 +170,21 @@ def run_policy(
         if name == OPTIMAL:
             results.append(_optimal_window(cap, cfg, spec, qps))
         else:
-            results.append(
-                simulate_window(
-                    POLICIES[name],
-                    spec,
-                    zones,
-                    cap,
-                    cold_start_s=cfg.cold_start_s,
-                    tick_seconds=TICK_SECONDS,
-                    notices=cfg.notices,
-                    launch_failure_delay_s=cfg.launch_failure_delay_s,
-                    rng=np.random.default_rng((cfg.seed, i)),
-                    qps=qps,
-                )
+            result = simulate_window(
+                POLICIES[name],
+                spec,
+                zones,
+                cap,
+                cold_start_s=cfg.cold_start_s,
+                tick_seconds=TICK_SECONDS,
+                notices=cfg.notices,
+                launch_failure_delay_s=cfg.launch_failure_delay_s,
+                rng=np.random.default_rng((cfg.seed, i)),
+                qps=qps,
             )
+            if qps is not None:
+                result = replace(result, demand=demand(spec, qps))
+            results.append(result)
         if progress:
             progress(f"{traces.name} {name}: window {i + 1}/{cfg.repeats}")
     wall = time.perf_counter() - started
@@ -200,25 +208,27 @@ def summarize(results: Sequence[WindowResult], wall_s: float) -> PolicyStats:
 def _optimal_window(
     cap: np.ndarray, cfg: BacktestConfig, spec: ServiceSpec, qps: np.ndarray | None
 ) -> WindowResult:
+    """The omniscient plan for one window: the target at every tick, or under a request-rate
+    workload the demand per tick (its requirement and its `targets`)."""
     from reconciler.backtest.optimal import ready_counts, solve_window
 
-    if qps is not None:
-        raise BacktestError("the optimal policy supports only --workload constant")
-    plan = solve_window(cap, target=cfg.target, cold_ticks=cfg.cold_ticks)
     ticks = cap.shape[1]
+    need = np.full(ticks, cfg.target, dtype=np.int64) if qps is None else demand(spec, qps)
+    plan = solve_window(cap, target=need, cold_ticks=cfg.cold_ticks)
     first = first_scored_tick(cfg.cold_start_s, TICK_SECONDS)  # = cold_ticks + 1, as the ILP's
     ready = np.asarray(plan.ready)
     od_ready = ready_counts(np.asarray(plan.od_alive), cfg.cold_ticks)
     return WindowResult(
         cost_units=float(plan.cost_units),
-        baseline_units=3.0 * cfg.target * ticks,
+        baseline_units=3.0 * float(need.sum()),
         scored_ticks=max(0, ticks - first),
-        available_ticks=int((ready[first:] >= cfg.target).sum()),
+        available_ticks=int((ready[first:] >= need[first:]).sum()),
         preemptions=0,
         spot_launches=int(plan.spot_launches),
         od_launches=int(plan.od_launches),
         failed_launches=0,
         ready_spot=(ready - od_ready).astype(np.int32),
         ready_od=od_ready.astype(np.int32),
-        targets=np.full(ticks, cfg.target, dtype=np.int32),
+        targets=need.astype(np.int32),
+        demand=None if qps is None else need,
     )

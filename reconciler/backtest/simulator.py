@@ -78,6 +78,8 @@ class WindowResult:
     targets: np.ndarray = field(repr=False)
     warned_preemptions: int = 0  # preemptions whose replica had a notice first
     extra_decisions: int = 0  # decisions between ticks, woken by a notice
+    # Under a request-rate workload, the raw need per tick (runner.demand); else None.
+    demand: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def cost_pct(self) -> float:

@@ -148,22 +148,24 @@ def test_compressed_model_matches_the_per_tick_model(case: tuple[np.ndarray, int
     assert plan.cost_units == per_tick.cost_units
 
 
-def brute_force_cost(capacity: np.ndarray, target: int, cold: int) -> float:
+def brute_force_cost(capacity: np.ndarray, target: int | list[int], cold: int) -> float:
     """Least cost by dynamic programming over the last `cold + 1` alive vectors (oldest kept):
-    a replica counts `cold + 1` ticks after its launch, from tick `cold + 1` on."""
+    a replica counts `cold + 1` ticks after its launch, from tick `cold + 1` on. `target` is
+    one requirement for every tick or one per tick."""
     zones, ticks = capacity.shape
+    need = [target] * ticks if isinstance(target, int) else list(target)
     zero = (0,) * (zones + 1)
     states: dict[tuple[tuple[int, ...], ...], float] = {(zero,) * (cold + 1): 0.0}
     for t in range(ticks):
         choices = list(
-            itertools.product(*[range(c + 1) for c in capacity[:, t]], range(target + 2))
+            itertools.product(*[range(c + 1) for c in capacity[:, t]], range(max(need) + 2))
         )
         following: dict[tuple[tuple[int, ...], ...], float] = {}
         for history, cost in states.items():
             for alive in choices:
                 window = (*history, alive)
                 ready = sum(min(v[p] for v in window) for p in range(zones + 1))
-                if t >= cold + 1 and ready < target:
+                if t >= cold + 1 and ready < need[t]:
                     continue
                 key = window[1:]
                 total = cost + sum(alive[:zones]) + 3 * alive[zones]
@@ -180,3 +182,75 @@ def test_matches_brute_force_on_tiny_instances(case: tuple[np.ndarray, int, int]
     plan = solve_window(capacity, target=target, cold_ticks=cold)
     check_feasible(plan, capacity, target, cold)
     assert plan.cost_units == brute_force_cost(capacity, target, cold)
+
+
+# -- per-tick requirements (a request-rate workload's demand; issue 14 item 2) -------------------
+
+
+@st.composite
+def demand_instances(
+    draw: st.DrawFn, max_zones: int, max_ticks: int, max_cap: int, max_need: int
+) -> tuple[np.ndarray, list[int], int]:
+    """`instances` with a requirement per tick that steps as a request rate does."""
+    capacity, _, cold = draw(instances(max_zones, max_ticks, max_cap, small=max_need <= 2))
+    ticks = capacity.shape[1]
+    need = draw(st.lists(st.integers(0, max_need), min_size=ticks, max_size=ticks))
+    return capacity, need, cold
+
+
+def check_meets(plan: OptimalPlan, capacity: np.ndarray, need: list[int], cold: int) -> None:
+    assert np.all(plan.spot_alive <= capacity)
+    ready = ready_counts(plan.spot_alive, cold).sum(axis=0) + ready_counts(plan.od_alive, cold)
+    np.testing.assert_array_equal(plan.ready, ready)
+    assert np.all(plan.ready[cold + 1 :] >= np.asarray(need, dtype=np.int64)[cold + 1 :])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(demand_instances(max_zones=2, max_ticks=7, max_cap=2, max_need=2))
+def test_a_per_tick_requirement_matches_brute_force(
+    case: tuple[np.ndarray, list[int], int],
+) -> None:
+    """Without the requirement's steps among the change ticks (`block_starts`), the compressed
+    model would hold one requirement over a block where it changes: wrong costs here."""
+    capacity, need, cold = case
+    plan = solve_window(capacity, target=np.asarray(need), cold_ticks=cold)
+    check_meets(plan, capacity, need, cold)
+    assert plan.cost_units == brute_force_cost(capacity, need, cold)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(demand_instances(max_zones=3, max_ticks=40, max_cap=3, max_need=4))
+def test_a_per_tick_requirement_compresses_exactly(
+    case: tuple[np.ndarray, list[int], int],
+) -> None:
+    capacity, need, cold = case
+    plan = solve_window(capacity, target=np.asarray(need), cold_ticks=cold)
+    check_meets(plan, capacity, need, cold)
+    per_tick = optimal._solve(
+        capacity,
+        target=np.asarray(need),
+        cold_ticks=cold,
+        spot_cost=1.0,
+        od_cost=3.0,
+        time_limit_s=30.0,
+        compress=False,
+    )
+    assert plan.cost_units == per_tick.cost_units
+
+
+def test_a_requirement_step_is_a_change_tick() -> None:
+    """One zone always holding 1 spot, a demand of 1 then 2 from tick 6: the second replica
+    (on-demand, spot is full) launches at 6 - lag = 3, not at a block start before it."""
+    capacity = np.ones((1, 10), dtype=np.int64)
+    need = np.array([1] * 6 + [2] * 4)
+    plan = solve_window(capacity, target=need, cold_ticks=2)
+    np.testing.assert_array_equal(plan.od_alive, [0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+    assert plan.cost_units == 10 * 1 + 7 * 3
+    assert 3 in optimal.block_starts(capacity, 2, need) and 6 in optimal.block_starts(
+        capacity, 2, need
+    )
+
+
+def test_a_per_tick_requirement_of_the_wrong_length_is_one_line() -> None:
+    with pytest.raises(OptimalError, match="needs 5 values"):
+        solve_window(np.ones((1, 5), dtype=np.int64), target=np.ones(4), cold_ticks=1)
