@@ -70,7 +70,7 @@ from reconciler.policy import (
     decide,
 )
 from reconciler.policy.guardrails import Limits, apply_guardrails
-from reconciler.policy.rollout import ROLLING, current_runs, progress, register
+from reconciler.policy.rollout import BY_HAND, ROLLING, current_runs, progress, register
 from reconciler.rendering import render_tfvars, write_tfvars
 from reconciler.spec import ServiceSpec
 from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
@@ -597,7 +597,12 @@ class Reconciler:
         stable = next((v.runs for v in memory.versions if v.number == memory.stable_version), 1)
         in_use = {r.version for r in (*seen.observed.replicas, *seen.retiring)}
         in_use |= {x.version for x in decision.launches} | {current_runs(memory), stable}
-        ready = [v.runs for v in memory.versions if v.state == "ready"]
+        # Left by hand: it was fine, and `hedgeform rollback` may return to it.
+        ready = [
+            v.runs
+            for v in memory.versions
+            if v.state == "ready" or (v.state == "failed" and v.reason == BY_HAND)
+        ]
         in_use |= set(ready[-KEEP_READY_SPECS:])
         return {k: v for k, v in specs.items() if k in in_use}
 

@@ -12,7 +12,7 @@ import click
 from reconciler.engine.commands import _fail, _reconciler, root_opt, service_arg, version_line
 from reconciler.engine.reconcile import KEEP_READY_SPECS, service_lock
 from reconciler.errors import HedgeformError, ReconcileError
-from reconciler.policy.rollout import current_version
+from reconciler.policy.rollout import BY_HAND, current_version
 from reconciler.policy.rollout import rollback as rollback_memory
 
 
@@ -44,7 +44,7 @@ def history(service: str, root: Path | None) -> None:
         mark = "*" if v.number == memory.version else " "
         state = f"{v.state}: {v.reason}" if v.reason else v.state
         # Whether `rollback` can return to it: what its replicas run is still kept.
-        back = "yes" if v.runs in specs and v.state != "failed" else "-"
+        back = "yes" if v.runs in specs and (v.state != "failed" or v.reason == BY_HAND) else "-"
         click.echo(
             f"{mark}v{v.number:<6} {_when(v.since):<21} {v.mode:<11} v{v.runs:<5} {back:<9} {state}"
         )
@@ -70,13 +70,13 @@ def rollback(service: str, version: int | None, root: Path | None, wait_lock: bo
             record = rec.records.load()
             current = record.memory.version
             try:
-                memory = rollback_memory(record.memory, version, "rolled back by hand")
+                memory = rollback_memory(record.memory, version, BY_HAND)
             except ValueError as exc:
                 raise ReconcileError(f"{service}: {exc}") from None
             back = current_version(memory)
             if back is not None and back.runs not in record.version_specs:
                 was = next(v for v in record.memory.versions if v.number == back.number)
-                if was.state == "failed":
+                if was.state == "failed" and was.reason != BY_HAND:
                     raise ReconcileError(
                         f"{service}: v{back.number} failed ({was.reason}); to try it again, "
                         "edit the service file (any change makes a new version)"

@@ -65,6 +65,9 @@ def judge(probe: ReadinessProbe, replicas: Sequence[Replica], memory: Memory, no
     """Apply the lifecycle rules (module docstring) to this tick's replicas."""
     ready_once = set(memory.ready_once)
     failing_since = dict(memory.failing_since)
+    ready_since = {
+        r.id: memory.ready_since.get(r.id, now) for r in replicas if r.state is ReplicaState.READY
+    }
     failed = dict(memory.failed)
     backoffs = {
         k: b
@@ -103,6 +106,7 @@ def judge(probe: ReadinessProbe, replicas: Sequence[Replica], memory: Memory, no
         memory,
         ready_once=frozenset(rid for rid in ready_once if rid in present),
         failing_since={rid: t for rid, t in failing_since.items() if rid in present},
+        ready_since=ready_since,
         failed={rid: s for rid, s in failed.items() if rid in present},
         crash_backoff=backoffs,
     )

@@ -128,6 +128,9 @@ class Memory:
     # when each such replica's probes started failing, and the sticky FAILED_* verdicts.
     ready_once: frozenset[str] = frozenset()
     failing_since: Mapping[str, float] = field(default_factory=dict)
+    # Since when each replica has been READY without a break (a rollout trusts a replica
+    # only after MIN_READY_SECONDS of it, policy/rollout.py).
+    ready_since: Mapping[str, float] = field(default_factory=dict)
     failed: Mapping[str, str] = field(default_factory=dict)
     # Crash loops per "<zone>/<market>" (replicas failing the same way again and again), and
     # spot capacity refusals per zone: where not to launch before `retry_at`.
@@ -153,6 +156,7 @@ class Memory:
             "warned": [list(w) for w in self.warned],
             "ready_once": sorted(self.ready_once),
             "failing_since": dict(sorted(self.failing_since.items())),
+            "ready_since": dict(sorted(self.ready_since.items())),
             "failed": dict(sorted(self.failed.items())),
             "crash_backoff": {k: b.to_json() for k, b in sorted(self.crash_backoff.items())},
             "zone_backoff": {k: b.to_json() for k, b in sorted(self.zone_backoff.items())},
@@ -185,6 +189,9 @@ class Memory:
                 ready_once=frozenset(str(r) for r in data.get("ready_once", ())),
                 failing_since={
                     str(r): _time(at) for r, at in dict(data.get("failing_since", {})).items()
+                },
+                ready_since={
+                    str(r): _time(at) for r, at in dict(data.get("ready_since", {})).items()
                 },
                 failed={str(r): _verdict(s) for r, s in dict(data.get("failed", {})).items()},
                 crash_backoff={

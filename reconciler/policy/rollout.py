@@ -56,8 +56,17 @@ ROLLING = "rolling"
 BLUE_GREEN = "blue_green"
 UPDATE_MODES = (ROLLING, BLUE_GREEN)
 ROLLBACK_AFTER_FAILURES = 2
+BY_HAND = "rolled back by hand"  # the reason `hedgeform rollback` gives the version it leaves
 MAX_HISTORY = 20
 DEFAULT_SURGE_FRACTION = 0.25  # Kubernetes Deployment's default maxSurge
+# A new replica counts for a rollout (it lets an old one stop, it makes the version ready)
+# once it has been READY this long without a break: Kubernetes' minReadySeconds. The
+# verification of issue 13 saw replicas crash 4 s after their first ready probe, and a
+# rollout that trusted them at once stop every old replica. 15 s is three health checks of
+# the sandbox's HAProxy and of the clouds' load balancers at a 5 s interval (the shortest an
+# AWS target group allows): a replica that serves through them is not one that dies at
+# its first requests. Each rollout step takes this much longer.
+MIN_READY_SECONDS = 15.0
 # What counts against a rolling version (module docstring).
 VERSION_FAILURES = FAILED_STATES | {ReplicaState.FAILED}
 
@@ -141,13 +150,24 @@ def rollback(memory: Memory, to: int | None, reason: str) -> Memory:
     if target == memory.version:
         raise ValueError(f"version {target} is the current version")
     versions = tuple(
-        replace(v, state="failed", reason=reason) if v.number == memory.version else v
+        replace(v, state="failed", reason=reason)
+        if v.number == memory.version
+        # A version left by hand earlier (it had not failed) rolls out again.
+        else replace(v, state="rolling", reason="")
+        if v.number == target and v.state == "failed" and v.reason == BY_HAND
+        else v
         for v in memory.versions
     )
     back = next(v for v in versions if v.number == target)
     stable = target if back.state == "ready" else memory.stable_version
+    # The crash loops were the failed version's: the version returned to starts afresh.
     return replace(
-        memory, versions=versions, version=target, stable_version=stable, rollout_failures=0
+        memory,
+        versions=versions,
+        version=target,
+        stable_version=stable,
+        rollout_failures=0,
+        crash_backoff={},
     )
 
 
@@ -192,7 +212,7 @@ def progress(memory: Memory, replicas: Sequence[Replica], target: int, service: 
     # Back: the replicas being replaced run a later version than the one the fleet moves to.
     mode = f"{ROLLING} back" if max(old) > version.runs else version.mode
     done = sum(1 for r in alive if r.version == version.runs and r.ready)
-    olds = ", ".join(f"v{v}" for v in old)
+    olds = ", ".join(f"v{_named(memory, runs, version.number)}" for runs in old)
     return f"{mode} {service} {olds} → v{version.number}: {min(done, target)} of {target} replaced"
 
 
@@ -211,6 +231,15 @@ def surge_refusal(mode: str, max_surge: int | None, num_overprovision: int) -> s
             "stops, so the rollout would never begin; give --max-surge 1 or more"
         )
     return None
+
+
+def _named(memory: Memory, runs: int, current: int) -> int:
+    """The version to name for replicas that carry `runs`: the latest other version running
+    them that did not fail (several may, when only the `service:` section changed), else
+    the latest other one, else `runs` itself."""
+    others = [v for v in memory.versions if v.runs == runs and v.number != current]
+    good = [v.number for v in others if v.state != "failed"]
+    return max(good or [v.number for v in others] or [runs])
 
 
 def default_surge(mode: str, target: int, final: int) -> int:
@@ -241,17 +270,20 @@ def step(
     launches: Sequence[Launch],
     stopping_current: Collection[str],
     warned: Collection[str],
+    now: float,
 ) -> Step:
     """One tick of the rollout (module docstring). `current` and `old` are the alive replicas
     of the current and other versions; `launches` and `stopping_current` what SpotHedge's
-    counts chose for the current version alone."""
+    counts chose for the current version alone. While old replicas run, a current replica
+    counts as ready once it has been READY for MIN_READY_SECONDS (`memory.ready_since`)."""
     version = current_version(memory)
-    ready_now = [
+    serving = [
         r for r in current if r.ready and r.id not in warned and r.id not in stopping_current
     ]
-    if not old:
-        memory, notes = _ready_if_done(memory, version, len(ready_now) >= target)
+    if not old:  # nothing to stop: a first version, or the last old replica went earlier
+        memory, notes = _ready_if_done(memory, version, len(serving) >= target)
         return Step(tuple(launches), (), frozenset(), memory, notes)
+    ready_now = [r for r in serving if now - memory.ready_since.get(r.id, now) >= MIN_READY_SECONDS]
     # A version already ready that has old replicas beside it is one the fleet returns to
     # (a rollback): always rolling, so what serves keeps serving.
     mode = version.mode if version is not None and version.state == "rolling" else ROLLING

@@ -240,6 +240,7 @@ def decide_with(
         launches=launches,
         stopping_current={r.id for r, _ in stopping},
         warned=warned,
+        now=now,
     )
     excluded = set(warned if drain_warned else ()) | rolled.lb_excluded
     return assemble(

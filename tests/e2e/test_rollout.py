@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 HEDGEFORM = str(Path(sys.executable).parent / "hedgeform")
 SERVICE = "roll"
 TARGET = 3
-LOAD_S = 50.0  # seconds of load: from 2 s before the change to past the rollout's end
+LOAD_S = 80.0  # seconds of load: from 2 s before the change to past the rollout's end
 SPEC = """\
 service:
   readiness_probe:

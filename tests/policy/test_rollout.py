@@ -22,6 +22,7 @@ from reconciler.policy import (
 from reconciler.policy.memory import Version
 from reconciler.policy.rollout import (
     BLUE_GREEN,
+    BY_HAND,
     MAX_HISTORY,
     ROLLING,
     current_version,
@@ -114,6 +115,7 @@ class Cloud:
         broken: int | None = None,
         crashing: int | None = None,
         refused: int | None = None,
+        crash_after: int = 1,
     ):
         self.replicas = {r.id: r for r in replicas}
         self.age: dict[str, int] = {r.id: boot for r in replicas}
@@ -121,6 +123,8 @@ class Cloud:
         self.broken = broken
         self.crashing = crashing
         self.refused = refused
+        self.crash_after = crash_after  # ticks a crashing replica stays READY
+        self.ready_for: dict[str, int] = {}
 
     def observe(self) -> Observation:
         return Observation(tuple(self.replicas.values()), offers())
@@ -139,7 +143,9 @@ class Cloud:
                 self.replicas[rid] = replace(r, state=ReplicaState.FAILED_PROVISION)
                 continue
             if r.version == self.crashing and r.state is ReplicaState.READY:
-                self.replicas[rid] = replace(r, state=ReplicaState.FAILED)
+                self.ready_for[rid] = self.ready_for.get(rid, 0) + 1
+                if self.ready_for[rid] >= self.crash_after:
+                    self.replicas[rid] = replace(r, state=ReplicaState.FAILED)
                 continue
             if (
                 r.state is ReplicaState.STARTING
@@ -169,7 +175,7 @@ def converge_first(
 
 
 def play(
-    spec: ServiceSpec, cloud: Cloud, memory: Memory, now: float, ticks: int
+    spec: ServiceSpec, cloud: Cloud, memory: Memory, now: float, ticks: int, dt: float = 30
 ) -> tuple[Memory, list[Decision]]:
     decisions = []
     for _ in range(ticks):
@@ -179,7 +185,7 @@ def play(
         check_step(spec, observed, decision)
         memory = decision.memory
         cloud.apply(decision, now)
-        now += 30
+        now += dt
     return memory, decisions
 
 
@@ -276,6 +282,22 @@ def test_a_crash_looping_version_rolls_back_automatically() -> None:
     assert any(line.startswith("rollback: v2 failed") for d in decisions for line in d.reasons)
     assert {r.version for r in cloud.replicas.values() if r.alive} == {1}
     assert sum(r.ready for r in cloud.replicas.values()) == 3
+
+
+def test_replicas_that_crash_seconds_after_ready_never_finish_a_rollout() -> None:
+    """Second verification of issue 13: with a loop ticking every 2 s, new replicas killed
+    4 s after their first ready probe made the version ready, every old replica stopped, and
+    the service went down (828 of 1283 requests failed) with no rollback: the crashes came
+    after the version counted as ready. A new replica now counts only once it has been READY
+    for MIN_READY_SECONDS, so these crashes fail the version while the old one serves."""
+    spec = make_spec(min_replicas=2, overprovision=0)
+    cloud = Cloud(fleet(2), crashing=2, crash_after=2)
+    memory, now = converge_first(spec, cloud, registered(("a", "r1")), T0)
+    memory, _ = register(memory, "b", "r2", now)
+    memory, decisions = play(spec, cloud, memory, now, 40, dt=2)
+    assert memory.version == 1 and memory.versions[-1].state == "failed"
+    assert not any("v2 ready" in line for d in decisions for line in d.reasons)
+    assert all(len([m for m in d.lb_members if m.startswith("old")]) >= 2 for d in decisions)
 
 
 def test_launches_the_market_refuses_do_not_fail_the_version() -> None:
@@ -378,3 +400,28 @@ def test_progress_names_the_step_for_review() -> None:
     assert progress(back, [*fleet(2), *fleet(1, version=2)], 3, "llama") == (
         "rolling back llama v2 → v1: 2 of 3 replaced"
     )
+
+
+def test_second_verification_rough_edges_of_rollback_and_progress() -> None:
+    """The second verification of issue 13 found: the Update line named the replicas' run
+    number (v1 → v4 while the current version was v3); leaving a good version by hand made
+    it impossible to return to; the failed version's crash-loop backoff kept delaying the
+    version rolled back to."""
+    memory = registered(("a", "r1"), ("b", "r1"), ("c", "r3"))  # v2 only changed `service:`
+    memory = replace(memory, versions=tuple(replace(v, state="ready") for v in memory.versions[:2])
+                     + memory.versions[2:])  # fmt: skip
+    assert progress(memory, [*fleet(2), *fleet(1, version=3)], 3, "llama").startswith(
+        "rolling llama v2 → v3"
+    )
+    from reconciler.policy.memory import Backoff
+
+    crashed = replace(memory, crash_backoff={"z/spot": Backoff("FAILED", 3, 1.0, 99.0)})
+    back = rollback(crashed, 2, BY_HAND)
+    assert back.crash_backoff == {} and back.version == 2
+    assert back.versions[2].state == "failed" and back.versions[2].reason == BY_HAND
+    forward = rollback(back, 3, BY_HAND)  # v3 was left by hand: it may roll out again
+    assert forward.version == 3 and forward.versions[2].state == "rolling"
+    assert forward.versions[1].state == "failed"
+    failed = rollback(replace(back, versions=(*back.versions[:2], replace(back.versions[2],
+                      reason="2 of its replicas failed"))), 3, BY_HAND)  # fmt: skip
+    assert failed.versions[2].state == "failed"  # a version that failed on its own stays so
