@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,9 +52,24 @@ def history(service: str, root: Path | None) -> None:
     click.echo(version_line(memory))
 
 
+class VersionNumber(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.5 only
+    """A version as `history` and `status` write it (`v6`) or as a number (`6`), 1 to 10**9."""
+
+    name = "version"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        text = str(value)
+        digits = text[1:] if text[:1] in ("v", "V") else text
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 10) or not (
+            1 <= int(digits) <= 10**9
+        ):
+            self.fail(f"{text!r} is not a version (write it as 6 or v6)", param, ctx)
+        return int(digits)
+
+
 @click.command("rollback")
 @service_arg
-@click.argument("version", required=False, type=click.IntRange(1, 10**9))
+@click.argument("version", required=False, type=VersionNumber())
 @root_opt
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
 def rollback(service: str, version: int | None, root: Path | None, wait_lock: bool) -> None:

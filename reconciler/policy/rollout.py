@@ -234,10 +234,13 @@ def surge_refusal(mode: str, max_surge: int | None, num_overprovision: int) -> s
 
 
 def _named(memory: Memory, runs: int, current: int) -> int:
-    """The version to name for replicas that carry `runs`: the latest other version running
-    them that did not fail (several may, when only the `service:` section changed), else
-    the latest other one, else `runs` itself."""
+    """The version to name for replicas that carry `runs`: the stable version when they are
+    its (the one the fleet is leaving), else the latest other version running them that did
+    not fail (several may, when only the `service:` section changed), else the latest other
+    one, else `runs` itself."""
     others = [v for v in memory.versions if v.runs == runs and v.number != current]
+    if any(v.number == memory.stable_version for v in others):
+        return int(memory.stable_version)  # type: ignore[arg-type]
     good = [v.number for v in others if v.state != "failed"]
     return max(good or [v.number for v in others] or [runs])
 

@@ -166,3 +166,19 @@ def test_history_marks_what_rollback_can_return_to_and_refusals_say_why(root: Pa
     out = runner.invoke(main, ["rollback", "llama", "4", "--root", str(root)])
     assert out.exit_code == 1 and out.output.count("\n") == 1, out.output
     assert "v4 failed (two replicas crashed); to try it again, edit the service file" in out.output
+
+
+@pytest.mark.parametrize(
+    ("given", "number"), [("v6", 6), ("V6", 6), ("6", 6), ("1000000000", 10**9)]
+)
+def test_rollback_takes_a_version_as_history_writes_it(root: Path, given: str, number: int) -> None:
+    """Third verification: `history` and `status` write `v6`; `rollback llama v6` was a usage
+    error. Both forms name the same version; anything else is one line, exit 2."""
+    out = CliRunner().invoke(main, ["rollback", "llama", given, "--root", str(root)])
+    assert out.exit_code == 1 and f"version {number} is not in the history" in out.output
+
+
+@pytest.mark.parametrize("given", ["v", "v0", "0", "-1", "6a", "10000000000", "٦"])
+def test_a_version_that_is_no_version_is_a_usage_error(root: Path, given: str) -> None:
+    out = CliRunner().invoke(main, ["rollback", "llama", "--root", str(root), "--", given])
+    assert out.exit_code == 2 and "is not a version" in out.output, out.output

@@ -425,3 +425,20 @@ def test_second_verification_rough_edges_of_rollback_and_progress() -> None:
     failed = rollback(replace(back, versions=(*back.versions[:2], replace(back.versions[2],
                       reason="2 of its replicas failed"))), 3, BY_HAND)  # fmt: skip
     assert failed.versions[2].state == "failed"  # a version that failed on its own stays so
+
+
+def test_the_update_line_names_the_version_the_fleet_leaves() -> None:
+    """Third verification: rolling forward by hand (`rollback llama 6`) from v5, which runs
+    v1's replicas like v3 and was marked failed by the earlier rollback, the Update line
+    said v3 → v6. It names the stable version, the one the fleet leaves."""
+    memory = registered(("a", "r1"), ("b", "r1"), ("c", "r3"))  # v2 runs v1's replicas
+    v1, v2, v3 = memory.versions
+    memory = replace(
+        memory,
+        versions=(replace(v1, state="ready"), replace(v2, state="failed", reason=BY_HAND), v3),
+        stable_version=2,
+        version=3,
+    )
+    replicas = [*fleet(2), *fleet(1, version=3)]
+    replicas[-1] = replace(replicas[-1], id="new-0")
+    assert progress(memory, replicas, 3, "llama") == "rolling llama v2 → v3: 1 of 3 replaced"
