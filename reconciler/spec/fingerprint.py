@@ -81,8 +81,10 @@ def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
         setup=part.get("setup"),
         run=part.get("run"),
         envs=envs,
-        secret_names=secrets,
-        envs_from_environment=frozenset(),
+        # Today's spec says which secret names are read from the environment (`null`): a
+        # probe header such as `Authorization: Bearer $TOKEN` must still get its value.
+        secret_names=secrets - spec.envs_from_environment,
+        envs_from_environment=secrets & spec.envs_from_environment,
         resources=resources,
         service=dataclasses.replace(spec.service, readiness_probe=probe),
     )

@@ -96,3 +96,24 @@ def test_an_earlier_versions_spec_asks_its_own_probe_path(tmp_path: Path) -> Non
     assert rebuilt.service.readiness_probe.path == "/health"
     assert rebuilt.service.readiness_probe.initial_delay_seconds == 600  # timing: today's
     assert replica_fingerprint(rebuilt) == replica_fingerprint(old)
+
+
+def test_an_earlier_versions_spec_keeps_secrets_read_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """CI caught it: a probe with `Authorization: Bearer ${TOKEN}` (TOKEN: null, read from
+    the environment) lost its value when replicas were probed as their version asks, so no
+    replica ever became ready."""
+    from reconciler.spec.model import ReadinessProbe, ServiceSection
+
+    probe = ReadinessProbe(path="/health", headers={"Authorization": "Bearer ${HF_TOKEN}"})
+    spec = ServiceSpec(
+        "svc",
+        ServiceSection(readiness_probe=probe),
+        envs={"HF_TOKEN": "", "API_KEY": "k"},
+        envs_from_environment=frozenset({"HF_TOKEN"}),
+        secret_names=frozenset({"API_KEY"}),
+    )
+    rebuilt = spec_for_part(spec, replica_part(spec))
+    assert rebuilt.envs_from_environment == spec.envs_from_environment
+    assert rebuilt.secret_env_names == spec.secret_env_names
