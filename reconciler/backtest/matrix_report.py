@@ -7,7 +7,7 @@ the prose around it (a new file gets the whole page).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,38 +138,39 @@ def format_tables(data: Results) -> list[str]:
             cells = _cells(data, workload, notices)
             if not cells:
                 continue
-            out += [
-                f"#### {workload} workload, {NOTICE_TITLES[notices]}: cost ÷ optimal / "
-                "availability %",
-                "",
-                "| warning s | cold s | target | trace | " + " | ".join(policies) + " |",
-                "|---:|---:|---:|---|" + "---:|" * len(policies),
-            ]
-            for _, rec in cells:
-                for trace, rows in rec["traces"].items():
-                    entries = [_entry(rows[p]) if p in rows else "—" for p in policies]
-                    out.append(f"| {_key(rec)} | {trace} | " + " | ".join(entries) + " |")
-            out.append("")
+            out += _cell_table(
+                f"{workload} workload, {NOTICE_TITLES[notices]}: cost ÷ optimal / availability %",
+                cells,
+                policies,
+                _entry,
+            )
             if workload != "maf":
                 continue
-            shown = [p for p in policies if p != OPTIMAL]
-            out += [
-                f"#### maf workload, {NOTICE_TITLES[notices]}: capacity downtime % / "
+            out += _cell_table(
+                f"maf workload, {NOTICE_TITLES[notices]}: capacity downtime % / "
                 "scale-up lag % of scored ticks",
-                "",
-                "| warning s | cold s | target | trace | " + " | ".join(shown) + " |",
-                "|---:|---:|---:|---|" + "---:|" * len(shown),
-            ]
-            for _, rec in cells:
-                for trace, rows in rec["traces"].items():
-                    entries = [
-                        f"{rows[p]['capacity_down_pct']:.2f} / {rows[p]['scaleup_lag_pct']:.2f}"
-                        if p in rows
-                        else "—"
-                        for p in shown
-                    ]
-                    out.append(f"| {_key(rec)} | {trace} | " + " | ".join(entries) + " |")
-            out.append("")
+                cells,
+                [p for p in policies if p != OPTIMAL],
+                lambda row: f"{row['capacity_down_pct']:.2f} / {row['scaleup_lag_pct']:.2f}",
+            )
+    return out
+
+
+def _cell_table(
+    title: str, cells: Any, policies: list[str], entry: Callable[[Any], str]
+) -> list[str]:
+    """One matrix table: a row per cell and trace, `entry(row)` per policy ("—" if absent)."""
+    out = [
+        f"#### {title}",
+        "",
+        "| warning s | cold s | target | trace | " + " | ".join(policies) + " |",
+        "|---:|---:|---:|---|" + "---:|" * len(policies),
+    ]
+    for _, rec in cells:
+        for trace, rows in rec["traces"].items():
+            entries = [entry(rows[p]) if p in rows else "—" for p in policies]
+            out.append(f"| {_key(rec)} | {trace} | " + " | ".join(entries) + " |")
+    out.append("")
     return out
 
 
