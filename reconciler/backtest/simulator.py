@@ -156,9 +156,15 @@ def notice_schedule(
     ]
 
 
-def zone_offers(zones: Sequence[str], cloud: str = "sim") -> tuple[ZoneOffer, ...]:
-    """Every zone offers spot at 1 and on-demand at 3, as in the paper's simulator."""
-    return tuple(ZoneOffer(z, z.rsplit("-", 1)[0], cloud, SPOT_COST, ON_DEMAND_COST) for z in zones)
+def zone_offers(
+    zones: Sequence[str], cloud: str = "sim", notice_lead_s: float = 0.0
+) -> tuple[ZoneOffer, ...]:
+    """Every zone offers spot at 1 and on-demand at 3, as in the paper's simulator; the
+    simulated cloud documents its nominal warning as its notice lead."""
+    return tuple(
+        ZoneOffer(z, z.rsplit("-", 1)[0], cloud, SPOT_COST, ON_DEMAND_COST, notice_lead_s)
+        for z in zones
+    )
 
 
 def simulate_window(
@@ -185,6 +191,7 @@ def simulate_window(
         tick_seconds=tick_seconds,
         launch_failure_delay_s=launch_failure_delay_s,
         qps=qps,
+        notice_lead_s=notices.warning_s,
     )
     schedule = notice_schedule(capacity, tick_seconds=tick_seconds, notices=notices, rng=rng)
     return replay.run(schedule)
@@ -220,12 +227,13 @@ class _Replay:
         tick_seconds: int,
         launch_failure_delay_s: float,
         qps: np.ndarray | None,
+        notice_lead_s: float = 0.0,
     ) -> None:
         self.policy = policy
         self.spec = spec
         self.zones = list(zones)
         self.zone_index = {z: i for i, z in enumerate(zones)}
-        self.offers = zone_offers(zones)
+        self.offers = zone_offers(zones, notice_lead_s=notice_lead_s)
         self.cap: list[list[int]] = capacity.tolist()  # python ints: faster than numpy scalars
         self.ticks = int(capacity.shape[1])
         self.tick = tick_seconds

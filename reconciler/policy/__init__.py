@@ -13,12 +13,13 @@ from reconciler.policy.decision import Decision, Launch, PolicyFn, Termination
 from reconciler.policy.memory import Memory, ZoneStatus
 from reconciler.policy.observation import Market, Observation, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.signals import FailureKind, LaunchResult, Notice, NoticeKind, Signals
-from reconciler.policy.spothedge import hedgeform, spothedge
+from reconciler.policy.spothedge import hedgeform, hedgeform_v1, spothedge
 from reconciler.spec.model import ServiceSpec
 
 POLICIES: dict[str, PolicyFn] = {
     "hedgeform": hedgeform,
     "spothedge": spothedge,
+    "hedgeform_v1": hedgeform_v1,
     "ondemand": ondemand,
     "even_spread": even_spread,
     "round_robin": round_robin,

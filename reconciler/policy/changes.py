@@ -38,6 +38,24 @@ def pick_keeping_spread(replicas: Sequence[Replica], n: int) -> list[Replica]:
     return chosen
 
 
+def pick_ready_aware(replicas: Sequence[Replica], n: int) -> list[Replica]:
+    """Stop `n` replicas furthest from serving first across every zone (a replica still
+    starting goes before a READY one wherever it is); among equals, from the zone that holds
+    the most, so the spread survives; then the newest."""
+    left = list(replicas)
+    chosen: list[Replica] = []
+    for _ in range(min(max(n, 0), len(left))):
+        counts: dict[str, int] = {}
+        for r in left:
+            counts[r.zone] = counts.get(r.zone, 0) + 1
+        worst = min(
+            left, key=lambda r: (*scale_down_key(r)[:1], -counts[r.zone], r.zone, -r.launched_at)
+        )
+        chosen.append(worst)
+        left.remove(worst)
+    return chosen
+
+
 def hold(observed: Observation, memory: Memory, reason: str) -> Decision:
     """Keep everything as it is: used when the policy must not act on what it saw."""
     alive = [r for r in observed.replicas if r.alive]

@@ -143,6 +143,10 @@ class Memory:
     version: int = 1
     stable_version: int | None = None
     rollout_failures: int = 0
+    # The adaptive spare (policy/spare_risk.py): the last measured cold start (launch to the
+    # decision that first saw the replica READY), and until when a late notice keeps the spare.
+    cold_start_s: float | None = None
+    spare_until: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -164,6 +168,8 @@ class Memory:
             "current_version": self.version,
             "stable_version": self.stable_version,
             "rollout_failures": self.rollout_failures,
+            "cold_start_s": self.cold_start_s,
+            "spare_until": self.spare_until,
         }
 
     @classmethod
@@ -203,6 +209,8 @@ class Memory:
                     for k, b in dict(data.get("zone_backoff", {})).items()
                 },
                 **_versions(data),
+                cold_start_s=_opt_seconds(data.get("cold_start_s")),
+                spare_until=_opt_seconds(data.get("spare_until")),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise MemoryFormatError(f"malformed memory: {exc!r}") from exc
@@ -231,6 +239,16 @@ def _count(name: str, value: Any, maximum: int) -> int:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _opt_seconds(value: Any) -> float | None:
+    """A finite, non-negative number of seconds (or a time since the epoch), or None."""
+    if value is None:
+        return None
+    t = float(value)
+    if not (math.isfinite(t) and t >= 0):
+        raise ValueError(f"{value!r} is not a finite, non-negative number of seconds")
+    return t
 
 
 # Times are seconds since the epoch: finite, and within what the platform's clock can show.

@@ -83,6 +83,9 @@ class ZoneOffer:
     cloud: str
     spot_price: float | None  # None: no spot offered here
     on_demand_price: float
+    # Seconds of warning the cloud gives before it reclaims a spot replica here; None: the
+    # cloud's documented lead (policy/spare_risk.py). The backtest sets its simulated one.
+    notice_lead_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

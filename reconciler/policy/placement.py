@@ -4,6 +4,12 @@ Every candidate zone starts ACTIVE. A preemption or a capacity failure marks a z
 a successful launch marks it ACTIVE again, and when fewer than two zones remain ACTIVE all reset
 to ACTIVE (there is nowhere better to go). A new spot replica goes to an ACTIVE zone that hosts
 none yet if there is one, else to any ACTIVE zone; cheapest first.
+
+The reset shares a deadlock with SkyServe (issue 14): reset zones without capacity are
+retried first because they host nothing, so the one zone with capacity never gets a second
+replica. Hedgeform's placer (`reset=False`, `queue=True`) keeps PREEMPTED zones at the back
+of the queue instead: they are used, fewest replicas first, when no ACTIVE zone is free to
+ask, and a zone refusing capacity sits out its retry delay (capacity_backoff.py).
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ def update_status(
     zones: Sequence[str],
     preempted: Iterable[str],
     launched: Iterable[str],
+    *,
+    reset: bool = True,
 ) -> dict[str, ZoneStatus]:
-    """New statuses after this tick's preemptions (and capacity failures) and launches."""
+    """New statuses after this tick's preemptions (and capacity failures) and launches;
+    `reset`: SkyServe's rule, all ACTIVE again when fewer than two are."""
     new = {z: status.get(z, ZoneStatus.ACTIVE) for z in zones}
     for zone in launched:
         if zone in new:
@@ -30,7 +39,7 @@ def update_status(
     for zone in preempted:
         if zone in new:
             new[zone] = ZoneStatus.PREEMPTED
-    if sum(1 for s in new.values() if s is ZoneStatus.ACTIVE) < MIN_ACTIVE_ZONES:
+    if reset and sum(1 for s in new.values() if s is ZoneStatus.ACTIVE) < MIN_ACTIVE_ZONES:
         new = dict.fromkeys(new, ZoneStatus.ACTIVE)
     return new
 
@@ -43,20 +52,24 @@ def choose_spot_zone(
     *,
     spread_by_count: bool,
     waiting: Collection[str] = frozenset(),
+    queue: bool = False,
+    avoid: Collection[str] = frozenset(),
 ) -> str | None:
     """The zone for the next spot replica, or None when no zone offers spot.
 
     `spread_by_count` (hedgeform) prefers the zone with the fewest replicas among ACTIVE zones;
     without it (SkyServe) an occupied ACTIVE zone is as good as any other occupied one. Ties are
     broken by rotating with `seq`, which the caller advances per launch. Zones in `waiting`
-    (retry delays, hedgeform) are skipped; while all ACTIVE zones wait, None.
+    (retry delays, hedgeform) are skipped; while all ACTIVE zones wait, None, unless `queue`
+    (Hedgeform): then the PREEMPTED zones not waiting are asked. Zones in `avoid` are never
+    chosen (a spare's diversity rule, policy/spothedge.py).
     """
-    spot = [o for o in offers if o.spot_price is not None]
+    spot = [o for o in offers if o.spot_price is not None and o.zone not in avoid]
     active = [o for o in spot if status.get(o.zone, ZoneStatus.ACTIVE) is ZoneStatus.ACTIVE]
     if waiting:
         # A zone waiting out a retry delay is not asked; while every ACTIVE zone waits, wait
         # too (on-demand covers) rather than fall back to zones marked PREEMPTED.
-        if active and all(o.zone in waiting for o in active):
+        if not queue and active and all(o.zone in waiting for o in active):
             return None
         spot = [o for o in spot if o.zone not in waiting]
         active = [o for o in active if o.zone not in waiting]

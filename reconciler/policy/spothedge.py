@@ -7,7 +7,8 @@ so on-demand covers exactly the spot that is not serving yet, never the overprov
 and stays until the replacement spot passes readiness. Spot replicas go where the dynamic
 fallback placer says (`placement`).
 
-`hedgeform` differs only where SkyServe is known to be weak (docs/policy.md):
+`hedgeform_v1` (Hedgeform's first variant, kept for comparison) differs only where SkyServe
+is known to be weak (docs/policy.md):
   - scale-down keeps the spread (stops replicas in the zone holding the most);
   - only capacity failures mark a zone preempted (quota or config errors say nothing about the
     spot market);
@@ -17,13 +18,22 @@ fallback placer says (`placement`).
   - a zone that refused spot capacity is retried after a growing, jittered delay
     (capacity_backoff.py), and a zone/market where replacements keep failing their probes
     waits out a crash-loop backoff (lifecycle.py).
-Both variants replace FAILED_INITIAL_DELAY and FAILED_PROBING replicas (lifecycle.py), as
+`hedgeform`, the default, adds (issue 14; each measured alone in docs/policy.md):
+  - the placer without SkyServe's reset-all deadlock: PREEMPTED zones wait at the back of the
+    queue instead (placement.py);
+  - the spare (`num_overprovision`) runs only while notices cannot cover the measured cold
+    start (spare_risk.py);
+  - a spare never joins the zone that alone holds the most of our spot replicas: a spare
+    lost with the replicas it protects protects nothing;
+  - scale-down stops the replicas furthest from serving first, across zones.
+Every variant replaces FAILED_INITIAL_DELAY and FAILED_PROBING replicas (lifecycle.py), as
 SkyServe does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 from reconciler.policy.autoscaling import next_target
 from reconciler.policy.capacity_backoff import capacity_blocked, update_zone_backoff
@@ -33,6 +43,7 @@ from reconciler.policy.changes import (
     launch_many,
     pick_by_order,
     pick_keeping_spread,
+    pick_ready_aware,
 )
 from reconciler.policy.decision import Decision
 from reconciler.policy.lifecycle import crash_blocked, judge
@@ -42,6 +53,7 @@ from reconciler.policy.placement import choose_on_demand_zone, choose_spot_zone,
 from reconciler.policy.rollout import check_rollback, current_runs
 from reconciler.policy.rollout import step as rollout_step
 from reconciler.policy.signals import FailureKind, NoticeKind, Signals
+from reconciler.policy.spare_risk import extend_hold, spare_needed
 from reconciler.spec.model import ServiceSpec
 
 PREEMPTION_MEMORY_SECONDS = 3600.0
@@ -55,10 +67,15 @@ class Variant:
     spread_on_scale_down: bool
     spread_by_count: bool
     backoff: bool  # capacity retry delays per zone and crash-loop backoff
+    placer_queue: bool = False  # no reset-all: PREEMPTED zones at the back of the queue
+    adaptive_spare: bool = False  # the spare only while at risk (spare_risk.py)
+    spare_diversity: bool = False  # a spare never joins the zone alone holding the most
+    ready_aware_scale_down: bool = False  # stop starting replicas before ready ones
 
 
 SPOTHEDGE = Variant("spothedge", False, False, False, False, False)
-HEDGEFORM = Variant("hedgeform", True, True, True, True, True)
+HEDGEFORM_V1 = Variant("hedgeform_v1", True, True, True, True, True)
+HEDGEFORM = Variant("hedgeform", True, True, True, True, True, True, True, True, True)
 
 
 def spothedge(
@@ -75,6 +92,30 @@ def hedgeform(
     return decide_with(HEDGEFORM, spec, observed, signals, memory, now)
 
 
+def hedgeform_v1(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    """Hedgeform's first variant (before issue 14), kept for comparison."""
+    return decide_with(HEDGEFORM_V1, spec, observed, signals, memory, now)
+
+
+def _spare_avoid(counts: dict[str, int]) -> frozenset[str]:
+    """The zone that alone holds the most of our spot replicas: no place for a spare."""
+    if not counts:
+        return frozenset()
+    most = max(counts.values())
+    top = [z for z, c in counts.items() if c == most]
+    return frozenset(top) if len(top) == 1 and most > 0 else frozenset()
+
+
+def _measured_cold_start(
+    replicas: tuple[Replica, ...], before: frozenset[str], after: frozenset[str], now: float
+) -> float | None:
+    """Seconds from launch to this decision for the replicas first seen READY now."""
+    fresh = [now - r.launched_at for r in replicas if r.id in after and r.id not in before]
+    return max(fresh) if fresh else None
+
+
 def decide_with(
     variant: Variant,
     spec: ServiceSpec,
@@ -86,8 +127,13 @@ def decide_with(
     if not observed.complete:
         return hold(observed, memory, "observation incomplete: holding the current layout")
     failed_before = set(memory.failed)
+    ready_before = memory.ready_once
     judged = judge(spec.service.readiness_probe, observed.replicas, memory, now)
     observed, memory = replace(observed, replicas=judged.replicas), judged.memory
+    if variant.adaptive_spare:
+        cold = _measured_cold_start(observed.replicas, ready_before, memory.ready_once, now)
+        if cold is not None:
+            memory = replace(memory, cold_start_s=cold)
     memory, rollout_notes = check_rollback(memory, judged.replicas, failed_before)
     rp = spec.service.replica_policy
     step = next_target(rp, signals, memory, now)
@@ -104,16 +150,19 @@ def decide_with(
     recent = [p for p in memory.recent_preemptions if now - p[2] <= PREEMPTION_MEMORY_SECONDS]
     seen = {p[0] for p in recent}
     hit: list[str] = []
+    losses: list[tuple[str, float]] = []  # (replica, when) of preemptions first seen now
     for notice in signals.notices:
         if notice.kind is NoticeKind.PREEMPTED and notice.replica_id not in seen:
             recent.append((notice.replica_id, notice.zone, notice.at))
             seen.add(notice.replica_id)
             hit.append(notice.zone)
+            losses.append((notice.replica_id, notice.at))
     for r in observed.replicas:
         if r.state is ReplicaState.PREEMPTED and r.id not in seen:
             recent.append((r.id, r.zone, now))
             seen.add(r.id)
             hit.append(r.zone)
+            losses.append((r.id, now))
     alive_spot_ids = {r.id for r in every_alive if r.market is Market.SPOT}
     warned: dict[str, float] = {}
     if variant.act_on_warnings:
@@ -135,7 +184,9 @@ def decide_with(
         elif not variant.capacity_failures_only or result.failure is FailureKind.CAPACITY:
             hit.append(result.zone)
     zone_names = [o.zone for o in observed.zones]
-    status = update_status(memory.zone_status, zone_names, hit, launched)
+    status = update_status(
+        memory.zone_status, zone_names, hit, launched, reset=not variant.placer_queue
+    )
     zone_backoff = dict(memory.zone_backoff)
     od_offers = observed.zones
     spot_blocked: frozenset[str] = frozenset()
@@ -156,7 +207,25 @@ def decide_with(
     od = [r for r in alive if r.market is Market.ON_DEMAND]
     serving_spot = [r for r in spot if r.id not in warned]
     ready_spot = sum(1 for r in serving_spot if r.ready)
-    final = target + rp.num_overprovision
+    spare = rp.num_overprovision
+    spare_until = memory.spare_until
+    if variant.adaptive_spare and spec.resources.use_spot:
+        warned_at = dict(memory.warned)
+        for n in signals.notices:
+            if n.kind is NoticeKind.WARNING:
+                warned_at.setdefault(n.replica_id, n.at)
+        leads = [
+            (at, max(0.0, at - warned_at[rid]) if rid in warned_at else 0.0) for rid, at in losses
+        ]
+        spare_until = extend_hold(spare_until, leads, memory.cold_start_s)
+        needed, why = spare_needed(
+            observed.zones, (r.zone for r in spot), memory.cold_start_s, spare_until, now
+        )
+        if spare and not needed:
+            spare = 0
+        if rp.num_overprovision:
+            reasons.append(why)
+    final = target + spare
     if spec.resources.use_spot:
         base = rp.base_ondemand_fallback_replicas
         spot_to_keep = max(0, final - base)
@@ -175,25 +244,40 @@ def decide_with(
         counts: dict[str, int] = {}
         for r in spot:  # warned replicas still occupy their zone
             counts[r.zone] = counts.get(r.zone, 0) + 1
-        new, seq = launch_many(
-            spot_to_keep - len(serving_spot),
-            Market.SPOT,
-            seq,
-            counts,
-            lambda c, s: choose_spot_zone(
+        missing = spot_to_keep - len(serving_spot)
+        # With spare diversity, the part of the target first, then the spares elsewhere.
+        serving_part = missing
+        if variant.spare_diversity:
+            serving_part = min(missing, max(0, spot_to_keep - spare - len(serving_spot)))
+        why = f"spot {len(serving_spot)} < {spot_to_keep} wanted"
+
+        def place_spot(c: dict[str, int], s: int, *, diverse: bool) -> str | None:
+            return choose_spot_zone(
                 observed.zones,
                 status,
                 c,
                 s,
                 spread_by_count=variant.spread_by_count,
                 waiting=spot_blocked,
-            ),
-            f"spot {len(serving_spot)} < {spot_to_keep} wanted",
-        )
-        launches.extend(new)
+                queue=variant.placer_queue,
+                avoid=_spare_avoid(c) if diverse else frozenset(),
+            )
+
+        for count, diverse in ((serving_part, False), (missing - serving_part, True)):
+            new, seq = launch_many(
+                count,
+                Market.SPOT,
+                seq,
+                counts,
+                partial(place_spot, diverse=diverse),
+                why,
+            )
+            launches.extend(new)
     elif len(serving_spot) > spot_to_keep:
         extra = len(serving_spot) - spot_to_keep
         pick = pick_keeping_spread if variant.spread_on_scale_down else pick_by_order
+        if variant.ready_aware_scale_down:
+            pick = pick_ready_aware
         why = f"spot {len(serving_spot)} > {spot_to_keep} wanted"
         stopping.extend((r, why) for r in pick(serving_spot, extra))
 
@@ -212,7 +296,8 @@ def decide_with(
         launches.extend(new)
     elif len(od) > od_to_keep:
         why = f"on-demand {len(od)} > {od_to_keep} needed ({ready_spot} spot ready)"
-        stopping.extend((r, why) for r in pick_by_order(od, len(od) - od_to_keep))
+        pick_od = pick_ready_aware if variant.ready_aware_scale_down else pick_by_order
+        stopping.extend((r, why) for r in pick_od(od, len(od) - od_to_keep))
 
     # Drain warned replicas from the load balancer only when the others can carry the target:
     # the last servers keep serving until the cloud takes them (or cover is ready).
@@ -230,11 +315,12 @@ def decide_with(
         recent_preemptions=tuple(recent),
         warned=tuple(sorted(warned.items())),
         zone_backoff=zone_backoff,
+        spare_until=spare_until,
     )
     rolled = rollout_step(
         new_memory,
         target=target,
-        final=final,
+        final=target + rp.num_overprovision,  # the rollout's room is the user's, spare or not
         current=alive,
         old=old,
         launches=launches,

@@ -275,7 +275,7 @@ def test_unannounced_preemptions_reach_the_policy_unwarned() -> None:
 
     def run(model: NoticeModel) -> tuple[int, int]:
         r = simulate_window(
-            POLICIES["hedgeform"], spec, zones, capacity, cold_start_s=120, notices=model,
+            POLICIES["hedgeform_v1"], spec, zones, capacity, cold_start_s=120, notices=model,
             rng=np.random.default_rng(0),
         )  # fmt: skip
         return r.preemptions, r.warned_preemptions
