@@ -49,7 +49,8 @@ def pick_ready_aware(replicas: Sequence[Replica], n: int) -> list[Replica]:
         for r in left:
             counts[r.zone] = counts.get(r.zone, 0) + 1
         worst = min(
-            left, key=lambda r: (*scale_down_key(r)[:1], -counts[r.zone], r.zone, -r.launched_at)
+            left,
+            key=lambda r: (scale_down_key(r)[0], -counts[r.zone], -r.launched_at, r.zone),
         )
         chosen.append(worst)
         left.remove(worst)
