@@ -75,12 +75,18 @@ def spare_needed(
     cold_start_s: float | None,
     spare_until: float | None,
     now: float,
+    *,
+    documented_prior: bool = True,
 ) -> tuple[bool, str]:
-    """Whether to run the spare now, and why (for the decision's reasons)."""
+    """Whether to run the spare now, and why (for the decision's reasons). Without
+    `documented_prior` (an ablation, docs/policy.md) every lead is trusted until a late
+    preemption is seen."""
     if cold_start_s is None:
         return True, "spare kept: cold start not measured yet"
     if spare_until is not None and now < spare_until:
         return True, f"spare kept until {spare_until:.0f}: a recent preemption's notice was late"
+    if not documented_prior:
+        return False, "no spare: no late notice seen"
     by_zone = {o.zone: o for o in offers if o.spot_price is not None}
     in_use = sorted(z for z in set(spot_zones) if z in by_zone) or sorted(by_zone)
     for zone in in_use:

@@ -71,6 +71,7 @@ class Variant:
     adaptive_spare: bool = False  # the spare only while at risk (spare_risk.py)
     spare_diversity: bool = False  # a spare never joins the zone alone holding the most
     ready_aware_scale_down: bool = False  # stop starting replicas before ready ones
+    documented_prior: bool = True  # adaptive spare: the clouds' documented leads as its prior
 
 
 SPOTHEDGE = Variant("spothedge", False, False, False, False, False)
@@ -219,7 +220,12 @@ def decide_with(
         ]
         spare_until = extend_hold(spare_until, leads, memory.cold_start_s)
         needed, why = spare_needed(
-            observed.zones, (r.zone for r in spot), memory.cold_start_s, spare_until, now
+            observed.zones,
+            (r.zone for r in spot),
+            memory.cold_start_s,
+            spare_until,
+            now,
+            documented_prior=variant.documented_prior,
         )
         if spare and not needed:
             spare = 0

@@ -73,3 +73,9 @@ def test_spare_follows_the_clouds_documented_lead_against_the_cold_start() -> No
 def test_a_hold_keeps_the_spare_until_it_ends() -> None:
     assert spare_needed(offers(), ["za-1a"], 100.0, 500.0, 499.0)[0] is True
     assert spare_needed(offers(), ["za-1a"], 100.0, 500.0, 500.0)[0] is False
+
+
+def test_without_the_documented_prior_only_a_seen_late_notice_keeps_the_spare() -> None:
+    gcp = (ZoneOffer("g-1a", "g-1", "gcp", 1.0, 3.0),)
+    assert spare_needed(gcp, ["g-1a"], 100.0, None, 0.0, documented_prior=False)[0] is False
+    assert spare_needed(gcp, ["g-1a"], 100.0, 50.0, 0.0, documented_prior=False)[0] is True
