@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/ablation.py [--jobs 2] [--json FILE] [TRACE ...]
 
-Runs `hedgeform`, `hedgeform` with each of its four issue-14 changes taken out, `hedgeform_v1`,
-`spothedge` and `optimal` over the constant-load, 120 s cold start cells of the evaluation
+Runs `hedgeform`, `hedgeform` with each of its four issue-14 changes taken out (and its
+adaptive spare without the documented-lead prior), `hedgeform_v1` and `spothedge` over the
+constant-load, 120 s cold start cells of the evaluation
 matrix (warning 0, 30 and 120 s; perfect and realistic notices; targets 1, 3 and 8: 15 cells)
 on each trace set (default: ../shared/traces/spothedge/{AWS1,AWS2,AWS3,GCP1}), with the
-matrix's settings (10 windows, seed 0, overprovision 1). Prints one markdown row per variant:
+matrix's settings (10 windows, seed 0, overprovision 1); `optimal`'s cost on each is read from
+the recorded matrix (docs/evaluation.json, which must hold these cells and traces at these
+settings: the solver does not depend on the policy). Prints one markdown row per variant:
 the default cell's cost / optimal (mean over traces) and its lowest availability; then, over
 the warning 0 and 30 s cells (36 cell/traces), how often it Pareto-dominates spothedge
 (availability to 4 decimals >=, mean cost per window to 2 decimals <=, as the matrix
@@ -43,7 +46,8 @@ VARIANTS: dict[str, Variant] = {
     "without spare diversity": replace(HEDGEFORM, spare_diversity=False),
     "without readiness-aware scale-down": replace(HEDGEFORM, ready_aware_scale_down=False),
 }
-FIXED = ("hedgeform_v1", "spothedge", OPTIMAL)
+FIXED = ("hedgeform_v1", "spothedge")
+RECORDED = ROOT / "docs" / "evaluation.json"
 
 
 def _policy(variant: Variant) -> PolicyFn:
@@ -114,6 +118,21 @@ def main() -> None:
     dirs = args.traces or [TRACES / n for n in ("AWS1", "AWS2", "AWS3", "GCP1")]
     jobs = [(n, c.id, str(d)) for c in cells() for d in dirs for n in [*VARIANTS, *FIXED]]
     results: dict[tuple[str, str, str], tuple[float, float]] = {}
+    recorded = json.loads(RECORDED.read_text())
+    ours = MatrixSettings()
+    theirs = recorded["settings"]
+    if any(theirs[k] != getattr(ours, k) for k in ("repeats", "seed", "overprovision")) or (
+        theirs["launch_failure_delay_s"] != ours.launch_failure_delay_s
+        or theirs["unwarned_share"] != ours.unwarned_share
+    ):
+        sys.exit(f"{RECORDED}: not run with the matrix's default settings")
+    for cell in cells():
+        for d in dirs:
+            try:
+                row = recorded["cells"][cell.id]["traces"][d.name][OPTIMAL]
+            except KeyError:
+                sys.exit(f"{RECORDED} has no optimal for {cell.id} / {d.name}: run make evaluate")
+            results[(OPTIMAL, cell.id, d.name)] = (row["cost_units"], 100.0)
     with ProcessPoolExecutor(args.jobs) as pool:
         for i, (name, cell_id, trace, units, avail) in enumerate(pool.map(run_one, jobs), 1):
             results[(name, cell_id, trace)] = (units, avail)

@@ -25,7 +25,15 @@ from reconciler.errors import BacktestError, TraceError
 from reconciler.spec.service import MAX_REPLICAS
 from reconciler.traces import load_trace_set
 
-DEFAULT_POLICIES = ("spothedge", "hedgeform", "ondemand", "even_spread", "round_robin", "static")
+DEFAULT_POLICIES = (
+    "spothedge",
+    "hedgeform",
+    "hedgeform_v1",
+    "ondemand",
+    "even_spread",
+    "round_robin",
+    "static",
+)
 MAF_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "workloads"
 MAF_NAME = "maf1-requests-per-minute.csv"
 

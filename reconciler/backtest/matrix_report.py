@@ -221,6 +221,63 @@ def format_pareto(data: Results) -> list[str]:
     return out
 
 
+# Issue 14's "done when" for the default policy, checked on the recorded figures.
+GOAL_CELL = "w120-perfect-c120-t3-constant"  # the backtest's defaults
+GOAL_AVAILABILITY = 99.9
+GOAL_COST_RATIO = 1.10
+
+
+def format_goals(data: Results, policy: str = "hedgeform") -> list[str]:
+    """The default cell against 99.9 % at 1.10 x optimal, and dominance over spothedge in the
+    warning 0 and 30 s, 120 s cold start, constant-load cells, per notice model."""
+    cells = data["cells"]
+    out = [f"### Issue 14's goals for {policy}", ""]
+    if GOAL_CELL in cells:
+        rows = cells[GOAL_CELL]["traces"]
+        met = []
+        for trace, r in rows.items():
+            if policy not in r:
+                continue
+            row = r[policy]
+            ok = row["availability_pct"] >= GOAL_AVAILABILITY and (
+                row["cost_ratio"] is not None and row["cost_ratio"] <= GOAL_COST_RATIO
+            )
+            met.append(f"{trace} {_entry(row)} {'✓' if ok else '✗'}")
+        out += [
+            f"- Defaults ({GOAL_CELL}), goal ≥ {GOAL_AVAILABILITY} % at ≤ {GOAL_COST_RATIO:.2f} × "
+            f"optimal (cost ÷ optimal / availability %): " + "; ".join(met) + ".",
+        ]
+    for notices in ("none", "perfect", "realistic"):
+        picked = [
+            (cid, rec)
+            for cid, rec in cells.items()
+            if rec["cell"]["warning_s"] in (0, 30)
+            and rec["cell"]["notices"] == notices
+            and rec["cell"]["cold_start_s"] == 120
+            and rec["cell"]["workload"] == "constant"
+        ]
+        pairs = dom = 0
+        for _, rec in picked:
+            for r in rec["traces"].values():
+                if policy in r and BASELINE in r:
+                    pairs += 1
+                    dom += all(compare(r[policy], r[BASELINE]))
+        if pairs:
+            out.append(
+                f"- Warning 0/30 s, cold start 120 s, targets 1/3/8, constant load, "
+                f"{NOTICE_TITLES[notices]}: dominates spothedge in **{dom} of {pairs}** "
+                "cell/traces (goal: all)."
+            )
+    v = versus_baseline(data, policy)
+    if v.pairs:
+        out.append(
+            f"- Anywhere in the matrix, availability at most 0.1 point below spothedge's: worst "
+            f"{_pts(v.worst_shortfall)} points ({v.worst_where}) "
+            f"{'✓' if v.worst_shortfall <= 0.1 else '✗'}."
+        )
+    return [*out, ""]
+
+
 def _factor_labels(cell: Mapping[str, Any]) -> list[str]:
     """The cell's value of each factor, as the by-factor table's rows name them."""
     return [
@@ -317,6 +374,7 @@ def format_settings(data: Results) -> list[str]:
 
 def format_generated(data: Results, plot_name: str | None) -> str:
     lines = [BEGIN, "", "### Settings and runs", "", *format_settings(data), *format_runs(data)]
+    lines += format_goals(data)
     lines += ["### Pareto summary vs spothedge", "", *format_pareto(data)]
     lines += format_by_factor(data)
     if plot_name:

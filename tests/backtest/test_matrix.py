@@ -14,8 +14,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.backtest import matrix
-from reconciler.backtest.matrix import Cell, downtime_split, grid, source_fingerprint
-from reconciler.backtest.matrix_report import BEGIN, END, format_by_factor, versus_baseline
+from reconciler.backtest.matrix import Cell, cell_by_id, downtime_split, grid, source_fingerprint
+from reconciler.backtest.matrix_report import (
+    BEGIN,
+    END,
+    format_by_factor,
+    format_goals,
+    versus_baseline,
+)
 from reconciler.backtest.runner import BacktestConfig, backtest_spec, demand
 from reconciler.backtest.simulator import simulate_window
 from reconciler.backtest.workload import Workload
@@ -200,6 +206,21 @@ def test_dominance_is_availability_at_least_and_cost_at_most_spothedge() -> None
     assert never_below.worst_shortfall == pytest.approx(-0.2) and never_below.dominates == 0
     rows = format_by_factor(data)
     assert "| warning 0 s, none | 2/4 | 1/4 | +0.25 | -0.30 | -0.5 |" in rows
+
+
+def test_the_goals_check_the_default_cell_and_dominance_where_notices_are_short() -> None:
+    n = len(grid())
+    base = [(99.0, 100.0)] * n
+    mine = [(99.95, 100.0)] * n
+    mine[1] = (98.8, 90.0)  # w0-none-c120-t3-constant: cheaper but 0.2 points less available
+    lines = "\n".join(format_goals(fake_results({"spothedge": base, "hedgeform": mine})))
+    assert "T 1.00 / 99.95 ✓" in lines  # the default cell meets 99.9 % at 1.10 x
+    assert "no notices (warning 0 s): dominates spothedge in **2 of 3**" in lines
+    assert "perfect notices: dominates spothedge in **3 of 3**" in lines
+    assert "worst 0.20 points (w0-none-c120-t3-constant / T) ✗" in lines
+    mine[grid().index(cell_by_id("w120-perfect-c120-t3-constant"))] = (99.85, 100.0)
+    lines = "\n".join(format_goals(fake_results({"spothedge": base, "hedgeform": mine})))
+    assert "T 1.00 / 99.85 ✗" in lines
 
 
 # -- resuming ------------------------------------------------------------------------------------
