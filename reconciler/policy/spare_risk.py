@@ -84,7 +84,11 @@ def spare_needed(
     if cold_start_s is None:
         return True, "spare kept: cold start not measured yet"
     if spare_until is not None and now < spare_until:
-        return True, f"spare kept until {spare_until:.0f}: a recent preemption's notice was late"
+        left = spare_until - now
+        more = f"{left / 3600:.1f} h" if left >= 3600 else f"{max(1, round(left / 60))} min"
+        return True, (
+            f"spare kept {more} more: a recent preemption's notice was shorter than the cold start"
+        )
     if not documented_prior:
         return False, "no spare: no late notice seen"
     by_zone = {o.zone: o for o in offers if o.spot_price is not None}

@@ -148,3 +148,13 @@ def test_scale_down_stops_starting_replicas_before_ready_ones_across_zones() -> 
     # among equals, the zone holding the most, newest first
     ready = [spot("a1", "za-1a", at=1), spot("a2", "za-1a", at=2), spot("b1", "za-1b", at=3)]
     assert [r.id for r in pick_ready_aware(ready, 2)] == ["a2", "b1"]
+
+
+@pytest.mark.parametrize("value", [-1.0, "soon", float("nan"), float("inf")])
+def test_a_malformed_spare_field_is_refused_as_a_memory_format_error(value: object) -> None:
+    from reconciler.errors import MemoryFormatError
+
+    for key in ("cold_start_s", "spare_until"):
+        raw = {**Memory().to_json(), key: value}
+        with pytest.raises(MemoryFormatError, match="malformed memory"):
+            Memory.from_json(raw)

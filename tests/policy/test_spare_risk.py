@@ -72,6 +72,8 @@ def test_spare_follows_the_clouds_documented_lead_against_the_cold_start() -> No
 
 def test_a_hold_keeps_the_spare_until_it_ends() -> None:
     assert spare_needed(offers(), ["za-1a"], 100.0, 500.0, 499.0)[0] is True
+    assert "spare kept 8.3 h more" in spare_needed(offers(), [], 100.0, 30_000.0, 0.0)[1]
+    assert "spare kept 2 min more" in spare_needed(offers(), [], 100.0, 130.0, 0.0)[1]
     assert spare_needed(offers(), ["za-1a"], 100.0, 500.0, 500.0)[0] is False
 
 
