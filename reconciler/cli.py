@@ -77,6 +77,7 @@ COMMANDS = {
     "state": "reconciler.engine.commands:state",
     "history": "reconciler.engine.versions:history",
     "rollback": "reconciler.engine.versions:rollback",
+    "mix": "reconciler.engine.mix:mix",
 }
 
 

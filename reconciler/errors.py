@@ -12,7 +12,9 @@ tell errors apart catch the subclass; the tree:
     │   │   └── SettingsError ............. a missing or malformed cloud setting
     │   ├── UnitValueError ................ a value a systemd unit or crontab cannot hold
     │   ├── TraceError .................... a spot trace file or directory
-    │   └── BacktestError ................. backtest arguments
+    │   ├── BacktestError ................. backtest arguments
+    │   ├── ProfileError .................. a GPU throughput profile (spec/profile)
+    │   └── MixError ...................... no GPU mix serves the rate (policy/mix)
     ├── StoredStateError .................. a file Hedgeform keeps that it cannot use
     │   ├── StateError .................... reconciler.json (engine/state_store)
     │   │   └── WrittenMeanwhile .......... a conditional write lost (clouds/objects)
@@ -91,6 +93,14 @@ class TraceError(InputError):
 
 class BacktestError(InputError):
     """Bad backtest input; the message is one line for the user."""
+
+
+class ProfileError(InputError):
+    """A throughput profile that cannot be used; one line naming the field path."""
+
+
+class MixError(InputError):
+    """No GPU mix can serve the asked rate (or the question is malformed); one line."""
 
 
 # -- stored state -------------------------------------------------------------------------

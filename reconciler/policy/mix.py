@@ -1,0 +1,185 @@
+"""The cheapest mix of GPU types that serves a request rate within the SLO (issue 15, Mélange).
+
+Mélange (Griggs et al., arXiv 2404.14527) shows that the cheapest way to serve an LLM at a
+latency SLO is often a *mix* of GPU types: small requests are cheaper per request on small
+GPUs, large ones on large GPUs. Given a throughput profile (`spec.profile.Profile`: per type a
+price and, per request-size bucket, the highest rate one instance sustains within the SLO) and
+a total rate `r` (requests/s), `solve_mix` returns the integer count per type of least $/h
+such that the traffic fits:
+
+- **size-aware** (the load balancer routes by request size): bucket b's traffic `r * d_b` may
+  be split freely across types; `x[b, t] >= 0`, `sum_t x[b, t] = r * d_b`, and each type's
+  load `sum_b x[b, t] / (max_rps[t][b] * max_utilization) <= n[t]` (an instance at full load
+  is one unit). This is the "continuous split" relaxation of Mélange's slicing, so its cost
+  is at most Mélange's for any slice factor (its slices are one feasible split).
+- **size-oblivious** (the load balancer cannot route by size: every type sees the same mix):
+  type t serves a rate `y[t]` with load per request/s `L[t] = sum_b d_b / (max_rps[t][b] *
+  max_utilization)`; `sum_t y[t] = r`, `L[t] * y[t] <= n[t]`.
+
+An integer program solved exactly by HiGHS (`highspy`, `mip_rel_gap` 0), with a 1e-6 $/h
+penalty per instance so that among equally cheap mixes the one with fewer instances wins, then
+the cheapest by type order. Pure: no I/O, no clock. Errors: `MixError`, one line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import highspy
+import numpy as np
+
+from reconciler.errors import MixError
+from reconciler.spec.profile import Profile
+
+TIE_BREAK_USD = 1e-6  # per instance: fewer instances among equally cheap mixes
+
+
+@dataclass(frozen=True)
+class Mix:
+    counts: dict[str, int]  # per GPU type, in the profile's order
+    usd_per_hour: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mix": dict(self.counts), "usd_per_hour": round(self.usd_per_hour, 6)}
+
+
+def solve_mix(
+    profile: Profile,
+    rate_rps: float,
+    *,
+    size_aware: bool = True,
+    max_utilization: float = 1.0,
+    caps: Mapping[str, int] | None = None,
+    prices: Mapping[str, float] | None = None,
+) -> Mix:
+    """The least-cost integer mix for `rate_rps` (module docstring). `caps`: at most this many
+    instances of a type; `prices`: $/h overriding the profile's (e.g. the effective price of a
+    type whose spot is gone: on-demand). MixError if no mix can serve the rate."""
+    if not math.isfinite(rate_rps) or rate_rps < 0:
+        raise MixError(f"rate {rate_rps!r} req/s is not a finite, non-negative number")
+    if not 0 < max_utilization <= 1:
+        raise MixError(f"max_utilization {max_utilization!r} is not in (0, 1]")
+    names = [g.name for g in profile.gpus]
+    unknown = sorted(set(caps or {}) - set(names)) + sorted(set(prices or {}) - set(names))
+    if unknown:
+        raise MixError(f"{unknown[0]!r} is not a GPU type of the profile ({', '.join(names)})")
+    price = np.array([float((prices or {}).get(g.name, g.usd_per_hour)) for g in profile.gpus])
+    upper_n = np.array([float((caps or {}).get(n, highspy.kHighsInf)) for n in names])
+    if rate_rps == 0:
+        return Mix(dict.fromkeys(names, 0), 0.0)
+    share = [profile.distribution[i][j] for i, j in profile.buckets]
+    # capacity[t][b]: requests/s one instance of t sustains in bucket b, at the headroom
+    capacity = np.array(
+        [[g.max_rps[i][j] * max_utilization for i, j in profile.buckets] for g in profile.gpus]
+    )
+    for b, d in enumerate(share):
+        if d > 0 and not capacity[:, b].any():
+            i, j = profile.buckets[b]
+            raise MixError(f"no GPU type serves request bucket [{i}][{j}] within the SLO")
+    if size_aware:
+        counts = _solve_split(price, upper_n, capacity, np.array(share) * rate_rps)
+    else:
+        counts = _solve_oblivious(price, upper_n, capacity, np.array(share), rate_rps)
+    chosen = {n: int(c) for n, c in zip(names, counts, strict=True)}
+    return Mix(chosen, float(sum(p * c for p, c in zip(price, counts, strict=True))))
+
+
+def _solve_split(
+    price: np.ndarray, upper_n: np.ndarray, capacity: np.ndarray, traffic: np.ndarray
+) -> np.ndarray:
+    """Columns: n[t] (integer), then x[b, t] for every bucket b and type t."""
+    types, buckets = capacity.shape
+    n_x = types * buckets
+    rows: list[tuple[dict[int, float], float, float]] = []
+    for b in range(buckets):  # the bucket's traffic is served
+        rows.append(({types + b * types + t: 1.0 for t in range(types)}, traffic[b], traffic[b]))
+    for t in range(types):  # a type's load fits its instances
+        coef = {types + b * types + t: 1.0 / capacity[t, b] for b in range(buckets)
+                if capacity[t, b] > 0}  # fmt: skip
+        coef[t] = -1.0
+        rows.append((coef, -highspy.kHighsInf, 0.0))
+    x_upper = [
+        highspy.kHighsInf if capacity[t, b] > 0 and traffic[b] > 0 else 0.0
+        for b in range(buckets)
+        for t in range(types)
+    ]
+    return _solve(price, upper_n, np.zeros(n_x), np.array(x_upper), rows)
+
+
+def _solve_oblivious(
+    price: np.ndarray, upper_n: np.ndarray, capacity: np.ndarray, share: np.ndarray, rate: float
+) -> np.ndarray:
+    """Columns: n[t] (integer), then y[t], the rate type t serves with the whole mix."""
+    types = capacity.shape[0]
+    load = np.zeros(types)
+    y_upper = np.full(types, highspy.kHighsInf)
+    for t in range(types):
+        needed = share > 0
+        if (capacity[t, needed] <= 0).any():
+            y_upper[t] = 0.0  # cannot serve some bucket the mix holds
+        else:
+            load[t] = float((share[needed] / capacity[t, needed]).sum())
+    rows: list[tuple[dict[int, float], float, float]] = [
+        ({types + t: 1.0 for t in range(types)}, rate, rate)
+    ]
+    for t in range(types):
+        rows.append(({types + t: load[t], t: -1.0}, -highspy.kHighsInf, 0.0))
+    if not (y_upper > 0).any():
+        raise MixError("no GPU type serves every request bucket, as a size-oblivious mix needs")
+    return _solve(price, upper_n, np.zeros(types), y_upper, rows)
+
+
+def _solve(
+    price: np.ndarray,
+    upper_n: np.ndarray,
+    cont_cost: np.ndarray,
+    cont_upper: np.ndarray,
+    rows: list[tuple[dict[int, float], float, float]],
+) -> np.ndarray:
+    types = len(price)
+    num_col = types + len(cont_cost)
+    starts: list[int] = []
+    index: list[int] = []
+    value: list[float] = []
+    for coef, _, _ in rows:
+        starts.append(len(index))
+        for col in sorted(coef):
+            index.append(col)
+            value.append(coef[col])
+    highs: Any = highspy.Highs  # highspy's type hints are partial: treat the solver as Any
+    h = highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.setOptionValue("mip_abs_gap", 0.0)
+    integrality = np.concatenate(
+        [np.full(types, int(highspy.HighsVarType.kInteger)), np.zeros(len(cont_cost))]
+    ).astype(np.uint8)
+    status = h.passModel(
+        num_col,
+        len(rows),
+        len(index),
+        int(highspy.MatrixFormat.kRowwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        np.concatenate([price + TIE_BREAK_USD, cont_cost]),
+        np.zeros(num_col),
+        np.concatenate([upper_n, cont_upper]),
+        np.array([lo for _, lo, _ in rows], dtype=np.float64),
+        np.array([hi for _, _, hi in rows], dtype=np.float64),
+        np.array(starts, dtype=np.int32),
+        np.array(index, dtype=np.int32),
+        np.array(value, dtype=np.float64),
+        integrality,
+    )
+    if status == highspy.HighsStatus.kError:
+        raise MixError("HiGHS rejected the mix model")
+    h.run()
+    model_status = h.getModelStatus()
+    if model_status != highspy.HighsModelStatus.kOptimal:
+        why = h.modelStatusToString(model_status)
+        raise MixError(f"no mix serves this rate within the caps ({why})")
+    values = np.asarray(h.getSolution().col_value, dtype=np.float64)[:types]
+    return np.rint(values).astype(np.int64)

@@ -1,0 +1,234 @@
+"""The GPU mix solver (policy/mix.py) and its profile (spec/profile.py), issue 15."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.cli import main
+from reconciler.errors import MixError, ProfileError
+from reconciler.policy.mix import solve_mix
+from reconciler.spec.profile import parse_profile
+
+ANCHOR = Path(__file__).resolve().parents[2].parent / "shared" / "melange" / "anchor.json"
+needs_anchor = pytest.mark.skipif(not ANCHOR.is_file(), reason="needs ../shared/melange")
+FIXTURE = {
+    "gpus": {
+        "A10G": {"usd_per_hour": 1.01, "max_rps": 0.365},
+        "A100-80GB": {"usd_per_hour": 3.67, "max_rps": 2.0},
+    }
+}
+
+
+def _anchor() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(ANCHOR.read_text())
+    return data
+
+
+@needs_anchor
+def test_every_anchor_point_costs_no_more_than_melange_and_the_best_single_type() -> None:
+    anchor = _anchor()
+    assert len(anchor["points"]) == 16
+    for point in anchor["points"]:
+        profile = parse_profile(anchor["configs"][point["config"]])
+        got = solve_mix(profile, point["rate_rps"])
+        where = f"{point['config']} at {point['rate_rps']} req/s"
+        assert got.usd_per_hour <= point["melange_sf4"]["cost"] + 1e-9, where
+        assert got.usd_per_hour <= point["melange_sf1"]["cost"] + 1e-9, where
+        assert got.usd_per_hour <= point["best_single_usd_per_hour"] + 1e-9, where
+        # the continuous split is the same relaxation: the same optimum
+        assert got.usd_per_hour == pytest.approx(point["continuous_split"]["cost"]), where
+
+
+@needs_anchor
+def test_the_published_call_out_at_4_3_requests_per_second() -> None:
+    fixture = _anchor()["single_bucket_fixture"]
+    got = solve_mix(parse_profile({"gpus": fixture["gpus"]}), fixture["callout"]["rate_rps"])
+    assert got.counts == {"A10G": 1, "A100-80GB": 2} == fixture["callout"]["mix"]
+    assert got.usd_per_hour == pytest.approx(8.35)
+    a100_only = 3 * 3.67
+    assert 100 * (1 - got.usd_per_hour / a100_only) == pytest.approx(24.2, abs=0.1)
+
+
+def test_the_call_out_without_the_shared_data() -> None:
+    got = solve_mix(parse_profile(FIXTURE), 4.3)
+    assert (got.counts, round(got.usd_per_hour, 2)) == ({"A10G": 1, "A100-80GB": 2}, 8.35)
+
+
+# -- against brute force ---------------------------------------------------------------------
+
+caps = st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 5.0])
+
+
+@st.composite
+def instances(draw: st.DrawFn) -> tuple[dict[str, Any], float]:
+    rows, cols = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    weights = [draw(st.integers(0, 4)) for _ in range(rows * cols)]
+    if not any(weights):
+        weights[0] = 1
+    dist = [[w / sum(weights) for w in weights[r * cols : (r + 1) * cols]] for r in range(rows)]
+    gpus = {}
+    for t in range(draw(st.integers(1, 3))):
+        grid = [[draw(caps) for _ in range(cols)] for _ in range(rows)]
+        gpus[f"T{t}"] = {"usd_per_hour": draw(st.sampled_from([1.0, 1.5, 2.0, 3.5])),
+                         "max_rps": grid}  # fmt: skip
+    return {"gpus": gpus, "distribution": dist}, draw(st.sampled_from([0.5, 1.0, 2.5, 4.0]))
+
+
+def _oblivious_brute_force(profile: dict[str, Any], rate: float) -> float | None:
+    """Try every count vector up to 8 per type; a size-oblivious mix serves `rate` iff
+    sum_t n_t / L_t >= rate, with L_t the load one request/s of the mix puts on a t."""
+    dist = [d for row in profile["distribution"] for d in row]
+    per_rate = []
+    for g in profile["gpus"].values():
+        cap = [c for row in g["max_rps"] for c in row]
+        if any(d > 0 and c == 0 for d, c in zip(dist, cap, strict=True)):
+            per_rate.append(0.0)
+        else:
+            per_rate.append(1.0 / sum(d / c for d, c in zip(dist, cap, strict=True) if d > 0))
+    prices = [g["usd_per_hour"] for g in profile["gpus"].values()]
+    best = None
+    for counts in itertools.product(range(9), repeat=len(prices)):
+        if sum(n * r for n, r in zip(counts, per_rate, strict=True)) >= rate - 1e-9:
+            cost = sum(n * p for n, p in zip(counts, prices, strict=True))
+            best = cost if best is None else min(best, cost)
+    return best
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances())
+def test_size_oblivious_mixes_match_brute_force(instance: tuple[dict[str, Any], float]) -> None:
+    raw, rate = instance
+    expected = _oblivious_brute_force(raw, rate)
+    try:
+        got = solve_mix(parse_profile(raw), rate, size_aware=False).usd_per_hour
+    except MixError:
+        got = None
+    if expected is None:  # nothing serves the whole mix (or more than 8 of a type would)
+        assert got is None or got > 8 * min(g["usd_per_hour"] for g in raw["gpus"].values())
+    else:
+        assert got == pytest.approx(expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances())
+def test_splitting_buckets_never_costs_more_and_its_counts_carry_the_load(
+    instance: tuple[dict[str, Any], float],
+) -> None:
+    raw, rate = instance
+    profile = parse_profile(raw)
+    try:
+        aware = solve_mix(profile, rate)
+    except MixError:
+        return  # some bucket no type serves: also refused size-obliviously (next line)
+    try:
+        oblivious = solve_mix(profile, rate, size_aware=False).usd_per_hour
+    except MixError:
+        oblivious = math.inf
+    assert aware.usd_per_hour <= oblivious + 1e-9
+    # one bucket at a time: each bucket's traffic fits the capacity of the counts chosen,
+    # which is necessary (not sufficient) for the whole split
+    for b, (i, j) in enumerate(profile.buckets):
+        need = rate * profile.distribution[i][j]
+        have = sum(n * g.max_rps[i][j] for g, n in zip(profile.gpus, aware.counts.values(),
+                                                          strict=True))  # fmt: skip
+        assert have >= need - 1e-6, b
+    # and one instance fewer of any used type is not enough (or not cheaper)
+    for name, n in aware.counts.items():
+        if n:
+            try:
+                fewer = solve_mix(profile, rate, caps={name: n - 1}).usd_per_hour
+            except MixError:
+                continue  # not enough without it
+            assert fewer >= aware.usd_per_hour - 1e-9
+
+
+@given(st.floats(0, 40), st.floats(0, 40))
+def test_a_higher_rate_never_costs_less(a: float, b: float) -> None:
+    profile = parse_profile(FIXTURE)
+    low, high = sorted((a, b))
+    assert solve_mix(profile, low).usd_per_hour <= solve_mix(profile, high).usd_per_hour + 1e-9
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+def test_a_bucket_no_type_serves_and_caps_too_low_are_refused() -> None:
+    profile = parse_profile({
+        "gpus": {"L4": {"usd_per_hour": 0.8, "max_rps": [[1.0, 0.0]]}},
+        "distribution": [[0.5, 0.5]],
+    })  # fmt: skip
+    with pytest.raises(MixError, match=r"no GPU type serves request bucket \[0\]\[1\]"):
+        solve_mix(profile, 1.0)
+    with pytest.raises(MixError, match="no mix serves this rate within the caps"):
+        solve_mix(parse_profile(FIXTURE), 10.0, caps={"A10G": 1, "A100-80GB": 1})
+    with pytest.raises(MixError, match="'H100' is not a GPU type of the profile"):
+        solve_mix(parse_profile(FIXTURE), 1.0, caps={"H100": 1})
+    assert solve_mix(parse_profile(FIXTURE), 0.0).counts == {"A10G": 0, "A100-80GB": 0}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], "profile: expected a mapping"),
+        ({"gpus": {}}, "profile.gpus: expected a mapping of GPU type"),
+        ({"gpus": {"L4": {"usd_per_hour": 1, "max_rps": [[1]]}}}, "profile.distribution: missing"),
+        ({"gpus": {"L4": {"usd_per_hour": 0, "max_rps": 1}}}, "L4.usd_per_hour: 0 must be above"),
+        ({"gpus": {"L4": {"usd_per_hour": 1, "max_rps": -1}}}, "L4.max_rps: -1 must be at least"),
+        ({"gpus": {"L4": {"usd_per_hour": True, "max_rps": 1}}}, "usd_per_hour: True is not"),
+        ({"gpus": {"L4": {"max_rps": 1}}}, "profile.gpus.L4.usd_per_hour: missing"),
+        ({"gpus": {"L4": {"usd_per_hour": 1, "max_rps": 1, "x": 1}}}, "L4.x: unknown field"),
+        ({"gpus": {"L4": 3}}, "profile.gpus.L4: expected a mapping"),
+        ({"gpus": {"L4": {"usd_per_hour": 1, "max_rps": [[1, 2]]}}, "distribution": [[1]]},
+         r"L4.max_rps: 1 rows of \[2\] buckets, but the distribution has 1 rows of \[1\]"),
+        ({"gpus": {"L4": {"usd_per_hour": 1, "max_rps": [[1]]}}, "distribution": [[0.4]]},
+         "profile.distribution: the shares sum to 0.4, not 1"),
+        ({"gpus": {"L4": {"usd_per_hour": 1, "max_rps": [["a"]]}}, "distribution": [[1]]},
+         r"L4.max_rps\[0\]\[0\]: 'a' is not a number"),
+    ],
+)  # fmt: skip
+def test_a_bad_profile_is_one_line_naming_the_field(raw: Any, message: str) -> None:
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(raw)
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(main, ["mix", *args])
+
+
+def test_mix_prints_the_counts_and_the_json_shape(tmp_path: Path) -> None:
+    path = tmp_path / "profile.yaml"
+    path.write_text(json.dumps(FIXTURE))
+    result = run("--profile", str(path), "--rate", "4.3")
+    assert result.exit_code == 0, result.output
+    assert "1 × A10G, 2 × A100-80GB" in result.output and "$8.35/h" in result.output
+    result = run("--profile", str(path), "--rate", "4.3", "--json")
+    assert json.loads(result.output) == {"mix": {"A10G": 1, "A100-80GB": 2}, "usd_per_hour": 8.35}
+
+
+def test_a_file_of_several_profiles_needs_config(tmp_path: Path) -> None:
+    path = tmp_path / "anchor.json"
+    path.write_text(json.dumps({"configs": {"a": FIXTURE, "b": FIXTURE}}))
+    result = run("--profile", str(path), "--rate", "1")
+    assert result.exit_code == 1
+    assert "holds several profiles; choose one with --config (a, b)" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = run("--profile", str(path), "--rate", "1", "--config", "c")
+    assert "no config 'c' (have: a, b)" in result.output and result.exit_code == 1
+    assert run("--profile", str(path), "--rate", "1", "--config", "b").exit_code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gpus: [unclosed")
+    result = run("--profile", str(bad), "--rate", "1")
+    assert result.exit_code == 1 and "not JSON or YAML" in result.output
+    assert "Traceback" not in result.output
