@@ -22,10 +22,13 @@ or served (ready >= both), so capacity + lag + served = 100 % and availability =
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import re
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -58,6 +61,7 @@ COLD_STARTS = (120, 600)
 TARGETS = (1, 3, 8)
 WORKLOADS = ("constant", "maf")
 BASELINE = "spothedge"  # the Pareto summary compares every policy with it
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 FORMAT = "hedgeform-evaluation/1"
 
 _ROOT = Path(__file__).resolve().parents[1]  # reconciler/
@@ -378,8 +382,9 @@ def run_matrix(run: MatrixRun, say: Callable[[str], None]) -> dict[str, Any]:
             data["cells"][cell.id] = old
     reused = len(run.cells) - len(todo)
     if reused:
+        which = f": {', '.join(c.id for c in todo)}" if 0 < len(todo) <= 5 else ""
         say(f"resuming {run.json_path}: {reused} of {len(run.cells)} cells reused, "
-            f"{len(todo)} to run")  # fmt: skip
+            f"{len(todo)} to run{which}")  # fmt: skip
     record: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "jobs": run.jobs,
@@ -424,13 +429,27 @@ def _ordered(data: dict[str, Any], cells: Sequence[Cell]) -> dict[str, Any]:
     return {**data, "cells": dict(sorted(data["cells"].items(), key=lambda kv: order[kv[0]]))}
 
 
+def _die_with_parent() -> None:
+    """In each worker: ask Linux to kill it when the process that started it dies, so a
+    `kill -9` of the matrix leaves no worker waiting forever on its task queue
+    (prctl PR_SET_PDEATHSIG; elsewhere nothing)."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _execute(jobs: Sequence[CellJob], workers: int) -> Iterator[tuple[Cell, dict[str, Any]]]:
     """Results as cells finish: in this process with one worker, else in a process pool."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield job.cell, run_cell(job)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)), initializer=_die_with_parent
+    ) as pool:
         pending: dict[Future[dict[str, Any]], Cell] = {
             pool.submit(run_cell, job): job.cell for job in jobs
         }

@@ -232,6 +232,9 @@ def format_goals(data: Results, policy: str = "hedgeform") -> list[str]:
     warning 0 and 30 s, 120 s cold start, constant-load cells, per notice model."""
     cells = data["cells"]
     out = [f"### Issue 14's goals for {policy}", ""]
+    total = data.get("grid", {}).get("cells", 0)
+    if isinstance(total, int) and len(cells) < total:
+        out += [f"Only {len(cells)} of {total} cells are here: the goals are checked on them.", ""]
     if GOAL_CELL in cells:
         rows = cells[GOAL_CELL]["traces"]
         met = []

@@ -143,10 +143,17 @@ class Memory:
     version: int = 1
     stable_version: int | None = None
     rollout_failures: int = 0
-    # The adaptive spare (policy/spare_risk.py): the last measured cold start (launch to the
-    # decision that first saw the replica READY), and until when a late notice keeps the spare.
-    cold_start_s: float | None = None
+    # The adaptive spare (policy/spare_risk.py): the last COLD_STARTS_KEPT measured cold starts
+    # (launch to the decision that first saw the replica READY, oldest first), and until when
+    # a late notice keeps the spare.
+    cold_starts: tuple[float, ...] = ()
     spare_until: float | None = None
+
+    @property
+    def cold_start_s(self) -> float | None:
+        """The cold start the spare is judged against: the longest of the last few measured
+        (one fast start must not drop the spare), None before any."""
+        return max(self.cold_starts) if self.cold_starts else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -168,7 +175,7 @@ class Memory:
             "current_version": self.version,
             "stable_version": self.stable_version,
             "rollout_failures": self.rollout_failures,
-            "cold_start_s": self.cold_start_s,
+            "cold_starts": list(self.cold_starts),
             "spare_until": self.spare_until,
         }
 
@@ -209,11 +216,12 @@ class Memory:
                     for k, b in dict(data.get("zone_backoff", {})).items()
                 },
                 **_versions(data),
-                cold_start_s=_opt_seconds(data.get("cold_start_s")),
-                spare_until=_opt_seconds(data.get("spare_until")),
+                cold_starts=_cold_starts(data.get("cold_starts", [])),
+                spare_until=_opt_time("spare_until", data.get("spare_until")),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-            raise MemoryFormatError(f"malformed memory: {exc!r}") from exc
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise MemoryFormatError(f"malformed memory: {what}") from exc
 
 
 def _opt_int(value: Any) -> int | None:
@@ -241,14 +249,36 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _opt_seconds(value: Any) -> float | None:
-    """A finite, non-negative number of seconds (or a time since the epoch), or None."""
+COLD_STARTS_KEPT = 5
+_COLD_START_MAX_S = 86_400.0  # a day: longer is no cold start (SkyServe's initial delay is 20 min)
+
+
+def _json_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: {value!r} is not a number")
+    return float(value)
+
+
+def _opt_time(name: str, value: Any) -> float | None:
+    """A time since the epoch within the clock's range (as `_time`), or None."""
     if value is None:
         return None
-    t = float(value)
-    if not (math.isfinite(t) and t >= 0):
-        raise ValueError(f"{value!r} is not a finite, non-negative number of seconds")
+    t = _json_number(name, value)
+    if not (math.isfinite(t) and _TIME_RANGE[0] <= t <= _TIME_RANGE[1]):
+        raise ValueError(f"{name}: {value!r} is not a finite time since the epoch")
     return t
+
+
+def _cold_starts(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or len(value) > COLD_STARTS_KEPT:
+        raise ValueError(f"cold_starts: expected a list of at most {COLD_STARTS_KEPT} numbers")
+    found = []
+    for item in value:
+        t = _json_number("cold_starts", item)
+        if not (math.isfinite(t) and 0 <= t <= _COLD_START_MAX_S):
+            raise ValueError(f"cold_starts: {item!r} is not from 0 to {_COLD_START_MAX_S:.0f} s")
+        found.append(t)
+    return tuple(found)
 
 
 # Times are seconds since the epoch: finite, and within what the platform's clock can show.

@@ -1,12 +1,15 @@
 """When Hedgeform runs its overprovisioned spare spot replicas (issue 14, docs/policy.md).
 
-SpotHedge always runs `num_overprovision` spot replicas beyond the target. A spare earns its
-price only when a preemption's own warning is too short to field a replacement in time: with
-a lead at least as long as the cold start, the replacement launched on the warning is up
-when the old replica goes. So Hedgeform runs the spare only while the service is *at risk*:
+SpotHedge always runs `num_overprovision` spot replicas beyond the target. A spare earns most
+of its price when a preemption's own warning is too short to field a replacement in time:
+with a lead at least as long as the cold start, the replacement launched on the warning is up
+when the old replica goes (though the loop sees it READY only at its next decision, so each
+such preemption still costs up to one loop interval: a trade of availability for cost that
+docs/policy.md measures). So Hedgeform runs the spare only while the service is *at risk*:
 
-- while the cold start is not measured yet, or a zone holding our spot replicas (any spot
-  zone while none does) belongs to a cloud whose documented notice lead
+- while the cold start is not measured yet (`Memory.cold_start_s`: the longest of the last
+  five measured, so one fast start does not drop the spare), or a zone holding our spot
+  replicas (any spot zone while none does) belongs to a cloud whose documented notice lead
   (`DOCUMENTED_LEAD_S`, or the zone's own `ZoneOffer.notice_lead_s`) is shorter than the
   measured cold start: the cloud itself says its warnings cannot cover us;
 - for `hold_seconds` after a preemption the policy saw whose lead (0 without a warning) was
@@ -16,7 +19,8 @@ when the old replica goes. So Hedgeform runs the spare only while the service is
 much earlier the replacement had to start (cold start - lead). From first principles: an
 uncovered preemption with no spare standing costs about `shortfall` seconds below the target;
 holding the spare for `shortfall / (1 - A)` after each means that two such unprotected
-losses are at least that far apart, so they cost at most a `1 - A` share of the time.
+losses are at least that far apart, so they cost at most a `1 - A` share of the time. (The
+bound covers notices shorter than the cold start, not the one-interval cost above.)
 A = 99.9 % is the availability the issue asks of the policy.
 
 Documented leads (seconds between the notice and the reclaim):
@@ -95,8 +99,10 @@ def spare_needed(
     in_use = sorted(z for z in set(spot_zones) if z in by_zone) or sorted(by_zone)
     for zone in in_use:
         offer = by_zone[zone]
-        if documented_lead(offer) < cold_start_s:
-            lead = documented_lead(offer)
+        lead = documented_lead(offer)
+        if lead < cold_start_s:
+            if lead == 0:
+                return True, f"spare kept: {offer.cloud} documents no preemption notice"
             return True, (
                 f"spare kept: {offer.cloud} notices ({lead:.0f} s) are shorter than the "
                 f"cold start ({cold_start_s:.0f} s)"

@@ -47,7 +47,7 @@ from reconciler.policy.changes import (
 )
 from reconciler.policy.decision import Decision
 from reconciler.policy.lifecycle import crash_blocked, judge
-from reconciler.policy.memory import Memory
+from reconciler.policy.memory import COLD_STARTS_KEPT, Memory
 from reconciler.policy.observation import Market, Observation, Replica, ReplicaState
 from reconciler.policy.placement import choose_on_demand_zone, choose_spot_zone, update_status
 from reconciler.policy.rollout import check_rollback, current_runs
@@ -134,7 +134,8 @@ def decide_with(
     if variant.adaptive_spare:
         cold = _measured_cold_start(observed.replicas, ready_before, memory.ready_once, now)
         if cold is not None:
-            memory = replace(memory, cold_start_s=cold)
+            kept = (*memory.cold_starts, cold)[-COLD_STARTS_KEPT:]
+            memory = replace(memory, cold_starts=kept)
     memory, rollout_notes = check_rollback(memory, judged.replicas, failed_before)
     rp = spec.service.replica_policy
     step = next_target(rp, signals, memory, now)

@@ -425,3 +425,59 @@ def test_the_recorded_matrix_is_complete_and_matches_the_grid() -> None:
     for rec in data["cells"].values():
         assert list(rec["traces"]) == data["traces"]
         assert all(list(rows) == data["policies"] for rows in rec["traces"].values())
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_matrix_leaves_no_worker_behind(inputs: list[str], tmp_path: Path) -> None:
+    """`kill -9` of the matrix used to leave its two workers asleep on their task queue for
+    good (found by a user-eye check of issue 14); now Linux kills them with their parent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from reconciler.cli import main; main()", "backtest", "--matrix",
+         *inputs,
+         "--json", str(out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        workers = _children(proc.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the matrix never started its workers"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.1)
+    left = [w for w in workers if _running(w)]
+    for pid in left:  # never leave them behind, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"workers still running after their parent was killed: {left}"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a dead child not yet reaped by init)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -87,7 +87,7 @@ def test_no_spare_where_the_documented_notice_covers_the_measured_cold_start() -
 def test_a_preemption_with_a_late_notice_brings_the_spare_back() -> None:
     spec = make_spec(min_replicas=2, overprovision=1)
     replicas = (spot("a", "za-1a"), spot("b", "za-1b"))
-    memory = Memory(target=2, cold_start_s=100.0, ready_once=frozenset({"a", "b"}))
+    memory = Memory(target=2, cold_starts=(100.0,), ready_once=frozenset({"a", "b"}))
     quiet = hedgeform(spec, observe(*replicas), Signals(), memory, NOW)
     assert quiet.launches == ()  # aws's 120 s covers a 100 s cold start: no spare
     # c is reclaimed with only 20 s of warning: 80 s short, so the spare for 80 s / 0.001
@@ -107,14 +107,18 @@ def test_the_cold_start_is_measured_when_a_replica_is_first_seen_ready() -> None
     assert d.memory.cold_start_s is None
     ready = Replica("a", "za-1a", Market.SPOT, ReplicaState.READY, NOW - 200)
     d = hedgeform(spec, observe(ready), Signals(), d.memory, NOW)
-    assert d.memory.cold_start_s == 200.0
+    assert d.memory.cold_starts == (200.0,)
+    # a later fast start does not lower the cold start the spare is judged against
+    fast = Replica("b", "za-1b", Market.SPOT, ReplicaState.READY, NOW + 20)
+    d = hedgeform(spec, observe(ready, fast), Signals(), d.memory, NOW + 30)
+    assert d.memory.cold_starts == (200.0, 10.0) and d.memory.cold_start_s == 200.0
 
 
 def test_memory_keeps_the_spare_fields_and_reads_older_records() -> None:
-    m = Memory(cold_start_s=95.5, spare_until=12_345.0)
+    m = Memory(cold_starts=(95.5, 120.0), spare_until=12_345.0)
     assert Memory.from_json(m.to_json()) == m
     old = m.to_json()
-    del old["cold_start_s"], old["spare_until"]
+    del old["cold_starts"], old["spare_until"]
     assert Memory.from_json(old).cold_start_s is None
 
 
@@ -150,11 +154,22 @@ def test_scale_down_stops_starting_replicas_before_ready_ones_across_zones() -> 
     assert [r.id for r in pick_ready_aware(ready, 2)] == ["a2", "b1"]
 
 
-@pytest.mark.parametrize("value", [-1.0, "soon", float("nan"), float("inf")])
-def test_a_malformed_spare_field_is_refused_as_a_memory_format_error(value: object) -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("cold_starts", [-1.0], "cold_starts: -1.0 is not from 0 to 86400 s"),
+        ("cold_starts", ["120"], "cold_starts: '120' is not a number"),
+        ("cold_starts", [True], "cold_starts: True is not a number"),
+        ("cold_starts", [float("inf")], "cold_starts: inf is not from 0"),
+        ("cold_starts", 120, "cold_starts: expected a list of at most 5 numbers"),
+        ("spare_until", -5, "spare_until: -5 is not a finite time since the epoch"),
+        ("spare_until", 1e300, "spare_until: 1e\\+300 is not a finite time"),
+        ("spare_until", "soon", "spare_until: 'soon' is not a number"),
+        ("spare_until", float("nan"), "spare_until: nan is not a finite time"),
+    ],
+)
+def test_a_malformed_spare_field_is_refused_naming_it(key: str, value: object, says: str) -> None:
     from reconciler.errors import MemoryFormatError
 
-    for key in ("cold_start_s", "spare_until"):
-        raw = {**Memory().to_json(), key: value}
-        with pytest.raises(MemoryFormatError, match="malformed memory"):
-            Memory.from_json(raw)
+    with pytest.raises(MemoryFormatError, match=f"malformed memory: {says}"):
+        Memory.from_json({**Memory().to_json(), key: value})

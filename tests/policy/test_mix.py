@@ -151,6 +151,7 @@ def test_splitting_buckets_never_costs_more_and_its_counts_carry_the_load(
             assert fewer >= aware.usd_per_hour - 1e-9
 
 
+@settings(deadline=None)
 @given(st.floats(0, 40), st.floats(0, 40))
 def test_a_higher_rate_never_costs_less(a: float, b: float) -> None:
     profile = parse_profile(FIXTURE)
