@@ -252,15 +252,15 @@ def format_goals(data: Results, policy: str = "hedgeform") -> list[str]:
         ]
     for notices in ("none", "perfect", "realistic"):
         picked = [
-            (cid, rec)
-            for cid, rec in cells.items()
+            rec
+            for rec in cells.values()
             if rec["cell"]["warning_s"] in (0, 30)
             and rec["cell"]["notices"] == notices
             and rec["cell"]["cold_start_s"] == 120
             and rec["cell"]["workload"] == "constant"
         ]
         pairs = dom = 0
-        for _, rec in picked:
+        for rec in picked:
             for r in rec["traces"].values():
                 if policy in r and BASELINE in r:
                     pairs += 1

@@ -15,6 +15,7 @@ import yaml
 
 from reconciler.errors import ProfileError
 from reconciler.policy.mix import solve_mix
+from reconciler.spec.loading import yaml_problem
 from reconciler.spec.profile import parse_profile
 
 
@@ -25,9 +26,7 @@ def load_profile_data(path: Path, config: str | None) -> tuple[Any, str]:
     try:
         data = yaml.safe_load(path.read_text())  # JSON is YAML
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ProfileError(f"{path}: not JSON or YAML{where}") from None
+        raise ProfileError(f"not JSON or YAML: {yaml_problem(str(path), exc)}") from None
     except UnicodeDecodeError:
         raise ProfileError(f"{path}: not a text file") from None
     if isinstance(data, dict) and "configs" in data and "gpus" not in data:

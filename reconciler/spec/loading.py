@@ -44,7 +44,7 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
-        raise SpecError([_yaml_problem(source, error)]) from None
+        raise SpecError([yaml_problem(source, error)]) from None
     except ValueError:  # an integer longer than Python converts (4300 digits)
         raise SpecError(
             [f"{source}: a value YAML cannot load: a number of more than 4300 digits"]
@@ -226,7 +226,7 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
     )
 
 
-def _yaml_problem(source: str, error: yaml.YAMLError) -> str:
+def yaml_problem(source: str, error: yaml.YAMLError) -> str:
     """`file:line: YAML syntax error: problem`, one line (PyYAML's own text spans several)."""
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
