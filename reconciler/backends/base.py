@@ -121,6 +121,11 @@ class CloudBackend(Protocol):
     state_dir: Path  # the loop watches `<state_dir>/notices.jsonl` for early ticks
     poll_s: float  # how often `converge` may re-observe while replicas start
     plan_cache: bool  # equal inputs give an equal plan (no drift to refresh): skip the plan
+    # Accelerator names the region stacks run (clouds: the catalog's choice per region); empty
+    # when nothing is chosen (the sandbox's are nominal): a per-accelerator target then sizes
+    # replicas at the smallest target of the map (ReplicaPolicy.sized_for).
+    accelerators_in_use: frozenset[str]
+    accelerator_notes: tuple[str, ...]  # which accelerator each region runs, and why (`plan`)
 
     @property
     def carries_versions(self) -> bool:

@@ -34,10 +34,13 @@ from reconciler.backends.base import (
 )
 from reconciler.clouds import (
     REAL_CLOUDS,
+    InstanceChoice,
     Origin,
+    choice_note,
     cloud_stack_context,
     front_stack_context,
-    instance_for,
+    instance_for_region,
+    list_price,
     template_for,
     version_entry,
     zones_of,
@@ -112,14 +115,16 @@ def _zones(cloud: str) -> dict[str, tuple[str, ...]]:
     return ZONES[cloud]
 
 
-def on_demand_price(cloud: str, region: str, instance_type: str) -> float | None:
-    """The shipped catalog's on-demand price: this region, else any region of the cloud."""
+def on_demand_price(cloud: str, region: str, choice: InstanceChoice) -> float | None:
+    """The shipped catalog's on-demand price: this region, else any region of the cloud, else
+    the cloud's list price (clouds/catalog.py `list_price`, its reference region)."""
+    itype = choice.instance_type
     regions: dict[str, Any] = load_catalog(CATALOG_PATH)["clouds"].get(cloud, {}).get("regions", {})
-    entry = regions.get(region, {}).get(instance_type) or next(
-        (types[instance_type] for types in regions.values() if instance_type in types), None
+    entry = regions.get(region, {}).get(itype) or next(
+        (types[itype] for types in regions.values() if itype in types), None
     )
     if entry is None or "on_demand" not in entry:
-        return None
+        return list_price(cloud, choice.price_key)
     return float(entry["on_demand"])
 
 
@@ -156,12 +161,21 @@ class ProviderCloud:
         self.clouds = {cloud for cloud, _ in self.regions}
         check_cloud_settings(spec, self.regions, settings)  # one line per missing setting
         self.apis = dict(apis) if apis is not None else default_apis(spec, settings, self.clouds)
-        self.instance_types = {
-            cloud: instance_for(
-                cloud, spec.resources.accelerators, settings.cloud.instance_types
-            ).instance_type
-            for cloud in self.clouds
+        # (cloud, region) -> the instance choice of that region's stack (clouds/catalog.py)
+        self.instance_choices = {
+            (cloud, region): instance_for_region(
+                spec.resources, cloud, region, settings.cloud.instance_types
+            )
+            for cloud, region in self.regions
         }
+        self.accelerators_in_use = frozenset(
+            c.accelerator for c in self.instance_choices.values() if c.accelerator
+        )
+        self.accelerator_notes = tuple(
+            note
+            for (cloud, region), choice in sorted(self.instance_choices.items())
+            if (note := choice_note(spec.resources, cloud, region, choice))
+        )
 
     # -- stacks ------------------------------------------------------------------------------
 
@@ -273,8 +287,9 @@ class ProviderCloud:
         for stack in self._region_stacks():
             cloud, region = stack.cloud, stack.region
             zones = self._zones_of(stack)
-            itype = self.instance_types[cloud]
-            od = on_demand_price(cloud, region, itype)
+            choice = self.instance_choices[(cloud, region)]
+            itype = choice.instance_type
+            od = on_demand_price(cloud, region, choice)
             if od is None:
                 log.warning("no on-demand price for %s %s in the catalog; using 1.0", cloud, itype)
                 od = 1.0

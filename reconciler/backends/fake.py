@@ -51,6 +51,8 @@ class FakeBackend:
     lb_port: int = 1
     poll_s: float = 0.0
     plan_cache: bool = False
+    accelerators_in_use: frozenset[str] = frozenset()
+    accelerator_notes: tuple[str, ...] = ()
     carries_versions: bool = False
     calls: list[str] = field(default_factory=list)
     states: dict[str, ReplicaState] = field(default_factory=dict)

@@ -255,6 +255,8 @@ class SandboxCloud:
 
     poll_s = 0.25  # probes are local and cheap
     plan_cache = True  # null_resources have nothing to refresh
+    accelerators_in_use: frozenset[str] = frozenset()  # nominal: no catalog choice
+    accelerator_notes: tuple[str, ...] = ()
     carries_versions = True  # launched with --version, observed from the replica's record
 
     def __init__(

@@ -22,6 +22,7 @@ from reconciler.backtest.runner import (
 )
 from reconciler.backtest.workload import Workload, load_maf
 from reconciler.errors import BacktestError, TraceError
+from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.service import MAX_REPLICAS
 from reconciler.traces import load_trace_set
 
@@ -283,12 +284,13 @@ def backtest(
         if workload == "maf":
             load = load_maf(workload_file or MAF_CSV / MAF_NAME, target)
         results: dict[str, dict[str, PolicyStats]] = {}
-        for traces in sets:
-            results[traces.name] = {}
-            for name in chosen:
-                results[traces.name][name] = run_policy(
-                    name, traces, cfg, load, None if quiet else _progress
-                )
+        with banner_to_stderr():  # HiGHS (optimal) prints its banner on fd 1
+            for traces in sets:
+                results[traces.name] = {}
+                for name in chosen:
+                    results[traces.name][name] = run_policy(
+                        name, traces, cfg, load, None if quiet else _progress
+                    )
     except (TraceError, BacktestError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_table(results))

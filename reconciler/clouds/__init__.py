@@ -11,7 +11,10 @@ from reconciler.clouds.catalog import (
     REAL_CLOUDS,
     InstanceChoice,
     check_zone,
+    choice_note,
     instance_for,
+    instance_for_region,
+    list_price,
     zones_of,
 )
 from reconciler.clouds.stack_context import (
@@ -35,9 +38,12 @@ __all__ = [
     "InstanceChoice",
     "Origin",
     "check_zone",
+    "choice_note",
     "cloud_stack_context",
     "front_stack_context",
     "instance_for",
+    "instance_for_region",
+    "list_price",
     "secret_env_names",
     "secret_env_values",
     "template_for",

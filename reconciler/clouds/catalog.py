@@ -7,11 +7,14 @@ minutes failing on it. Extend the tables when a service needs more.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from reconciler.errors import CloudConfigError
-from reconciler.spec.model import Accelerator
+from reconciler.spec.model import Accelerator, Resources
 
 REAL_CLOUDS = ("aws", "gcp", "azure")
 
@@ -25,6 +28,14 @@ class InstanceChoice:
     count: int
     # GCP N1 only: the GPU type to attach; "" when the machine type has its GPUs built in.
     guest_accelerator_type: str = ""
+
+    @property
+    def price_key(self) -> str:
+        """Its key in list_prices.json: the instance type, or for a machine with attached GPUs
+        (GCP N1) `<machine>+<count>x<accelerator>`, since the machine alone has no GPU price."""
+        if self.guest_accelerator_type:
+            return f"{self.instance_type}+{self.count}x{self.accelerator}"
+        return self.instance_type
 
 
 def _plain(itype: str, acc: str, n: int) -> InstanceChoice:
@@ -43,12 +54,16 @@ INSTANCE_TYPES: dict[str, dict[tuple[str, int], InstanceChoice]] = {
         ("L4", 8): _plain("g6.48xlarge", "L4", 8),
         ("A10G", 1): _plain("g5.xlarge", "A10G", 1),
         ("A10G", 4): _plain("g5.12xlarge", "A10G", 4),
+        ("L40S", 1): _plain("g6e.xlarge", "L40S", 1),
+        ("L40S", 4): _plain("g6e.12xlarge", "L40S", 4),
         ("T4", 1): _plain("g4dn.xlarge", "T4", 1),
+        ("T4", 4): _plain("g4dn.12xlarge", "T4", 4),
         ("V100", 1): _plain("p3.2xlarge", "V100", 1),
         ("V100", 4): _plain("p3.8xlarge", "V100", 4),
         ("V100", 8): _plain("p3.16xlarge", "V100", 8),
         ("A100", 8): _plain("p4d.24xlarge", "A100", 8),
         ("A100-80GB", 8): _plain("p4de.24xlarge", "A100-80GB", 8),
+        ("H100", 8): _plain("p5.48xlarge", "H100", 8),
     },
     "gcp": {
         ("L4", 1): _gcp("g2-standard-8", "L4", 1),
@@ -58,15 +73,23 @@ INSTANCE_TYPES: dict[str, dict[tuple[str, int], InstanceChoice]] = {
         ("A100", 2): _gcp("a2-highgpu-2g", "A100", 2),
         ("A100", 8): _gcp("a2-highgpu-8g", "A100", 8),
         ("A100-80GB", 1): _gcp("a2-ultragpu-1g", "A100-80GB", 1),
+        ("A100-80GB", 8): _gcp("a2-ultragpu-8g", "A100-80GB", 8),
+        ("H100", 1): _gcp("a3-highgpu-1g", "H100", 1),
+        ("H100", 8): _gcp("a3-highgpu-8g", "H100", 8),
         ("V100", 1): _gcp("n1-standard-8", "V100", 1, "nvidia-tesla-v100"),
         ("V100", 4): _gcp("n1-standard-32", "V100", 4, "nvidia-tesla-v100"),
         ("T4", 1): _gcp("n1-standard-8", "T4", 1, "nvidia-tesla-t4"),
         ("T4", 4): _gcp("n1-standard-32", "T4", 4, "nvidia-tesla-t4"),
     },
     "azure": {
+        # Azure's A100 v4 sizes carry the 80 GB A100 (SkyPilot names them A100-80GB); asked
+        # for as A100 they are the nearest Azure has.
         ("A100", 1): _plain("Standard_NC24ads_A100_v4", "A100", 1),
         ("A100", 2): _plain("Standard_NC48ads_A100_v4", "A100", 2),
         ("A100-80GB", 1): _plain("Standard_NC24ads_A100_v4", "A100-80GB", 1),
+        ("A100-80GB", 2): _plain("Standard_NC48ads_A100_v4", "A100-80GB", 2),
+        ("H100", 1): _plain("Standard_NC40ads_H100_v5", "H100", 1),
+        ("A10", 1): _plain("Standard_NV36ads_A10_v5", "A10", 1),
         ("T4", 1): _plain("Standard_NC4as_T4_v3", "T4", 1),
         ("T4", 4): _plain("Standard_NC64as_T4_v3", "T4", 4),
         ("V100", 1): _plain("Standard_NC6s_v3", "V100", 1),
@@ -154,12 +177,61 @@ def _canonical(name: str) -> str:
     return name.strip().upper()
 
 
+LIST_PRICES_PATH = Path(__file__).with_name("list_prices.json")
+
+
+@dataclass(frozen=True)
+class ListPrices:
+    """On-demand list prices of one cloud's instance types, USD per instance-hour, in one
+    reference region, with when and where they were read (list_prices.json)."""
+
+    region: str
+    as_of: str
+    source: str
+    on_demand: Mapping[str, float]
+
+
+@cache
+def list_prices(cloud: str, path: Path = LIST_PRICES_PATH) -> ListPrices:
+    """The shipped list prices of `cloud`; CloudConfigError (one line) if the file is bad."""
+    _cloud(cloud)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        entry = data["clouds"][cloud]
+        source = data["sources"][cloud]
+        prices = {str(k): float(v["on_demand"]) for k, v in entry["instance_types"].items()}
+        return ListPrices(
+            region=str(entry["region"]),
+            as_of=str(source["as_of"]),
+            source=f"{source['repo']} {source['path']} at {source['commit'][:12]}",
+            on_demand=prices,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CloudConfigError(f"list prices {path} unreadable: {exc!r}") from None
+
+
+def list_price(cloud: str, key: str) -> float | None:
+    """The on-demand list price (USD/h, the reference region) of an instance type, by its
+    `InstanceChoice.price_key`; None when not shipped."""
+    return list_prices(cloud).on_demand.get(key)
+
+
 def instance_for(
-    cloud: str, accelerators: Sequence[Accelerator], overrides: Mapping[str, str] | None = None
+    cloud: str,
+    accelerators: Sequence[Accelerator],
+    overrides: Mapping[str, str] | None = None,
+    *,
+    any_of: bool = False,
 ) -> InstanceChoice:
-    """The instance type for the first of `accelerators` the cloud offers (in spec order).
+    """The instance type for `accelerators` on `cloud`, as SkyPilot reads the spec's forms:
+    an ordered preference (`any_of` False: a name or a list) gets the first the cloud offers;
+    "any of" (a set or mapping of several) gets the one with the lowest on-demand list price
+    (`list_prices`; spec order breaks ties, an unpriced type comes last). SkyPilot's optimizer
+    also picks the cheapest; on-demand list prices rank the types because they are published
+    for every type and are what a replica falls back to.
 
     An override (cloud -> instance type) wins but keeps the accelerator, so tags stay right.
+    CloudConfigError (one line) when the cloud offers none of them.
     """
     _cloud(cloud)
     table = INSTANCE_TYPES[cloud]
@@ -177,9 +249,76 @@ def instance_for(
             raise CloudConfigError(
                 f"no {cloud} instance type for {wanted} in the catalog; {cloud} offers {offered}"
             )
-        choice = found[0]
+        if any_of:
+            ranked = sorted(
+                enumerate(found),
+                key=lambda item: (
+                    list_price(cloud, item[1].price_key) or float("inf"),
+                    item[0],
+                ),
+            )
+            choice = ranked[0][1]
+        else:
+            choice = found[0]
     if overrides and cloud in overrides:
         return InstanceChoice(
             overrides[cloud], choice.accelerator, choice.count, choice.guest_accelerator_type
         )
     return choice
+
+
+def accelerators_for_region(
+    resources: Resources, cloud: str, region: str | None
+) -> tuple[tuple[Accelerator, ...], bool]:
+    """(accelerators, any_of) the spec asks for in `cloud`/`region`: from the any_of entries
+    that can place there (their own accelerators, else the top level's). One region runs one
+    instance type, so entries for zones of one region must agree; CloudConfigError if not."""
+    asked = {
+        resources.accelerators_at(loc)
+        for loc in resources.locations
+        if loc.cloud == cloud and loc.region in (region, None)
+    }
+    if len(asked) > 1:
+        shown = " | ".join(
+            sorted(", ".join(f"{a.name}:{a.count}" for a in accs) for accs, _ in asked)
+        )
+        raise CloudConfigError(
+            f"resources.any_of: the entries for {cloud} {region} ask for different accelerators "
+            f"({shown}); one region runs one instance type: give every entry of that region the "
+            "same accelerators, e.g. a set such as {L4: 1, A10G: 1}"
+        )
+    return next(iter(asked), (resources.accelerators, resources.accelerators_any_of))
+
+
+def instance_for_region(
+    resources: Resources,
+    cloud: str,
+    region: str | None,
+    overrides: Mapping[str, str] | None = None,
+) -> InstanceChoice:
+    """`instance_for` with what the spec asks for in `cloud`/`region`."""
+    accelerators, any_of = accelerators_for_region(resources, cloud, region)
+    return instance_for(cloud, accelerators, overrides, any_of=any_of)
+
+
+def choice_note(resources: Resources, cloud: str, region: str, choice: InstanceChoice) -> str:
+    """One line saying which accelerator `cloud`/`region` runs and why, or "" when the spec
+    named only one (nothing was chosen)."""
+    accelerators, any_of = accelerators_for_region(resources, cloud, region)
+    if len(accelerators) < 2:
+        return ""
+    asked = ", ".join(f"{a.name}:{a.count}" for a in accelerators)
+    prices = list_prices(cloud)
+    price = prices.on_demand.get(choice.price_key)
+    shown = f"${price:.2f}/h on demand" if price is not None else "no list price"
+    if any_of:
+        why = (
+            f"the lowest list price of any of {asked} ({prices.region} list prices of "
+            f"{prices.as_of}, {prices.source})"
+        )
+    else:
+        why = f"the first {cloud} offers of {asked}, in the spec's order"
+    return (
+        f"{cloud} {region} runs {choice.accelerator}:{choice.count} on {choice.instance_type} "
+        f"({shown}): {why}"
+    )

@@ -18,7 +18,7 @@ from reconciler.clouds.catalog import (
     DEFAULT_IMAGES,
     REAL_CLOUDS,
     check_zone,
-    instance_for,
+    instance_for_region,
     zones_of,
 )
 from reconciler.clouds.registry import cloud as cloud_named
@@ -168,7 +168,7 @@ def cloud_stack_context(
     zones_of(cloud, stack.region)
     for replica in stack.replicas:
         check_zone(cloud, stack.region, replica.zone)
-    choice = instance_for(cloud, spec.resources.accelerators, settings.instance_types)
+    choice = instance_for_region(spec.resources, cloud, stack.region, settings.instance_types)
     ids = {r.id for r in stack.replicas}
     context: dict[str, Any] = {
         "service": _service_name(spec),

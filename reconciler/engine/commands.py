@@ -211,6 +211,8 @@ def plan(
         for path in result.rendered:
             click.echo(f"wrote {path}")
     _print_pass(result)
+    for note in rec.notes:
+        click.echo(f"note: {note}")
     for reason in result.decision.reasons:
         click.echo(f"  {reason}")
     if result.failed:

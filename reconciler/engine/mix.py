@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +11,7 @@ import yaml
 
 from reconciler.errors import ProfileError
 from reconciler.policy.mix import solve_mix
+from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.loading import yaml_problem
 from reconciler.spec.profile import parse_profile
 
@@ -44,21 +41,6 @@ def load_profile_data(path: Path, config: str | None) -> tuple[Any, str]:
     if config is not None:
         raise ProfileError(f"{path} holds one profile; --config {config} does not apply")
     return data, "profile"
-
-
-@contextlib.contextmanager
-def _banner_to_stderr() -> Iterator[None]:
-    """HiGHS's C++ core prints its banner on the process's standard output when a solver is
-    made, which would corrupt `--json`: point fd 1 at fd 2 meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 @click.command(name="mix")
@@ -107,7 +89,7 @@ def mix(
     """
     data, where = load_profile_data(profile_path, config)
     profile = parse_profile(data, where)
-    with _banner_to_stderr():
+    with banner_to_stderr():
         chosen = solve_mix(
             profile, rate, size_aware=not size_oblivious, max_utilization=max_utilization
         )

@@ -72,7 +72,7 @@ from reconciler.policy import (
 from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.policy.rollout import BY_HAND, ROLLING, current_runs, progress, register
 from reconciler.rendering import render_tfvars, write_tfvars
-from reconciler.spec import ServiceSpec
+from reconciler.spec import ReplicaPolicy, ServiceSpec
 from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
 from reconciler.stacks import FRONT, ManagedReplica, zone_regions
 from reconciler.terraform.backend import StateBackend
@@ -187,6 +187,17 @@ def service_lock(paths: ServicePaths, wait: bool = False) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def sizing_note(policy: ReplicaPolicy, target: float | None, in_use: frozenset[str]) -> str:
+    """One line: the requests/s per replica the policy sizes with, from a per-accelerator map."""
+    where = (
+        f"the smallest target of the accelerators in use ({', '.join(sorted(in_use))})"
+        if in_use
+        else "the smallest target of the map (no accelerator is chosen on this cloud)"
+    )
+    targets = ", ".join(f"{k}: {v:g}" for k, v in policy.target_qps_per_accelerator.items())
+    return f"replicas sized at {target:g} requests/s each: {where}; targets {{{targets}}}"
+
+
 class Reconciler:
     def __init__(
         self,
@@ -226,6 +237,20 @@ class Reconciler:
             ),
         )
         self.cloud: CloudBackend = backend or self._backend(cloud_settings)
+        # What the policy sizes with: one requests/s target per replica, from the spec's
+        # per-accelerator map for the accelerators the stacks run (ReplicaPolicy.sized_for).
+        rp = spec.service.replica_policy
+        sized = rp.sized_for(self.cloud.accelerators_in_use)
+        self.policy_spec = (
+            spec
+            if sized is rp
+            else replace(spec, service=replace(spec.service, replica_policy=sized))
+        )
+        self.notes = self.cloud.accelerator_notes + (
+            ()
+            if sized is rp
+            else (sizing_note(rp, sized.target_qps_per_replica, self.cloud.accelerators_in_use),)
+        )
         self._runners: dict[str, TerraformRunner] = {}
         self._digests: dict[Path, bytes] = {}
         self.records: RecordStore = FileRecords(paths.memory_file)
@@ -410,8 +435,10 @@ class Reconciler:
                 mode=self.update_mode,
                 max_surge=self.max_surge,
             )
-        decision = decide(self.spec, seen.observed, seen.signals, memory, seen.now, self.policy)
-        decision = apply_guardrails(decision, seen.observed, self.spec, self.limits)
+        decision = decide(
+            self.policy_spec, seen.observed, seen.signals, memory, seen.now, self.policy
+        )
+        decision = apply_guardrails(decision, seen.observed, self.policy_spec, self.limits)
         if note is not None:
             decision = replace(decision, reasons=(note, *decision.reasons))
         epoch = seen.record.lb_epoch + (1 if seen.lb_lost_members else 0)

@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from reconciler.clouds.apis import CloudApis
-from reconciler.clouds.catalog import instance_for
+from reconciler.clouds.catalog import instance_for_region
 from reconciler.clouds.registry import cloud as registered_cloud
 from reconciler.clouds.settings import ProviderSettings, load_settings
 from reconciler.clouds.settings import endpoint_url as checked_endpoint
@@ -91,13 +91,16 @@ def targets_for(spec: ServiceSpec, cloud: str | None, region: str | None) -> lis
 
 
 def instance_type(
-    spec: ServiceSpec, cloud: str, overrides: Mapping[str, str] | None = None
+    spec: ServiceSpec,
+    cloud: str,
+    region: str | None,
+    overrides: Mapping[str, str] | None = None,
 ) -> str | None:
-    """The instance type `plan` renders for this spec on `cloud` (the one catalog,
-    clouds/catalog.py `instance_for`, with the settings' `instance_types` overrides), or None
-    when the catalog has none."""
+    """The instance type `plan` renders for this spec in `cloud`/`region` (the one catalog,
+    clouds/catalog.py `instance_for_region`, with the settings' `instance_types` overrides),
+    or None when the catalog has none."""
     try:
-        return instance_for(cloud, spec.resources.accelerators, overrides).instance_type
+        return instance_for_region(spec.resources, cloud, region, overrides).instance_type
     except CloudConfigError:
         return None
 
@@ -178,7 +181,7 @@ def collect(
         if target.cloud == SANDBOX:
             _sandbox(report, target, state_dir)
         else:
-            itype = instance_type(spec, target.cloud, overrides)
+            itype = instance_type(spec, target.cloud, target.region, overrides)
             _peek(report, spec, target, apis[target.cloud], itype)
     return report
 

@@ -18,6 +18,12 @@ from reconciler.spec.schema import unknown_field_message
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_:+/-]+")
 
 
+# An accelerator's name as SkyPilot writes it (`L4`, `A100-80GB`); it becomes a tag value and a
+# catalog key, never a path.
+ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ACCELERATOR_RULE = "use letters, digits, '_', '.' and '-' (e.g. L4, A100-80GB)"
+
+
 def join(path: str, key: str | int) -> str:
     """`resources` + `any_of` -> `resources.any_of`; list indexes as `[0]`."""
     if isinstance(key, int):

@@ -23,7 +23,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.spec.model import Accelerator, ReadinessProbe, Resources, ServiceSpec
+from reconciler.spec.model import (
+    Accelerator,
+    Location,
+    ReadinessProbe,
+    Resources,
+    ServiceSpec,
+)
 
 
 def _digest(value: Any) -> str:
@@ -38,6 +44,20 @@ def replica_part(spec: ServiceSpec) -> dict[str, Any]:
     resources = dataclasses.asdict(spec.resources)
     for where in ("cloud", "region", "zone", "any_of", "use_spot"):
         resources.pop(where, None)
+    # Fields added later enter only when set, so an unchanged spec keeps its digests (a new
+    # digest would roll every replica of every service out for nothing).
+    if not spec.resources.accelerators_any_of:
+        resources.pop("accelerators_any_of", None)
+    own = [loc for loc in spec.resources.any_of if loc.accelerators is not None]
+    if own:
+        resources["accelerators_by_location"] = [
+            {
+                "place": [loc.cloud, loc.region, loc.zone],
+                "accelerators": [dataclasses.asdict(a) for a in loc.accelerators or ()],
+                "any_of": loc.accelerators_any_of,
+            }
+            for loc in own
+        ]
     return {
         "setup": spec.setup,
         "run": spec.run,
@@ -69,6 +89,8 @@ def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
     if "ports" in known:
         known["ports"] = tuple(known["ports"])
     accelerators = tuple(Accelerator(**a) for a in res.get("accelerators") or ())
+    known.setdefault("accelerators_any_of", False)
+    known["any_of"] = _located_accelerators(spec.resources.any_of, res)
     resources = dataclasses.replace(spec.resources, accelerators=accelerators, **known)
     asked = dict(part.get("readiness_probe") or {})
     probe = dataclasses.replace(
@@ -90,6 +112,20 @@ def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
     )
 
 
+def _located_accelerators(
+    locations: tuple[Location, ...], res: Mapping[str, Any]
+) -> tuple[Location, ...]:
+    """Today's any_of entries with the accelerators `res` (a version's part) gave each place."""
+    by_place = {tuple(item["place"]): item for item in res.get("accelerators_by_location") or ()}
+    out = []
+    for loc in locations:
+        item = by_place.get((loc.cloud, loc.region, loc.zone))
+        own = tuple(Accelerator(**a) for a in item["accelerators"]) if item is not None else None
+        any_of = bool(item["any_of"]) if item is not None else False
+        out.append(dataclasses.replace(loc, accelerators=own, accelerators_any_of=any_of))
+    return tuple(out)
+
+
 def replica_fingerprint(spec: ServiceSpec) -> str:
     """What a replica runs, as a digest (module docstring)."""
     return _digest(replica_part(spec))
@@ -98,4 +134,6 @@ def replica_fingerprint(spec: ServiceSpec) -> str:
 def fingerprint(spec: ServiceSpec) -> str:
     """The whole spec, secret values excepted, as a digest (module docstring)."""
     service = dataclasses.asdict(spec.service)
+    if not spec.service.replica_policy.target_qps_per_accelerator:  # see replica_part
+        service["replica_policy"].pop("target_qps_per_accelerator", None)
     return _digest({"replica": replica_part(spec), "service": service, "name": spec.name})

@@ -194,6 +194,13 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
                     f"service.replica_policy.{field_name}",
                     "requires resources.use_spot: true (it only applies to spot replicas)",
                 )
+    named = {a.upper() for a in resources.accelerator_names}
+    for key in policy.target_qps_per_accelerator:
+        if named and key.partition(":")[0].upper() not in named:
+            problems.add(
+                f"service.replica_policy.target_qps_per_replica.{key}",
+                f"names no accelerator of resources (they are {', '.join(sorted(named))})",
+            )
     # A cloud load balancer's health check gates traffic there: the probe must fit it.
     plain_envs = {
         k: v for k, v in envs.values.items() if k not in secrets and k not in envs.from_environment

@@ -6,12 +6,14 @@ value that reaches them is known to be well-formed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 CLOUDS = ("aws", "gcp", "azure", "local")
 SPOT_PLACERS = ("dynamic_fallback",)
-LOAD_BALANCING_POLICIES = ("round_robin", "least_load")
+# SkyServe's names. `instance_aware_least_load` weighs each replica by its accelerator's
+# `target_qps_per_replica` (a per-accelerator map, which it requires and which requires it).
+LOAD_BALANCING_POLICIES = ("round_robin", "least_load", "instance_aware_least_load")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,10 @@ class ReplicaPolicy:
 
     min_replicas: int = 1
     max_replicas: int | None = None
+    # requests/s one replica is sized for: one number, or (SkyServe's instance-aware form) one
+    # per accelerator name in `target_qps_per_accelerator`, never both.
     target_qps_per_replica: float | None = None
+    target_qps_per_accelerator: Mapping[str, float] = field(default_factory=dict)
     upscale_delay_seconds: int = 300
     downscale_delay_seconds: int = 1200
     num_overprovision: int = 0
@@ -52,6 +57,35 @@ class ReplicaPolicy:
         """The effective maximum: SkyServe treats a missing max as min (fixed size)."""
         return self.max_replicas if self.max_replicas is not None else self.min_replicas
 
+    def target_for(self, accelerator: str) -> float | None:
+        """Requests/s one replica on `accelerator` is sized for (None: no target given).
+
+        The per-accelerator map is matched as SkyServe's instance-aware autoscaler matches it
+        (sky/serve/autoscalers.py `_get_target_qps_for_gpu_type`): the name itself, then a key
+        `NAME:COUNT` by its name, else the map's smallest value.
+        """
+        if self.target_qps_per_replica is not None or not self.target_qps_per_accelerator:
+            return self.target_qps_per_replica
+        targets = self.target_qps_per_accelerator
+        wanted = accelerator.upper()
+        exact = {key.upper(): qps for key, qps in targets.items()}
+        by_name = {key.partition(":")[0].upper(): qps for key, qps in targets.items()}
+        found = exact.get(wanted, by_name.get(wanted))
+        return found if found is not None else min(targets.values())
+
+    def sized_for(self, accelerators: Iterable[str]) -> ReplicaPolicy:
+        """This policy with one `target_qps_per_replica` for replicas on `accelerators` (the
+        names the region stacks run): the smallest of their targets, so the count suffices
+        even if every replica is the slowest type in use (never fewer than SkyServe's
+        instance-aware sizing asks for). Unchanged without a per-accelerator map."""
+        names = list(accelerators)
+        if not self.target_qps_per_accelerator or self.target_qps_per_replica is not None:
+            return self
+        targets = [self.target_for(n) for n in names] or list(
+            self.target_qps_per_accelerator.values()
+        )
+        return replace(self, target_qps_per_replica=min(t for t in targets if t is not None))
+
 
 @dataclass(frozen=True)
 class ServiceSection:
@@ -62,18 +96,24 @@ class ServiceSection:
 
 
 @dataclass(frozen=True)
+class Accelerator:
+    name: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
 class Location:
-    """One entry of `resources.any_of` (or the top-level cloud/region/zone)."""
+    """One entry of `resources.any_of` (or the top-level cloud/region/zone).
+
+    `accelerators`: the entry's own (SkyPilot lets an any_of entry carry them); None means
+    the top-level `resources.accelerators`. `accelerators_any_of` as in Resources.
+    """
 
     cloud: str | None = None
     region: str | None = None
     zone: str | None = None
-
-
-@dataclass(frozen=True)
-class Accelerator:
-    name: str
-    count: int = 1
+    accelerators: tuple[Accelerator, ...] | None = None
+    accelerators_any_of: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +124,9 @@ class Resources:
     any_of: tuple[Location, ...] = ()
     use_spot: bool = False
     accelerators: tuple[Accelerator, ...] = ()
+    # SkyPilot's forms: a list is an ordered preference (the first one a cloud offers); a set
+    # or a mapping of several names is "any of" (the one a cloud offers cheapest).
+    accelerators_any_of: bool = False
     cpus: str | None = None
     memory: str | None = None
     ports: tuple[int, ...] = ()
@@ -96,6 +139,20 @@ class Resources:
         if self.any_of:
             return self.any_of
         return (Location(self.cloud, self.region, self.zone),)
+
+    def accelerators_at(self, location: Location) -> tuple[tuple[Accelerator, ...], bool]:
+        """(accelerators, any_of) asked for at `location`: its own, else the top level's."""
+        if location.accelerators is not None:
+            return location.accelerators, location.accelerators_any_of
+        return self.accelerators, self.accelerators_any_of
+
+    @property
+    def accelerator_names(self) -> tuple[str, ...]:
+        """Every accelerator name the spec names (top level and any_of entries), in order."""
+        names = [a.name for a in self.accelerators]
+        for location in self.any_of:
+            names.extend(a.name for a in location.accelerators or ())
+        return tuple(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)

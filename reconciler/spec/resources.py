@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 from reconciler.paths import NAME_RE
 from reconciler.spec import schema
 from reconciler.spec.errors import Problems
 from reconciler.spec.fields import (
+    ACCELERATOR_NAME,
+    ACCELERATOR_RULE,
     Section,
     check_name,
     choice_message,
@@ -25,8 +28,6 @@ from reconciler.spec.model import CLOUDS, Accelerator, Location, Resources
 
 LOCATION_NAME = NAME_RE
 LOCATION_RULE = "use lowercase letters, digits and '-' (at most 63, not starting with '-')"
-ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-ACCELERATOR_RULE = "use letters, digits, '_', '.' and '-' (e.g. L4, A100-80GB)"
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(\+?)")
 _IMAGE_ID = re.compile(r"[\x21-\x7e]{1,512}")
 
@@ -43,6 +44,9 @@ def parse_resources(value: object, problems: Problems) -> Resources:
             "cannot be combined with resources.cloud/region/zone; "
             "put the location in each any_of entry instead",
         )
+    accelerators, accelerators_any_of = parse_accelerators(
+        section.get("accelerators"), section.at("accelerators"), problems
+    )
     image_id = section.string("image_id")
     if image_id is not None and not _IMAGE_ID.fullmatch(image_id):
         section.bad("image_id", "must be non-empty, without spaces or control characters")
@@ -53,9 +57,8 @@ def parse_resources(value: object, problems: Problems) -> Resources:
         zone=top.zone,
         any_of=any_of,
         use_spot=bool(section.boolean("use_spot")),
-        accelerators=parse_accelerators(
-            section.get("accelerators"), section.at("accelerators"), problems
-        ),
+        accelerators=accelerators,
+        accelerators_any_of=accelerators_any_of,
         cpus=parse_quantity(section, "cpus"),
         memory=parse_quantity(section, "memory"),
         ports=parse_ports(section.get("ports"), section.at("ports"), problems),
@@ -86,6 +89,8 @@ def _location_name(section: Section, key: str, problems: Problems) -> str | None
 
 
 def _any_of(section: Section, problems: Problems) -> tuple[Location, ...]:
+    """The any_of entries. Entries for the same place that differ only in `accelerators`
+    become one entry offering all of them (SkyPilot: any of the entries may be launched)."""
     value = section.get("any_of")
     if value is None:
         return ()
@@ -93,26 +98,65 @@ def _any_of(section: Section, problems: Problems) -> tuple[Location, ...]:
     if not isinstance(value, list) or not value:
         problems.add(
             path,
-            f"must be a non-empty list of {{cloud, region, zone}} mappings, got {describe(value)}",
+            "must be a non-empty list of {cloud, region, zone, accelerators} mappings, "
+            f"got {describe(value)}",
         )
         return ()
     locations: list[Location] = []
     for index, item in enumerate(value):
-        entry = open_section(item, join(path, index), problems, schema.LOCATION)
+        entry = open_section(item, join(path, index), problems, schema.ANY_OF_ENTRY)
         if entry is None:
             continue
         location = parse_location(entry, problems)
-        if location in locations:
-            problems.add(join(path, index), "duplicate location; each entry must differ")
-        else:
+        if entry.has("accelerators"):
+            own, any_of = parse_accelerators(
+                entry.get("accelerators"), entry.at("accelerators"), problems
+            )
+            location = replace(location, accelerators=own, accelerators_any_of=any_of)
+        place = _place(location)
+        same = next((i for i, seen in enumerate(locations) if _place(seen) == place), None)
+        if same is None:
             locations.append(location)
+        elif location.accelerators is None or locations[same].accelerators is None:
+            problems.add(
+                join(path, index),
+                "duplicate location; to offer several accelerators in one place, give each "
+                "entry its own accelerators (or list them in one: {L4: 1, A10G: 1})",
+            )
+        else:
+            locations[same] = _merged(locations[same], location, join(path, index), problems)
     return tuple(locations)
 
 
-def parse_accelerators(value: object, path: str, problems: Problems) -> tuple[Accelerator, ...]:
-    """`L4`, `L4:2`, `{L4: 2}`, `{L4, A100}` or a list of those -> (Accelerator, ...)."""
+def _place(location: Location) -> tuple[str | None, str | None, str | None]:
+    return (location.cloud, location.region, location.zone)
+
+
+def _merged(first: Location, second: Location, path: str, problems: Problems) -> Location:
+    assert first.accelerators is not None and second.accelerators is not None
+    names = {a.name.upper() for a in first.accelerators}
+    repeated = [a.name for a in second.accelerators if a.name.upper() in names]
+    if repeated:
+        problems.add(
+            path, f"duplicate location: {repeated[0]!r} is already offered here by another entry"
+        )
+        return first
+    return replace(
+        first, accelerators=first.accelerators + second.accelerators, accelerators_any_of=True
+    )
+
+
+def parse_accelerators(
+    value: object, path: str, problems: Problems
+) -> tuple[tuple[Accelerator, ...], bool]:
+    """`L4`, `L4:2`, `{L4: 2}`, `{L4, A100}` or a list of those -> ((Accelerator, ...), any_of).
+
+    SkyPilot's meaning: a list is an ordered preference (any_of False); a mapping or set of
+    several names is "any of" (True): the cheapest a cloud offers is used.
+    """
     if value is None:
-        return ()
+        return (), False
+    any_of = isinstance(value, Mapping | set | frozenset) and len(value) > 1
     found: list[Accelerator] = []
     if isinstance(value, str):
         found.extend(_accelerator_string(value, path, problems))
@@ -137,10 +181,10 @@ def parse_accelerators(value: object, path: str, problems: Problems) -> tuple[Ac
             "must be 'NAME', 'NAME:COUNT', {NAME: COUNT} or a list of those, "
             f"got {describe(value)}",
         )
-    names = [a.name for a in found]
+    names = [a.name.upper() for a in found]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.add(path, f"{name!r} is listed more than once")
-    return tuple(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found)), any_of
 
 
 def _accelerator_string(text: str, path: str, problems: Problems) -> list[Accelerator]:

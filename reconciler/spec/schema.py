@@ -58,6 +58,7 @@ RESOURCES = (
     "image_id",
 )
 LOCATION = ("cloud", "region", "zone")
+ANY_OF_ENTRY = (*LOCATION, "accelerators")
 
 _SECTIONS = {
     "": TOP_LEVEL,

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from reconciler.spec import schema
 from reconciler.spec.errors import Problems
-from reconciler.spec.fields import Section, describe, join, open_section
+from reconciler.spec.fields import ACCELERATOR_NAME, Section, describe, join, open_section
 from reconciler.spec.model import (
     LOAD_BALANCING_POLICIES,
     SPOT_PLACERS,
@@ -36,6 +36,8 @@ MAX_DELAY_S = 604_800  # autoscaler delays: at most a week
 # answers a million requests a second.
 MIN_TARGET_QPS = 0.001
 MAX_TARGET_QPS = 1_000_000.0
+# A per-accelerator target's key: `L4` or `L4:1` (SkyServe matches either to the replica's GPU).
+ACCELERATOR_KEY = re.compile(ACCELERATOR_NAME.pattern + r"(?::[1-9][0-9]{0,2})?")
 MAX_INITIAL_DELAY_S = 86_400
 MAX_FAILURE_THRESHOLD_S = 86_400
 # `$NAME` or `${NAME}` in the probe's path, header values and post_data (SkyServe substitutes
@@ -56,12 +58,69 @@ def parse_service(value: object, problems: Problems) -> ServiceSection:
     probe = _readiness_probe(section, problems)
     policy = _replica_policy(section, problems)
     port = section.integer("ports", minimum=1, maximum=65535)
+    balancing = section.choice("load_balancing_policy", LOAD_BALANCING_POLICIES)
+    _check_instance_aware(section, policy, balancing)
     return ServiceSection(
         readiness_probe=probe,
         replica_policy=policy,
-        load_balancing_policy=section.choice("load_balancing_policy", LOAD_BALANCING_POLICIES),
+        load_balancing_policy=balancing,
         ports=port,
     )
+
+
+INSTANCE_AWARE = "instance_aware_least_load"
+
+
+def _check_instance_aware(section: Section, policy: ReplicaPolicy, balancing: str | None) -> None:
+    """SkyServe's pairing rule (sky/serve/service_spec.py): a per-accelerator
+    `target_qps_per_replica` needs `load_balancing_policy: instance_aware_least_load`, and
+    that policy needs the per-accelerator map."""
+    per_accelerator = bool(policy.target_qps_per_accelerator)
+    if per_accelerator and balancing != INSTANCE_AWARE and section.valid("load_balancing_policy"):
+        section.bad(
+            "load_balancing_policy",
+            f"must be {INSTANCE_AWARE} when replica_policy.target_qps_per_replica maps "
+            f"accelerators to targets (got {balancing or 'none'})",
+        )
+    replica_policy = section.get("replica_policy")
+    target = (
+        replica_policy.get("target_qps_per_replica")
+        if isinstance(replica_policy, Mapping)
+        else None
+    )
+    if balancing == INSTANCE_AWARE and not per_accelerator and not isinstance(target, Mapping):
+        section.bad(
+            "load_balancing_policy",
+            f"{INSTANCE_AWARE} needs replica_policy.target_qps_per_replica as a map of "
+            "accelerator to requests/s (e.g. {A100: 5, L4: 2})",
+        )
+
+
+def _per_accelerator_targets(section: Section, problems: Problems) -> dict[str, float]:
+    """`target_qps_per_replica: {A100: 5, L4: 2}` -> {"A100": 5.0, "L4": 2.0}; names as
+    `resources.accelerators` writes them (`NAME` or `NAME:COUNT`)."""
+    key = "target_qps_per_replica"
+    value = section.get(key)
+    if not isinstance(value, Mapping):
+        return {}
+    if not value:
+        section.bad(key, "an empty map; give requests/s per accelerator, e.g. {A100: 5, L4: 2}")
+        return {}
+    entries = Section({}, section.at(key), problems)
+    targets: dict[str, float] = {}
+    for name, qps in value.items():
+        if not isinstance(name, str) or not ACCELERATOR_KEY.fullmatch(name):
+            section.bad(
+                key, f"keys must be accelerator names like L4 or A100:1, got {describe(name)}"
+            )
+            continue
+        entries.data = {name: qps}
+        number = entries.positive_number(name, MIN_TARGET_QPS, MAX_TARGET_QPS)
+        if number is not None:
+            targets[name] = number
+    if entries.invalid:
+        section.invalid.add(key)
+    return targets
 
 
 def _readiness_probe(service: Section, problems: Problems) -> ReadinessProbe:
@@ -183,9 +242,12 @@ def _replica_policy(service: Section, problems: Problems) -> ReplicaPolicy:
             section.integer("min_replicas", minimum=0, maximum=MAX_REPLICAS), d.min_replicas
         ),
         max_replicas=section.integer("max_replicas", minimum=0, maximum=MAX_REPLICAS),
-        target_qps_per_replica=section.positive_number(
-            "target_qps_per_replica", MIN_TARGET_QPS, MAX_TARGET_QPS
+        target_qps_per_replica=(
+            None
+            if isinstance(section.get("target_qps_per_replica"), Mapping)
+            else section.positive_number("target_qps_per_replica", MIN_TARGET_QPS, MAX_TARGET_QPS)
         ),
+        target_qps_per_accelerator=_per_accelerator_targets(section, problems),
         upscale_delay_seconds=_or(
             section.integer("upscale_delay_seconds", minimum=0, maximum=MAX_DELAY_S),
             d.upscale_delay_seconds,
@@ -229,6 +291,7 @@ def _check_counts(section: Section, policy: ReplicaPolicy) -> None:
         high is not None
         and high > low
         and policy.target_qps_per_replica is None
+        and not policy.target_qps_per_accelerator
         and section.valid("target_qps_per_replica")
     ):
         section.bad(

@@ -90,8 +90,8 @@ def _spec(accelerators: str, tmp: Path) -> ServiceSpec:
 
 
 def test_catalog(tmp_path: Path) -> None:
-    assert instance_type(_spec("l4", tmp_path), "aws") == "g6.xlarge"
-    assert instance_type(_spec("H100", tmp_path), "aws") is None
+    assert instance_type(_spec("l4", tmp_path), "aws", "us-east-1") == "g6.xlarge"
+    assert instance_type(_spec("H100", tmp_path), "aws", "us-east-1") is None
     prices = CatalogPriceSource("gcp", "g2-standard-8").spot_prices(["us-central1-a", "mars-1-a"])
     assert list(prices) == ["us-central1-a"]
     assert "eastus-1" in catalog_zones("azure", "eastus")
@@ -102,7 +102,7 @@ def test_signals_and_plan_read_the_same_catalog(tmp_path: Path) -> None:
     """Issue 10: for an AWS V100 spec `hedgeform signals` found no instance type while `plan`
     used p3.2xlarge (two catalogs)."""
     spec = _spec("V100", tmp_path)
-    assert instance_type(spec, "aws") == "p3.2xlarge"
+    assert instance_type(spec, "aws", "us-east-1") == "p3.2xlarge"
     assert instance_for("aws", spec.resources.accelerators).instance_type == "p3.2xlarge"
 
 

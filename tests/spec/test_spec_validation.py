@@ -188,7 +188,8 @@ def test_replicas_and_replica_policy_conflict(base: dict[str, Any], problems_for
 def test_load_balancing_policy_choices(base: dict[str, Any], problems_for: Problems) -> None:
     base["service"]["load_balancing_policy"] = "random"
     assert problems_for(base) == (
-        "service.load_balancing_policy: must be one of round_robin, least_load; "
+        "service.load_balancing_policy: must be one of round_robin, least_load, "
+        "instance_aware_least_load; "
         "got 'random' (a string)",
     )
 

@@ -1,0 +1,29 @@
+"""Keep the MIP solver's banner off standard output, where tables and `--json` go.
+
+HiGHS's C++ core (highspy) prints its banner on the process's file descriptor 1 when the
+first solver of a process is made; `print` redirection cannot catch it. The pure policy core
+(policy/mix.py) and the backtest's exact optimum (backtest/optimal.py) make solvers, so the
+commands that call them (`hedgeform mix`, `hedgeform backtest`) wrap the solving in
+`banner_to_stderr`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def banner_to_stderr() -> Iterator[None]:
+    """Point fd 1 at fd 2 while the block runs, then restore it (also on an exception)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
