@@ -53,23 +53,31 @@ def solve_mix(
     size_aware: bool = True,
     max_utilization: float = 1.0,
     caps: Mapping[str, int] | None = None,
+    floors: Mapping[str, int] | None = None,
     prices: Mapping[str, float] | None = None,
 ) -> Mix:
     """The least-cost integer mix for `rate_rps` (module docstring). `caps`: at most this many
-    instances of a type; `prices`: $/h overriding the profile's (e.g. the effective price of a
-    type whose spot is gone: on-demand). MixError if no mix can serve the rate."""
+    instances of a type; `floors`: at least this many (e.g. the replicas already running);
+    `prices`: $/h overriding the profile's (e.g. the effective price of a type whose spot is
+    gone: on-demand). MixError if no mix can serve the rate within the caps."""
     if not math.isfinite(rate_rps) or rate_rps < 0:
         raise MixError(f"rate {rate_rps!r} req/s is not a finite, non-negative number")
     if not 0 < max_utilization <= 1:
         raise MixError(f"max_utilization {max_utilization!r} is not in (0, 1]")
     names = [g.name for g in profile.gpus]
-    unknown = sorted(set(caps or {}) - set(names)) + sorted(set(prices or {}) - set(names))
+    unknown = [
+        name for given in (caps, floors, prices) for name in sorted(set(given or {}) - set(names))
+    ]
     if unknown:
         raise MixError(f"{unknown[0]!r} is not a GPU type of the profile ({', '.join(names)})")
     price = np.array([float((prices or {}).get(g.name, g.usd_per_hour)) for g in profile.gpus])
     upper_n = np.array([float((caps or {}).get(n, highspy.kHighsInf)) for n in names])
+    lower_n = np.array([float((floors or {}).get(n, 0)) for n in names])
+    if (lower_n > upper_n).any() or (lower_n < 0).any():
+        raise MixError("a floor is negative or above its type's cap")
     if rate_rps == 0:
-        return Mix(dict.fromkeys(names, 0), 0.0)
+        counts_at_floor = {n: int(f) for n, f in zip(names, lower_n, strict=True)}
+        return Mix(counts_at_floor, float(price @ lower_n))
     share = [profile.distribution[i][j] for i, j in profile.buckets]
     # capacity[t][b]: requests/s one instance of t sustains in bucket b, at the headroom
     capacity = np.array(
@@ -80,15 +88,18 @@ def solve_mix(
             i, j = profile.buckets[b]
             raise MixError(f"no GPU type serves request bucket [{i}][{j}] within the SLO")
     if size_aware:
-        counts = _solve_split(price, upper_n, capacity, np.array(share) * rate_rps)
+        counts = _solve_split(price, (lower_n, upper_n), capacity, np.array(share) * rate_rps)
     else:
-        counts = _solve_oblivious(price, upper_n, capacity, np.array(share), rate_rps)
+        counts = _solve_oblivious(price, (lower_n, upper_n), capacity, np.array(share), rate_rps)
     chosen = {n: int(c) for n, c in zip(names, counts, strict=True)}
     return Mix(chosen, float(sum(p * c for p, c in zip(price, counts, strict=True))))
 
 
+Bounds = tuple[np.ndarray, np.ndarray]  # lower and upper instance counts per type
+
+
 def _solve_split(
-    price: np.ndarray, upper_n: np.ndarray, capacity: np.ndarray, traffic: np.ndarray
+    price: np.ndarray, bounds_n: Bounds, capacity: np.ndarray, traffic: np.ndarray
 ) -> np.ndarray:
     """Columns: n[t] (integer), then x[b, t] for every bucket b and type t."""
     types, buckets = capacity.shape
@@ -106,11 +117,11 @@ def _solve_split(
         for b in range(buckets)
         for t in range(types)
     ]
-    return _solve(price, upper_n, np.zeros(n_x), np.array(x_upper), rows)
+    return _solve(price, bounds_n, np.zeros(n_x), np.array(x_upper), rows)
 
 
 def _solve_oblivious(
-    price: np.ndarray, upper_n: np.ndarray, capacity: np.ndarray, share: np.ndarray, rate: float
+    price: np.ndarray, bounds_n: Bounds, capacity: np.ndarray, share: np.ndarray, rate: float
 ) -> np.ndarray:
     """Columns: n[t] (integer), then y[t], the rate type t serves with the whole mix."""
     types = capacity.shape[0]
@@ -129,17 +140,18 @@ def _solve_oblivious(
         rows.append(({types + t: load[t], t: -1.0}, -highspy.kHighsInf, 0.0))
     if not (y_upper > 0).any():
         raise MixError("no GPU type serves every request bucket, as a size-oblivious mix needs")
-    return _solve(price, upper_n, np.zeros(types), y_upper, rows)
+    return _solve(price, bounds_n, np.zeros(types), y_upper, rows)
 
 
 def _solve(
     price: np.ndarray,
-    upper_n: np.ndarray,
+    bounds_n: Bounds,
     cont_cost: np.ndarray,
     cont_upper: np.ndarray,
     rows: list[tuple[dict[int, float], float, float]],
 ) -> np.ndarray:
     types = len(price)
+    lower_n, upper_n = bounds_n
     num_col = types + len(cont_cost)
     starts: list[int] = []
     index: list[int] = []
@@ -165,7 +177,7 @@ def _solve(
         int(highspy.ObjSense.kMinimize),
         0.0,
         np.concatenate([price + TIE_BREAK_USD, cont_cost]),
-        np.zeros(num_col),
+        np.concatenate([lower_n, np.zeros(len(cont_cost))]),
         np.concatenate([upper_n, cont_upper]),
         np.array([lo for _, lo, _ in rows], dtype=np.float64),
         np.array([hi for _, _, hi in rows], dtype=np.float64),
