@@ -164,7 +164,11 @@ class ProviderCloud:
         # (cloud, region) -> the instance choice of that region's stack (clouds/catalog.py)
         self.instance_choices = {
             (cloud, region): instance_for_region(
-                spec.resources, cloud, region, settings.cloud.instance_types
+                spec.resources,
+                cloud,
+                region,
+                settings.cloud.instance_types,
+                policy=spec.service.replica_policy,
             )
             for cloud, region in self.regions
         }
@@ -174,7 +178,11 @@ class ProviderCloud:
         self.accelerator_notes = tuple(
             note
             for (cloud, region), choice in sorted(self.instance_choices.items())
-            if (note := choice_note(spec.resources, cloud, region, choice))
+            if (
+                note := choice_note(
+                    spec.resources, cloud, region, choice, policy=spec.service.replica_policy
+                )
+            )
         )
 
     # -- stacks ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from reconciler.errors import CloudConfigError
-from reconciler.spec.model import Accelerator, Resources
+from reconciler.spec.model import Accelerator, ReplicaPolicy, Resources
 
 REAL_CLOUDS = ("aws", "gcp", "azure")
 
@@ -222,13 +222,17 @@ def instance_for(
     overrides: Mapping[str, str] | None = None,
     *,
     any_of: bool = False,
+    policy: ReplicaPolicy | None = None,
 ) -> InstanceChoice:
     """The instance type for `accelerators` on `cloud`, as SkyPilot reads the spec's forms:
     an ordered preference (`any_of` False: a name or a list) gets the first the cloud offers;
     "any of" (a set or mapping of several) gets the one with the lowest on-demand list price
-    (`list_prices`; spec order breaks ties, an unpriced type comes last). SkyPilot's optimizer
-    also picks the cheapest; on-demand list prices rank the types because they are published
-    for every type and are what a replica falls back to.
+    (`list_prices`; spec order breaks ties, an unpriced type comes last), or, when `policy`
+    gives requests/s per accelerator (`target_qps_per_replica` as a map), the lowest list
+    price per request/s: a type twice as dear that serves three times as much is the cheaper
+    way to serve (Mélange's point, for one type per region). SkyPilot's optimizer also picks
+    the cheapest; on-demand list prices rank the types because they are published for every
+    type and are what a replica falls back to.
 
     An override (cloud -> instance type) wins but keeps the accelerator, so tags stay right.
     CloudConfigError (one line) when the cloud offers none of them.
@@ -252,10 +256,7 @@ def instance_for(
         if any_of:
             ranked = sorted(
                 enumerate(found),
-                key=lambda item: (
-                    list_price(cloud, item[1].price_key) or float("inf"),
-                    item[0],
-                ),
+                key=lambda item: (_rank_price(cloud, item[1], policy), item[0]),
             )
             choice = ranked[0][1]
         else:
@@ -265,6 +266,16 @@ def instance_for(
             overrides[cloud], choice.accelerator, choice.count, choice.guest_accelerator_type
         )
     return choice
+
+
+def _rank_price(cloud: str, choice: InstanceChoice, policy: ReplicaPolicy | None) -> float:
+    """$/h, or $/h per request/s with per-accelerator targets; unpriced: last."""
+    price = list_price(cloud, choice.price_key)
+    if price is None:
+        return float("inf")
+    if policy is not None and policy.target_qps_per_accelerator:
+        return price / (policy.target_for(choice.accelerator) or 1.0)
+    return price
 
 
 def accelerators_for_region(
@@ -295,13 +306,22 @@ def instance_for_region(
     cloud: str,
     region: str | None,
     overrides: Mapping[str, str] | None = None,
+    *,
+    policy: ReplicaPolicy | None = None,
 ) -> InstanceChoice:
     """`instance_for` with what the spec asks for in `cloud`/`region`."""
     accelerators, any_of = accelerators_for_region(resources, cloud, region)
-    return instance_for(cloud, accelerators, overrides, any_of=any_of)
+    return instance_for(cloud, accelerators, overrides, any_of=any_of, policy=policy)
 
 
-def choice_note(resources: Resources, cloud: str, region: str, choice: InstanceChoice) -> str:
+def choice_note(
+    resources: Resources,
+    cloud: str,
+    region: str,
+    choice: InstanceChoice,
+    *,
+    policy: ReplicaPolicy | None = None,
+) -> str:
     """One line saying which accelerator `cloud`/`region` runs and why, or "" when the spec
     named only one (nothing was chosen)."""
     accelerators, any_of = accelerators_for_region(resources, cloud, region)
@@ -311,7 +331,17 @@ def choice_note(resources: Resources, cloud: str, region: str, choice: InstanceC
     prices = list_prices(cloud)
     price = prices.on_demand.get(choice.price_key)
     shown = f"${price:.2f}/h on demand" if price is not None else "no list price"
-    if any_of:
+    per_rps = policy is not None and bool(policy.target_qps_per_accelerator)
+    if any_of and per_rps:
+        assert policy is not None
+        target = policy.target_for(choice.accelerator) or 1.0
+        shown += f", {target:g} requests/s"
+        why = (
+            f"the lowest list price per request/s of any of {asked} (targets from "
+            f"target_qps_per_replica; {prices.region} list prices of {prices.as_of}, "
+            f"{prices.source})"
+        )
+    elif any_of:
         why = (
             f"the lowest list price of any of {asked} ({prices.region} list prices of "
             f"{prices.as_of}, {prices.source})"

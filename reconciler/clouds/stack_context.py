@@ -168,7 +168,13 @@ def cloud_stack_context(
     zones_of(cloud, stack.region)
     for replica in stack.replicas:
         check_zone(cloud, stack.region, replica.zone)
-    choice = instance_for_region(spec.resources, cloud, stack.region, settings.instance_types)
+    choice = instance_for_region(
+        spec.resources,
+        cloud,
+        stack.region,
+        settings.instance_types,
+        policy=spec.service.replica_policy,
+    )
     ids = {r.id for r in stack.replicas}
     context: dict[str, Any] = {
         "service": _service_name(spec),

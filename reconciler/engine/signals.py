@@ -100,7 +100,9 @@ def instance_type(
     clouds/catalog.py `instance_for_region`, with the settings' `instance_types` overrides),
     or None when the catalog has none."""
     try:
-        return instance_for_region(spec.resources, cloud, region, overrides).instance_type
+        return instance_for_region(
+            spec.resources, cloud, region, overrides, policy=spec.service.replica_policy
+        ).instance_type
     except CloudConfigError:
         return None
 

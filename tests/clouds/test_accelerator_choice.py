@@ -24,7 +24,7 @@ from reconciler.clouds.catalog import (
 )
 from reconciler.errors import CloudConfigError
 from reconciler.spec import parse_spec
-from reconciler.spec.model import Accelerator, Resources
+from reconciler.spec.model import Accelerator, ReplicaPolicy, Resources
 
 
 def resources(accelerators: object, any_of: list[dict[str, Any]] | None = None) -> Resources:
@@ -146,3 +146,22 @@ def test_gcp_attached_gpus_are_priced_per_gpu_not_per_machine() -> None:
     assert t4.instance_type == v100.instance_type == "n1-standard-8"
     assert (t4.price_key, v100.price_key) == ("n1-standard-8+1xT4", "n1-standard-8+1xV100")
     assert (list_price("gcp", t4.price_key) or 0) < (list_price("gcp", v100.price_key) or 0)
+
+
+def test_with_per_accelerator_targets_any_of_runs_the_cheapest_per_request() -> None:
+    """L4 lists below A10G per hour, but at 3 vs 6 requests/s per replica the A10G serves a
+    request for less: with SkyServe's per-accelerator targets the set ranks by $/h per
+    request/s (the spec's own throughput figures), not by $/h."""
+    res = resources({"L4": 1, "A10G": 1})
+    policy = ReplicaPolicy(1, 4, target_qps_per_accelerator={"L4": 3.0, "A10G": 6.0})
+    assert instance_for_region(res, "aws", "us-east-1").accelerator == "L4"
+    choice = instance_for_region(res, "aws", "us-east-1", policy=policy)
+    assert (choice.instance_type, choice.accelerator) == ("g5.xlarge", "A10G")
+    note = choice_note(res, "aws", "us-east-1", choice, policy=policy)
+    assert note.startswith(
+        "aws us-east-1 runs A10G:1 on g5.xlarge ($1.01/h on demand, 6 requests/s): the lowest "
+        "list price per request/s of any of L4:1, A10G:1 (targets from target_qps_per_replica"
+    )
+    # An ordered list stays an order: the targets do not reorder a preference.
+    ordered = resources(["L4", "A10G"])
+    assert instance_for_region(ordered, "aws", "us-east-1", policy=policy).accelerator == "L4"
