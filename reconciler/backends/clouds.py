@@ -162,16 +162,19 @@ class ProviderCloud:
         check_cloud_settings(spec, self.regions, settings)  # one line per missing setting
         self.apis = dict(apis) if apis is not None else default_apis(spec, settings, self.clouds)
         # (cloud, region) -> the instance choice of that region's stack (clouds/catalog.py)
-        self.instance_choices = {
-            (cloud, region): instance_for_region(
-                spec.resources,
-                cloud,
-                region,
-                settings.cloud.instance_types,
-                policy=spec.service.replica_policy,
-            )
-            for cloud, region in self.regions
-        }
+        try:
+            self.instance_choices = {
+                (cloud, region): instance_for_region(
+                    spec.resources,
+                    cloud,
+                    region,
+                    settings.cloud.instance_types,
+                    policy=spec.service.replica_policy,
+                )
+                for cloud, region in self.regions
+            }
+        except CloudConfigError as exc:  # a spec field: say which file
+            raise CloudConfigError(f"{paths.spec_file}: {exc}") from None
         self.accelerators_in_use = frozenset(
             c.accelerator for c in self.instance_choices.values() if c.accelerator
         )

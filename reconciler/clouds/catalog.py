@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from reconciler.errors import CloudConfigError
-from reconciler.spec.model import Accelerator, ReplicaPolicy, Resources
+from reconciler.spec.model import Accelerator, Location, ReplicaPolicy, Resources
 
 REAL_CLOUDS = ("aws", "gcp", "azure")
 
@@ -284,21 +284,46 @@ def accelerators_for_region(
     """(accelerators, any_of) the spec asks for in `cloud`/`region`: from the any_of entries
     that can place there (their own accelerators, else the top level's). One region runs one
     instance type, so entries for zones of one region must agree; CloudConfigError if not."""
-    asked = {
-        resources.accelerators_at(loc)
+    accelerators, any_of, _ = _asked(resources, cloud, region)
+    return accelerators, any_of
+
+
+def _asked(
+    resources: Resources, cloud: str, region: str | None
+) -> tuple[tuple[Accelerator, ...], bool, str]:
+    """`accelerators_for_region`, with the spec field the accelerators come from."""
+    asked = [
+        (*resources.accelerators_at(loc), _field(resources, loc))
         for loc in resources.locations
         if loc.cloud == cloud and loc.region in (region, None)
-    }
-    if len(asked) > 1:
+    ]
+    meanings = {_meaning(accs, any_of) for accs, any_of, _ in asked}
+    if len(meanings) > 1:
         shown = " | ".join(
-            sorted(", ".join(f"{a.name}:{a.count}" for a in accs) for accs, _ in asked)
+            sorted({", ".join(f"{a.name}:{a.count}" for a in accs) for accs, _, _ in asked})
         )
         raise CloudConfigError(
             f"resources.any_of: the entries for {cloud} {region} ask for different accelerators "
-            f"({shown}); one region runs one instance type: give every entry of that region the "
-            "same accelerators, e.g. a set such as {L4: 1, A10G: 1}"
+            f"({shown}); one region runs one instance type: ask for the same in every entry of "
+            "that region, or put a set at resources.accelerators"
         )
-    return next(iter(asked), (resources.accelerators, resources.accelerators_any_of))
+    if asked:
+        return asked[0]
+    return resources.accelerators, resources.accelerators_any_of, "resources.accelerators"
+
+
+def _field(resources: Resources, location: Location) -> str:
+    if location.accelerators is None or location not in resources.any_of:
+        return "resources.accelerators"
+    return f"resources.any_of[{resources.any_of.index(location)}].accelerators"
+
+
+def _meaning(
+    accelerators: Sequence[Accelerator], any_of: bool
+) -> tuple[bool, tuple[tuple[str, int], ...]]:
+    """What a form asks for: a set's order and the names' case do not matter."""
+    items = [(_canonical(a.name), a.count) for a in accelerators]
+    return any_of, tuple(sorted(items) if any_of else items)
 
 
 def instance_for_region(
@@ -309,9 +334,13 @@ def instance_for_region(
     *,
     policy: ReplicaPolicy | None = None,
 ) -> InstanceChoice:
-    """`instance_for` with what the spec asks for in `cloud`/`region`."""
-    accelerators, any_of = accelerators_for_region(resources, cloud, region)
-    return instance_for(cloud, accelerators, overrides, any_of=any_of, policy=policy)
+    """`instance_for` with what the spec asks for in `cloud`/`region`; its one-line error
+    names the spec field the accelerators come from."""
+    accelerators, any_of, where = _asked(resources, cloud, region)
+    try:
+        return instance_for(cloud, accelerators, overrides, any_of=any_of, policy=policy)
+    except CloudConfigError as exc:
+        raise CloudConfigError(f"{where}: {exc}") from None
 
 
 def choice_note(
@@ -332,7 +361,17 @@ def choice_note(
     price = prices.on_demand.get(choice.price_key)
     shown = f"${price:.2f}/h on demand" if price is not None else "no list price"
     per_rps = policy is not None and bool(policy.target_qps_per_accelerator)
-    if any_of and per_rps:
+    offered = [a for a in accelerators if (_canonical(a.name), a.count) in INSTANCE_TYPES[cloud]]
+    plain = instance_for(cloud, accelerators, any_of=any_of, policy=policy)
+    if plain.instance_type != choice.instance_type:
+        return (
+            f"{cloud} {region} runs {choice.instance_type}, the settings' instance_types "
+            f"override; its replicas are tagged {choice.accelerator}:{choice.count}, which "
+            f"the catalog would run on {plain.instance_type}"
+        )
+    if len(offered) < 2:
+        why = f"the only one of {asked} the {cloud} catalog offers"
+    elif any_of and per_rps:
         assert policy is not None
         target = policy.target_for(choice.accelerator) or 1.0
         shown += f", {target:g} requests/s"

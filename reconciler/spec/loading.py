@@ -196,10 +196,11 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
                 )
     named = {a.upper() for a in resources.accelerator_names}
     for key in policy.target_qps_per_accelerator:
-        if named and key.partition(":")[0].upper() not in named:
+        if key.partition(":")[0].upper() not in named:
+            they = f"they are {', '.join(sorted(named))}" if named else "it names none"
             problems.add(
                 f"service.replica_policy.target_qps_per_replica.{key}",
-                f"names no accelerator of resources (they are {', '.join(sorted(named))})",
+                f"names no accelerator of resources.accelerators ({they})",
             )
     # A cloud load balancer's health check gates traffic there: the probe must fit it.
     plain_envs = {

@@ -121,7 +121,7 @@ def _any_of(section: Section, problems: Problems) -> tuple[Location, ...]:
             problems.add(
                 join(path, index),
                 "duplicate location; to offer several accelerators in one place, give each "
-                "entry its own accelerators (or list them in one: {L4: 1, A10G: 1})",
+                "entry its own (one per entry), or a set at resources.accelerators",
             )
         else:
             locations[same] = _merged(locations[same], location, join(path, index), problems)
@@ -156,6 +156,13 @@ def parse_accelerators(
     """
     if value is None:
         return (), False
+    if isinstance(value, Mapping | list | set | frozenset | str) and not value:
+        problems.add(
+            path,
+            "is empty; name at least one accelerator (e.g. L4), or leave the field out for a "
+            "replica without one",
+        )
+        return (), False
     any_of = isinstance(value, Mapping | set | frozenset) and len(value) > 1
     found: list[Accelerator] = []
     if isinstance(value, str):
@@ -168,8 +175,14 @@ def parse_accelerators(
             item_path = join(path, index)
             if isinstance(item, str):
                 found.extend(_accelerator_string(item, item_path, problems))
-            elif isinstance(item, Mapping):
+            elif isinstance(item, Mapping) and len(item) == 1:
                 found.extend(_accelerator_mapping(item, item_path, problems))
+            elif isinstance(item, Mapping):
+                problems.add(
+                    item_path,
+                    "a list item names one accelerator (a list is an ordered preference); "
+                    "for 'any of', write the mapping itself: {L4: 1, A10G: 1}",
+                )
             else:
                 problems.add(
                     item_path,
@@ -202,8 +215,15 @@ def _accelerator_mapping(
         if not isinstance(name, str):
             problems.add(path, f"accelerator names must be strings, got {describe(name)}")
             continue
+        if count is None and ":" in name:
+            # `{L4:1, A10G:1}` (no space after the colon, as SkyPilot's docs write it): YAML
+            # reads `L4:1` as a key with no value.
+            found.extend(_accelerator_string(name, join(path, name), problems))
+            continue
         if count is None:  # `{L4, A100}`: a YAML set, one of each
             count = 1
+        if isinstance(count, float) and count.is_integer():
+            count = int(count)  # SkyPilot accepts `L4: 1.0`
         whole = count if is_int(count) else None
         found.extend(_accelerator(name, whole, describe(count), join(path, name), problems))
     return found

@@ -108,11 +108,20 @@ def _per_accelerator_targets(section: Section, problems: Problems) -> dict[str, 
         return {}
     entries = Section({}, section.at(key), problems)
     targets: dict[str, float] = {}
+    seen: set[str] = set()
     for name, qps in value.items():
         if not isinstance(name, str) or not ACCELERATOR_KEY.fullmatch(name):
             section.bad(
                 key, f"keys must be accelerator names like L4 or A100:1, got {describe(name)}"
             )
+            continue
+        base = name.partition(":")[0].upper()
+        if base in seen:
+            entries.bad(name, f"{base!r} has a target more than once")
+            continue
+        seen.add(base)
+        if qps is None:
+            entries.bad(name, "no value; give requests/s, a number from 0.001 to 1e+06")
             continue
         entries.data = {name: qps}
         number = entries.positive_number(name, MIN_TARGET_QPS, MAX_TARGET_QPS)

@@ -165,3 +165,50 @@ def test_with_per_accelerator_targets_any_of_runs_the_cheapest_per_request() -> 
     # An ordered list stays an order: the targets do not reorder a preference.
     ordered = resources(["L4", "A10G"])
     assert instance_for_region(ordered, "aws", "us-east-1", policy=policy).accelerator == "L4"
+
+
+def test_one_set_written_in_another_order_or_case_is_the_same_ask() -> None:
+    """Before: two zones of a region asking {L4: 1, A10G: 1} and {A10G: 1, L4: 1} (or L4 and
+    l4) were refused as different accelerators."""
+    for first, second in (({"L4": 1, "A10G": 1}, {"A10G": 1, "L4": 1}), ("L4", "l4")):
+        res = resources(
+            None,
+            any_of=[
+                {"cloud": "aws", "region": "us-east-1", "zone": "us-east-1a",
+                 "accelerators": first},
+                {"cloud": "aws", "region": "us-east-1", "zone": "us-east-1b",
+                 "accelerators": second},
+            ],
+        )  # fmt: skip
+        assert instance_for_region(res, "aws", "us-east-1").accelerator == "L4"
+
+
+def test_a_type_no_cloud_offers_names_the_field_it_came_from() -> None:
+    res = resources(
+        "T4",
+        any_of=[
+            {"cloud": "aws", "region": "us-east-1", "accelerators": "FOO"},
+            {"cloud": "aws", "region": "us-west-2"},
+        ],
+    )
+    with pytest.raises(CloudConfigError) as caught:
+        instance_for_region(res, "aws", "us-east-1")
+    assert str(caught.value).startswith(
+        "resources.any_of[0].accelerators: no aws instance type for FOO:1 in the catalog"
+    )
+    top = resources("FOO")
+    with pytest.raises(CloudConfigError, match=r"^resources\.accelerators: no aws instance"):
+        instance_for_region(top, "aws", "us-east-1")
+
+
+def test_the_note_tells_an_override_and_a_lone_offer_apart() -> None:
+    res = resources({"L4": 1, "A10G": 1})
+    overridden = instance_for_region(res, "aws", "us-east-1", {"aws": "g5.2xlarge"})
+    assert choice_note(res, "aws", "us-east-1", overridden) == (
+        "aws us-east-1 runs g5.2xlarge, the settings' instance_types override; its replicas "
+        "are tagged L4:1, which the catalog would run on g6.xlarge"
+    )
+    azure = resources({"A100": 1, "L4": 1})
+    choice = instance_for("azure", azure.accelerators, any_of=True)
+    note = choice_note(azure, "azure", "eastus", choice)
+    assert note.endswith(": the only one of A100:1, L4:1 the azure catalog offers")

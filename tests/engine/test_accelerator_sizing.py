@@ -108,3 +108,28 @@ def test_plan_prints_the_choice_and_the_sizing(root: Path) -> None:
         "note: gcp us-central1 runs L4:1 on g2-standard-8",
         "note: replicas sized at 3 requests/s each: the smallest target of the accelerators in use",
     ]
+
+
+def test_a_type_no_cloud_offers_is_one_line_naming_the_file_and_field(root: Path) -> None:
+    write_spec(
+        root,
+        "  any_of:\n    - cloud: aws\n      region: us-east-1\n    - cloud: gcp\n"
+        "  use_spot: true\n  accelerators: {A100: 1, FOO: 1}\n  ports: 8081\n",
+    )
+    (root / "services" / f"{SERVICE}.yaml").write_text(
+        (root / "services" / f"{SERVICE}.yaml")
+        .read_text()
+        .replace("{A100: 8, L4: 3}", "{A100: 8, FOO: 3}")
+    )
+    (root / "services" / f"{SERVICE}.settings.yaml").write_text(
+        "aws_images:\n  us-east-1: ami-0123456789abcdef0\ngcp_project: hedgeform-test\n"
+    )
+    result = CliRunner().invoke(main, ["plan", SERVICE, "--root", str(root), "--render-only"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0] == (
+        f"Error: {root}/services/{SERVICE}.yaml: resources.accelerators: no aws instance type "
+        "for A100:1, FOO:1 in the catalog; aws offers A100:8, A100-80GB:8, A10G:1, A10G:4, "
+        "H100:8, L4:1, L4:4, L4:8, L40S:1, L40S:4, T4:1, T4:4, V100:1, V100:4, V100:8"
+    )

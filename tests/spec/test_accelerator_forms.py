@@ -42,6 +42,9 @@ def spec_of(doc: dict[str, Any]) -> Any:
         ("{L4: 1, A10G: 1}", ["L4", "A10G"], True),  # any of: the cheapest a cloud offers
         ("{L4, A10G}", ["L4", "A10G"], True),  # a YAML set
         ("!!set {L4, A10G}", ["A10G", "L4"], True),
+        # SkyPilot's docs write sets without a space: YAML reads `L4:1` as a key, no value.
+        ("{L4:1, A10G:1}", ["L4", "A10G"], True),
+        ("{L4: 1.0}", ["L4"], False),  # SkyPilot accepts a number for the count
     ],
 )
 def test_accelerator_forms_keep_whether_the_order_is_a_preference(
@@ -85,8 +88,7 @@ def test_any_of_entries_carry_their_own_accelerators_and_same_place_entries_merg
         (
             {"cloud": "aws", "region": "us-east-1"},
             "resources.any_of[1]: duplicate location; to offer several accelerators in one "
-            "place, give each entry its own accelerators (or list them in one: "
-            "{L4: 1, A10G: 1})",
+            "place, give each entry its own (one per entry), or a set at resources.accelerators",
         ),
         (
             {"cloud": "aws", "region": "us-east-1", "accelerators": "l4"},
@@ -180,7 +182,7 @@ def test_a_per_accelerator_target_is_read_with_instance_aware_least_load(
             {"A100": 5, "H100": 9},
             "instance_aware_least_load",
             "service.replica_policy.target_qps_per_replica.H100: names no accelerator of "
-            "resources (they are A100, L4)",
+            "resources.accelerators (they are A100, L4)",
         ),
     ],
 )
@@ -252,3 +254,67 @@ def test_the_accelerator_form_and_per_entry_accelerators_are_part_of_what_a_repl
     again = spec_for_part(today, part)
     assert again.resources.any_of == located.resources.any_of
     assert replica_fingerprint(again) == replica_fingerprint(located)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([], "resources.accelerators: is empty; name at least one accelerator (e.g. L4), or "
+         "leave the field out for a replica without one"),
+        ({}, "resources.accelerators: is empty; name at least one accelerator (e.g. L4), or "
+         "leave the field out for a replica without one"),
+        ([{"L4": 1, "A10G": 1}, "T4"], "resources.accelerators[0]: a list item names one "
+         "accelerator (a list is an ordered preference); for 'any of', write the mapping "
+         "itself: {L4: 1, A10G: 1}"),
+        ({"L4": 1.5}, "resources.accelerators.L4: accelerator count must be a whole number "
+         ">= 1, got 1.5 (a number)"),
+    ],
+)  # fmt: skip
+def test_empty_or_ambiguous_accelerator_forms_are_refused(
+    base: dict[str, Any], problems_for: Problems, value: object, expected: str
+) -> None:
+    """Before: `[]` or `{}` silently meant a CPU replica, and a mapping inside a list turned an
+    "any of" into an order without a word."""
+    base["resources"]["accelerators"] = value
+    assert problems_for(base) == (expected,)
+
+
+def test_an_empty_entry_accelerators_does_not_silently_drop_the_top_level_one(
+    base: dict[str, Any], problems_for: Problems
+) -> None:
+    del base["resources"]["cloud"], base["resources"]["region"]
+    base["resources"]["accelerators"] = "L4"
+    base["resources"]["any_of"] = [{"cloud": "aws", "region": "us-east-1", "accelerators": []}]
+    assert problems_for(base)[0].startswith("resources.any_of[0].accelerators: is empty")
+
+
+@pytest.mark.parametrize(
+    ("targets", "expected"),
+    [
+        ({"L4": 3, "l4": 5}, "service.replica_policy.target_qps_per_replica.l4: 'L4' has a "
+         "target more than once"),
+        ({"L4:4": 3, "L4:1": 9}, "service.replica_policy.target_qps_per_replica.L4:1: 'L4' has "
+         "a target more than once"),
+        ({"L4": None, "A100": 5}, "service.replica_policy.target_qps_per_replica.L4: no value; "
+         "give requests/s, a number from 0.001 to 1e+06"),
+    ],
+)  # fmt: skip
+def test_a_target_given_twice_or_without_a_value_is_refused(
+    base: dict[str, Any], problems_for: Problems, targets: object, expected: str
+) -> None:
+    """Before: the last duplicate won (not SkyServe's first match), and `L4: null` left the
+    service without a target (or blamed a missing one)."""
+    per_accelerator(base, targets, "instance_aware_least_load")
+    problems = problems_for(base)
+    assert expected in problems
+    assert not any("required when max_replicas" in line for line in problems)
+
+
+def test_targets_need_named_accelerators(base: dict[str, Any], problems_for: Problems) -> None:
+    """Before: with no resources.accelerators a map was taken as is."""
+    base["service"]["replica_policy"]["target_qps_per_replica"] = {"L4": 3}
+    base["service"]["load_balancing_policy"] = "instance_aware_least_load"
+    assert problems_for(base) == (
+        "service.replica_policy.target_qps_per_replica.L4: names no accelerator of "
+        "resources.accelerators (it names none)",
+    )
