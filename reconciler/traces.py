@@ -1,7 +1,8 @@
 """Spot availability traces: one JSON file per zone, `{"metadata": {"gap_seconds": G},
 "data": [n0, n1, ...]}`, where `n_t` is how many spot instances the zone could hold at step t.
 
-File names follow the SpotHedge artifact: `<zone>_<gpu>_<count>.json`.
+File names follow the SpotHedge artifact: `<zone>_<gpu>_<count>.json`. One directory may hold
+several GPU types; two types in one zone are two *pools* (issue 15), each with its own trace.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ class ZoneTrace:
     gap_seconds: int
     data: tuple[int, ...]
     source: Path
+    # From the file name: `us-east-1f_v100_1.json` -> "V100", 1; "" and 0 when it has none.
+    accelerator: str = ""
+    accelerator_count: int = 0
 
     @property
     def seconds(self) -> int:
@@ -53,6 +57,34 @@ class TraceSet:
 
     name: str
     zones: tuple[ZoneTrace, ...]
+
+    @property
+    def accelerators(self) -> tuple[str, ...]:
+        """The GPU types of the set, in file order (empty if the names carry none)."""
+        return tuple(dict.fromkeys(z.accelerator for z in self.zones if z.accelerator))
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """What the policy calls each trace's place: the zone, or `<zone>/<GPU>` when the set
+        holds several GPU types (so two types of one zone are two distinct pools)."""
+        several = len(self.accelerators) > 1
+        return tuple(f"{z.zone}/{z.accelerator}" if several else z.zone for z in self.zones)
+
+    def only(self, accelerator: str) -> TraceSet:
+        """The traces of one GPU type, named `<set>/<GPU>`; TraceError if it has none."""
+        zones = tuple(z for z in self.zones if z.accelerator == accelerator)
+        if not zones:
+            have = ", ".join(self.accelerators) or "none named"
+            raise TraceError(f"{self.name}: no traces of GPU type {accelerator!r} (have {have})")
+        return TraceSet(f"{self.name}/{accelerator}", zones)
+
+    def require_one_type(self, what: str) -> None:
+        """TraceError (one line) when the set holds several GPU types and `what` replays one."""
+        if len(self.accelerators) > 1:
+            raise TraceError(
+                f"{self.name}: holds several GPU types ({', '.join(self.accelerators)}); "
+                f"{what} replays one type: point it at a directory of one"
+            )
 
     def capacity(self, tick_seconds: int) -> np.ndarray:
         """A (zones x ticks) array over the zones' common span, from their start (`span_note`)."""
@@ -97,6 +129,16 @@ def zone_name(path: Path) -> str:
     return path.stem.split("_", 1)[0]
 
 
+def accelerator_of(path: Path) -> tuple[str, int]:
+    """`us-east-1f_v100_1.json` -> ("V100", 1); `x_a100_80gb_8.json` -> ("A100-80GB", 8): the
+    GPU between the zone and the count, upper-cased, `_` read as `-` (SkyPilot's names).
+    ("", 0) when the name has no `<gpu>_<count>` part."""
+    parts = path.stem.split("_")
+    if len(parts) < 3 or not parts[-1].isdigit() or int(parts[-1]) < 1:
+        return "", 0
+    return "-".join(parts[1:-1]).upper(), int(parts[-1])
+
+
 def load_zone_trace(path: Path) -> ZoneTrace:
     try:
         raw = json.loads(path.read_text())
@@ -125,7 +167,15 @@ def load_zone_trace(path: Path) -> ZoneTrace:
     for i, value in enumerate(data):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise TraceError(f"{path}: data[{i}] must be a non-negative integer, got {value!r}")
-    return ZoneTrace(zone=zone_name(path), gap_seconds=gap, data=tuple(data), source=path)
+    gpu, count = accelerator_of(path)
+    return ZoneTrace(
+        zone=zone_name(path),
+        gap_seconds=gap,
+        data=tuple(data),
+        source=path,
+        accelerator=gpu,
+        accelerator_count=count,
+    )
 
 
 def load_trace_set(directory: Path | str) -> TraceSet:
@@ -136,10 +186,11 @@ def load_trace_set(directory: Path | str) -> TraceSet:
     if not files:
         raise TraceError(f"{directory}: no trace files (*.json) in this directory")
     zones = tuple(load_zone_trace(p) for p in files)
-    names = [z.zone for z in zones]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    places = [(z.zone, z.accelerator) for z in zones]
+    duplicated = sorted({z for z, a in places if places.count((z, a)) > 1})
     if duplicated:
         raise TraceError(
-            f"{directory}: more than one trace file for zone(s) {', '.join(duplicated)}"
+            f"{directory}: more than one trace file for zone(s) {', '.join(duplicated)} "
+            "(one per zone and GPU type)"
         )
     return TraceSet(name=directory.name, zones=zones)

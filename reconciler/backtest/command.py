@@ -21,7 +21,7 @@ from reconciler.backtest.runner import (
     run_policy,
 )
 from reconciler.backtest.workload import Workload, load_maf
-from reconciler.errors import BacktestError, TraceError
+from reconciler.errors import BacktestError, MixError, ProfileError, TraceError
 from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.service import MAX_REPLICAS
 from reconciler.traces import load_trace_set
@@ -163,6 +163,20 @@ MAF_NAME = "maf1-requests-per-minute.csv"
     help="No progress lines on stderr (the line about zones of unequal length stays).",
 )
 @click.option(
+    "--types",
+    "types_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Several GPU types (docs/backtest.md, 'Several GPU types'): a profile file giving per "
+    "type its on-demand $/h and the requests/s one replica serves (gpus.<TYPE>.usd_per_hour, "
+    "gpus.<TYPE>.max_rps). Runs hedgeform_mix over every pool of each trace directory, then "
+    "hedgeform over each type alone; needs --rate.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True, max=1e6),
+    help="--types: the requests/s to serve (constant).",
+)
+@click.option(
     "--matrix",
     is_flag=True,
     help="Run the standard evaluation matrix instead (docs/evaluation.md): every policy and "
@@ -213,6 +227,8 @@ def backtest(
     json_path: Path | None,
     plot_path: Path | None,
     quiet: bool,
+    types_path: Path | None,
+    rate: float | None,
     matrix: bool,
     jobs: int,
     resume: bool,
@@ -232,6 +248,9 @@ def backtest(
     for flag, path in (("--json", json_path), ("--plot", plot_path), ("--report", report_path)):
         if path is not None:
             _check_writable(flag, path)  # before the run, not after it
+    mixed = types_path is not None or rate is not None
+    if mixed:
+        _check_mixed_flags(types_path, rate, matrix)
     _check_matrix_flags(matrix, json_path)
     if matrix:
         assert json_path is not None
@@ -258,7 +277,6 @@ def backtest(
         )
         return
     _check_notice_flags(notice_model, warning_s, lead_jitter_s)
-    chosen = policies or (*DEFAULT_POLICIES, "optimal")
     cfg = BacktestConfig(
         target=target,
         overprovision=overprovision,
@@ -272,8 +290,17 @@ def backtest(
         lead_jitter_s=lead_jitter_s,
         launch_failure_delay_s=launch_failure_delay_s,
     )
+    if mixed:
+        assert types_path is not None and rate is not None
+        _run_mixed(types_path, rate, (*trace_dirs, *more_traces), cfg, json_path, quiet)
+        return
+    chosen = policies or (*DEFAULT_POLICIES, "optimal")
     try:
         sets = [load_trace_set(d) for d in (*trace_dirs, *more_traces)]
+        for traces in sets:
+            traces.require_one_type(
+                "a backtest without --types FILE --rate RPS (which run the mix)"
+            )
         spans: dict[str, str] = {}
         for traces in sets:
             note = traces.span_note(TICK_SECONDS)
@@ -348,6 +375,68 @@ def _check_matrix_flags(matrix: bool, json_path: Path | None) -> None:
             "--matrix writes its results there cell by cell (and --resume reads them)",
             param_hint="--json",
         )
+
+
+MIXED_EXCLUDES = (
+    ("policies", "--policy", "--types runs hedgeform_mix and hedgeform per type"),
+    ("target", "--target", "--types sizes each run from --rate"),
+    ("workload", "--workload", "--types serves a constant --rate"),
+    ("workload_file", "--workload-file", "--types serves a constant --rate"),
+    ("plot_path", "--plot", "--types writes no plot"),
+)
+
+
+def _check_mixed_flags(types_path: Path | None, rate: float | None, matrix: bool) -> None:
+    """--types and --rate go together, without the flags they replace."""
+    ctx = click.get_current_context()
+    if types_path is None:
+        raise click.BadParameter(
+            "needs --types (what each GPU type costs and serves)", param_hint="--rate"
+        )
+    if rate is None:
+        raise click.BadParameter("needs --rate (the requests/s to serve)", param_hint="--types")
+    if matrix:
+        raise click.BadParameter("cannot be combined with --matrix", param_hint="--types")
+    for name, flag, why in MIXED_EXCLUDES:
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            raise click.BadParameter(f"does not apply with --types: {why}", param_hint=flag)
+
+
+def _run_mixed(
+    types_path: Path,
+    rate: float,
+    dirs: tuple[Path, ...],
+    cfg: BacktestConfig,
+    json_path: Path | None,
+    quiet: bool,
+) -> None:
+    from reconciler.backtest.mixed_run import MixedSetup, run_mixed
+    from reconciler.spec.profile_file import load_profile
+
+    try:
+        setup = MixedSetup(load_profile(types_path), rate)
+        sets = [load_trace_set(d) for d in dirs]
+        results: dict[str, dict[str, PolicyStats]] = {}
+        with banner_to_stderr():  # HiGHS prints its banner on fd 1
+            baseline = setup.baseline_usd_per_hour
+            for traces in sets:
+                note = traces.span_note(TICK_SECONDS)
+                if note is not None:
+                    click.echo(note, err=True)
+                results[traces.name] = run_mixed(traces, setup, cfg, None if quiet else _progress)
+    except (TraceError, BacktestError, ProfileError, MixError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_table(results))
+    click.echo(
+        f"cost % is of ${baseline:.2f}/h, the cheapest on-demand-only way to serve {rate:g} "
+        "req/s; availability: ticks whose ready replicas serve the rate"
+    )
+    if json_path:
+        config = {**cfg.to_json(), "types": str(types_path), "rate_rps": rate}
+        config.pop("target")
+        config.pop("workload")
+        write_json(results, json_path, config=config)
+        click.echo(f"wrote {json_path}")
 
 
 def _cells(cell_ids: tuple[str, ...]) -> list[Cell]:

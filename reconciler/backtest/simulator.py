@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -179,9 +179,11 @@ def simulate_window(
     launch_failure_delay_s: float = 0.0,
     rng: np.random.Generator | None = None,
     qps: np.ndarray | None = None,
+    pools: Pools | None = None,
 ) -> WindowResult:
     """Run one window. `capacity` is (zones x ticks); `qps`, if given, is per tick; `rng`
-    draws the realistic notices (module docstring)."""
+    draws the realistic notices (module docstring); `pools` prices and sizes the zones as
+    GPU-type pools and scores served requests/s instead of replica counts."""
     replay = _Replay(
         policy,
         spec,
@@ -192,9 +194,23 @@ def simulate_window(
         launch_failure_delay_s=launch_failure_delay_s,
         qps=qps,
         notice_lead_s=notices.warning_s,
+        pools=pools,
     )
     schedule = notice_schedule(capacity, tick_seconds=tick_seconds, notices=notices, rng=rng)
     return replay.run(schedule)
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Several GPU types (issue 15): each zone of the replay is a pool with its own offer
+    (`accelerator`, spot and on-demand $/h) and the requests/s one replica there serves.
+    Cost is then in $/h x ticks; a tick is available when the READY replicas serve at least
+    `demand_rps`; `baseline_per_tick` is what the cost is a percentage of."""
+
+    offers: tuple[ZoneOffer, ...]  # one per zone, in the replay's zone order
+    serve_rps: tuple[float, ...]
+    demand_rps: float
+    baseline_per_tick: float
 
 
 @dataclass(slots=True)
@@ -228,12 +244,23 @@ class _Replay:
         launch_failure_delay_s: float,
         qps: np.ndarray | None,
         notice_lead_s: float = 0.0,
+        pools: Pools | None = None,
     ) -> None:
         self.policy = policy
         self.spec = spec
         self.zones = list(zones)
         self.zone_index = {z: i for i, z in enumerate(zones)}
-        self.offers = zone_offers(zones, notice_lead_s=notice_lead_s)
+        self.pools = pools
+        if pools is not None:
+            assert [o.zone for o in pools.offers] == self.zones
+            self.offers = tuple(replace(o, notice_lead_s=notice_lead_s) for o in pools.offers)
+        else:
+            self.offers = zone_offers(zones, notice_lead_s=notice_lead_s)
+        self.price = {
+            (o.zone, market): (o.spot_price if market is Market.SPOT else o.on_demand_price) or 0.0
+            for o in self.offers
+            for market in Market
+        }
         self.cap: list[list[int]] = capacity.tolist()  # python ints: faster than numpy scalars
         self.ticks = int(capacity.shape[1])
         self.tick = tick_seconds
@@ -266,12 +293,15 @@ class _Replay:
             now = float(t * tick)
             self._preempt(t, now)
             n_spot = n_od = 0
+            served = 0.0
             for sim in self.replicas.values():
                 if sim.replica.state is ReplicaState.READY:
                     if sim.replica.market is Market.SPOT:
                         n_spot += 1
                     else:
                         n_od += 1
+                    if self.pools is not None:
+                        served += self.pools.serve_rps[self.zone_index[sim.replica.zone]]
             ready_spot[t] = n_spot
             ready_od[t] = n_od
             while nxt < n_slots and schedule[nxt].at <= now:
@@ -281,10 +311,15 @@ class _Replay:
                 self._announce(armed, now)
             decision = self._decide(now, t)
             targets[t] = decision.target
-            baseline += ON_DEMAND_COST * decision.target
+            if self.pools is None:
+                baseline += ON_DEMAND_COST * decision.target
+                enough = n_spot + n_od >= decision.target
+            else:
+                baseline += self.pools.baseline_per_tick
+                enough = served >= self.pools.demand_rps - 1e-9
             if t >= first_scored:
                 scored += 1
-                available += n_spot + n_od >= decision.target
+                available += enough
             end = now + tick
             while nxt < n_slots and schedule[nxt].at < end:
                 at = schedule[nxt].at
@@ -314,7 +349,7 @@ class _Replay:
         )
 
     def _charge(self, replica: Replica, until: float) -> None:
-        price = SPOT_COST if replica.market is Market.SPOT else ON_DEMAND_COST
+        price = self.price[(replica.zone, replica.market)]
         self.cost += price * (until - replica.launched_at) / self.tick
 
     def _in_zone(self, zi: int) -> list[_SimReplica]:

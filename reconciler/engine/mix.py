@@ -4,43 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
-import yaml
 
-from reconciler.errors import ProfileError
 from reconciler.policy.mix import solve_mix
 from reconciler.solver_output import banner_to_stderr
-from reconciler.spec.loading import yaml_problem
-from reconciler.spec.profile import parse_profile
-
-
-def load_profile_data(path: Path, config: str | None) -> tuple[Any, str]:
-    """The profile's mapping and its field path. A file holding several named configs (as
-    `../shared/melange/anchor.json` does, under `configs`) needs `config` to pick one; a file
-    that is one config must not be given one."""
-    try:
-        data = yaml.safe_load(path.read_text())  # JSON is YAML
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"not JSON or YAML: {yaml_problem(str(path), exc)}") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not a text file") from None
-    if isinstance(data, dict) and "configs" in data and "gpus" not in data:
-        configs = data["configs"]
-        if not isinstance(configs, dict) or not configs:
-            raise ProfileError(f"{path}: configs: expected a mapping of named profiles")
-        if config is None:
-            raise ProfileError(
-                f"{path} holds several profiles; choose one with --config "
-                f"({', '.join(sorted(configs))})"
-            )
-        if config not in configs:
-            raise ProfileError(f"{path}: no config {config!r} (have: {', '.join(sorted(configs))})")
-        return configs[config], f"configs.{config}"
-    if config is not None:
-        raise ProfileError(f"{path} holds one profile; --config {config} does not apply")
-    return data, "profile"
+from reconciler.spec.profile_file import load_profile
 
 
 @click.command(name="mix")
@@ -87,8 +56,7 @@ def mix(
     (Mélange's inputs, arXiv 2404.14527). The mix is an exact integer program (HiGHS): by
     default a bucket's traffic may be split across types (a size-aware load balancer).
     """
-    data, where = load_profile_data(profile_path, config)
-    profile = parse_profile(data, where)
+    profile = load_profile(profile_path, config)
     with banner_to_stderr():
         chosen = solve_mix(
             profile, rate, size_aware=not size_oblivious, max_utilization=max_utilization

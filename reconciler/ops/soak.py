@@ -142,6 +142,7 @@ def prepare_traces(src: Path, zones: list[str], dest: Path) -> Path:
     reconciler/data/traces/sandbox was made."""
     try:
         traces = load_trace_set(src)
+        traces.require_one_type("the soak")
     except TraceError as exc:
         raise SoakError(str(exc)) from None
     names = sorted(t.zone for t in traces.zones)

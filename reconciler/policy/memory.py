@@ -7,6 +7,7 @@ SkyServe keeps this in process memory and loses it on restart; here it is passed
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -148,6 +149,9 @@ class Memory:
     # a late notice keeps the spare.
     cold_starts: tuple[float, ...] = ()
     spare_until: float | None = None
+    # Several GPU types (policy/mixed.py): each type's own SpotHedge memory, by type name, in
+    # the order the mix first named them. Empty for a service of one type.
+    groups: tuple[tuple[str, Memory], ...] = ()
 
     @property
     def cold_start_s(self) -> float | None:
@@ -177,6 +181,8 @@ class Memory:
             "rollout_failures": self.rollout_failures,
             "cold_starts": list(self.cold_starts),
             "spare_until": self.spare_until,
+            # Only when set: a service of one type keeps the record it always had.
+            **({"groups": {n: m.to_json() for n, m in self.groups}} if self.groups else {}),
         }
 
     @classmethod
@@ -218,10 +224,33 @@ class Memory:
                 **_versions(data),
                 cold_starts=_cold_starts(data.get("cold_starts", [])),
                 spare_until=_opt_time("spare_until", data.get("spare_until")),
+                groups=_groups(data.get("groups", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
             raise MemoryFormatError(f"malformed memory: {what}") from exc
+
+
+# A group's name is a GPU type as the spec writes it (spec/fields.py ACCELERATOR_NAME).
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_GROUPS = 32  # GPU types in one service: far more than any cloud offers for one model
+
+
+def _groups(value: Any) -> tuple[tuple[str, Memory], ...]:
+    """Each GPU type's memory; one level deep (a group holds no groups)."""
+    if not isinstance(value, Mapping) or len(value) > MAX_GROUPS:
+        raise ValueError(f"groups: expected an object of at most {MAX_GROUPS} GPU types")
+    found = []
+    for name, raw in value.items():
+        if not isinstance(name, str) or not _GROUP_NAME.fullmatch(name):
+            raise ValueError(f"groups: {name!r} is not a GPU type name")
+        if isinstance(raw, Mapping) and raw.get("groups"):
+            raise ValueError(f"groups.{name}: a GPU type's memory holds no groups")
+        try:
+            found.append((name, Memory.from_json(raw)))
+        except MemoryFormatError as exc:
+            raise ValueError(f"groups.{name}: {exc}") from None
+    return tuple(found)
 
 
 def _opt_int(value: Any) -> int | None:

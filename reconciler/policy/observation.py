@@ -86,6 +86,9 @@ class ZoneOffer:
     # Seconds of warning the cloud gives before it reclaims a spot replica here; None: the
     # cloud's documented lead (policy/spare_risk.py). The backtest sets its simulated one.
     notice_lead_s: float | None = None
+    # The GPU type this place offers ("" when the service runs one type). With several types
+    # each (zone, type) is its own *pool* with its own `zone` name (policy/mixed.py).
+    accelerator: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,6 +150,7 @@ class SpotMarket:
         self.config = config
         try:
             traces = load_trace_set(config.trace_dir)
+            traces.require_one_type("the sandbox's spot market")
         except TraceError as exc:
             raise SandboxError(str(exc)) from exc
         self.traces: dict[str, ZoneTrace] = {}

@@ -200,3 +200,13 @@ def test_market_daemon_preempts_in_the_background_and_starts_once(
     assert zones["local-1b"]["capacity"] == 1 and zones["local-1b"]["spot_running"] == 1
     assert market_daemon.stop(state_dir) is True
     assert market_daemon.running_pid(state_dir) is None
+
+
+def test_a_trace_directory_of_several_gpu_types_is_refused(state_dir: Path, tmp_path: Path) -> None:
+    """The sandbox replays one type per zone; two types of one zone would collide there."""
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("local-1a_l4_1.json", "local-1a_a10g_1.json"):
+        (mixed / name).write_text(json.dumps({"metadata": {"gap_seconds": 60}, "data": [1]}))
+    with pytest.raises(SandboxError, match=r"holds several GPU types \(A10G, L4\); the sandbox"):
+        SpotMarket.init(state_dir, now=0.0, trace_dir=mixed, speed=1)

@@ -1,0 +1,175 @@
+"""Backtests of several GPU types (issue 15): the mix (`hedgeform_mix`) against each type alone.
+
+A trace directory holding several GPU types (`<zone>_<gpu>_<count>.json`; two types of one
+zone are two pools) is replayed three ways or more over the same windows: `hedgeform_mix`
+over every pool, and the default policy (`hedgeform`) over each type's pools alone, sized to
+serve the same rate with that type only. `--types FILE` gives, per type, its on-demand $/h
+and the requests/s one replica serves within the SLO (the profile shape of `hedgeform mix`,
+one bucket); spot costs a third of on-demand, the ratio the single-type backtest uses (the
+SkyServe paper's simulator). Every run is scored the same way:
+
+- availability: the share of scored ticks whose READY replicas serve at least the rate;
+- cost: $/h x time, as a percentage of the cheapest on-demand-only way to serve the rate
+  (the size-oblivious mix at on-demand prices, `policy/mix.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from reconciler.backtest.runner import (
+    TICK_SECONDS,
+    WINDOW_TICKS,
+    BacktestConfig,
+    PolicyStats,
+    backtest_spec,
+    summarize,
+    window_starts,
+)
+from reconciler.backtest.simulator import ON_DEMAND_COST, SPOT_COST, Pools, simulate_window
+from reconciler.errors import BacktestError
+from reconciler.policy import POLICIES, ZoneOffer
+from reconciler.policy.mix import solve_mix
+from reconciler.spec.model import ReplicaPolicy, Resources, ServiceSection, ServiceSpec
+from reconciler.spec.profile import Profile
+from reconciler.traces import TraceSet
+
+SPOT_SHARE = SPOT_COST / ON_DEMAND_COST  # spot costs a third of on-demand (module docstring)
+MIXED = "hedgeform_mix"
+
+
+@dataclass(frozen=True)
+class MixedSetup:
+    """Per type: on-demand $/h and requests/s per replica (one bucket); the rate to serve."""
+
+    profile: Profile
+    rate_rps: float
+
+    def serves(self, accelerator: str) -> float:
+        gpu = next(g for g in self.profile.gpus if g.name == accelerator)
+        return gpu.max_rps[0][0]
+
+    def on_demand(self, accelerator: str) -> float:
+        return next(g.usd_per_hour for g in self.profile.gpus if g.name == accelerator)
+
+    @property
+    def baseline_usd_per_hour(self) -> float:
+        """The cheapest on-demand-only way to serve the rate."""
+        return solve_mix(self.profile, self.rate_rps, size_aware=False).usd_per_hour
+
+
+def check_setup(traces: TraceSet, setup: MixedSetup) -> None:
+    """BacktestError (one line) unless the set holds several types, each in the profile."""
+    types = traces.accelerators
+    if len(types) < 2:
+        raise BacktestError(
+            f"{traces.name}: --types needs a directory of several GPU types "
+            f"(`<zone>_<gpu>_<count>.json`); it holds {', '.join(types) or 'unnamed ones'}"
+        )
+    profiled = [g.name for g in setup.profile.gpus]
+    missing = [t for t in types if t not in profiled]
+    if missing:
+        raise BacktestError(
+            f"{traces.name}: GPU type {missing[0]} has traces but no entry in --types "
+            f"(it has {', '.join(profiled)})"
+        )
+    for gpu in setup.profile.gpus:
+        if len(gpu.max_rps) != 1 or len(gpu.max_rps[0]) != 1 or gpu.max_rps[0][0] <= 0:
+            raise BacktestError(
+                f"--types: gpus.{gpu.name}.max_rps must be one number above 0 (requests/s one "
+                "replica serves within the SLO)"
+            )
+
+
+def pools_of(traces: TraceSet, setup: MixedSetup) -> Pools:
+    """The replay's pools: one offer per trace, priced from the setup."""
+    offers = tuple(
+        ZoneOffer(
+            pool,
+            z.zone.rsplit("-", 1)[0],
+            "sim",
+            setup.on_demand(z.accelerator) * SPOT_SHARE,
+            setup.on_demand(z.accelerator),
+            accelerator=z.accelerator if len(traces.accelerators) > 1 else "",
+        )
+        for pool, z in zip(traces.pools, traces.zones, strict=True)
+    )
+    return Pools(
+        offers=offers,
+        serve_rps=tuple(setup.serves(z.accelerator) for z in traces.zones),
+        demand_rps=setup.rate_rps,
+        baseline_per_tick=setup.baseline_usd_per_hour,
+    )
+
+
+def mixed_spec(setup: MixedSetup, cfg: BacktestConfig) -> ServiceSpec:
+    """The mixed service: a fixed capacity of the rate (in units of the smallest type's
+    requests/s), per-accelerator targets from the setup, SpotHedge's settings."""
+    serves = {g.name: g.max_rps[0][0] for g in setup.profile.gpus}
+    units = math.ceil(setup.rate_rps / min(serves.values()) - 1e-9)
+    rp = ReplicaPolicy(
+        min_replicas=units,
+        max_replicas=units,
+        target_qps_per_accelerator=serves,
+        num_overprovision=cfg.overprovision,
+        dynamic_ondemand_fallback=True,
+        spot_placer="dynamic_fallback",
+    )
+    return ServiceSpec(
+        name="backtest-mix",
+        service=ServiceSection(replica_policy=rp),
+        resources=Resources(use_spot=True),
+    )
+
+
+def run_mixed(
+    traces: TraceSet,
+    setup: MixedSetup,
+    cfg: BacktestConfig,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, PolicyStats]:
+    """`hedgeform_mix` over every pool, then `hedgeform` over each type alone (module
+    docstring); rows named `hedgeform_mix` and `hedgeform <TYPE> only`."""
+    check_setup(traces, setup)
+    capacity = traces.capacity(TICK_SECONDS)
+    ticks = capacity.shape[1]
+    starts = window_starts(ticks, cfg)
+    window = min(WINDOW_TICKS, ticks)
+    rows: dict[str, PolicyStats] = {}
+    runs: list[tuple[str, TraceSet, ServiceSpec, str, np.ndarray]] = [
+        (MIXED, traces, mixed_spec(setup, cfg), MIXED, capacity)
+    ]
+    for t in traces.accelerators:
+        alone = traces.only(t)
+        rows_of = [i for i, z in enumerate(traces.zones) if z.accelerator == t]
+        need = math.ceil(setup.rate_rps / setup.serves(t) - 1e-9)
+        spec = backtest_spec(replace(cfg, target=need), None)
+        runs.append((f"hedgeform {t} only", alone, spec, "hedgeform", capacity[rows_of]))
+    for label, subset, spec, policy, cap in runs:
+        pools = pools_of(subset, setup)
+        started = time.perf_counter()
+        results = []
+        for i, start in enumerate(starts):
+            results.append(
+                simulate_window(
+                    POLICIES[policy],
+                    spec,
+                    [o.zone for o in pools.offers],
+                    cap[:, start : start + window],
+                    cold_start_s=cfg.cold_start_s,
+                    tick_seconds=TICK_SECONDS,
+                    notices=cfg.notices,
+                    launch_failure_delay_s=cfg.launch_failure_delay_s,
+                    rng=np.random.default_rng((cfg.seed, i)),
+                    pools=pools,
+                )
+            )
+            if progress:
+                progress(f"{traces.name} {label}: window {i + 1}/{cfg.repeats}")
+        rows[label] = summarize(results, time.perf_counter() - started)
+    return rows

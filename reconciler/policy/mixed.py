@@ -1,0 +1,290 @@
+"""Several GPU types in one service: the cheapest mix (Mélange) hedged per type (SpotHedge).
+
+Issue 15, item 4. A *pool* is one (zone, GPU type): the observation offers each pool as its
+own `ZoneOffer` (unique `zone` name, `accelerator` set), so a zone offering two types is two
+pools with two spot markets. Per tick, `hedgeform_mix`:
+
+1. **Rate**: the autoscaler (policy/autoscaling.py, SkyServe's delays) in units of the
+   smallest type's requests/s: `R = target units × unit`. `min_replicas`/`max_replicas`
+   bound it as that many replicas of the smallest type (of the largest, for the maximum).
+2. **Prices**: each type's *effective* price (policy/mix_choice.py): its cheapest spot
+   price among pools that may offer spot now, else on-demand. A pool may offer spot unless
+   its type's placer marked it PREEMPTED within the last `PREEMPTION_MEMORY_SECONDS` (a
+   preemption or a capacity refusal there); after that, spot may be back, as the placer
+   itself assumes when it retries.
+3. **Mix**: `choose_mix` from what each type targets now, at the per-type requests/s of
+   `target_qps_per_replica` (SkyServe's per-accelerator map; one number serves every type),
+   switching types only when the saving repays the overlap within the downscale delay.
+4. **Old types drain last**: a type the new mix shrinks keeps its ready replicas (and
+   replaces none) until the ready replicas of the new mix carry `R`: new replicas are in the
+   load balancer before old ones stop.
+5. **SpotHedge per type**: each type runs the default policy (`hedgeform`) over its own
+   pools with a fixed size (its count), its own memory (`Memory.groups`) and the replica
+   numbering shared, so each type spreads its spot over its zones with the dynamic fallback
+   placer. On-demand covers spot in requests/s: while the ready spot replicas of all types
+   carry `R`, no type falls back (a type switching in does not buy on-demand while the old
+   type still serves); else each type covers its own spot that is not ready with its own
+   on-demand (`dynamic_ondemand_fallback`). The spare (`num_overprovision`) and
+   `base_ondemand_fallback_replicas` go to the type the mix gives the most replicas.
+
+With one type (every offer the same `accelerator`) it is exactly `hedgeform`. Pure: no I/O,
+no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import lru_cache
+
+from reconciler.errors import MixError
+from reconciler.policy.autoscaling import next_target
+from reconciler.policy.decision import Decision
+from reconciler.policy.memory import Memory, ZoneStatus
+from reconciler.policy.mix_choice import MixChoice, choose_mix, effective_prices
+from reconciler.policy.observation import Market, Observation, ZoneOffer
+from reconciler.policy.signals import FailureKind, NoticeKind, Signals
+from reconciler.policy.spothedge import HEDGEFORM, PREEMPTION_MEMORY_SECONDS, decide_with
+from reconciler.spec.model import ReplicaPolicy, ServiceSpec
+from reconciler.spec.profile import GpuType, Profile
+
+
+def hedgeform_mix(
+    spec: ServiceSpec, observed: Observation, signals: Signals, memory: Memory, now: float
+) -> Decision:
+    """One tick over several GPU types (module docstring); `hedgeform` with one type."""
+    by_type = _offers_by_type(observed.zones)
+    if len(by_type) < 2 or not observed.complete:
+        return decide_with(HEDGEFORM, spec, observed, signals, memory, now)
+    rp = spec.service.replica_policy
+    types = list(by_type)
+    serves = {t: _requests_per_replica(rp, t) for t in types}
+    unit = min(serves.values())
+    step = next_target(_units_policy(rp, unit, max(serves.values())), signals, memory, now)
+    rate = step.target * unit
+    groups = dict(memory.groups)
+    prev = {t: (groups[t].target or 0) if t in groups else 0 for t in types}
+    prices = effective_prices(
+        {t: min(o.on_demand_price for o in by_type[t]) for t in types},
+        {t: _spot_offered(by_type[t], groups.get(t), signals, now) for t in types},
+        spec.resources.use_spot,
+    )
+    profile = Profile(tuple(GpuType(t, prices[t], ((serves[t],),)) for t in types), ((1.0,),))
+    cold = max((m.cold_start_s or 0.0 for m in groups.values()), default=0.0)
+    reasons = [f"mix rate {rate:g} req/s: {step.reason}"]
+    try:
+        choice = _choose(
+            profile,
+            rate,
+            tuple(prices.items()),
+            tuple(prev.items()),
+            cold or float(spec.service.readiness_probe.initial_delay_seconds),
+            float(rp.downscale_delay_seconds),
+        )
+        counts = dict(choice.counts)
+        reasons.append(f"mix {_shown(counts)} (${choice.usd_per_hour:.2f}/h): {choice.reason}")
+    except MixError as exc:
+        counts = dict(prev)
+        reasons.append(f"mix held at {_shown(counts)}: {exc}")
+    lead = max(types, key=lambda t: (counts[t], -types.index(t)))
+    # Under a warning: known to a type's memory, or announced in this tick's notices.
+    warned = frozenset(
+        {rid for g in groups.values() for rid, _ in g.warned}
+        | {n.replica_id for n in signals.notices if n.kind is NoticeKind.WARNING}
+    )
+    ready = _ready_by_type(observed, by_type, warned)
+    counts = _drain_last(counts, prev, ready, serves, rate, reasons)
+    # On-demand covers spot in requests/s across types (SkyServe's rule, in capacity): while
+    # ready spot of every type carries the rate, no type falls back to on-demand.
+    spot_ready = _ready_by_type(observed, by_type, warned, Market.SPOT)
+    spot_carries = sum(n * serves[t] for t, n in spot_ready.items()) >= rate - 1e-9
+    fallback = rp.dynamic_ondemand_fallback and not spot_carries
+    seq = memory.launch_seq
+    parts: list[Decision] = []
+    for t in types:
+        pools = {o.zone for o in by_type[t]}
+        sub_spec = replace(
+            spec,
+            service=replace(
+                spec.service,
+                replica_policy=_fixed(rp, counts[t], lead=t == lead, fallback=fallback),
+            ),
+        )
+        sub_observed = Observation(
+            tuple(r for r in observed.replicas if r.zone in pools), tuple(by_type[t])
+        )
+        sub_signals = Signals(
+            notices=tuple(n for n in signals.notices if n.zone in pools),
+            launch_results=tuple(x for x in signals.launch_results if x.zone in pools),
+        )
+        sub_memory = replace(groups.get(t, Memory()), launch_seq=seq)
+        part = decide_with(HEDGEFORM, sub_spec, sub_observed, sub_signals, sub_memory, now)
+        seq = part.memory.launch_seq
+        groups[t] = part.memory
+        parts.append(part)
+        reasons.extend(f"{t}: {r}" for r in part.reasons)
+    desired: dict[tuple[str, Market], int] = {}
+    for part in parts:
+        desired.update(part.desired)
+    return Decision(
+        target=sum(counts.values()),
+        desired=desired,
+        launches=tuple(x for part in parts for x in part.launches),
+        terminations=tuple(x for part in parts for x in part.terminations),
+        lb_members=tuple(sorted({m for part in parts for m in part.lb_members})),
+        memory=replace(
+            memory,
+            target=step.target,
+            upscale_since=step.upscale_since,
+            downscale_since=step.downscale_since,
+            launch_seq=seq,
+            groups=tuple((t, groups[t]) for t in types),
+        ),
+        reasons=tuple(reasons),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _choose(
+    profile: Profile,
+    rate: float,
+    prices: tuple[tuple[str, float], ...],
+    prev: tuple[tuple[str, int], ...],
+    cold_start_s: float,
+    hold_s: float,
+) -> MixChoice:
+    """`choose_mix`, remembered: the same inputs recur tick after tick (a deterministic
+    function of them, so caching changes no decision, only the time a tick takes)."""
+    return choose_mix(
+        profile, rate, dict(prices), dict(prev), cold_start_s=cold_start_s, hold_s=hold_s
+    )
+
+
+def _offers_by_type(offers: Sequence[ZoneOffer]) -> dict[str, list[ZoneOffer]]:
+    found: dict[str, list[ZoneOffer]] = {}
+    for offer in offers:
+        found.setdefault(offer.accelerator, []).append(offer)
+    return found
+
+
+def _requests_per_replica(policy: ReplicaPolicy, accelerator: str) -> float:
+    """What one replica of `accelerator` serves: its per-accelerator target, else the one
+    target, else 1 (every type alike: the mix then runs the cheapest per replica)."""
+    return policy.target_for(accelerator) or 1.0
+
+
+def _units_policy(policy: ReplicaPolicy, unit: float, largest: float) -> ReplicaPolicy:
+    """The autoscaler over units of `unit` requests/s (module docstring, step 1)."""
+    widest = policy.upper * math.ceil(largest / unit - 1e-9)
+    sized = policy.target_qps_per_replica is not None or bool(policy.target_qps_per_accelerator)
+    return replace(
+        policy,
+        target_qps_per_replica=unit if sized else None,
+        target_qps_per_accelerator={},
+        max_replicas=max(widest, policy.min_replicas),
+    )
+
+
+def _spot_offered(
+    offers: Sequence[ZoneOffer], group: Memory | None, signals: Signals, now: float
+) -> list[float]:
+    """Spot prices of the pools that may offer spot now (module docstring, step 2), this
+    tick's signals included: a preemption or a capacity refusal now marks its pool, a spot
+    launch that succeeded clears it. A warning alone does not: it says one replica will go,
+    not that the pool holds no spot (the type's placer still avoids the pool)."""
+    status = dict(group.zone_status) if group is not None else {}
+    hit: dict[str, float] = {}
+    if group is not None:
+        for _, zone, at in group.recent_preemptions:
+            hit[zone] = max(hit.get(zone, at), at)
+        for zone, backoff in group.zone_backoff.items():
+            hit[zone] = max(hit.get(zone, backoff.last_at), backoff.last_at)
+    for result in signals.launch_results:
+        if result.market is Market.SPOT and result.ok:
+            status[result.zone] = ZoneStatus.ACTIVE
+    fresh = [n.zone for n in signals.notices if n.kind is NoticeKind.PREEMPTED]
+    fresh += [
+        x.zone
+        for x in signals.launch_results
+        if x.market is Market.SPOT and not x.ok and x.failure is FailureKind.CAPACITY
+    ]
+    for zone in fresh:
+        status[zone] = ZoneStatus.PREEMPTED
+        hit[zone] = now
+    prices = []
+    for offer in offers:
+        if offer.spot_price is None:
+            continue
+        recent = now - hit.get(offer.zone, -math.inf) < PREEMPTION_MEMORY_SECONDS
+        if status.get(offer.zone) is ZoneStatus.PREEMPTED and recent:
+            continue
+        prices.append(offer.spot_price)
+    return prices
+
+
+def _drain_last(
+    counts: dict[str, int],
+    prev: Mapping[str, int],
+    ready: Mapping[str, int],
+    serves: Mapping[str, float],
+    rate: float,
+    reasons: list[str],
+) -> dict[str, int]:
+    """Shrink a type only once the new mix's ready replicas carry `rate` (step 4); until
+    then a shrinking type keeps the replicas of it that are ready, and replaces none."""
+    shrinking = [t for t in counts if counts[t] < prev.get(t, 0)]
+    if not shrinking:
+        return counts
+    carried = sum(min(ready.get(t, 0), n) * serves[t] for t, n in counts.items())
+    if carried >= rate - 1e-9:
+        return counts
+    held = {
+        t: max(n, min(prev.get(t, 0), ready.get(t, 0))) if t in shrinking else n
+        for t, n in counts.items()
+    }
+    reasons.append(
+        f"keeping {', '.join(f'{held[t]} ready × {t}' for t in shrinking)} until the new mix "
+        f"carries {rate:g} req/s ({carried:g} ready)"
+    )
+    return held
+
+
+def _ready_by_type(
+    observed: Observation,
+    by_type: Mapping[str, list[ZoneOffer]],
+    warned: frozenset[str],
+    market: Market | None = None,
+) -> dict[str, int]:
+    """READY replicas per type (of `market` only, if given), leaving out those under a
+    preemption warning (`warned`)."""
+    pool_type = {o.zone: t for t, offers in by_type.items() for o in offers}
+    ready: dict[str, int] = {}
+    for r in observed.replicas:
+        t = pool_type.get(r.zone)
+        if t is None or not r.ready or r.id in warned:
+            continue
+        if market is not None and r.market is not market:
+            continue
+        ready[t] = ready.get(t, 0) + 1
+    return ready
+
+
+def _fixed(policy: ReplicaPolicy, count: int, *, lead: bool, fallback: bool) -> ReplicaPolicy:
+    """One type's share as a fixed-size SpotHedge service (step 5)."""
+    return ReplicaPolicy(
+        min_replicas=count,
+        max_replicas=count,
+        upscale_delay_seconds=policy.upscale_delay_seconds,
+        downscale_delay_seconds=policy.downscale_delay_seconds,
+        num_overprovision=policy.num_overprovision if lead and count else 0,
+        base_ondemand_fallback_replicas=min(count, policy.base_ondemand_fallback_replicas)
+        if lead
+        else 0,
+        dynamic_ondemand_fallback=fallback,
+        spot_placer=policy.spot_placer,
+    )
+
+
+def _shown(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} × {t}" for t, n in counts.items() if n) or "nothing"

@@ -1,0 +1,46 @@
+"""Reading a throughput profile from a file (JSON or YAML), for `hedgeform mix` and the
+mixed backtest (`hedgeform backtest --types`). Parsing is spec/profile.py's, pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.errors import ProfileError
+from reconciler.spec.loading import yaml_problem
+from reconciler.spec.profile import Profile, parse_profile
+
+
+def load_profile_data(path: Path, config: str | None) -> tuple[Any, str]:
+    """The profile's mapping and its field path. A file holding several named configs (as
+    `../shared/melange/anchor.json` does, under `configs`) needs `config` to pick one; a file
+    that is one config must not be given one."""
+    try:
+        data = yaml.safe_load(path.read_text())  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"not JSON or YAML: {yaml_problem(str(path), exc)}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not a text file") from None
+    if isinstance(data, dict) and "configs" in data and "gpus" not in data:
+        configs = data["configs"]
+        if not isinstance(configs, dict) or not configs:
+            raise ProfileError(f"{path}: configs: expected a mapping of named profiles")
+        if config is None:
+            raise ProfileError(
+                f"{path} holds several profiles; choose one with --config "
+                f"({', '.join(sorted(configs))})"
+            )
+        if config not in configs:
+            raise ProfileError(f"{path}: no config {config!r} (have: {', '.join(sorted(configs))})")
+        return configs[config], f"configs.{config}"
+    if config is not None:
+        raise ProfileError(f"{path} holds one profile; --config {config} does not apply")
+    return data, "profile"
+
+
+def load_profile(path: Path, config: str | None = None) -> Profile:
+    """The parsed profile of `path` (and `config`); ProfileError, one line, naming the field."""
+    data, where = load_profile_data(path, config)
+    return parse_profile(data, where)

@@ -1,0 +1,148 @@
+"""Several GPU types in the backtest (issue 15): trace pools, the simulator's pools, and
+`hedgeform backtest --types FILE --rate RPS`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reconciler.backtest.runner import BacktestConfig, backtest_spec
+from reconciler.backtest.simulator import Pools, simulate_window, zone_offers
+from reconciler.cli import main
+from reconciler.errors import TraceError
+from reconciler.policy import POLICIES
+from reconciler.traces import accelerator_of, load_trace_set
+
+DAY = 300  # points of 300 s: 25 h, one 24 h window
+TYPES = (
+    "gpus:\n  A10G: {usd_per_hour: 1.01, max_rps: 2.5}\n"
+    "  A100-80GB: {usd_per_hour: 3.67, max_rps: 26.7}\n"
+)
+
+
+def trace(path: Path, data: list[int]) -> None:
+    path.write_text(json.dumps({"metadata": {"gap_seconds": 300}, "data": data}))
+
+
+@pytest.fixture
+def two_types(tmp_path: Path) -> Path:
+    """A10G spot in two zones for the first 6 hours only; A100-80GB spot all day. Zone za-1a
+    holds both types: two pools."""
+    d = tmp_path / "two"
+    d.mkdir()
+    for zone in ("za-1a", "zb-1a"):
+        trace(d / f"{zone}_a10g_1.json", [4] * 72 + [0] * (DAY - 72))
+    for zone in ("za-1a", "zc-1a"):
+        trace(d / f"{zone}_a100-80gb_1.json", [4] * DAY)
+    (tmp_path / "types.yaml").write_text(TYPES)
+    return d
+
+
+def test_file_names_give_the_gpu_and_two_types_of_one_zone_are_two_pools(two_types: Path) -> None:
+    assert accelerator_of(Path("us-east-1f_v100_1.json")) == ("V100", 1)
+    assert accelerator_of(Path("x-1a_a100_40gb_8.json")) == ("A100-40GB", 8)
+    assert accelerator_of(Path("sandbox-zone.json")) == ("", 0)
+    traces = load_trace_set(two_types)
+    assert traces.accelerators == ("A100-80GB", "A10G")
+    assert traces.pools == ("za-1a/A100-80GB", "za-1a/A10G", "zb-1a/A10G", "zc-1a/A100-80GB")
+    alone = traces.only("A10G")
+    assert alone.pools == ("za-1a", "zb-1a") and alone.name == "two/A10G"
+    with pytest.raises(TraceError, match=r"holds several GPU types \(A100-80GB, A10G\); the soak"):
+        traces.require_one_type("the soak")
+
+
+def test_one_zone_and_type_twice_is_refused(tmp_path: Path) -> None:
+    trace(tmp_path / "za-1a_a10g_1.json", [1] * 3)
+    trace(tmp_path / "za-1a_a10g_2.json", [1] * 3)
+    trace(tmp_path / "za-1a_l4_1.json", [1] * 3)
+    with pytest.raises(TraceError, match=r"more than one trace file for zone\(s\) za-1a \(one "):
+        load_trace_set(tmp_path)
+
+
+def test_pools_priced_like_the_default_replay_give_the_same_window() -> None:
+    """The pools' generalisation (per-pool prices, served requests/s) reduces to the plain
+    replay: spot 1, on-demand 3, one request/s per replica, demand = target."""
+    rng = np.random.default_rng(7)
+    capacity = rng.integers(0, 3, size=(3, 400)).repeat(3, axis=1)
+    zones = ["za-1a", "za-1b", "zb-1a"]
+    spec = backtest_spec(BacktestConfig(target=2, overprovision=1), None)
+    plain = simulate_window(POLICIES["hedgeform"], spec, zones, capacity, cold_start_s=120)
+    pools = Pools(zone_offers(zones), (1.0, 1.0, 1.0), 2.0, 3.0 * 2)
+    priced = simulate_window(
+        POLICIES["hedgeform"], spec, zones, capacity, cold_start_s=120, pools=pools
+    )
+    assert (priced.cost_units, priced.available_ticks, priced.baseline_units) == (
+        plain.cost_units,
+        plain.available_ticks,
+        plain.baseline_units,
+    )
+    assert plain.available_ticks < plain.scored_ticks  # the window is not trivially served
+
+
+def test_the_mix_moves_to_the_type_whose_spot_remains(two_types: Path) -> None:
+    runner = CliRunner()
+    out = two_types.parent / "r.json"
+    result = runner.invoke(
+        main,
+        ["backtest", "--traces", str(two_types), "--types", str(two_types.parent / "types.yaml"),
+         "--rate", "7", "--repeats", "1", "--quiet", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "cost % is of $3.03/h, the cheapest on-demand-only way to serve 7 req/s" in (
+        result.output
+    )
+    rows = json.loads(out.read_text())["traces"]["two"]
+    assert list(rows) == ["hedgeform_mix", "hedgeform A100-80GB only", "hedgeform A10G only"]
+    mix, a100, a10g = (rows[k] for k in rows)
+    # A10G spot is gone after 6 h: alone, A10G serves the rest on on-demand ($3.03/h); the
+    # mix moves to one A100-80GB on spot ($1.22/h), and pays less than either type alone.
+    assert mix["cost_pct"] < a10g["cost_pct"] and mix["cost_pct"] < a100["cost_pct"]
+    assert mix["availability_pct"] >= a10g["availability_pct"]
+    config = json.loads(out.read_text())["config"]
+    assert config["rate_rps"] == 7 and "target" not in config
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--rate", "7"], "Error: Invalid value for --rate: needs --types (what each GPU type "
+         "costs and serves)"),
+        (["--types", "TYPES"], "Error: Invalid value for --types: needs --rate (the requests/s "
+         "to serve)"),
+        (["--types", "TYPES", "--rate", "7", "--target", "3"], "Error: Invalid value for "
+         "--target: does not apply with --types: --types sizes each run from --rate"),
+        (["--types", "TYPES", "--rate", "7", "--policy", "spothedge"], "Error: Invalid value "
+         "for --policy: does not apply with --types: --types runs hedgeform_mix and hedgeform "
+         "per type"),
+        (["--types", "TYPES", "--rate", "7", "--matrix", "--json", "m.json"], "Error: Invalid "
+         "value for --types: cannot be combined with --matrix"),
+        ([], "Error: two: holds several GPU types (A100-80GB, A10G); a backtest without --types "
+         "FILE --rate RPS (which run the mix) replays one type: point it at a directory of one"),
+    ],
+)  # fmt: skip
+def test_mixed_flags_are_refused_in_one_line(
+    two_types: Path, args: list[str], expected: str
+) -> None:
+    types = str(two_types.parent / "types.yaml")
+    argv = ["backtest", "--traces", str(two_types), "--repeats", "1", "--quiet"]
+    result = CliRunner().invoke(main, argv + [types if a == "TYPES" else a for a in args])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert expected in result.output
+
+
+def test_types_must_cover_every_traced_gpu(two_types: Path) -> None:
+    partial = two_types.parent / "partial.yaml"
+    partial.write_text("gpus:\n  A10G: {usd_per_hour: 1.01, max_rps: 2.5}\n")
+    result = CliRunner().invoke(
+        main,
+        ["backtest", "--traces", str(two_types), "--types", str(partial), "--rate", "7",
+         "--repeats", "1", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(
+        "Error: two: GPU type A100-80GB has traces but no entry in --types (it has A10G)"
+    )
