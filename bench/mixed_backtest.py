@@ -51,7 +51,8 @@ def build(out: Path) -> tuple[dict[str, Path], Path]:
     dirs = {}
     for label, sources in SETS.items():
         target = out / f"set-{label}"
-        target.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)  # no stale files from an earlier --out
+        target.mkdir(parents=True)
         for source, gpu in zip(sources, TYPES, strict=True):
             for f in sorted((SHARED / "traces" / "spothedge" / source).glob("*.json")):
                 zone = f.name.split("_", 1)[0]
@@ -75,13 +76,15 @@ def main() -> None:
         for rate in RATES:
             for warning, cold in CELLS:
                 result = out / f"{label}-{rate:g}-w{warning}-c{cold}.json"
-                subprocess.run(
+                done = subprocess.run(
                     [sys.executable, "-c", "from reconciler.cli import main; main()",
                      "backtest", "--traces", str(directory), "--types", str(types),
                      "--rate", f"{rate:g}", "--warning", warning, "--cold-start", cold,
                      "--repeats", str(args.repeats), "--quiet", "--json", str(result)],
-                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                    capture_output=True, text=True, check=False, cwd=ROOT,
                 )  # fmt: skip
+                if done.returncode != 0:
+                    sys.exit(f"backtest failed: {done.stdout.strip()} {done.stderr.strip()}")
                 rows = json.loads(result.read_text())["traces"][directory.name]
                 for name, row in rows.items():
                     print(

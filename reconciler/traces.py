@@ -99,7 +99,9 @@ class TraceSet:
         Every tick must have every zone, so the set is replayed over the span all zones cover,
         from their common start; the rest of each longer zone is not used.
         """
-        lengths = {z.zone: z.ticks(tick_seconds) for z in self.zones}
+        lengths = {
+            pool: z.ticks(tick_seconds) for pool, z in zip(self.pools, self.zones, strict=True)
+        }
         common = min(lengths.values())
         if common == max(lengths.values()):
             return None

@@ -166,10 +166,12 @@ MAF_NAME = "maf1-requests-per-minute.csv"
     "--types",
     "types_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Several GPU types (docs/backtest.md, 'Several GPU types'): a profile file giving per "
-    "type its on-demand $/h and the requests/s one replica serves (gpus.<TYPE>.usd_per_hour, "
-    "gpus.<TYPE>.max_rps). Runs hedgeform_mix over every pool of each trace directory, then "
-    "hedgeform over each type alone; needs --rate.",
+    help="Several GPU types (docs/backtest.md, 'Several GPU types'): a YAML/JSON file giving "
+    "per type its on-demand $/h and the requests/s one replica serves, one number "
+    "(gpus.<TYPE>.usd_per_hour, gpus.<TYPE>.max_rps; TYPE as the trace file names give it, "
+    "e.g. A10G for us-east-1a_a10g_1.json). Spot costs a third of on-demand. Runs "
+    "hedgeform_mix over every pool of each trace directory, then hedgeform over each type "
+    "alone; needs --rate.",
 )
 @click.option(
     "--rate",
@@ -410,20 +412,24 @@ def _run_mixed(
     json_path: Path | None,
     quiet: bool,
 ) -> None:
-    from reconciler.backtest.mixed_run import MixedSetup, run_mixed
+    from reconciler.backtest.mixed_run import SPOT_SHARE, MixedSetup, for_traces, run_mixed
     from reconciler.spec.profile_file import load_profile
 
     try:
-        setup = MixedSetup(load_profile(types_path), rate)
-        sets = [load_trace_set(d) for d in dirs]
+        profile = load_profile(types_path, None, selector=None)
+        setup = MixedSetup(profile, rate)
+        # Every set and the types checked before anything runs.
+        checked = [(traces, for_traces(traces, setup)) for traces in map(load_trace_set, dirs)]
         results: dict[str, dict[str, PolicyStats]] = {}
+        spans: dict[str, str] = {}
         with banner_to_stderr():  # HiGHS prints its banner on fd 1
-            baseline = setup.baseline_usd_per_hour
-            for traces in sets:
+            baseline = checked[0][1].baseline_usd_per_hour
+            for traces, named in checked:
                 note = traces.span_note(TICK_SECONDS)
                 if note is not None:
+                    spans[traces.name] = note
                     click.echo(note, err=True)
-                results[traces.name] = run_mixed(traces, setup, cfg, None if quiet else _progress)
+                results[traces.name] = run_mixed(traces, named, cfg, None if quiet else _progress)
     except (TraceError, BacktestError, ProfileError, MixError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_table(results))
@@ -432,10 +438,17 @@ def _run_mixed(
         "req/s; availability: ticks whose ready replicas serve the rate"
     )
     if json_path:
-        config = {**cfg.to_json(), "types": str(types_path), "rate_rps": rate}
+        config = {
+            **cfg.to_json(),
+            "types": {g.name: {"usd_per_hour": g.usd_per_hour, "max_rps": g.max_rps[0][0]}
+                      for g in checked[0][1].profile.gpus},
+            "spot_share_of_on_demand": SPOT_SHARE,
+            "rate_rps": rate,
+            "baseline_usd_per_hour": round(baseline, 6),
+        }  # fmt: skip
         config.pop("target")
         config.pop("workload")
-        write_json(results, json_path, config=config)
+        write_json(results, json_path, config=config, spans=spans)
         click.echo(f"wrote {json_path}")
 
 

@@ -33,10 +33,12 @@ from reconciler.backtest.runner import (
 )
 from reconciler.backtest.simulator import ON_DEMAND_COST, SPOT_COST, Pools, simulate_window
 from reconciler.errors import BacktestError
-from reconciler.policy import POLICIES, ZoneOffer
+from reconciler.policy import POLICIES, PolicyFn, ZoneOffer
 from reconciler.policy.mix import solve_mix
+from reconciler.policy.mixed import hedgeform_mix
 from reconciler.spec.model import ReplicaPolicy, Resources, ServiceSection, ServiceSpec
 from reconciler.spec.profile import Profile
+from reconciler.spec.service import MAX_REPLICAS
 from reconciler.traces import TraceSet
 
 SPOT_SHARE = SPOT_COST / ON_DEMAND_COST  # spot costs a third of on-demand (module docstring)
@@ -63,20 +65,34 @@ class MixedSetup:
         return solve_mix(self.profile, self.rate_rps, size_aware=False).usd_per_hour
 
 
-def check_setup(traces: TraceSet, setup: MixedSetup) -> None:
-    """BacktestError (one line) unless the set holds several types, each in the profile."""
+def for_traces(traces: TraceSet, setup: MixedSetup) -> MixedSetup:
+    """`setup` checked against one trace set and named as its files name the types (a types
+    file may write `a10g` or `A10G`); BacktestError, one line, unless the set holds several
+    named GPU types, each in the types file and none without traces there."""
+    unnamed = [z.source.name for z in traces.zones if not z.accelerator]
+    if unnamed:
+        raise BacktestError(
+            f"{traces.name}: {unnamed[0]} names no GPU type (`<zone>_<gpu>_<count>.json`, "
+            "count from 1); with --types every file must"
+        )
     types = traces.accelerators
     if len(types) < 2:
         raise BacktestError(
             f"{traces.name}: --types needs a directory of several GPU types "
             f"(`<zone>_<gpu>_<count>.json`); it holds {', '.join(types) or 'unnamed ones'}"
         )
-    profiled = [g.name for g in setup.profile.gpus]
-    missing = [t for t in types if t not in profiled]
+    given = {_canonical(g.name): g for g in setup.profile.gpus}
+    missing = [t for t in types if t not in given]
     if missing:
         raise BacktestError(
             f"{traces.name}: GPU type {missing[0]} has traces but no entry in --types "
-            f"(it has {', '.join(profiled)})"
+            f"(it has {', '.join(g.name for g in setup.profile.gpus)})"
+        )
+    extra = [g.name for key, g in given.items() if key not in types]
+    if extra:
+        raise BacktestError(
+            f"{traces.name}: --types gives {extra[0]}, which has no traces there (it holds "
+            f"{', '.join(types)}); the mix may only use types it can replay"
         )
     for gpu in setup.profile.gpus:
         if len(gpu.max_rps) != 1 or len(gpu.max_rps[0]) != 1 or gpu.max_rps[0][0] <= 0:
@@ -84,6 +100,23 @@ def check_setup(traces: TraceSet, setup: MixedSetup) -> None:
                 f"--types: gpus.{gpu.name}.max_rps must be one number above 0 (requests/s one "
                 "replica serves within the SLO)"
             )
+    named = MixedSetup(
+        Profile(tuple(replace(given[t], name=t) for t in types), setup.profile.distribution),
+        setup.rate_rps,
+    )
+    for t in types:
+        need = math.ceil(setup.rate_rps / named.serves(t) - 1e-9)
+        if need > MAX_REPLICAS:
+            raise BacktestError(
+                f"--rate {setup.rate_rps:g} needs {need} replicas of {t} alone, more than the "
+                f"{MAX_REPLICAS} a service may have; give a lower rate"
+            )
+    return named
+
+
+def _canonical(name: str) -> str:
+    """A type as trace file names give it (traces.accelerator_of): upper case, `_` as `-`."""
+    return name.upper().replace("_", "-")
 
 
 def pools_of(traces: TraceSet, setup: MixedSetup) -> Pools:
@@ -134,22 +167,22 @@ def run_mixed(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, PolicyStats]:
     """`hedgeform_mix` over every pool, then `hedgeform` over each type alone (module
-    docstring); rows named `hedgeform_mix` and `hedgeform <TYPE> only`."""
-    check_setup(traces, setup)
+    docstring); rows named `hedgeform_mix` and `hedgeform <TYPE> only`. `setup` as
+    `for_traces` returns it for `traces`."""
     capacity = traces.capacity(TICK_SECONDS)
     ticks = capacity.shape[1]
     starts = window_starts(ticks, cfg)
     window = min(WINDOW_TICKS, ticks)
     rows: dict[str, PolicyStats] = {}
-    runs: list[tuple[str, TraceSet, ServiceSpec, str, np.ndarray]] = [
-        (MIXED, traces, mixed_spec(setup, cfg), MIXED, capacity)
+    runs: list[tuple[str, TraceSet, ServiceSpec, PolicyFn, np.ndarray]] = [
+        (MIXED, traces, mixed_spec(setup, cfg), hedgeform_mix, capacity)
     ]
     for t in traces.accelerators:
         alone = traces.only(t)
         rows_of = [i for i, z in enumerate(traces.zones) if z.accelerator == t]
         need = math.ceil(setup.rate_rps / setup.serves(t) - 1e-9)
         spec = backtest_spec(replace(cfg, target=need), None)
-        runs.append((f"hedgeform {t} only", alone, spec, "hedgeform", capacity[rows_of]))
+        runs.append((f"hedgeform {t} only", alone, spec, POLICIES["hedgeform"], capacity[rows_of]))
     for label, subset, spec, policy, cap in runs:
         pools = pools_of(subset, setup)
         started = time.perf_counter()
@@ -157,7 +190,7 @@ def run_mixed(
         for i, start in enumerate(starts):
             results.append(
                 simulate_window(
-                    POLICIES[policy],
+                    policy,
                     spec,
                     [o.zone for o in pools.offers],
                     cap[:, start : start + window],

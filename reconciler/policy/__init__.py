@@ -11,7 +11,6 @@ from reconciler.errors import MemoryFormatError
 from reconciler.policy.baselines import even_spread, ondemand, round_robin, static
 from reconciler.policy.decision import Decision, Launch, PolicyFn, Termination
 from reconciler.policy.memory import Memory, ZoneStatus
-from reconciler.policy.mixed import hedgeform_mix
 from reconciler.policy.observation import Market, Observation, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.signals import FailureKind, LaunchResult, Notice, NoticeKind, Signals
 from reconciler.policy.spothedge import hedgeform, hedgeform_v1, spothedge
@@ -25,8 +24,6 @@ POLICIES: dict[str, PolicyFn] = {
     "even_spread": even_spread,
     "round_robin": round_robin,
     "static": static,
-    # Several GPU types (issue 15); with one type it is `hedgeform`.
-    "hedgeform_mix": hedgeform_mix,
 }
 DEFAULT_POLICY = "hedgeform"
 

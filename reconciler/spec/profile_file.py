@@ -13,10 +13,13 @@ from reconciler.spec.loading import yaml_problem
 from reconciler.spec.profile import Profile, parse_profile
 
 
-def load_profile_data(path: Path, config: str | None) -> tuple[Any, str]:
+def load_profile_data(
+    path: Path, config: str | None, selector: str | None = "--config"
+) -> tuple[Any, str]:
     """The profile's mapping and its field path. A file holding several named configs (as
-    `../shared/melange/anchor.json` does, under `configs`) needs `config` to pick one; a file
-    that is one config must not be given one."""
+    `../shared/melange/anchor.json` does, under `configs`) needs `config` to pick one (the
+    command's option `selector`; None: the command takes one profile per file); a file that
+    is one config must not be given one."""
     try:
         data = yaml.safe_load(path.read_text())  # JSON is YAML
     except yaml.YAMLError as exc:
@@ -28,9 +31,9 @@ def load_profile_data(path: Path, config: str | None) -> tuple[Any, str]:
         if not isinstance(configs, dict) or not configs:
             raise ProfileError(f"{path}: configs: expected a mapping of named profiles")
         if config is None:
+            how = f"choose one with {selector}" if selector else "give a file of one profile"
             raise ProfileError(
-                f"{path} holds several profiles; choose one with --config "
-                f"({', '.join(sorted(configs))})"
+                f"{path} holds several profiles ({', '.join(sorted(configs))}); {how}"
             )
         if config not in configs:
             raise ProfileError(f"{path}: no config {config!r} (have: {', '.join(sorted(configs))})")
@@ -40,7 +43,13 @@ def load_profile_data(path: Path, config: str | None) -> tuple[Any, str]:
     return data, "profile"
 
 
-def load_profile(path: Path, config: str | None = None) -> Profile:
-    """The parsed profile of `path` (and `config`); ProfileError, one line, naming the field."""
-    data, where = load_profile_data(path, config)
-    return parse_profile(data, where)
+def load_profile(
+    path: Path, config: str | None = None, selector: str | None = "--config"
+) -> Profile:
+    """The parsed profile of `path` (and `config`); ProfileError, one line, naming the file
+    and the field."""
+    data, where = load_profile_data(path, config, selector)
+    try:
+        return parse_profile(data, where)
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None

@@ -120,6 +120,8 @@ def test_the_mix_moves_to_the_type_whose_spot_remains(two_types: Path) -> None:
          "per type"),
         (["--types", "TYPES", "--rate", "7", "--matrix", "--json", "m.json"], "Error: Invalid "
          "value for --types: cannot be combined with --matrix"),
+        (["--types", "TYPES", "--rate", "1e6"], "Error: --rate 1e+06 needs 37454 replicas of "
+         "A100-80GB alone, more than the 1000 a service may have; give a lower rate"),
         ([], "Error: two: holds several GPU types (A100-80GB, A10G); a backtest without --types "
          "FILE --rate RPS (which run the mix) replays one type: point it at a directory of one"),
     ],
@@ -145,4 +147,81 @@ def test_types_must_cover_every_traced_gpu(two_types: Path) -> None:
     assert result.exit_code == 1
     assert result.output.strip().endswith(
         "Error: two: GPU type A100-80GB has traces but no entry in --types (it has A10G)"
+    )
+
+
+def run(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["backtest", "--repeats", "1", *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_a_file_naming_no_type_in_a_mixed_set_is_one_line(two_types: Path) -> None:
+    """Before: a StopIteration traceback from pricing the unnamed pool."""
+    trace(two_types / "zd-1a.json", [1] * DAY)
+    code, output = run(["--traces", str(two_types), "--types",
+                        str(two_types.parent / "types.yaml"), "--rate", "7"])  # fmt: skip
+    assert code == 1
+    assert output.strip().splitlines()[-1] == (
+        "Error: two: zd-1a.json names no GPU type (`<zone>_<gpu>_<count>.json`, count from "
+        "1); with --types every file must"
+    )
+
+
+def test_types_without_traces_are_refused_and_names_match_as_files_write_them(
+    two_types: Path,
+) -> None:
+    """Before: an untraced type in --types changed the baseline and sized the mix for a rate
+    2.5 times too high; and `a10g` in the types file did not match `..._a10g_1.json`."""
+    extra = two_types.parent / "extra.yaml"
+    extra.write_text(TYPES + "  T4: {usd_per_hour: 0.35, max_rps: 1.0}\n")
+    code, output = run(["--traces", str(two_types), "--types", str(extra), "--rate", "7"])
+    assert code == 1 and output.strip().splitlines()[-1] == (
+        "Error: two: --types gives T4, which has no traces there (it holds A100-80GB, A10G); "
+        "the mix may only use types it can replay"
+    )
+    lower = two_types.parent / "lower.yaml"
+    lower.write_text(TYPES.replace("A10G", "a10g").replace("A100-80GB", "a100_80gb"))
+    out = two_types.parent / "lower.json"
+    code, output = run(["--traces", str(two_types), "--types", str(lower), "--rate", "7",
+                        "--quiet", "--json", str(out)])  # fmt: skip
+    assert code == 0, output
+    data = json.loads(out.read_text())
+    assert list(data["traces"]["two"])[1:] == ["hedgeform A100-80GB only", "hedgeform A10G only"]
+    assert data["config"]["types"] == {
+        "A100-80GB": {"usd_per_hour": 3.67, "max_rps": 26.7},
+        "A10G": {"usd_per_hour": 1.01, "max_rps": 2.5},
+    }
+    assert data["config"]["baseline_usd_per_hour"] == 3.03
+
+
+def test_every_set_is_checked_before_any_runs(two_types: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    one.mkdir()
+    trace(one / "za-1a_a10g_1.json", [1] * DAY)
+    code, output = run(["--traces", str(two_types), "--traces", str(one), "--types",
+                        str(two_types.parent / "types.yaml"), "--rate", "7"])  # fmt: skip
+    assert code == 1 and "window 1/1" not in output  # nothing ran
+    assert output.strip().splitlines()[-1].startswith("Error: one: --types needs a directory")
+
+
+def test_two_pools_of_one_zone_are_told_apart_when_spans_differ(two_types: Path) -> None:
+    """Before: the note keyed lengths by zone, so one pool hid the other's drop; and the
+    --types JSON wrote no spans."""
+    trace(two_types / "za-1a_a100-80gb_1.json", [4] * (DAY * 2))
+    out = two_types.parent / "spans.json"
+    code, output = run(["--traces", str(two_types), "--types",
+                        str(two_types.parent / "types.yaml"), "--rate", "7", "--quiet",
+                        "--json", str(out)])  # fmt: skip
+    assert code == 0, output
+    note = json.loads(out.read_text())["spans"]["two"]
+    assert "drops 50% of za-1a/A100-80GB" in note and note in output
+
+
+def test_a_file_of_several_profiles_says_what_to_give(two_types: Path) -> None:
+    several = two_types.parent / "several.yaml"
+    several.write_text("configs:\n  a: {gpus: {A10G: {usd_per_hour: 1, max_rps: 1}}}\n  b: {}\n")
+    code, output = run(["--traces", str(two_types), "--types", str(several), "--rate", "7"])
+    assert code == 1 and output.strip().splitlines()[-1] == (
+        f"Error: {several} holds several profiles (a, b); give a file of one profile"
     )

@@ -223,7 +223,7 @@ def test_a_file_of_several_profiles_needs_config(tmp_path: Path) -> None:
     path.write_text(json.dumps({"configs": {"a": FIXTURE, "b": FIXTURE}}))
     result = run("--profile", str(path), "--rate", "1")
     assert result.exit_code == 1
-    assert "holds several profiles; choose one with --config (a, b)" in result.output
+    assert "holds several profiles (a, b); choose one with --config" in result.output
     assert len(result.output.strip().splitlines()) == 1
     result = run("--profile", str(path), "--rate", "1", "--config", "c")
     assert "no config 'c' (have: a, b)" in result.output and result.exit_code == 1
