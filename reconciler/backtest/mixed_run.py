@@ -28,10 +28,11 @@ from reconciler.backtest.runner import (
     BacktestConfig,
     PolicyStats,
     backtest_spec,
+    replay_window,
     summarize,
     window_starts,
 )
-from reconciler.backtest.simulator import ON_DEMAND_COST, SPOT_COST, Pools, simulate_window
+from reconciler.backtest.simulator import ON_DEMAND_COST, SPOT_COST, Pools
 from reconciler.errors import BacktestError
 from reconciler.policy import POLICIES, PolicyFn, ZoneOffer
 from reconciler.policy.mix import solve_mix
@@ -189,16 +190,13 @@ def run_mixed(
         results = []
         for i, start in enumerate(starts):
             results.append(
-                simulate_window(
+                replay_window(
                     policy,
                     spec,
                     [o.zone for o in pools.offers],
                     cap[:, start : start + window],
-                    cold_start_s=cfg.cold_start_s,
-                    tick_seconds=TICK_SECONDS,
-                    notices=cfg.notices,
-                    launch_failure_delay_s=cfg.launch_failure_delay_s,
-                    rng=np.random.default_rng((cfg.seed, i)),
+                    cfg,
+                    i,
                     pools=pools,
                 )
             )

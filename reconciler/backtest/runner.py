@@ -11,12 +11,13 @@ import numpy as np
 
 from reconciler.backtest.simulator import (
     NoticeModel,
+    Pools,
     WindowResult,
     first_scored_tick,
     simulate_window,
 )
 from reconciler.backtest.workload import Workload
-from reconciler.policy import POLICIES
+from reconciler.policy import POLICIES, PolicyFn
 from reconciler.policy.autoscaling import raw_target
 from reconciler.spec.model import (
     ReplicaPolicy,
@@ -170,18 +171,7 @@ def run_policy(
         if name == OPTIMAL:
             results.append(_optimal_window(cap, cfg, spec, qps))
         else:
-            result = simulate_window(
-                POLICIES[name],
-                spec,
-                zones,
-                cap,
-                cold_start_s=cfg.cold_start_s,
-                tick_seconds=TICK_SECONDS,
-                notices=cfg.notices,
-                launch_failure_delay_s=cfg.launch_failure_delay_s,
-                rng=np.random.default_rng((cfg.seed, i)),
-                qps=qps,
-            )
+            result = replay_window(POLICIES[name], spec, zones, cap, cfg, i, qps=qps)
             if qps is not None:
                 result = replace(result, demand=demand(spec, qps))
             results.append(result)
@@ -189,6 +179,34 @@ def run_policy(
             progress(f"{traces.name} {name}: window {i + 1}/{cfg.repeats}")
     wall = time.perf_counter() - started
     return summarize(results, wall)
+
+
+def replay_window(
+    policy: PolicyFn,
+    spec: ServiceSpec,
+    zones: Sequence[str],
+    cap: np.ndarray,
+    cfg: BacktestConfig,
+    index: int,
+    *,
+    qps: np.ndarray | None = None,
+    pools: Pools | None = None,
+) -> WindowResult:
+    """Window `index` of a run with `cfg`'s cold start, notices and refusal delay; its
+    realistic notices are seeded by (seed, index), so every policy sees the same ones."""
+    return simulate_window(
+        policy,
+        spec,
+        zones,
+        cap,
+        cold_start_s=cfg.cold_start_s,
+        tick_seconds=TICK_SECONDS,
+        notices=cfg.notices,
+        launch_failure_delay_s=cfg.launch_failure_delay_s,
+        rng=np.random.default_rng((cfg.seed, index)),
+        qps=qps,
+        pools=pools,
+    )
 
 
 def summarize(results: Sequence[WindowResult], wall_s: float) -> PolicyStats:

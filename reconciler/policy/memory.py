@@ -7,7 +7,6 @@ SkyServe keeps this in process memory and loses it on restart; here it is passed
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,6 +14,7 @@ from typing import Any
 
 from reconciler.errors import MemoryFormatError
 from reconciler.policy.observation import Market
+from reconciler.spec.fields import ACCELERATOR_NAME
 from reconciler.spec.service import MAX_REPLICAS
 
 FORMAT_VERSION = 3
@@ -231,8 +231,6 @@ class Memory:
             raise MemoryFormatError(f"malformed memory: {what}") from exc
 
 
-# A group's name is a GPU type as the spec writes it (spec/fields.py ACCELERATOR_NAME).
-_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_GROUPS = 32  # GPU types in one service: far more than any cloud offers for one model
 
 
@@ -242,7 +240,7 @@ def _groups(value: Any) -> tuple[tuple[str, Memory], ...]:
         raise ValueError(f"groups: expected an object of at most {MAX_GROUPS} GPU types")
     found = []
     for name, raw in value.items():
-        if not isinstance(name, str) or not _GROUP_NAME.fullmatch(name):
+        if not isinstance(name, str) or not ACCELERATOR_NAME.fullmatch(name):
             raise ValueError(f"groups: {name!r} is not a GPU type name")
         if isinstance(raw, Mapping) and raw.get("groups"):
             raise ValueError(f"groups.{name}: a GPU type's memory holds no groups")

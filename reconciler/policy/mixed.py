@@ -44,6 +44,7 @@ from reconciler.policy.decision import Decision
 from reconciler.policy.memory import Memory, ZoneStatus
 from reconciler.policy.mix_choice import MixChoice, choose_mix, effective_prices
 from reconciler.policy.observation import Market, Observation, ZoneOffer
+from reconciler.policy.placement import update_status
 from reconciler.policy.signals import FailureKind, NoticeKind, Signals
 from reconciler.policy.spothedge import HEDGEFORM, PREEMPTION_MEMORY_SECONDS, decide_with
 from reconciler.spec.model import ReplicaPolicy, ServiceSpec
@@ -193,25 +194,27 @@ def _spot_offered(
     tick's signals included: a preemption or a capacity refusal now marks its pool, a spot
     launch that succeeded clears it. A warning alone does not: it says one replica will go,
     not that the pool holds no spot (the type's placer still avoids the pool)."""
-    status = dict(group.zone_status) if group is not None else {}
     hit: dict[str, float] = {}
     if group is not None:
         for _, zone, at in group.recent_preemptions:
             hit[zone] = max(hit.get(zone, at), at)
         for zone, backoff in group.zone_backoff.items():
             hit[zone] = max(hit.get(zone, backoff.last_at), backoff.last_at)
-    for result in signals.launch_results:
-        if result.market is Market.SPOT and result.ok:
-            status[result.zone] = ZoneStatus.ACTIVE
     fresh = [n.zone for n in signals.notices if n.kind is NoticeKind.PREEMPTED]
     fresh += [
         x.zone
         for x in signals.launch_results
         if x.market is Market.SPOT and not x.ok and x.failure is FailureKind.CAPACITY
     ]
-    for zone in fresh:
-        status[zone] = ZoneStatus.PREEMPTED
-        hit[zone] = now
+    hit.update(dict.fromkeys(fresh, now))
+    # The placer's own rule (placement.update_status), as the type's SpotHedge will apply it.
+    status = update_status(
+        group.zone_status if group is not None else {},
+        [o.zone for o in offers],
+        fresh,
+        (x.zone for x in signals.launch_results if x.market is Market.SPOT and x.ok),
+        reset=False,
+    )
     prices = []
     for offer in offers:
         if offer.spot_price is None:
