@@ -3,14 +3,18 @@
 A stack is one Terraform working directory and state (`state/<service>/<stack>/`), so plans
 stay small, regions apply in parallel, and a capacity error in one region does not block
 another.
+
+With several GPU types in a region (issue 15), each (zone, type) is a *pool*: the policy sees
+it as a place of its own named `<zone>/<type>` (`pool_name`), and a replica carries its type
+(`ManagedReplica.accelerator`) into the stack, which runs it on that type's instance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from reconciler.policy import Market
+from reconciler.policy import Market, Observation
 from reconciler.spec.model import ServiceSpec
 
 FRONT = "front"
@@ -33,6 +37,42 @@ class ManagedReplica:
     name: str = ""
     private_ip: str = ""
     version: int = 1  # the service version it runs (policy/rollout.py: Version.runs)
+    # The GPU type it runs when its region runs several (a name of the spec's accelerator
+    # set); "" when the region runs one type, which its stack's instance type gives.
+    accelerator: str = ""
+
+    @property
+    def pool(self) -> str:
+        """The place the policy sees it in: its zone, or `<zone>/<type>` (`pool_name`)."""
+        return pool_name(self.zone, self.accelerator)
+
+
+def pool_name(zone: str, accelerator: str) -> str:
+    """The policy's name of one (zone, GPU type) pool: the zone alone when `accelerator` is ""
+    (one type per region, as before issue 15), else `<zone>/<accelerator>`. Zone names never
+    hold `/` (paths.NAME_RE and the clouds' zone rules), so `split_pool` is exact."""
+    return f"{zone}/{accelerator}" if accelerator else zone
+
+
+def split_pool(pool: str) -> tuple[str, str]:
+    """`pool_name`'s inverse: (zone, accelerator), accelerator "" for a plain zone."""
+    zone, _, accelerator = pool.partition("/")
+    return zone, accelerator
+
+
+def in_pools(observation: Observation, managed: Iterable[ManagedReplica]) -> Observation:
+    """`observation` as the policy sees pools: each replica whose ManagedReplica runs a type
+    of several is placed at its pool (`pool_name`); the same object when none does."""
+    types = {m.id: m.accelerator for m in managed if m.accelerator}
+    if not types:
+        return observation
+    return replace(
+        observation,
+        replicas=tuple(
+            replace(r, zone=pool_name(r.zone, types[r.id])) if r.id in types else r
+            for r in observation.replicas
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -72,3 +112,10 @@ def region_stacks(
 
 def replica_map(replicas: Sequence[ManagedReplica]) -> dict[str, dict[str, str]]:
     return {r.id: {"zone": r.zone, "market": r.market.value} for r in replicas}
+
+
+def replica_accelerators(replicas: Sequence[ManagedReplica]) -> dict[str, str]:
+    """replica id -> GPU type, for the replicas that carry one: each module's
+    `replica_accelerators` variable (its own map, since modules run on Terraform 1.0, which
+    has no optional object attributes; a region of one type renders as before issue 15)."""
+    return {r.id: r.accelerator for r in replicas if r.accelerator}

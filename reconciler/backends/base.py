@@ -126,6 +126,9 @@ class CloudBackend(Protocol):
     # replicas at the smallest target of the map (ReplicaPolicy.sized_for).
     accelerators_in_use: frozenset[str]
     accelerator_notes: tuple[str, ...]  # which accelerator each region runs, and why (`plan`)
+    # Some zone offers several GPU types as pools of their own (stacks.pool_name, issue 15):
+    # the policy sizes each type by its own target, so the spec's per-accelerator map stays.
+    typed_pools: bool
 
     @property
     def carries_versions(self) -> bool:

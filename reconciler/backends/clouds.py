@@ -40,6 +40,7 @@ from reconciler.clouds import (
     cloud_stack_context,
     front_stack_context,
     instance_for_region,
+    instances_for_region,
     list_price,
     template_for,
     version_entry,
@@ -67,7 +68,13 @@ from reconciler.policy import (
 )
 from reconciler.spec.fingerprint import spec_for_part
 from reconciler.spec.model import ServiceSpec
-from reconciler.stacks import FRONT, ManagedReplica, RegionStack
+from reconciler.stacks import (
+    FRONT,
+    ManagedReplica,
+    RegionStack,
+    pool_name,
+    replica_accelerators,
+)
 from reconciler.terraform.state import state_outputs
 
 log = logging.getLogger(__name__)
@@ -128,6 +135,31 @@ def on_demand_price(cloud: str, region: str, choice: InstanceChoice) -> float | 
     return float(entry["on_demand"])
 
 
+def _one_choice(
+    resources: Any,
+    cloud: str,
+    region: str,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    policy: Any = None,
+) -> tuple[InstanceChoice, ...]:
+    """`instance_for_region` as a one-element `instances_for_region`."""
+    return (instance_for_region(resources, cloud, region, overrides, policy=policy),)
+
+
+def pools_note(cloud: str, region: str, types: Sequence[InstanceChoice]) -> str:
+    """One line for `plan`: the GPU types a region offers as pools of their own (issue 15)."""
+    shown = []
+    for choice in types:
+        price = on_demand_price(cloud, region, choice)
+        cost = f"${price:.2f}/h on demand" if price is not None else "no list price"
+        shown.append(f"{choice.accelerator} ({choice.instance_type}, {cost})")
+    return (
+        f"{cloud} {region} offers {', '.join(shown)} as pools of their own; the policy chooses "
+        "how many of each every tick, by price per request/s (docs/mix.md)"
+    )
+
+
 def _of(managed: Sequence[ManagedReplica], stack: StackDef) -> list[ManagedReplica]:
     return [r for r in managed if r.stack == stack.name]
 
@@ -151,7 +183,11 @@ class ProviderCloud:
         spec: ServiceSpec,
         settings: ProviderSettings,
         apis: Mapping[str, CloudApis] | None = None,
+        *,
+        several_types: bool = True,
     ) -> None:
+        """`several_types` False: a region asked for a set of GPU types runs one of them (the
+        catalog's cheapest), for a policy that places by zone only."""
         self.paths = paths
         self.spec = spec
         self.settings = settings
@@ -162,9 +198,16 @@ class ProviderCloud:
         check_cloud_settings(spec, self.regions, settings)  # one line per missing setting
         self.apis = dict(apis) if apis is not None else default_apis(spec, settings, self.clouds)
         # (cloud, region) -> the instance choice of that region's stack (clouds/catalog.py)
+        # (cloud, region) -> every instance choice its stack runs: several when the spec asks
+        # for a set of GPU types, the policy mixes them and the cloud's module runs a type
+        # per replica (issue 15); else the one of `instance_for_region`.
         try:
-            self.instance_choices = {
-                (cloud, region): instance_for_region(
+            self.region_types: dict[tuple[str, str], tuple[InstanceChoice, ...]] = {
+                (cloud, region): (
+                    instances_for_region
+                    if several_types and CLOUDS[cloud].typed_replicas
+                    else _one_choice
+                )(
                     spec.resources,
                     cloud,
                     region,
@@ -175,15 +218,21 @@ class ProviderCloud:
             }
         except CloudConfigError as exc:  # a spec field: say which file
             raise CloudConfigError(f"{paths.spec_file}: {exc}") from None
+        self.instance_choices = {key: types[0] for key, types in self.region_types.items()}
+        self.typed_pools = any(len(types) > 1 for types in self.region_types.values())
         self.accelerators_in_use = frozenset(
-            c.accelerator for c in self.instance_choices.values() if c.accelerator
+            c.accelerator for types in self.region_types.values() for c in types if c.accelerator
         )
         self.accelerator_notes = tuple(
             note
-            for (cloud, region), choice in sorted(self.instance_choices.items())
+            for (cloud, region), types in sorted(self.region_types.items())
             if (
-                note := choice_note(
-                    spec.resources, cloud, region, choice, policy=spec.service.replica_policy
+                note := (
+                    pools_note(cloud, region, types)
+                    if len(types) > 1
+                    else choice_note(
+                        spec.resources, cloud, region, types[0], policy=spec.service.replica_policy
+                    )
                 )
             )
         )
@@ -298,24 +347,32 @@ class ProviderCloud:
         for stack in self._region_stacks():
             cloud, region = stack.cloud, stack.region
             zones = self._zones_of(stack)
-            choice = self.instance_choices[(cloud, region)]
-            itype = choice.instance_type
-            od = on_demand_price(cloud, region, choice)
-            if od is None:
-                log.warning("no on-demand price for %s %s in the catalog; using 1.0", cloud, itype)
-                od = 1.0
-            spot, from_api = self._spot_prices(stack, itype, zones, live)
-            for zone in zones:
-                price: float | None = spot.get(zone)
-                if price is None and from_api:
-                    continue  # the cloud lists no spot price: the type is not offered there
-                if price is None:  # the catalog does not list the zone: no preference
-                    price = max(spot.values(), default=od)
-                offers.append(
-                    ZoneOffer(
-                        zone, region, cloud, price if self.spec.resources.use_spot else None, od
+            types = self.region_types[(cloud, region)]
+            for choice in types:
+                # Several types: each (zone, type) is a pool of its own (stacks.pool_name).
+                typed = choice.accelerator if len(types) > 1 else ""
+                itype = choice.instance_type
+                od = on_demand_price(cloud, region, choice)
+                if od is None:
+                    log.warning("no on-demand price for %s %s in the catalog; 1.0", cloud, itype)
+                    od = 1.0
+                spot, from_api = self._spot_prices(stack, itype, zones, live)
+                for zone in zones:
+                    price: float | None = spot.get(zone)
+                    if price is None and from_api:
+                        continue  # the cloud lists no spot price: the type is not offered there
+                    if price is None:  # the catalog does not list the zone: no preference
+                        price = max(spot.values(), default=od)
+                    offers.append(
+                        ZoneOffer(
+                            pool_name(zone, typed),
+                            region,
+                            cloud,
+                            price if self.spec.resources.use_spot else None,
+                            od,
+                            accelerator=typed,
+                        )
                     )
-                )
         return tuple(offers)
 
     def _spot_prices(
@@ -406,6 +463,21 @@ class ProviderCloud:
             context = cloud_stack_context(
                 self.spec, region, sorted(registered), self.settings.cloud
             )
+            types = self.region_types[key]
+            if len(types) > 1:  # several GPU types: each replica runs its own (issue 15)
+                context["accelerator_types"] = {
+                    c.accelerator: {
+                        "instance_type": c.instance_type,
+                        "accelerator_name": c.accelerator,
+                        "accelerator_count": c.count,
+                    }
+                    for c in types
+                }
+                context["replica_accelerators"] = {
+                    rid: acc
+                    for rid, acc in replica_accelerators(replicas).items()
+                    if acc in context["accelerator_types"]
+                }
             if CLOUDS[stack.cloud].carries_versions:
                 self._add_versions(context, region, layout.versions)
             out.append(

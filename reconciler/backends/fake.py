@@ -53,6 +53,7 @@ class FakeBackend:
     plan_cache: bool = False
     accelerators_in_use: frozenset[str] = frozenset()
     accelerator_notes: tuple[str, ...] = ()
+    typed_pools = False  # its zones offer one type each
     carries_versions: bool = False
     calls: list[str] = field(default_factory=list)
     states: dict[str, ReplicaState] = field(default_factory=dict)

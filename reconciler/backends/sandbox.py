@@ -28,7 +28,8 @@ from reconciler.backends.base import (
     StackDef,
     classify_apply_output,
 )
-from reconciler.errors import SandboxError, TfStateError, TraceError
+from reconciler.clouds.catalog import instance_for, list_price
+from reconciler.errors import CloudConfigError, SandboxError, TfStateError, TraceError
 from reconciler.paths import NAME_RE, ServicePaths
 from reconciler.policy import (
     FailureKind,
@@ -51,7 +52,14 @@ from reconciler.sandbox.market import (
 )
 from reconciler.spec.fingerprint import spec_for_part
 from reconciler.spec.model import ServiceSpec
-from reconciler.stacks import FRONT, ManagedReplica, region_stacks, zone_regions
+from reconciler.stacks import (
+    FRONT,
+    ManagedReplica,
+    pool_name,
+    region_stacks,
+    replica_accelerators,
+    zone_regions,
+)
 from reconciler.terraform.state import STATE_FILE, state_resources
 from reconciler.traces import load_trace_set
 
@@ -206,18 +214,85 @@ def haproxy_check(spec: ServiceSpec) -> HealthCheck:
     return HealthCheck(path if CHECK_PATH.fullmatch(path) else None, timeout)
 
 
-def zone_offers(spec: ServiceSpec) -> tuple[ZoneOffer, ...]:
-    return tuple(
-        ZoneOffer(
-            loc.zone,
-            loc.region or loc.zone,
-            loc.cloud or "local",
-            SPOT_PRICE if spec.resources.use_spot else None,
-            ON_DEMAND_PRICE,
+PoolTypes = Mapping[str, tuple[tuple[str, float], ...]]
+"""zone -> ((GPU type, on-demand $/h), ...) for zones that offer several types (issue 15)."""
+
+
+def sandbox_types(spec: ServiceSpec) -> dict[str, tuple[tuple[str, float], ...]]:
+    """The GPU types each sandbox zone offers as pools of their own: for a location whose
+    accelerators are an "any of" set of several (SkyPilot's set or mapping form), each type
+    priced at the on-demand list price of the AWS instance the catalog runs it on (the
+    sandbox has no price list of its own; clouds/list_prices.json, its date and source), spot
+    at a third of it as the sandbox's single-type prices. Zones asking for one type (or a
+    list: the first offered) are absent: their replicas carry no type. CloudConfigError (one
+    line, naming the field) for a type AWS's catalog has no instance for."""
+    out: dict[str, tuple[tuple[str, float], ...]] = {}
+    for index, loc in enumerate(spec.resources.locations):
+        accelerators, any_of = spec.resources.accelerators_at(loc)
+        if not loc.zone or not any_of or len(accelerators) < 2:
+            continue
+        where = (
+            f"resources.any_of[{index}].accelerators"
+            if spec.resources.any_of and loc.accelerators is not None
+            else "resources.accelerators"
         )
-        for loc in spec.resources.locations
-        if loc.zone
+        types: dict[str, float] = {}
+        for acc in accelerators:
+            try:
+                choice = instance_for("aws", [acc])
+            except CloudConfigError as exc:
+                raise CloudConfigError(
+                    f"{where}: the sandbox prices GPU types at AWS list prices: {exc}"
+                ) from None
+            price = list_price("aws", choice.price_key)
+            types.setdefault(choice.accelerator, ON_DEMAND_PRICE if price is None else price)
+        if len(types) > 1:
+            out[loc.zone] = tuple(types.items())
+    return out
+
+
+def pools_notes(types: PoolTypes) -> tuple[str, ...]:
+    """One line for `plan` per set of sandbox zones offering the same GPU types as pools."""
+    zones_of: dict[tuple[tuple[str, float], ...], list[str]] = {}
+    for zone, offered in sorted(types.items()):
+        zones_of.setdefault(offered, []).append(zone)
+    return tuple(
+        f"local {', '.join(zones)} offer "
+        + ", ".join(f"{name} (${price:.2f}/h on demand)" for name, price in offered)
+        + " as pools of their own, priced at AWS list prices (spot a third); the policy "
+        "chooses how many of each every tick, by price per request/s (docs/mix.md)"
+        for offered, zones in zones_of.items()
     )
+
+
+def zone_offers(spec: ServiceSpec, types: PoolTypes | None = None) -> tuple[ZoneOffer, ...]:
+    """The places the policy may launch in: each zone of the spec, or, for a zone offering
+    several GPU types (`types`, from `sandbox_types`), one pool per type
+    (stacks.pool_name)."""
+    types = sandbox_types(spec) if types is None else types
+    spot = spec.resources.use_spot
+    offers: list[ZoneOffer] = []
+    for loc in spec.resources.locations:
+        if not loc.zone:
+            continue
+        region, cloud = loc.region or loc.zone, loc.cloud or "local"
+        if loc.zone not in types:
+            offers.append(
+                ZoneOffer(loc.zone, region, cloud, SPOT_PRICE if spot else None, ON_DEMAND_PRICE)
+            )
+            continue
+        for name, on_demand in types[loc.zone]:
+            offers.append(
+                ZoneOffer(
+                    pool_name(loc.zone, name),
+                    region,
+                    cloud,
+                    on_demand * SPOT_PRICE / ON_DEMAND_PRICE if spot else None,
+                    on_demand,
+                    accelerator=name,
+                )
+            )
+    return tuple(offers)
 
 
 def managed_replicas(stack_dir: Path) -> list[ManagedReplica]:
@@ -243,6 +318,7 @@ def managed_replicas(stack_dir: Path) -> list[ManagedReplica]:
                     market=market,
                     tainted=inst.get("status") == "tainted",
                     stack=stack_dir.name,
+                    accelerator=str(triggers.get("accelerator", "")),
                 )
             )
     return out
@@ -255,7 +331,8 @@ class SandboxCloud:
 
     poll_s = 0.25  # probes are local and cheap
     plan_cache = True  # null_resources have nothing to refresh
-    accelerators_in_use: frozenset[str] = frozenset()  # nominal: no catalog choice
+    # Nominal (no catalog choice) unless a zone offers several types as pools (`pool_types`).
+    accelerators_in_use: frozenset[str] = frozenset()
     accelerator_notes: tuple[str, ...] = ()
     carries_versions = True  # launched with --version, observed from the replica's record
 
@@ -267,7 +344,10 @@ class SandboxCloud:
         paths: ServicePaths | None = None,
         spec: ServiceSpec | None = None,
         hedgeform_bin: Path | None = None,
+        several_types: bool = True,
     ) -> None:
+        """`several_types` False: a zone asking for a set of GPU types offers none of them as
+        pools of its own (a policy that places by zone only; its replicas carry no type)."""
         self.state_dir = state_dir
         self.settings = settings
         self.lb = HAProxyLB(state_dir)
@@ -275,6 +355,14 @@ class SandboxCloud:
         self.spec = spec
         self.hedgeform_bin = hedgeform_bin
         self.regions = zone_regions(spec) if spec is not None else {}
+        self.pool_types: PoolTypes = (
+            sandbox_types(spec) if spec is not None and several_types else {}
+        )
+        self.typed_pools = bool(self.pool_types)
+        self.accelerators_in_use = frozenset(
+            name for types in self.pool_types.values() for name, _ in types
+        )
+        self.accelerator_notes = pools_notes(self.pool_types)
 
     # -- stacks ----------------------------------------------------------------------------
 
@@ -337,6 +425,7 @@ class SandboxCloud:
         for stack in region_stacks(regions, kept):
             replicas_of = {r.id: self._launch_settings(r, layout.versions) for r in stack.replicas}
             context = {**common, "stack": stack.name, "replicas": replicas_of,
+                       "replica_accelerators": replica_accelerators(stack.replicas),
                        "load_balancer": None}  # fmt: skip
             out.append(RenderedStack(stacks[stack.name], "local.tfvars.json.j2", context))
         check = lb_check(self.spec, layout) if self.spec is not None else HealthCheck()
@@ -347,7 +436,8 @@ class SandboxCloud:
             "check_path": check.path or "",
             "check_timeout_seconds": check.timeout_s,
         }
-        context = {**common, "stack": FRONT, "replicas": {}, "load_balancer": lb}
+        context = {**common, "stack": FRONT, "replicas": {}, "replica_accelerators": {},
+                   "load_balancer": lb}  # fmt: skip
         out.append(RenderedStack(stacks[FRONT], "local.tfvars.json.j2", context))
         return out
 
@@ -556,7 +646,7 @@ class SandboxCloud:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             observed = list(pool.map(state_of, managed))
-        return Observation(tuple(observed), zone_offers(spec))
+        return Observation(tuple(observed), zone_offers(spec, self.pool_types))
 
     def adoptable(self, orphan_ids: Sequence[str]) -> list[ManagedReplica]:
         """Orphans with a readable record whose process runs, in a zone of the spec: their

@@ -14,6 +14,7 @@ from reconciler.clouds.catalog import (
     choice_note,
     instance_for,
     instance_for_region,
+    instances_for_region,
     list_price,
     zones_of,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "front_stack_context",
     "instance_for",
     "instance_for_region",
+    "instances_for_region",
     "list_price",
     "secret_env_names",
     "secret_env_values",

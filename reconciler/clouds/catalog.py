@@ -343,6 +343,31 @@ def instance_for_region(
         raise CloudConfigError(f"{where}: {exc}") from None
 
 
+def instances_for_region(
+    resources: Resources,
+    cloud: str,
+    region: str,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    policy: ReplicaPolicy | None = None,
+) -> tuple[InstanceChoice, ...]:
+    """Every instance type `cloud`/`region` may run for several GPU types in one service
+    (issue 15): for an "any of" set, each type of it the catalog offers, best ranked first
+    (`instance_for`'s order); the policy then chooses the mix per tick (policy/mixed.py).
+    One choice (`instance_for_region`) for any other form, a set the catalog offers one type
+    of, or a settings override (it names one instance type). Errors as instance_for_region."""
+    first = instance_for_region(resources, cloud, region, overrides, policy=policy)
+    accelerators, any_of, _ = _asked(resources, cloud, region)
+    if not any_of or (overrides and cloud in overrides):
+        return (first,)
+    table = INSTANCE_TYPES[cloud]
+    offered = [
+        table[key] for acc in accelerators if (key := (_canonical(acc.name), acc.count)) in table
+    ]
+    rest = [c for c in dict.fromkeys(offered) if c != first]
+    return (first, *sorted(rest, key=lambda c: _rank_price(cloud, c, policy)))
+
+
 def choice_note(
     resources: Resources,
     cloud: str,

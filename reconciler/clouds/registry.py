@@ -60,6 +60,7 @@ def cloud_replicas(stack_dir: Path, cloud: str) -> list[ManagedReplica]:
                     name=address.name,
                     private_ip=address.private_ip,
                     version=address.version,
+                    accelerator=address.accelerator,
                 )
             )
     return out

@@ -33,6 +33,7 @@ from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec import load_spec
 from reconciler.spec.envs import require_environment
 from reconciler.spec.model import ReadinessProbe
+from reconciler.stacks import in_pools
 from reconciler.terraform.runner import DEFAULT_VARS
 from reconciler.terraform.state import wait_for_state_locks
 
@@ -326,9 +327,11 @@ def _pass_printer() -> Callable[[PassResult], None]:
 
 
 def _current_states(rec: Reconciler) -> list[tuple[str, str, str, str, bool, int]]:
-    """(id, zone, market, state, in LB, version) for every replica Terraform manages."""
+    """(id, zone, market, state, in LB, version) for every replica Terraform manages; the
+    zone is its pool `<zone>/<GPU type>` when its zone runs several types (issue 15)."""
     now = rec.look()
-    replicas = sorted(now.observation.replicas, key=lambda r: r.id)
+    observed = in_pools(now.observation, (*now.managed, *now.adopted))
+    replicas = sorted(observed.replicas, key=lambda r: r.id)
     members: frozenset[str] = now.lb_members or frozenset()
     return [
         (r.id, r.zone, r.market.value, r.state.value, r.id in members, r.version) for r in replicas
@@ -352,13 +355,14 @@ def _print_status(rec: Reconciler) -> None:
     if not rows:
         click.echo("no replicas")
     else:
+        width = max([10, *(len(row[1]) for row in rows)])
         click.echo(
-            f"{'replica':<24} {'zone':<10} {'market':<10} {'state':<20} {'in LB':<6} version"
+            f"{'replica':<24} {'zone':<{width}} {'market':<10} {'state':<20} {'in LB':<6} version"
         )
     for rid, zone, market, state, in_lb, version in rows:
         state = memory.failed.get(rid, state)  # the policy's verdict, while being replaced
         lb = "yes" if in_lb else "no"
-        click.echo(f"{rid:<24} {zone:<10} {market:<10} {state:<20} {lb:<6} v{version}")
+        click.echo(f"{rid:<24} {zone:<{width}} {market:<10} {state:<20} {lb:<6} v{version}")
     for line in health_lines(memory, rec.spec.service.readiness_probe, rec.clock()):
         click.echo(line)
 

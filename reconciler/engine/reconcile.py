@@ -59,6 +59,7 @@ from reconciler.paths import ServicePaths, ensure_private_dir
 from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
 from reconciler.policy import (
     DEFAULT_POLICY,
+    MIXING_POLICIES,
     Decision,
     FailureKind,
     LaunchResult,
@@ -72,9 +73,10 @@ from reconciler.policy import (
 from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.policy.rollout import BY_HAND, ROLLING, current_runs, progress, register
 from reconciler.rendering import render_tfvars, write_tfvars
+from reconciler.solver_output import banner_to_stderr
 from reconciler.spec import ReplicaPolicy, ServiceSpec
 from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
-from reconciler.stacks import FRONT, ManagedReplica, zone_regions
+from reconciler.stacks import FRONT, ManagedReplica, in_pools, split_pool, zone_regions
 from reconciler.terraform.backend import StateBackend
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
 from reconciler.terraform.state import REMOTE, recover_killed_terraform, state_bytes
@@ -240,7 +242,7 @@ class Reconciler:
         # What the policy sizes with: one requests/s target per replica, from the spec's
         # per-accelerator map for the accelerators the stacks run (ReplicaPolicy.sized_for).
         rp = spec.service.replica_policy
-        sized = rp.sized_for(self.cloud.accelerators_in_use)
+        sized = rp if self.cloud.typed_pools else rp.sized_for(self.cloud.accelerators_in_use)
         self.policy_spec = (
             spec
             if sized is rp
@@ -281,13 +283,16 @@ class Reconciler:
     def _backend(self, cloud_settings: ProviderSettings | None) -> CloudBackend:
         """`local` specs drive the sandbox; specs naming only aws/gcp/azure drive the clouds."""
         paths, spec, settings = self.paths, self.spec, self.settings
+        # Several GPU types as pools of their own only for the policy that mixes them; the
+        # others place by zone and run one type per region (the catalog's choice).
+        several_types = self.policy in MIXING_POLICIES
         clouds = {loc.cloud or "?" for loc in spec.resources.locations}
         if "local" not in clouds:
             from reconciler.backends.clouds import ProviderCloud
 
             if cloud_settings is None:
                 cloud_settings = load_settings(paths.settings_file)
-            return ProviderCloud(paths, spec, cloud_settings)
+            return ProviderCloud(paths, spec, cloud_settings, several_types=several_types)
         settings = settings or SandboxSettings.from_env()
         if not 0 < settings.lb_port < 65536:
             raise ReconcileError(f"load balancer port {settings.lb_port} is not in 1..65535")
@@ -303,7 +308,12 @@ class Reconciler:
                 "resources.any_of with cloud: local, region and zone"
             )
         cloud = SandboxCloud(
-            paths.sandbox_dir, settings, paths=paths, spec=spec, hedgeform_bin=self._hedgeform_bin()
+            paths.sandbox_dir,
+            settings,
+            paths=paths,
+            spec=spec,
+            hedgeform_bin=self._hedgeform_bin(),
+            several_types=several_types,
         )
         known = cloud.known_zones()
         unknown = sorted(set(zone_regions(spec)) - set(known)) if known else []
@@ -402,13 +412,16 @@ class Reconciler:
         orphans = list(got.orphans) if consume else []  # plan only reports what apply stops
         if orphans:
             self.cloud.stop(orphans)
+        # With several GPU types a replica's place is its (zone, type) pool (stacks.pool_name),
+        # and so is the place of a notice about it.
+        observed = in_pools(got.observation, (*got.managed, *got.adopted))
+        pools = {r.id: r.zone for r in observed.replicas}
         signals = Signals(
             qps=got.qps,
             qps_at=now if got.qps is not None else None,
-            notices=got.notices,
+            notices=tuple(replace(n, zone=pools.get(n.replica_id, n.zone)) for n in got.notices),
             launch_results=record.launch_results,
         )
-        observed = got.observation
         zones = {o.zone for o in observed.zones}
         retiring = tuple(r for r in observed.replicas if r.zone not in zones)
         observed = replace(
@@ -435,9 +448,10 @@ class Reconciler:
                 mode=self.update_mode,
                 max_surge=self.max_surge,
             )
-        decision = decide(
-            self.policy_spec, seen.observed, seen.signals, memory, seen.now, self.policy
-        )
+        with banner_to_stderr():  # the mix's solver (HiGHS) greets on fd 1 once per process
+            decision = decide(
+                self.policy_spec, seen.observed, seen.signals, memory, seen.now, self.policy
+            )
         decision = apply_guardrails(decision, seen.observed, self.policy_spec, self.limits)
         if note is not None:
             decision = replace(decision, reasons=(note, *decision.reasons))
@@ -582,14 +596,20 @@ class Reconciler:
         version_of = {r.id: r.version for r in (*seen.observed.replicas, *seen.retiring)}
         kept: list[ManagedReplica] = [
             ManagedReplica(
-                m.id, m.zone, Market(m.market), stack=m.stack, version=version_of.get(m.id, 1)
+                m.id,
+                m.zone,
+                Market(m.market),
+                stack=m.stack,
+                version=version_of.get(m.id, 1),
+                accelerator=m.accelerator,
             )
             for m in seen.managed
             if m.id not in stopped and not m.tainted and (hold or m.id not in retiring)
         ]
         kept += [
-            ManagedReplica(x.replica_id, x.zone, x.market, version=x.version)
+            ManagedReplica(x.replica_id, zone, x.market, version=x.version, accelerator=accelerator)
             for x in decision.launches
+            for zone, accelerator in (split_pool(x.zone),)
         ]
         kept_ids = {r.id for r in kept}
         serving = [rid for rid, r in retiring.items() if hold and r.state is ReplicaState.READY]
@@ -764,7 +784,7 @@ class Reconciler:
 
         crash_point("during_apply", delay_s=0.5)
         zones = {m.id: m.zone for m in seen.managed}
-        zones.update({x.replica_id: x.zone for x in decision.launches})
+        zones.update({x.replica_id: split_pool(x.zone)[0] for x in decision.launches})
         front = [o for o in outcomes if o.stack == FRONT]
         regions = [o for o in outcomes if o.stack != FRONT]
         for o in front:

@@ -11,13 +11,16 @@ from reconciler.errors import MemoryFormatError
 from reconciler.policy.baselines import even_spread, ondemand, round_robin, static
 from reconciler.policy.decision import Decision, Launch, PolicyFn, Termination
 from reconciler.policy.memory import Memory, ZoneStatus
+from reconciler.policy.mixed import hedgeform_mix
 from reconciler.policy.observation import Market, Observation, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.signals import FailureKind, LaunchResult, Notice, NoticeKind, Signals
 from reconciler.policy.spothedge import hedgeform, hedgeform_v1, spothedge
 from reconciler.spec.model import ServiceSpec
 
 POLICIES: dict[str, PolicyFn] = {
-    "hedgeform": hedgeform,
+    # SpotHedge with Hedgeform's fixes; with several GPU types offered, the cheapest mix of
+    # them hedged per type (policy/mixed.py), which with one type is exactly the former.
+    "hedgeform": hedgeform_mix,
     "spothedge": spothedge,
     "hedgeform_v1": hedgeform_v1,
     "ondemand": ondemand,
@@ -26,6 +29,9 @@ POLICIES: dict[str, PolicyFn] = {
     "static": static,
 }
 DEFAULT_POLICY = "hedgeform"
+# The policies that place in (zone, GPU type) pools when a zone offers several types (issue 15);
+# the others place by zone, on one type per region.
+MIXING_POLICIES = frozenset({"hedgeform"})
 
 
 def decide(
@@ -46,6 +52,7 @@ def decide(
 
 __all__ = [
     "DEFAULT_POLICY",
+    "MIXING_POLICIES",
     "POLICIES",
     "Decision",
     "FailureKind",
@@ -65,4 +72,6 @@ __all__ = [
     "ZoneOffer",
     "ZoneStatus",
     "decide",
+    "hedgeform",
+    "hedgeform_mix",
 ]

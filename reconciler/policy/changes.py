@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
@@ -11,8 +12,14 @@ from reconciler.policy.observation import SCALE_DOWN_ORDER, Market, Observation,
 
 
 def replica_id(zone: str, market: Market, seq: int) -> str:
-    """A new replica's name: unique (seq only grows) and safe as a resource or file name."""
-    return f"{zone}-{'spot' if market is Market.SPOT else 'od'}-{seq}"
+    """A new replica's name: unique (seq only grows) and safe as a resource or file name
+    (lower-case letters, digits and `-`): a pool `<zone>/<GPU type>` (issue 15) names it
+    `<zone>-<type>-...` (`local-1a/A100-80GB` -> `local-1a-a100-80gb-spot-7`)."""
+    place = _NOT_IN_ID.sub("-", zone.lower())
+    return f"{place}-{'spot' if market is Market.SPOT else 'od'}-{seq}"
+
+
+_NOT_IN_ID = re.compile(r"[^a-z0-9-]")
 
 
 def scale_down_key(replica: Replica) -> tuple[int, float]:

@@ -37,6 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
+from typing import Any
 
 from reconciler.errors import MixError
 from reconciler.policy.autoscaling import next_target
@@ -119,7 +120,7 @@ def hedgeform_mix(
             notices=tuple(n for n in signals.notices if n.zone in pools),
             launch_results=tuple(x for x in signals.launch_results if x.zone in pools),
         )
-        sub_memory = replace(groups.get(t, Memory()), launch_seq=seq)
+        sub_memory = replace(groups.get(t, Memory()), launch_seq=seq, **_rollout(memory))
         part = decide_with(HEDGEFORM, sub_spec, sub_observed, sub_signals, sub_memory, now)
         seq = part.memory.launch_seq
         groups[t] = part.memory
@@ -128,6 +129,7 @@ def hedgeform_mix(
     desired: dict[tuple[str, Market], int] = {}
     for part in parts:
         desired.update(part.desired)
+    lead_memory = groups[lead]
     return Decision(
         target=sum(counts.values()),
         desired=desired,
@@ -141,9 +143,37 @@ def hedgeform_mix(
             downscale_since=step.downscale_since,
             launch_seq=seq,
             groups=tuple((t, groups[t]) for t in types),
+            **_rollout(lead_memory),
+            **_replica_view([groups[t] for t in types]),
         ),
         reasons=tuple(reasons),
     )
+
+
+def _rollout(memory: Memory) -> dict[str, Any]:
+    """The service-version fields (policy/rollout.py): one rollout for the whole service, so
+    every type starts a tick from the service's and the service keeps the lead type's."""
+    return {
+        "versions": memory.versions,
+        "version": memory.version,
+        "stable_version": memory.stable_version,
+        "rollout_failures": memory.rollout_failures,
+    }
+
+
+def _replica_view(groups: Sequence[Memory]) -> dict[str, Any]:
+    """What the types' memories know per replica, merged for readers of the service's memory
+    (the engine's draining and waits, `status`): warned and preempted replicas, lifecycle
+    verdicts, measured cold starts. Each type's own memory stays the one the policy reads."""
+    return {
+        "warned": tuple(sorted({w for g in groups for w in g.warned})),
+        "recent_preemptions": tuple(sorted({p for g in groups for p in g.recent_preemptions})),
+        "ready_once": frozenset().union(*(g.ready_once for g in groups)),
+        "failing_since": {k: v for g in groups for k, v in g.failing_since.items()},
+        "ready_since": {k: v for g in groups for k, v in g.ready_since.items()},
+        "failed": {k: v for g in groups for k, v in g.failed.items()},
+        "cold_starts": max((g.cold_starts for g in groups), key=len, default=()),
+    }
 
 
 @lru_cache(maxsize=4096)

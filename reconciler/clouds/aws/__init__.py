@@ -72,4 +72,5 @@ CLOUD = Cloud(
     stack_context=stack_context,
     check_settings=check_settings,
     version_fields=VERSION_FIELDS,
+    typed_replicas=True,
 )

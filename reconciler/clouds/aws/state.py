@@ -11,8 +11,9 @@ REPLICA_TYPE = "aws_instance"
 
 
 def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
-    """(zone, market, instance id, name, private ip) from an `aws_instance`'s attributes; the
-    name is the instance id; the ip from `private_ip` (empty until EC2 assigns one).
+    """(zone, market, instance id, name, private ip, version, GPU type) from an
+    `aws_instance`'s attributes; the name is the instance id; the ip from `private_ip`
+    (empty until EC2 assigns one); the type from the `hedgeform:gpu-type` tag.
 
     The market is what the instance *is*: EC2's `instance_lifecycle` ("spot"; empty for
     on-demand), else the instance market options, and only when the state has neither the
@@ -37,4 +38,5 @@ def read_replica(key: str, attrs: Mapping[str, Any]) -> ReplicaAddress:
         iid,
         str(attrs.get("private_ip") or ""),
         version_of(tags.get("hedgeform:version")),
+        str(tags.get("hedgeform:gpu-type") or ""),
     )

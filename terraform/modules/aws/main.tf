@@ -208,7 +208,7 @@ resource "aws_instance" "replica" {
   for_each = var.replicas
 
   ami                         = local.runs[each.key].image_id
-  instance_type               = local.runs[each.key].instance_type
+  instance_type               = local.instance_type_of[each.key]
   subnet_id                   = local.replica_subnets[each.value.zone]
   availability_zone           = each.value.zone
   vpc_security_group_ids      = [aws_security_group.replica.id]
@@ -263,8 +263,8 @@ resource "aws_instance" "replica" {
     "hedgeform:zone"        = each.value.zone
     "hedgeform:market"      = each.value.market
     "hedgeform:version"     = each.value.version
-    "hedgeform:accelerator" = local.runs[each.key].accelerator_count > 0 ? "${local.runs[each.key].accelerator_name}:${local.runs[each.key].accelerator_count}" : "none"
-  })
+    "hedgeform:accelerator" = local.accelerator_of[each.key]
+  }, { for id, acc in var.replica_accelerators : "hedgeform:gpu-type" => acc if id == each.key })
 }
 
 # ---------------------------------------------------------------- load balancer

@@ -36,6 +36,27 @@ variable "replicas" {
   }
 }
 
+variable "replica_accelerators" {
+  description = "Several GPU types in this region (issue 15): the type of each replica that runs one, keyed by replica id; each is a key of `accelerator_types`. A replica not listed runs its version's instance type."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for id, acc in var.replica_accelerators : can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", acc))])
+    error_message = "Keys of replica_accelerators must be replica ids (^[a-z0-9][a-z0-9-]{0,34}$) and values GPU type names of letters, digits, '_', '.' and '-'."
+  }
+}
+
+variable "accelerator_types" {
+  description = "What each GPU type of `replica_accelerators` runs on: its EC2 instance type and the accelerator name and count it carries (tags)."
+  type = map(object({
+    instance_type     = string
+    accelerator_name  = string
+    accelerator_count = number
+  }))
+  default = {}
+}
+
 variable "lb_members" {
   description = "Replica ids registered in the target group: exactly the ready replicas. Every id must be a key of `replicas`."
   type        = list(string)

@@ -15,14 +15,16 @@ resource "null_resource" "replica" {
   # Every attribute the destroy provisioner needs must live in triggers (it can only read self).
   # A replica's version, model and cold start stay out of them: they are fixed at its launch
   # (a new version gets new replica ids), so changing them here never replaces a replica.
-  triggers = {
+  # A replica of one of several GPU types carries its type (issue 15); one without a type has
+  # exactly the triggers it had before, so upgrading replaces nothing.
+  triggers = merge({
     service       = var.service
     replica_id    = each.key
     zone          = each.value.zone
     market        = each.value.market
     hedgeform_bin = var.hedgeform_bin
     sandbox_dir   = var.sandbox_dir
-  }
+  }, { for id, acc in var.replica_accelerators : "accelerator" => acc if id == each.key })
 
   provisioner "local-exec" {
     command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\" --model \"$MODEL_NAME\" --version \"$VERSION\""

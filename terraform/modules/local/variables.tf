@@ -48,6 +48,17 @@ variable "replicas" {
   }
 }
 
+variable "replica_accelerators" {
+  description = "The GPU type of each replica that runs one of several types in its zone (a pool of its own, issue 15), keyed by replica id; a replica not listed carries no type. Kept in the replica's triggers, so a replica never changes type in place."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for id, acc in var.replica_accelerators : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", id)) && can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", acc))])
+    error_message = "Keys of replica_accelerators must be replica ids (^[a-z0-9][a-z0-9-]{0,62}$) and values GPU type names of letters, digits, '_', '.' and '-'."
+  }
+}
+
 variable "latency_ms" {
   description = "Added latency of each completion request, in milliseconds."
   type        = number

@@ -1,0 +1,188 @@
+"""Several GPU types in one service on the live path (issue 15): each (zone, type) is a pool
+of its own, every replica carries its type into its stack and runs on that type's instance,
+and a service of one type renders exactly as before. Terraform and the cloud APIs are faked;
+tests/e2e/test_sandbox_mix.py runs the sandbox for real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.backends.clouds import ProviderCloud
+from reconciler.backends.sandbox import SandboxCloud, SandboxSettings, sandbox_types, zone_offers
+from reconciler.engine.reconcile import Reconciler
+from reconciler.errors import CloudConfigError
+from reconciler.paths import NAME_RE, ServicePaths
+from reconciler.policy import (
+    Market,
+    Memory,
+    Notice,
+    NoticeKind,
+    Observation,
+    Replica,
+    ReplicaState,
+    Signals,
+    hedgeform_mix,
+)
+from reconciler.policy.changes import replica_id
+from reconciler.spec import load_spec, parse_spec
+from reconciler.stacks import ManagedReplica, in_pools, pool_name, split_pool
+from reconciler.terraform.fake import FakeTerraformRunner
+from tests.clouds.test_render_contract import assert_contract
+from tests.engine.cloud_fakes import REPO, SENTINEL, FakeApis, settings
+
+MIX_AWS = "llama-mix-aws"
+
+
+def test_a_pool_names_its_replicas_with_safe_ids() -> None:
+    rid = replica_id("us-east-1a/A100-80GB", Market.SPOT, 7)
+    assert rid == "us-east-1a-a100-80gb-spot-7"
+    assert NAME_RE.fullmatch(rid)
+    assert replica_id("local-1a", Market.ON_DEMAND, 3) == "local-1a-od-3"  # as before
+
+
+@given(
+    st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True),
+    st.from_regex(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,10})?", fullmatch=True),
+)
+def test_a_pool_name_splits_back_into_zone_and_type(zone: str, accelerator: str) -> None:
+    assert split_pool(pool_name(zone, accelerator)) == (zone, accelerator)
+
+
+def test_the_sandbox_offers_a_pool_per_type_of_a_set_and_plain_zones_otherwise() -> None:
+    mix = load_spec(REPO / "services" / "llama-mix.yaml")
+    offers = zone_offers(mix)
+    assert len(offers) == 6
+    assert {o.zone for o in offers if o.accelerator == "A10G"} == {
+        "local-1a/A10G",
+        "local-1b/A10G",
+        "local-2a/A10G",
+    }
+    by_type = {o.accelerator: o for o in offers}
+    # AWS list prices of g6.xlarge and g5.xlarge; spot a third, as the sandbox's own prices
+    assert by_type["L4"].on_demand_price == pytest.approx(0.8048)
+    assert by_type["A10G"].on_demand_price == pytest.approx(1.006)
+    assert by_type["L4"].spot_price == pytest.approx(0.8048 / 3)
+    plain = load_spec(REPO / "services" / "llama.yaml")
+    assert [o.zone for o in zone_offers(plain)] == ["local-1a", "local-1b", "local-2a"]
+    assert all(o.accelerator == "" for o in zone_offers(plain))
+
+
+def test_a_sandbox_type_aws_does_not_offer_names_the_field() -> None:
+    text = (REPO / "services" / "llama-mix.yaml").read_text()
+    text = text.replace("{L4: 1, A10G: 1}", "{L4: 1, TPU-v9: 1}").replace("A10G: 8", "TPU-v9: 8")
+    data = yaml.safe_load(text)
+    spec = parse_spec(data, name="x", source="x.yaml")
+    with pytest.raises(CloudConfigError, match=r"^resources\.accelerators: the sandbox prices"):
+        sandbox_types(spec)
+
+
+def test_a_policy_that_places_by_zone_gets_no_pools(tmp_path: Path) -> None:
+    spec = load_spec(REPO / "services" / "llama-mix.yaml")
+    cloud = SandboxCloud(tmp_path, SandboxSettings(), spec=spec, several_types=False)
+    assert not cloud.typed_pools and cloud.pool_types == {}
+
+
+def test_notices_and_replicas_are_seen_in_their_pools() -> None:
+    observation = Observation(
+        (Replica("a-l4-spot-0", "local-1a", Market.SPOT, ReplicaState.READY, 0.0),), ()
+    )
+    managed = [ManagedReplica("a-l4-spot-0", "local-1a", Market.SPOT, accelerator="L4")]
+    assert in_pools(observation, managed).replicas[0].zone == "local-1a/L4"
+    untyped = [ManagedReplica("a-l4-spot-0", "local-1a", Market.SPOT)]
+    assert in_pools(observation, untyped) is observation
+
+
+def test_the_service_memory_shows_what_each_types_memory_knows() -> None:
+    """The engine drains warned replicas and `status` shows verdicts from the service's
+    memory: with several types they live in the types' memories, merged up each tick."""
+    spec = load_spec(REPO / "services" / "llama-mix.yaml")
+    offers = zone_offers(spec)
+    replicas = tuple(
+        Replica(rid, pool, Market.SPOT, ReplicaState.READY, 0.0)
+        for rid, pool in (("a-l4-spot-0", "local-1a/L4"), ("b-l4-spot-1", "local-1b/L4"))
+    )
+    warning = Notice(NoticeKind.WARNING, "a-l4-spot-0", "local-1a/L4", 100.0)
+    decision = hedgeform_mix(
+        spec, Observation(replicas, offers), Signals(qps=1.0, qps_at=100.0, notices=(warning,)),
+        Memory(), 100.0,
+    )  # fmt: skip
+    assert "a-l4-spot-0" in {rid for rid, _ in decision.memory.warned}
+    assert decision.memory.version == 1 and dict(decision.memory.groups)
+
+
+@pytest.fixture
+def mix_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    (tmp_path / "services").mkdir()
+    shutil.copy(REPO / "services" / f"{MIX_AWS}.yaml", tmp_path / "services" / f"{MIX_AWS}.yaml")
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    return tmp_path
+
+
+def mix_reconciler(root: Path, policy: str = "hedgeform") -> Reconciler:
+    paths = ServicePaths.for_service(MIX_AWS, root=root)
+    spec = load_spec(paths.spec_file)
+    backend = ProviderCloud(
+        paths, spec, settings(dns=False), apis={"aws": FakeApis()},
+        several_types=policy == "hedgeform",
+    )  # fmt: skip
+    return Reconciler(
+        paths,
+        spec,
+        SandboxSettings(),
+        runner_factory=lambda stack, *_: FakeTerraformRunner(name=stack),
+        backend=backend,
+        policy=policy,
+    )
+
+
+def test_aws_runs_each_replica_on_its_own_types_instance(mix_root: Path) -> None:
+    rec = mix_reconciler(mix_root)
+    assert rec.cloud.typed_pools
+    # the policy sizes each type itself: the per-accelerator map is not collapsed
+    assert rec.policy_spec.service.replica_policy.target_qps_per_replica is None
+    note = next(n for n in rec.notes if n.startswith("aws us-east-1 offers "))
+    assert "L4 (g6.xlarge, $0.8" in note and "A10G (g5.xlarge, $1.01/h on demand)" in note
+    result = rec.run_pass(apply=False, render_only=True)
+    assert not result.failed
+    path = mix_root / "state" / MIX_AWS / "aws-us-east-1" / "terraform.tfvars.json"
+    rendered = json.loads(path.read_text())
+    assert_contract("aws", rendered)
+    assert rendered["accelerator_types"] == {
+        "L4": {"instance_type": "g6.xlarge", "accelerator_name": "L4", "accelerator_count": 1},
+        "A10G": {"instance_type": "g5.xlarge", "accelerator_name": "A10G", "accelerator_count": 1},
+    }
+    typed = rendered["replica_accelerators"]
+    assert set(typed) == set(rendered["replicas"]) and rendered["replicas"]
+    for rid, gpu in typed.items():
+        assert f"-{gpu.lower()}-" in rid
+        assert rendered["replicas"][rid]["zone"] in ("us-east-1a", "us-east-1b", "us-east-1c")
+
+
+def test_a_zone_placing_policy_runs_one_type_as_before(mix_root: Path) -> None:
+    rec = mix_reconciler(mix_root, policy="spothedge")
+    assert not rec.cloud.typed_pools
+    rec.run_pass(apply=False, render_only=True)
+    path = mix_root / "state" / MIX_AWS / "aws-us-east-1" / "terraform.tfvars.json"
+    rendered = json.loads(path.read_text())
+    assert "replica_accelerators" not in rendered and "accelerator_types" not in rendered
+    assert rendered["instance_type"] in ("g5.xlarge", "g6.xlarge")
+
+
+def test_observe_reads_each_replicas_type_back_from_state() -> None:
+    from reconciler.clouds.aws.state import read_replica
+
+    tags = {"hedgeform:market": "spot", "hedgeform:version": "1", "hedgeform:gpu-type": "A10G"}
+    address = read_replica(
+        "us-east-1a-a10g-spot-0", {"tags": tags, "availability_zone": "us-east-1a"}
+    )
+    assert address.accelerator == "A10G"
+    del tags["hedgeform:gpu-type"]
+    assert read_replica("x", {"tags": tags, "availability_zone": "us-east-1a"}).accelerator == ""
