@@ -78,6 +78,7 @@ COMMANDS = {
     "history": "reconciler.engine.versions:history",
     "rollback": "reconciler.engine.versions:rollback",
     "mix": "reconciler.engine.mix:mix",
+    "profile": "reconciler.engine.profile_cmd:profile",
 }
 
 

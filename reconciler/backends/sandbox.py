@@ -426,6 +426,7 @@ class SandboxCloud:
             replicas_of = {r.id: self._launch_settings(r, layout.versions) for r in stack.replicas}
             context = {**common, "stack": stack.name, "replicas": replicas_of,
                        "replica_accelerators": replica_accelerators(stack.replicas),
+                       "replica_max_rps": self._max_rps(stack.replicas),
                        "load_balancer": None}  # fmt: skip
             out.append(RenderedStack(stacks[stack.name], "local.tfvars.json.j2", context))
         check = lb_check(self.spec, layout) if self.spec is not None else HealthCheck()
@@ -439,6 +440,28 @@ class SandboxCloud:
         context = {**common, "stack": FRONT, "replicas": {}, "replica_accelerators": {},
                    "load_balancer": lb}  # fmt: skip
         out.append(RenderedStack(stacks[FRONT], "local.tfvars.json.j2", context))
+        return out
+
+    def _max_rps(self, kept: Sequence[ManagedReplica]) -> dict[str, float]:
+        """replica id -> requests/s its simulated GPU serves: its type's capacity in the
+        sidecar's profile (spec/sidecar.py), else its entry of a per-accelerator
+        `target_qps_per_replica` (the type it runs, else the spec's first accelerator), so
+        the sandbox serves each type at the throughput the service states and the SLO can be
+        measured under load (issue 15). Empty without either: no limit, as before."""
+        if self.spec is None:
+            return {}
+        policy = self.spec.service.replica_policy
+        mix = self.spec.mix
+        profiled = mix is not None and mix.profile is not None
+        if not policy.target_qps_per_accelerator and not profiled:
+            return {}
+        named = self.spec.resources.accelerator_names
+        out: dict[str, float] = {}
+        for replica in kept:
+            name = replica.accelerator or (named[0] if named else "")
+            rps = (mix.serves(name) if mix is not None else None) or policy.target_for(name)
+            if rps is not None:
+                out[replica.id] = rps
         return out
 
     def _launch_settings(

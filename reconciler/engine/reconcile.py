@@ -76,6 +76,7 @@ from reconciler.rendering import render_tfvars, write_tfvars
 from reconciler.solver_output import banner_to_stderr
 from reconciler.spec import ReplicaPolicy, ServiceSpec
 from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
+from reconciler.spec.sidecar import SIDECAR_SUFFIX
 from reconciler.stacks import FRONT, ManagedReplica, in_pools, split_pool, zone_regions
 from reconciler.terraform.backend import StateBackend
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
@@ -253,6 +254,12 @@ class Reconciler:
             if sized is rp
             else (sizing_note(rp, sized.target_qps_per_replica, self.cloud.accelerators_in_use),)
         )
+        if spec.mix is not None and not self.cloud.typed_pools:
+            who = f"policy {policy}" if policy not in MIXING_POLICIES else "no region"
+            self.notes += (
+                f"{paths.service}{SIDECAR_SUFFIX}: its mix settings are unused: {who} runs "
+                "several GPU types as pools (docs/mix.md)",
+            )
         self._runners: dict[str, TerraformRunner] = {}
         self._digests: dict[Path, bytes] = {}
         self.records: RecordStore = FileRecords(paths.memory_file)

@@ -12,8 +12,11 @@ pools with two spot markets. Per tick, `hedgeform_mix`:
    its type's placer marked it PREEMPTED within the last `PREEMPTION_MEMORY_SECONDS` (a
    preemption or a capacity refusal there); after that, spot may be back, as the placer
    itself assumes when it retries.
-3. **Mix**: `choose_mix` from what each type targets now, at the per-type requests/s of
+3. **Mix**: `choose_mix` from what each type targets now, at the per-type requests/s of the
+   sidecar's profile (services/<name>.hedgeform.yaml, spec/sidecar.py: the size-oblivious
+   capacity of each type, since no load balancer here routes by size), else of
    `target_qps_per_replica` (SkyServe's per-accelerator map; one number serves every type),
+   times the sidecar's headroom (`max_utilization`) and within its per-type caps,
    switching types only when the saving repays the overlap within the downscale delay.
 4. **Old types drain last**: a type the new mix shrinks keeps its ready replicas (and
    replaces none) until the ready replicas of the new mix carry `R`: new replicas are in the
@@ -50,6 +53,7 @@ from reconciler.policy.signals import FailureKind, NoticeKind, Signals
 from reconciler.policy.spothedge import HEDGEFORM, PREEMPTION_MEMORY_SECONDS, decide_with
 from reconciler.spec.model import ReplicaPolicy, ServiceSpec
 from reconciler.spec.profile import GpuType, Profile
+from reconciler.spec.sidecar import MixSettings
 
 
 def hedgeform_mix(
@@ -61,7 +65,9 @@ def hedgeform_mix(
         return decide_with(HEDGEFORM, spec, observed, signals, memory, now)
     rp = spec.service.replica_policy
     types = list(by_type)
-    serves = {t: _requests_per_replica(rp, t) for t in types}
+    settings = spec.mix or MixSettings()
+    serves = {t: _requests_per_replica(rp, settings, t) for t in types}
+    caps = tuple((t, c) for t in types if (c := settings.cap(t)) is not None)
     unit = min(serves.values())
     step = next_target(_units_policy(rp, unit, max(serves.values())), signals, memory, now)
     rate = step.target * unit
@@ -83,6 +89,7 @@ def hedgeform_mix(
             tuple(prev.items()),
             cold or float(spec.service.readiness_probe.initial_delay_seconds),
             float(rp.downscale_delay_seconds),
+            caps,
         )
         counts = dict(choice.counts)
         reasons.append(f"mix {_shown(counts)} (${choice.usd_per_hour:.2f}/h): {choice.reason}")
@@ -184,11 +191,18 @@ def _choose(
     prev: tuple[tuple[str, int], ...],
     cold_start_s: float,
     hold_s: float,
+    caps: tuple[tuple[str, int], ...] = (),
 ) -> MixChoice:
     """`choose_mix`, remembered: the same inputs recur tick after tick (a deterministic
     function of them, so caching changes no decision, only the time a tick takes)."""
     return choose_mix(
-        profile, rate, dict(prices), dict(prev), cold_start_s=cold_start_s, hold_s=hold_s
+        profile,
+        rate,
+        dict(prices),
+        dict(prev),
+        cold_start_s=cold_start_s,
+        hold_s=hold_s,
+        caps=dict(caps),
     )
 
 
@@ -199,10 +213,13 @@ def _offers_by_type(offers: Sequence[ZoneOffer]) -> dict[str, list[ZoneOffer]]:
     return found
 
 
-def _requests_per_replica(policy: ReplicaPolicy, accelerator: str) -> float:
-    """What one replica of `accelerator` serves: its per-accelerator target, else the one
-    target, else 1 (every type alike: the mix then runs the cheapest per replica)."""
-    return policy.target_for(accelerator) or 1.0
+def _requests_per_replica(policy: ReplicaPolicy, mix: MixSettings, accelerator: str) -> float:
+    """What one replica of `accelerator` serves: its capacity in the sidecar's profile (the
+    size-oblivious one, spec/sidecar.py), else its per-accelerator target, else the one
+    target, else 1 (every type alike: the mix then runs the cheapest per replica); times the
+    sidecar's headroom (`max_utilization`)."""
+    capacity = mix.serves(accelerator) or policy.target_for(accelerator) or 1.0
+    return capacity * mix.max_utilization
 
 
 def _units_policy(policy: ReplicaPolicy, unit: float, largest: float) -> ReplicaPolicy:

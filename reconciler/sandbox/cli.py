@@ -90,6 +90,14 @@ def replica() -> None:
     show_default=True,
     help="Service version the replica runs (reported on /, kept in its record).",
 )
+@click.option(
+    "--max-rps",
+    type=click.FloatRange(0, replicas.MAX_RPS),
+    default=0.0,
+    show_default=True,
+    help="Requests/s the simulated GPU serves, one after another, so latency grows with the "
+    "queue near it (a GPU type's throughput, issue 15); 0: no limit.",
+)
 def replica_launch(
     state_dir: Path,
     replica_id: str,
@@ -99,6 +107,7 @@ def replica_launch(
     latency_ms: float,
     model: str | None,
     version: int,
+    max_rps: float,
 ) -> None:
     """Launch a replica; prints {"id", "port", "pid"} as JSON.
 
@@ -119,6 +128,7 @@ def replica_launch(
             latency_ms=latency_ms,
             model=model,
             version=version,
+            max_rps=max_rps,
         )
     else:
         existing = replicas.get(state_dir, replica_id)
@@ -134,6 +144,7 @@ def replica_launch(
                 latency_ms=latency_ms,
                 model=model,
                 version=version,
+                max_rps=max_rps,
             )
     _echo_json({"id": record.replica_id, "port": record.port, "pid": record.pid})
 
@@ -552,13 +563,33 @@ def lb_set_members(
     "--duration", type=click.FloatRange(min=0, min_open=True), required=True, help="Seconds."
 )
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Per request, s.")
+@click.option(
+    "--slo-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Latency target: also report the share of requests answered within it.",
+)
+@click.option(
+    "--poisson-seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Send as a Poisson process of rate --qps with this seed (default: evenly spaced).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def load(url: str, qps: float, duration: float, timeout: float, as_json: bool) -> None:
+def load(
+    url: str,
+    qps: float,
+    duration: float,
+    timeout: float,
+    slo_ms: float | None,
+    poisson_seed: int | None,
+    as_json: bool,
+) -> None:
     """Send POST /v1/completions at a constant rate to a loopback URL and report successes,
-    failures and latency percentiles."""
+    failures, latency percentiles and, with --slo-ms, the SLO attainment."""
     from reconciler.sandbox.loadgen import run_load  # numpy + requests: only this command
 
-    result = run_load(url, qps, duration, timeout)
+    result = run_load(url, qps, duration, timeout, slo_ms=slo_ms, poisson_seed=poisson_seed)
     if as_json:
         _echo_json(result.to_json())
         return
@@ -570,6 +601,11 @@ def load(url: str, qps: float, duration: float, timeout: float, as_json: bool) -
         f"sent {result.sent}, successes {result.successes}, failures {result.failures}, "
         f"p50 {ms(result.p50_ms)}, p90 {ms(result.p90_ms)}, p99 {ms(result.p99_ms)}, "
         f"achieved {result.achieved_qps:.1f} qps"
+        + (
+            ""
+            if result.slo_attainment is None
+            else f", within {result.slo_ms:g} ms: {100 * result.slo_attainment:.1f} %"
+        )
     )
     for error, count in sorted(result.errors.items()):
         click.echo(f"  {error}: {count}")

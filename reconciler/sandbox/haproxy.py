@@ -24,7 +24,7 @@ from typing import Any
 
 from reconciler.errors import SandboxError
 from reconciler.files import find_executable, write_json_atomic
-from reconciler.sandbox import processes
+from reconciler.sandbox import processes, replicas
 from reconciler.sandbox.statefiles import check_name, file_lock, read_json
 
 BACKEND = "replicas"
@@ -46,6 +46,7 @@ CHECK_ARGS = f"check inter {int(CHECK_INTER_S * 1000)} fall 2 rise 1"
 # and a reconcile pass must not stall on one slow request.
 JOIN_WAIT_MAX_S = 10.0
 DRAIN_WAIT_S = 10.0
+MAX_WEIGHT = 256  # HAProxy's largest server weight
 # A path HAProxy's config can hold as one unquoted word: no space, quote, '#' (a comment),
 # '$' (variable expansion) or backslash.
 CHECK_PATH = re.compile(r"/[A-Za-z0-9._~/?=&%:@!()*+,;-]*")
@@ -177,6 +178,20 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+def weight_for(state_dir: Path, name: str) -> int:
+    """A member's HAProxy weight: its replica's simulated throughput (`max_rps`, requests/s,
+    rounded, 1-256: HAProxy's weight range), so `balance roundrobin` sends each GPU type
+    traffic in proportion to what it serves, as SkyServe's `instance_aware_least_load` weighs
+    replicas by their type's target. 1 for a member without one (every member alike)."""
+    try:
+        record = replicas.get(state_dir, name)
+    except SandboxError:
+        record = None
+    if record is None or record.max_rps <= 0:
+        return 1
+    return max(1, min(MAX_WEIGHT, round(record.max_rps)))
 
 
 def _check_member(name: str, host: str, port: int) -> None:
@@ -380,7 +395,7 @@ class HAProxyLB:
         self._expect(f"enable health {server}")
         self._expect(f"set server {server} state ready")
         self._expect(f"set server {server} health down")
-        self._expect(f"set weight {server} 1")
+        self._expect(f"set weight {server} {weight_for(self.state_dir, name)}")
 
     def _delete(self, name: str) -> None:
         server = f"{BACKEND}/{name}"

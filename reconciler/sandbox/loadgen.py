@@ -1,6 +1,8 @@
 """A constant-rate load generator for the sandbox: sends `POST /v1/completions` at a fixed rate
-(open loop: a slow server does not slow the sender down) and reports successes, failures and
-latency percentiles. It only targets loopback addresses, so it cannot be aimed at anyone else.
+(open loop: a slow server does not slow the sender down), evenly spaced or as a seeded Poisson
+process, and reports successes, failures, latency percentiles and, given a latency target,
+the share of requests answered within it (SLO attainment). It only targets loopback
+addresses, so it cannot be aimed at anyone else.
 """
 
 from __future__ import annotations
@@ -41,15 +43,26 @@ class LoadResult:
     achieved_qps: float
     elapsed_s: float
     per_second: list[tuple[int, int]] = field(default_factory=list)
+    slo_ms: float | None = None  # the latency target, if one was given
+    within_slo: int = 0  # requests answered 200 within `slo_ms`
 
     @property
     def success_rate(self) -> float:
         return self.successes / self.sent if self.sent else 0.0
 
+    @property
+    def slo_attainment(self) -> float | None:
+        """Share of the requests sent that were answered 200 within `slo_ms` (a failed or
+        unsent request misses it); None without a target."""
+        if self.slo_ms is None:
+            return None
+        return self.within_slo / self.sent if self.sent else 0.0
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["per_second"] = [list(p) for p in self.per_second]
         data["success_rate"] = self.success_rate
+        data["slo_attainment"] = self.slo_attainment
         return data
 
 
@@ -90,9 +103,15 @@ def run_load(
     max_tokens: int = 16,
     max_concurrency: int = MAX_CONCURRENCY,
     headers: Mapping[str, str] | None = None,
+    slo_ms: float | None = None,
+    poisson_seed: int | None = None,
 ) -> LoadResult:
-    """Send `qps * duration_s` requests at evenly spaced times and wait for them all
-    (`headers`, e.g. an `Authorization` for a replica that wants an API key, go with each).
+    """Send `qps * duration_s` requests and wait for them all (`headers`, e.g. an
+    `Authorization` for a replica that wants an API key, go with each). Sending times are
+    evenly spaced, or with `poisson_seed` a Poisson process of rate `qps` (exponential gaps
+    from numpy's generator seeded with it: the same seed sends at the same times), which is
+    how independent users arrive and what makes queues form below capacity. `slo_ms` counts
+    the requests answered within that many milliseconds (`LoadResult.slo_attainment`).
 
     When `max_concurrency` requests are already in flight, a request is not sent and counts as
     a failure (`client saturated`), so the offered rate stays honest instead of silently
@@ -100,6 +119,8 @@ def run_load(
     target = completions_url(url)
     if not (qps > 0 and duration_s > 0 and timeout_s > 0):
         raise SandboxError("qps, duration and timeout must be > 0")
+    if slo_ms is not None and not slo_ms > 0:
+        raise SandboxError(f"the latency target must be > 0 ms, got {slo_ms}")
     total = math.floor(qps * duration_s + 1e-9)
     if total > MAX_REQUESTS:
         raise SandboxError(f"{total} requests is too many for one run (max {MAX_REQUESTS})")
@@ -140,19 +161,25 @@ def run_load(
             slots.release()
 
     # Worker threads persist, so each keeps its HTTP session (keep-alive) across requests.
+    if poisson_seed is None:
+        offsets = [i / qps for i in range(total)]
+    else:
+        gaps = np.random.default_rng(poisson_seed).exponential(1.0 / qps, total)
+        offsets = [float(t) for t in np.concatenate(([0.0], np.cumsum(gaps)[:-1]))][:total]
     with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
         t0 = time.perf_counter()
-        for i in range(total):
-            delay = t0 + i / qps - time.perf_counter()
+        for offset in offsets:
+            delay = t0 + offset - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            bucket = int(i / qps)
+            bucket = int(offset)
             if not slots.acquire(blocking=False):
                 record(bucket, False, SATURATED, 0.0)
                 continue
             pool.submit(send, bucket)
     elapsed_s = time.perf_counter() - t0
     successes = len(latencies)
+    within = sum(1 for ms in latencies if slo_ms is not None and ms <= slo_ms)
     return LoadResult(
         url=target,
         target_qps=qps,
@@ -167,4 +194,6 @@ def run_load(
         achieved_qps=round(successes / elapsed_s, 3) if elapsed_s > 0 else 0.0,
         elapsed_s=round(elapsed_s, 3),
         per_second=[(ok, fail) for ok, fail in per_second],
+        slo_ms=slo_ms,
+        within_slo=within,
     )

@@ -110,6 +110,10 @@ class ReplicaConfig:
     version: int = 1  # the service version it runs (policy/rollout.py)
     cold_start_s: float = 0.0
     latency_ms: float = 0.0
+    # The GPU type's throughput (issue 15): completions are served one after another, each
+    # taking 1/max_rps s, so latency grows with the queue once the offered rate nears it.
+    # 0: no limit (every request takes `latency_ms`, in parallel).
+    max_rps: float = 0.0
     host: str = "127.0.0.1"
     port: int = 0
     api_key: str = field(default="", repr=False)  # "" means no auth; never printed
@@ -127,6 +131,19 @@ class ServerState:
     counts: dict[str, int] = field(default_factory=dict)
     _faults_seen: tuple[int, int, int] | None = None  # (inode, mtime_ns, size) last read
     _faults: Faults = NO_FAULTS
+    _free_at: float = 0.0  # monotonic time the simulated GPU finishes its queued work
+
+    def serve_slot(self) -> float:
+        """Seconds this completion waits for the simulated GPU and is served
+        (`ReplicaConfig.max_rps`): FIFO behind the requests already queued, then 1/max_rps."""
+        rate = self.config.max_rps
+        if rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self.lock:
+            start = max(now, self._free_at)
+            self._free_at = start + 1.0 / rate
+            return self._free_at - now
 
     def faults(self) -> Faults:
         """The faults in effect: one stat per call, a re-read only when the file changed."""
@@ -282,8 +299,9 @@ class ReplicaHandler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": {"message": f"invalid JSON body: {exc}"}})
             return
         n = state.count("completions")
-        if state.config.latency_ms > 0:
-            time.sleep(state.config.latency_ms / 1000.0)
+        wait_s = state.config.latency_ms / 1000.0 + state.serve_slot()
+        if wait_s > 0:
+            time.sleep(wait_s)
         prompt = str(body.get("prompt", ""))
         max_tokens = body.get("max_tokens", 16)
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
@@ -334,6 +352,12 @@ def _parse(argv: list[str] | None) -> tuple[ReplicaConfig, Path | None]:
     parser.add_argument("--cold-start", type=float, default=float(env.get("COLD_START_S", 0)))
     parser.add_argument("--latency-ms", type=float, default=float(env.get("LATENCY_MS", 0)))
     parser.add_argument(
+        "--max-rps",
+        type=float,
+        default=0.0,
+        help="completions/s the simulated GPU serves, one after another (0: no limit)",
+    )
+    parser.add_argument(
         "--faults-file",
         type=Path,
         help="faults JSON to honour (default: faults/<id>.json beside --port-file)",
@@ -350,6 +374,7 @@ def _parse(argv: list[str] | None) -> tuple[ReplicaConfig, Path | None]:
         version=max(1, ns.version),
         cold_start_s=max(0.0, ns.cold_start),
         latency_ms=max(0.0, ns.latency_ms),
+        max_rps=max(0.0, ns.max_rps),
         host=ns.host,
         port=ns.port,
         api_key=env.get(API_KEY_ENV, ""),  # from the environment only, never argv

@@ -22,6 +22,7 @@ from reconciler.sandbox.statefiles import check_market, check_name, file_lock, r
 
 SERVER_MODULE = "reconciler.sandbox.replica_server"
 LAUNCH_TIMEOUT_S = 15.0
+MAX_RPS = 10_000.0  # the largest simulated throughput `launch` takes (requests/s)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class ReplicaRecord:
     model: str
     log: str
     version: int = 1  # the service version it runs (policy/rollout.py)
+    # Its simulated GPU type's throughput, requests/s (replica_server.ReplicaConfig); 0: none.
+    # The load balancer weighs it by this (haproxy.weight_for).
+    max_rps: float = 0.0
 
     @property
     def url(self) -> str:
@@ -59,6 +63,7 @@ class ReplicaRecord:
             model=str(raw.get("model", "")),
             log=str(raw.get("log", "")),
             version=int(raw.get("version", 1)),
+            max_rps=float(raw.get("max_rps", 0.0)),
         )
 
 
@@ -116,6 +121,7 @@ def launch(
     latency_ms: float = 0.0,
     model: str | None = None,
     version: int = 1,
+    max_rps: float = 0.0,
 ) -> ReplicaRecord:
     """Start a replica of service version `version` and return once it listens (it is
     healthy after its cold start).
@@ -132,6 +138,8 @@ def launch(
             "cold start must be 0-3600 s and latency 0-60000 ms, "
             f"got {cold_start_s} s and {latency_ms} ms"
         )
+    if not 0 <= max_rps <= MAX_RPS:
+        raise SandboxError(f"max rps must be 0-{MAX_RPS} requests/s (0: no limit), got {max_rps}")
     if not 1 <= version <= 10**9:
         raise SandboxError(f"version must be 1-1000000000, got {version}")
     rdir = replicas_dir(state_dir)
@@ -163,6 +171,7 @@ def launch(
             f"--latency-ms={latency_ms}",
             f"--model={model_name}",
             f"--version={version}",
+            f"--max-rps={max_rps}",
         )
         launched_at = time.time()
         pid = processes.spawn_daemon(
@@ -180,6 +189,7 @@ def launch(
             model=model_name,
             log=str(log),
             version=version,
+            max_rps=max_rps,
         )
         # Recorded before it listens, so stop_all finds it even if this launcher dies now.
         write_json_atomic(record_path(state_dir, replica_id), record.to_json())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reconciler.errors import SpecError
+from reconciler.errors import ProfileError, SpecError
 from reconciler.paths import NAME_RE
 from reconciler.spec import schema
 from reconciler.spec.envs import Envs, parse_envs
@@ -20,6 +21,7 @@ from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.resources import parse_resources
 from reconciler.spec.service import check_probe_for_clouds, expand_vars, parse_service
+from reconciler.spec.sidecar import SIDECAR_SUFFIX, MixSettings, parse_sidecar
 
 SERVICE_NAME = NAME_RE
 SERVICE_NAME_RULE = (
@@ -61,7 +63,39 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
         json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
     except UnicodeEncodeError:  # e.g. "\ud800": YAML accepts it, no file or HTTP header can
         raise SpecError([f"{source}: a string holds a character UTF-8 cannot encode"]) from None
-    return parse_spec(data, name=Path(path).stem, source=source)
+    spec = parse_spec(data, name=Path(path).stem, source=source)
+    sidecar = Path(path).with_name(f"{Path(path).stem}{SIDECAR_SUFFIX}")
+    if sidecar.exists():
+        spec = replace(spec, mix=_load_sidecar(sidecar, spec))
+    return spec
+
+
+def _load_sidecar(path: Path, spec: ServiceSpec) -> MixSettings:
+    """The settings of `services/<name>.hedgeform.yaml` (spec/sidecar.py); SpecError naming
+    the file and field. A mix needs an "any of" set of several accelerators to weigh."""
+    source = str(path)
+    text = _read_spec_text(path, source)
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        raise SpecError([yaml_problem(source, error)]) from None
+    except (ValueError, RecursionError, _TooManyValues):
+        raise SpecError([f"{source}: not a YAML file Hedgeform can load"]) from None
+    resources = spec.resources
+    names = resources.accelerator_names
+    sets = resources.accelerators_any_of or any(loc.accelerators_any_of for loc in resources.any_of)
+    try:
+        settings = parse_sidecar(data, names)
+    except ProfileError as exc:
+        raise SpecError([f"{source}: {exc}"]) from None
+    if settings != MixSettings() and not (sets and len(names) > 1):
+        raise SpecError(
+            [
+                f"{source}: mix: the service asks for one accelerator type; a mix weighs an "
+                '"any of" set of several (resources.accelerators: {L4: 1, A10G: 1})'
+            ]
+        )
+    return settings
 
 
 def _read_spec_text(path: Path, source: str) -> str:

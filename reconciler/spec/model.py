@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.spec.sidecar import MixSettings
 
 CLOUDS = ("aws", "gcp", "azure", "local")
 SPOT_PLACERS = ("dynamic_fallback",)
@@ -168,6 +172,10 @@ class ServiceSpec:
     envs_from_environment: frozenset[str] = frozenset()
     # Names that came from `secrets:` (also present in `envs`): never log or print their values.
     secret_names: frozenset[str] = frozenset()
+    # The sidecar's `mix:` (services/<name>.hedgeform.yaml, spec/sidecar.py): how the policy
+    # weighs several GPU types; None without a sidecar. Not in the digests: the policy applies
+    # it and no replica runs it.
+    mix: MixSettings | None = None
 
     @property
     def secret_env_names(self) -> frozenset[str]:

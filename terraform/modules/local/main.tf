@@ -27,7 +27,7 @@ resource "null_resource" "replica" {
   }, { for id, acc in var.replica_accelerators : "accelerator" => acc if id == each.key })
 
   provisioner "local-exec" {
-    command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\" --model \"$MODEL_NAME\" --version \"$VERSION\""
+    command = "\"$HEDGEFORM_BIN\" sandbox replica launch --state-dir \"$SANDBOX_DIR\" --id \"$REPLICA_ID\" --zone \"$ZONE\" --market \"$MARKET\" --cold-start \"$COLD_START\" --latency-ms \"$LATENCY_MS\" --model \"$MODEL_NAME\" --version \"$VERSION\" --max-rps \"$MAX_RPS\""
     environment = merge(local.common_env, {
       REPLICA_ID = each.key
       ZONE       = each.value.zone
@@ -36,6 +36,7 @@ resource "null_resource" "replica" {
       LATENCY_MS = tostring(var.latency_ms)
       MODEL_NAME = each.value.model_name
       VERSION    = each.value.version
+      MAX_RPS    = tostring(lookup(var.replica_max_rps, each.key, 0))
     })
   }
 

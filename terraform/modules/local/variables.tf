@@ -59,6 +59,17 @@ variable "replica_accelerators" {
   }
 }
 
+variable "replica_max_rps" {
+  description = "Requests/s the simulated GPU of each listed replica serves, one after another (its type's throughput, issue 15; the load balancer weighs it by this), keyed by replica id; a replica not listed has no limit. Used at launch only."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for id, rps in var.replica_max_rps : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", id)) && rps >= 0 && rps <= 10000])
+    error_message = "Keys of replica_max_rps must be replica ids and values requests/s from 0 to 10000."
+  }
+}
+
 variable "latency_ms" {
   description = "Added latency of each completion request, in milliseconds."
   type        = number

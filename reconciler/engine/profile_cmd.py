@@ -1,0 +1,172 @@
+"""`hedgeform profile`: measure one GPU type's throughput profile against a running endpoint
+and write it into a service's sidecar (issue 15; spec/sidecar.py, sandbox/profiling.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from reconciler.errors import SandboxError
+from reconciler.files import write_atomic
+from reconciler.sandbox.profiling import Probe, measure_bucket
+from reconciler.spec.fields import ACCELERATOR_NAME, ACCELERATOR_RULE
+from reconciler.spec.sidecar import SIDECAR_SUFFIX
+
+MAX_BUCKETS = 64  # input lengths x output lengths: each bucket is a search of several loads
+
+
+def _lengths(value: str, option: str) -> list[int]:
+    try:
+        lengths = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected whole numbers, e.g. 128,1024") from None
+    if not lengths or any(n < 1 or n > 100_000 for n in lengths):
+        raise click.BadParameter(f"{value!r}: each length must be 1-100000", param_hint=option)
+    return lengths
+
+
+def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) -> None:
+    """Set `mix.profile.gpus.<accelerator>.max_rps` in the sidecar at `path` (created when
+    missing), keeping everything else it holds (comments are not kept: YAML is rewritten).
+    SandboxError (one line) for a file that is not such a sidecar."""
+    data: Any = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SandboxError(f"{path}: not a YAML file ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise SandboxError(f"{path}: expected a mapping with `mix:`")
+    mix = data.setdefault("mix", {})
+    profile = mix.setdefault("profile", {}) if isinstance(mix, dict) else None
+    gpus = profile.setdefault("gpus", {}) if isinstance(profile, dict) else None
+    if not isinstance(gpus, dict):
+        raise SandboxError(f"{path}: mix.profile.gpus is not a mapping")
+    gpus[accelerator] = {"max_rps": grid}
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False).encode())
+
+
+@click.command(name="profile")
+@click.option("--url", required=True, help="The endpoint, a loopback URL (e.g. the sandbox's).")
+@click.option("--accelerator", required=True, help="The GPU type the endpoint runs, e.g. L4.")
+@click.option(
+    "--slo-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Latency target: a request within it meets the SLO.",
+)
+@click.option(
+    "--attainment",
+    type=click.FloatRange(min=0, min_open=True, max=1),
+    default=0.95,
+    show_default=True,
+    help="Share of requests that must meet the target at the rate reported.",
+)
+@click.option(
+    "--input-lengths",
+    default="128",
+    show_default=True,
+    help="Prompt lengths in words, comma-separated: the profile's bucket rows.",
+)
+@click.option(
+    "--output-lengths",
+    default="16",
+    show_default=True,
+    help="Completion lengths in tokens, comma-separated: the profile's bucket columns.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1, max=3_600),
+    default=20.0,
+    show_default=True,
+    help="Seconds of load per probe.",
+)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(min=0, min_open=True, max=10_000),
+    default=1_000.0,
+    show_default=True,
+    help="Requests/s no probe exceeds.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--write",
+    "sidecar",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Merge the result into this sidecar (services/<name>.hedgeform.yaml).",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"<type>": {"max_rps": [...]}}.')
+def profile(
+    url: str,
+    accelerator: str,
+    slo_ms: float,
+    attainment: float,
+    input_lengths: str,
+    output_lengths: str,
+    duration: float,
+    max_rate: float,
+    seed: int,
+    sidecar: Path | None,
+    as_json: bool,
+) -> None:
+    """Measure the highest request rate one replica of ACCELERATOR sustains within the
+    latency target, per request-size bucket, by sweeping seeded Poisson loads against URL.
+
+    Each bucket is a search: rates double from 1 request/s until a load misses the target
+    for more than 1 - ATTAINMENT of its requests, then bisect to within 5 %. Point URL at
+    one replica (not a load balancer over several) to measure one replica. The result is
+    the `max_rps` grid of the sidecar's profile (docs/mix.md); the request distribution over
+    the buckets is the workload's, for you to write there.
+    """
+    if not ACCELERATOR_NAME.fullmatch(accelerator):
+        raise click.BadParameter(f"{accelerator!r}: {ACCELERATOR_RULE}", param_hint="--accelerator")
+    rows = _lengths(input_lengths, "--input-lengths")
+    cols = _lengths(output_lengths, "--output-lengths")
+    if len(rows) * len(cols) > MAX_BUCKETS:
+        raise click.BadParameter(
+            f"{len(rows) * len(cols)} buckets; at most {MAX_BUCKETS}", param_hint="--input-lengths"
+        )
+    if sidecar is not None and not sidecar.name.endswith(SIDECAR_SUFFIX):
+        raise click.BadParameter(
+            f"{sidecar}: a sidecar's name ends in {SIDECAR_SUFFIX}", param_hint="--write"
+        )
+    grid: list[list[float]] = []
+    for words in rows:
+        row = []
+        for tokens in cols:
+
+            def shown(probe: Probe, words: int = words, tokens: int = tokens) -> None:
+                click.echo(
+                    f"{accelerator} ({words} words in, {tokens} out): {probe.rate_rps:g} req/s "
+                    f"-> {100 * probe.attainment:.1f} % within {slo_ms:g} ms",
+                    err=True,
+                )
+
+            rate = measure_bucket(
+                url,
+                input_words=words,
+                output_tokens=tokens,
+                slo_ms=slo_ms,
+                attainment=attainment,
+                duration_s=duration,
+                seed=seed,
+                max_rate=max_rate,
+                on_probe=shown,
+            )
+            row.append(round(rate, 3))
+        grid.append(row)
+    if sidecar is not None:
+        merge_into_sidecar(sidecar, accelerator, grid)
+        click.echo(f"wrote mix.profile.gpus.{accelerator}.max_rps in {sidecar}", err=True)
+    if as_json:
+        click.echo(json.dumps({accelerator: {"max_rps": grid}}))
+        return
+    click.echo(f"{accelerator}: max_rps (rows: {input_lengths} words in; columns: "
+               f"{output_lengths} tokens out)")  # fmt: skip
+    for words, row in zip(rows, grid, strict=True):
+        click.echo(f"  {words:>6}: " + "  ".join(f"{v:g}" for v in row))

@@ -1,0 +1,159 @@
+"""A service's Hedgeform-only settings: `services/<name>.hedgeform.yaml` beside its SkyServe
+file, so that file stays valid SkyServe YAML (issue 15).
+
+    mix:
+      profile:                 # Mélange's shape (spec/profile.py), without prices
+        gpus:
+          L4: {max_rps: [[6, 2], [3, 1]]}
+          A10G: {max_rps: [[10, 4], [5, 2]]}
+        distribution: [[0.5, 0.2], [0.2, 0.1]]
+      max_utilization: 0.8     # headroom: load each replica to at most this share
+      caps: {A10G: 4}          # at most this many replicas of a type
+
+`profile` gives, per GPU type of the spec's accelerator set, the highest request rate one
+replica sustains within the latency SLO per request-size bucket, and how requests spread over
+the buckets; prices are not part of it (the policy uses each type's live offers). Neither
+HAProxy nor a cloud load balancer routes by request size, so a type's capacity is the
+size-oblivious one: `1 / sum_b d_b / max_rps_b` requests/s (`MixSettings.serves`). Without a
+profile the per-accelerator `target_qps_per_replica` gives each type's capacity, as in
+SkyServe. Errors: SpecError naming the file and the field path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.errors import ProfileError
+from reconciler.spec.profile import Profile, parse_profile
+
+SIDECAR_SUFFIX = ".hedgeform.yaml"
+PLACEHOLDER_PRICE = 1.0  # parse_profile wants a price; the policy prices types from offers
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """`mix:` of the sidecar. `profile` None: per-type capacity from the spec's targets."""
+
+    profile: Profile | None = None
+    max_utilization: float = 1.0
+    caps: Mapping[str, int] = field(default_factory=dict)  # by upper-case type name
+
+    def serves(self, accelerator: str) -> float | None:
+        """Requests/s one replica of `accelerator` sustains within the SLO for the profile's
+        request mix, size-oblivious (module docstring), before headroom; None without a
+        profile or for a type it does not name. Matched case-insensitively."""
+        if self.profile is None:
+            return None
+        gpu = next((g for g in self.profile.gpus if g.name.upper() == accelerator.upper()), None)
+        if gpu is None:
+            return None
+        return oblivious_capacity(gpu.max_rps, self.profile.distribution)
+
+    def cap(self, accelerator: str) -> int | None:
+        return self.caps.get(accelerator.upper())
+
+
+def oblivious_capacity(
+    max_rps: Sequence[Sequence[float]], distribution: Sequence[Sequence[float]]
+) -> float:
+    """Requests/s one instance serves when every request is drawn from `distribution`: the
+    time one request takes on average is `sum_b d_b / max_rps_b`; 0 when a bucket that gets
+    requests cannot be served (max_rps 0)."""
+    load = 0.0
+    for rps_row, share_row in zip(max_rps, distribution, strict=True):
+        for rps, share in zip(rps_row, share_row, strict=True):
+            if share > 0:
+                if rps <= 0:
+                    return 0.0
+                load += share / rps
+    return 1.0 / load if load > 0 else 0.0
+
+
+def parse_sidecar(data: Any, accelerators: Sequence[str]) -> MixSettings:
+    """The sidecar's settings, checked against the spec's accelerator names (`accelerators`).
+    ProfileError (one line, the field path) for anything unusable."""
+    if data is None:
+        return MixSettings()
+    if not isinstance(data, Mapping):
+        raise ProfileError("expected a mapping with `mix:`")
+    unknown = sorted(set(data) - {"mix"})
+    if unknown:
+        raise ProfileError(f"{unknown[0]}: unknown field (expected mix)")
+    mix = data.get("mix")
+    if mix is None:
+        return MixSettings()
+    if not isinstance(mix, Mapping):
+        raise ProfileError("mix: expected a mapping of profile, max_utilization, caps")
+    unknown = sorted(set(mix) - {"profile", "max_utilization", "caps"})
+    if unknown:
+        raise ProfileError(
+            f"mix.{unknown[0]}: unknown field (expected profile, max_utilization, caps)"
+        )
+    names = {a.upper(): a for a in accelerators}
+    shown = ", ".join(accelerators) or "none"
+
+    def known(name: object, where: str) -> str:
+        if not isinstance(name, str) or name.upper() not in names:
+            raise ProfileError(
+                f"{where}: {name!r} is not an accelerator of the service "
+                f"(resources.accelerators: {shown})"
+            )
+        return name.upper()
+
+    profile = None
+    if mix.get("profile") is not None:
+        profile = _profile(mix["profile"], known)
+        given = {g.name.upper() for g in profile.gpus}
+        missing = [a for a in accelerators if a.upper() not in given]
+        if missing:
+            raise ProfileError(
+                f"mix.profile.gpus: no figures for {', '.join(missing)} (the service may run "
+                "every accelerator of its set)"
+            )
+    utilization = mix.get("max_utilization", 1.0)
+    if (
+        isinstance(utilization, bool)
+        or not isinstance(utilization, int | float)
+        or not 0 < utilization <= 1
+    ):
+        raise ProfileError(f"mix.max_utilization: {utilization!r} is not a share in (0, 1]")
+    caps_raw = mix.get("caps") or {}
+    if not isinstance(caps_raw, Mapping):
+        raise ProfileError("mix.caps: expected a mapping of accelerator to a replica count")
+    caps: dict[str, int] = {}
+    for name, cap in caps_raw.items():
+        key = known(name, f"mix.caps.{name}")
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ProfileError(f"mix.caps.{name}: {cap!r} is not a whole number of replicas")
+        caps[key] = cap
+    return MixSettings(profile, float(utilization), caps)
+
+
+def _profile(raw: Any, known: Any) -> Profile:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("gpus"), Mapping):
+        raise ProfileError("mix.profile.gpus: expected a mapping of accelerator to its max_rps")
+    gpus: dict[str, Any] = {}
+    for name, entry in raw["gpus"].items():
+        known(name, f"mix.profile.gpus.{name}")
+        if isinstance(entry, Mapping) and "usd_per_hour" in entry:
+            raise ProfileError(
+                f"mix.profile.gpus.{name}.usd_per_hour: prices come from the clouds' offers "
+                "(live spot, the catalog's on-demand); leave it out"
+            )
+        gpus[name] = (
+            {**entry, "usd_per_hour": PLACEHOLDER_PRICE} if isinstance(entry, Mapping) else entry
+        )
+    profile = parse_profile({**raw, "gpus": gpus}, "mix.profile")
+    for gpu in profile.gpus:
+        if oblivious_capacity(gpu.max_rps, profile.distribution) <= 0 or not math.isfinite(
+            oblivious_capacity(gpu.max_rps, profile.distribution)
+        ):
+            raise ProfileError(
+                f"mix.profile.gpus.{gpu.name}.max_rps: 0 for a bucket the distribution sends "
+                "requests to; no load balancer here routes by request size, so every type "
+                "must serve every bucket"
+            )
+    return profile
