@@ -44,6 +44,9 @@ HEDGEFORM = ROOT / ".venv" / "bin" / "hedgeform"
 sys.path.insert(0, str(ROOT))
 
 from reconciler.clouds.catalog import instance_for, list_price  # noqa: E402
+from reconciler.sandbox import market_daemon  # noqa: E402
+from reconciler.sandbox import replicas as sandbox_replicas  # noqa: E402
+from reconciler.sandbox.haproxy import HAProxyLB  # noqa: E402
 from reconciler.sandbox.market import SpotMarket  # noqa: E402
 from reconciler.spec import Accelerator  # noqa: E402
 
@@ -142,6 +145,10 @@ def measure(
             env=env,
             check=False,
         )
+        # whatever a failed destroy left running goes before its directory does
+        sandbox_replicas.stop_all(sandbox)
+        HAProxyLB(sandbox).down()
+        market_daemon.stop(sandbox)
         shutil.rmtree(base, ignore_errors=True)
     sent = sum(r["sent"] for r in results)
     counts: dict[str, int] = {}

@@ -186,3 +186,13 @@ def test_observe_reads_each_replicas_type_back_from_state() -> None:
     assert address.accelerator == "A10G"
     del tags["hedgeform:gpu-type"]
     assert read_replica("x", {"tags": tags, "availability_zone": "us-east-1a"}).accelerator == ""
+
+
+def test_plan_says_when_the_sidecars_mix_settings_are_unused(mix_root: Path) -> None:
+    (mix_root / "services" / f"{MIX_AWS}.hedgeform.yaml").write_text("mix: {caps: {L4: 2}}\n")
+    used = mix_reconciler(mix_root)
+    assert not any("mix settings are unused" in n for n in used.notes)
+    unused = mix_reconciler(mix_root, policy="spothedge")
+    assert f"{MIX_AWS}.hedgeform.yaml: its mix settings are unused: policy spothedge runs " in (
+        " ".join(unused.notes)
+    )
