@@ -4,7 +4,8 @@ HiGHS's C++ core (highspy) prints its banner on the process's file descriptor 1 
 first solver of a process is made; `print` redirection cannot catch it. The pure policy core
 (policy/mix.py) and the backtest's exact optimum (backtest/optimal.py) make solvers, so the
 commands that call them (`hedgeform mix`, `hedgeform backtest`) wrap the solving in
-`banner_to_stderr`.
+`banner_to_stderr`; a reconcile, whose output is the plan and the status, discards it
+(`banner_discarded`): the policy's solver errors are exceptions, never printed.
 """
 
 from __future__ import annotations
@@ -18,10 +19,27 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def banner_to_stderr() -> Iterator[None]:
     """Point fd 1 at fd 2 while the block runs, then restore it (also on an exception)."""
+    with _fd1_to(2):
+        yield
+
+
+@contextlib.contextmanager
+def banner_discarded() -> Iterator[None]:
+    """Point fd 1 at /dev/null while the block runs, then restore it."""
+    target = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with _fd1_to(target):
+            yield
+    finally:
+        os.close(target)
+
+
+@contextlib.contextmanager
+def _fd1_to(fd: int) -> Iterator[None]:
     sys.stdout.flush()
     saved = os.dup(1)
     try:
-        os.dup2(2, 1)
+        os.dup2(fd, 1)
         yield
     finally:
         sys.stdout.flush()

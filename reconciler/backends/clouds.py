@@ -197,7 +197,6 @@ class ProviderCloud:
         self.clouds = {cloud for cloud, _ in self.regions}
         check_cloud_settings(spec, self.regions, settings)  # one line per missing setting
         self.apis = dict(apis) if apis is not None else default_apis(spec, settings, self.clouds)
-        # (cloud, region) -> the instance choice of that region's stack (clouds/catalog.py)
         # (cloud, region) -> every instance choice its stack runs: several when the spec asks
         # for a set of GPU types, the policy mixes them and the cloud's module runs a type
         # per replica (issue 15); else the one of `instance_for_region`.
@@ -218,8 +217,17 @@ class ProviderCloud:
             }
         except CloudConfigError as exc:  # a spec field: say which file
             raise CloudConfigError(f"{paths.spec_file}: {exc}") from None
-        self.instance_choices = {key: types[0] for key, types in self.region_types.items()}
         self.typed_pools = any(len(types) > 1 for types in self.region_types.values())
+        untyped = sorted({c for c, _ in self.regions if not CLOUDS[c].typed_replicas})
+        mix_note: tuple[str, ...] = ()
+        if self.typed_pools and untyped:  # pools need every region to run typed replicas
+            self.region_types = {key: types[:1] for key, types in self.region_types.items()}
+            self.typed_pools = False
+            mix_note = (
+                f"several GPU types per region run on AWS only so far; with {', '.join(untyped)} "
+                "regions in the service every region runs one type, the catalog's choice",
+            )
+        self.instance_choices = {key: types[0] for key, types in self.region_types.items()}
         self.accelerators_in_use = frozenset(
             c.accelerator for types in self.region_types.values() for c in types if c.accelerator
         )
@@ -229,13 +237,14 @@ class ProviderCloud:
             if (
                 note := (
                     pools_note(cloud, region, types)
-                    if len(types) > 1
+                    if self.typed_pools
                     else choice_note(
                         spec.resources, cloud, region, types[0], policy=spec.service.replica_policy
                     )
                 )
             )
         )
+        self.accelerator_notes += mix_note
 
     # -- stacks ------------------------------------------------------------------------------
 
@@ -350,7 +359,7 @@ class ProviderCloud:
             types = self.region_types[(cloud, region)]
             for choice in types:
                 # Several types: each (zone, type) is a pool of its own (stacks.pool_name).
-                typed = choice.accelerator if len(types) > 1 else ""
+                typed = choice.accelerator if self.typed_pools else ""
                 itype = choice.instance_type
                 od = on_demand_price(cloud, region, choice)
                 if od is None:
@@ -464,7 +473,7 @@ class ProviderCloud:
                 self.spec, region, sorted(registered), self.settings.cloud
             )
             types = self.region_types[key]
-            if len(types) > 1:  # several GPU types: each replica runs its own (issue 15)
+            if self.typed_pools:  # several GPU types: each replica runs its own (issue 15)
                 context["accelerator_types"] = {
                     c.accelerator: {
                         "instance_type": c.instance_type,

@@ -28,7 +28,7 @@ from reconciler.backends.base import (
     StackDef,
     classify_apply_output,
 )
-from reconciler.clouds.catalog import instance_for, list_price
+from reconciler.clouds.catalog import accelerators_for_region, instance_for, list_price
 from reconciler.errors import CloudConfigError, SandboxError, TfStateError, TraceError
 from reconciler.paths import NAME_RE, ServicePaths
 from reconciler.policy import (
@@ -219,18 +219,30 @@ PoolTypes = Mapping[str, tuple[tuple[str, float], ...]]
 
 
 def sandbox_types(spec: ServiceSpec) -> dict[str, tuple[tuple[str, float], ...]]:
-    """The GPU types each sandbox zone offers as pools of their own: for a location whose
-    accelerators are an "any of" set of several (SkyPilot's set or mapping form), each type
-    priced at the on-demand list price of the AWS instance the catalog runs it on (the
-    sandbox has no price list of its own; clouds/list_prices.json, its date and source), spot
-    at a third of it as the sandbox's single-type prices. Zones asking for one type (or a
-    list: the first offered) are absent: their replicas carry no type. CloudConfigError (one
-    line, naming the field) for a type AWS's catalog has no instance for."""
+    """The GPU types each sandbox zone offers as pools of their own, when some location's
+    accelerators are an "any of" set of several (SkyPilot's set or mapping form): each type
+    of a set, or the one type a zone asks for (a list: its first), priced at the on-demand
+    list price of the AWS instance the catalog runs it on (the sandbox has no price list of
+    its own; clouds/list_prices.json, its date and source), spot at a third of it as the
+    sandbox's single-type prices. Empty when no location asks for several: replicas then
+    carry no type. CloudConfigError (one line, naming the field) for a type AWS's catalog
+    has no instance for, or zones of one region asking for different accelerators (as on
+    the clouds: clouds/catalog.py `accelerators_for_region`)."""
+    resources = spec.resources
+    for region in sorted({loc.region for loc in resources.locations if loc.region}):
+        accelerators_for_region(resources, "local", region)
+    if not any(
+        any_of and len(accelerators) > 1
+        for accelerators, any_of in map(resources.accelerators_at, resources.locations)
+    ):
+        return {}
     out: dict[str, tuple[tuple[str, float], ...]] = {}
-    for index, loc in enumerate(spec.resources.locations):
-        accelerators, any_of = spec.resources.accelerators_at(loc)
-        if not loc.zone or not any_of or len(accelerators) < 2:
+    for index, loc in enumerate(resources.locations):
+        accelerators, any_of = resources.accelerators_at(loc)
+        if not loc.zone or not accelerators:
             continue
+        if not any_of:
+            accelerators = accelerators[:1]
         where = (
             f"resources.any_of[{index}].accelerators"
             if spec.resources.any_of and loc.accelerators is not None
@@ -246,8 +258,7 @@ def sandbox_types(spec: ServiceSpec) -> dict[str, tuple[tuple[str, float], ...]]
                 ) from None
             price = list_price("aws", choice.price_key)
             types.setdefault(choice.accelerator, ON_DEMAND_PRICE if price is None else price)
-        if len(types) > 1:
-            out[loc.zone] = tuple(types.items())
+        out[loc.zone] = tuple(types.items())
     return out
 
 
@@ -257,7 +268,8 @@ def pools_notes(types: PoolTypes) -> tuple[str, ...]:
     for zone, offered in sorted(types.items()):
         zones_of.setdefault(offered, []).append(zone)
     return tuple(
-        f"local {', '.join(zones)} offer "
+        f"sandbox zone{'s' if len(zones) > 1 else ''} {', '.join(zones)} offer"
+        f"{'' if len(zones) > 1 else 's'} "
         + ", ".join(f"{name} (${price:.2f}/h on demand)" for name, price in offered)
         + " as pools of their own, priced at AWS list prices (spot a third); the policy "
         "chooses how many of each every tick, by price per request/s (docs/mix.md)"

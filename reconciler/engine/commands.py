@@ -343,6 +343,8 @@ def _print_status(rec: Reconciler) -> None:
     record = rec.records.load()
     ready = sum(1 for r in rows if r[3] == ReplicaState.READY.value)
     target = record.memory.target
+    if record.memory.groups:  # several GPU types: the replicas the mix runs, not its units
+        target = sum(group.target or 0 for _, group in record.memory.groups)
     click.echo(f"endpoint: {_endpoint(rec)}")
     if rec.state_backend.remote:
         click.echo(f"state: {rec.state_backend.describe()}")
@@ -443,7 +445,7 @@ def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]
             )
     for key, b in sorted(memory.crash_backoff.items()):
         if b.count >= 2 and b.blocks(now):
-            zone, market = key.split("/", 1)
+            zone, market = key.rsplit("/", 1)  # a pool's zone is `<zone>/<type>`
             lines.append(
                 f"crash loop: {b.count} replicas {b.kind} in a row in {zone} ({market}); "
                 f"next launch there in {b.retry_at - now:.0f} s"

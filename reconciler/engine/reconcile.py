@@ -73,7 +73,7 @@ from reconciler.policy import (
 from reconciler.policy.guardrails import Limits, apply_guardrails
 from reconciler.policy.rollout import BY_HAND, ROLLING, current_runs, progress, register
 from reconciler.rendering import render_tfvars, write_tfvars
-from reconciler.solver_output import banner_to_stderr
+from reconciler.solver_output import banner_discarded
 from reconciler.spec import ReplicaPolicy, ServiceSpec
 from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
 from reconciler.spec.sidecar import SIDECAR_SUFFIX
@@ -455,7 +455,7 @@ class Reconciler:
                 mode=self.update_mode,
                 max_surge=self.max_surge,
             )
-        with banner_to_stderr():  # the mix's solver (HiGHS) greets on fd 1 once per process
+        with banner_discarded():  # the mix's solver (HiGHS) greets on fd 1 once per process
             decision = decide(
                 self.policy_spec, seen.observed, seen.signals, memory, seen.now, self.policy
             )

@@ -55,11 +55,13 @@ def solve_mix(
     caps: Mapping[str, int] | None = None,
     floors: Mapping[str, int] | None = None,
     prices: Mapping[str, float] | None = None,
+    max_total: int | None = None,
 ) -> Mix:
     """The least-cost integer mix for `rate_rps` (module docstring). `caps`: at most this many
     instances of a type; `floors`: at least this many (e.g. the replicas already running);
     `prices`: $/h overriding the profile's (e.g. the effective price of a type whose spot is
-    gone: on-demand). MixError if no mix can serve the rate within the caps."""
+    gone: on-demand); `max_total`: at most this many instances of all types together (a
+    service's `max_replicas`). MixError if no mix can serve the rate within the caps."""
     if not math.isfinite(rate_rps) or rate_rps < 0:
         raise MixError(f"rate {rate_rps!r} req/s is not a finite, non-negative number")
     if not 0 < max_utilization <= 1:
@@ -87,10 +89,21 @@ def solve_mix(
         if d > 0 and not capacity[:, b].any():
             i, j = profile.buckets[b]
             raise MixError(f"no GPU type serves request bucket [{i}][{j}] within the SLO")
+    if max_total is not None and lower_n.sum() > max_total:
+        raise MixError(f"the floors hold more than {max_total} instances in all")
+    total = (
+        [({t: 1.0 for t in range(len(names))}, -highspy.kHighsInf, float(max_total))]
+        if max_total is not None
+        else []
+    )
     if size_aware:
-        counts = _solve_split(price, (lower_n, upper_n), capacity, np.array(share) * rate_rps)
+        counts = _solve_split(
+            price, (lower_n, upper_n), capacity, np.array(share) * rate_rps, total
+        )
     else:
-        counts = _solve_oblivious(price, (lower_n, upper_n), capacity, np.array(share), rate_rps)
+        counts = _solve_oblivious(
+            price, (lower_n, upper_n), capacity, np.array(share), rate_rps, total
+        )
     chosen = {n: int(c) for n, c in zip(names, counts, strict=True)}
     return Mix(chosen, float(sum(p * c for p, c in zip(price, counts, strict=True))))
 
@@ -98,13 +111,21 @@ def solve_mix(
 Bounds = tuple[np.ndarray, np.ndarray]  # lower and upper instance counts per type
 
 
+Row = tuple[dict[int, float], float, float]  # {column: coefficient}, lower, upper
+
+
 def _solve_split(
-    price: np.ndarray, bounds_n: Bounds, capacity: np.ndarray, traffic: np.ndarray
+    price: np.ndarray,
+    bounds_n: Bounds,
+    capacity: np.ndarray,
+    traffic: np.ndarray,
+    extra: list[Row],
 ) -> np.ndarray:
-    """Columns: n[t] (integer), then x[b, t] for every bucket b and type t."""
+    """Columns: n[t] (integer), then x[b, t] for every bucket b and type t; `extra` rows
+    over the n columns (a total cap)."""
     types, buckets = capacity.shape
     n_x = types * buckets
-    rows: list[tuple[dict[int, float], float, float]] = []
+    rows: list[Row] = list(extra)
     for b in range(buckets):  # the bucket's traffic is served
         rows.append(({types + b * types + t: 1.0 for t in range(types)}, traffic[b], traffic[b]))
     for t in range(types):  # a type's load fits its instances
@@ -121,9 +142,15 @@ def _solve_split(
 
 
 def _solve_oblivious(
-    price: np.ndarray, bounds_n: Bounds, capacity: np.ndarray, share: np.ndarray, rate: float
+    price: np.ndarray,
+    bounds_n: Bounds,
+    capacity: np.ndarray,
+    share: np.ndarray,
+    rate: float,
+    extra: list[Row],
 ) -> np.ndarray:
-    """Columns: n[t] (integer), then y[t], the rate type t serves with the whole mix."""
+    """Columns: n[t] (integer), then y[t], the rate type t serves with the whole mix;
+    `extra` rows over the n columns (a total cap)."""
     types = capacity.shape[0]
     load = np.zeros(types)
     y_upper = np.full(types, highspy.kHighsInf)
@@ -133,9 +160,7 @@ def _solve_oblivious(
             y_upper[t] = 0.0  # cannot serve some bucket the mix holds
         else:
             load[t] = float((share[needed] / capacity[t, needed]).sum())
-    rows: list[tuple[dict[int, float], float, float]] = [
-        ({types + t: 1.0 for t in range(types)}, rate, rate)
-    ]
+    rows: list[Row] = [*extra, ({types + t: 1.0 for t in range(types)}, rate, rate)]
     for t in range(types):
         rows.append(({types + t: load[t], t: -1.0}, -highspy.kHighsInf, 0.0))
     if not (y_upper > 0).any():
@@ -148,7 +173,7 @@ def _solve(
     bounds_n: Bounds,
     cont_cost: np.ndarray,
     cont_upper: np.ndarray,
-    rows: list[tuple[dict[int, float], float, float]],
+    rows: list[Row],
 ) -> np.ndarray:
     types = len(price)
     lower_n, upper_n = bounds_n

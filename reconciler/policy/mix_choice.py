@@ -69,10 +69,11 @@ def choose_mix(
     size_aware: bool = False,
     max_utilization: float = 1.0,
     caps: Mapping[str, int] | None = None,
+    max_total: int | None = None,
 ) -> MixChoice:
     """The mix to run for `rate_rps` given what runs (module docstring). `running` counts
-    per type (types missing count 0); `caps`: per-type limits. MixError (one line) when no
-    mix serves the rate."""
+    per type (types missing count 0); `caps`: per-type limits; `max_total`: at most this
+    many replicas in all. MixError (one line) when no mix serves the rate."""
 
     def solve(**bounds: Mapping[str, int]) -> Mix:
         return solve_mix(
@@ -81,6 +82,7 @@ def choose_mix(
             size_aware=size_aware,
             max_utilization=max_utilization,
             prices=prices,
+            max_total=max_total,
             **bounds,
         )
 
@@ -97,8 +99,17 @@ def choose_mix(
         keep = solve(caps=limited)
         how = "what runs carries the rate: the cheapest part of it"
     except MixError:
-        keep = solve(caps=dict(caps or {}), floors=limited)
-        how = "what runs falls short: it plus the cheapest capacity added"
+        try:
+            keep = solve(caps=dict(caps or {}), floors=limited)
+            how = "what runs falls short: it plus the cheapest capacity added"
+        except MixError:  # what runs plus more would pass max_total: only a switch serves
+            return MixChoice(
+                best.counts,
+                best.usd_per_hour,
+                f"what runs cannot grow to the rate within {max_total} replicas: the "
+                "cheapest mix that can",
+                switched=_types(best.counts) != _types(now),
+            )
     saving = (keep.usd_per_hour - best.usd_per_hour) * hold_s
     overlap = (
         sum(max(0, best.counts[n] - keep.counts[n]) * prices.get(n, _price(profile, n))

@@ -2,11 +2,15 @@
 
 Issue 15, item 4. A *pool* is one (zone, GPU type): the observation offers each pool as its
 own `ZoneOffer` (unique `zone` name, `accelerator` set), so a zone offering two types is two
-pools with two spot markets. Per tick, `hedgeform_mix`:
+pools, each with its own spot prices and placer state (the clouds price spot per instance
+type; the sandbox's zones have one market shared by their types, docs/mix.md). Per tick,
+`hedgeform_mix`:
 
 1. **Rate**: the autoscaler (policy/autoscaling.py, SkyServe's delays) in units of the
-   smallest type's requests/s: `R = target units × unit`. `min_replicas`/`max_replicas`
-   bound it as that many replicas of the smallest type (of the largest, for the maximum).
+   smallest type's requests/s: `R = target units × unit`. `min_replicas` bounds it below as
+   that many replicas of the smallest type, `max_replicas` above as what that many of the
+   largest serve; the mix never runs more than `max_replicas` replicas in all (SkyServe's
+   cap), so it may run fewer than `min_replicas` when larger types carry that rate.
 2. **Prices**: each type's *effective* price (policy/mix_choice.py): its cheapest spot
    price among pools that may offer spot now, else on-demand. A pool may offer spot unless
    its type's placer marked it PREEMPTED within the last `PREEMPTION_MEMORY_SECONDS` (a
@@ -61,7 +65,9 @@ def hedgeform_mix(
 ) -> Decision:
     """One tick over several GPU types (module docstring); `hedgeform` with one type."""
     by_type = _offers_by_type(observed.zones)
-    if len(by_type) < 2 or not observed.complete:
+    if len(by_type) < 2 or "" in by_type or not observed.complete:
+        if memory.groups and observed.complete:  # the service left the mix: one type again
+            memory = _left_mix(memory, {o.zone for o in observed.zones})
         return decide_with(HEDGEFORM, spec, observed, signals, memory, now)
     rp = spec.service.replica_policy
     types = list(by_type)
@@ -90,6 +96,7 @@ def hedgeform_mix(
             cold or float(spec.service.readiness_probe.initial_delay_seconds),
             float(rp.downscale_delay_seconds),
             caps,
+            rp.upper,
         )
         counts = dict(choice.counts)
         reasons.append(f"mix {_shown(counts)} (${choice.usd_per_hour:.2f}/h): {choice.reason}")
@@ -168,10 +175,25 @@ def _rollout(memory: Memory) -> dict[str, Any]:
     }
 
 
+def _left_mix(memory: Memory, places: set[str]) -> Memory:
+    """The service's memory once it runs one type again: no type memories, and no spot
+    placer, capacity or crash-loop state about pools it no longer has (`places`: its zones)."""
+    return replace(
+        memory,
+        groups=(),
+        zone_status={z: s for z, s in memory.zone_status.items() if z in places},
+        zone_backoff={z: b for z, b in memory.zone_backoff.items() if z in places},
+        crash_backoff={
+            k: b for k, b in memory.crash_backoff.items() if k.rsplit("/", 1)[0] in places
+        },
+    )
+
+
 def _replica_view(groups: Sequence[Memory]) -> dict[str, Any]:
-    """What the types' memories know per replica, merged for readers of the service's memory
-    (the engine's draining and waits, `status`): warned and preempted replicas, lifecycle
-    verdicts, measured cold starts. Each type's own memory stays the one the policy reads."""
+    """What the types' memories know per replica and per pool, merged for readers of the
+    service's memory (the engine's draining and waits, `status`): warned and preempted
+    replicas, lifecycle verdicts, measured cold starts, spot capacity and crash-loop retry
+    delays. Each type's own memory stays the one the policy reads."""
     return {
         "warned": tuple(sorted({w for g in groups for w in g.warned})),
         "recent_preemptions": tuple(sorted({p for g in groups for p in g.recent_preemptions})),
@@ -180,6 +202,9 @@ def _replica_view(groups: Sequence[Memory]) -> dict[str, Any]:
         "ready_since": {k: v for g in groups for k, v in g.ready_since.items()},
         "failed": {k: v for g in groups for k, v in g.failed.items()},
         "cold_starts": max((g.cold_starts for g in groups), key=len, default=()),
+        # by pool (each type's own places), for `status`'s retry and crash-loop lines
+        "zone_backoff": {k: v for g in groups for k, v in g.zone_backoff.items()},
+        "crash_backoff": {k: v for g in groups for k, v in g.crash_backoff.items()},
     }
 
 
@@ -192,6 +217,7 @@ def _choose(
     cold_start_s: float,
     hold_s: float,
     caps: tuple[tuple[str, int], ...] = (),
+    max_total: int | None = None,
 ) -> MixChoice:
     """`choose_mix`, remembered: the same inputs recur tick after tick (a deterministic
     function of them, so caching changes no decision, only the time a tick takes)."""
@@ -203,6 +229,7 @@ def _choose(
         cold_start_s=cold_start_s,
         hold_s=hold_s,
         caps=dict(caps),
+        max_total=max_total,
     )
 
 
@@ -223,8 +250,10 @@ def _requests_per_replica(policy: ReplicaPolicy, mix: MixSettings, accelerator: 
 
 
 def _units_policy(policy: ReplicaPolicy, unit: float, largest: float) -> ReplicaPolicy:
-    """The autoscaler over units of `unit` requests/s (module docstring, step 1)."""
-    widest = policy.upper * math.ceil(largest / unit - 1e-9)
+    """The autoscaler over units of `unit` requests/s (module docstring, step 1): at most
+    what `max_replicas` replicas of the largest type serve, so the mix always fits in
+    `max_replicas` (the total cap the mix is solved with)."""
+    widest = math.floor(policy.upper * largest / unit + 1e-9)
     sized = policy.target_qps_per_replica is not None or bool(policy.target_qps_per_accelerator)
     return replace(
         policy,

@@ -71,7 +71,7 @@ def test_a_mix_of_two_types_runs_each_replica_as_its_type(short_tmp: Path) -> No
         for zone in ZONES:
             market.set_capacity(zone, 4)
         out = hedgeform(root, env, "plan", "llama-mix")
-        assert "note: local local-1a, local-1b, local-2a offer L4 ($0.80/h" in out
+        assert "note: sandbox zones local-1a, local-1b, local-2a offer L4 ($0.80/h" in out
         out = hedgeform(root, env, "apply", "llama-mix")
         types = typed_replicas(root)
         spot = {rid: t for rid, t in types.items() if "-spot-" in rid}

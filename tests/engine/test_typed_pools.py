@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,93 @@ def test_plan_says_when_the_sidecars_mix_settings_are_unused(mix_root: Path) -> 
     assert f"{MIX_AWS}.hedgeform.yaml: its mix settings are unused: policy spothedge runs " in (
         " ".join(unused.notes)
     )
+
+
+def _mix_spec(tmp_path: Path, resources: str) -> Path:
+    text = (REPO / "services" / "llama-mix.yaml").read_text()
+    start, end = text.index("\nresources:"), text.index("  use_spot: true")
+    path = tmp_path / "pz.yaml"
+    path.write_text(text[:start] + "\nresources:\n" + resources + text[end:])
+    return path
+
+
+def test_a_set_in_one_region_types_every_zone_of_the_sandbox(tmp_path: Path) -> None:
+    """A user-eye check: a set in local-1 and one type in local-2 made a type named "" and a
+    record the next pass could not read. Every zone is typed now."""
+    spec = load_spec(
+        _mix_spec(
+            tmp_path,
+            "  any_of:\n"
+            "    - {cloud: local, region: local-1, zone: local-1a}\n"
+            "    - {cloud: local, region: local-1, zone: local-1b}\n"
+            "    - {cloud: local, region: local-2, zone: local-2a, accelerators: A10G}\n",
+        )
+    )
+    offers = zone_offers(spec)
+    assert {o.zone for o in offers} == {
+        "local-1a/L4", "local-1a/A10G", "local-1b/L4", "local-1b/A10G", "local-2a/A10G"
+    }  # fmt: skip
+    decision = hedgeform_mix(spec, Observation((), offers), Signals(), Memory(), 0.0)
+    assert all(name for name, _ in decision.memory.groups)
+    assert Memory.from_json(decision.memory.to_json()) == decision.memory  # readable again
+
+
+def test_zones_of_one_sandbox_region_asking_for_different_types_are_refused(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "service:\n  readiness_probe: /health\n  replica_policy: {min_replicas: 1}\n"
+        "resources:\n  any_of:\n"
+        "    - {cloud: local, region: local-1, zone: local-1a, accelerators: L4}\n"
+        "    - {cloud: local, region: local-1, zone: local-1b, accelerators: A10G}\n"
+        "run: echo\n"
+    )
+    path = tmp_path / "pz4.yaml"
+    path.write_text(text)
+    with pytest.raises(CloudConfigError, match="the entries for local local-1 ask for different"):
+        sandbox_types(load_spec(path))
+
+
+def test_max_replicas_caps_the_replicas_of_all_types() -> None:
+    """A user-eye check: at 60 requests/s llama-mix (max 6) ran 8 replicas, 12 with A10G's
+    spot gone. SkyServe's max_replicas caps the count."""
+    spec = load_spec(REPO / "services" / "llama-mix.yaml")
+    offers = zone_offers(spec)
+    memory = Memory()
+    for tick in range(0, 4000, 60):  # past the upscale delay, at 60 requests/s
+        decision = hedgeform_mix(
+            spec, Observation((), offers), Signals(qps=60.0, qps_at=float(tick)), memory,
+            float(tick),
+        )  # fmt: skip
+        memory = decision.memory
+        counts = {t: m.target or 0 for t, m in memory.groups}
+        assert sum(counts.values()) <= 6, (tick, counts)
+    # the rate is held to what 6 of the largest serve (45 requests/s in units of 5)
+    assert sum(counts.values()) == 6 and 5 * counts["L4"] + 8 * counts["A10G"] >= 45
+    no_a10g_spot = tuple(
+        replace(o, spot_price=None) if o.accelerator == "A10G" else o for o in offers
+    )
+    decision = hedgeform_mix(
+        spec, Observation((), no_a10g_spot), Signals(qps=60.0, qps_at=4000.0), memory, 4000.0
+    )
+    assert sum(m.target or 0 for _, m in decision.memory.groups) <= 6
+
+
+def test_leaving_the_mix_forgets_the_pools() -> None:
+    """A user-eye check: after a set became one type, `status` kept reporting retry delays
+    of a pool that no longer existed."""
+    from reconciler.policy.memory import Backoff
+
+    spec = load_spec(REPO / "services" / "llama-mix.yaml")
+    offers = zone_offers(spec)
+    refused = Backoff("capacity", 1, 0.0, 100.0)
+    group = replace(Memory(), zone_backoff={"local-1a/L4": refused}, target=2)
+    memory = replace(Memory(), groups=(("L4", group), ("A10G", Memory())))
+    mixed = hedgeform_mix(spec, Observation((), offers), Signals(), memory, 50.0)
+    assert "local-1a/L4" in mixed.memory.zone_backoff  # shown by `status` while mixing
+    plain = load_spec(REPO / "services" / "llama.yaml")
+    single = hedgeform_mix(
+        plain, Observation((), zone_offers(plain)), Signals(), mixed.memory, 60.0
+    )
+    assert single.memory.groups == ()
+    assert not any("/" in z for z in single.memory.zone_backoff)

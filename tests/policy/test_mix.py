@@ -83,7 +83,9 @@ def instances(draw: st.DrawFn) -> tuple[dict[str, Any], float]:
     return {"gpus": gpus, "distribution": dist}, draw(st.sampled_from([0.5, 1.0, 2.5, 4.0]))
 
 
-def _oblivious_brute_force(profile: dict[str, Any], rate: float) -> float | None:
+def _oblivious_brute_force(
+    profile: dict[str, Any], rate: float, max_total: int | None = None
+) -> float | None:
     """Try every count vector up to 8 per type; a size-oblivious mix serves `rate` iff
     sum_t n_t / L_t >= rate, with L_t the load one request/s of the mix puts on a t."""
     dist = [d for row in profile["distribution"] for d in row]
@@ -97,6 +99,8 @@ def _oblivious_brute_force(profile: dict[str, Any], rate: float) -> float | None
     prices = [g["usd_per_hour"] for g in profile["gpus"].values()]
     best = None
     for counts in itertools.product(range(9), repeat=len(prices)):
+        if max_total is not None and sum(counts) > max_total:
+            continue
         if sum(n * r for n, r in zip(counts, per_rate, strict=True)) >= rate - 1e-9:
             cost = sum(n * p for n, p in zip(counts, prices, strict=True))
             best = cost if best is None else min(best, cost)
@@ -116,6 +120,24 @@ def test_size_oblivious_mixes_match_brute_force(instance: tuple[dict[str, Any], 
         assert got is None or got > 8 * min(g["usd_per_hour"] for g in raw["gpus"].values())
     else:
         assert got == pytest.approx(expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances(), st.integers(0, 4))
+def test_a_total_cap_matches_brute_force(
+    instance: tuple[dict[str, Any], float], max_total: int
+) -> None:
+    """`max_total` (a service's max_replicas over all types): never more instances in all,
+    and the cheapest mix within it."""
+    raw, rate = instance
+    expected = _oblivious_brute_force(raw, rate, max_total)
+    try:
+        mix = solve_mix(parse_profile(raw), rate, size_aware=False, max_total=max_total)
+    except MixError:
+        assert expected is None
+        return
+    assert sum(mix.counts.values()) <= max_total
+    assert expected is not None and mix.usd_per_hour == pytest.approx(expected)
 
 
 @settings(max_examples=150, deadline=None)
