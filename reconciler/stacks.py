@@ -41,11 +41,6 @@ class ManagedReplica:
     # set); "" when the region runs one type, which its stack's instance type gives.
     accelerator: str = ""
 
-    @property
-    def pool(self) -> str:
-        """The place the policy sees it in: its zone, or `<zone>/<type>` (`pool_name`)."""
-        return pool_name(self.zone, self.accelerator)
-
 
 def pool_name(zone: str, accelerator: str) -> str:
     """The policy's name of one (zone, GPU type) pool: the zone alone when `accelerator` is ""

@@ -363,7 +363,9 @@ class ProviderCloud:
                 itype = choice.instance_type
                 od = on_demand_price(cloud, region, choice)
                 if od is None:
-                    log.warning("no on-demand price for %s %s in the catalog; 1.0", cloud, itype)
+                    log.warning(
+                        "no on-demand price for %s %s in the catalog; using 1.0", cloud, itype
+                    )
                     od = 1.0
                 spot, from_api = self._spot_prices(stack, itype, zones, live)
                 for zone in zones:

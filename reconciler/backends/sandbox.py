@@ -215,7 +215,8 @@ def haproxy_check(spec: ServiceSpec) -> HealthCheck:
 
 
 PoolTypes = Mapping[str, tuple[tuple[str, float], ...]]
-"""zone -> ((GPU type, on-demand $/h), ...) for zones that offer several types (issue 15)."""
+"""zone -> ((GPU type, on-demand $/h), ...): each zone's typed pools, when the service runs
+several GPU types (issue 15; `sandbox_types`)."""
 
 
 def sandbox_types(spec: ServiceSpec) -> dict[str, tuple[tuple[str, float], ...]]:
@@ -278,8 +279,8 @@ def pools_notes(types: PoolTypes) -> tuple[str, ...]:
 
 
 def zone_offers(spec: ServiceSpec, types: PoolTypes | None = None) -> tuple[ZoneOffer, ...]:
-    """The places the policy may launch in: each zone of the spec, or, for a zone offering
-    several GPU types (`types`, from `sandbox_types`), one pool per type
+    """The places the policy may launch in: each zone of the spec, or, when the service runs
+    several GPU types (`types`, from `sandbox_types`), one pool per type a zone offers
     (stacks.pool_name)."""
     types = sandbox_types(spec) if types is None else types
     spot = spec.resources.use_spot
