@@ -21,7 +21,6 @@ SkyServe. Errors: SpecError naming the file and the field path.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,9 +147,7 @@ def _profile(raw: Any, known: Any) -> Profile:
         )
     profile = parse_profile({**raw, "gpus": gpus}, "mix.profile")
     for gpu in profile.gpus:
-        if oblivious_capacity(gpu.max_rps, profile.distribution) <= 0 or not math.isfinite(
-            oblivious_capacity(gpu.max_rps, profile.distribution)
-        ):
+        if oblivious_capacity(gpu.max_rps, profile.distribution) <= 0:
             raise ProfileError(
                 f"mix.profile.gpus.{gpu.name}.max_rps: 0 for a bucket the distribution sends "
                 "requests to; no load balancer here routes by request size, so every type "
