@@ -16,6 +16,9 @@ such that the traffic fits:
   type t serves a rate `y[t]` with load per request/s `L[t] = sum_b d_b / (max_rps[t][b] *
   max_utilization)`; `sum_t y[t] = r`, `L[t] * y[t] <= n[t]`.
 
+A type's price may step up past a number of instances (`beyond`: spot as far as its pools
+hold, on-demand past it): a continuous column `o[t] >= n[t] - limit` at the difference.
+
 An integer program solved exactly by HiGHS (`highspy`, `mip_rel_gap` 0), with a 1e-6 $/h
 penalty per instance so that among equally cheap mixes the one with fewer instances wins, then
 the cheapest by type order. Pure: no I/O, no clock. Errors: `MixError`, one line.
@@ -56,19 +59,25 @@ def solve_mix(
     floors: Mapping[str, int] | None = None,
     prices: Mapping[str, float] | None = None,
     max_total: int | None = None,
+    beyond: Mapping[str, tuple[int, float]] | None = None,
 ) -> Mix:
     """The least-cost integer mix for `rate_rps` (module docstring). `caps`: at most this many
     instances of a type; `floors`: at least this many (e.g. the replicas already running);
     `prices`: $/h overriding the profile's (e.g. the effective price of a type whose spot is
     gone: on-demand); `max_total`: at most this many instances of all types together (a
-    service's `max_replicas`). MixError if no mix can serve the rate within the caps."""
+    service's `max_replicas`); `beyond`: per type `(limit, usd_per_hour)`, the first `limit`
+    instances at its price and every further one at `usd_per_hour` (spot as far as its pools
+    were seen to hold, on-demand beyond: policy/mixed.py), which must not be below its price.
+    MixError if no mix can serve the rate within the caps."""
     if not math.isfinite(rate_rps) or rate_rps < 0:
         raise MixError(f"rate {rate_rps!r} req/s is not a finite, non-negative number")
     if not 0 < max_utilization <= 1:
         raise MixError(f"max_utilization {max_utilization!r} is not in (0, 1]")
     names = [g.name for g in profile.gpus]
     unknown = [
-        name for given in (caps, floors, prices) for name in sorted(set(given or {}) - set(names))
+        name
+        for given in (caps, floors, prices, beyond)
+        for name in sorted(set(given or {}) - set(names))
     ]
     if unknown:
         raise MixError(f"{unknown[0]!r} is not a GPU type of the profile ({', '.join(names)})")
@@ -77,9 +86,10 @@ def solve_mix(
     lower_n = np.array([float((floors or {}).get(n, 0)) for n in names])
     if (lower_n > upper_n).any() or (lower_n < 0).any():
         raise MixError("a floor is negative or above its type's cap")
+    steps = _steps(names, price, beyond or {})
     if rate_rps == 0:
         counts_at_floor = {n: int(f) for n, f in zip(names, lower_n, strict=True)}
-        return Mix(counts_at_floor, float(price @ lower_n))
+        return Mix(counts_at_floor, _cost(price, steps, lower_n))
     share = [profile.distribution[i][j] for i, j in profile.buckets]
     # capacity[t][b]: requests/s one instance of t sustains in bucket b, at the headroom
     capacity = np.array(
@@ -97,15 +107,54 @@ def solve_mix(
         else []
     )
     if size_aware:
-        counts = _solve_split(
-            price, (lower_n, upper_n), capacity, np.array(share) * rate_rps, total
-        )
+        model = _split_model(capacity, np.array(share) * rate_rps)
     else:
-        counts = _solve_oblivious(
-            price, (lower_n, upper_n), capacity, np.array(share), rate_rps, total
-        )
+        model = _oblivious_model(capacity, np.array(share), rate_rps)
+    counts = _solve(price, (lower_n, upper_n), *_stepped(model, total, steps, len(names)))
     chosen = {n: int(c) for n, c in zip(names, counts, strict=True)}
-    return Mix(chosen, float(sum(p * c for p, c in zip(price, counts, strict=True))))
+    return Mix(chosen, _cost(price, steps, counts))
+
+
+def _stepped(
+    model: Model, extra: list[Row], steps: list[Step], types: int
+) -> tuple[np.ndarray, np.ndarray, list[Row]]:
+    """`model`'s columns and rows, `extra` rows added, and per stepped price a column
+    o[t] >= n[t] - limit at the extra $/h per instance beyond it (the least cost sets
+    o[t] = max(0, n[t] - limit), as the extra is not negative)."""
+    cont_cost, cont_upper, rows = model
+    rows = [*extra, *rows]
+    for t, limit, more in steps:
+        rows.append(({t: 1.0, types + len(cont_cost): -1.0}, -highspy.kHighsInf, limit))
+        cont_cost = np.append(cont_cost, more)
+        cont_upper = np.append(cont_upper, highspy.kHighsInf)
+    return cont_cost, cont_upper, rows
+
+
+Step = tuple[int, float, float]  # type column, instances at its price, extra $/h beyond them
+
+
+def _steps(
+    names: list[str], price: np.ndarray, beyond: Mapping[str, tuple[int, float]]
+) -> list[Step]:
+    steps: list[Step] = []
+    for t, name in enumerate(names):
+        if name not in beyond:
+            continue
+        limit, dearer = beyond[name]
+        if limit < 0 or not math.isfinite(dearer) or dearer < price[t]:
+            raise MixError(
+                f"{name}: a price step needs a limit >= 0 and a price beyond it of at least "
+                f"{price[t]:g} $/h (got {limit}, {dearer!r})"
+            )
+        if dearer > price[t]:
+            steps.append((t, float(limit), float(dearer - price[t])))
+    return steps
+
+
+def _cost(price: np.ndarray, steps: list[Step], counts: np.ndarray) -> float:
+    """$/h of `counts`: each at its type's price, plus the extra beyond a type's limit."""
+    extra = sum(e * max(0.0, float(counts[t]) - limit) for t, limit, e in steps)
+    return float(price @ counts) + extra
 
 
 Bounds = tuple[np.ndarray, np.ndarray]  # lower and upper instance counts per type
@@ -114,18 +163,14 @@ Bounds = tuple[np.ndarray, np.ndarray]  # lower and upper instance counts per ty
 Row = tuple[dict[int, float], float, float]  # {column: coefficient}, lower, upper
 
 
-def _solve_split(
-    price: np.ndarray,
-    bounds_n: Bounds,
-    capacity: np.ndarray,
-    traffic: np.ndarray,
-    extra: list[Row],
-) -> np.ndarray:
-    """Columns: n[t] (integer), then x[b, t] for every bucket b and type t; `extra` rows
-    over the n columns (a total cap)."""
+Model = tuple[np.ndarray, np.ndarray, list[Row]]  # continuous columns' cost and upper, rows
+
+
+def _split_model(capacity: np.ndarray, traffic: np.ndarray) -> Model:
+    """Columns: n[t] (integer), then x[b, t] for every bucket b and type t."""
     types, buckets = capacity.shape
     n_x = types * buckets
-    rows: list[Row] = list(extra)
+    rows: list[Row] = []
     for b in range(buckets):  # the bucket's traffic is served
         rows.append(({types + b * types + t: 1.0 for t in range(types)}, traffic[b], traffic[b]))
     for t in range(types):  # a type's load fits its instances
@@ -138,19 +183,11 @@ def _solve_split(
         for b in range(buckets)
         for t in range(types)
     ]
-    return _solve(price, bounds_n, np.zeros(n_x), np.array(x_upper), rows)
+    return np.zeros(n_x), np.array(x_upper, dtype=np.float64), rows
 
 
-def _solve_oblivious(
-    price: np.ndarray,
-    bounds_n: Bounds,
-    capacity: np.ndarray,
-    share: np.ndarray,
-    rate: float,
-    extra: list[Row],
-) -> np.ndarray:
-    """Columns: n[t] (integer), then y[t], the rate type t serves with the whole mix;
-    `extra` rows over the n columns (a total cap)."""
+def _oblivious_model(capacity: np.ndarray, share: np.ndarray, rate: float) -> Model:
+    """Columns: n[t] (integer), then y[t], the rate type t serves with the whole mix."""
     types = capacity.shape[0]
     load = np.zeros(types)
     y_upper = np.full(types, highspy.kHighsInf)
@@ -160,12 +197,12 @@ def _solve_oblivious(
             y_upper[t] = 0.0  # cannot serve some bucket the mix holds
         else:
             load[t] = float((share[needed] / capacity[t, needed]).sum())
-    rows: list[Row] = [*extra, ({types + t: 1.0 for t in range(types)}, rate, rate)]
+    rows: list[Row] = [({types + t: 1.0 for t in range(types)}, rate, rate)]
     for t in range(types):
         rows.append(({types + t: load[t], t: -1.0}, -highspy.kHighsInf, 0.0))
     if not (y_upper > 0).any():
         raise MixError("no GPU type serves every request bucket, as a size-oblivious mix needs")
-    return _solve(price, bounds_n, np.zeros(types), y_upper, rows)
+    return np.zeros(types), y_upper, rows
 
 
 def _solve(

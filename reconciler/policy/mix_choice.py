@@ -20,7 +20,9 @@ runs now and changes type only when the change pays for itself:
 
 Prices are the *effective* ones (`effective_prices`): a type's spot price while some zone
 offers its spot, else its on-demand price, so a type whose spot vanished everywhere is priced
-out and the mix re-solves away from it once the saving repays the move.
+out and the mix re-solves away from it once the saving repays the move. `stepped_prices`
+refines that for pools that are full rather than empty: spot as far as they hold, on-demand
+beyond.
 
 The rate is the one the autoscaler settled on (policy/autoscaling.py applies the upscale and
 downscale delays), so time hysteresis is not repeated here. Pure: no I/O, no clock.
@@ -58,6 +60,33 @@ def effective_prices(
     return prices
 
 
+def stepped_prices(
+    on_demand: Mapping[str, float],
+    open_spot: Mapping[str, Iterable[float]],
+    held_spot: Mapping[str, Iterable[tuple[float, int]]],
+    use_spot: bool,
+) -> tuple[dict[str, float], dict[str, tuple[int, float]]]:
+    """Per type, its $/h and, when its spot is known to be limited, the step past which it
+    costs on-demand (`solve_mix`'s `beyond`). `open_spot`: spot prices of the type's pools
+    that may offer spot now; `held_spot`: (spot price, replicas it holds) of its pools that
+    refused or lost spot lately. While a pool is open the type is priced at spot without a
+    limit (the effective price); with none open, spot as far as the held pools hold and
+    on-demand beyond; with nothing held, on-demand."""
+    held = {t: [(p, n) for p, n in held_spot.get(t, ()) if n > 0 and p >= 0] for t in on_demand}
+    prices = effective_prices(
+        on_demand, {t: [*open_spot.get(t, ()), *(p for p, _ in held[t])] for t in on_demand},
+        use_spot,
+    )  # fmt: skip
+    beyond: dict[str, tuple[int, float]] = {}
+    for name, od in on_demand.items():
+        if not use_spot or any(p >= 0 for p in open_spot.get(name, ())):
+            continue
+        limit = sum(n for _, n in held[name])
+        if limit and prices[name] < od:
+            beyond[name] = (limit, od)
+    return prices, beyond
+
+
 def choose_mix(
     profile: Profile,
     rate_rps: float,
@@ -70,12 +99,15 @@ def choose_mix(
     max_utilization: float = 1.0,
     caps: Mapping[str, int] | None = None,
     max_total: int | None = None,
+    beyond: Mapping[str, tuple[int, float]] | None = None,
 ) -> MixChoice:
     """The mix to run for `rate_rps` given what runs (module docstring). `running` counts
     per type (types missing count 0); `caps`: per-type limits; `max_total`: at most this
-    many replicas in all. MixError (one line) when no mix serves the rate."""
+    many replicas in all; `beyond`: per type, the price past a number of replicas
+    (`solve_mix`'s stepped price: spot as far as the type's pools were seen to hold).
+    MixError (one line) when no mix serves the rate."""
 
-    def solve(**bounds: Mapping[str, int]) -> Mix:
+    def solve(caps: Mapping[str, int], floors: Mapping[str, int] | None = None) -> Mix:
         return solve_mix(
             profile,
             rate_rps,
@@ -83,7 +115,9 @@ def choose_mix(
             max_utilization=max_utilization,
             prices=prices,
             max_total=max_total,
-            **bounds,
+            beyond=beyond,
+            caps=caps,
+            floors=floors,
         )
 
     names = [g.name for g in profile.gpus]
@@ -112,8 +146,8 @@ def choose_mix(
             )
     saving = (keep.usd_per_hour - best.usd_per_hour) * hold_s
     overlap = (
-        sum(max(0, best.counts[n] - keep.counts[n]) * prices.get(n, _price(profile, n))
-            for n in names) * cold_start_s
+        sum(_added(keep.counts[n], best.counts[n], prices.get(n, _price(profile, n)),
+                   (beyond or {}).get(n)) for n in names) * cold_start_s
     )  # fmt: skip
     if best.counts != keep.counts and saving > overlap:
         return MixChoice(
@@ -124,6 +158,18 @@ def choose_mix(
             switched=_types(best.counts) != _types(now),
         )
     return MixChoice(keep.counts, keep.usd_per_hour, how)
+
+
+def _added(have: int, want: int, price: float, step: tuple[int, float] | None) -> float:
+    """$/h of the replicas of a type a switch starts beside what runs (`want - have` when
+    positive): at `price` up to the step's limit, at the step's price beyond it."""
+    if want <= have:
+        return 0.0
+    if step is None:
+        return (want - have) * price
+    limit, dearer = step
+    cheap = max(0, min(want, limit) - have)
+    return cheap * price + (want - have - cheap) * dearer
 
 
 def _price(profile: Profile, name: str) -> float:

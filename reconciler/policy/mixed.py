@@ -11,11 +11,14 @@ type; the sandbox's zones have one market shared by their types, docs/mix.md). P
    that many replicas of the smallest type, `max_replicas` above as what that many of the
    largest serve; the mix never runs more than `max_replicas` replicas in all (SkyServe's
    cap), so it may run fewer than `min_replicas` when larger types carry that rate.
-2. **Prices**: each type's *effective* price (policy/mix_choice.py): its cheapest spot
-   price among pools that may offer spot now, else on-demand. A pool may offer spot unless
-   its type's placer marked it PREEMPTED within the last `PREEMPTION_MEMORY_SECONDS` (a
-   preemption or a capacity refusal there); after that, spot may be back, as the placer
-   itself assumes when it retries.
+2. **Prices**: each type's price (policy/mix_choice.py `stepped_prices`): while one of its
+   pools may offer spot, its cheapest spot price; once none may, spot for as many replicas
+   as its pools hold and on-demand beyond (`solve_mix`'s `beyond`), so a type whose pools
+   are merely full keeps the replicas they hold instead of being priced as if its spot were
+   gone; with nothing held, on-demand. A pool may offer spot unless its type's placer marked
+   it PREEMPTED within the last `PREEMPTION_MEMORY_SECONDS` (a preemption or a capacity
+   refusal there); after that, spot may be back, as the placer itself assumes when it
+   retries. A marked pool holds its live spot replicas not under a warning.
 3. **Mix**: `choose_mix` from what each type targets now, at the per-type requests/s of the
    sidecar's profile (services/<name>.hedgeform.yaml, spec/sidecar.py: the size-oblivious
    capacity of each type, since no load balancer here routes by size), else of
@@ -50,7 +53,7 @@ from reconciler.errors import MixError
 from reconciler.policy.autoscaling import next_target
 from reconciler.policy.decision import Decision
 from reconciler.policy.memory import Memory, ZoneStatus
-from reconciler.policy.mix_choice import MixChoice, choose_mix, effective_prices
+from reconciler.policy.mix_choice import MixChoice, choose_mix, stepped_prices
 from reconciler.policy.observation import Market, Observation, ZoneOffer
 from reconciler.policy.placement import update_status
 from reconciler.policy.signals import FailureKind, NoticeKind, Signals
@@ -79,9 +82,18 @@ def hedgeform_mix(
     rate = step.target * unit
     groups = dict(memory.groups)
     prev = {t: (groups[t].target or 0) if t in groups else 0 for t in types}
-    prices = effective_prices(
+    # Under a warning: known to a type's memory, or announced in this tick's notices.
+    warned = frozenset(
+        {rid for g in groups.values() for rid, _ in g.warned}
+        | {n.replica_id for n in signals.notices if n.kind is NoticeKind.WARNING}
+    )
+    spot = {
+        t: _spot_pools(by_type[t], groups.get(t), observed, warned, signals, now) for t in types
+    }
+    prices, beyond = stepped_prices(
         {t: min(o.on_demand_price for o in by_type[t]) for t in types},
-        {t: _spot_offered(by_type[t], groups.get(t), signals, now) for t in types},
+        {t: spot[t][0] for t in types},
+        {t: spot[t][1] for t in types},
         spec.resources.use_spot,
     )
     profile = Profile(tuple(GpuType(t, prices[t], ((serves[t],),)) for t in types), ((1.0,),))
@@ -97,6 +109,7 @@ def hedgeform_mix(
             float(rp.downscale_delay_seconds),
             caps,
             rp.upper,
+            tuple(sorted(beyond.items())),
         )
         counts = dict(choice.counts)
         reasons.append(f"mix {_shown(counts)} (${choice.usd_per_hour:.2f}/h): {choice.reason}")
@@ -104,11 +117,6 @@ def hedgeform_mix(
         counts = dict(prev)
         reasons.append(f"mix held at {_shown(counts)}: {exc}")
     lead = max(types, key=lambda t: (counts[t], -types.index(t)))
-    # Under a warning: known to a type's memory, or announced in this tick's notices.
-    warned = frozenset(
-        {rid for g in groups.values() for rid, _ in g.warned}
-        | {n.replica_id for n in signals.notices if n.kind is NoticeKind.WARNING}
-    )
     ready = _ready_by_type(observed, by_type, warned)
     counts = _drain_last(counts, prev, ready, serves, rate, reasons)
     # On-demand covers spot in requests/s across types (SkyServe's rule, in capacity): while
@@ -218,6 +226,7 @@ def _choose(
     hold_s: float,
     caps: tuple[tuple[str, int], ...] = (),
     max_total: int | None = None,
+    beyond: tuple[tuple[str, tuple[int, float]], ...] = (),
 ) -> MixChoice:
     """`choose_mix`, remembered: the same inputs recur tick after tick (a deterministic
     function of them, so caching changes no decision, only the time a tick takes)."""
@@ -230,6 +239,7 @@ def _choose(
         hold_s=hold_s,
         caps=dict(caps),
         max_total=max_total,
+        beyond=dict(beyond),
     )
 
 
@@ -263,13 +273,21 @@ def _units_policy(policy: ReplicaPolicy, unit: float, largest: float) -> Replica
     )
 
 
-def _spot_offered(
-    offers: Sequence[ZoneOffer], group: Memory | None, signals: Signals, now: float
-) -> list[float]:
-    """Spot prices of the pools that may offer spot now (module docstring, step 2), this
+def _spot_pools(
+    offers: Sequence[ZoneOffer],
+    group: Memory | None,
+    observed: Observation,
+    warned: frozenset[str],
+    signals: Signals,
+    now: float,
+) -> tuple[list[float], list[tuple[float, int]]]:
+    """A type's spot pools (module docstring, step 2): the prices of those that may offer
+    spot now, and (price, replicas held) of those that refused or lost spot lately, this
     tick's signals included: a preemption or a capacity refusal now marks its pool, a spot
     launch that succeeded clears it. A warning alone does not: it says one replica will go,
-    not that the pool holds no spot (the type's placer still avoids the pool)."""
+    not that the pool holds no spot (the type's placer still avoids the pool). A marked
+    pool holds its live spot replicas not under a warning or preempted: what it was granted
+    (a refused launch is gone from the observation once its refusal arrives)."""
     hit: dict[str, float] = {}
     if group is not None:
         for _, zone, at in group.recent_preemptions:
@@ -291,15 +309,24 @@ def _spot_offered(
         (x.zone for x in signals.launch_results if x.market is Market.SPOT and x.ok),
         reset=False,
     )
-    prices = []
+    gone = {n.replica_id for n in signals.notices if n.kind is NoticeKind.PREEMPTED} | warned
+    open_prices: list[float] = []
+    held: list[tuple[float, int]] = []
     for offer in offers:
         if offer.spot_price is None:
             continue
         recent = now - hit.get(offer.zone, -math.inf) < PREEMPTION_MEMORY_SECONDS
         if status.get(offer.zone) is ZoneStatus.PREEMPTED and recent:
-            continue
-        prices.append(offer.spot_price)
-    return prices
+            holds = sum(
+                1
+                for r in observed.replicas
+                if r.zone == offer.zone and r.market is Market.SPOT and r.alive
+                and r.id not in gone
+            )  # fmt: skip
+            held.append((offer.spot_price, holds))
+        else:
+            open_prices.append(offer.spot_price)
+    return open_prices, held
 
 
 def _drain_last(

@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
+from reconciler.backtest.mixed_run import MixedSetup, for_traces, mixed_spec, pools_of
 from reconciler.backtest.runner import BacktestConfig, backtest_spec
 from reconciler.backtest.simulator import Pools, simulate_window, zone_offers
 from reconciler.cli import main
 from reconciler.errors import TraceError
 from reconciler.policy import POLICIES
+from reconciler.policy.decision import Decision
+from reconciler.policy.mixed import hedgeform_mix
+from reconciler.spec.profile import parse_profile
 from reconciler.traces import accelerator_of, load_trace_set
 
 DAY = 300  # points of 300 s: 25 h, one 24 h window
@@ -225,3 +232,45 @@ def test_a_file_of_several_profiles_says_what_to_give(two_types: Path) -> None:
     assert code == 1 and output.strip().splitlines()[-1] == (
         f"Error: {several} holds several profiles (a, b); give a file of one profile"
     )
+
+
+def test_a_type_whose_pools_stay_full_is_not_left_and_rejoined_every_hour(
+    tmp_path: Path,
+) -> None:
+    """docs/mix.md's former known limitation, reproduced: A10G's three pools hold one spot
+    replica each all day; the mix (3 × A10G at 7 req/s) asks one more for the spare, so every
+    A10G pool refuses a launch in turn. Priced as a type without spot once all three had, the
+    mix left A10G for one A100-80GB and came back when the marks expired, over and over (94
+    type changes in this day, at 2.4 times the cost). Priced at spot as far as its pools
+    hold and on-demand beyond, it stays."""
+    d = tmp_path / "full"
+    d.mkdir()
+    for zone in ("za-1a", "zb-1a", "zc-1a"):
+        trace(d / f"{zone}_a10g_1.json", [1] * DAY)
+    for zone in ("za-1a", "zb-1a"):
+        trace(d / f"{zone}_a100-80gb_1.json", [4] * DAY)
+    traces = load_trace_set(d)
+    setup = for_traces(traces, MixedSetup(parse_profile(yaml.safe_load(TYPES)), 7.0))
+    spec = mixed_spec(setup, BacktestConfig(overprovision=1))
+    pools = pools_of(traces, setup)
+    mixes: list[frozenset[str]] = []
+
+    def recording(*args: Any) -> Decision:
+        decision = hedgeform_mix(*args)
+        groups = dict(decision.memory.groups)
+        mixes.append(frozenset(t for t, m in groups.items() if m.target))
+        return decision
+
+    result = simulate_window(
+        recording,
+        spec,
+        [o.zone for o in pools.offers],
+        traces.capacity(30)[:, :2880],
+        cold_start_s=120,
+        launch_failure_delay_s=60,
+        pools=pools,
+    )
+    changes = sum(1 for a, b in itertools.pairwise(mixes) if a != b)
+    assert mixes[-1] == {"A10G"}
+    assert changes <= 1, f"{changes} type changes in a day"
+    assert result.available_ticks == result.scored_ticks

@@ -84,10 +84,14 @@ def instances(draw: st.DrawFn) -> tuple[dict[str, Any], float]:
 
 
 def _oblivious_brute_force(
-    profile: dict[str, Any], rate: float, max_total: int | None = None
+    profile: dict[str, Any],
+    rate: float,
+    max_total: int | None = None,
+    beyond: dict[str, tuple[int, float]] | None = None,
 ) -> float | None:
     """Try every count vector up to 8 per type; a size-oblivious mix serves `rate` iff
-    sum_t n_t / L_t >= rate, with L_t the load one request/s of the mix puts on a t."""
+    sum_t n_t / L_t >= rate, with L_t the load one request/s of the mix puts on a t. A type
+    in `beyond` costs its price for its first `limit` instances and the step's price after."""
     dist = [d for row in profile["distribution"] for d in row]
     per_rate = []
     for g in profile["gpus"].values():
@@ -97,12 +101,16 @@ def _oblivious_brute_force(
         else:
             per_rate.append(1.0 / sum(d / c for d, c in zip(dist, cap, strict=True) if d > 0))
     prices = [g["usd_per_hour"] for g in profile["gpus"].values()]
+    steps = [(beyond or {}).get(n, (8, p)) for n, p in zip(profile["gpus"], prices, strict=True)]
     best = None
     for counts in itertools.product(range(9), repeat=len(prices)):
         if max_total is not None and sum(counts) > max_total:
             continue
         if sum(n * r for n, r in zip(counts, per_rate, strict=True)) >= rate - 1e-9:
-            cost = sum(n * p for n, p in zip(counts, prices, strict=True))
+            cost = sum(
+                min(n, limit) * p + max(0, n - limit) * dearer
+                for n, p, (limit, dearer) in zip(counts, prices, steps, strict=True)
+            )
             best = cost if best is None else min(best, cost)
     return best
 
@@ -138,6 +146,38 @@ def test_a_total_cap_matches_brute_force(
         return
     assert sum(mix.counts.values()) <= max_total
     assert expected is not None and mix.usd_per_hour == pytest.approx(expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances(), st.data())
+def test_a_stepped_price_matches_brute_force(
+    instance: tuple[dict[str, Any], float], data: st.DataObject
+) -> None:
+    """`beyond` (spot as far as a type's pools hold, on-demand past it: policy/mixed.py):
+    the cheapest mix under prices that step up past a limit, and its $/h priced that way."""
+    raw, rate = instance
+    beyond = {}
+    for name, gpu in raw["gpus"].items():
+        if data.draw(st.booleans()):
+            extra = data.draw(st.sampled_from([0.0, 0.5, 2.0, 6.0]))
+            beyond[name] = (data.draw(st.integers(0, 3)), gpu["usd_per_hour"] + extra)
+    expected = _oblivious_brute_force(raw, rate, beyond=beyond)
+    try:
+        got = solve_mix(parse_profile(raw), rate, size_aware=False, beyond=beyond).usd_per_hour
+    except MixError:
+        got = None
+    if expected is None:
+        assert got is None or got > 8 * min(g["usd_per_hour"] for g in raw["gpus"].values())
+    else:
+        assert got == pytest.approx(expected)
+
+
+def test_a_step_below_the_price_or_for_an_unknown_type_is_refused() -> None:
+    profile = parse_profile(FIXTURE)
+    with pytest.raises(MixError, match=r"^A10G: a price step needs a limit >= 0 and a price "):
+        solve_mix(profile, 4.3, beyond={"A10G": (1, 0.5)})
+    with pytest.raises(MixError, match=r"^'L4' is not a GPU type of the profile"):
+        solve_mix(profile, 4.3, beyond={"L4": (1, 9.0)})
 
 
 @settings(max_examples=150, deadline=None)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from reconciler.errors import MixError
 from reconciler.policy.mix import solve_mix
-from reconciler.policy.mix_choice import choose_mix, effective_prices
+from reconciler.policy.mix_choice import choose_mix, effective_prices, stepped_prices
 from reconciler.spec.profile import parse_profile
 from tests.policy.test_mix import instances
 
@@ -81,6 +81,38 @@ def test_when_a_types_spot_vanishes_the_mix_moves_only_if_the_saving_repays_the_
 
 def test_spot_is_ignored_without_use_spot() -> None:
     assert effective_prices({"L4": 0.8}, {"L4": [0.3]}, use_spot=False) == {"L4": 0.8}
+    assert stepped_prices({"L4": 0.8}, {}, {"L4": [(0.3, 2)]}, use_spot=False) == (
+        {"L4": 0.8},
+        {},
+    )
+
+
+def test_a_type_whose_pools_are_full_is_spot_as_far_as_they_hold() -> None:
+    """Every A10G pool refused or lost spot lately: A10G costs spot for the two replicas its
+    pools hold and on-demand past them; one open pool (any price) lifts the limit; pools
+    that hold nothing leave on-demand."""
+    on_demand = {"A10G": 1.01, "A100-80GB": 3.67}
+    held = {"A10G": [(0.30, 1), (0.35, 1), (0.20, 0)]}
+    prices, beyond = stepped_prices(on_demand, {"A100-80GB": [1.22]}, held, True)
+    assert prices == {"A10G": 0.30, "A100-80GB": 1.22} and beyond == {"A10G": (2, 1.01)}
+    prices, beyond = stepped_prices(on_demand, {"A10G": [0.40]}, held, True)
+    assert prices["A10G"] == 0.30 and beyond == {}
+    prices, beyond = stepped_prices(on_demand, {}, {"A10G": [(0.30, 0)]}, True)
+    assert prices == on_demand and beyond == {}
+    # Three A10Gs run at 7 req/s; their pools hold all three: the mix keeps them, where the
+    # plain effective price (on-demand, as if no spot were left) moved to one A100-80GB.
+    keep = choose_mix(HEAD, 7.0, {"A10G": 0.30, "A100-80GB": 1.22}, {"A10G": 3},
+                      cold_start_s=COLD, hold_s=HOLD, beyond={"A10G": (3, 1.01)})  # fmt: skip
+    assert keep.counts == {"A10G": 3, "A100-80GB": 0} and not keep.switched
+    gone = choose_mix(HEAD, 7.0, {"A10G": 1.01, "A100-80GB": 1.22}, {"A10G": 3},
+                      cold_start_s=COLD, hold_s=HOLD)  # fmt: skip
+    assert gone.switched and gone.counts == {"A10G": 0, "A100-80GB": 1}
+    # Held for two only, the third costs on-demand: 2 × 0.30 + 1.01 = $1.61/h against
+    # $1.22/h, a saving of $0.39/h × 1200 s that does not repay a 600 s start at $1.22/h.
+    two = choose_mix(HEAD, 7.0, {"A10G": 0.30, "A100-80GB": 1.22}, {"A10G": 3},
+                     cold_start_s=COLD, hold_s=HOLD, beyond={"A10G": (2, 1.01)})  # fmt: skip
+    assert two.counts == {"A10G": 3, "A100-80GB": 0}
+    assert two.usd_per_hour == pytest.approx(1.61)
 
 
 @settings(max_examples=150, deadline=None)

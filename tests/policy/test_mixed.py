@@ -139,7 +139,8 @@ def test_when_a_types_spot_vanishes_the_mix_moves_and_the_old_type_serves_until_
     d = step(spec, memory, 120.0, kept, Signals(notices=notices))
     groups = dict(d.memory.groups)
     assert all(groups["A10G"].zone_status[p] is ZoneStatus.PREEMPTED for p in POOLS["A10G"])
-    # Priced at on-demand now, three A10Gs ($3.03/h) lose to one A100-80GB spot ($1.22/h).
+    # Spot for the two A10Gs its pools still hold, on-demand for a third ($1.68/h): they
+    # lose to one A100-80GB on spot ($1.22/h).
     assert any(r.startswith("mix 1 × A100-80GB ($1.22/h): switch") for r in d.reasons)
     assert types_of(d, Market.SPOT) == {"A100-80GB": 2}  # the one and the spare
     # The A10Gs still ready keep serving while the A100-80GB starts: none is stopped...
