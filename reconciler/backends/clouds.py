@@ -43,6 +43,7 @@ from reconciler.clouds import (
     instances_for_region,
     list_price,
     template_for,
+    type_entry,
     version_entry,
     zones_of,
 )
@@ -224,8 +225,8 @@ class ProviderCloud:
             self.region_types = {key: types[:1] for key, types in self.region_types.items()}
             self.typed_pools = False
             mix_note = (
-                f"several GPU types per region run on AWS only so far; with {', '.join(untyped)} "
-                "regions in the service every region runs one type, the catalog's choice",
+                f"{', '.join(untyped)} regions run one GPU type per region only (their module "
+                "takes no type per replica), so every region runs one type, the catalog's choice",
             )
         self.instance_choices = {key: types[0] for key, types in self.region_types.items()}
         self.accelerators_in_use = frozenset(
@@ -477,12 +478,7 @@ class ProviderCloud:
             types = self.region_types[key]
             if self.typed_pools:  # several GPU types: each replica runs its own (issue 15)
                 context["accelerator_types"] = {
-                    c.accelerator: {
-                        "instance_type": c.instance_type,
-                        "accelerator_name": c.accelerator,
-                        "accelerator_count": c.count,
-                    }
-                    for c in types
+                    c.accelerator: type_entry(stack.cloud, c) for c in types
                 }
                 context["replica_accelerators"] = {
                     rid: acc

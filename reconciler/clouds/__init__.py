@@ -26,6 +26,7 @@ from reconciler.clouds.stack_context import (
     secret_env_names,
     secret_env_values,
     template_for,
+    type_entry,
     version_entry,
 )
 from reconciler.errors import CloudConfigError
@@ -49,6 +50,7 @@ __all__ = [
     "secret_env_names",
     "secret_env_values",
     "template_for",
+    "type_entry",
     "version_entry",
     "zones_of",
 ]

@@ -129,8 +129,8 @@ class ReplicaAddress(NamedTuple):
     name: str  # the instance/VM name (AWS: the instance id again)
     private_ip: str = ""  # its private IPv4 address; empty when the state has none yet
     version: int = 1  # the service version it runs (its module's version tag or label)
-    # The GPU type it runs when its region runs several (the module's `hedgeform:gpu-type`
-    # tag, issue 15); "" otherwise.
+    # The GPU type it runs when its region runs several (its module's gpu-type tag or label,
+    # issue 15); "" otherwise.
     accelerator: str = ""
 
 
@@ -209,8 +209,9 @@ class Cloud:
     # go.
     version_fields: tuple[tuple[str, str], ...] = ()
     # Its module runs each replica on its own GPU type's instance when a region runs several
-    # (`replica_accelerators` and `accelerator_types` in the tfvars, issue 15). False: one
-    # instance type per region, the catalog's choice.
+    # (`replica_accelerators` and `accelerator_types` in the tfvars, issue 15; an entry of
+    # `accelerator_types` holds the instance fields of `version_fields`,
+    # stack_context.type_entry). False: one instance type per region, the catalog's choice.
     typed_replicas: bool = False
 
     @property

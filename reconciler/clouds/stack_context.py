@@ -17,6 +17,7 @@ from reconciler.clouds.base import Cloud
 from reconciler.clouds.catalog import (
     DEFAULT_IMAGES,
     REAL_CLOUDS,
+    InstanceChoice,
     check_zone,
     instance_for_region,
     zones_of,
@@ -219,6 +220,21 @@ def version_entry(
     plain envs; secret names only). Errors as cloud_stack_context."""
     own = cloud_stack_context(spec, RegionStack(cloud, region, ()), [], settings)
     return {field: own[key] for field, key in cloud_named(cloud).version_fields}
+
+
+def type_entry(cloud: str, choice: InstanceChoice) -> dict[str, Any]:
+    """What the replicas of one GPU type run in a region of `cloud` running several (issue
+    15): an entry of its module's `accelerator_types`, the machine part of a `versions` entry
+    (`Cloud.version_fields` whose keys an instance choice gives: the AWS instance type, GCP
+    machine type and attached GPU, Azure VM size, and the accelerator name and count). A
+    replica's type gives its machine; its version, its image and scripts."""
+    values = {
+        "instance_type": choice.instance_type,
+        "guest_accelerator_type": choice.guest_accelerator_type,
+        "accelerator_name": choice.accelerator,
+        "accelerator_count": choice.count,
+    }
+    return {field: values[key] for field, key in cloud_named(cloud).version_fields if key in values}
 
 
 def front_stack_context(

@@ -14,6 +14,7 @@ from reconciler.backends.sandbox import SandboxSettings
 from reconciler.cli import main
 from reconciler.engine.reconcile import Reconciler
 from reconciler.paths import ServicePaths
+from reconciler.policy import MIXING_POLICIES
 from reconciler.spec import load_spec
 from reconciler.terraform.fake import FakeTerraformRunner
 from tests.engine.cloud_fakes import SENTINEL, SERVICE, FakeApis, make_root, settings
@@ -44,17 +45,20 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return make_root(tmp_path)
 
 
-def reconciler(root: Path) -> Reconciler:
+def reconciler(root: Path, policy: str = "hedgeform") -> Reconciler:
     paths = ServicePaths.for_service(SERVICE, root=root)
     spec = load_spec(paths.spec_file)
     apis = {"aws": FakeApis({"us-east-1a": 0.30}), "gcp": FakeApis()}
-    backend = ProviderCloud(paths, spec, settings(), apis=apis)
+    backend = ProviderCloud(
+        paths, spec, settings(), apis=apis, several_types=policy in MIXING_POLICIES
+    )
     return Reconciler(
         paths,
         spec,
         SandboxSettings(),
         runner_factory=lambda stack, *_: FakeTerraformRunner(name=stack),
         backend=backend,
+        policy=policy,
     )
 
 
@@ -64,7 +68,8 @@ def test_an_accelerator_set_is_sized_with_the_target_of_the_type_that_runs(root:
         "  any_of:\n    - cloud: aws\n      region: us-east-1\n    - cloud: gcp\n"
         "  use_spot: true\n  accelerators: {A100: 1, L4: 1}\n  ports: 8081\n",
     )
-    rec = reconciler(root)
+    # A policy that places by zone runs one type per region (the default one mixes: below).
+    rec = reconciler(root, policy="spothedge")
     # AWS offers no single A100; on GCP L4 (g2-standard-8) lists below A100 (a2-highgpu-1g).
     assert rec.cloud.accelerators_in_use == frozenset({"L4"})
     assert rec.policy_spec.service.replica_policy.target_qps_per_replica == 3.0
@@ -73,6 +78,26 @@ def test_an_accelerator_set_is_sized_with_the_target_of_the_type_that_runs(root:
     assert not result.failed
     assert any(n.startswith("gcp us-central1 runs L4:1 on g2-standard-8") for n in rec.notes)
     assert rec.notes[-1].startswith("replicas sized at 3 requests/s each")
+
+
+def test_the_default_policy_runs_each_type_a_region_offers_as_pools(root: Path) -> None:
+    """Issue 15: GCP's module runs a type per replica, so the set becomes pools there too."""
+    write_spec(
+        root,
+        "  any_of:\n    - cloud: aws\n      region: us-east-1\n    - cloud: gcp\n"
+        "  use_spot: true\n  accelerators: {A100: 1, L4: 1}\n  ports: 8081\n",
+    )
+    rec = reconciler(root)
+    assert rec.cloud.typed_pools
+    assert rec.cloud.accelerators_in_use == frozenset({"A100", "L4"})
+    assert [c.accelerator for c in rec.cloud.region_types[("gcp", "us-central1")]] == [
+        "L4",
+        "A100",
+    ]
+    assert [c.accelerator for c in rec.cloud.region_types[("aws", "us-east-1")]] == ["L4"]
+    assert rec.policy_spec.service.replica_policy.target_qps_per_replica is None  # per type
+    assert any(n.startswith("gcp us-central1 offers L4 (g2-standard-8") for n in rec.notes)
+    assert not rec.run_pass(apply=False, render_only=True).failed
 
 
 def test_regions_running_different_types_are_sized_at_the_smaller_target(root: Path) -> None:
@@ -100,7 +125,9 @@ def test_plan_prints_the_choice_and_the_sizing(root: Path) -> None:
     (root / "services" / f"{SERVICE}.settings.yaml").write_text(
         "aws_images:\n  us-east-1: ami-0123456789abcdef0\ngcp_project: hedgeform-test\n"
     )
-    result = CliRunner().invoke(main, ["plan", SERVICE, "--root", str(root), "--render-only"])
+    result = CliRunner().invoke(
+        main, ["plan", SERVICE, "--root", str(root), "--render-only", "--policy", "spothedge"]
+    )
     assert result.exit_code == 0, result.output
     notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
     assert [n.split(" (")[0] for n in notes] == [

@@ -236,3 +236,48 @@ def test_gcp_and_azure_replicas_carry_their_version_from_the_label_or_tag(
     vm = {"name": "hf-a", "location": "eastus", "zone": "1", "tags": labels}
     assert gcp_replica("us-central1-a-spot-0", gce).version == version
     assert azure_replica("eastus-1-spot-0", vm).version == version
+
+
+@pytest.mark.parametrize("gpu", ["L4", "A100-80GB", "H100"])
+def test_gcp_and_azure_replicas_carry_their_gpu_type_from_the_label_or_tag(
+    tmp_path: Path, gpu: str
+) -> None:
+    """A replica of a region running several GPU types carries its type (issue 15): GCP in
+    the `hedgeform-gpu-type` label (lowercase, as GCP labels must be), Azure in the tag of
+    that name; read back through the Terraform state reader as the catalog names it."""
+    gcp = tmp_path / "gcp-us-central1"
+    gcp.mkdir()
+    rid = f"us-central1-a-{gpu.lower()}-spot-0"
+    gce = {
+        "name": f"hf-llama-{rid}",
+        "instance_id": "123",
+        "zone": "us-central1-a",
+        "scheduling": [{"provisioning_model": "SPOT"}],
+        "network_interface": [{"network_ip": "10.1.0.5"}],
+        "labels": {"hedgeform-version": "2", "hedgeform-gpu-type": gpu.lower()},
+    }
+    state = _state("google_compute_instance", [{"index_key": rid, "attributes": gce}])
+    (gcp / "terraform.tfstate").write_text(json.dumps(state))
+    (r,) = cloud_replicas(gcp, "gcp")
+    assert (r.accelerator, r.version) == (gpu, 2)
+
+    az = tmp_path / "azure-eastus"
+    az.mkdir()
+    vm = {"id": "/subscriptions/x/vm/hf-a", "name": "hf-a", "priority": "Spot", "zone": "1",
+          "location": "eastus", "tags": {"hedgeform-gpu-type": gpu}}  # fmt: skip
+    rid = f"eastus-1-{gpu.lower()}-spot-0"
+    state = _state("azurerm_linux_virtual_machine", [{"index_key": rid, "attributes": vm}])
+    (az / "terraform.tfstate").write_text(json.dumps(state))
+    (r,) = cloud_replicas(az, "azure")
+    assert r.accelerator == gpu
+
+
+def test_gcp_and_azure_replicas_of_one_type_carry_none() -> None:
+    from reconciler.clouds.azure.state import read_replica as azure_replica
+    from reconciler.clouds.gcp.state import read_replica as gcp_replica
+
+    gce = {"name": "hf-a", "zone": "us-central1-a", "labels": {"hedgeform-version": "1"}}
+    vm = {"name": "hf-a", "location": "eastus", "zone": "1", "tags": {}}
+    assert gcp_replica("us-central1-a-spot-0", gce).accelerator == ""
+    assert azure_replica("eastus-1-spot-0", vm).accelerator == ""
+    assert gcp_replica("us-central1-a-spot-0", {"name": "hf-a", "labels": None}).accelerator == ""

@@ -287,3 +287,133 @@ def test_leaving_the_mix_forgets_the_pools() -> None:
     )
     assert single.memory.groups == ()
     assert not any("/" in z for z in single.memory.zone_backoff)
+
+
+# ---------------------------------------------------------------- GCP and Azure (issue 15)
+
+AZURE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly hedgeform"
+CLOUD_ZONES = {
+    "aws": ("us-east-1", ("us-east-1a", "us-east-1b")),
+    "gcp": ("us-central1", ("us-central1-a", "us-central1-b")),
+    "azure": ("eastus", ("eastus-1", "eastus-2")),
+}
+
+
+def _cloud_mix_reconciler(root: Path, clouds: tuple[str, ...], gpus: tuple[str, str]) -> Reconciler:
+    """A mixed service (an any-of set of two GPU types, per-type targets) over two zones of
+    one region of each of `clouds`, rendered with faked Terraform and cloud APIs."""
+    name = "mix-" + "-".join(clouds)
+    text = (REPO / "services" / f"{MIX_AWS}.yaml").read_text()
+    start, end = text.index("\nresources:"), text.index("  use_spot: true")
+    locations = "".join(
+        f"    - {{cloud: {cloud}, region: {CLOUD_ZONES[cloud][0]}, zone: {zone}}}\n"
+        for cloud in clouds
+        for zone in CLOUD_ZONES[cloud][1]
+    )
+    text = text[:start] + "\nresources:\n  any_of:\n" + locations + text[end:]
+    text = text.replace("{L4: 1, A10G: 1}", f"{{{gpus[0]}: 1, {gpus[1]}: 1}}")
+    text = text.replace("      L4: 5\n      A10G: 8", f"      {gpus[0]}: 5\n      {gpus[1]}: 8")
+    (root / "services").mkdir(parents=True, exist_ok=True)
+    (root / "services" / f"{name}.yaml").write_text(text)
+    if not (root / "terraform").exists():
+        (root / "terraform").symlink_to(REPO / "terraform")
+    paths = ServicePaths.for_service(name, root=root)
+    spec = load_spec(paths.spec_file)
+    base = settings(dns=False)
+    provider_settings = replace(
+        base,
+        cloud=replace(base.cloud, azure_admin_ssh_public_key=AZURE_KEY),
+        azure_subscription_id="00000000-0000-0000-0000-000000000000",
+    )
+    backend = ProviderCloud(
+        paths, spec, provider_settings, apis={cloud: FakeApis() for cloud in clouds}
+    )
+    return Reconciler(
+        paths,
+        spec,
+        SandboxSettings(),
+        runner_factory=lambda stack, *_: FakeTerraformRunner(name=stack),
+        backend=backend,
+        policy="hedgeform",
+    )
+
+
+def _rendered(root: Path, rec: Reconciler, stack: str) -> dict[str, object]:
+    path = root / "state" / rec.spec.name / stack / "terraform.tfvars.json"
+    rendered: dict[str, object] = json.loads(path.read_text())
+    return rendered
+
+
+@pytest.mark.parametrize(
+    ("cloud", "gpus", "entries"),
+    [
+        (
+            "gcp",
+            ("L4", "T4"),
+            {  # the L4 is built into G2; the T4 is attached to an N1 machine
+                "L4": {"machine_type": "g2-standard-8", "guest_accelerator_type": "",
+                       "accelerator_name": "L4", "accelerator_count": 1},
+                "T4": {"machine_type": "n1-standard-8",
+                       "guest_accelerator_type": "nvidia-tesla-t4",
+                       "accelerator_name": "T4", "accelerator_count": 1},
+            },
+        ),
+        (
+            "azure",
+            ("T4", "A10"),
+            {
+                "T4": {"vm_size": "Standard_NC4as_T4_v3", "accelerator_name": "T4",
+                       "accelerator_count": 1},
+                "A10": {"vm_size": "Standard_NV36ads_A10_v5", "accelerator_name": "A10",
+                        "accelerator_count": 1},
+            },
+        ),
+    ],
+)  # fmt: skip
+def test_gcp_and_azure_run_each_replica_on_its_own_types_machine(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cloud: str,
+    gpus: tuple[str, str],
+    entries: dict[str, dict[str, object]],
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    rec = _cloud_mix_reconciler(tmp_path, (cloud,), gpus)
+    assert rec.cloud.typed_pools
+    region = CLOUD_ZONES[cloud][0]
+    assert any(n.startswith(f"{cloud} {region} offers ") for n in rec.notes)
+    result = rec.run_pass(apply=False, render_only=True)
+    assert not result.failed
+    rendered = _rendered(tmp_path, rec, f"{cloud}-{region}")
+    assert_contract(cloud, rendered)
+    assert rendered["accelerator_types"] == entries
+    typed = rendered["replica_accelerators"]
+    assert isinstance(typed, dict) and typed
+    replicas = rendered["replicas"]
+    assert isinstance(replicas, dict) and set(typed) == set(replicas)
+    for rid, gpu in typed.items():
+        assert f"-{gpu.lower()}-" in rid and gpu in entries
+
+
+def test_a_service_with_gcp_and_aws_regions_gets_pools_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until GCP's module ran a type per replica, a GCP region made every region of the
+    service run one type, and `plan` said so."""
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    rec = _cloud_mix_reconciler(tmp_path, ("aws", "gcp"), ("L4", "T4"))
+    assert rec.cloud.typed_pools
+    assert not any("one type" in n for n in rec.notes), rec.notes
+    assert {(c, r) for (c, r), types in rec.cloud.region_types.items() if len(types) == 2} == {
+        ("aws", "us-east-1"),
+        ("gcp", "us-central1"),
+    }
+    pools = {o.zone for o in rec.cloud.zone_offers(live=False)}
+    assert {"us-central1-a/L4", "us-central1-a/T4", "us-east-1a/T4"} <= pools
+    rec.run_pass(apply=False, render_only=True)
+    gcp = _rendered(tmp_path, rec, "gcp-us-central1")
+    aws = _rendered(tmp_path, rec, "aws-us-east-1")
+    assert_contract("gcp", gcp)
+    assert_contract("aws", aws)
+    assert set(gcp["accelerator_types"]) == set(aws["accelerator_types"]) == {"L4", "T4"}  # type: ignore[arg-type]
+    assert aws["accelerator_types"]["T4"]["instance_type"] == "g4dn.xlarge"  # type: ignore[index]

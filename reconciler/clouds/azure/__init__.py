@@ -45,4 +45,5 @@ CLOUD = Cloud(
     stack_context=stack_context,
     check_settings=check_settings,
     version_fields=VERSION_FIELDS,
+    typed_replicas=True,
 )

@@ -256,7 +256,7 @@ resource "azurerm_linux_virtual_machine" "replica" {
     "hedgeform-market"      = each.value.market
     "hedgeform-version"     = each.value.version
     "hedgeform-accelerator" = local.runs[each.key].accelerator_count > 0 ? "${local.runs[each.key].accelerator_name}:${local.runs[each.key].accelerator_count}" : "none"
-  })
+  }, { for id, gpu in local.gpu_type_tag : "hedgeform-gpu-type" => gpu if id == each.key })
 
   depends_on = [
     azurerm_role_assignment.replica_reads_secrets,

@@ -14,5 +14,15 @@ locals {
     run_script        = var.run_script
     envs              = var.envs
   }
-  runs = { for id, r in var.replicas : id => contains(keys(var.versions), r.version) ? var.versions[r.version] : local.current }
+  by_version = { for id, r in var.replicas : id => contains(keys(var.versions), r.version) ? var.versions[r.version] : local.current }
+
+  # Several GPU types in one region (issue 15): a replica of `replica_accelerators` runs its
+  # type's VM size (and carries its accelerator name and count) with its version's image,
+  # disk and scripts; any other replica runs its version's entry.
+  typed = { for id, acc in var.replica_accelerators : id => var.accelerator_types[acc] if contains(keys(var.replicas), id) }
+  runs  = { for id, v in local.by_version : id => contains(keys(local.typed), id) ? merge(v, local.typed[id]) : v }
+
+  # The hedgeform-gpu-type tag of each typed replica: its type, which the reconciler reads back
+  # (reconciler/clouds/azure/state.py).
+  gpu_type_tag = { for id, acc in var.replica_accelerators : id => acc if contains(keys(var.replicas), id) }
 }

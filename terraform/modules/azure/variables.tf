@@ -36,6 +36,32 @@ variable "replicas" {
   }
 }
 
+variable "replica_accelerators" {
+  description = "Several GPU types in this region (issue 15): the type of each replica that runs one, keyed by replica id; each is a key of `accelerator_types`. The VM is tagged hedgeform-gpu-type with it, which the reconciler reads back. A replica not listed runs its version's VM size."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for id, acc in var.replica_accelerators : can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", acc))])
+    error_message = "Keys of replica_accelerators must be replica ids (^[a-z0-9][a-z0-9-]{0,34}$) and values GPU type names of letters, digits, '_', '.' and '-'."
+  }
+}
+
+variable "accelerator_types" {
+  description = "What each GPU type of `replica_accelerators` runs on: its VM size and the accelerator name and count it carries (tags). A typed replica takes these from its type and its image, disk and scripts from its version."
+  type = map(object({
+    vm_size           = string
+    accelerator_name  = string
+    accelerator_count = number
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for acc, t in var.accelerator_types : can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", acc)) && can(regex("^Standard_[A-Za-z0-9_]+$", t.vm_size)) && t.accelerator_count >= 0 && floor(t.accelerator_count) == t.accelerator_count])
+    error_message = "Keys of accelerator_types must be GPU type names as in replica_accelerators; VM sizes must look like Standard_NC4as_T4_v3 and accelerator counts be whole numbers."
+  }
+}
+
 variable "lb_members" {
   description = "Replica ids registered in the load balancer's backend pool: exactly the ready replicas. Every id must be a key of `replicas`."
   type        = list(string)

@@ -89,7 +89,7 @@ resource "google_compute_instance" "replica" {
     hedgeform-replica = each.key
     hedgeform-market  = each.value.market
     hedgeform-version = each.value.version
-  })
+  }, { for id, label in local.gpu_type_label : "hedgeform-gpu-type" => label if id == each.key })
 
   boot_disk {
     auto_delete       = true

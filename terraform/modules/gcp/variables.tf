@@ -46,6 +46,33 @@ variable "replicas" {
   }
 }
 
+variable "replica_accelerators" {
+  description = "Several GPU types in this region (issue 15): the type of each replica that runs one, keyed by replica id; each is a key of `accelerator_types`. The replica is labelled hedgeform-gpu-type with the type lowercased, so type names are upper case, digits and '-' (as the catalog names them: L4, A100-80GB) and the label reads back unambiguously. A replica not listed runs its version's machine type."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for id, acc in var.replica_accelerators : can(regex("^[a-z0-9][a-z0-9-]{0,34}$", id)) && can(regex("^[A-Z0-9][A-Z0-9-]{0,62}$", acc))])
+    error_message = "Keys of replica_accelerators must be replica ids (^[a-z0-9][a-z0-9-]{0,34}$) and values GPU type names of upper-case letters, digits and '-' (^[A-Z0-9][A-Z0-9-]{0,62}$), so that lowercased they are GCP label values."
+  }
+}
+
+variable "accelerator_types" {
+  description = "What each GPU type of `replica_accelerators` runs on: its machine type, the GPU type attached for N1 machine types (empty when built in: A2, A3, G2) and the accelerator name and count it carries. A typed replica takes these from its type and its image, disk and scripts from its version."
+  type = map(object({
+    machine_type           = string
+    guest_accelerator_type = string
+    accelerator_name       = string
+    accelerator_count      = number
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for acc, t in var.accelerator_types : can(regex("^[A-Z0-9][A-Z0-9-]{0,62}$", acc)) && can(regex("^[a-z][a-z0-9]*-[a-z0-9-]+$", t.machine_type)) && (t.guest_accelerator_type == "" || can(regex("^nvidia-[a-z0-9-]+$", t.guest_accelerator_type))) && t.accelerator_count >= 0 && floor(t.accelerator_count) == t.accelerator_count])
+    error_message = "Keys of accelerator_types must be GPU type names as in replica_accelerators; machine types and guest accelerators as the top-level variables say, accelerator counts whole numbers."
+  }
+}
+
 variable "lb_members" {
   description = "Replica ids registered in the load balancer's instance groups: exactly the ready replicas. Every id must be a key of `replicas`."
   type        = list(string)
