@@ -355,7 +355,9 @@ def instances_for_region(
     (issue 15): for an "any of" set, each type of it the catalog offers, best ranked first
     (`instance_for`'s order); the policy then chooses the mix per tick (policy/mixed.py).
     One choice (`instance_for_region`) for any other form, a set the catalog offers one type
-    of, or a settings override (it names one instance type). Errors as instance_for_region."""
+    of, or a settings override (it names one instance type). Types the catalog runs on the
+    same machine (Azure's A100 and A100-80GB are one VM size) are one pool, the better ranked
+    type's: one spot market, one price. Errors as instance_for_region."""
     first = instance_for_region(resources, cloud, region, overrides, policy=policy)
     accelerators, any_of, _ = _asked(resources, cloud, region)
     if not any_of or (overrides and cloud in overrides):
@@ -364,8 +366,18 @@ def instances_for_region(
     offered = [
         table[key] for acc in accelerators if (key := (_canonical(acc.name), acc.count)) in table
     ]
-    rest = [c for c in dict.fromkeys(offered) if c != first]
-    return (first, *sorted(rest, key=lambda c: _rank_price(cloud, c, policy)))
+    rest = sorted(
+        (c for c in dict.fromkeys(offered) if c != first),
+        key=lambda c: _rank_price(cloud, c, policy),
+    )
+    machines = {_machine(c): c for c in reversed((first, *rest))}  # the best ranked wins
+    return tuple(c for c in (first, *rest) if machines[_machine(c)] is c)
+
+
+def _machine(choice: InstanceChoice) -> tuple[str, str]:
+    """What a replica of `choice` runs on: the instance type and any attached GPU (GCP N1
+    machines carry a T4 or a V100)."""
+    return choice.instance_type, choice.guest_accelerator_type
 
 
 def choice_note(

@@ -417,3 +417,20 @@ def test_a_service_with_gcp_and_aws_regions_gets_pools_everywhere(
     assert_contract("aws", aws)
     assert set(gcp["accelerator_types"]) == set(aws["accelerator_types"]) == {"L4", "T4"}  # type: ignore[arg-type]
     assert aws["accelerator_types"]["T4"]["instance_type"] == "g4dn.xlarge"  # type: ignore[index]
+
+
+def test_types_on_one_machine_are_one_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Azure runs A100 and A100-80GB on one VM size: two pools of one spot market would let
+    the policy hedge a type against itself. GCP's T4 and V100 share an N1 machine type but
+    not the attached GPU: two pools."""
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    azure = _cloud_mix_reconciler(tmp_path / "az", ("azure",), ("A100", "A100-80GB"))
+    # one pool, the type that serves more requests/s on it (8 against 5)
+    assert [c.accelerator for c in azure.cloud.region_types[("azure", "eastus")]] == ["A100-80GB"]
+    assert not azure.cloud.typed_pools
+    gcp = _cloud_mix_reconciler(tmp_path / "gcp", ("gcp",), ("T4", "V100"))
+    choices = gcp.cloud.region_types[("gcp", "us-central1")]
+    assert {(c.instance_type, c.guest_accelerator_type) for c in choices} == {
+        ("n1-standard-8", "nvidia-tesla-t4"),
+        ("n1-standard-8", "nvidia-tesla-v100"),
+    }
