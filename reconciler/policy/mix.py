@@ -43,7 +43,8 @@ TIE_BREAK_USD = 1e-6  # per instance: fewer instances among equally cheap mixes
 @dataclass(frozen=True)
 class Mix:
     counts: dict[str, int]  # per GPU type, in the profile's order
-    usd_per_hour: float
+    usd_per_hour: float  # the counts' and, with `spare`, the spare's
+    spare_type: str = ""  # the type the spare is of: the largest the mix runs ("" if none)
 
     def to_json(self) -> dict[str, Any]:
         return {"mix": dict(self.counts), "usd_per_hour": round(self.usd_per_hour, 6)}
@@ -60,6 +61,7 @@ def solve_mix(
     prices: Mapping[str, float] | None = None,
     max_total: int | None = None,
     beyond: Mapping[str, tuple[int, float]] | None = None,
+    spare: Mapping[str, float] | None = None,
 ) -> Mix:
     """The least-cost integer mix for `rate_rps` (module docstring). `caps`: at most this many
     instances of a type; `floors`: at least this many (e.g. the replicas already running);
@@ -67,7 +69,10 @@ def solve_mix(
     gone: on-demand); `max_total`: at most this many instances of all types together (a
     service's `max_replicas`); `beyond`: per type `(limit, usd_per_hour)`, the first `limit`
     instances at its price and every further one at `usd_per_hour` (spot as far as its pools
-    were seen to hold, on-demand beyond: policy/mixed.py), which must not be below its price.
+    were seen to hold, on-demand beyond: policy/mixed.py), which must not be below its price;
+    `spare`: per type, the $/h its spare adds when it is the largest type the mix runs (the
+    most requests/s per instance over the distribution; ties: the first), as SpotHedge's
+    spare (`num_overprovision`) must stand in for any replica of the mix (policy/mixed.py).
     MixError if no mix can serve the rate within the caps."""
     if not math.isfinite(rate_rps) or rate_rps < 0:
         raise MixError(f"rate {rate_rps!r} req/s is not a finite, non-negative number")
@@ -76,7 +81,7 @@ def solve_mix(
     names = [g.name for g in profile.gpus]
     unknown = [
         name
-        for given in (caps, floors, prices, beyond)
+        for given in (caps, floors, prices, beyond, spare)
         for name in sorted(set(given or {}) - set(names))
     ]
     if unknown:
@@ -87,14 +92,22 @@ def solve_mix(
     if (lower_n > upper_n).any() or (lower_n < 0).any():
         raise MixError("a floor is negative or above its type's cap")
     steps = _steps(names, price, beyond or {})
-    if rate_rps == 0:
-        counts_at_floor = {n: int(f) for n, f in zip(names, lower_n, strict=True)}
-        return Mix(counts_at_floor, _cost(price, steps, lower_n))
     share = [profile.distribution[i][j] for i, j in profile.buckets]
     # capacity[t][b]: requests/s one instance of t sustains in bucket b, at the headroom
     capacity = np.array(
         [[g.max_rps[i][j] * max_utilization for i, j in profile.buckets] for g in profile.gpus]
     )
+    spares = np.array([float((spare or {}).get(n, 0.0)) for n in names])
+    if not np.isfinite(spares).all() or (spares < 0).any():
+        raise MixError("a spare's price is not a finite, non-negative number")
+    size = capacity @ np.array(share)  # mean requests/s of an instance over the distribution
+    if rate_rps == 0:
+        lead = _largest(size, lower_n > 0)
+        return Mix(
+            {n: int(f) for n, f in zip(names, lower_n, strict=True)},
+            _cost(price, steps, lower_n) + (float(spares[lead]) if lead is not None else 0.0),
+            names[lead] if lead is not None else "",
+        )
     for b, d in enumerate(share):
         if d > 0 and not capacity[:, b].any():
             i, j = profile.buckets[b]
@@ -110,9 +123,37 @@ def solve_mix(
         model = _split_model(capacity, np.array(share) * rate_rps)
     else:
         model = _oblivious_model(capacity, np.array(share), rate_rps)
-    counts = _solve(price, (lower_n, upper_n), *_stepped(model, total, steps, len(names)))
-    chosen = {n: int(c) for n, c in zip(names, counts, strict=True)}
-    return Mix(chosen, _cost(price, steps, counts))
+    columns = _stepped(model, total, steps, len(names))
+    if not spares.any():
+        counts = _solve(price, (lower_n, upper_n), *columns)
+        lead = _largest(size, counts > 0)
+        chosen = {n: int(c) for n, c in zip(names, counts, strict=True)}
+        return Mix(chosen, _cost(price, steps, counts), names[lead] if lead is not None else "")
+    # The spare is of the largest type the mix runs: solve once per candidate L (at least
+    # one L, none of a larger type, nor of an equal one listed before it), its spare added,
+    # and keep the cheapest.
+    found: list[tuple[float, int, np.ndarray]] = []
+    for lead in range(len(names)):
+        larger = (size > size[lead]) | ((size == size[lead]) & (np.arange(len(names)) < lead))
+        if (lower_n[larger] > 0).any() or upper_n[lead] < 1:
+            continue
+        bounds = (np.where(np.arange(len(names)) == lead, np.maximum(lower_n, 1), lower_n),
+                  np.where(larger, 0.0, upper_n))  # fmt: skip
+        try:
+            counts = _solve(price, bounds, *columns)
+        except MixError:
+            continue
+        found.append((_cost(price, steps, counts) + float(spares[lead]), lead, counts))
+    if not found:
+        raise MixError("no mix serves this rate within the caps")
+    cost, lead, counts = min(found, key=lambda f: f[:2])
+    return Mix({n: int(c) for n, c in zip(names, counts, strict=True)}, cost, names[lead])
+
+
+def _largest(size: np.ndarray, used: np.ndarray) -> int | None:
+    """The largest type among `used` (ties: the first), None if none is."""
+    picked = [t for t in range(len(size)) if used[t]]
+    return max(picked, key=lambda t: (size[t], -t)) if picked else None
 
 
 def _stepped(

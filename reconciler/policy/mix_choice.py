@@ -46,6 +46,7 @@ class MixChoice:
     usd_per_hour: float
     reason: str
     switched: bool = False  # the type mix changed for price (rule 3), not just the counts
+    spare_type: str = ""  # the type its spare is of (`Mix.spare_type`)
 
 
 def effective_prices(
@@ -100,12 +101,15 @@ def choose_mix(
     caps: Mapping[str, int] | None = None,
     max_total: int | None = None,
     beyond: Mapping[str, tuple[int, float]] | None = None,
+    spare: Mapping[str, float] | None = None,
 ) -> MixChoice:
     """The mix to run for `rate_rps` given what runs (module docstring). `running` counts
     per type (types missing count 0); `caps`: per-type limits; `max_total`: at most this
     many replicas in all; `beyond`: per type, the price past a number of replicas
-    (`solve_mix`'s stepped price: spot as far as the type's pools were seen to hold).
-    MixError (one line) when no mix serves the rate."""
+    (`solve_mix`'s stepped price: spot as far as the type's pools were seen to hold);
+    `spare`: per type, the $/h of the spare when it is the mix's largest type (`solve_mix`),
+    so every mix compared is priced with its spare. MixError (one line) when no mix serves
+    the rate."""
 
     def solve(caps: Mapping[str, int], floors: Mapping[str, int] | None = None) -> Mix:
         return solve_mix(
@@ -116,6 +120,7 @@ def choose_mix(
             prices=prices,
             max_total=max_total,
             beyond=beyond,
+            spare=spare,
             caps=caps,
             floors=floors,
         )
@@ -127,7 +132,10 @@ def choose_mix(
     now = {n: int(running.get(n, 0)) for n in names}
     best = solve(caps=dict(caps or {}))
     if not any(now.values()):
-        return MixChoice(best.counts, best.usd_per_hour, "nothing runs: the cheapest mix")
+        return MixChoice(
+            best.counts, best.usd_per_hour, "nothing runs: the cheapest mix",
+            spare_type=best.spare_type,
+        )  # fmt: skip
     limited = {n: min(now[n], (caps or {}).get(n, now[n])) for n in names}
     try:
         keep = solve(caps=limited)
@@ -143,12 +151,15 @@ def choose_mix(
                 f"what runs cannot grow to the rate within {max_total} replicas: the "
                 "cheapest mix that can",
                 switched=_types(best.counts) != _types(now),
+                spare_type=best.spare_type,
             )
     saving = (keep.usd_per_hour - best.usd_per_hour) * hold_s
+    new_spare = best.spare_type != keep.spare_type
     overlap = (
         sum(_added(keep.counts[n], best.counts[n], prices.get(n, _price(profile, n)),
-                   (beyond or {}).get(n)) for n in names) * cold_start_s
-    )  # fmt: skip
+                   (beyond or {}).get(n)) for n in names)
+        + ((spare or {}).get(best.spare_type, 0.0) if new_spare else 0.0)
+    ) * cold_start_s  # fmt: skip
     if best.counts != keep.counts and saving > overlap:
         return MixChoice(
             best.counts,
@@ -156,8 +167,9 @@ def choose_mix(
             f"switch: saves ${keep.usd_per_hour - best.usd_per_hour:.2f}/h, repaying the "
             f"${overlap / 3600:.2f} of starting {_shown(best.counts)} within {hold_s:g} s",
             switched=_types(best.counts) != _types(now),
+            spare_type=best.spare_type,
         )
-    return MixChoice(keep.counts, keep.usd_per_hour, how)
+    return MixChoice(keep.counts, keep.usd_per_hour, how, spare_type=keep.spare_type)
 
 
 def _added(have: int, want: int, price: float, step: tuple[int, float] | None) -> float:

@@ -18,7 +18,7 @@ type; the sandbox's zones have one market shared by their types, docs/mix.md). P
    gone; with nothing held, on-demand. A pool may offer spot unless its type's placer marked
    it PREEMPTED within the last `PREEMPTION_MEMORY_SECONDS` (a preemption or a capacity
    refusal there); after that, spot may be back, as the placer itself assumes when it
-   retries. A marked pool holds its live spot replicas not under a warning.
+   retries. A marked pool holds its READY spot replicas not under a warning.
 3. **Mix**: `choose_mix` from what each type targets now, at the per-type requests/s of the
    sidecar's profile (services/<name>.hedgeform.yaml, spec/sidecar.py: the size-oblivious
    capacity of each type, since no load balancer here routes by size), else of
@@ -34,8 +34,12 @@ type; the sandbox's zones have one market shared by their types, docs/mix.md). P
    placer. On-demand covers spot in requests/s: while the ready spot replicas of all types
    carry `R`, no type falls back (a type switching in does not buy on-demand while the old
    type still serves); else each type covers its own spot that is not ready with its own
-   on-demand (`dynamic_ondemand_fallback`). The spare (`num_overprovision`) and
-   `base_ondemand_fallback_replicas` go to the type the mix gives the most replicas.
+   on-demand (`dynamic_ondemand_fallback`). `base_ondemand_fallback_replicas` go to the
+   type the mix gives the most replicas. The spare (`num_overprovision`) must stand in for
+   any replica of the mix, so it is of the largest type the mix runs (most requests/s per
+   replica), and every mix is priced with it (mix.py `spare`: at that type's open spot
+   price while its SpotHedge would run the spare, spare_risk.py): a mix whose largest GPU
+   is large pays for a large spare.
 
 With one type (every offer the same `accelerator`) it is exactly `hedgeform`. Pure: no I/O,
 no clock.
@@ -57,6 +61,7 @@ from reconciler.policy.mix_choice import MixChoice, choose_mix, stepped_prices
 from reconciler.policy.observation import Market, Observation, ZoneOffer
 from reconciler.policy.placement import update_status
 from reconciler.policy.signals import FailureKind, NoticeKind, Signals
+from reconciler.policy.spare_risk import spare_needed
 from reconciler.policy.spothedge import HEDGEFORM, PREEMPTION_MEMORY_SECONDS, decide_with
 from reconciler.spec.model import ReplicaPolicy, ServiceSpec
 from reconciler.spec.profile import GpuType, Profile
@@ -98,6 +103,10 @@ def hedgeform_mix(
     )
     profile = Profile(tuple(GpuType(t, prices[t], ((serves[t],),)) for t in types), ((1.0,),))
     cold = max((m.cold_start_s or 0.0 for m in groups.values()), default=0.0)
+    spare_usd = {
+        t: _spare_price(spec, by_type[t], groups.get(t), observed, spot[t][0], cold, now)
+        for t in types
+    }
     reasons = [f"mix rate {rate:g} req/s: {step.reason}"]
     try:
         choice = _choose(
@@ -110,13 +119,21 @@ def hedgeform_mix(
             caps,
             rp.upper,
             tuple(sorted(beyond.items())),
+            tuple(sorted(spare_usd.items())),
         )
         counts = dict(choice.counts)
-        reasons.append(f"mix {_shown(counts)} (${choice.usd_per_hour:.2f}/h): {choice.reason}")
+        spared = f" + spare {choice.spare_type}" if spare_usd.get(choice.spare_type) else ""
+        reasons.append(
+            f"mix {_shown(counts)}{spared} (${choice.usd_per_hour:.2f}/h): {choice.reason}"
+        )
     except MixError as exc:
         counts = dict(prev)
         reasons.append(f"mix held at {_shown(counts)}: {exc}")
     lead = max(types, key=lambda t: (counts[t], -types.index(t)))
+    # The spare stands in for any replica of the mix: it is of the largest type it runs.
+    largest = max(
+        (t for t in types if counts[t]), key=lambda t: (serves[t], -types.index(t)), default=""
+    )
     ready = _ready_by_type(observed, by_type, warned)
     counts = _drain_last(counts, prev, ready, serves, rate, reasons)
     # On-demand covers spot in requests/s across types (SkyServe's rule, in capacity): while
@@ -132,7 +149,9 @@ def hedgeform_mix(
             spec,
             service=replace(
                 spec.service,
-                replica_policy=_fixed(rp, counts[t], lead=t == lead, fallback=fallback),
+                replica_policy=_fixed(
+                    rp, counts[t], lead=t == lead, spare=t == largest, fallback=fallback
+                ),
             ),
         )
         sub_observed = Observation(
@@ -227,6 +246,7 @@ def _choose(
     caps: tuple[tuple[str, int], ...] = (),
     max_total: int | None = None,
     beyond: tuple[tuple[str, tuple[int, float]], ...] = (),
+    spare: tuple[tuple[str, float], ...] = (),
 ) -> MixChoice:
     """`choose_mix`, remembered: the same inputs recur tick after tick (a deterministic
     function of them, so caching changes no decision, only the time a tick takes)."""
@@ -240,6 +260,7 @@ def _choose(
         caps=dict(caps),
         max_total=max_total,
         beyond=dict(beyond),
+        spare=dict(spare),
     )
 
 
@@ -286,8 +307,8 @@ def _spot_pools(
     tick's signals included: a preemption or a capacity refusal now marks its pool, a spot
     launch that succeeded clears it. A warning alone does not: it says one replica will go,
     not that the pool holds no spot (the type's placer still avoids the pool). A marked
-    pool holds its live spot replicas not under a warning or preempted: what it was granted
-    (a refused launch is gone from the observation once its refusal arrives)."""
+    pool holds its READY spot replicas not under a warning or preempted: what it was seen
+    to hold (a replica still starting there may yet be refused)."""
     hit: dict[str, float] = {}
     if group is not None:
         for _, zone, at in group.recent_preemptions:
@@ -320,13 +341,45 @@ def _spot_pools(
             holds = sum(
                 1
                 for r in observed.replicas
-                if r.zone == offer.zone and r.market is Market.SPOT and r.alive
+                if r.zone == offer.zone and r.market is Market.SPOT and r.ready
                 and r.id not in gone
             )  # fmt: skip
             held.append((offer.spot_price, holds))
         else:
             open_prices.append(offer.spot_price)
     return open_prices, held
+
+
+def _spare_price(
+    spec: ServiceSpec,
+    offers: Sequence[ZoneOffer],
+    group: Memory | None,
+    observed: Observation,
+    open_spot: Sequence[float],
+    cold: float,
+    now: float,
+) -> float:
+    """$/h the spare (`num_overprovision`) adds when it is of this type: its cheapest open
+    spot price per spare, if the type's SpotHedge would run it now (spare_risk.py, with the
+    service's measured cold start where the type has none yet); 0 if not, or if no pool of
+    the type may offer spot (a spare is spot only: it would not be launched)."""
+    count = spec.service.replica_policy.num_overprovision
+    if not count or not spec.resources.use_spot or not open_spot:
+        return 0.0
+    memory = group or Memory()
+    if HEDGEFORM.adaptive_spare:
+        pools = {o.zone for o in offers}
+        needed, _ = spare_needed(
+            offers,
+            (r.zone for r in observed.replicas if r.zone in pools and r.market is Market.SPOT),
+            memory.cold_start_s or cold or None,
+            memory.spare_until,
+            now,
+            documented_prior=HEDGEFORM.documented_prior,
+        )
+        if not needed:
+            return 0.0
+    return count * min(open_spot)
 
 
 def _drain_last(
@@ -376,14 +429,16 @@ def _ready_by_type(
     return ready
 
 
-def _fixed(policy: ReplicaPolicy, count: int, *, lead: bool, fallback: bool) -> ReplicaPolicy:
+def _fixed(
+    policy: ReplicaPolicy, count: int, *, lead: bool, spare: bool, fallback: bool
+) -> ReplicaPolicy:
     """One type's share as a fixed-size SpotHedge service (step 5)."""
     return ReplicaPolicy(
         min_replicas=count,
         max_replicas=count,
         upscale_delay_seconds=policy.upscale_delay_seconds,
         downscale_delay_seconds=policy.downscale_delay_seconds,
-        num_overprovision=policy.num_overprovision if lead and count else 0,
+        num_overprovision=policy.num_overprovision if spare and count else 0,
         base_ondemand_fallback_replicas=min(count, policy.base_ondemand_fallback_replicas)
         if lead
         else 0,

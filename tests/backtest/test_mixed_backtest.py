@@ -234,23 +234,13 @@ def test_a_file_of_several_profiles_says_what_to_give(two_types: Path) -> None:
     )
 
 
-def test_a_type_whose_pools_stay_full_is_not_left_and_rejoined_every_hour(
-    tmp_path: Path,
-) -> None:
-    """docs/mix.md's former known limitation, reproduced: A10G's three pools hold one spot
-    replica each all day; the mix (3 × A10G at 7 req/s) asks one more for the spare, so every
-    A10G pool refuses a launch in turn. Priced as a type without spot once all three had, the
-    mix left A10G for one A100-80GB and came back when the marks expired, over and over (94
-    type changes in this day, at 2.4 times the cost). Priced at spot as far as its pools
-    hold and on-demand beyond, it stays."""
-    d = tmp_path / "full"
-    d.mkdir()
-    for zone in ("za-1a", "zb-1a", "zc-1a"):
-        trace(d / f"{zone}_a10g_1.json", [1] * DAY)
-    for zone in ("za-1a", "zb-1a"):
-        trace(d / f"{zone}_a100-80gb_1.json", [4] * DAY)
-    traces = load_trace_set(d)
-    setup = for_traces(traces, MixedSetup(parse_profile(yaml.safe_load(TYPES)), 7.0))
+def run_recording(
+    directory: Path, rate: float, cold_start_s: int
+) -> tuple[list[frozenset[str]], float, float]:
+    """One 24 h window of `hedgeform_mix` over `directory`'s pools (TYPES, one spare): the
+    types it runs at each decision, its cost and availability, in %."""
+    traces = load_trace_set(directory)
+    setup = for_traces(traces, MixedSetup(parse_profile(yaml.safe_load(TYPES)), rate))
     spec = mixed_spec(setup, BacktestConfig(overprovision=1))
     pools = pools_of(traces, setup)
     mixes: list[frozenset[str]] = []
@@ -266,11 +256,54 @@ def test_a_type_whose_pools_stay_full_is_not_left_and_rejoined_every_hour(
         spec,
         [o.zone for o in pools.offers],
         traces.capacity(30)[:, :2880],
-        cold_start_s=120,
+        cold_start_s=cold_start_s,
         launch_failure_delay_s=60,
         pools=pools,
     )
+    cost = 100 * result.cost_units / result.baseline_units
+    return mixes, cost, 100 * result.available_ticks / result.scored_ticks
+
+
+def test_a_type_whose_pools_stay_full_is_not_left_and_rejoined_every_hour(
+    tmp_path: Path,
+) -> None:
+    """docs/mix.md's former known limitation, reproduced: A10G's three pools hold one spot
+    replica each all day; the mix (3 × A10G at 7 req/s) asks one more for the spare, so every
+    A10G pool refuses a launch in turn. Priced as a type without spot once all three had, the
+    mix left A10G for one A100-80GB and came back when the marks expired, over and over (94
+    type changes in this day, at 2.4 times the cost). Priced at spot as far as its pools
+    hold and on-demand beyond, it stays."""
+    d = tmp_path / "full"
+    d.mkdir()
+    for zone in ("za-1a", "zb-1a", "zc-1a"):
+        trace(d / f"{zone}_a10g_1.json", [1] * DAY)
+    for zone in ("za-1a", "zb-1a"):
+        trace(d / f"{zone}_a100-80gb_1.json", [4] * DAY)
+    mixes, _, availability = run_recording(d, 7.0, 120)
     changes = sum(1 for a, b in itertools.pairwise(mixes) if a != b)
     assert mixes[-1] == {"A10G"}
     assert changes <= 1, f"{changes} type changes in a day"
-    assert result.available_ticks == result.scored_ticks
+    assert availability == 100.0
+
+
+def test_a_mix_priced_without_its_spare_was_stuck_on_a_large_type_all_day(
+    tmp_path: Path,
+) -> None:
+    """A10G spot is gone for the first two hours, then plentiful; A100-80GB spot all day;
+    600 s cold starts. Priced without the spare, one A100-80GB ($1.22/h) beat three A10Gs
+    on on-demand ($3.03/h) and the mix moved; once A10G spot was back, returning saved
+    $0.21/h, which cannot repay a 600 s start within the 1200 s hold: it stayed on the
+    A100-80GB and its $1.22/h spare all day. The spare stands in for any replica, so it is
+    of the mix's largest type and priced with the mix: one A100-80GB and its spare cost
+    $2.45/h, whose saving over on-demand A10Gs does not repay the move for a type whose
+    spot may return; the mix rides out the two hours on A10G and ends on A10G spot."""
+    d = tmp_path / "back"
+    d.mkdir()
+    for zone in ("za-1a", "zb-1a", "zc-1a"):
+        trace(d / f"{zone}_a10g_1.json", [0] * 24 + [4] * (DAY - 24))
+    for zone in ("za-1a", "zb-1a"):
+        trace(d / f"{zone}_a100-80gb_1.json", [16] * DAY)
+    mixes, cost, _ = run_recording(d, 7.0, 600)
+    assert mixes[-1] == {"A10G"}, f"cost {cost:.1f} %"
+    # an A100-80GB and its spare all day would be 81 % of the $3.03/h baseline
+    assert cost < 60.0, f"cost {cost:.1f} %"

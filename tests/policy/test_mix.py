@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli import main
@@ -88,10 +88,12 @@ def _oblivious_brute_force(
     rate: float,
     max_total: int | None = None,
     beyond: dict[str, tuple[int, float]] | None = None,
+    spare: dict[str, float] | None = None,
 ) -> float | None:
     """Try every count vector up to 8 per type; a size-oblivious mix serves `rate` iff
     sum_t n_t / L_t >= rate, with L_t the load one request/s of the mix puts on a t. A type
-    in `beyond` costs its price for its first `limit` instances and the step's price after."""
+    in `beyond` costs its price for its first `limit` instances and the step's price after;
+    `spare[t]` is added when t is the largest type used (most requests/s; ties: the first)."""
     dist = [d for row in profile["distribution"] for d in row]
     per_rate = []
     for g in profile["gpus"].values():
@@ -111,6 +113,10 @@ def _oblivious_brute_force(
                 min(n, limit) * p + max(0, n - limit) * dearer
                 for n, p, (limit, dearer) in zip(counts, prices, steps, strict=True)
             )
+            used = [t for t, n in enumerate(counts) if n]
+            if spare and used:
+                largest = max(used, key=lambda t: (per_rate[t], -t))
+                cost += spare.get(list(profile["gpus"])[largest], 0.0)
             best = cost if best is None else min(best, cost)
     return best
 
@@ -172,12 +178,38 @@ def test_a_stepped_price_matches_brute_force(
         assert got == pytest.approx(expected)
 
 
+@settings(max_examples=150, deadline=None)
+@given(instances(), st.data())
+def test_a_spare_of_the_largest_type_matches_brute_force(
+    instance: tuple[dict[str, Any], float], data: st.DataObject
+) -> None:
+    """`spare` (SpotHedge's spare stands in for any replica, so it is of the largest type
+    the mix runs: policy/mixed.py): the cheapest mix with its spare priced, and which type
+    the spare is of. One bucket, so a type's size is its requests/s."""
+    raw, rate = instance
+    raw = {"gpus": {n: dict(g, max_rps=[[g["max_rps"][0][0] or 1.0]])
+                    for n, g in raw["gpus"].items()}, "distribution": [[1.0]]}  # fmt: skip
+    spare = {n: data.draw(st.sampled_from([0.0, 0.5, 1.5, 4.0])) for n in raw["gpus"]}
+    assume(rate > 0)
+    expected = _oblivious_brute_force(raw, rate, spare=spare)
+    mix = solve_mix(parse_profile(raw), rate, size_aware=False, spare=spare)
+    if expected is None:
+        assert sum(mix.counts.values()) > 8
+        return
+    assert mix.usd_per_hour == pytest.approx(expected)
+    sizes = {n: g["max_rps"][0][0] for n, g in raw["gpus"].items()}
+    used = [n for n, c in mix.counts.items() if c]
+    assert mix.spare_type == max(used, key=lambda n: (sizes[n], -list(sizes).index(n)))
+
+
 def test_a_step_below_the_price_or_for_an_unknown_type_is_refused() -> None:
     profile = parse_profile(FIXTURE)
     with pytest.raises(MixError, match=r"^A10G: a price step needs a limit >= 0 and a price "):
         solve_mix(profile, 4.3, beyond={"A10G": (1, 0.5)})
     with pytest.raises(MixError, match=r"^'L4' is not a GPU type of the profile"):
         solve_mix(profile, 4.3, beyond={"L4": (1, 9.0)})
+    with pytest.raises(MixError, match=r"^a spare's price is not a finite, non-negative"):
+        solve_mix(profile, 4.3, spare={"A10G": -1.0})
 
 
 @settings(max_examples=150, deadline=None)

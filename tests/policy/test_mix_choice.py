@@ -160,3 +160,19 @@ def test_small_rate_changes_never_switch_types(rate: float, wiggle: float) -> No
 def test_unknown_types_in_running_are_refused_in_one_line() -> None:
     with pytest.raises(MixError, match="'H100' is not a GPU type of the profile"):
         choose_mix(HEAD, 1.0, {}, {"H100": 1}, cold_start_s=COLD, hold_s=HOLD)
+
+
+def test_a_mix_is_priced_with_its_spare_so_a_large_spare_is_left_when_spot_returns() -> None:
+    """One A100-80GB runs (A10G spot had been gone) with its spare; A10G spot is back. Without
+    the spare the saving (3 × $0.34 against $1.22/h) cannot repay a 600 s start within the
+    1200 s hold, so the dearer type stayed all day in a backtest window; with it, one
+    A100-80GB and its spare ($2.45/h) against three A10Gs and theirs ($1.35/h), it does."""
+    prices = {"A10G": 1.01 / 3, "A100-80GB": 3.67 / 3}
+    running = {"A100-80GB": 1}
+    bare = choose_mix(HEAD, 7.0, prices, running, cold_start_s=COLD, hold_s=HOLD)
+    assert bare.counts == {"A10G": 0, "A100-80GB": 1} and not bare.switched
+    spare = dict(prices)  # one spare, at each type's spot price
+    moved = choose_mix(HEAD, 7.0, prices, running, cold_start_s=COLD, hold_s=HOLD, spare=spare)
+    assert moved.switched and moved.counts == {"A10G": 3, "A100-80GB": 0}
+    assert moved.spare_type == "A10G" and moved.usd_per_hour == pytest.approx(4 * 1.01 / 3)
+    assert moved.reason.startswith("switch: saves $1.10/h")

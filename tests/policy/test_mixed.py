@@ -106,7 +106,8 @@ def test_a_fresh_service_runs_the_cheapest_mix_spread_over_its_pools() -> None:
     assert len(set(ids)) == len(ids)
     assert dict(d.memory.groups)["A10G"].target == 3
     assert dict(d.memory.groups)["A100-80GB"].target == 0
-    assert any(r.startswith("mix 3 × A10G ($1.01/h)") for r in d.reasons)
+    # with the spare at the A10G's spot price (it is the largest type the mix runs)
+    assert any(r.startswith("mix 3 × A10G + spare A10G ($1.35/h)") for r in d.reasons)
 
 
 def running_a10g(now: float = 90.0) -> tuple[Memory, list[Replica]]:
@@ -131,7 +132,7 @@ def running_a10g(now: float = 90.0) -> tuple[Memory, list[Replica]]:
 def test_when_a_types_spot_vanishes_the_mix_moves_and_the_old_type_serves_until_then() -> None:
     spec = mixed_spec()
     memory, replicas = running_a10g(90.0)
-    # One replica preempted in each A10G pool: the type's spot is gone everywhere.
+    # One replica preempted in each A10G pool: every pool is marked, but they still hold two.
     lost = list({r.zone: r for r in replicas}.values())
     assert {r.zone for r in lost} == set(POOLS["A10G"])
     kept = [r for r in replicas if r not in lost]
@@ -139,23 +140,37 @@ def test_when_a_types_spot_vanishes_the_mix_moves_and_the_old_type_serves_until_
     d = step(spec, memory, 120.0, kept, Signals(notices=notices))
     groups = dict(d.memory.groups)
     assert all(groups["A10G"].zone_status[p] is ZoneStatus.PREEMPTED for p in POOLS["A10G"])
-    # Spot for the two A10Gs its pools still hold, on-demand for a third ($1.68/h): they
-    # lose to one A100-80GB on spot ($1.22/h).
-    assert any(r.startswith("mix 1 × A100-80GB ($1.22/h): switch") for r in d.reasons)
-    assert types_of(d, Market.SPOT) == {"A100-80GB": 2}  # the one and the spare
-    # The A10Gs still ready keep serving while the A100-80GB starts: none is stopped...
+    # Spot for the two A10Gs its pools hold, on-demand for a third ($1.68/h): cheaper than
+    # one A100-80GB and the spare that must stand in for it ($2.45/h). The mix stays.
+    assert any(r.startswith("mix 3 × A10G ($1.68/h): what runs carries") for r in d.reasons)
+    assert types_of(d, Market.ON_DEMAND) == {"A10G": 1}
+    # Then those two go too, and the spot launches into the full pools are refused (gone):
+    # A10G is on-demand only ($3.03/h), and the mix moves to the A100-80GB and its spare.
+    cover = [
+        Replica(x.replica_id, x.zone, x.market, ReplicaState.READY, 120.0)
+        for x in d.launches
+        if x.market is Market.ON_DEMAND
+    ]
+    notices = tuple(Notice(NoticeKind.PREEMPTED, r.id, r.zone, 140.0) for r in kept)
+    d = step(spec, d.memory, 150.0, cover, Signals(notices=notices))
+    assert any(
+        r.startswith("mix 1 × A100-80GB + spare A100-80GB ($2.45/h): switch") for r in d.reasons
+    )
+    assert types_of(d, Market.SPOT)["A100-80GB"] == 2  # the one and the spare
+    # The A10G still ready keeps serving while the A100-80GB starts: none is stopped.
     assert not d.terminations
-    assert any(r.startswith("keeping 2 ready × A10G until the new mix carries") for r in d.reasons)
-    # ...and none is replaced: the old type is on its way out.
-    assert types_of(d).get("A10G", 0) == 0
-    # Once the A100-80GB is ready, the A10Gs stop.
-    a100 = [Replica(x.replica_id, x.zone, x.market, ReplicaState.READY, 120.0) for x in d.launches]
-    later = step(spec, d.memory, 300.0, [*kept, *a100])
+    assert any(r.startswith("keeping 1 ready × A10G until the new mix carries") for r in d.reasons)
+    # Once the A100-80GB is ready, the A10G stops.
+    a100 = [
+        Replica(x.replica_id, x.zone, x.market, ReplicaState.READY, 150.0)
+        for x in d.launches
+        if x.zone.endswith("/A100-80GB")
+    ]
+    later = step(spec, d.memory, 400.0, [*cover, *a100])
     stopped = {t.replica_id for t in later.terminations}
-    # Two A10Gs stop, and the on-demand A100-80GB that covered the switch (2 A10Gs carried
-    # 5 of 7.5 req/s) once spot carries the rate.
-    cover = {x.replica_id for x in d.launches if x.market is Market.ON_DEMAND}
-    assert cover and stopped == {r.id for r in kept} | cover
+    assert {r.id for r in cover} <= stopped
+    assert not any(t.zone.endswith("/A100-80GB") and t.market is Market.SPOT
+                   for t in later.terminations)  # fmt: skip
 
 
 def test_an_incoming_type_buys_no_on_demand_while_ready_spot_carries_the_rate() -> None:
