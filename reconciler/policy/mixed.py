@@ -135,7 +135,10 @@ def hedgeform_mix(
         (t for t in types if counts[t]), key=lambda t: (serves[t], -types.index(t)), default=""
     )
     ready = _ready_by_type(observed, by_type, warned)
+    chosen = counts
     counts = _drain_last(counts, prev, ready, serves, rate, reasons)
+    # A type held only until the new mix carries the rate replaces none of its replicas.
+    holding = {t for t in types if counts[t] > chosen[t]}
     # On-demand covers spot in requests/s across types (SkyServe's rule, in capacity): while
     # ready spot of every type carries the rate, no type falls back to on-demand.
     spot_ready = _ready_by_type(observed, by_type, warned, Market.SPOT)
@@ -163,6 +166,9 @@ def hedgeform_mix(
         )
         sub_memory = replace(groups.get(t, Memory()), launch_seq=seq, **_rollout(memory))
         part = decide_with(HEDGEFORM, sub_spec, sub_observed, sub_signals, sub_memory, now)
+        if t in holding and part.launches:
+            part = replace(part, launches=())
+            reasons.append(f"{t}: launches nothing while it drains")
         seq = part.memory.launch_seq
         groups[t] = part.memory
         parts.append(part)

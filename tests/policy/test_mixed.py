@@ -160,6 +160,8 @@ def test_when_a_types_spot_vanishes_the_mix_moves_and_the_old_type_serves_until_
     # The A10G still ready keeps serving while the A100-80GB starts: none is stopped.
     assert not d.terminations
     assert any(r.startswith("keeping 1 ready × A10G until the new mix carries") for r in d.reasons)
+    # ...and nothing replaces it (its type's SpotHedge wanted spot for the on-demand one).
+    assert types_of(d).get("A10G", 0) == 0
     # Once the A100-80GB is ready, the A10G stops.
     a100 = [
         Replica(x.replica_id, x.zone, x.market, ReplicaState.READY, 150.0)
