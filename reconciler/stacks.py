@@ -109,6 +109,19 @@ def replica_map(replicas: Sequence[ManagedReplica]) -> dict[str, dict[str, str]]
     return {r.id: {"zone": r.zone, "market": r.market.value} for r in replicas}
 
 
+def capacity_weights(capacity: Mapping[str, float], top: int) -> dict[str, int]:
+    """Whole weights from 0 to `top` in proportion to each key's capacity (requests/s), the
+    largest at `top`: a key with none weighs 0, one with some at least 1 (a small share is
+    not rounded away); when no key has any, each weighs 1, so a weighted forward stays valid
+    and sends evenly (AWS's ALB: weights 0-999 per target group, issue 15)."""
+    biggest = max(capacity.values(), default=0.0)
+    if biggest <= 0:
+        return dict.fromkeys(capacity, 1)
+    return {
+        key: max(1, round(top * rps / biggest)) if rps > 0 else 0 for key, rps in capacity.items()
+    }
+
+
 def replica_accelerators(replicas: Sequence[ManagedReplica]) -> dict[str, str]:
     """replica id -> GPU type, for the replicas that carry one: each module's
     `replica_accelerators` variable (its own map, since modules run on Terraform 1.0, which

@@ -73,12 +73,16 @@ from reconciler.stacks import (
     FRONT,
     ManagedReplica,
     RegionStack,
+    capacity_weights,
     pool_name,
     replica_accelerators,
 )
 from reconciler.terraform.state import state_outputs
 
 log = logging.getLogger(__name__)
+LB_MAX_WEIGHT = 999  # an ALB forward action's target group weights: 0-999
+# The shared target group's key among the types' in a weighted forward (no type starts with _).
+UNTYPED = "_untyped"
 FRONT_PROVIDER_REGION = "us-east-1"  # Route 53 is global; its API lives in us-east-1
 FIRST_SEEN = "first_seen.json"
 
@@ -485,6 +489,7 @@ class ProviderCloud:
                     for rid, acc in replica_accelerators(replicas).items()
                     if acc in context["accelerator_types"]
                 }
+                context.update(self._lb_weights(context, replicas, layout.members, registered))
             if CLOUDS[stack.cloud].carries_versions:
                 self._add_versions(context, region, layout.versions)
             out.append(
@@ -497,6 +502,40 @@ class ProviderCloud:
             )
             out.append(RenderedStack(front, template_for(FRONT), context, self._providers(front)))
         return out
+
+    def _lb_weights(
+        self,
+        context: Mapping[str, Any],
+        replicas: Sequence[ManagedReplica],
+        ready: Sequence[str],
+        registered: set[str],
+    ) -> dict[str, Any]:
+        """`accelerator_weights` and `untyped_weight` of a region running several types: the
+        load balancer's weight of each type's target group (and of the shared one, for
+        replicas of no type), in proportion to the requests/s its ready members serve
+        (`ServiceSpec.replica_rps`: the sidecar's profile, else `target_qps_per_replica`; one
+        per replica without either). Ready, not merely registered: an ALB target group whose
+        targets are all unhealthy fails open and sends to them, so a type still starting must
+        weigh 0. When no member is ready the registered ones weigh (and with none, every group
+        weighs the same: `capacity_weights`)."""
+        types: Mapping[str, str] = context["replica_accelerators"]
+        named = self.spec.resources.accelerator_names
+        untyped_as = named[0] if named else ""
+
+        def capacity(members: set[str]) -> dict[str, float]:
+            out = dict.fromkeys([*context["accelerator_types"], UNTYPED], 0.0)
+            for r in replicas:
+                if r.id in members:
+                    key = types.get(r.id, UNTYPED)
+                    out[key] += self.spec.replica_rps(types.get(r.id, untyped_as)) or 1.0
+            return out
+
+        shares = capacity(set(ready))
+        if not any(shares.values()):
+            shares = capacity(registered)
+        weights = capacity_weights(shares, LB_MAX_WEIGHT)
+        untyped = weights.pop(UNTYPED)
+        return {"accelerator_weights": weights, "untyped_weight": untyped}
 
     @property
     def carries_versions(self) -> bool:

@@ -472,7 +472,7 @@ class SandboxCloud:
         out: dict[str, float] = {}
         for replica in kept:
             name = replica.accelerator or (named[0] if named else "")
-            rps = (mix.serves(name) if mix is not None else None) or policy.target_for(name)
+            rps = self.spec.replica_rps(name)
             if rps is not None:
                 out[replica.id] = rps
         return out

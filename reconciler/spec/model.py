@@ -177,6 +177,13 @@ class ServiceSpec:
     # it and no replica runs it.
     mix: MixSettings | None = None
 
+    def replica_rps(self, accelerator: str) -> float | None:
+        """Requests/s one replica of `accelerator` serves: its capacity in the sidecar's
+        profile (spec/sidecar.py), else its `target_qps_per_replica` (`target_for`); None
+        without either."""
+        served = self.mix.serves(accelerator) if self.mix is not None else None
+        return served or self.service.replica_policy.target_for(accelerator)
+
     @property
     def secret_env_names(self) -> frozenset[str]:
         """Env names whose values are secrets: from `secrets:`, or `null` (from the

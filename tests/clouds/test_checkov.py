@@ -29,6 +29,7 @@ ACCEPTED = {
     ("CKV2_AWS_28", "aws_lb.this"),  # WAF is a per-deployment choice
     ("CKV_AWS_2", "aws_lb_listener.http"),  # plain HTTP without a certificate
     ("CKV_AWS_378", "aws_lb_target_group.replicas"),  # TLS ends at the ALB
+    ("CKV_AWS_378", "aws_lb_target_group.typed"),  # as replicas: one group per GPU type
     ("CKV2_AWS_57", "aws_secretsmanager_secret.env"),  # third-party token: no AWS rotation
     ("CKV_GCP_40", "google_compute_instance.replica"),  # external IP for egress without NAT
     ("CKV_AZURE_42", "azurerm_key_vault.this"),  # soft delete, no purge protection

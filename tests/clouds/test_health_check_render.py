@@ -164,10 +164,11 @@ def test_the_modules_use_the_variables(cloud: str, rtype: str, attributes: dict[
         for name, body in block.get(rtype, {}).items()
     ]
     assert resources
-    for attribute, variable in attributes.items():
-        assert _find(resources, attribute) == [f"${{var.{variable}}}"], (cloud, attribute)
-    if cloud == "aws":
-        assert _find(resources, "matcher") == ["200"]  # SkyServe: HTTP 200 exactly
+    for resource in resources:  # on aws also one target group per GPU type (issue 15)
+        for attribute, variable in attributes.items():
+            assert _find(resource, attribute) == [f"${{var.{variable}}}"], (cloud, attribute)
+        if cloud == "aws":
+            assert _find(resource, "matcher") == ["200"]  # SkyServe: HTTP 200 exactly
 
 
 # ---------------------------------------------------------------- Terraform's own validation

@@ -117,6 +117,16 @@ def test_names_are_validated(module: str) -> None:
         assert declared[name].get("validation"), f"{module}: {name} has no validation"
 
 
+@pytest.mark.parametrize("module", ALL_MODULES)
+def test_validation_messages_are_sentences_as_terraform_1_0_requires(module: str) -> None:
+    """Terraform 1.0 refuses a module (at init) whose validation error_message does not start
+    with a capital letter and end with '.' or '?'."""
+    for name, attrs in variables(module).items():
+        for rule in attrs.get("validation", []):
+            message = str(rule["error_message"])
+            assert re.match(r"^[A-Z].*[.?]$", message, re.DOTALL), f"{module}: {name}: {message}"
+
+
 @pytest.mark.parametrize("module", CLOUD_MODULES)
 def test_every_output_is_described(module: str) -> None:
     for block in load_hcl(MODULES / module / "outputs.tf").get("output", []):
@@ -155,6 +165,47 @@ def test_aws_target_group_deregisters_within_30_seconds() -> None:
     assert groups
     for body in groups.values():
         assert 0 <= int(body["deregistration_delay"]) <= 30
+
+
+def test_aws_runs_one_target_group_per_gpu_type_like_the_shared_one() -> None:
+    """Several GPU types (issue 15): one group per type, tagged with it, with exactly the
+    shared group's settings (health check, deregistration, algorithm, port)."""
+    groups = _resources("aws", "aws_lb_target_group")
+    typed, shared = dict(groups["typed"]), dict(groups["replicas"])
+    assert typed.pop("for_each") == "${var.accelerator_types}"
+    assert '"hedgeform:gpu-type" = each.key' in typed.pop("tags")
+    shared.pop("tags")
+    assert typed == shared
+    assert len(typed["name_prefix"]) <= 6  # the provider's name_prefix limit
+
+
+@pytest.mark.parametrize("listener", ["http", "https"])
+def test_aws_listener_forwards_by_weight_to_each_types_group(listener: str) -> None:
+    """With several types the listener's forward names every type's group with its weight and
+    no single target_group_arn; with one type it forwards to the shared group as before."""
+    (action,) = _resources("aws", "aws_lb_listener")[listener]["default_action"]
+    assert "local.typed_lb ? null" in action["target_group_arn"] or (
+        "local.tls || local.typed_lb ? null" in action["target_group_arn"]
+    )
+    (forward,) = [d["forward"] for d in action["dynamic"] if "forward" in d]
+    assert "local.typed_lb" in forward["for_each"]
+    (content,) = forward["content"]
+    (groups,) = [d["target_group"] for d in content["dynamic"]]
+    assert groups["for_each"] == "${local.forward_groups}"
+    assert groups["content"] == [
+        {"arn": "${target_group.value.arn}", "weight": "${target_group.value.weight}"}
+    ]
+    main = (MODULES / "aws" / "main.tf").read_text()
+    assert "lookup(var.accelerator_weights, acc, 0)" in main
+    assert "weight = var.untyped_weight" in main
+
+
+def test_aws_weights_are_validated_to_the_albs_range() -> None:
+    declared = variables("aws")
+    for name in ("accelerator_weights", "untyped_weight", "accelerator_types"):
+        assert declared[name].get("validation"), name
+    text = json.dumps(declared["accelerator_weights"]["validation"])
+    assert "999" in text and ">= 0" in text
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,13 @@
 the test AWS emulator (tests/emulators/aws.py; what it cannot prove: docs/clouds.md).
 `services/llama-mix-aws.yaml` asks for `{L4: 1, A10G: 1}` in three zones of us-east-1; the
 default policy runs a mix, and each EC2 instance is its own type's instance type with its
-type in a `hedgeform:gpu-type` tag that the next pass reads back."""
+type in a `hedgeform:gpu-type` tag that the next pass reads back. Each type has its own target
+group, the listener forwards to them with the rendered weights, and each instance is
+registered in its own type's group (the emulator stores the weights; it routes no traffic)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from click.testing import CliRunner
 from reconciler.cli import main
 from reconciler.clouds.registry import cloud_replicas
 from reconciler.terraform.binaries import configured_aws_mirror
+from reconciler.terraform.state import state_outputs
 from tests.emulators import aws as emulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +44,9 @@ def url() -> Iterator[str]:
         yield address
 
 
-def ec2(url: str) -> Any:
+def ec2(url: str, service: str = "ec2") -> Any:
     return boto3.client(
-        "ec2",
+        service,
         endpoint_url=url,
         region_name=REGION,
         aws_access_key_id="testing",
@@ -95,8 +99,40 @@ def test_each_replica_runs_on_its_own_types_instance(tmp_path: Path, url: str) -
             assert instance["InstanceType"] == INSTANCE_TYPES[gpu], (gpu, instance)
             assert tags["hedgeform:accelerator"] == f"{gpu}:1"
             assert f"-{gpu.lower()}-" in tags["hedgeform:replica"]
+    assert_one_weighted_target_group_per_type(url, stack, managed)
     # the next pass reads every replica's type back: nothing to replace
     again = hedgeform(tmp_path, env, "plan", SERVICE)
     assert "0 to replace" in again and "0 to delete" in again, again
+    assert "0 to update" in again, again  # the weights and groups are what they were
     hedgeform(tmp_path, env, "destroy", SERVICE)
     assert cloud_replicas(stack, "aws") == []
+
+
+def assert_one_weighted_target_group_per_type(url: str, stack: Path, managed: Any) -> None:
+    """One target group per type, tagged with it; the HTTP listener forwards to each type's
+    group (and the shared one) with the weights the renderer wrote; each registered instance
+    is in its own type's group and no other."""
+    elb = ec2(url, "elbv2")
+    outputs = state_outputs(stack)
+    tfvars = json.loads((stack / "terraform.tfvars.json").read_text())
+    typed = outputs["target_group_arns"]
+    assert set(typed) == set(INSTANCE_TYPES), outputs
+    shared = outputs["target_group_arn"]
+    assert shared not in typed.values()
+    for gpu, arn in typed.items():
+        tags = elb.describe_tags(ResourceArns=[arn])["TagDescriptions"][0]["Tags"]
+        assert {"Key": "hedgeform:gpu-type", "Value": gpu} in tags, tags
+    (listener,) = elb.describe_listeners(LoadBalancerArn=outputs["lb_arn"])["Listeners"]
+    (action,) = listener["DefaultActions"]
+    assert action["Type"] == "forward", action
+    weights = {g["TargetGroupArn"]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
+    expected = {arn: tfvars["accelerator_weights"][gpu] for gpu, arn in typed.items()}
+    assert weights == {**expected, shared: tfvars["untyped_weight"]}, (weights, tfvars)
+    # both types run and are registered, so both weigh (L4 5 requests/s, A10G 8 per replica)
+    assert all(w > 0 for w in expected.values()) and tfvars["untyped_weight"] == 0
+    registered = set(tfvars["lb_members"])
+    for gpu, arn in {**typed, "": shared}.items():
+        health = elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+        members = {d["Target"]["Id"] for d in health}
+        mine = {m.instance_id for m in managed if m.accelerator == gpu and m.id in registered}
+        assert members == mine, (gpu, members, mine)

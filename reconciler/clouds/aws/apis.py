@@ -165,16 +165,33 @@ class AwsApis:
     ) -> dict[str, View]:
         ids = [r.instance_id for r in replicas if r.instance_id]
         described = aws.describe_instances(self.client("ec2", region), ids) if ids else {}
-        target_group = str(outputs.get("target_group_arn") or "")
-        health = self.target_health(region, target_group) if target_group and ids else {}
+        group_of = target_groups_of(replicas, outputs)
+        health = {g: self.target_health(region, g) for g in sorted(set(group_of.values()))}
         return {
             r.id: aws_state(
                 r,
                 described.get(r.instance_id),
-                health.get(r.instance_id),
+                health.get(group_of.get(r.id, ""), {}).get(r.instance_id),
                 self.initial_delay,
                 preempted,
                 now,
             )
             for r in replicas
         }
+
+
+def target_groups_of(
+    replicas: Sequence[ManagedReplica], outputs: Mapping[str, Any]
+) -> dict[str, str]:
+    """replica id -> ARN of the target group whose health is its readiness: its GPU type's
+    (output `target_group_arns`, when the region runs several types) else the shared one
+    (`target_group_arn`); replicas without an instance, or before the first apply, have none."""
+    shared = str(outputs.get("target_group_arn") or "")
+    typed_out = outputs.get("target_group_arns")
+    typed = typed_out if isinstance(typed_out, Mapping) else {}
+    out: dict[str, str] = {}
+    for r in replicas:
+        group = str(typed.get(r.accelerator) or shared) if r.accelerator else shared
+        if r.instance_id and group:
+            out[r.id] = group
+    return out

@@ -314,11 +314,60 @@ resource "aws_lb_target_group" "replicas" {
   }
 }
 
-# The target group holds exactly the replicas the reconciler found ready.
+# Several GPU types in one region (issue 15): one target group per type, same settings as
+# `replicas`, so the listener can weigh the types by their serving capacity
+# (`accelerator_weights`); `replicas` stays and holds the members of no type (e.g. replicas
+# launched before the service mixed). Empty for a region of one type.
+resource "aws_lb_target_group" "typed" {
+  #checkov:skip=CKV_AWS_378:TLS terminates at the load balancer; load balancer to replica traffic stays in the VPC.
+  for_each = var.accelerator_types
+
+  name_prefix                   = "hf-"
+  port                          = var.replica_port
+  protocol                      = "HTTP"
+  target_type                   = "instance"
+  vpc_id                        = local.vpc_id
+  deregistration_delay          = 30
+  load_balancing_algorithm_type = local.lb_algorithm
+
+  health_check {
+    enabled             = true
+    protocol            = "HTTP"
+    port                = "traffic-port"
+    path                = var.readiness_path
+    matcher             = "200" # SkyServe: ready means HTTP 200 exactly
+    interval            = var.health_check_interval_seconds
+    timeout             = var.health_check_timeout_seconds
+    healthy_threshold   = var.health_check_healthy_threshold
+    unhealthy_threshold = var.health_check_unhealthy_threshold
+  }
+
+  tags = merge(local.tags, { Name = "${local.name}-${lower(each.key)}", "hedgeform:gpu-type" = each.key })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+locals {
+  typed_lb = length(var.accelerator_types) > 0
+  # Each member's target group: its own type's when it runs one, else the shared one.
+  member_group = {
+    for id in local.members : id => contains(keys(local.typed), id) ? aws_lb_target_group.typed[var.replica_accelerators[id]].arn : aws_lb_target_group.replicas.arn
+  }
+  # The listener's weighted forward when several types run: one entry per type, and the
+  # shared group for members of no type (weight `untyped_weight`).
+  forward_groups = merge(
+    { for acc, tg in aws_lb_target_group.typed : acc => { arn = tg.arn, weight = lookup(var.accelerator_weights, acc, 0) } },
+    { "_untyped" = { arn = aws_lb_target_group.replicas.arn, weight = var.untyped_weight } },
+  )
+}
+
+# The target groups hold exactly the replicas the reconciler registers, each in its type's.
 resource "aws_lb_target_group_attachment" "member" {
   for_each = local.members
 
-  target_group_arn = aws_lb_target_group.replicas.arn
+  target_group_arn = local.member_group[each.key]
   target_id        = aws_instance.replica[each.key].id
   port             = var.replica_port
 }
@@ -331,7 +380,20 @@ resource "aws_lb_listener" "http" {
 
   default_action {
     type             = local.tls ? "redirect" : "forward"
-    target_group_arn = local.tls ? null : aws_lb_target_group.replicas.arn
+    target_group_arn = local.tls || local.typed_lb ? null : aws_lb_target_group.replicas.arn
+
+    dynamic "forward" {
+      for_each = !local.tls && local.typed_lb ? [1] : []
+      content {
+        dynamic "target_group" {
+          for_each = local.forward_groups
+          content {
+            arn    = target_group.value.arn
+            weight = target_group.value.weight
+          }
+        }
+      }
+    }
 
     dynamic "redirect" {
       for_each = local.tls ? [443] : []
@@ -357,7 +419,20 @@ resource "aws_lb_listener" "https" {
 
   default_action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.replicas.arn
+    target_group_arn = local.typed_lb ? null : aws_lb_target_group.replicas.arn
+
+    dynamic "forward" {
+      for_each = local.typed_lb ? [1] : []
+      content {
+        dynamic "target_group" {
+          for_each = local.forward_groups
+          content {
+            arn    = target_group.value.arn
+            weight = target_group.value.weight
+          }
+        }
+      }
+    }
   }
 
   tags = local.tags

@@ -42,8 +42,13 @@ output "lb_arn_suffix" {
 }
 
 output "target_group_arn" {
-  description = "ARN of the target group holding the ready replicas."
+  description = "ARN of the target group holding the ready replicas (with several GPU types: those of no type)."
   value       = aws_lb_target_group.replicas.arn
+}
+
+output "target_group_arns" {
+  description = "Several GPU types in this region: GPU type -> ARN of the target group holding its ready replicas; empty for a region of one type."
+  value       = { for acc, tg in aws_lb_target_group.typed : acc => tg.arn }
 }
 
 output "notices_queue_url" {

@@ -55,6 +55,33 @@ variable "accelerator_types" {
     accelerator_count = number
   }))
   default = {}
+
+  validation {
+    condition     = length(var.accelerator_types) <= 4 && alltrue([for acc in keys(var.accelerator_types) : can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", acc))])
+    error_message = "At most 4 GPU types per region (an ALB forward action takes 5 target groups: one per type and the shared one), named with letters, digits, '_', '.' and '-'."
+  }
+}
+
+variable "accelerator_weights" {
+  description = "Several GPU types in this region: the listener's weight of each type's target group (0-999, the ALB's range), in proportion to the type's serving capacity (the reconciler: its ready replicas times one replica's requests/s); a type not listed weighs 0. Unused when `accelerator_types` is empty."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for acc, w in var.accelerator_weights : can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", acc)) && w >= 0 && w <= 999 && floor(w) == w])
+    error_message = "Keys of accelerator_weights must be GPU type names and weights whole numbers from 0 to 999."
+  }
+}
+
+variable "untyped_weight" {
+  description = "Several GPU types in this region: the listener's weight (0-999) of the shared target group, which holds the registered replicas of no type (e.g. launched before the service mixed). Unused when `accelerator_types` is empty."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.untyped_weight >= 0 && var.untyped_weight <= 999 && floor(var.untyped_weight) == var.untyped_weight
+    error_message = "The untyped_weight must be a whole number from 0 to 999."
+  }
 }
 
 variable "lb_members" {
