@@ -222,9 +222,17 @@ class ProviderCloud:
             }
         except CloudConfigError as exc:  # a spec field: say which file
             raise CloudConfigError(f"{paths.spec_file}: {exc}") from None
+        mix_note: tuple[str, ...] = ()
+        for (cloud, region), types in sorted(self.region_types.items()):
+            most = CLOUDS[cloud].max_types_per_region
+            if most is not None and len(types) > most:
+                self.region_types[(cloud, region)] = types[:most]
+                mix_note += (
+                    f"{cloud} {region}: at most {most} GPU types per region; not running "
+                    f"{', '.join(c.accelerator for c in types[most:])}",
+                )
         self.typed_pools = any(len(types) > 1 for types in self.region_types.values())
         untyped = sorted({c for c, _ in self.regions if not CLOUDS[c].typed_replicas})
-        mix_note: tuple[str, ...] = ()
         if self.typed_pools and untyped:  # pools need every region to run typed replicas
             self.region_types = {key: types[:1] for key, types in self.region_types.items()}
             self.typed_pools = False

@@ -213,6 +213,9 @@ class Cloud:
     # `accelerator_types` holds the instance fields of `version_fields`,
     # stack_context.type_entry). False: one instance type per region, the catalog's choice.
     typed_replicas: bool = False
+    # At most this many GPU types per region (None: no limit the module knows of); a set of
+    # more runs the best ranked that many, and `plan` names the others.
+    max_types_per_region: int | None = None
 
     @property
     def carries_versions(self) -> bool:

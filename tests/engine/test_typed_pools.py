@@ -434,3 +434,25 @@ def test_types_on_one_machine_are_one_pool(tmp_path: Path, monkeypatch: pytest.M
         ("n1-standard-8", "nvidia-tesla-t4"),
         ("n1-standard-8", "nvidia-tesla-v100"),
     }
+
+
+def test_an_aws_region_runs_at_most_four_types_and_plan_names_the_rest(
+    mix_root: Path,
+) -> None:
+    """An ALB forward takes five target groups: one per type and the shared one. A set of
+    five types runs the four best ranked, and a note names the one left out (before: the
+    module's validation refused the plan in Terraform's words)."""
+    spec_file = mix_root / "services" / f"{MIX_AWS}.yaml"
+    text = spec_file.read_text().replace(
+        "{L4: 1, A10G: 1}", "{L4: 1, A10G: 1, T4: 1, L40S: 1, V100: 1}"
+    )
+    spec_file.write_text(text)
+    rec = mix_reconciler(mix_root)
+    kept = [c.accelerator for c in rec.cloud.region_types[("aws", "us-east-1")]]
+    assert len(kept) == 4 and set(kept) < {"L4", "A10G", "T4", "L40S", "V100"}
+    (left,) = {"L4", "A10G", "T4", "L40S", "V100"} - set(kept)
+    assert f"aws us-east-1: at most 4 GPU types per region; not running {left}" in rec.notes
+    result = rec.run_pass(apply=False, render_only=True)
+    assert not result.failed
+    rendered = _rendered(mix_root, rec, "aws-us-east-1")
+    assert len(rendered["accelerator_types"]) == 4  # type: ignore[arg-type]

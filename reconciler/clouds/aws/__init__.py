@@ -73,4 +73,7 @@ CLOUD = Cloud(
     check_settings=check_settings,
     version_fields=VERSION_FIELDS,
     typed_replicas=True,
+    # One ALB target group per type plus the shared one in a weighted forward, and AWS
+    # allows 5 target groups per action (Elastic Load Balancing quotas, not adjustable).
+    max_types_per_region=4,
 )
