@@ -4,11 +4,13 @@ the sandbox's market daemon fails unless it says it drives the real sandbox
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from reconciler.sandbox import market_daemon
+from tests.engine.cloud_fakes import REPO, SENTINEL
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +25,15 @@ def no_market_daemon(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
         )
 
     monkeypatch.setattr(market_daemon, "start", refuse)
+
+
+@pytest.fixture
+def mix_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root with services/llama-mix-aws.yaml (an any-of set of L4 and A10G on AWS,
+    per-type targets) and the repository's modules, the model's token set."""
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    (tmp_path / "services").mkdir()
+    name = "llama-mix-aws.yaml"
+    shutil.copy(REPO / "services" / name, tmp_path / "services" / name)
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    return tmp_path

@@ -6,7 +6,6 @@ tests/e2e/test_aws_mix.py."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,12 @@ from reconciler.stacks import ManagedReplica, capacity_weights
 from tests.adapters.conftest import _moto_server, _no_real_credentials, moto_url
 from tests.adapters.test_aws import client, image_id
 from tests.clouds.test_render_contract import assert_contract
-from tests.engine.cloud_fakes import REPO, SENTINEL, FakeApis, make_root, settings
+from tests.engine.cloud_fakes import FakeApis, make_root, settings
 
 __all__ = ["_moto_server", "_no_real_credentials", "moto_url"]  # fixtures
 
 MIX_AWS = "llama-mix-aws"  # L4 serves 5 requests/s, A10G 8 (target_qps_per_replica)
 REGION = "us-east-1"
-
-
-@pytest.fixture
-def mix_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HF_TOKEN", SENTINEL)
-    (tmp_path / "services").mkdir()
-    shutil.copy(REPO / "services" / f"{MIX_AWS}.yaml", tmp_path / "services" / f"{MIX_AWS}.yaml")
-    (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    return tmp_path
 
 
 def backend(root: Path, service: str = MIX_AWS, *, several_types: bool = True) -> ProviderCloud:

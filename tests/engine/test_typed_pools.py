@@ -6,7 +6,6 @@ tests/e2e/test_sandbox_mix.py runs the sandbox for real."""
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,15 +115,6 @@ def test_the_service_memory_shows_what_each_types_memory_knows() -> None:
     )  # fmt: skip
     assert "a-l4-spot-0" in {rid for rid, _ in decision.memory.warned}
     assert decision.memory.version == 1 and dict(decision.memory.groups)
-
-
-@pytest.fixture
-def mix_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HF_TOKEN", SENTINEL)
-    (tmp_path / "services").mkdir()
-    shutil.copy(REPO / "services" / f"{MIX_AWS}.yaml", tmp_path / "services" / f"{MIX_AWS}.yaml")
-    (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    return tmp_path
 
 
 def mix_reconciler(root: Path, policy: str = "hedgeform") -> Reconciler:
