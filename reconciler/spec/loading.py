@@ -229,7 +229,10 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
                     "requires resources.use_spot: true (it only applies to spot replicas)",
                 )
     named = {a.upper() for a in resources.accelerator_names}
-    for key in policy.target_qps_per_accelerator:
+    # An accelerator entry already refused (a bad count or name) is not among `named`: its
+    # own line says what is wrong, so the map's key naming it is not a second problem.
+    refused = any(".accelerators" in line.split(": ", 1)[0] for line in problems.lines)
+    for key in () if refused else policy.target_qps_per_accelerator:
         if key.partition(":")[0].upper() not in named:
             they = f"they are {', '.join(sorted(named))}" if named else "it names none"
             problems.add(

@@ -318,3 +318,17 @@ def test_targets_need_named_accelerators(base: dict[str, Any], problems_for: Pro
         "service.replica_policy.target_qps_per_replica.L4: names no accelerator of "
         "resources.accelerators (it names none)",
     )
+
+
+def test_a_bad_count_is_one_line_without_a_follow_on_for_the_target_map(
+    base: dict[str, Any], problems_for: Problems
+) -> None:
+    """Before: `{L4: 0, A10G: 1}` with a target for L4 also said the map's L4 named no
+    accelerator, blaming the map for the count's mistake."""
+    base["resources"]["accelerators"] = {"L4": 0, "A10G": 1}
+    base["service"]["replica_policy"]["target_qps_per_replica"] = {"L4": 5, "A10G": 8}
+    base["service"]["load_balancing_policy"] = "instance_aware_least_load"
+    assert problems_for(base) == (
+        "resources.accelerators.L4: accelerator count must be a whole number >= 1, got 0 "
+        "(an integer)",
+    )
