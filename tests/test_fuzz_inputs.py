@@ -7,6 +7,7 @@ import string
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,3 +99,33 @@ def test_any_command_line_ends_in_one_clear_line(
         raise AssertionError(f"{[command, service, *rest]}: {result.exception!r}")
     assert "Traceback" not in result.output
     assert result.exit_code in (0, 1, 2), result.output
+
+
+NUMBER_OPTIONS = [
+    (["mix", "--profile", "PROFILE", "--rate"], []),
+    (["mix", "--profile", "PROFILE", "--rate", "3", "--max-utilization"], []),
+    (["backtest", "--traces", "TRACES", "--types", "TYPES", "--rate"], ["--repeats", "1"]),
+    (["backtest", "--unwarned-share"], []),
+    (["sandbox", "load", "--qps"], ["--duration", "1"]),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), NUMBER_OPTIONS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_a_number_option_refuses_nan_and_infinity_as_a_usage_error(
+    tmp_path: Path, before: list[str], after: list[str], value: str
+) -> None:
+    """click's FloatRange let NaN (and, unbounded, infinity) through: `backtest --rate nan`
+    ended in a traceback (cannot convert float NaN to integer), `mix --rate nan` in exit 1."""
+    (tmp_path / "p.yaml").write_text("gpus: {A10G: {usd_per_hour: 1.0, max_rps: 2.5}}\n")
+    traces = tmp_path / "t"
+    traces.mkdir()
+    args = [
+        {"PROFILE": str(tmp_path / "p.yaml"), "TYPES": str(tmp_path / "p.yaml"),
+         "TRACES": str(traces)}.get(a, a) for a in [*before, value, *after]
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: Invalid value for '--") and value in last, last

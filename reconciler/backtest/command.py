@@ -21,6 +21,7 @@ from reconciler.backtest.runner import (
     run_policy,
 )
 from reconciler.backtest.workload import Workload, load_maf
+from reconciler.click_types import Finite
 from reconciler.errors import BacktestError, MixError, ProfileError, TraceError
 from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.service import MAX_REPLICAS
@@ -113,7 +114,7 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 )
 @click.option(
     "--unwarned-share",
-    type=click.FloatRange(0.0, 1.0),
+    type=Finite(0.0, 1.0),
     default=0.1,
     show_default=True,
     help="Realistic notices: share of preemptions with no notice (0 to 1). No cloud publishes "
@@ -122,7 +123,7 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 @click.option(
     "--lead-jitter",
     "lead_jitter_s",
-    type=click.FloatRange(0.0, 3_600.0),
+    type=Finite(0.0, 3_600.0),
     default=None,
     help="Realistic notices: a notice comes up to this many seconds late (0 to --warning; "
     "default half the warning).",
@@ -175,7 +176,7 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0, min_open=True, max=1e6),
+    type=Finite(min=0, min_open=True, max=1e6),
     help="--types: the requests/s to serve (constant).",
 )
 @click.option(

@@ -4,12 +4,10 @@ Azure region stacks when the spec names them (backends/base.py)."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -20,6 +18,7 @@ from reconciler.backends.sandbox import (
     started_elsewhere,
     uses_sandbox,
 )
+from reconciler.click_types import Finite
 from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
@@ -86,17 +85,10 @@ def _endpoint(rec: Reconciler) -> str:
     return rec.cloud.endpoint()
 
 
-class Seconds(click.FloatRange):
-    """A number of seconds in a range. click's FloatRange lets NaN through (every comparison
-    with it is false); this refuses it."""
+class Seconds(Finite):
+    """A finite number of seconds in a range (`Finite`)."""
 
     name = "seconds"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        seconds = super().convert(value, param, ctx)
-        if math.isnan(seconds):
-            self.fail(f"must be a finite number of seconds, got {value!r}", param, ctx)
-        return seconds
 
 
 def _fail(exc: Exception) -> click.ClickException:

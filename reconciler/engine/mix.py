@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from reconciler.click_types import Finite
 from reconciler.policy.mix import solve_mix
 from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.profile_file import load_profile
@@ -23,7 +24,7 @@ from reconciler.spec.profile_file import load_profile
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0),
     required=True,
     help="Total request rate to serve, requests per second.",
 )
@@ -35,7 +36,7 @@ from reconciler.spec.profile_file import load_profile
 )
 @click.option(
     "--max-utilization",
-    type=click.FloatRange(min=0, min_open=True, max=1),
+    type=Finite(min=0, min_open=True, max=1),
     default=1.0,
     show_default=True,
     help="Headroom: load each instance to at most this share of its SLO capacity.",

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from reconciler.click_types import Finite
 from reconciler.errors import SandboxError
 from reconciler.files import write_atomic
 from reconciler.sandbox.profiling import Probe, measure_bucket
@@ -55,13 +56,13 @@ def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) ->
 @click.option("--accelerator", required=True, help="The GPU type the endpoint runs, e.g. L4.")
 @click.option(
     "--slo-ms",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     required=True,
     help="Latency target: a request within it meets the SLO.",
 )
 @click.option(
     "--attainment",
-    type=click.FloatRange(min=0, min_open=True, max=1),
+    type=Finite(min=0, min_open=True, max=1),
     default=0.95,
     show_default=True,
     help="Share of requests that must meet the target at the rate reported.",
@@ -80,14 +81,14 @@ def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) ->
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=1, max=3_600),
+    type=Finite(min=1, max=3_600),
     default=20.0,
     show_default=True,
     help="Seconds of load per probe.",
 )
 @click.option(
     "--max-rate",
-    type=click.FloatRange(min=0, min_open=True, max=10_000),
+    type=Finite(min=0, min_open=True, max=10_000),
     default=1_000.0,
     show_default=True,
     help="Requests/s no probe exceeds.",

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from reconciler.click_types import Finite
 from reconciler.errors import SandboxError
 from reconciler.files import write_json_atomic
 from reconciler.sandbox import market_daemon, replicas
@@ -92,7 +93,7 @@ def replica() -> None:
 )
 @click.option(
     "--max-rps",
-    type=click.FloatRange(0, replicas.MAX_RPS),
+    type=Finite(0, replicas.MAX_RPS),
     default=0.0,
     show_default=True,
     help="Requests/s the simulated GPU serves, one after another, so latency grows with the "
@@ -558,14 +559,12 @@ def lb_set_members(
 
 @sandbox.command("load")
 @click.option("--url", required=True, help="Loopback URL, e.g. http://127.0.0.1:8080.")
-@click.option("--qps", type=click.FloatRange(min=0, min_open=True), required=True)
-@click.option(
-    "--duration", type=click.FloatRange(min=0, min_open=True), required=True, help="Seconds."
-)
+@click.option("--qps", type=Finite(min=0, min_open=True), required=True)
+@click.option("--duration", type=Finite(min=0, min_open=True), required=True, help="Seconds.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Per request, s.")
 @click.option(
     "--slo-ms",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=None,
     help="Latency target: also report the share of requests answered within it.",
 )
