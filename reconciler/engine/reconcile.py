@@ -255,9 +255,13 @@ class Reconciler:
             else (sizing_note(rp, sized.target_qps_per_replica, self.cloud.accelerators_in_use),)
         )
         if spec.mix is not None and not self.cloud.typed_pools:
-            who = f"policy {policy}" if policy not in MIXING_POLICIES else "no region"
+            why = (
+                f"policy {policy} does not run"
+                if policy not in MIXING_POLICIES
+                else "no region runs"
+            )
             self.notes += (
-                f"{paths.service}{SIDECAR_SUFFIX}: its mix settings are unused: {who} runs "
+                f"{paths.service}{SIDECAR_SUFFIX}: its mix settings are unused: {why} "
                 "several GPU types as pools (docs/mix.md)",
             )
         self._runners: dict[str, TerraformRunner] = {}

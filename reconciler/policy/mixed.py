@@ -108,6 +108,11 @@ def hedgeform_mix(
         for t in types
     }
     reasons = [f"mix rate {rate:g} req/s: {step.reason}"]
+    if caps and len(caps) == len(types):  # every type capped: serve what the caps can
+        ceiling = sum(c * serves[t] for t, c in caps)
+        if rate > ceiling + 1e-9:
+            rate = ceiling
+            reasons.append(f"mix rate held to {rate:g} req/s: the sidecar's caps serve no more")
     try:
         choice = _choose(
             profile,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,28 @@ def _load_sidecar(path: Path, spec: ServiceSpec) -> MixSettings:
                 '"any of" set of several (resources.accelerators: {L4: 1, A10G: 1})'
             ]
         )
+    _check_caps_serve_min(source, replace(spec, mix=settings), names)
     return settings
+
+
+def _check_caps_serve_min(source: str, spec: ServiceSpec, names: Sequence[str]) -> None:
+    """SpecError when every type is capped and the caps serve less than `min_replicas`
+    replicas of the smallest type do (the least rate the mixing policy runs, policy/mixed.py):
+    no mix could ever start."""
+    settings = spec.mix
+    if settings is None or not names or any(settings.cap(n) is None for n in names):
+        return
+    serves = {n: (spec.replica_rps(n) or 1.0) * settings.max_utilization for n in names}
+    most = sum((settings.cap(n) or 0) * serves[n] for n in names)
+    least = spec.service.replica_policy.min_replicas * min(serves.values())
+    if most < least - 1e-9:
+        raise SpecError(
+            [
+                f"{source}: mix.caps: the caps serve at most {most:g} requests/s, less than the "
+                f"{least:g} of min_replicas ({spec.service.replica_policy.min_replicas}) "
+                "replicas of the smallest type: raise a cap or lower min_replicas"
+            ]
+        )
 
 
 def _read_spec_text(path: Path, source: str) -> str:

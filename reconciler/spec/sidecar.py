@@ -125,6 +125,8 @@ def parse_sidecar(data: Any, accelerators: Sequence[str]) -> MixSettings:
     caps: dict[str, int] = {}
     for name, cap in caps_raw.items():
         key = known(name, f"mix.caps.{name}")
+        if key in caps:
+            raise ProfileError(f"mix.caps.{name}: {key} is capped more than once")
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
             raise ProfileError(f"mix.caps.{name}: {cap!r} is not a whole number of replicas")
         caps[key] = cap

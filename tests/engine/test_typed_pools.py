@@ -184,9 +184,11 @@ def test_plan_says_when_the_sidecars_mix_settings_are_unused(mix_root: Path) -> 
     used = mix_reconciler(mix_root)
     assert not any("mix settings are unused" in n for n in used.notes)
     unused = mix_reconciler(mix_root, policy="spothedge")
-    assert f"{MIX_AWS}.hedgeform.yaml: its mix settings are unused: policy spothedge runs " in (
-        " ".join(unused.notes)
-    )
+    # (before: "policy spothedge runs several GPU types as pools", the opposite)
+    assert (
+        f"{MIX_AWS}.hedgeform.yaml: its mix settings are unused: policy spothedge does not run "
+        "several GPU types as pools (docs/mix.md)"
+    ) in unused.notes
 
 
 def _mix_spec(tmp_path: Path, resources: str) -> Path:

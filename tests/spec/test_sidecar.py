@@ -80,6 +80,12 @@ def test_a_sidecar_beside_the_service_is_read_and_leaves_the_digests_alone(
         ("mix: {max_utilization: true}\n", r"mix\.max_utilization: True is not a share"),
         ("mix: {caps: {L4: -1}}\n", r"mix\.caps\.L4: -1 is not a whole number of replicas"),
         ("mix: {caps: {T4: 1}}\n", r"mix\.caps\.T4: 'T4' is not an accelerator"),
+        # before: the last of the two won, silently
+        ("mix: {caps: {l4: 0, L4: 3}}\n", r"mix\.caps\.L4: L4 is capped more than once"),
+        # before: accepted, and a new service planned no replica at all (exit 0)
+        ("mix: {caps: {L4: 0, A10G: 0}}\n", r"mix\.caps: the caps serve at most 0 requests/s, "
+         r"less than the 10 of min_replicas \(2\) replicas of the smallest type"),
+        ("mix: {caps: {L4: 1, A10G: 0}}\n", r"mix\.caps: the caps serve at most 5 requests/s"),
         ("mix: [1]\n", r"mix: expected a mapping"),
         ("mix: {caps: {L4: 1}\n", r"hedgeform\.yaml"),  # not YAML: the file is named
     ],
@@ -147,3 +153,12 @@ def test_headroom_counts_each_replica_at_that_share_of_its_capacity(tmp_path: Pa
     rp = spec.service.replica_policy
     assert _requests_per_replica(rp, spec.mix, "L4") == pytest.approx(0.5 / 0.35)
     assert _requests_per_replica(rp, MixSettings(max_utilization=0.5), "L4") == 2.5  # of 5
+
+
+def test_caps_that_serve_less_than_the_rate_hold_the_mix_at_what_they_serve(
+    tmp_path: Path,
+) -> None:
+    """Caps may serve min_replicas' rate but not a higher one the autoscaler asks for: the
+    mix runs what the caps allow (before: no mix fitted, and a new service ran nothing)."""
+    runs = _mix_counts(service(tmp_path, "mix: {caps: {L4: 2, A10G: 2}}\n"), 8)  # 40 req/s
+    assert runs == {"L4": 2, "A10G": 2}  # 26 req/s, all the caps allow
