@@ -3,6 +3,7 @@ mixed backtest (`hedgeform backtest --types`). Parsing is spec/profile.py's, pur
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,16 @@ def load_profile_data(
     command's option `selector`; None: the command takes one profile per file); a file that
     is one config must not be given one."""
     try:
-        data = yaml.safe_load(path.read_text())  # JSON is YAML
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"not JSON or YAML: {yaml_problem(str(path), exc)}") from None
+        text = path.read_text()
     except UnicodeDecodeError:
         raise ProfileError(f"{path}: not a text file") from None
+    try:  # JSON first: YAML 1.1 reads JSON's 2.5E0 or 1e-9 as strings
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ProfileError(f"not JSON or YAML: {yaml_problem(str(path), exc)}") from None
     if isinstance(data, dict) and "configs" in data and "gpus" not in data:
         configs = data["configs"]
         if not isinstance(configs, dict) or not configs:

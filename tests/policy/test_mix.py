@@ -312,6 +312,19 @@ def test_mix_prints_the_counts_and_the_json_shape(tmp_path: Path) -> None:
     assert json.loads(result.output) == {"mix": {"A10G": 1, "A100-80GB": 2}, "usd_per_hour": 8.35}
 
 
+def test_json_numbers_in_exponent_form_are_numbers(tmp_path: Path) -> None:
+    """Before: the file was read as YAML 1.1 only, which takes JSON's 2.0E0 or 3.67e0 for
+    strings ("'2.0E0' is not a number")."""
+    path = tmp_path / "profile.json"
+    path.write_text(
+        '{"gpus": {"A10G": {"usd_per_hour": 1.01, "max_rps": 3.65E-1},'
+        ' "A100-80GB": {"usd_per_hour": 3.67e0, "max_rps": 2.0E0}}}'
+    )
+    result = run("--profile", str(path), "--rate", "4.3", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"mix": {"A10G": 1, "A100-80GB": 2}, "usd_per_hour": 8.35}
+
+
 def test_a_file_of_several_profiles_needs_config(tmp_path: Path) -> None:
     path = tmp_path / "anchor.json"
     path.write_text(json.dumps({"configs": {"a": FIXTURE, "b": FIXTURE}}))
