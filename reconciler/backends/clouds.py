@@ -42,6 +42,7 @@ from reconciler.clouds import (
     instance_for_region,
     instances_for_region,
     list_price,
+    list_spot_price,
     template_for,
     type_entry,
     version_entry,
@@ -381,12 +382,16 @@ class ProviderCloud:
                     )
                     od = 1.0
                 spot, from_api = self._spot_prices(stack, itype, zones, live)
+                # The per-zone catalog lists not every type: then the list prices' spot
+                # reference (their source's lowest zone), rather than on-demand, so a type
+                # the catalog omits is not priced out of a mix.
+                listed = list_spot_price(cloud, choice.price_key) if not spot else None
                 for zone in zones:
                     price: float | None = spot.get(zone)
                     if price is None and from_api:
                         continue  # the cloud lists no spot price: the type is not offered there
                     if price is None:  # the catalog does not list the zone: no preference
-                        price = max(spot.values(), default=od)
+                        price = max(spot.values(), default=listed or od)
                     offers.append(
                         ZoneOffer(
                             pool_name(zone, typed),

@@ -16,6 +16,7 @@ from reconciler.clouds.catalog import (
     instance_for_region,
     instances_for_region,
     list_price,
+    list_spot_price,
     zones_of,
 )
 from reconciler.clouds.stack_context import (
@@ -47,6 +48,7 @@ __all__ = [
     "instance_for_region",
     "instances_for_region",
     "list_price",
+    "list_spot_price",
     "secret_env_names",
     "secret_env_values",
     "template_for",

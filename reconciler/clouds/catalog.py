@@ -216,6 +216,17 @@ def list_price(cloud: str, key: str) -> float | None:
     return list_prices(cloud).on_demand.get(key)
 
 
+def list_spot_price(cloud: str, key: str, path: Path = LIST_PRICES_PATH) -> float | None:
+    """The lowest spot price (USD/h) of an instance type among the reference region's zones
+    in the list prices' source rows (`spot_min`, by `InstanceChoice.price_key`): a
+    reference for pricing spot where the per-zone catalog lists the type not at all; None
+    when not shipped."""
+    list_prices(cloud, path)  # the file's errors, in one line
+    entry = json.loads(Path(path).read_text(encoding="utf-8"))["clouds"][cloud]
+    spot = entry["instance_types"].get(key, {}).get("spot_min")
+    return float(spot) if isinstance(spot, int | float) and spot > 0 else None
+
+
 def instance_for(
     cloud: str,
     accelerators: Sequence[Accelerator],

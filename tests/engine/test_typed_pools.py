@@ -448,3 +448,21 @@ def test_an_aws_region_runs_at_most_four_types_and_plan_names_the_rest(
     assert not result.failed
     rendered = _rendered(mix_root, rec, "aws-us-east-1")
     assert len(rendered["accelerator_types"]) == 4  # type: ignore[arg-type]
+
+
+def test_a_type_the_zone_catalog_omits_is_priced_at_its_listed_spot_not_on_demand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-zone catalog lists spot for few instance types; for the others every zone's
+    spot was priced at on-demand, so the mix never chose them (a user-eye check: T4 lost to
+    L4 on AWS). The list prices carry each type's lowest spot price in its source rows."""
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    rec = _cloud_mix_reconciler(tmp_path, ("aws",), ("T4", "L4"))  # T4 serves 5, L4 8
+    offers = {o.zone: o for o in rec.cloud.zone_offers(live=False)}
+    t4 = [o for zone, o in offers.items() if zone.endswith("/T4")]
+    assert t4 and all(o.spot_price == pytest.approx(0.1845) for o in t4)
+    assert all(o.on_demand_price == pytest.approx(0.526) for o in t4)
+    rec.run_pass(apply=False, render_only=True)
+    rendered = _rendered(tmp_path, rec, "aws-us-east-1")
+    # $0.1845/h for 5 req/s beats the catalog's L4 spot ($0.33-0.38/h) for 8
+    assert set(rendered["replica_accelerators"].values()) == {"T4"}  # type: ignore[union-attr]
