@@ -36,6 +36,7 @@ from reconciler.clouds import (
     REAL_CLOUDS,
     InstanceChoice,
     Origin,
+    accelerators_for_region,
     choice_note,
     cloud_stack_context,
     front_stack_context,
@@ -153,16 +154,32 @@ def _one_choice(
     return (instance_for_region(resources, cloud, region, overrides, policy=policy),)
 
 
-def pools_note(cloud: str, region: str, types: Sequence[InstanceChoice]) -> str:
-    """One line for `plan`: the GPU types a region offers as pools of their own (issue 15)."""
+def pools_note(
+    cloud: str,
+    region: str,
+    types: Sequence[InstanceChoice],
+    asked: Sequence[str] = (),
+    capped: Sequence[str] = (),
+) -> str:
+    """One line for `plan`: the GPU types a region offers as pools of their own (issue 15),
+    and the types of the set (`asked`) it does not run for want of an instance of their own
+    in the catalog (SkyPilot's any-of: those are skipped; `capped` ones have their own
+    note)."""
     shown = []
     for choice in types:
         price = on_demand_price(cloud, region, choice)
         cost = f"${price:.2f}/h on demand" if price is not None else "no list price"
         shown.append(f"{choice.accelerator} ({choice.instance_type}, {cost})")
+    running = {c.accelerator.upper() for c in types} | {c.upper() for c in capped}
+    missing = [name for name in dict.fromkeys(asked) if name.upper() not in running]
+    skipped = (
+        f"; not running {', '.join(missing)} (the catalog has no instance of its own for it here)"
+        if missing
+        else ""
+    )
     return (
         f"{cloud} {region} offers {', '.join(shown)} as pools of their own; the policy chooses "
-        "how many of each every tick, by price per request/s (docs/mix.md)"
+        f"how many of each every tick, by price per request/s (docs/mix.md){skipped}"
     )
 
 
@@ -224,10 +241,12 @@ class ProviderCloud:
         except CloudConfigError as exc:  # a spec field: say which file
             raise CloudConfigError(f"{paths.spec_file}: {exc}") from None
         mix_note: tuple[str, ...] = ()
+        capped: dict[tuple[str, str], tuple[str, ...]] = {}
         for (cloud, region), types in sorted(self.region_types.items()):
             most = CLOUDS[cloud].max_types_per_region
             if most is not None and len(types) > most:
                 self.region_types[(cloud, region)] = types[:most]
+                capped[(cloud, region)] = tuple(c.accelerator for c in types[most:])
                 mix_note += (
                     f"{cloud} {region}: at most {most} GPU types per region; not running "
                     f"{', '.join(c.accelerator for c in types[most:])}",
@@ -250,7 +269,13 @@ class ProviderCloud:
             for (cloud, region), types in sorted(self.region_types.items())
             if (
                 note := (
-                    pools_note(cloud, region, types)
+                    pools_note(
+                        cloud,
+                        region,
+                        types,
+                        [a.name for a in accelerators_for_region(spec.resources, cloud, region)[0]],
+                        capped.get((cloud, region), ()),
+                    )
                     if self.typed_pools
                     else choice_note(
                         spec.resources, cloud, region, types[0], policy=spec.service.replica_policy

@@ -466,3 +466,17 @@ def test_a_type_the_zone_catalog_omits_is_priced_at_its_listed_spot_not_on_deman
     rendered = _rendered(tmp_path, rec, "aws-us-east-1")
     # $0.1845/h for 5 req/s beats the catalog's L4 spot ($0.33-0.38/h) for 8
     assert set(rendered["replica_accelerators"].values()) == {"T4"}  # type: ignore[union-attr]
+
+
+def test_types_of_a_set_a_region_cannot_run_are_named_in_its_note(mix_root: Path) -> None:
+    """Before: A10 (an Azure type) and H100:1 (AWS has H100 only by eight) were left out of
+    an AWS mix without a word (only the types over the four a region runs were named)."""
+    spec_file = mix_root / "services" / f"{MIX_AWS}.yaml"
+    text = spec_file.read_text().replace("{L4: 1, A10G: 1}", "{L4: 1, A10G: 1, A10: 1, H100: 1}")
+    spec_file.write_text(text)
+    rec = mix_reconciler(mix_root)
+    note = next(n for n in rec.notes if n.startswith("aws us-east-1 offers "))
+    assert note.endswith(
+        "; not running A10, H100 (the catalog has no instance of its own for it here)"
+    ), note
+    assert "L4 (g6.xlarge" in note and "A10G (g5.xlarge" in note
