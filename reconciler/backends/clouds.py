@@ -246,10 +246,10 @@ class ProviderCloud:
             most = CLOUDS[cloud].max_types_per_region
             if most is not None and len(types) > most:
                 self.region_types[(cloud, region)] = types[:most]
-                capped[(cloud, region)] = tuple(c.accelerator for c in types[most:])
+                left = capped[(cloud, region)] = tuple(c.accelerator for c in types[most:])
                 mix_note += (
                     f"{cloud} {region}: at most {most} GPU types per region; not running "
-                    f"{', '.join(c.accelerator for c in types[most:])}",
+                    f"{', '.join(left)}",
                 )
         self.typed_pools = any(len(types) > 1 for types in self.region_types.values())
         untyped = sorted({c for c, _ in self.regions if not CLOUDS[c].typed_replicas})
@@ -527,7 +527,8 @@ class ProviderCloud:
                     for rid, acc in replica_accelerators(replicas).items()
                     if acc in context["accelerator_types"]
                 }
-                context.update(self._lb_weights(context, replicas, layout.members, registered))
+                if CLOUDS[stack.cloud].weighs_types:
+                    context.update(self._lb_weights(context, replicas, layout.members, registered))
             if CLOUDS[stack.cloud].carries_versions:
                 self._add_versions(context, region, layout.versions)
             out.append(

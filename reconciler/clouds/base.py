@@ -216,6 +216,9 @@ class Cloud:
     # At most this many GPU types per region (None: no limit the module knows of); a set of
     # more runs the best ranked that many, and `plan` names the others.
     max_types_per_region: int | None = None
+    # Its load balancer weighs each GPU type's members by their serving capacity
+    # (`accelerator_weights` and `untyped_weight` in the tfvars: AWS's weighted forward).
+    weighs_types: bool = False
 
     @property
     def carries_versions(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -189,6 +189,9 @@ class ListPrices:
     as_of: str
     source: str
     on_demand: Mapping[str, float]
+    # the lowest spot price among the reference region's zones in the same source rows
+    # (`spot_min`), for the types that have one: a reference, not a live price
+    spot_min: Mapping[str, float] = field(default_factory=dict)
 
 
 @cache
@@ -199,12 +202,19 @@ def list_prices(cloud: str, path: Path = LIST_PRICES_PATH) -> ListPrices:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         entry = data["clouds"][cloud]
         source = data["sources"][cloud]
-        prices = {str(k): float(v["on_demand"]) for k, v in entry["instance_types"].items()}
+        types = entry["instance_types"]
+        prices = {str(k): float(v["on_demand"]) for k, v in types.items()}
+        spot = {
+            str(k): float(v["spot_min"])
+            for k, v in types.items()
+            if isinstance(v.get("spot_min"), int | float) and v["spot_min"] > 0
+        }
         return ListPrices(
             region=str(entry["region"]),
             as_of=str(source["as_of"]),
             source=f"{source['repo']} {source['path']} at {source['commit'][:12]}",
             on_demand=prices,
+            spot_min=spot,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CloudConfigError(f"list prices {path} unreadable: {exc!r}") from None
@@ -216,15 +226,12 @@ def list_price(cloud: str, key: str) -> float | None:
     return list_prices(cloud).on_demand.get(key)
 
 
-def list_spot_price(cloud: str, key: str, path: Path = LIST_PRICES_PATH) -> float | None:
+def list_spot_price(cloud: str, key: str) -> float | None:
     """The lowest spot price (USD/h) of an instance type among the reference region's zones
-    in the list prices' source rows (`spot_min`, by `InstanceChoice.price_key`): a
-    reference for pricing spot where the per-zone catalog lists the type not at all; None
+    in the list prices' source rows (`ListPrices.spot_min`, by `InstanceChoice.price_key`):
+    a reference for pricing spot where the per-zone catalog lists the type not at all; None
     when not shipped."""
-    list_prices(cloud, path)  # the file's errors, in one line
-    entry = json.loads(Path(path).read_text(encoding="utf-8"))["clouds"][cloud]
-    spot = entry["instance_types"].get(key, {}).get("spot_min")
-    return float(spot) if isinstance(spot, int | float) and spot > 0 else None
+    return list_prices(cloud).spot_min.get(key)
 
 
 def instance_for(

@@ -76,4 +76,5 @@ CLOUD = Cloud(
     # One ALB target group per type plus the shared one in a weighted forward, and AWS
     # allows 5 target groups per action (Elastic Load Balancing quotas, not adjustable).
     max_types_per_region=4,
+    weighs_types=True,
 )
