@@ -18,6 +18,17 @@ runs now and changes type only when the change pays for itself:
    overlap within that window is noise. `cold_start_s` is the measured time from launch to
    ready (memory's `cold_start_s`). No threshold is tuned: both come from the service.
 
+   While the replicas ready now fall short of the rate (`ready`: a preemption without
+   warning took them), there is nothing to run beside: keep and the switch both start
+   their missing replicas, and SpotHedge's fallback runs an on-demand replica beside each
+   spot one while it starts (`cover`: the type's on-demand $/h). The switch must then
+   repay the difference of the two start costs, `start(best) - start(keep)`, where
+
+       start(mix) = sum_t max(0, mix_t - ready_t) * (price_t + cover_t if at spot) * cold_start_s
+
+   (plus its spare), since the cover of a small type costs more per request than a large
+   type's on-demand replica.
+
 Prices are the *effective* ones (`effective_prices`): a type's spot price while some zone
 offers its spot, else its on-demand price, so a type whose spot vanished everywhere is priced
 out and the mix re-solves away from it once the saving repays the move. `stepped_prices`
@@ -102,14 +113,18 @@ def choose_mix(
     max_total: int | None = None,
     beyond: Mapping[str, tuple[int, float]] | None = None,
     spare: Mapping[str, float] | None = None,
+    ready: Mapping[str, int] | None = None,
+    cover: Mapping[str, float] | None = None,
 ) -> MixChoice:
     """The mix to run for `rate_rps` given what runs (module docstring). `running` counts
     per type (types missing count 0); `caps`: per-type limits; `max_total`: at most this
     many replicas in all; `beyond`: per type, the price past a number of replicas
     (`solve_mix`'s stepped price: spot as far as the type's pools were seen to hold);
     `spare`: per type, the $/h of the spare when it is the mix's largest type (`solve_mix`),
-    so every mix compared is priced with its spare. MixError (one line) when no mix serves
-    the rate."""
+    so every mix compared is priced with its spare; `ready`: per type, the replicas ready
+    now, given only while they fall short of the rate, with `cover` the per-type on-demand
+    $/h of SpotHedge's fallback (module docstring, rule 3). MixError (one line) when no mix
+    serves the rate."""
 
     def solve(caps: Mapping[str, int], floors: Mapping[str, int] | None = None) -> Mix:
         return solve_mix(
@@ -154,12 +169,19 @@ def choose_mix(
                 spare_type=best.spare_type,
             )
     saving = (keep.usd_per_hour - best.usd_per_hour) * hold_s
-    new_spare = best.spare_type != keep.spare_type
-    overlap = (
-        sum(_added(keep.counts[n], best.counts[n], prices.get(n, _price(profile, n)),
-                   (beyond or {}).get(n)) for n in names)
-        + ((spare or {}).get(best.spare_type, 0.0) if new_spare else 0.0)
-    ) * cold_start_s  # fmt: skip
+    price = {n: prices.get(n, _price(profile, n)) for n in names}
+    if ready is not None:  # nothing to run beside: both start what is not ready
+        overlap = (
+            _start(best, ready, price, beyond or {}, cover or {}, spare or {})
+            - _start(keep, ready, price, beyond or {}, cover or {}, spare or {})
+        ) * cold_start_s
+    else:
+        new_spare = best.spare_type != keep.spare_type
+        overlap = (
+            sum(_added(keep.counts[n], best.counts[n], price[n], (beyond or {}).get(n))
+                for n in names)
+            + ((spare or {}).get(best.spare_type, 0.0) if new_spare else 0.0)
+        ) * cold_start_s  # fmt: skip
     if best.counts != keep.counts and saving > overlap:
         return MixChoice(
             best.counts,
@@ -182,6 +204,30 @@ def _added(have: int, want: int, price: float, step: tuple[int, float] | None) -
     limit, dearer = step
     cheap = max(0, min(want, limit) - have)
     return cheap * price + (want - have - cheap) * dearer
+
+
+def _start(
+    mix: Mix,
+    ready: Mapping[str, int],
+    price: Mapping[str, float],
+    beyond: Mapping[str, tuple[int, float]],
+    cover: Mapping[str, float],
+    spare: Mapping[str, float],
+) -> float:
+    """$/h a mix runs while its replicas that are not ready start (module docstring, rule
+    3): each at its price, a spot-priced one with its on-demand cover beside it, and its
+    spare (spot, no cover)."""
+    total = spare.get(mix.spare_type, 0.0)
+    for name, want in mix.counts.items():
+        have = ready.get(name, 0)
+        if want <= have:
+            continue
+        od = cover.get(name, price[name])
+        limit, dearer = beyond.get(name, (want, od))
+        cheap = max(0, min(want, limit) - have)  # at its price, spot when below on-demand
+        total += cheap * (price[name] + (od if price[name] < od else 0.0))
+        total += (want - have - cheap) * dearer
+    return total
 
 
 def _price(profile: Profile, name: str) -> float:

@@ -32,9 +32,10 @@ type; the sandbox's zones have one market shared by their types, docs/mix.md). P
    pools with a fixed size (its count), its own memory (`Memory.groups`) and the replica
    numbering shared, so each type spreads its spot over its zones with the dynamic fallback
    placer. On-demand covers spot in requests/s: while the ready spot replicas of all types
-   carry `R`, no type falls back (a type switching in does not buy on-demand while the old
-   type still serves); else each type covers its own spot that is not ready with its own
-   on-demand (`dynamic_ondemand_fallback`). `base_ondemand_fallback_replicas` go to the
+   carry `R`, no type falls back, nor does a type switching in at spot while the ready
+   replicas a draining type keeps carry `R` beside them (`_falls_back`); else each type
+   covers its own spot that is not ready with its own on-demand
+   (`dynamic_ondemand_fallback`). `base_ondemand_fallback_replicas` go to the
    type the mix gives the most replicas. The spare (`num_overprovision`) must stand in for
    any replica of the mix, so it is of the largest type the mix runs (most requests/s per
    replica), and every mix is priced with it (mix.py `spare`: at that type's open spot
@@ -108,11 +109,19 @@ def hedgeform_mix(
         for t in types
     }
     reasons = [f"mix rate {rate:g} req/s: {step.reason}"]
+    on_demand = {t: min(o.on_demand_price for o in by_type[t]) for t in types}
+    ready = _ready_by_type(observed, by_type, warned)
     if caps and len(caps) == len(types):  # every type capped: serve what the caps can
         ceiling = sum(c * serves[t] for t, c in caps)
         if rate > ceiling + 1e-9:
             rate = ceiling
             reasons.append(f"mix rate held to {rate:g} req/s: the sidecar's caps serve no more")
+    # The ready replicas fall short of the rate: a switch has nothing to run beside.
+    short = (
+        tuple(sorted(ready.items()))
+        if sum(n * serves[t] for t, n in ready.items()) < rate - 1e-9
+        else None
+    )
     try:
         choice = _choose(
             profile,
@@ -125,6 +134,8 @@ def hedgeform_mix(
             rp.upper,
             tuple(sorted(beyond.items())),
             tuple(sorted(spare_usd.items())),
+            short,
+            tuple(sorted(on_demand.items())) if short is not None else (),
         )
         counts = dict(choice.counts)
         spared = f" + spare {choice.spare_type}" if spare_usd.get(choice.spare_type) else ""
@@ -139,16 +150,22 @@ def hedgeform_mix(
     largest = max(
         (t for t in types if counts[t]), key=lambda t: (serves[t], -types.index(t)), default=""
     )
-    ready = _ready_by_type(observed, by_type, warned)
     chosen = counts
     counts = _drain_last(counts, prev, ready, serves, rate, reasons)
     # A type held only until the new mix carries the rate replaces none of its replicas.
     holding = {t for t in types if counts[t] > chosen[t]}
-    # On-demand covers spot in requests/s across types (SkyServe's rule, in capacity): while
-    # ready spot of every type carries the rate, no type falls back to on-demand.
     spot_ready = _ready_by_type(observed, by_type, warned, Market.SPOT)
-    spot_carries = sum(n * serves[t] for t, n in spot_ready.items()) >= rate - 1e-9
-    fallback = rp.dynamic_ondemand_fallback and not spot_carries
+    falls_back = _falls_back(
+        rp.dynamic_ondemand_fallback,
+        rate,
+        spot_rps=sum(n * serves[t] for t, n in spot_ready.items()),
+        kept_rps=sum((ready.get(t, 0) - spot_ready.get(t, 0)) * serves[t] for t in holding),
+        at_spot={
+            t: prices[t] < on_demand[t] and counts[t] <= beyond.get(t, (counts[t], 0.0))[0]
+            for t in types
+        },
+        holding=holding,
+    )
     seq = memory.launch_seq
     parts: list[Decision] = []
     for t in types:
@@ -158,7 +175,7 @@ def hedgeform_mix(
             service=replace(
                 spec.service,
                 replica_policy=_fixed(
-                    rp, counts[t], lead=t == lead, spare=t == largest, fallback=fallback
+                    rp, counts[t], lead=t == lead, spare=t == largest, fallback=falls_back[t]
                 ),
             ),
         )
@@ -258,6 +275,8 @@ def _choose(
     max_total: int | None = None,
     beyond: tuple[tuple[str, tuple[int, float]], ...] = (),
     spare: tuple[tuple[str, float], ...] = (),
+    ready: tuple[tuple[str, int], ...] | None = None,
+    cover: tuple[tuple[str, float], ...] = (),
 ) -> MixChoice:
     """`choose_mix`, remembered: the same inputs recur tick after tick (a deterministic
     function of them, so caching changes no decision, only the time a tick takes)."""
@@ -272,6 +291,8 @@ def _choose(
         max_total=max_total,
         beyond=dict(beyond),
         spare=dict(spare),
+        ready=None if ready is None else dict(ready),
+        cover=dict(cover),
     )
 
 
@@ -438,6 +459,29 @@ def _ready_by_type(
             continue
         ready[t] = ready.get(t, 0) + 1
     return ready
+
+
+def _falls_back(
+    dynamic: bool,
+    rate: float,
+    *,
+    spot_rps: float,
+    kept_rps: float,
+    at_spot: Mapping[str, bool],
+    holding: set[str],
+) -> dict[str, bool]:
+    """Per type, whether its SpotHedge covers its spot that is not ready with on-demand
+    (`dynamic_ondemand_fallback`; module docstring, step 5). SkyServe's rule in requests/s:
+    no type falls back while the ready spot of every type (`spot_rps`) carries `rate`. A
+    type switching in at spot (`at_spot`, not `holding`) also counts the ready on-demand
+    replicas a draining type keeps (`kept_rps`): they serve until the new type is ready,
+    so buying on-demand beside its spot would pay twice for the same cover. A type the mix
+    priced at on-demand (its spot gone) falls back as before: on-demand is what it was
+    chosen for."""
+    return {
+        t: dynamic and spot_rps + (kept_rps if spot and t not in holding else 0.0) < rate - 1e-9
+        for t, spot in at_spot.items()
+    }
 
 
 def _fixed(

@@ -176,3 +176,30 @@ def test_a_mix_is_priced_with_its_spare_so_a_large_spare_is_left_when_spot_retur
     assert moved.switched and moved.counts == {"A10G": 3, "A100-80GB": 0}
     assert moved.spare_type == "A10G" and moved.usd_per_hour == pytest.approx(4 * 1.01 / 3)
     assert moved.reason.startswith("switch: saves $1.10/h")
+
+
+def test_with_nothing_ready_both_sides_start_and_spot_pays_for_its_cover() -> None:
+    """At 20 req/s with the A100-80GB's spot gone (priced at on-demand, $3.67/h) and A10G
+    spot at $0.34/h, eight A10Gs ($2.69/h) save $0.98/h. With its on-demand A100-80GB
+    running, the switch starts eight spot A10Gs beside it: $2.69/h for 120 s, repaid. With
+    nothing ready, staying starts one on-demand A100-80GB ($3.67/h) while the switch starts
+    eight spot A10Gs *and* the eight on-demand ones SpotHedge covers them with ($10.77/h).
+    The saving earns $0.33 within the 1200 s hold; the difference, $7.10/h, costs $0.24
+    over a 120 s start (it switches) and $0.36 over a 180 s one (it stays)."""
+    prices = {"A10G": 1.01 / 3, "A100-80GB": 3.67}
+    cover = {"A10G": 1.01, "A100-80GB": 3.67}
+    running = {"A100-80GB": 1}
+
+    def choose(cold: float, ready: dict[str, int] | None) -> Any:
+        return choose_mix(
+            HEAD, 20.0, prices, running, cold_start_s=cold, hold_s=HOLD, ready=ready, cover=cover
+        )
+
+    assert choose(120.0, None).counts == {"A10G": 8, "A100-80GB": 0}  # beside what runs
+    assert choose(120.0, {}).counts == {"A10G": 8, "A100-80GB": 0}
+    stays = choose(180.0, {})
+    assert stays.counts == {"A10G": 0, "A100-80GB": 1} and not stays.switched
+    assert choose(180.0, None).counts == {"A10G": 8, "A100-80GB": 0}
+    # Replicas already ready start nothing: with five A10Gs ready (short of 20 req/s), the
+    # switch starts three and their cover, cheaper than the A100-80GB: it switches.
+    assert choose(180.0, {"A10G": 5}).counts == {"A10G": 8, "A100-80GB": 0}

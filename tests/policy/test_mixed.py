@@ -22,7 +22,8 @@ from reconciler.policy import (
     ZoneOffer,
     ZoneStatus,
 )
-from reconciler.policy.mixed import hedgeform_mix
+from reconciler.policy.mixed import _falls_back, hedgeform_mix
+from reconciler.policy.signals import FailureKind, LaunchResult
 from reconciler.policy.spothedge import hedgeform
 from reconciler.spec.model import (
     ReadinessProbe,
@@ -182,6 +183,62 @@ def test_an_incoming_type_buys_no_on_demand_while_ready_spot_carries_the_rate() 
     assert types_of(d, Market.ON_DEMAND) == {}
 
 
+def a100_lost_without_warning() -> tuple[ServiceSpec, Decision]:
+    """20 req/s (eight A10Gs' worth): one A100-80GB and its spare on spot, ready after a
+    120 s cold start; then both are preempted without warning, so nothing ready is left and
+    every A100-80GB pool is marked."""
+    spec = mixed_spec(units=8)
+    d = step(spec, Memory(), 0.0)
+    assert types_of(d, Market.SPOT) == {"A100-80GB": 2}
+    starting = [
+        Replica(x.replica_id, x.zone, x.market, ReplicaState.STARTING, 0.0)
+        for x in d.launches
+        if x.market is Market.SPOT
+    ]
+    memory = step(spec, d.memory, 60.0, starting).memory
+    ready = [dataclasses.replace(r, state=ReplicaState.READY) for r in starting]
+    for t in (120.0, 150.0):
+        d = step(spec, memory, t, ready)
+        assert not d.launches and not d.terminations, d.reasons
+        memory = d.memory
+    notices = tuple(Notice(NoticeKind.PREEMPTED, r.id, r.zone, 200.0) for r in ready)
+    return spec, step(spec, memory, 210.0, [], Signals(notices=notices))
+
+
+def test_with_nothing_ready_a_switch_pays_for_the_on_demand_cover_it_starts() -> None:
+    """Reproduction (backtest set A, 20 req/s, no warning): with nothing ready, a switch to
+    eight A10Gs on spot ($3.03/h with the spare, against the A100-80GB on-demand at $3.67/h)
+    also starts eight on-demand A10Gs beside them as cover while they start ($8.08/h), where
+    staying starts one on-demand A100-80GB. Over a 120 s start that costs more than 1200 s of
+    the saving: the mix stays (before: it switched, and came back minutes later)."""
+    _, d = a100_lost_without_warning()
+    assert any(r.startswith("mix 1 × A100-80GB ($3.67/h): what runs") for r in d.reasons)
+    assert types_of(d).keys() == {"A100-80GB"}
+    assert types_of(d, Market.ON_DEMAND) == {"A100-80GB": 1}
+
+
+def test_a_spot_type_switching_in_buys_no_on_demand_while_the_old_type_serves() -> None:
+    """Reproduction: once the on-demand A100-80GB is ready and carries the rate, the mix
+    moves to eight A10Gs on spot; they start beside it with no on-demand cover of their own
+    (before: eight on-demand A10Gs were bought too, since only ready *spot* counted)."""
+    spec, d = a100_lost_without_warning()
+    od = [
+        Replica(x.replica_id, x.zone, x.market, ReplicaState.READY, 210.0)
+        for x in d.launches
+        if x.market is Market.ON_DEMAND
+    ]
+    refused = tuple(
+        LaunchResult(x.zone, Market.SPOT, False, FailureKind.CAPACITY)
+        for x in d.launches
+        if x.market is Market.SPOT
+    )
+    d = step(spec, d.memory, 330.0, od, Signals(launch_results=refused))
+    assert any(r.startswith("mix 8 × A10G + spare A10G ($3.03/h): switch") for r in d.reasons)
+    assert types_of(d, Market.SPOT) == {"A10G": 9}
+    assert types_of(d, Market.ON_DEMAND) == {}
+    assert not d.terminations  # the A100-80GB serves until the A10Gs carry the rate
+
+
 def test_a_warning_counts_at_once_for_the_on_demand_cover() -> None:
     """A replica warned in this tick's notices no longer counts as ready spot: its on-demand
     cover is bought now, a cold start before the preemption (before: only once the type's
@@ -217,3 +274,27 @@ def test_replica_numbers_are_shared_across_types() -> None:
     seqs = [x.replica_id for x in (*d.launches, *later.launches)]
     assert len(set(seqs)) == len(seqs)
     assert dataclasses.asdict(d.memory)["launch_seq"] == sum(1 for _ in d.launches)
+
+
+def test_only_a_spot_type_switching_in_counts_a_draining_types_on_demand_as_cover() -> None:
+    """Eight A10Gs (20 req/s) switch in at spot beside a draining A100-80GB whose on-demand
+    replica carries the rate: the A10Gs buy no cover. An A100-80GB switching in at its
+    on-demand price (its spot gone) buys the on-demand it was chosen for, and a draining
+    type keeps SkyServe's rule (only ready spot counts)."""
+    at_spot = {"A10G": True, "A100-80GB": False}
+    carried = _falls_back(
+        True, 20.0, spot_rps=0.0, kept_rps=26.7, at_spot=at_spot, holding={"A100-80GB"}
+    )
+    assert carried == {"A10G": False, "A100-80GB": True}
+    back = _falls_back(True, 20.0, spot_rps=0.0, kept_rps=20.0, at_spot=at_spot, holding={"A10G"})
+    assert back == {"A10G": True, "A100-80GB": True}
+    # Ready spot that carries the rate: nobody falls back; the flag off: nobody ever does.
+    assert not any(_falls_back(True, 20.0, spot_rps=20.0, kept_rps=0.0, at_spot=at_spot,
+                               holding=set()).values())  # fmt: skip
+    assert not any(_falls_back(False, 20.0, spot_rps=0.0, kept_rps=0.0, at_spot=at_spot,
+                               holding=set()).values())  # fmt: skip
+    # Kept on-demand short of the rate: the spot type covers too.
+    short = _falls_back(
+        True, 20.0, spot_rps=5.0, kept_rps=10.0, at_spot=at_spot, holding={"A100-80GB"}
+    )
+    assert short["A10G"]
