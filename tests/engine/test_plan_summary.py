@@ -72,4 +72,4 @@ def test_markdown_masks_sensitive_values_and_collapses_the_raw_plan() -> None:
     assert "hunter2" not in text
     assert "(sensitive)" in text
     assert "<details>" in text and "## Stack `s`" in text
-    assert "| spot | 1 | 0 | 0 | 0 |" in text
+    assert "| spot | - | - | 1 | 0 | 0 | 0 |" in text  # market, accelerator, version
