@@ -22,8 +22,9 @@ tell errors apart catch the subclass; the tree:
     │   └── MemoryFormatError (ValueError)  the policy's memory in reconciler.json
     ├── RenderError (ValueError) .......... a template that does not give valid JSON
     ├── ReconcileError .................... a pass that cannot run at all
-    │   └── BusyError ..................... another pass holds the service lock
-    │       └── LoopBusyError ............. another `hedgeform run` holds the loop lock
+    │   ├── BusyError ..................... another pass holds the service lock
+    │   │   └── LoopBusyError ............. another `hedgeform run` holds the loop lock
+    │   └── StalePlanError ................ a reviewed plan that no longer applies (exit 4)
     ├── TerraformError .................... a Terraform command failed for one stack
     │   ├── LockError, InitError, PlanError, ApplyError, CancelledError
     │   ├── PlanRefusedError .............. a plan Hedgeform will not apply (every replica)
@@ -145,6 +146,13 @@ class BusyError(ReconcileError):
 
 class LoopBusyError(BusyError):
     """Another loop for this service is running."""
+
+
+class StalePlanError(ReconcileError):
+    """A saved plan (`apply --plan DIR`) made against a state, service file or version that
+    has moved since: refused in one line, with exit code 4."""
+
+    exit_code = 4
 
 
 # -- Terraform ----------------------------------------------------------------------------

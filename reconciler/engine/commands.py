@@ -23,8 +23,15 @@ from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.state_store import Record, load_record
-from reconciler.errors import HedgeformError, InputError, ReconcileError, TerraformError
+from reconciler.errors import (
+    HedgeformError,
+    InputError,
+    ReconcileError,
+    StalePlanError,
+    TerraformError,
+)
 from reconciler.paths import ServicePaths
+from reconciler.plan_summary import FORMATS
 from reconciler.policy import POLICIES, Memory, ReplicaState
 from reconciler.policy.rollout import ROLLING, UPDATE_MODES, current_version, surge_refusal
 from reconciler.sandbox import market_daemon, replicas
@@ -37,6 +44,7 @@ from reconciler.terraform.runner import DEFAULT_VARS
 from reconciler.terraform.state import wait_for_state_locks
 
 EXIT_NOT_SERVING = 3  # `apply --wait`: still converging when --timeout passed
+EXIT_STALE_PLAN = StalePlanError.exit_code  # `apply --plan`: the reviewed plan is stale (4)
 
 
 def _reconciler(
@@ -178,6 +186,27 @@ def _print_pass(result: PassResult, verbose: bool = True) -> None:
     "stop: no Terraform command and no cloud API call.",
 )
 @click.option("--wait-lock", is_flag=True, help="Wait for a running reconcile instead of exiting.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Keep the plans for review and for `apply --plan DIR`: per stack DIR/STACK/tfplan "
+    "(the saved plan) and DIR/STACK/plan.json (its show -json, sensitive values masked), "
+    "plus DIR/plan.md (one pull-request comment, the same bytes for the same plan) and "
+    "DIR/manifest.json (each stack's state lineage and serial, the service file's sha256, "
+    "the version, the policy). DIR is created when missing. tfplan holds variable values "
+    "in clear, as Terraform's plans do: post plan.md, keep DIR private.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="github",
+    show_default=True,
+    help="Markup of DIR/plan.md: GitHub- or GitLab-flavoured markdown, or plain text.",
+)
 def plan(
     service: str,
     policy: str,
@@ -185,24 +214,42 @@ def plan(
     root: Path | None,
     render_only: bool,
     wait_lock: bool,
+    out: Path | None,
+    fmt: str,
 ) -> None:
     """Decide and plan every stack of SERVICE without changing anything.
 
-    Writes a markdown plan diff (counts of create/update/delete, replacements with why,
-    grouped by stack and market, load-balancer membership changes, the raw plan collapsed)
-    to state/SERVICE/plans/<timestamp>.md for review. With --render-only the decision is
-    made from Terraform state alone (replicas taken as ready, request rate held, catalog
-    prices) and only the files Terraform would read are written.
+    Writes a markdown plan diff (counts of create/update/delete by stack, market, GPU type
+    and version; each replica's change with the policy's reason; a warning block when
+    anything is destroyed or replaced; load-balancer membership changes; the raw plan
+    collapsed) to state/SERVICE/plans/<timestamp>.md for review. With --out DIR the plans
+    themselves are kept for review and `hedgeform apply SERVICE --plan DIR`. With
+    --render-only the decision is made from Terraform state alone (replicas taken as ready,
+    request rate held, catalog prices) and only the files Terraform would read are written.
+
+    Exit codes: 0 planned; 1 an error (a stack failed, bad input).
     """
+    from reconciler.engine.saved_plans import out_dir, write_plan_dir
+
+    written: list[Path] = []
     try:
+        if out is not None:
+            if render_only:
+                raise InputError("--out keeps Terraform's plans: it cannot go with --render-only")
+            out_dir(out)  # a bad DIR is refused before anything is planned
         rec = _reconciler(service, policy, lb_port, root)
+        rec.plan_cache = out is None  # --out keeps a saved plan of every stack
         with service_lock(rec.paths, wait=wait_lock):
             result = rec.run_pass(apply=False, render_only=render_only)
+            if out is not None and not result.failed:
+                written = write_plan_dir(rec, result, out, fmt)
     except HedgeformError as exc:
         raise _fail(exc) from None
     if render_only:
         for path in result.rendered:
             click.echo(f"wrote {path}")
+    if written:
+        click.echo(f"review: {written[0]} (apply it with `hedgeform apply {service} --plan {out}`)")
     _print_pass(result)
     for note in rec.notes:
         click.echo(f"note: {note}")
@@ -235,6 +282,18 @@ def plan(
 @replace_all_opt
 @mode_opt
 @max_surge_opt
+@click.option(
+    "--plan",
+    "plan_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Apply exactly the plans `hedgeform plan SERVICE --out DIR` kept, and nothing else "
+    "(no new decision, no further pass; the plan's policy is used). Refused in one line, "
+    "exit 4, with nothing applied, when any stack's state (lineage, serial), the service "
+    "file or the service version moved since the plan (Terraform's \"saved plan is "
+    'stale" too).',
+)
 def apply(
     service: str,
     policy: str,
@@ -246,6 +305,7 @@ def apply(
     replace_all: bool,
     update_mode: str,
     max_surge: int | None,
+    plan_dir: Path | None,
 ) -> None:
     """Reconcile SERVICE: observe -> decide -> render -> plan -> apply the saved plan ->
     record; then print the endpoint and the replicas.
@@ -259,9 +319,17 @@ def apply(
     holds the service's leader lease while it runs, and refuses in one line while a loop on
     another host holds it.
 
-    Exit codes: 0 serving (or applied, with --no-wait); 1 an error (a stack failed, bad
-    input); 3 still converging when --timeout passed.
+    With --plan DIR it applies the reviewed plans in DIR instead, checks nothing more than
+    that they are not stale, and prints the replicas (--wait, --timeout, --mode,
+    --max-surge and --replace-all do not apply: the plan was decided with its own).
+
+    Exit codes: 0 serving (or applied, with --no-wait or --plan); 1 an error (a stack
+    failed, bad input); 3 still converging when --timeout passed; 4 the --plan is stale
+    (nothing applied).
     """
+    if plan_dir is not None:
+        _apply_reviewed(service, lb_port, root, plan_dir, wait_lock)
+        return
     try:
         rec = _reconciler(
             service,
@@ -301,6 +369,37 @@ def apply(
         err=True,
     )
     raise SystemExit(EXIT_NOT_SERVING)
+
+
+def _apply_reviewed(
+    service: str, lb_port: int | None, root: Path | None, plan_dir: Path, wait_lock: bool
+) -> None:
+    """`apply --plan DIR` (engine/saved_plans.py)."""
+    from reconciler.engine.saved_plans import apply_plan_dir, read_manifest
+
+    try:
+        paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+        manifest = read_manifest(plan_dir, paths.service)
+        policy = str(manifest.get("policy"))
+        if policy not in POLICIES:
+            raise InputError(f"--plan {plan_dir}: unknown policy {policy!r} in its manifest")
+        rec = _reconciler(service, policy, lb_port, root)
+        with service_lock(rec.paths, wait=wait_lock), _lease_held(rec, service, "applied"):
+            done = apply_plan_dir(rec, plan_dir, manifest)
+    except StalePlanError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_STALE_PLAN) from None
+    except HedgeformError as exc:
+        raise _fail(exc) from None
+    if done.stacks:
+        click.echo(f"applied the reviewed plan of {', '.join(done.stacks)}: {manifest['summary']}")
+    elif not done.errors:
+        click.echo("the reviewed plan changes nothing: nothing to apply")
+    for error in done.errors:
+        click.echo(f"error: {error}", err=True)
+    _print_status(rec)
+    if done.errors:
+        raise SystemExit(1)
 
 
 def _pass_printer() -> Callable[[PassResult], None]:

@@ -56,7 +56,13 @@ from reconciler.engine.state_store import (
 from reconciler.errors import BusyError, PlanRefusedError, ReconcileError, TerraformError
 from reconciler.files import find_executable, write_atomic, write_if_changed
 from reconciler.paths import ServicePaths, ensure_private_dir
-from reconciler.plan_summary import StackSummary, one_line, summarize_stack, to_markdown
+from reconciler.plan_summary import (
+    ReplicaNote,
+    StackSummary,
+    one_line,
+    summarize_stack,
+    to_markdown,
+)
 from reconciler.policy import (
     DEFAULT_POLICY,
     MIXING_POLICIES,
@@ -153,6 +159,13 @@ class PassResult:
     signals: Signals | None = None
     rendered: list[Path] = field(default_factory=list)  # files written (`--render-only`)
     rollout: str | None = None  # the rollout step (policy/rollout.py `progress`), if one runs
+    # For review (engine/saved_plans.py): each stack's `show -json`, what the policy says of
+    # each replica the plans change, the record the pass started from, and the record an
+    # apply of these plans saves (None once recorded, or when nothing was decided).
+    plans: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, ReplicaNote] = field(default_factory=dict)
+    record_before: Record | None = None
+    record_after: Record | None = None
 
     @property
     def changed(self) -> bool:
@@ -229,6 +242,9 @@ class Reconciler:
         self.limits = limits or Limits()
         self.clock = clock
         self.replace_all = replace_all  # apply a plan that replaces every replica of a stack
+        # False: plan every stack with Terraform even when inputs match a plan that changed
+        # nothing (`plan --out` keeps a saved plan of each stack).
+        self.plan_cache = True
         self.state_backend = state_backend or load_state_backend(paths.settings_file)
         self.runner_factory = runner_factory or default_runner_factory(
             paths.root,
@@ -384,7 +400,10 @@ class Reconciler:
         rollout = progress(
             decision.memory, seen.observed.replicas, decision.target, self.paths.service
         )
-        plan_file = self._write_plan_doc(_summaries(outcomes), outcomes, seen.now, rollout)
+        notes = replica_notes(seen, decision)
+        plan_file = self._write_plan_doc(
+            _summaries(outcomes), outcomes, seen.now, rollout, notes, decision.reasons
+        )
         crash_point("before_apply")
         if apply:
             t2 = time.perf_counter()
@@ -394,9 +413,15 @@ class Reconciler:
             durations["apply_s"] = time.perf_counter() - t2
             self._record(seen, decision, epoch, self._launch_results(decision, outcomes))
         durations["total_s"] = time.perf_counter() - t0
-        return self._result(
+        result = self._result(
             seen, decision, outcomes, durations, plan_file=plan_file, rollout=rollout
         )
+        result.plans = dict(getattr(self, "_plan_json", {}))
+        result.notes = notes
+        result.record_before = seen.record
+        if not apply:
+            result.record_after = self._pending_record(seen, decision, epoch, ())
+        return result
 
     def _observe(self, *, offline: bool, consume: bool) -> Seen:
         """What the pass starts from: the record and the backend's observation (the managed
@@ -473,16 +498,20 @@ class Reconciler:
         self, seen: Seen, decision: Decision, epoch: int, results: tuple[LaunchResult, ...]
     ) -> None:
         crash_point("before_record")
-        self.records.save(
-            Record(
-                memory=decision.memory,
-                notice_cursor=seen.cursor,
-                launch_results=results,
-                request_samples=seen.samples,
-                last_tick=seen.now,
-                lb_epoch=epoch,
-                version_specs=self._version_specs(seen, decision),
-            ),
+        self.records.save(self._pending_record(seen, decision, epoch, results))
+
+    def _pending_record(
+        self, seen: Seen, decision: Decision, epoch: int, results: tuple[LaunchResult, ...]
+    ) -> Record:
+        """The record a pass saves once it applied `decision`."""
+        return Record(
+            memory=decision.memory,
+            notice_cursor=seen.cursor,
+            launch_results=results,
+            request_samples=seen.samples,
+            last_tick=seen.now,
+            lb_epoch=epoch,
+            version_specs=self._version_specs(seen, decision),
         )
 
     def _result(
@@ -700,7 +729,7 @@ class Reconciler:
             stack_dir = self.paths.stack_dir(stack)
             fingerprint = self._fingerprint(stack_dir)
             marker = stack_dir / NOOP_MARKER
-            if not self.cloud.plan_cache:
+            if not (self.cloud.plan_cache and self.plan_cache):
                 fingerprint = ""
             if fingerprint and marker.exists() and marker.read_text() == fingerprint:
                 outcome.summary = summarize_stack(stack, {})
@@ -864,16 +893,36 @@ class Reconciler:
         outcomes: Sequence[StackOutcome],
         now: float,
         rollout: str | None = None,
+        notes: Mapping[str, ReplicaNote] | None = None,
+        reasons: Sequence[str] = (),
     ) -> Path | None:
         if not any(o.changed for o in outcomes):
             return None
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         plans = getattr(self, "_plan_json", {})
-        text = to_markdown(self.spec.name, stamp, summaries, plans, rollout)
+        text = to_markdown(
+            self.spec.name,
+            stamp,
+            summaries,
+            plans,
+            rollout,
+            notes=notes,
+            reasons=reasons,
+            aliases=self.path_aliases(),
+        )
         self.paths.plans_dir.mkdir(parents=True, exist_ok=True)
         path = self.paths.plans_dir / f"{stamp}.md"
         write_atomic(path, text)
         return path
+
+    def path_aliases(self) -> dict[str, str]:
+        """Absolute paths a review document names by a short alias instead (the project
+        root; the sandbox's `hedgeform` executable), so it reads the same on every host."""
+        aliases = {str(self.paths.root.absolute()): "<root>"}
+        binary = getattr(self.cloud, "hedgeform_bin", None)
+        if binary is not None:
+            aliases[str(binary)] = "<hedgeform>"
+        return aliases
 
     def _hedgeform_bin(self) -> Path:
         """The executable the provisioners call: this interpreter's `hedgeform`."""
@@ -894,6 +943,33 @@ def replace_all_refused(stack: str, summary: StackSummary) -> PlanRefusedError:
         "nothing until the new ones start; to accept that, apply with --replace-all (with "
         "other regions serving, or in a quiet hour)",
     )
+
+
+def replica_notes(seen: Seen, decision: Decision) -> dict[str, ReplicaNote]:
+    """What the policy says of each replica it launches or stops, by replica id (for the
+    review document): its zone, market, GPU type (of several), version and reason."""
+    known = {r.id: r for r in (*seen.observed.replicas, *seen.retiring)}
+    types = {m.id: m.accelerator for m in (*seen.managed, *seen.adopted)}
+    notes: dict[str, ReplicaNote] = {}
+    for x in decision.launches:
+        zone, accelerator = split_pool(x.zone)
+        notes[x.replica_id] = ReplicaNote(zone, x.market.value, accelerator, x.version, x.reason)
+    for t in decision.terminations:
+        zone, accelerator = split_pool(t.zone)
+        version = known[t.replica_id].version if t.replica_id in known else None
+        accelerator = accelerator or types.get(t.replica_id, "")
+        notes[t.replica_id] = ReplicaNote(zone, t.market.value, accelerator, version, t.reason)
+    for rid, r in known.items():  # stopped because its zone left the service file
+        if rid not in notes and r in seen.retiring:
+            zone, accelerator = split_pool(r.zone)
+            notes[rid] = ReplicaNote(
+                zone,
+                r.market.value,
+                accelerator or types.get(rid, ""),
+                r.version,
+                "its zone is no longer in the service file",
+            )
+    return notes
 
 
 def replica_seq(replica_id: str) -> int:

@@ -7,6 +7,7 @@ raises, so reconcile logic can be tested for lock contention, capacity errors an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,18 @@ class FakeTerraformRunner:
     outputs: dict[str, Any] = field(default_factory=dict)
     resources: list[str] = field(default_factory=list)
     pulled: bytes = b""
-    """What `state_pull` returns (the state a remote backend holds)."""
+    """What `state_pull` returns (the state a remote backend holds). When it is a JSON
+    state, each apply and destroy bumps its `serial`, as Terraform does."""
+    plan_dir: Path | None = None
+    """Where `plan` writes each saved plan as a small file (None: it writes nothing). A copy
+    of one applies like the original; a plan made before the last apply is refused as
+    Terraform refuses it ("Saved plan is stale")."""
     on_apply: Callable[[FakeTerraformRunner, Path | None], None] | None = None
     """Called on each successful apply with the var file of the plan, to update outputs."""
     calls: list[tuple[str, Any]] = field(default_factory=list)
     _failures: dict[str, list[TerraformError]] = field(default_factory=dict)
     _plans: dict[Path, Path | None] = field(default_factory=dict)
+    _written: dict[bytes, Path] = field(default_factory=dict)  # plan file bytes -> its path
     _cancelled: bool = False
 
     @property
@@ -58,18 +65,43 @@ class FakeTerraformRunner:
     def plan(self, var_file: Path | None = None, *, destroy: bool = False) -> PlanResult:
         self._call("plan", (var_file, destroy))
         path = Path(f"/fake/{self.stack}/plan-{len(self.calls)}.tfplan")
+        if self.plan_dir is not None:
+            path = self.plan_dir / f"{self.stack}-plan-{len(self.calls)}.tfplan"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(f"fake plan of {self.stack}, call {len(self.calls)}\n".encode())
+            self._written[path.read_bytes()] = path
         self._plans[path] = var_file
         return PlanResult(self.changed, path, dict(self.plan_json))
 
     def apply_saved_plan(self, plan_path: Path) -> None:
         self._call("apply", plan_path)
+        if self.plan_dir is not None and plan_path.is_file():  # the plan, or a copy of it
+            original = self._written.get(plan_path.read_bytes())
+            if original is not None and original not in self._plans:
+                raise ApplyError(
+                    self.stack, "apply", "Error: Saved plan is stale",
+                    "Error: Saved plan is stale\n\nThe given plan file can no longer be "
+                    "applied because the state was changed by another operation after the "
+                    "plan was created.",
+                )  # fmt: skip
+            plan_path = original or plan_path
         if plan_path not in self._plans:
             raise ApplyError(self.stack, "apply", f"no saved plan at {plan_path}")
         var_file = self._plans.pop(plan_path)
         self._plans.clear()  # like Terraform: other saved plans are now stale
         self.changed = False
+        self._bump_serial()
         if self.on_apply is not None:
             self.on_apply(self, var_file)
+
+    def _bump_serial(self) -> None:
+        try:
+            state = json.loads(self.pulled)
+        except ValueError:
+            return
+        if isinstance(state, dict) and isinstance(state.get("serial"), int):
+            state["serial"] += 1
+            self.pulled = json.dumps(state).encode()
 
     def output(self) -> dict[str, Any]:
         self._call("output", None)
@@ -80,6 +112,7 @@ class FakeTerraformRunner:
         self.resources.clear()
         self.outputs.clear()
         self.changed = False
+        self._bump_serial()
 
     def state_list(self) -> list[str]:
         self._call("state list", None)
