@@ -47,6 +47,7 @@ MANIFEST = "manifest.json"
 PLAN_DOC = "plan.md"
 RECORD = "record.json"
 TFPLAN = "tfplan"
+APPLIED_COPY = "hedgeform.reviewed.tfplan"  # in the stack directory, while it is applied
 PLAN_JSON = "plan.json"
 MANIFEST_VERSION = 1
 TERRAFORM_STALE = "Saved plan is stale"
@@ -74,6 +75,12 @@ class StateId:
         return (
             "no state" if self.lineage is None else f"lineage {self.lineage} serial {self.serial}"
         )
+
+    def moved_from(self, then: StateId) -> str:
+        """How this state differs from `then`, briefly (the lineage only when it changed)."""
+        if then.lineage == self.lineage and self.lineage is not None:
+            return f"serial {then.serial} -> {self.serial}"
+        return f"{then.show()} -> {self.show()}"
 
 
 def sha256(data: bytes) -> str:
@@ -207,7 +214,7 @@ def stale_reasons(rec: Reconciler, manifest: dict[str, Any]) -> list[str]:
         then = StateId(seen.get("lineage"), seen.get("serial"))
         now = StateId.of(rec.runner(stack).state_pull())
         if now != then:
-            reasons.append(f"stack {stack}'s state moved ({then.show()} -> {now.show()})")
+            reasons.append(f"stack {stack}'s state moved ({now.moved_from(then)})")
     if sha256(rec.paths.spec_file.read_bytes()) != manifest.get("spec_sha256"):
         reasons.append(f"{rec.paths.spec_file.name} changed")
     version = rec.records.load().memory.version
@@ -246,11 +253,13 @@ def apply_plan_dir(rec: Reconciler, plan_dir: Path, manifest: dict[str, Any]) ->
         (s for s, seen in manifest["stacks"].items() if seen.get("changed")),
         key=lambda s: (s != FRONT, s),
     )
+    saved: dict[str, bytes] = {}
     for stack in todo:
         path = plan_dir / stack / TFPLAN
         if not path.is_file() or path.is_symlink():
             raise InputError(f"--plan {plan_dir}: no saved plan {stack}/{TFPLAN}")
-        if sha256(path.read_bytes()) != manifest["stacks"][stack].get("tfplan_sha256"):
+        saved[stack] = path.read_bytes()
+        if sha256(saved[stack]) != manifest["stacks"][stack].get("tfplan_sha256"):
             raise InputError(
                 f"--plan {plan_dir}: {stack}/{TFPLAN} is not the plan the manifest names "
                 "(changed after the plan)"
@@ -264,8 +273,11 @@ def apply_plan_dir(rec: Reconciler, plan_dir: Path, manifest: dict[str, Any]) ->
     for stack in todo:
         stack_dir = rec.paths.stack_dir(stack)
         (stack_dir / NOOP_MARKER).unlink(missing_ok=True)  # its state changes now
+        # A copy is applied (the runner removes a plan it applied): DIR stays as reviewed.
+        copy = stack_dir / APPLIED_COPY
+        write_atomic(copy, saved[stack])
         try:
-            rec.runner(stack).apply_saved_plan((plan_dir / stack / TFPLAN).absolute())
+            rec.runner(stack).apply_saved_plan(copy)
             applied.append(stack)
         except TerraformError as exc:
             if TERRAFORM_STALE in f"{exc.message}\n{exc.detail}":
@@ -275,6 +287,7 @@ def apply_plan_dir(rec: Reconciler, plan_dir: Path, manifest: dict[str, Any]) ->
                 ) from None  # fmt: skip
             errors.append(exc)
         finally:
+            copy.unlink(missing_ok=True)
             REMOTE.forget([stack_dir])
     if applied:
         now = rec.records.load()

@@ -151,8 +151,9 @@ def test_apply_plan_applies_exactly_the_saved_plans_and_records(tmp_path: Path) 
     assert rec.records.load().memory == result.record_before.memory  # a plan records nothing
     done = apply_plan_dir(rec, out, read_manifest(out, "llama"))
     assert done.stacks == ["local-1"] and not done.errors
-    assert applies(fakes) == {"front": [], "local-1": [(out / "local-1" / "tfplan").absolute()],
-                              "local-2": []}  # fmt: skip
+    copy = rec.paths.stack_dir("local-1") / "hedgeform.reviewed.tfplan"
+    assert applies(fakes) == {"front": [], "local-1": [copy], "local-2": []}
+    assert not copy.exists() and (out / "local-1" / "tfplan").is_file()  # DIR as reviewed
     assert not any(c == "plan" for c, _ in fakes["local-1"].calls[-2:])  # no new plan
     assert result.record_after is not None
     assert rec.records.load().memory == result.record_after.memory
@@ -167,7 +168,7 @@ def test_a_moved_state_serial_is_refused_before_any_stack_is_applied(tmp_path: P
         apply_plan_dir(rec, out, read_manifest(out, "llama"))
     message = str(refused.value)
     assert "\n" not in message and message.startswith("stale plan: stack local-2's state moved")
-    assert "serial 3 -> lineage 11111111-aaaa serial 4" in message
+    assert "(serial 3 -> 4)" in message
     assert "nothing was applied" in message
     assert all(not calls for calls in applies(fakes).values())
 
@@ -182,7 +183,8 @@ def test_a_new_lineage_a_changed_spec_or_version_is_refused(tmp_path: Path) -> N
     with pytest.raises(StalePlanError) as refused:
         apply_plan_dir(rec, out, read_manifest(out, "llama"))
     message = str(refused.value)
-    assert "stack front's state moved" in message and "llama.yaml changed" in message
+    assert "stack front's state moved (lineage 11111111-aaaa serial 3 -> lineage 22222222-bbbb" \
+        in message and "llama.yaml changed" in message  # fmt: skip
     assert all(not calls for calls in applies(fakes).values())
 
 
