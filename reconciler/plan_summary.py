@@ -225,7 +225,8 @@ def review_markdown(
     notes = notes or {}
     stacks = sorted(summaries, key=lambda s: (s.stack != "front", s.stack))
     title = f"Plan for {md.code(service)}" + (f" at {made_at}" if made_at else "")
-    out = [md.heading(1, title), "", one_line(stacks), ""]
+    out = [] if md.plain else [comment_marker(service), ""]
+    out += [md.heading(1, title), "", one_line(stacks), ""]
     if rollout:
         out += [f"Update: {rollout}", ""]
     out += _warning(md, stacks, notes)
@@ -236,6 +237,12 @@ def review_markdown(
         out += [f"- {r}" for r in reasons] + [""]
     out += _raw_plans(md, plans, aliases or {})
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def comment_marker(service: str) -> str:
+    """The hidden first line of a GitHub or GitLab document: what a CI job searches its
+    pull request's comments for, to update the one comment of this service's plan."""
+    return f"<!-- hedgeform-plan service={service} -->"
 
 
 class _Md:

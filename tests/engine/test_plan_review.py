@@ -179,7 +179,8 @@ def test_no_absolute_path_no_timestamp_no_emoji(case: str, fmt: str) -> None:
     assert ROOT not in text
     if case in {"create", "delete", "market_flip"}:
         assert "<root>/state/llama/sandbox" in text  # the path, relative to an alias
-    assert " at " not in text.splitlines()[0]
+    title = next(line for line in text.splitlines() if "Plan for" in line)
+    assert " at " not in title  # no timestamp: the same plan, the same bytes
     assert text.isascii()
 
 
@@ -218,6 +219,11 @@ def test_no_changes_says_so_and_warns_of_nothing() -> None:
     text = render("no_changes")
     assert "Plan: 0 to create, 0 to update, 0 to delete, 0 to replace (no changes)" in text
     assert "## Stack `local-1` (no changes)" in text and "Replica changes" not in text
+
+
+@pytest.mark.parametrize("fmt", ["github", "gitlab"])
+def test_a_hidden_marker_lets_ci_update_one_comment(fmt: str) -> None:
+    assert render("create", fmt).startswith("<!-- hedgeform-plan service=llama -->\n\n# Plan")
 
 
 def test_plain_text_has_no_markup() -> None:
