@@ -319,16 +319,18 @@ def apply(
     holds the service's leader lease while it runs, and refuses in one line while a loop on
     another host holds it.
 
-    With --plan DIR it applies the reviewed plans in DIR instead, checks nothing more than
-    that they are not stale, and prints the replicas (--wait, --timeout, --mode,
-    --max-surge and --replace-all do not apply: the plan was decided with its own).
+    With --plan DIR it applies the plans reviewed in DIR instead, once it checked that none
+    is stale, makes no decision of its own, and prints the replicas (--wait, --timeout,
+    --mode, --max-surge and --replace-all do not apply: the plan was made with its own).
 
     Exit codes: 0 serving (or applied, with --no-wait or --plan); 1 an error (a stack
     failed, bad input); 3 still converging when --timeout passed; 4 the --plan is stale
     (nothing applied).
     """
     if plan_dir is not None:
-        _apply_reviewed(service, lb_port, root, plan_dir, wait_lock)
+        source = click.get_current_context().get_parameter_source("policy")
+        given = policy if source is click.core.ParameterSource.COMMANDLINE else None
+        _apply_reviewed(service, lb_port, root, plan_dir, wait_lock, given)
         return
     try:
         rec = _reconciler(
@@ -372,9 +374,14 @@ def apply(
 
 
 def _apply_reviewed(
-    service: str, lb_port: int | None, root: Path | None, plan_dir: Path, wait_lock: bool
+    service: str,
+    lb_port: int | None,
+    root: Path | None,
+    plan_dir: Path,
+    wait_lock: bool,
+    policy_given: str | None,
 ) -> None:
-    """`apply --plan DIR` (engine/saved_plans.py)."""
+    """`apply --plan DIR` (engine/saved_plans.py); `policy_given`: a --policy typed too."""
     from reconciler.engine.saved_plans import apply_plan_dir, read_manifest
 
     try:
@@ -383,6 +390,10 @@ def _apply_reviewed(
         policy = str(manifest.get("policy"))
         if policy not in POLICIES:
             raise InputError(f"--plan {plan_dir}: unknown policy {policy!r} in its manifest")
+        if policy_given is not None and policy_given != policy:
+            raise InputError(
+                f"--policy {policy_given}: the plan in {plan_dir} was made with policy {policy}"
+            )
         rec = _reconciler(service, policy, lb_port, root)
         with service_lock(rec.paths, wait=wait_lock), _lease_held(rec, service, "applied"):
             done = apply_plan_dir(rec, plan_dir, manifest)
@@ -392,7 +403,8 @@ def _apply_reviewed(
     except HedgeformError as exc:
         raise _fail(exc) from None
     if done.stacks:
-        click.echo(f"applied the reviewed plan of {', '.join(done.stacks)}: {manifest['summary']}")
+        summary = manifest.get("summary", "")
+        click.echo(f"applied the reviewed plan of {', '.join(done.stacks)}: {summary}")
     elif not done.errors:
         click.echo("the reviewed plan changes nothing: nothing to apply")
     for error in done.errors:

@@ -199,8 +199,10 @@ def read_manifest(plan_dir: Path, service: str) -> dict[str, Any]:
         )
     if not isinstance(manifest.get("stacks"), dict):
         raise InputError(f"--plan {plan_dir}/{MANIFEST}: no stacks")
-    for name in manifest["stacks"]:
+    for name, seen in manifest["stacks"].items():
         check_name(str(name), "stack")
+        if not isinstance(seen, dict):
+            raise InputError(f"--plan {plan_dir}/{MANIFEST}: stack {name}: not an object")
     return manifest
 
 

@@ -268,6 +268,33 @@ def test_bad_directories_are_one_line(
     assert "not a directory written by `hedgeform plan --out`" in stderr
 
 
+def test_another_policy_than_the_plans_is_refused(
+    tmp_path: Path, cli_rig: dict[str, FakeTerraformRunner]
+) -> None:
+    out = tmp_path / "out"
+    assert hedgeform("plan", "llama", "--out", str(out))[0] == 0
+    code, _, stderr = hedgeform("apply", "llama", "--plan", str(out), "--policy", "spothedge")
+    assert code == 1
+    assert stderr == f"Error: --policy spothedge: the plan in {out} was made with policy " \
+        "hedgeform\n"  # fmt: skip
+    assert all(not calls for calls in applies(cli_rig).values())
+    code, _, _ = hedgeform("apply", "llama", "--plan", str(out), "--policy", "hedgeform")
+    assert code == 0
+
+
+def test_a_malformed_manifest_is_one_line(tmp_path: Path) -> None:
+    rec, _ = rig(tmp_path)
+    out = tmp_path / "out"
+    plan_out(rec, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["stacks"]["../etc"] = manifest["stacks"].pop("local-1")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"stack name '\.\./etc' is not a plain name"):
+        read_manifest(out, "llama")
+    with pytest.raises(InputError, match="a plan of service 'llama', not 'other'"):
+        read_manifest(out, "other")
+
+
 def test_help_explains_the_options_and_exit_codes() -> None:
     plan_help = CliRunner().invoke(main, ["plan", "--help"]).output
     assert "--out DIR" in plan_help and "--format [github|gitlab|plain]" in plan_help
