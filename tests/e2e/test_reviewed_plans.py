@@ -101,6 +101,10 @@ def test_a_stale_reviewed_plan_is_refused_and_a_fresh_one_applies_exactly(
     doc = (reviewed / "plan.md").read_text()
     assert "Plan: 1 to create, 0 to update, 0 to delete, 0 to replace" in doc
     assert "WARNING" not in doc and str(root) not in doc
+    again = tmp_path / "again"  # the same inputs, planned again: the same comment, byte for byte
+    code, out, err = cli(root, env, "plan", "rev", "--out", str(again))
+    assert code == 0, out + err
+    assert (again / "plan.md").read_bytes() == (reviewed / "plan.md").read_bytes()
     manifest = json.loads((reviewed / "manifest.json").read_text())
     assert {s: (m["lineage"], m["serial"]) for s, m in manifest["stacks"].items()} == {
         s: (st["lineage"], st["serial"]) for s, st in tfstates(root).items()
