@@ -25,9 +25,9 @@ applied. Terraform's own check ("Saved plan is stale") is mapped to the same ref
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -88,11 +88,13 @@ def sha256(data: bytes) -> str:
 
 
 def out_dir(path: Path) -> Path:
-    """DIR for `plan --out`: created (0700) when missing; a file there is refused."""
+    """DIR for `plan --out`: created (0700, parents too) when missing, an existing one used
+    as it is (its mode left alone); a file there is refused."""
     if path.exists() and not path.is_dir():
         raise InputError(f"--out {path}: not a directory (give a directory to write the plan to)")
     try:
-        return ensure_private_dir(path)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
     except OSError as exc:
         raise InputError(f"--out {path}: cannot create it ({exc.strerror or exc})") from None
 
@@ -161,7 +163,8 @@ def _json(data: Any) -> str:
 
 
 def _clear_previous(out: Path) -> None:
-    """Remove what an earlier `--out` into the same directory wrote (its manifest says)."""
+    """Remove the stack files an earlier `--out` into the same directory wrote (the stacks
+    its manifest names), so DIR holds only this plan's stacks."""
     try:
         old = json.loads((out / MANIFEST).read_text())
         names = list(old.get("stacks", {}))
@@ -172,8 +175,12 @@ def _clear_previous(out: Path) -> None:
             target = out / check_name(str(name), "stack")
         except InputError:
             continue
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
+        if not target.is_dir() or target.is_symlink():
+            continue
+        for name in (TFPLAN, PLAN_JSON):  # only what it wrote: nothing else is removed
+            (target / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            target.rmdir()  # when empty
 
 
 # -- applying -----------------------------------------------------------------------------

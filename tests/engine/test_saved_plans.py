@@ -98,6 +98,12 @@ def test_plan_out_writes_each_stacks_plan_and_a_manifest(tmp_path: Path) -> None
     out = tmp_path / "review" / "pr-7"  # created, parents too
     written = plan_out(rec, out)
     assert written[0] == out / "plan.md"
+    assert out.stat().st_mode & 0o777 == 0o700 and (out / "local-1").stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    plan_out(rec, shared)
+    assert shared.stat().st_mode & 0o777 == 0o755  # a directory the user made keeps its mode
     for stack in STACKS:
         assert (out / stack / "tfplan").read_bytes().startswith(b"fake plan of " + stack.encode())
         assert json.loads((out / stack / "plan.json").read_text())["terraform_version"] == "1.0.3"
@@ -116,6 +122,22 @@ def test_plan_out_writes_each_stacks_plan_and_a_manifest(tmp_path: Path) -> None
     text = (out / "plan.md").read_text()
     assert "| `local-1a-spot-9` | create | local-1a | spot |" in text
     assert str(rec.paths.root) not in text
+
+
+def test_a_second_out_into_the_same_directory_drops_stacks_of_the_first(tmp_path: Path) -> None:
+    rec, _ = rig(tmp_path)
+    out = tmp_path / "out"
+    plan_out(rec, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["stacks"]["local-9"] = manifest["stacks"]["local-1"]  # a stack since removed
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "local-9").mkdir()
+    (out / "local-9" / "tfplan").write_text("old")
+    (out / "local-1" / "notes.txt").write_text("the reviewer's")
+    plan_out(rec, out)
+    assert not (out / "local-9").exists()
+    assert (out / "local-1" / "notes.txt").read_text() == "the reviewer's"  # not ours: kept
+    assert set(json.loads((out / "manifest.json").read_text())["stacks"]) == set(STACKS)
 
 
 def test_no_secret_in_plan_md_or_plan_json(tmp_path: Path) -> None:
