@@ -148,6 +148,17 @@ def test_a_stale_reviewed_plan_is_refused_and_a_fresh_one_applies_exactly(
     assert (fresh / "local-1" / "tfplan").is_file()  # the reviewed directory is kept as is
     code, out, err = cli(root, env, "apply", "rev", "--plan", str(fresh))
     assert code == 4 and "stale plan: " in err, out + err  # a reviewed plan applies once
+    # were our check fooled (the manifest rewritten to today's states), Terraform's own check
+    # ("Saved plan is stale") is the same one-line refusal
+    forged = json.loads((fresh / "manifest.json").read_text())
+    for stack, st in tfstates(root).items():
+        forged["stacks"][stack].update(lineage=st["lineage"], serial=st["serial"])
+    record = json.loads((root / "state" / "rev" / "reconciler.json").read_text())
+    forged["version_before"] = record["memory"]["current_version"]
+    (fresh / "manifest.json").write_text(json.dumps(forged))
+    code, out, err = cli(root, env, "apply", "rev", "--plan", str(fresh))
+    assert code == 4, out + err
+    assert err.count("\n") == 1 and "saved plan is stale" in err, err
     # the memory the plan was decided with is recorded, and the next pass converges from it
     record = json.loads((root / "state" / "rev" / "reconciler.json").read_text())
     kept = json.loads((fresh / "record.json").read_text())
