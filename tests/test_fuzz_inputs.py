@@ -72,6 +72,7 @@ COMMANDS = ["plan", "apply", "status", "destroy", "run"]
 FLAGS = [
     "--policy", "--lb-port", "--timeout", "--interval", "--max-ticks", "--metrics-port",
     "--wait-lock", "--no-wait", "--render-only", "--metrics-textfile", "--help",
+    "--out", "--plan", "--format",
 ]  # fmt: skip
 values = st.one_of(
     st.sampled_from(["0", "-1", "nan", "inf", "1e9", "30", "hedgeform", "", "x" * 300, "../x"]),

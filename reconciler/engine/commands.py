@@ -233,11 +233,11 @@ def plan(
 
     written: list[Path] = []
     try:
-        if out is not None:
-            if render_only:
-                raise InputError("--out keeps Terraform's plans: it cannot go with --render-only")
-            out_dir(out)  # a bad DIR is refused before anything is planned
+        if out is not None and render_only:
+            raise InputError("--out keeps Terraform's plans: it cannot go with --render-only")
         rec = _reconciler(service, policy, lb_port, root)
+        if out is not None:
+            out_dir(out)  # a bad DIR is refused before anything is planned
         rec.plan_cache = out is None  # --out keeps a saved plan of every stack
         with service_lock(rec.paths, wait=wait_lock):
             result = rec.run_pass(apply=False, render_only=render_only)
