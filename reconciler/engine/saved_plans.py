@@ -7,8 +7,9 @@ DIR holds (written by `write_plan_dir`, read by `apply_plan_dir`):
     plan.md            the review document (plan_summary.review_markdown): deterministic, no
                        secret, no absolute path, no timestamp; what CI posts as one comment
     manifest.json      per stack: the state's lineage and serial at plan time, whether the
-                       plan changes anything, the saved plan's sha256; the service file's
-                       sha256, the service version, the policy, Terraform's version
+                       plan changes anything, the saved plan's sha256; the sha256 of the
+                       service file and of its settings and sidecar files (`input_hashes`),
+                       the service version, the policy, Terraform's version
     record.json        the reconciler's memory the plan was decided with (the placer's zone
                        states, the version registered, the launch counter), saved when the
                        plan is applied, as the pass that made the plan would have
@@ -18,7 +19,7 @@ DIR holds (written by `write_plan_dir`, read by `apply_plan_dir`):
                        masked (plan_summary.redacted_plan)
 
 Applying checks every stack before it applies any: a state whose lineage or serial moved, a
-changed service file, or a service version that moved (a rollback, another plan applied)
+changed service, settings or sidecar file, or a service version that moved (a rollback, another plan applied)
 makes the plan stale, refused in one line (`StalePlanError`, exit code 4) with nothing
 applied. Terraform's own check ("Saved plan is stale") is mapped to the same refusal.
 """
@@ -40,6 +41,7 @@ from reconciler.errors import InputError, StalePlanError, TerraformError
 from reconciler.files import write_atomic
 from reconciler.paths import check_name, ensure_private_dir
 from reconciler.plan_summary import redacted_plan, review_markdown
+from reconciler.spec.sidecar import SIDECAR_SUFFIX
 from reconciler.stacks import FRONT
 from reconciler.terraform.state import REMOTE
 
@@ -85,6 +87,16 @@ class StateId:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def input_hashes(rec: Reconciler) -> dict[str, str | None]:
+    """sha256 of each file the service's plan is decided from, by name: the service file,
+    its cloud settings (`<name>.settings.yaml`) and its Hedgeform sidecar
+    (`<name>.hedgeform.yaml`); None for an optional one that is absent. A plan reviewed
+    before any of them changed is stale."""
+    spec = rec.paths.spec_file
+    files = (spec, rec.paths.settings_file, spec.with_name(f"{spec.stem}{SIDECAR_SUFFIX}"))
+    return {f.name: sha256(f.read_bytes()) if f.is_file() else None for f in files}
 
 
 def out_dir(path: Path) -> Path:
@@ -143,6 +155,7 @@ def write_plan_dir(rec: Reconciler, result: PassResult, out: Path, fmt: str) -> 
         "manifest_version": MANIFEST_VERSION,
         "service": rec.paths.service,
         "spec_sha256": sha256(rec.paths.spec_file.read_bytes()),
+        "inputs_sha256": input_hashes(rec),
         "version_before": before,
         "version": result.record_after.memory.version,
         "policy": rec.policy,
@@ -226,6 +239,11 @@ def stale_reasons(rec: Reconciler, manifest: dict[str, Any]) -> list[str]:
             reasons.append(f"stack {stack}'s state moved ({now.moved_from(then)})")
     if sha256(rec.paths.spec_file.read_bytes()) != manifest.get("spec_sha256"):
         reasons.append(f"{rec.paths.spec_file.name} changed")
+    then_inputs = manifest.get("inputs_sha256")
+    then_inputs = then_inputs if isinstance(then_inputs, dict) else {}
+    for name, digest in sorted(input_hashes(rec).items()):
+        if name != rec.paths.spec_file.name and digest != then_inputs.get(name):
+            reasons.append(f"{name} {'changed' if digest else 'was removed'}")
     version = rec.records.load().memory.version
     if version != manifest.get("version_before"):
         reasons.append(

@@ -210,6 +210,29 @@ def test_a_new_lineage_a_changed_spec_or_version_is_refused(tmp_path: Path) -> N
     assert all(not calls for calls in applies(fakes).values())
 
 
+def test_a_settings_or_sidecar_file_written_after_the_review_is_refused(tmp_path: Path) -> None:
+    """The plan is decided from the service file and the files beside it: cloud settings
+    (`<name>.settings.yaml`) and the Hedgeform sidecar (`<name>.hedgeform.yaml`). One added
+    or changed after the review makes the plan stale (before: only the service file's hash
+    was checked, so a new settings file applied a plan decided without it)."""
+    rec, fakes = rig(tmp_path)
+    out = tmp_path / "out"
+    plan_out(rec, out)
+    assert read_manifest(out, "llama")["inputs_sha256"] == {
+        "llama.yaml": hashlib.sha256(rec.paths.spec_file.read_bytes()).hexdigest(),
+        "llama.settings.yaml": None,
+        "llama.hedgeform.yaml": None,
+    }
+    rec.paths.settings_file.write_text("aws_vpc_id: vpc-0123\n")
+    (rec.paths.spec_file.parent / "llama.hedgeform.yaml").write_text("mix: {}\n")
+    with pytest.raises(StalePlanError) as refused:
+        apply_plan_dir(rec, out, read_manifest(out, "llama"))
+    message = str(refused.value)
+    assert "llama.settings.yaml changed" in message and "llama.hedgeform.yaml changed" in message
+    assert "llama.yaml changed" not in message
+    assert all(not calls for calls in applies(fakes).values())
+
+
 def test_terraforms_own_stale_check_is_the_same_refusal(tmp_path: Path) -> None:
     rec, fakes = rig(tmp_path)
     out = tmp_path / "out"
