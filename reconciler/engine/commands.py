@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import click
@@ -22,6 +22,7 @@ from reconciler.click_types import Finite
 from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
+from reconciler.engine.review import held_change
 from reconciler.engine.state_store import Record, load_record
 from reconciler.errors import (
     HedgeformError,
@@ -36,8 +37,8 @@ from reconciler.policy import POLICIES, Memory, ReplicaState
 from reconciler.policy.rollout import ROLLING, UPDATE_MODES, current_version, surge_refusal
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
-from reconciler.spec import load_spec
 from reconciler.spec.envs import require_environment
+from reconciler.spec.loading import load_spec_texts, read_service_texts
 from reconciler.spec.model import ReadinessProbe
 from reconciler.stacks import in_pools
 from reconciler.terraform.runner import DEFAULT_VARS
@@ -57,12 +58,17 @@ def _reconciler(
     replace_all: bool = False,
     update_mode: str = ROLLING,
     max_surge: int | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> Reconciler:
     """The service's reconciler. `check_env` (every command that plans or applies) first
     refuses, in one line, a `null` env the environment does not set, before any cloud or
-    Terraform is touched; `status` and `destroy` do without it."""
+    Terraform is touched; `status` and `destroy` do without it. `texts`: run the spec these
+    texts hold (`read_service_texts`' shape) instead of the service file's (a `review`
+    loop's approved spec, engine/review.py)."""
     paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
-    spec = load_spec(paths.spec_file)
+    if texts is None:
+        texts = read_service_texts(paths.spec_file)
+    spec = load_spec_texts(paths.spec_file, texts)
     if check_env:
         shown = paths.spec_file
         with contextlib.suppress(ValueError):
@@ -82,6 +88,7 @@ def _reconciler(
         replace_all=replace_all,
         update_mode=update_mode,
         max_surge=max_surge,
+        spec_texts=texts,
     )
 
 
@@ -342,6 +349,9 @@ def apply(
             update_mode=update_mode,
             max_surge=max_surge,
         )
+        held = held_change(rec.paths.spec_file, rec.spec_texts, rec.records.load())
+        if held is not None:  # `changes: review`: only a reviewed plan changes the spec
+            raise InputError(f"not applied: {held}")
         with service_lock(rec.paths, wait=wait_lock), _lease_held(rec, service, "applied"):
             done = rec.converge(timeout if wait else 0.0, _pass_printer())
             result = done.last
@@ -457,6 +467,9 @@ def _print_status(rec: Reconciler) -> None:
     line = version_line(memory)
     if line:
         click.echo(line)
+    held = held_change(rec.paths.spec_file, rec.spec_texts, record)
+    if held is not None:
+        click.echo(f"held: {held}")
     if not rows:
         click.echo("no replicas")
     else:

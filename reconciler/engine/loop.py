@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,10 +31,13 @@ import schedule
 from reconciler.engine.lease import STANDBY_RETRY_S, Lease, LeaseKeeper, lease_for
 from reconciler.engine.observability import LoopMetrics, tick_record
 from reconciler.engine.reconcile import PassResult, Reconciler, service_lock
+from reconciler.engine.review import review
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.errors import BusyError, HedgeformError, LoopBusyError, ReconcileError
 from reconciler.policy import Replica, ReplicaState
 from reconciler.sandbox import processes
+from reconciler.spec.loading import read_service_texts
+from reconciler.spec.sidecar import REVIEW
 
 
 @dataclass(frozen=True)
@@ -161,16 +164,21 @@ class ReconcileLoop:
         rng: random.Random | None = None,
         wait: Callable[[threading.Event, float], object] | None = None,
         lease: Lease | None = None,
-        reload: Callable[[], Reconciler] | None = None,
+        reload: Callable[..., Reconciler] | None = None,
     ) -> None:
         """`wait(stop, seconds)` is how the loop idles between looks (default `stop.wait`);
         tests pass one that returns at once and drives the world instead of sleeping.
         `lease` decides whether this loop acts when several run for the service (default:
-        the state backend's, engine/lease.py). `reload` builds the reconciler again from the
-        service file, which each tick checks for a change (a new version to roll out)."""
+        the state backend's, engine/lease.py). `reload(texts=...)` builds the reconciler again
+        from service texts (spec.loading.read_service_texts); each tick checks the service
+        file for a change (a new version to roll out, or under `changes: review` one to
+        hold, engine/review.py)."""
         self.rec = rec
         self.reload = reload
-        self._spec_text = self._read_spec()
+        self._tried: Mapping[str, str] | None = rec.spec_texts  # texts last loaded (or tried)
+        self._consulted = False  # the record's approved texts read once (engine/review.py)
+        self.held: str | None = None  # a change waiting for review, as the tick log says
+        self._hold_all = False  # `review` with nothing approved: no pass runs
         self.keeper = LeaseKeeper(lease or lease_for(rec.state_backend, rec.paths.service))
         self.wait = wait or (lambda stop, seconds: stop.wait(seconds))
         self.settings = settings
@@ -249,21 +257,34 @@ class ReconcileLoop:
         self.ticks += 1
         return outcome[0] if outcome else self.settings.interval_s
 
-    def _read_spec(self) -> bytes | None:
+    def _read_texts(self) -> dict[str, str] | None:
         try:
-            return self.rec.paths.spec_file.read_bytes()
-        except OSError:
+            return read_service_texts(self.rec.paths.spec_file)
+        except HedgeformError:
             return None
 
     def _reload_if_changed(self) -> None:
         """A changed service file becomes this loop's spec (policy/rollout.py rolls it out);
-        one that no longer loads is logged once and the last good one kept."""
-        text = self._read_spec()
-        if self.reload is None or text is None or text == self._spec_text:
+        one that no longer loads is logged once and the last good one kept. Under the
+        sidecar's `changes: review` the loop runs the texts the last reviewed plan recorded
+        instead, and says once per change what it holds (engine/review.py)."""
+        if self.reload is None:
             return
-        self._spec_text = text
+        texts = self._read_texts()
+        if self._consulted and self.rec.spec.changes != REVIEW and texts == self._tried:
+            return  # `auto`, nothing new: the record need not be read
+        self._consulted = True
+        choice = review(self.rec.paths.spec_file, texts, self.rec.records.load())
+        if choice.held != self.held and choice.held is not None:
+            self.logger.warning("held for review", extra={"tick": self.ticks, "held": choice.held})
+        self.held = choice.held
+        self._hold_all = choice.texts is None
+        if choice.texts is None or choice.texts == self._tried:
+            return
+        self._tried = choice.texts
+        reviewed = choice.texts != texts or self.rec.spec.changes == REVIEW
         try:
-            rec = self.reload()
+            rec = self.reload(texts=choice.texts)
         except HedgeformError as exc:
             self.logger.error(
                 "service file changed but does not load; keeping the last good one",
@@ -272,7 +293,8 @@ class ReconcileLoop:
             return
         self.rec = rec
         self.serving = ServingChecker(rec, rec.spec)
-        self.logger.info("service file changed: reloaded", extra={"tick": self.ticks})
+        what = "a reviewed version: reloaded" if reviewed else "service file changed: reloaded"
+        self.logger.info(what, extra={"tick": self.ticks})
 
     def _tick(self) -> float:
         """One tick; returns seconds until the next one."""
@@ -285,6 +307,9 @@ class ReconcileLoop:
                     extra.update(leader=holder.holder, lease_until=round(holder.expires_at, 1))
                 self.logger.info("standby: another loop holds the lease", extra=extra)
                 return min(self.settings.interval_s, STANDBY_RETRY_S)
+            if self._hold_all:
+                self.logger.info("tick held", extra={"tick": self.ticks, "held": self.held})
+                return self.settings.interval_s
             with service_lock(self.rec.paths):
                 result = self.rec.run_pass(apply=True)
         except BusyError as exc:
@@ -332,7 +357,10 @@ class ReconcileLoop:
         return delay
 
     def _report(self, result: PassResult, check: ServingCheck | None) -> None:
-        self.logger.info("tick", extra=tick_record(self.ticks, result, check))
+        record = tick_record(self.ticks, result, check)
+        if self.held is not None:
+            record["held"] = self.held
+        self.logger.info("tick", extra=record)
         if self.metrics:
             self.metrics.observe(result, check)
             self._write_metrics()

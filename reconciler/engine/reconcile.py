@@ -231,9 +231,14 @@ class Reconciler:
         state_backend: StateBackend | None = None,
         update_mode: str = ROLLING,
         max_surge: int | None = None,
+        spec_texts: Mapping[str, str] | None = None,
     ) -> None:
         self.paths = paths
         self.spec = spec
+        # The texts `spec` was read from (spec.loading.read_service_texts), recorded as the
+        # service's approved texts by each pass (state_store.Record.approved); None: unknown
+        # (a spec built in code), the record's are kept.
+        self.spec_texts = dict(spec_texts) if spec_texts is not None else None
         # How a new version of the spec rolls out (policy/rollout.py); used when one appears.
         self.update_mode = update_mode
         self.max_surge = max_surge
@@ -512,6 +517,7 @@ class Reconciler:
             last_tick=seen.now,
             lb_epoch=epoch,
             version_specs=self._version_specs(seen, decision),
+            approved=self.spec_texts if self.spec_texts is not None else seen.record.approved,
         )
 
     def _result(

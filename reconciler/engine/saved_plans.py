@@ -19,9 +19,10 @@ DIR holds (written by `write_plan_dir`, read by `apply_plan_dir`):
                        masked (plan_summary.redacted_plan)
 
 Applying checks every stack before it applies any: a state whose lineage or serial moved, a
-changed service, settings or sidecar file, or a service version that moved (a rollback, another plan applied)
-makes the plan stale, refused in one line (`StalePlanError`, exit code 4) with nothing
-applied. Terraform's own check ("Saved plan is stale") is mapped to the same refusal.
+changed service, settings or sidecar file, or a service version that moved (a rollback,
+another plan applied) makes the plan stale, refused in one line (`StalePlanError`, exit
+code 4) with nothing applied. Terraform's own check ("Saved plan is stale") is mapped to
+the same refusal.
 """
 
 from __future__ import annotations
@@ -316,13 +317,14 @@ def apply_plan_dir(rec: Reconciler, plan_dir: Path, manifest: dict[str, Any]) ->
         finally:
             copy.unlink(missing_ok=True)
             REMOTE.forget([stack_dir])
-    if applied:
+    if applied or not todo:  # a reviewed change Terraform needs nothing for is recorded too
         now = rec.records.load()
         rec.records.save(
             replace(
                 now,
                 memory=record.memory,
                 version_specs=record.version_specs,
+                approved=record.approved,  # the reviewed texts: what a `review` loop runs
                 lb_epoch=record.lb_epoch,
                 launch_results=(),
             )

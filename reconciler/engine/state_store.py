@@ -38,6 +38,10 @@ class Record:
     # What each service version's replicas run (Version.runs -> spec/fingerprint.replica_part),
     # for the versions still in use: old replicas are rendered with their own.
     version_specs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # The texts the service's current spec was read from (spec.loading.read_service_texts:
+    # `service`, `sidecar`): what the last pass or applied reviewed plan ran. Under
+    # `changes: review` the loop runs these, not a service file changed since (review.py).
+    approved: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +62,7 @@ class Record:
             "last_tick": self.last_tick,
             "lb_epoch": self.lb_epoch,
             "version_specs": {str(k): v for k, v in sorted(self.version_specs.items())},
+            "approved": dict(sorted(self.approved.items())),
         }
 
     @classmethod
@@ -81,6 +86,7 @@ class Record:
             last_tick=None if raw.get("last_tick") is None else float(raw["last_tick"]),
             lb_epoch=int(raw.get("lb_epoch", 0)),
             version_specs={int(k): dict(v) for k, v in dict(raw.get("version_specs", {})).items()},
+            approved={str(k): str(v) for k, v in dict(raw.get("approved") or {}).items()},
         )
 
 

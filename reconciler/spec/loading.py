@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.resources import parse_resources
 from reconciler.spec.service import check_probe_for_clouds, expand_vars, parse_service
-from reconciler.spec.sidecar import SIDECAR_SUFFIX, MixSettings, parse_sidecar
+from reconciler.spec.sidecar import SIDECAR_SUFFIX, MixSettings, parse_changes, parse_sidecar
 
 SERVICE_NAME = NAME_RE
 SERVICE_NAME_RULE = (
@@ -42,8 +42,31 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
     """The spec in `path`; the service is named after the file (`services/llama.yaml` -> llama).
     SpecError (one line per problem) for anything unusable, including a file that is not a
     regular file, is larger than MAX_SPEC_BYTES or expands past MAX_SPEC_VALUES values."""
+    return load_spec_texts(path, read_service_texts(path))
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """`services/<name>.hedgeform.yaml` beside `services/<name>.yaml` (spec/sidecar.py)."""
+    return Path(path).with_name(f"{Path(path).stem}{SIDECAR_SUFFIX}")
+
+
+def read_service_texts(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The texts a service's spec is read from, as `load_spec_texts` takes them: `service`
+    (the file at `path`) and `sidecar` (its `.hedgeform.yaml`, "" when there is none).
+    SpecError (one line) for a file that cannot be read, as `load_spec`."""
+    sidecar = sidecar_path(path)
+    return {
+        "service": _read_spec_text(Path(path), str(path)),
+        "sidecar": _read_spec_text(sidecar, str(sidecar)) if sidecar.exists() else "",
+    }
+
+
+def load_spec_texts(path: str | os.PathLike[str], texts: Mapping[str, str]) -> ServiceSpec:
+    """The spec `texts` (`read_service_texts`'s shape) hold, named and reported as the file
+    at `path`: what `hedgeform run` rolls out once a reviewed plan recorded those texts,
+    whatever the file says now (docs/review.md). SpecError as `load_spec`."""
     source = str(path)
-    text = _read_spec_text(Path(path), source)
+    text = texts.get("service", "")
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
@@ -65,17 +88,17 @@ def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
     except UnicodeEncodeError:  # e.g. "\ud800": YAML accepts it, no file or HTTP header can
         raise SpecError([f"{source}: a string holds a character UTF-8 cannot encode"]) from None
     spec = parse_spec(data, name=Path(path).stem, source=source)
-    sidecar = Path(path).with_name(f"{Path(path).stem}{SIDECAR_SUFFIX}")
-    if sidecar.exists():
-        spec = replace(spec, mix=_load_sidecar(sidecar, spec))
+    if texts.get("sidecar"):
+        mix, changes = _load_sidecar(sidecar_path(path), texts["sidecar"], spec)
+        spec = replace(spec, mix=mix, changes=changes)
     return spec
 
 
-def _load_sidecar(path: Path, spec: ServiceSpec) -> MixSettings:
-    """The settings of `services/<name>.hedgeform.yaml` (spec/sidecar.py); SpecError naming
-    the file and field. A mix needs an "any of" set of several accelerators to weigh."""
+def _load_sidecar(path: Path, text: str, spec: ServiceSpec) -> tuple[MixSettings, str]:
+    """The settings of `services/<name>.hedgeform.yaml` (spec/sidecar.py) from its `text`;
+    SpecError naming the file and field. A mix needs an "any of" set of several
+    accelerators to weigh."""
     source = str(path)
-    text = _read_spec_text(path, source)
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
@@ -87,6 +110,7 @@ def _load_sidecar(path: Path, spec: ServiceSpec) -> MixSettings:
     sets = resources.accelerators_any_of or any(loc.accelerators_any_of for loc in resources.any_of)
     try:
         settings = parse_sidecar(data, names)
+        changes = parse_changes(data)
     except ProfileError as exc:
         raise SpecError([f"{source}: {exc}"]) from None
     if settings != MixSettings() and not (sets and len(names) > 1):
@@ -97,7 +121,7 @@ def _load_sidecar(path: Path, spec: ServiceSpec) -> MixSettings:
             ]
         )
     _check_caps_serve_min(source, replace(spec, mix=settings), names)
-    return settings
+    return settings, changes
 
 
 def _check_caps_serve_min(source: str, spec: ServiceSpec, names: Sequence[str]) -> None:

@@ -176,6 +176,9 @@ class ServiceSpec:
     # weighs several GPU types; None without a sidecar. Not in the digests: the policy applies
     # it and no replica runs it.
     mix: MixSettings | None = None
+    # The sidecar's `changes:` (spec/sidecar.py `parse_changes`): `auto`, or `review` (the
+    # loop holds a changed service file until a reviewed plan is applied). Not in the digests.
+    changes: str = "auto"
 
     def replica_rps(self, accelerator: str) -> float | None:
         """Requests/s one replica of `accelerator` serves: its capacity in the sidecar's

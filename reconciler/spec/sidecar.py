@@ -9,6 +9,7 @@ file, so that file stays valid SkyServe YAML (issue 15).
         distribution: [[0.5, 0.2], [0.2, 0.1]]
       max_utilization: 0.8     # headroom: load each replica to at most this share
       caps: {A10G: 4}          # at most this many replicas of a type
+    changes: review            # auto (default) or review: who may change the service
 
 `profile` gives, per GPU type of the spec's accelerator set, the highest request rate one
 replica sustains within the latency SLO per request-size bucket, and how requests spread over
@@ -29,6 +30,8 @@ from reconciler.errors import ProfileError
 from reconciler.spec.profile import Profile, parse_profile
 
 SIDECAR_SUFFIX = ".hedgeform.yaml"
+AUTO, REVIEW = "auto", "review"
+CHANGES = (AUTO, REVIEW)  # `changes:`: who may change the service without review
 PLACEHOLDER_PRICE = 1.0  # parse_profile wants a price; the policy prices types from offers
 
 
@@ -77,10 +80,10 @@ def parse_sidecar(data: Any, accelerators: Sequence[str]) -> MixSettings:
     if data is None:
         return MixSettings()
     if not isinstance(data, Mapping):
-        raise ProfileError("expected a mapping with `mix:`")
-    unknown = sorted(set(data) - {"mix"})
+        raise ProfileError("expected a mapping with `mix:` or `changes:`")
+    unknown = sorted(set(data) - {"mix", "changes"})
     if unknown:
-        raise ProfileError(f"{unknown[0]}: unknown field (expected mix)")
+        raise ProfileError(f"{unknown[0]}: unknown field (expected mix, changes)")
     mix = data.get("mix")
     if mix is None:
         return MixSettings()
@@ -131,6 +134,18 @@ def parse_sidecar(data: Any, accelerators: Sequence[str]) -> MixSettings:
             raise ProfileError(f"mix.caps.{name}: {cap!r} is not a whole number of replicas")
         caps[key] = cap
     return MixSettings(profile, float(utilization), caps)
+
+
+def parse_changes(data: Any) -> str:
+    """The sidecar's `changes:`, who may change the service without review (issue 16):
+    `auto` (the default: the unattended loop rolls out a changed service file itself) or
+    `review` (it applies only what the policy owns and holds a changed service or sidecar
+    file until a reviewed plan of it is applied, `hedgeform apply --plan`; docs/review.md).
+    ProfileError (one line) for another value."""
+    value = data.get("changes", AUTO) if isinstance(data, Mapping) else AUTO
+    if value not in CHANGES:
+        raise ProfileError(f"changes: {value!r} is not one of {', '.join(CHANGES)}")
+    return str(value)
 
 
 def _profile(raw: Any, known: Any) -> Profile:

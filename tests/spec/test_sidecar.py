@@ -64,7 +64,9 @@ def test_a_sidecar_beside_the_service_is_read_and_leaves_the_digests_alone(
 @pytest.mark.parametrize(
     ("sidecar", "message"),
     [
-        ("mixx: {}\n", r"mixx: unknown field \(expected mix\)"),
+        ("mixx: {}\n", r"mixx: unknown field \(expected mix, changes\)"),
+        ("changes: yes\n", r"changes: True is not one of auto, review"),
+        ("changes: manual\n", r"changes: 'manual' is not one of auto, review"),
         ("mix: {headroom: 0.5}\n", r"mix\.headroom: unknown field"),
         (PROFILE.replace("L4: {max_rps", "L4: {usd_per_hour: 1, max_rps"),
          r"mix\.profile\.gpus\.L4\.usd_per_hour: prices come from the clouds' offers"),
