@@ -310,6 +310,8 @@ def _asked(
     resources: Resources, cloud: str, region: str | None
 ) -> tuple[tuple[Accelerator, ...], bool, str]:
     """`accelerators_for_region`, with the spec field the accelerators come from."""
+    if resources.instance_type is not None:
+        return _carried(resources, cloud, resources.instance_type), False, "resources.instance_type"
     asked = [
         (*resources.accelerators_at(loc), _field(resources, loc))
         for loc in resources.locations
@@ -328,6 +330,58 @@ def _asked(
     if asked:
         return asked[0]
     return resources.accelerators, resources.accelerators_any_of, "resources.accelerators"
+
+
+def _carried(resources: Resources, cloud: str, instance_type: str) -> tuple[Accelerator, ...]:
+    """The accelerators of the catalog's `instance_type` on `cloud` (SkyPilot's
+    `resources.instance_type`), checked against `resources.accelerators` when both are given;
+    CloudConfigError (one line, saying what to write instead) for a type the catalog does not
+    know or that carries other GPUs. A machine the catalog lists under two names (Azure's
+    A100 v4 sizes: A100 and A100-80GB) carries the name its list price gives."""
+    _cloud(cloud)
+    where = "resources.instance_type"
+    keys = [key for key, c in INSTANCE_TYPES[cloud].items() if c.instance_type == instance_type]
+    if CPU_INSTANCE_TYPES[cloud].instance_type == instance_type:
+        keys.append(("", 0))
+    if not keys:
+        known = sorted({c.instance_type for c in INSTANCE_TYPES[cloud].values()})
+        raise CloudConfigError(
+            f"{where}: {instance_type!r} is not in the {cloud} catalog (it knows "
+            f"{', '.join(known)}, {CPU_INSTANCE_TYPES[cloud].instance_type}); name "
+            "resources.accelerators instead, or another type with instance_types in "
+            "services/<SERVICE>.settings.yaml (docs/clouds.md)"
+        )
+    shown = " or ".join(f"{n}:{c}" if c else "no GPU" for n, c in keys)
+    named = [a for loc in resources.locations for a in resources.accelerators_at(loc)[0]]
+    asked = {(_canonical(a.name), a.count) for a in named}
+    if asked:
+        keys = [key for key in keys if key in asked]
+        if not keys:
+            wanted = ", ".join(dict.fromkeys(f"{a.name}:{a.count}" for a in named))
+            raise CloudConfigError(
+                f"{where}: {instance_type} carries {shown}, not {wanted} "
+                "(resources.accelerators); make them agree, or give only one of the two"
+            )
+    machines = {
+        _machine(INSTANCE_TYPES[cloud][key]) for key in keys if key in INSTANCE_TYPES[cloud]
+    }
+    if len(machines) > 1:
+        raise CloudConfigError(
+            f"{where}: {instance_type} is offered with {shown} attached; name one in "
+            "resources.accelerators"
+        )
+    if len(keys) > 1:
+        priced = _list_price_accelerator(cloud, instance_type)
+        keys = [key for key in keys if key[0] == priced] or keys[:1]
+    name, count = keys[0]
+    return (Accelerator(name, count),) if count else ()
+
+
+def _list_price_accelerator(cloud: str, instance_type: str) -> str:
+    """The accelerator list_prices.json names for `instance_type`, "" when none."""
+    data = json.loads(LIST_PRICES_PATH.read_text(encoding="utf-8"))
+    entry = data["clouds"][cloud]["instance_types"].get(instance_type) or {}
+    return _canonical(str(entry.get("accelerator", "")))
 
 
 def _field(resources: Resources, location: Location) -> str:

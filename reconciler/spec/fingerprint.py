@@ -48,6 +48,11 @@ def replica_part(spec: ServiceSpec) -> dict[str, Any]:
     # digest would roll every replica of every service out for nothing).
     if not spec.resources.accelerators_any_of:
         resources.pop("accelerators_any_of", None)
+    if spec.resources.instance_type is None:
+        resources.pop("instance_type", None)
+    # The tiers the spec accepts are the ones every replica already gets: no change to run.
+    resources.pop("disk_tier", None)
+    resources.pop("network_tier", None)
     own = [loc for loc in spec.resources.any_of if loc.accelerators is not None]
     if own:
         resources["accelerators_by_location"] = [
@@ -90,6 +95,7 @@ def spec_for_part(spec: ServiceSpec, part: Mapping[str, Any]) -> ServiceSpec:
         known["ports"] = tuple(known["ports"])
     accelerators = tuple(Accelerator(**a) for a in res.get("accelerators") or ())
     known.setdefault("accelerators_any_of", False)
+    known.setdefault("instance_type", None)  # a version from before the field, or without it
     known["any_of"] = _located_accelerators(spec.resources.any_of, res)
     resources = dataclasses.replace(spec.resources, accelerators=accelerators, **known)
     asked = dict(part.get("readiness_probe") or {})

@@ -17,7 +17,7 @@ from reconciler.paths import NAME_RE
 from reconciler.spec import schema
 from reconciler.spec.envs import Envs, parse_envs
 from reconciler.spec.errors import Problems
-from reconciler.spec.fields import check_name
+from reconciler.spec.fields import Section, check_name, join
 from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.resources import parse_resources
@@ -261,6 +261,8 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
     parse_envs(top.get("envs"), "envs", problems, envs)
     secrets = parse_envs(top.get("secrets"), "secrets", problems, envs)
     setup, run = top.string("setup"), top.string("run")
+    _check_num_nodes(top)
+    notes = _ignored_notes(top.data, resources_data=top.get("resources"))
     policy = service.replica_policy
     if not resources.use_spot:
         needs_spot = {
@@ -314,6 +316,30 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
         run=run,
         envs_from_environment=frozenset(envs.from_environment),
         secret_names=frozenset(secrets),
+        notes=notes,
+    )
+
+
+def _check_num_nodes(top: Section) -> None:
+    """SkyPilot's `num_nodes`: 1 is what every replica is (one machine); more is refused."""
+    nodes = top.integer("num_nodes", minimum=1)
+    if nodes is not None and nodes > 1:
+        top.bad(
+            "num_nodes",
+            f"{nodes} nodes per replica is not supported: each replica is one machine; use "
+            "num_nodes: 1 and more GPUs per replica (e.g. resources.accelerators: H100:8)",
+        )
+
+
+def _ignored_notes(data: Mapping[str, object], resources_data: object) -> tuple[str, ...]:
+    """One line per SkyServe field given that Hedgeform accepts and ignores (schema.IGNORED)."""
+    given = {("", key) for key in data}
+    if isinstance(resources_data, Mapping):
+        given |= {("resources", key) for key in resources_data}
+    return tuple(
+        f"{join(path, key)}: accepted and ignored: {why}"
+        for (path, key), why in schema.IGNORED.items()
+        if (path, key) in given
     )
 
 

@@ -136,6 +136,13 @@ class Resources:
     ports: tuple[int, ...] = ()
     disk_size: int | None = None
     image_id: str | None = None
+    # SkyPilot's `instance_type`: the cloud's machine, mapped to its accelerators by the
+    # catalog at plan time (clouds/catalog.py); the spec allows it with one real cloud only.
+    instance_type: str | None = None
+    # SkyPilot's tiers, only those the modules provision (spec/resources.py `DISK_TIERS`):
+    # recorded for reading, rendered by nothing, since they are what every replica gets.
+    disk_tier: str | None = None
+    network_tier: str | None = None
 
     @property
     def locations(self) -> tuple[Location, ...]:
@@ -179,6 +186,9 @@ class ServiceSpec:
     # The sidecar's `changes:` (spec/sidecar.py `parse_changes`): `auto`, or `review` (the
     # loop holds a changed service file until a reviewed plan is applied). Not in the digests.
     changes: str = "auto"
+    # One line per SkyServe field accepted and ignored (spec/schema.py `IGNORED`), for the
+    # commands to print as notes at plan time.
+    notes: tuple[str, ...] = ()
 
     def replica_rps(self, accelerator: str) -> float | None:
         """Requests/s one replica of `accelerator` serves: its capacity in the sidecar's

@@ -41,16 +41,14 @@ def parse_resources(value: object, problems: Problems) -> Resources:
     if section.has("any_of") and any(section.has(key) for key in schema.LOCATION):
         section.bad(
             "any_of",
-            "cannot be combined with resources.cloud/region/zone; "
+            "cannot be combined with resources.cloud/region/zone/infra; "
             "put the location in each any_of entry instead",
         )
     accelerators, accelerators_any_of = parse_accelerators(
         section.get("accelerators"), section.at("accelerators"), problems
     )
-    image_id = section.string("image_id")
-    if image_id is not None and not _IMAGE_ID.fullmatch(image_id):
-        section.bad("image_id", "must be non-empty, without spaces or control characters")
-        image_id = None
+    image_id = _image_id(section)
+    locations = any_of or (top,)
     return Resources(
         cloud=top.cloud,
         region=top.region,
@@ -62,13 +60,143 @@ def parse_resources(value: object, problems: Problems) -> Resources:
         cpus=parse_quantity(section, "cpus"),
         memory=parse_quantity(section, "memory"),
         ports=parse_ports(section.get("ports"), section.at("ports"), problems),
-        disk_size=section.integer("disk_size", minimum=1, maximum=65_536),  # GB; GCP's PD max
+        disk_size=_disk_size(section),
         image_id=image_id,
+        instance_type=_instance_type(section, locations),
+        disk_tier=_tier(section, "disk_tier", DISK_TIERS, locations),
+        network_tier=_tier(section, "network_tier", NETWORK_TIERS, locations),
     )
 
 
+def _image_id(section: Section) -> str | None:
+    value = section.get("image_id")
+    if isinstance(value, Mapping):
+        section.bad(
+            "image_id",
+            "an image per region is not supported here; give one image, or one per region "
+            "in services/<SERVICE>.settings.yaml (aws_images: {us-east-1: ami-...}; "
+            "docs/clouds.md)",
+        )
+        return None
+    image_id = section.string("image_id")
+    if image_id is not None and not _IMAGE_ID.fullmatch(image_id):
+        section.bad("image_id", "must be non-empty, without spaces or control characters")
+        return None
+    return image_id
+
+
+MAX_DISK_GB = 65_536  # GCP's persistent disk maximum
+_DISK_SIZE = re.compile(r"\s*(\d+)\s*([kmgtp]?)b?\s*", re.IGNORECASE)
+_GB_PER_UNIT = {"": 1.0, "k": 1 / 1024**2, "m": 1 / 1024, "g": 1.0, "t": 1024.0, "p": 1024.0**2}
+
+
+def _disk_size(section: Section) -> int | None:
+    """GB: an integer, or SkyPilot's string form (`256`, `256GB`, `1TB`; GB when no unit)."""
+    value = section.get("disk_size")
+    if not isinstance(value, str):
+        return section.integer("disk_size", minimum=1, maximum=MAX_DISK_GB)
+    match = _DISK_SIZE.fullmatch(value)
+    gb = int(match.group(1)) * _GB_PER_UNIT[match.group(2).lower()] if match else 0.0
+    if not (gb.is_integer() and 1 <= gb <= MAX_DISK_GB):
+        section.bad(
+            "disk_size",
+            f"must be a whole number of GB from 1 to {MAX_DISK_GB} (e.g. 256, '256GB', "
+            f"'1TB'), got {describe(value)}",
+        )
+        return None
+    return int(gb)
+
+
+# An instance type as clouds name them (`g6.xlarge`, `a2-highgpu-1g`, `Standard_NC24ads_A100_v4`).
+_INSTANCE_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _instance_type(section: Section, locations: tuple[Location, ...]) -> str | None:
+    """The instance type, if every location is on one cloud that has instance types (the
+    catalog maps it to its accelerators when the stacks are planned, clouds/catalog.py)."""
+    value = section.string("instance_type")
+    if value is None:
+        return None
+    if not _INSTANCE_TYPE.fullmatch(value):
+        section.bad("instance_type", f"{describe(value)} is not an instance type name")
+        return None
+    clouds = {location.cloud for location in locations}
+    if len(clouds) != 1 or None in clouds:
+        section.bad(
+            "instance_type",
+            "names one cloud's machine, so every location needs that cloud (resources.cloud "
+            "or the same cloud in each any_of entry); to run on several clouds, name "
+            "resources.accelerators instead",
+        )
+        return None
+    if "local" in clouds:
+        section.bad(
+            "instance_type",
+            "the local sandbox has no instance types; name resources.accelerators instead",
+        )
+        return None
+    return value
+
+
+# SkyPilot's tiers -> the clouds whose modules provision that tier for every replica (the root
+# disk: gp3 on AWS, pd-balanced on GCP, Premium_LRS on Azure, which SkyPilot calls `medium`,
+# and on Azure also `high`; networking: each cloud's default, SkyPilot's `standard`). The
+# sandbox has neither disks nor networks to tier: it accepts what every cloud provisions.
+DISK_TIERS = {
+    "low": (),
+    "medium": ("aws", "gcp", "azure", "local"),
+    "high": ("azure",),
+    "ultra": (),
+    "best": (),
+}
+NETWORK_TIERS = {"standard": ("aws", "gcp", "azure", "local"), "best": ()}
+_TIER_TYPES = "gp3 on aws, pd-balanced on gcp, Premium_LRS on azure"
+
+
+def _tier(
+    section: Section,
+    key: str,
+    tiers: Mapping[str, tuple[str, ...]],
+    locations: tuple[Location, ...],
+) -> str | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    tier = value.lower() if isinstance(value, str) else value
+    if not isinstance(tier, str) or tier not in tiers:
+        section.bad(key, choice_message(value, tuple(tiers)))
+        return None
+    # A location without a cloud may be placed on any of them.
+    clouds = sorted({c for loc in locations for c in ((loc.cloud,) if loc.cloud else CLOUDS)})
+    missing = [cloud for cloud in clouds if cloud not in tiers[tier]]
+    if missing:
+        provisioned = (
+            f"every replica's root disk is SkyPilot's medium tier ({_TIER_TYPES})"
+            if key == "disk_tier"
+            else "replicas get each cloud's standard networking"
+        )
+        usable = ", ".join(t for t in tiers if all(c in tiers[t] for c in clouds))
+        section.bad(
+            key,
+            f"{tier!r} is not provisioned on {', '.join(missing)}: {provisioned}; use "
+            f"{key}: {usable} or leave it out",
+        )
+        return None
+    return tier
+
+
 def parse_location(section: Section, problems: Problems) -> Location:
-    """cloud/region/zone of `section` (the resources or one any_of entry), each validated."""
+    """cloud/region/zone of `section` (the resources or one any_of entry), each validated;
+    or SkyPilot's newer spelling of the same, `infra: cloud[/region[/zone]]`."""
+    if section.has("infra"):
+        if any(section.has(key) for key in ("cloud", "region", "zone")):
+            section.bad(
+                "infra",
+                "cannot be combined with cloud/region/zone (it is their newer spelling); "
+                "write the location once, e.g. infra: aws/us-east-1",
+            )
+            return Location()
+        return _infra(section, problems)
     cloud = section.string("cloud")
     if cloud is not None:
         cloud = cloud.lower()  # SkyPilot accepts `AWS`, `GCP`
@@ -78,6 +206,42 @@ def parse_location(section: Section, problems: Problems) -> Location:
     region, zone = (_location_name(section, key, problems) for key in ("region", "zone"))
     if section.has("zone") and not section.has("region") and not section.has("cloud"):
         section.bad("zone", "a zone without a region needs 'cloud' (zone names are per cloud)")
+    return Location(cloud=cloud, region=region, zone=zone)
+
+
+INFRA_FORM = "cloud[/region[/zone]], e.g. aws, aws/us-east-1 or gcp/us-central1/us-central1-a"
+
+
+def _infra(section: Section, problems: Problems) -> Location:
+    """`aws`, `aws/us-east-1`, `aws/us-east-1/us-east-1a`, with `*` for "any" (SkyPilot's
+    `resources.infra`) -> the same Location cloud/region/zone give."""
+    raw = section.string("infra")
+    if raw is None:
+        return Location()
+    parts = [part.strip() for part in raw.split("/")]
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        section.bad("infra", f"must be {INFRA_FORM}; got {describe(raw)}")
+        return Location()
+    cloud_part = parts[0]
+    region_part, zone_part = (*parts[1:], None, None)[:2]
+    cloud = None if cloud_part == "*" else cloud_part.lower()
+    if cloud is not None and cloud not in CLOUDS:
+        section.bad("infra", f"cloud {choice_message(cloud_part, CLOUDS)}")
+        return Location()
+    names: list[str | None] = []
+    for part in (region_part, zone_part):
+        if part is None or part == "*":
+            names.append(None)
+            continue
+        checked = check_name(problems, section.at("infra"), part, LOCATION_NAME, LOCATION_RULE)
+        if checked is None:
+            section.invalid.add("infra")
+            return Location()
+        names.append(checked)
+    region, zone = names
+    if zone is not None and region is None and cloud is None:
+        section.bad("infra", "a zone without a region needs a cloud (zone names are per cloud)")
+        return Location()
     return Location(cloud=cloud, region=region, zone=zone)
 
 

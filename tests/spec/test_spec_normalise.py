@@ -107,16 +107,14 @@ def test_secrets_join_envs_and_are_marked(base: dict[str, Any]) -> None:
     assert spec.envs_from_environment == frozenset({"HF_TOKEN"})
 
 
-def test_ignored_skypilot_fields_are_accepted(base: dict[str, Any]) -> None:
-    base.update(
-        name="other",
-        workdir=".",
-        num_nodes=1,
-        file_mounts={"/data": "s3://b"},
-        config={"x": 1},
-        event_callback="echo hi",
-    )
-    assert parse(base).name == "svc"
+def test_controller_only_skypilot_fields_are_accepted_with_a_note(base: dict[str, Any]) -> None:
+    """Fields only SkyPilot's controller reads are accepted, each with a note; fields that
+    change what a replica runs (workdir, file_mounts, ...) are refused (test_skyserve_fields)."""
+    base.update(name="other", num_nodes=1, event_callback="echo hi")
+    spec = parse(base)
+    assert spec.name == "svc"
+    assert [note.split(":")[0] for note in spec.notes] == ["name", "event_callback"]
+    assert all(": accepted and ignored: " in note for note in spec.notes)
 
 
 def test_cloud_names_are_lowercased(base: dict[str, Any]) -> None:
