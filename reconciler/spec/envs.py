@@ -33,6 +33,14 @@ def parse_envs(value: object, path: str, problems: Problems, into: Envs) -> set[
     """Add the variables of `value` (at `path`) to `into`; return the names it declared."""
     if value is None:
         return set()
+    if path == "secrets" and isinstance(value, list):
+        problems.add(
+            path,
+            "a list names secrets in SkyPilot's managed secret store, which is not read; "
+            "write a mapping instead, `secrets: {NAME: null}`, and set NAME in the "
+            "environment of hedgeform",
+        )
+        return set()
     if not isinstance(value, Mapping):
         problems.add(path, f"must be a mapping of NAME: value, got {describe(value)}")
         return set()

@@ -137,7 +137,8 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("service", "tls"): (
         "not supported: SkyServe's keyfile/certfile would put a private key in Terraform's "
         "state; TLS ends at the cloud load balancer: name an ACM certificate per region in "
-        "services/<SERVICE>.settings.yaml (aws_certificate_arns; docs/clouds.md)"
+        "services/<SERVICE>.settings.yaml (aws_certificate_arns; docs/clouds.md); the local "
+        "sandbox serves plain HTTP"
     ),
     ("service", "load_balancer"): (
         "not supported: the load balancers' idle timeouts are fixed (AWS ALB 300 s, Azure "
