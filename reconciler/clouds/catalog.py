@@ -104,6 +104,56 @@ CPU_INSTANCE_TYPES: dict[str, InstanceChoice] = {
     "azure": InstanceChoice("Standard_D8s_v5", "", 0),
 }
 
+# vCPUs and memory (GiB) of each type above, from the SkyPilot catalog rows list_prices.json
+# cites (the CPU types from the clouds' own tables): what `resources.cpus` and
+# `resources.memory` are checked against.
+MACHINE_SIZES: dict[str, dict[str, tuple[float, float]]] = {
+    "aws": {
+        "g6.xlarge": (4, 16),
+        "g6.12xlarge": (48, 192),
+        "g6.48xlarge": (192, 768),
+        "g5.xlarge": (4, 16),
+        "g5.12xlarge": (48, 192),
+        "g6e.xlarge": (4, 32),
+        "g6e.12xlarge": (48, 384),
+        "g4dn.xlarge": (4, 16),
+        "g4dn.12xlarge": (48, 192),
+        "p3.2xlarge": (8, 61),
+        "p3.8xlarge": (32, 244),
+        "p3.16xlarge": (64, 488),
+        "p4d.24xlarge": (96, 1152),
+        "p4de.24xlarge": (96, 1152),
+        "p5.48xlarge": (192, 2048),
+        "m6i.2xlarge": (8, 32),
+    },
+    "gcp": {
+        "g2-standard-8": (8, 32),
+        "g2-standard-24": (24, 96),
+        "g2-standard-48": (48, 192),
+        "a2-highgpu-1g": (12, 85),
+        "a2-highgpu-2g": (24, 170),
+        "a2-highgpu-8g": (96, 680),
+        "a2-ultragpu-1g": (12, 170),
+        "a2-ultragpu-8g": (96, 1360),
+        "a3-highgpu-1g": (26, 234),
+        "a3-highgpu-8g": (208, 1872),
+        "n1-standard-8": (8, 30),
+        "n1-standard-32": (32, 120),
+        "n2-standard-8": (8, 32),
+    },
+    "azure": {
+        "Standard_NC24ads_A100_v4": (24, 220),
+        "Standard_NC48ads_A100_v4": (48, 440),
+        "Standard_NC40ads_H100_v5": (40, 320),
+        "Standard_NV36ads_A10_v5": (36, 440),
+        "Standard_NC4as_T4_v3": (4, 28),
+        "Standard_NC64as_T4_v3": (64, 440),
+        "Standard_NC6s_v3": (6, 112),
+        "Standard_NC24s_v3": (24, 448),
+        "Standard_D8s_v5": (8, 32),
+    },
+}
+
 # Known regions and their zones (Azure zones are named <region>-<n> to stay unique).
 ZONES: dict[str, dict[str, tuple[str, ...]]] = {
     "aws": {
@@ -241,6 +291,8 @@ def instance_for(
     *,
     any_of: bool = False,
     policy: ReplicaPolicy | None = None,
+    cpus: str | None = None,
+    memory: str | None = None,
 ) -> InstanceChoice:
     """The instance type for `accelerators` on `cloud`, as SkyPilot reads the spec's forms:
     an ordered preference (`any_of` False: a name or a list) gets the first the cloud offers;
@@ -252,13 +304,18 @@ def instance_for(
     the cheapest; on-demand list prices rank the types because they are published for every
     type and are what a replica falls back to.
 
+    `cpus` and `memory` (the spec's normal form, `8` exactly or `8+` at least) keep only the
+    types that have them (`MACHINE_SIZES`), as SkyPilot's optimizer does.
+
     An override (cloud -> instance type) wins but keeps the accelerator, so tags stay right.
-    CloudConfigError (one line) when the cloud offers none of them.
+    CloudConfigError (one line) when the cloud offers none of them; one starting
+    `resources.cpus:` / `resources.memory:` when it offers them, but none that large.
     """
     _cloud(cloud)
     table = INSTANCE_TYPES[cloud]
     if not accelerators:
         choice = CPU_INSTANCE_TYPES[cloud]
+        _check_size(cloud, [choice], cpus, memory, overrides)
     else:
         found = [
             table[key]
@@ -271,6 +328,7 @@ def instance_for(
             raise CloudConfigError(
                 f"no {cloud} instance type for {wanted} in the catalog; {cloud} offers {offered}"
             )
+        found = _check_size(cloud, found, cpus, memory, overrides)
         if any_of:
             ranked = sorted(
                 enumerate(found),
@@ -284,6 +342,54 @@ def instance_for(
             overrides[cloud], choice.accelerator, choice.count, choice.guest_accelerator_type
         )
     return choice
+
+
+def fits(cloud: str, choice: InstanceChoice, cpus: str | None, memory: str | None) -> bool:
+    """Whether `choice` has the vCPUs and memory asked (`8`: exactly, `8+`: at least); a type
+    of unknown size fits only when nothing is asked."""
+    size = MACHINE_SIZES.get(cloud, {}).get(choice.instance_type)
+    asked = [(q, i) for q, i in ((cpus, 0), (memory, 1)) if q is not None]
+    if not asked:
+        return True
+    if size is None:
+        return False
+    for quantity, index in asked:
+        least, plus = float(quantity.rstrip("+")), quantity.endswith("+")
+        if size[index] < least or (not plus and size[index] != least):
+            return False
+    return True
+
+
+def _check_size(
+    cloud: str,
+    found: Sequence[InstanceChoice],
+    cpus: str | None,
+    memory: str | None,
+    overrides: Mapping[str, str] | None,
+) -> list[InstanceChoice]:
+    """The types of `found` with the vCPUs and memory asked; CloudConfigError (one line,
+    naming the field and what to do) when none has. Not checked when the settings name the
+    cloud's instance type: that type is what runs."""
+    if overrides and cloud in overrides:
+        return list(found)
+    kept = [c for c in found if fits(cloud, c, cpus, memory)]
+    if kept:
+        return kept
+    field = "cpus" if not all(fits(cloud, c, cpus, None) for c in found) else "memory"
+    asked = cpus if field == "cpus" else memory
+    sizes = ", ".join(
+        f"{c.instance_type}: {_size(cloud, c.instance_type)}" for c in dict.fromkeys(found)
+    )
+    raise CloudConfigError(
+        f"resources.{field}: {asked} is not what the {cloud} catalog runs for this ({sizes}); "
+        f"ask for those, or name another type with instance_types in "
+        "services/<SERVICE>.settings.yaml (docs/clouds.md)"
+    )
+
+
+def _size(cloud: str, instance_type: str) -> str:
+    size = MACHINE_SIZES.get(cloud, {}).get(instance_type)
+    return "size unknown" if size is None else f"{size[0]:g} vCPUs, {size[1]:g} GiB"
 
 
 def _rank_price(cloud: str, choice: InstanceChoice, policy: ReplicaPolicy | None) -> float:
@@ -410,8 +516,18 @@ def instance_for_region(
     names the spec field the accelerators come from."""
     accelerators, any_of, where = _asked(resources, cloud, region)
     try:
-        return instance_for(cloud, accelerators, overrides, any_of=any_of, policy=policy)
+        return instance_for(
+            cloud,
+            accelerators,
+            overrides,
+            any_of=any_of,
+            policy=policy,
+            cpus=resources.cpus,
+            memory=resources.memory,
+        )
     except CloudConfigError as exc:
+        if str(exc).startswith("resources."):
+            raise
         raise CloudConfigError(f"{where}: {exc}") from None
 
 
@@ -436,7 +552,10 @@ def instances_for_region(
         return (first,)
     table = INSTANCE_TYPES[cloud]
     offered = [
-        table[key] for acc in accelerators if (key := (_canonical(acc.name), acc.count)) in table
+        table[key]
+        for acc in accelerators
+        if (key := (_canonical(acc.name), acc.count)) in table
+        and fits(cloud, table[key], resources.cpus, resources.memory)
     ]
     rest = sorted(
         (c for c in dict.fromkeys(offered) if c != first),
@@ -470,8 +589,19 @@ def choice_note(
     price = prices.on_demand.get(choice.price_key)
     shown = f"${price:.2f}/h on demand" if price is not None else "no list price"
     per_rps = policy is not None and bool(policy.target_qps_per_accelerator)
-    offered = [a for a in accelerators if (_canonical(a.name), a.count) in INSTANCE_TYPES[cloud]]
-    plain = instance_for(cloud, accelerators, any_of=any_of, policy=policy)
+    table = INSTANCE_TYPES[cloud]
+    cpus, memory = resources.cpus, resources.memory
+    offered = [
+        a
+        for a in accelerators
+        if (key := (_canonical(a.name), a.count)) in table and fits(cloud, table[key], cpus, memory)
+    ]
+    try:
+        plain = instance_for(
+            cloud, accelerators, any_of=any_of, policy=policy, cpus=cpus, memory=memory
+        )
+    except CloudConfigError:  # only the override runs here: nothing the catalog offers fits
+        plain = choice
     if plain.instance_type != choice.instance_type:
         return (
             f"{cloud} {region} runs {choice.instance_type}, the settings' instance_types "
@@ -479,7 +609,8 @@ def choice_note(
             f"the catalog would run on {plain.instance_type}"
         )
     if len(offered) < 2:
-        why = f"the only one of {asked} the {cloud} catalog offers"
+        sized = " with the cpus/memory asked" if cpus or memory else ""
+        why = f"the only one of {asked} the {cloud} catalog offers{sized}"
     elif any_of and per_rps:
         assert policy is not None
         target = policy.target_for(choice.accelerator) or 1.0

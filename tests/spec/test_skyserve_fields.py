@@ -55,6 +55,13 @@ def _on(cloud: str, region: str) -> Callable[[Doc], None]:
     return prep
 
 
+def _gpus(accelerators: object) -> Callable[[Doc], None]:
+    def prep(doc: Doc) -> None:
+        doc["resources"]["accelerators"] = accelerators
+
+    return prep
+
+
 def _instance(cloud: str, region: str) -> Callable[[ServiceSpec], object]:
     """What the catalog runs in `cloud`/`region` at plan time: (type, accelerators)."""
 
@@ -249,8 +256,24 @@ ROWS: dict[str, Row] = {
         Refused("k8s/my-context", ("must be one of aws, gcp, azure, local",), _no_location),
         Refused("aws/us-east-1", ("cannot be combined with cloud/region/zone",)),
     ),
-    "resources.cpus": _row(Honoured("4+", lambda s: s.resources.cpus, "4+")),
-    "resources.memory": _row(Honoured("16+", lambda s: s.resources.memory, "16+")),
+    # Checked when the stacks are planned: the catalog runs only a type that has them.
+    "resources.cpus": _row(
+        Honoured("4+", _instance("aws", "us-east-1"), ("g6.xlarge", "L4", 1), _gpus("L4")),
+        Honoured("8", _instance("gcp", "us-central1"), ("g2-standard-8", "L4", 1), _gpus("L4")),
+        Honoured("8+", _instance("aws", "us-east-1"), ("m6i.2xlarge", "", 0)),
+        PlanRefused(
+            "32+", "aws", "us-east-1", ("g6.xlarge: 4 vCPUs", "instance_types"), _gpus("L4")
+        ),
+    ),
+    "resources.memory": _row(
+        Honoured(
+            "32+",
+            _instance("aws", "us-east-1"),
+            ("g6e.xlarge", "L40S", 1),
+            _gpus({"L4": 1, "L40S": 1}),
+        ),
+        PlanRefused("64+", "aws", "us-east-1", ("16 GiB", "instance_types"), _gpus("L4")),
+    ),
     "resources.accelerators": _row(
         Honoured("L4:2", lambda s: s.resources.accelerators, (Accelerator("L4", 2),))
     ),
