@@ -121,6 +121,13 @@ def readiness_path(spec: ServiceSpec) -> str:
     return substitute(spec.service.readiness_probe.path, plain_envs(spec), {})
 
 
+def module_balancing(spec: ServiceSpec) -> str:
+    """The modules' `load_balancing_policy` for the spec's: `round_robin`, else `least_load`
+    (AWS: least outstanding requests; GCP: LEAST_REQUEST), which SkyServe's `least_load` and
+    `instance_aware_least_load` are (the latter's per-type weights: typed target groups)."""
+    return "round_robin" if spec.service.load_balancing_policy == "round_robin" else "least_load"
+
+
 def health_check_context(spec: ServiceSpec) -> dict[str, int]:
     """The load balancer health check derived from the readiness probe (timeout, interval,
     thresholds; reconciler.spec.service.load_balancer_health_check gives the rule)."""
@@ -195,9 +202,7 @@ def cloud_stack_context(
         "run_script": spec.run or "",
         "envs": plain_envs(spec),
         "secret_env_names": secret_env_names(spec),
-        "load_balancing_policy": (
-            "round_robin" if spec.service.load_balancing_policy == "round_robin" else "least_load"
-        ),
+        "load_balancing_policy": module_balancing(spec),
         "tags": {"hedgeform": "true", **settings.tags},
     }
     if not context["run_script"].strip():

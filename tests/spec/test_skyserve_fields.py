@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from reconciler.clouds.catalog import instance_for_region
+from reconciler.clouds.stack_context import module_balancing
 from reconciler.errors import CloudConfigError, SpecError
 from reconciler.spec import Accelerator, Location, ServiceSpec, parse_spec, schema
 from tests.spec.conftest import BASE
@@ -46,6 +47,12 @@ def _no_location(doc: Doc) -> None:
 
 def _no_policy(doc: Doc) -> None:
     del doc["service"]["replica_policy"]
+
+
+def _instance_aware(doc: Doc) -> None:
+    """SkyServe's per-accelerator targets, with the load balancing they require."""
+    doc["resources"]["accelerators"] = {"L4": 1, "A10G": 1}
+    doc["service"]["load_balancing_policy"] = "instance_aware_least_load"
 
 
 def _on(cloud: str, region: str) -> Callable[[Doc], None]:
@@ -203,6 +210,12 @@ ROWS: dict[str, Row] = {
     ),
     "service.replica_policy.target_qps_per_replica": _row(
         Honoured(2.5, lambda s: _policy(s).target_qps_per_replica, 2.5),
+        Honoured(
+            {"L4": 2, "A10G": 3},
+            lambda s: dict(_policy(s).target_qps_per_accelerator),
+            {"L4": 2.0, "A10G": 3.0},
+            _instance_aware,
+        ),
     ),
     "service.replica_policy.dynamic_ondemand_fallback": _row(
         Honoured(True, lambda s: _policy(s).dynamic_ondemand_fallback, True)
@@ -226,8 +239,10 @@ ROWS: dict[str, Row] = {
         )
     ),
     "service.workers": _row(Refused(2, ("managed jobs", "replica_policy"), _no_policy)),
+    # What the aws and gcp modules are given (their load balancers' algorithm).
     "service.load_balancing_policy": _row(
-        Honoured("least_load", lambda s: s.service.load_balancing_policy, "least_load")
+        Honoured("least_load", module_balancing, "least_load"),
+        Honoured("round_robin", module_balancing, "round_robin"),
     ),
     "service.tls": _row(
         Refused({"keyfile": "k.pem", "certfile": "c.pem"}, ("private key", "aws_certificate_arns"))
