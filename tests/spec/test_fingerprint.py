@@ -117,3 +117,25 @@ def test_an_earlier_versions_spec_keeps_secrets_read_from_the_environment(
     rebuilt = spec_for_part(spec, replica_part(spec))
     assert rebuilt.envs_from_environment == spec.envs_from_environment
     assert rebuilt.secret_env_names == spec.secret_env_names
+
+
+def test_an_instance_type_is_part_of_what_a_replica_runs_a_tier_it_already_gets_is_not(
+    tmp_path: Path,
+) -> None:
+    """`instance_type` picks the machine: a new version's replicas; `disk_tier: medium` and
+    `network_tier: standard` are what every replica already gets: no new version."""
+    base = spec_of(BASE, tmp_path)
+    typed = spec_of(BASE.replace("  accelerators: L4\n", "  instance_type: g6.xlarge\n"), tmp_path)
+    tiers = spec_of(
+        BASE.replace("  use_spot: true\n", "  use_spot: true\n  disk_tier: medium\n"
+                     "  network_tier: standard\n"),
+        tmp_path,
+    )  # fmt: skip
+    assert typed.resources.instance_type == "g6.xlarge"
+    assert replica_fingerprint(typed) != replica_fingerprint(base)
+    assert (tiers.resources.disk_tier, tiers.resources.network_tier) == ("medium", "standard")
+    assert fingerprint(tiers) == fingerprint(base)
+    # An earlier version without an instance type is rendered again without one.
+    again = spec_for_part(typed, replica_part(base))
+    assert again.resources.instance_type is None
+    assert again.resources.accelerators == base.resources.accelerators
