@@ -380,10 +380,11 @@ def _check_size(
     sizes = ", ".join(
         f"{c.instance_type}: {_size(cloud, c.instance_type)}" for c in dict.fromkeys(found)
     )
+    unit = "vCPUs" if field == "cpus" else "GiB"
     raise CloudConfigError(
-        f"resources.{field}: {asked} is not what the {cloud} catalog runs for this ({sizes}); "
-        f"ask for those, or name another type with instance_types in "
-        "services/<SERVICE>.settings.yaml (docs/clouds.md)"
+        f"resources.{field}: no {cloud} type in the catalog for this replica has "
+        f"{asked} {unit} ({sizes}); ask for what one has, or run another type with "
+        "instance_types in services/<SERVICE>.settings.yaml (docs/clouds.md)"
     )
 
 

@@ -326,7 +326,8 @@ def _check_num_nodes(top: Section) -> None:
     if nodes is not None and nodes > 1:
         top.bad(
             "num_nodes",
-            f"{nodes} nodes per replica is not supported: each replica is one machine; use "
+            f"{nodes if nodes < 10**6 else 'several'} nodes per replica is not supported: "
+            "each replica is one machine; use "
             "num_nodes: 1 and more GPUs per replica (e.g. resources.accelerators: H100:8)",
         )
 

@@ -86,7 +86,7 @@ def _image_id(section: Section) -> str | None:
 
 
 MAX_DISK_GB = 65_536  # GCP's persistent disk maximum
-_DISK_SIZE = re.compile(r"\s*(\d+)\s*([kmgtp]?)b?\s*", re.IGNORECASE)
+_DISK_SIZE = re.compile(r"\s*(\d{1,9})\s*([kmgtp]?)b?\s*", re.IGNORECASE)
 _GB_PER_UNIT = {"": 1.0, "k": 1 / 1024**2, "m": 1 / 1024, "g": 1.0, "t": 1024.0, "p": 1024.0**2}
 
 
