@@ -270,10 +270,17 @@ class Reconciler:
             if sized is rp
             else replace(spec, service=replace(spec.service, replica_policy=sized))
         )
-        self.notes = self.cloud.accelerator_notes + (
-            ()
-            if sized is rp
-            else (sizing_note(rp, sized.target_qps_per_replica, self.cloud.accelerators_in_use),)
+        # SkyServe fields read and ignored (spec/schema.py), then the cloud's own notes.
+        self.notes = (
+            spec.notes
+            + self.cloud.accelerator_notes
+            + (
+                ()
+                if sized is rp
+                else (
+                    sizing_note(rp, sized.target_qps_per_replica, self.cloud.accelerators_in_use),
+                )
+            )
         )
         if spec.mix is not None and not self.cloud.typed_pools:
             why = (

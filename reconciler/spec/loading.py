@@ -94,10 +94,10 @@ def load_spec_texts(path: str | os.PathLike[str], texts: Mapping[str, str]) -> S
     return spec
 
 
-def _load_sidecar(path: Path, text: str, spec: ServiceSpec) -> tuple[MixSettings, str]:
+def _load_sidecar(path: Path, text: str, spec: ServiceSpec) -> tuple[MixSettings | None, str]:
     """The settings of `services/<name>.hedgeform.yaml` (spec/sidecar.py) from its `text`;
     SpecError naming the file and field. A mix needs an "any of" set of several
-    accelerators to weigh."""
+    accelerators to weigh. The mix settings are None when it has no `mix:`."""
     source = str(path)
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)
@@ -121,7 +121,9 @@ def _load_sidecar(path: Path, text: str, spec: ServiceSpec) -> tuple[MixSettings
             ]
         )
     _check_caps_serve_min(source, replace(spec, mix=settings), names)
-    return settings, changes
+    # A sidecar that says nothing of a mix (only `changes:`) leaves the spec without one.
+    mixes = isinstance(data, Mapping) and data.get("mix") is not None
+    return (settings if mixes else None), changes
 
 
 def _check_caps_serve_min(source: str, spec: ServiceSpec, names: Sequence[str]) -> None:

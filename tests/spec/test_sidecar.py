@@ -109,7 +109,7 @@ def test_a_mix_for_a_service_of_one_type_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"one\.hedgeform\.yaml: mix: the service asks for one"):
         load_spec(path)
     (tmp_path / "one.hedgeform.yaml").write_text("# nothing yet\n")
-    assert load_spec(path).mix == MixSettings()  # an empty sidecar is no mix setting
+    assert load_spec(path).mix is None  # an empty sidecar is no mix setting
 
 
 def _mix_counts(spec_path: Path, min_replicas: int) -> dict[str, int]:

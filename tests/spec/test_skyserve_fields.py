@@ -461,3 +461,19 @@ def test_every_field_the_loader_knows_has_a_row() -> None:
     known |= {f"{path}.{key}" if path else key for path, key in schema.UNSUPPORTED}
     known |= {f"{path}.{key}" if path else key for path, key in schema.IGNORED}
     assert sorted(known - set(ROWS)) == []
+
+
+def test_plan_prints_a_note_for_each_field_it_ignores(tmp_path: Path) -> None:
+    """An accepted-and-ignored field is said at plan time, not only kept on the spec."""
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "services").mkdir()
+    text = (repo / "services" / "llama.yaml").read_text()
+    (tmp_path / "services" / "nl.yaml").write_text("name: my-llama\n" + text)
+    (tmp_path / "terraform").symlink_to(repo / "terraform")
+    result = CliRunner().invoke(main, ["plan", "nl", "--root", str(tmp_path), "--render-only"])
+    assert result.exit_code == 0, result.output
+    assert "note: name: accepted and ignored: the service is named after its file" in result.output
