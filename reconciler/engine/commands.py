@@ -202,7 +202,8 @@ def _print_pass(result: PassResult, verbose: bool = True) -> None:
     help="Keep the plans for review and for `apply --plan DIR`: per stack DIR/STACK/tfplan "
     "(the saved plan) and DIR/STACK/plan.json (its show -json, sensitive values masked), "
     "plus DIR/plan.md (one pull-request comment, the same bytes for the same plan) and "
-    "DIR/manifest.json (each stack's state lineage and serial, the service file's sha256, "
+    "DIR/manifest.json (each stack's state lineage and serial, the sha256 of the service, "
+    "settings and sidecar files, "
     "the version, the policy). DIR is created when missing. tfplan holds variable values "
     "in clear, as Terraform's plans do: post plan.md, keep DIR private.",
 )
@@ -297,9 +298,9 @@ def plan(
     metavar="DIR",
     help="Apply exactly the plans `hedgeform plan SERVICE --out DIR` kept, and nothing else "
     "(no new decision, no further pass; the plan's policy is used). Refused in one line, "
-    "exit 4, with nothing applied, when any stack's state (lineage, serial), the service "
-    "file or the service version moved since the plan (Terraform's \"saved plan is "
-    'stale" too).',
+    "exit 4, with nothing applied, when any stack's state (lineage, serial), a service, "
+    "settings or sidecar file or the service version moved since the plan "
+    '(Terraform\'s "saved plan is stale" too).',
 )
 def apply(
     service: str,

@@ -30,19 +30,13 @@ from reconciler.policy import Market, Notice, NoticeKind
 from reconciler.spec.loading import load_spec_texts, read_service_texts
 from reconciler.stacks import ManagedReplica
 from reconciler.terraform.fake import FakeTerraformRunner
+from tests.engine.test_loop import Records as LoopRecords
 
 REPO = Path(__file__).resolve().parents[2]
 REVIEW_SIDECAR = "changes: review\n"
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
+class Records(LoopRecords):
     def named(self, message: str) -> list[logging.LogRecord]:
         return [r for r in self.records if r.getMessage() == message]
 
