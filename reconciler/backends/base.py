@@ -100,6 +100,24 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class ReplicaTraffic:
+    """What the load balancer counted for one replica: requests and responses by class,
+    cumulative since the replica joined it (a counter that restarts when the replica is
+    re-added or the load balancer restarts), and its recent response times.
+
+    `response_time_s` and `total_time_s` are averages, not quantiles: HAProxy's `rtime`
+    (to the first response byte) and `ttime` (the whole request) over the server's last
+    1024 requests; None before the first one."""
+
+    requests: int
+    responses: Mapping[str, int]  # "1xx", "2xx", "3xx", "4xx", "5xx", "other" -> count
+    connection_errors: int  # the balancer could not connect to the replica
+    response_errors: int  # the replica's response was aborted or refused
+    response_time_s: float | None = None
+    total_time_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Layout:
     """What the stacks should hold after this pass: the replicas to keep (launches included),
     the policy's load-balancer members, the front's epoch (bumped to re-add lost members),
@@ -171,6 +189,11 @@ class CloudBackend(Protocol):
 
     def endpoint(self) -> str:
         """The service's URL(s), comma-separated when there is one load balancer per region."""
+        ...
+
+    def replica_traffic(self) -> Mapping[str, ReplicaTraffic] | None:
+        """Per replica id in the load balancer, what it counted (cumulative); None where the
+        load balancer is not running or its per-replica figures are not read (clouds)."""
         ...
 
 

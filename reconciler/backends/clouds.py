@@ -28,6 +28,7 @@ from reconciler.backends.base import (
     Look,
     Observed,
     RenderedStack,
+    ReplicaTraffic,
     Since,
     StackDef,
     classify_apply_output,
@@ -643,6 +644,11 @@ class ProviderCloud:
             scheme = "https" if origins and all(o.https for o in origins) else "http"
             return f"{scheme}://{self.settings.domain_name}"
         return ", ".join(o.endpoint() for o in origins) or "(no load balancer applied yet)"
+
+    def replica_traffic(self) -> Mapping[str, ReplicaTraffic] | None:
+        """Not read yet: the cloud load balancers report per target group, not per replica
+        (docs/operations.md maps their metrics to Hedgeform's names)."""
+        return None
 
     def stack_dir(self, stack: str) -> Path:
         return self.paths.stack_dir(stack)

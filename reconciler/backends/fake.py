@@ -23,6 +23,7 @@ from reconciler.backends.base import (
     Look,
     Observed,
     RenderedStack,
+    ReplicaTraffic,
     Since,
     StackDef,
     classify_apply_output,
@@ -64,6 +65,7 @@ class FakeBackend:
     orphan_ids: list[str] = field(default_factory=list)
     keepable: set[str] = field(default_factory=set)  # orphans it adopts instead of reporting
     stopped: list[str] = field(default_factory=list)
+    traffic: dict[str, ReplicaTraffic] | None = None  # what replica_traffic returns
     _errors: dict[str, BaseException] = field(default_factory=dict)
 
     def fail_next(self, method: str, error: BaseException) -> None:
@@ -203,3 +205,7 @@ class FakeBackend:
 
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.lb_port}"
+
+    def replica_traffic(self) -> Mapping[str, ReplicaTraffic] | None:
+        self._call("replica_traffic")
+        return self.traffic

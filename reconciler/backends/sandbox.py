@@ -24,6 +24,7 @@ from reconciler.backends.base import (
     Look,
     Observed,
     RenderedStack,
+    ReplicaTraffic,
     Since,
     StackDef,
     classify_apply_output,
@@ -42,7 +43,7 @@ from reconciler.policy import (
     ZoneOffer,
 )
 from reconciler.sandbox import market_daemon, processes, replicas
-from reconciler.sandbox.haproxy import CHECK_PATH, HAProxyLB, HealthCheck
+from reconciler.sandbox.haproxy import CHECK_PATH, HAProxyLB, HealthCheck, ServerStats
 from reconciler.sandbox.market import (
     DEFAULT_TRACE_DIR,
     NoticeFeed,
@@ -614,6 +615,15 @@ class SandboxCloud:
         except SandboxError:
             return None
 
+    def replica_traffic(self) -> dict[str, ReplicaTraffic] | None:
+        """HAProxy's per-server counters (`show stat`), by replica id; None while it is not
+        running. Its health checks are not requests: they count in none of these."""
+        try:
+            stats = self.lb.server_stats()
+        except SandboxError:
+            return None
+        return {name: traffic_of(s) for name, s in stats.items()}
+
     def lb_members(self) -> set[str] | None:
         """The replicas HAProxy serves from now: members whose address is the port their
         replica listens on. A member left on an old port (its replica was replaced under the
@@ -715,6 +725,28 @@ class SandboxCloud:
         recorded = {s.record.replica_id for s in replicas.list_replicas(self.state_dir) if s.alive}
         unrecorded = set(replicas.unrecorded(self.state_dir).values())
         return sorted((recorded | unrecorded) - managed_ids)
+
+
+def traffic_of(stats: ServerStats) -> ReplicaTraffic:
+    """One HAProxy server's `show stat` row as ReplicaTraffic (times in ms -> s; HAProxy
+    reports 0 before a server's first request, which is no measurement)."""
+    responses = {
+        "1xx": stats.hrsp_1xx,
+        "2xx": stats.hrsp_2xx,
+        "3xx": stats.hrsp_3xx,
+        "4xx": stats.hrsp_4xx,
+        "5xx": stats.hrsp_5xx,
+        "other": stats.hrsp_other,
+    }
+    measured = stats.req_tot > 0
+    return ReplicaTraffic(
+        requests=stats.req_tot,
+        responses=responses,
+        connection_errors=stats.econ,
+        response_errors=stats.eresp,
+        response_time_s=stats.rtime_ms / 1000 if measured else None,
+        total_time_s=stats.ttime_ms / 1000 if measured else None,
+    )
 
 
 def request_rate(

@@ -194,6 +194,8 @@ class ReconcileLoop:
         self.serving = ServingChecker(rec, rec.spec)  # backs hedgeform_endpoint_serving
         self._notices = rec.cloud.state_dir / "notices.jsonl"
         self._notice_size = self._feed_size()
+        if metrics is not None:  # the backend of the reconciler in use at each scrape
+            metrics.watch_traffic(lambda: self.rec.cloud.replica_traffic())
 
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> int:
         scheduler = schedule.Scheduler()
@@ -362,6 +364,12 @@ class ReconcileLoop:
             record["held"] = self.held
         self.logger.info("tick", extra=record)
         if self.metrics:
+            # A replica's GPU type where its pool names none: what the backend runs, else
+            # what the spec asks for (nominal on the sandbox).
+            cloud, spec = self.rec.cloud, self.rec.spec
+            self.metrics.accelerator = "|".join(
+                sorted(cloud.accelerators_in_use) or spec.resources.accelerator_names
+            )
             self.metrics.observe(result, check)
             self._write_metrics()
 

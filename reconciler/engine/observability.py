@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,28 @@ from prometheus_client import (
     write_to_textfile,
 )
 from prometheus_client import Counter as PromCounter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 
+from reconciler.backends.base import ReplicaTraffic
 from reconciler.engine.reconcile import PassResult
 from reconciler.engine.serving import ServingCheck
-from reconciler.policy import FailureKind
+from reconciler.policy import FailureKind, Market, NoticeKind, Observation, ReplicaState
+
+# States a replica is paid for in: launched and not yet gone (a preempted or failed one no
+# longer runs; PENDING has not been launched).
+BILLED_STATES = frozenset(
+    {
+        ReplicaState.PROVISIONING,
+        ReplicaState.STARTING,
+        ReplicaState.READY,
+        ReplicaState.NOT_READY,
+        ReplicaState.SHUTTING_DOWN,
+    }
+)
+REPLICA_LABELS = ["service", "replica", "zone", "market", "accelerator"]
+TrafficSource = Callable[[], Mapping[str, ReplicaTraffic] | None]
 
 
 def json_logger(name: str, path: Path | None = None) -> logging.Logger:
@@ -98,6 +116,119 @@ def tick_record(tick: int, result: PassResult, check: ServingCheck | None = None
     return record
 
 
+def cost_per_hour(observation: Observation) -> dict[str, float]:
+    """Hourly price of the replicas that run now, by market (every market present, 0 when
+    none runs there): each replica at its zone's price from the observation's offers, spot
+    at the spot price (on-demand where the zone offers no spot). The prices are those the
+    policy decides with: $/h on clouds, the sandbox's nominal ones there. A replica whose
+    zone is no longer offered counts at the highest on-demand price seen (a retired zone
+    still bills). Small on purpose: a fuller cost model can replace it."""
+    offers = {z.zone: z for z in observation.zones}
+    worst = max((z.on_demand_price for z in observation.zones), default=0.0)
+    out = {m.value: 0.0 for m in Market}
+    for replica in observation.replicas:
+        if replica.state not in BILLED_STATES:
+            continue
+        offer = offers.get(replica.zone)
+        if offer is None:
+            price = worst
+        elif replica.market is Market.SPOT and offer.spot_price is not None:
+            price = offer.spot_price
+        else:
+            price = offer.on_demand_price
+        out[replica.market.value] += price
+    return out
+
+
+class ServingCollector(Collector):
+    """Per-replica serving metrics mirrored from the load balancer's own counters, read at
+    each scrape (or textfile write) from `source` (the backend's `replica_traffic`).
+
+    The load balancer keeps the totals, so they are exported as counters the standard way
+    for external counters (CounterMetricFamily), not incremented here: a total that falls
+    (a replica re-added, HAProxy restarted) is a counter reset, which `rate()` handles.
+    Labels come from the last tick's observation (`labels`); a member the tick did not see
+    carries "unknown"."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.source: TrafficSource | None = None
+        # replica id -> (zone, market, accelerator), replaced whole after each tick
+        self.labels: Mapping[str, tuple[str, str, str]] = {}
+
+    def _families(self) -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
+        counters: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "requests": CounterMetricFamily(
+                "hedgeform_replica_requests",
+                "HTTP requests the load balancer sent to the replica (health checks excluded)",
+                labels=REPLICA_LABELS,
+            ),
+            "responses": CounterMetricFamily(
+                "hedgeform_replica_responses",
+                "HTTP responses from the replica through the load balancer, by status class",
+                labels=[*REPLICA_LABELS, "code"],
+            ),
+            "connection_errors": CounterMetricFamily(
+                "hedgeform_replica_connection_errors",
+                "Requests whose connection from the load balancer to the replica failed",
+                labels=REPLICA_LABELS,
+            ),
+            "response_errors": CounterMetricFamily(
+                "hedgeform_replica_response_errors",
+                "Responses the replica aborted or refused (a closed connection included)",
+                labels=REPLICA_LABELS,
+            ),
+        }
+        gauges = {
+            "response_time": GaugeMetricFamily(
+                "hedgeform_replica_response_time_seconds",
+                "Average time to the replica's first response byte over its last 1024 "
+                "requests (HAProxy rtime): an average, not a quantile",
+                labels=REPLICA_LABELS,
+            ),
+            "total_time": GaugeMetricFamily(
+                "hedgeform_replica_total_time_seconds",
+                "Average whole-request time at the load balancer over the replica's last "
+                "1024 requests (HAProxy ttime): an average, not a quantile",
+                labels=REPLICA_LABELS,
+            ),
+            "up": GaugeMetricFamily(
+                "hedgeform_lb_stats_up",
+                "1 when the load balancer's per-replica figures were read at this scrape, "
+                "0 when they could not be (not running, or not read on this cloud)",
+                labels=["service"],
+            ),
+        }
+        return {**counters, **gauges}
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families().values())
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        traffic: Mapping[str, ReplicaTraffic] | None = None
+        if self.source is not None:
+            try:
+                traffic = self.source()
+            except Exception:  # a scrape must not fail because the LB did not answer
+                traffic = None
+        families["up"].add_metric([self.service], 0.0 if traffic is None else 1.0)
+        labels = self.labels
+        for replica, t in sorted((traffic or {}).items()):
+            zone, market, accelerator = labels.get(replica, ("unknown", "unknown", "unknown"))
+            key = [self.service, replica, zone, market, accelerator]
+            families["requests"].add_metric(key, t.requests)
+            for code, n in sorted(t.responses.items()):
+                families["responses"].add_metric([*key, code], n)
+            families["connection_errors"].add_metric(key, t.connection_errors)
+            families["response_errors"].add_metric(key, t.response_errors)
+            if t.response_time_s is not None:
+                families["response_time"].add_metric(key, t.response_time_s)
+            if t.total_time_s is not None:
+                families["total_time"].add_metric(key, t.total_time_s)
+        return list(families.values())
+
+
 class LoopMetrics:
     """Prometheus metrics of one service's loop, on a port or written to a textfile."""
 
@@ -140,6 +271,30 @@ class LoopMetrics:
             "hedgeform_apply_duration_seconds", "Terraform apply part of a pass", labels,
             registry=self.registry,
         )  # fmt: skip
+        self.fallbacks = PromCounter(
+            "hedgeform_fallbacks",
+            "On-demand launches SpotHedge decided as fallback for missing ready spot replicas",
+            [*labels, "zone"],
+            registry=self.registry,
+        )
+        self.cost = Gauge(
+            "hedgeform_cost_usd_per_hour",
+            "Hourly price of the replicas that run after the last tick, by market "
+            "(the prices the policy decides with; nominal on the sandbox)",
+            [*labels, "market"],
+            registry=self.registry,
+        )
+        self.tick_errors.labels(service)
+        for kind in NoticeKind:  # every series from the start, so increase() sees the first
+            self.preemptions.labels(service, kind.value)
+        self.traffic = ServingCollector(service)
+        # The GPU type named for a replica whose pool names none (set by the loop each tick).
+        self.accelerator = ""
+        self.registry.register(self.traffic)
+
+    def watch_traffic(self, source: TrafficSource) -> None:
+        """Read per-replica serving figures from `source` at each scrape."""
+        self.traffic.source = source
 
     def observe(self, result: PassResult, check: ServingCheck | None = None) -> None:
         s, observed, signals = self.service, result.observed, result.signals
@@ -151,9 +306,22 @@ class LoopMetrics:
             counts = Counter((r.zone, r.market.value, r.state.value) for r in observed.replicas)
             for (zone, market, state), n in counts.items():
                 self.replicas.labels(s, zone, market, state).set(n)
+            for market, usd in cost_per_hour(observed).items():
+                self.cost.labels(s, market).set(usd)
+            for offer in observed.zones:
+                self.fallbacks.labels(s, offer.zone)  # each place's series, at 0 until one
+                self.capacity_errors.labels(s, offer.zone)
+            types = {z.zone: z.accelerator for z in observed.zones}
+            self.traffic.labels = {
+                r.id: (r.zone, r.market.value, types.get(r.zone) or self.accelerator)
+                for r in observed.replicas
+            }
         if signals is not None:
             for notice in signals.notices:
                 self.preemptions.labels(s, notice.kind.value).inc()
+        for launch in result.decision.launches:
+            if launch.market is Market.ON_DEMAND and "fallback" in launch.reason:
+                self.fallbacks.labels(s, launch.zone).inc()
         zones = {x.replica_id: x.zone for x in result.decision.launches}
         for o in result.outcomes:
             for rid, (kind, _) in o.launch_failures.items():

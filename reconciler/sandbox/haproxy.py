@@ -166,6 +166,16 @@ class ServerStats:
     hrsp_5xx: int
     sessions_total: int
     sessions_current: int = 0
+    hrsp_1xx: int = 0
+    hrsp_3xx: int = 0
+    hrsp_4xx: int = 0
+    hrsp_other: int = 0
+    econ: int = 0  # requests whose connection to the server failed
+    eresp: int = 0  # responses aborted or refused by the server (incl. a closed connection)
+    # Average times in ms over the server's last 1024 requests (HAProxy's `rtime`: to the
+    # first response byte, `ttime`: the whole session); 0 before the first request.
+    rtime_ms: int = 0
+    ttime_ms: int = 0
 
     @property
     def up(self) -> bool:
@@ -505,6 +515,14 @@ class HAProxyLB:
                 hrsp_5xx=_int(row.get("hrsp_5xx")),
                 sessions_total=_int(row.get("stot")),
                 sessions_current=_int(row.get("scur")),
+                hrsp_1xx=_int(row.get("hrsp_1xx")),
+                hrsp_3xx=_int(row.get("hrsp_3xx")),
+                hrsp_4xx=_int(row.get("hrsp_4xx")),
+                hrsp_other=_int(row.get("hrsp_other")),
+                econ=_int(row.get("econ")),
+                eresp=_int(row.get("eresp")),
+                rtime_ms=_int(row.get("rtime")),
+                ttime_ms=_int(row.get("ttime")),
             )
         return out
 
