@@ -1,5 +1,6 @@
 """Serving metrics on the sandbox: `hedgeform run --metrics-port` exports HAProxy's
-per-replica counters, and they move by the load sent through the load balancer."""
+per-replica counters, and they move by the load sent through the load balancer: requests
+and 2xx by the load, 5xx by what a faulty replica answered."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler.files import write_json_atomic
 from reconciler.sandbox import replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.loadgen import run_load
 from reconciler.sandbox.market import SpotMarket
+from reconciler.sandbox.replica_server import faults_path
 from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -116,6 +119,12 @@ def test_counters_move_under_load(tmp_path: Path) -> None:
             assert result.sent == LOAD and result.successes == LOAD, result.errors
             after = scrape(metrics_port)
             records = {s.record.replica_id: s.record for s in replicas.list_replicas(sandbox)}
+            # One replica answers completions with 500 (its /health stays 200: it stays in).
+            broken = sorted(members)[0]
+            fault = faults_path(replicas.replicas_dir(sandbox), broken)
+            write_json_atomic(fault, {"paths": ["/v1/completions"], "status": 500})
+            faulty = run_load(f"http://127.0.0.1:{lb_port}", 10, 2, timeout_s=10, max_tokens=4)
+            failed = scrape(metrics_port)
         finally:
             loop.send_signal(signal.SIGTERM)
             loop.wait(60)
@@ -144,6 +153,14 @@ def test_counters_move_under_load(tmp_path: Path) -> None:
                 "L4",
             )
     assert ("hedgeform_lb_stats_up", frozenset({("service", "llama")})) in after
+    # the faulty replica's 500s are its 5xx, and only its
+    fivexx = per_replica(failed, "hedgeform_replica_responses_total", code="5xx")
+    sent_to = {
+        r: per_replica(failed, "hedgeform_replica_requests_total")[r] - requests_after[r]
+        for r in members
+    }
+    assert faulty.failures == fivexx[broken] == sent_to[broken] > 0, (faulty.errors, sent_to)
+    assert all(fivexx[r] == 0 for r in members - {broken}), fivexx
     text = textfile.read_text()  # written at the tick, before the load
     assert "hedgeform_replica_requests_total{" in text
     assert "hedgeform_cost_usd_per_hour{" in text
