@@ -264,3 +264,28 @@ def test_the_port_and_check_are_read_back_from_the_configuration(
     cfg.write_text(render_config(18099, tmp_path / "s.sock", check))
     assert config_record(cfg) == {"port": 18099, "check": check.to_json()}
     assert config_record(tmp_path / "missing.cfg") == {}
+
+
+def test_server_stats_read_the_serving_columns_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`show stat` CSV as HAProxy writes it (`# ` before the header; columns in any order):
+    each serving figure comes from its own column, the frontend and backend rows are not
+    servers."""
+    reply = (
+        "# pxname,svname,status,req_tot,stot,scur,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,"
+        "hrsp_5xx,hrsp_other,econ,eresp,rtime,ttime,req_rate,\n"
+        "sandbox,FRONTEND,OPEN,90,90,0,0,80,0,0,10,0,,,,,0,\n"
+        "replicas,r0,UP,60,58,1,1,50,2,3,4,0,5,6,21,25,0,\n"
+        "replicas,r1,DOWN,30,30,0,0,30,0,0,0,0,0,0,0,0,0,\n"
+        "replicas,BACKEND,UP,90,88,1,1,80,2,3,4,0,5,6,18,20,0,\n"
+    )
+    lb = HAProxyLB(tmp_path)
+    monkeypatch.setattr(lb, "command", lambda cmd, timeout=5.0: reply)
+    stats = lb.server_stats()
+    assert set(stats) == {"r0", "r1"}
+    r0 = stats["r0"]
+    assert (r0.req_tot, r0.sessions_total, r0.sessions_current) == (60, 58, 1)
+    assert (r0.hrsp_1xx, r0.hrsp_2xx, r0.hrsp_3xx, r0.hrsp_4xx, r0.hrsp_5xx) == (1, 50, 2, 3, 4)
+    assert (r0.econ, r0.eresp, r0.rtime_ms, r0.ttime_ms) == (5, 6, 21, 25)
+    assert not stats["r1"].up and stats["r1"].rtime_ms == 0
