@@ -133,7 +133,7 @@ class Layout:
 
 
 class CloudBackend(Protocol):
-    """The cloud-specific half of a reconcile (see the module docstring): six calls that
+    """The cloud-specific half of a reconcile (see the module docstring): a few calls that
     take and return data, with no state carried from one call to the next."""
 
     state_dir: Path  # the loop watches `<state_dir>/notices.jsonl` for early ticks

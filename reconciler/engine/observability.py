@@ -1,4 +1,6 @@
-"""What an unattended loop shows: one JSON log record per tick, and Prometheus metrics.
+"""What an unattended loop shows: one JSON log record per tick, and Prometheus metrics:
+the loop's own, and the serving figures the load balancer counts per replica (read at each
+scrape through the backend's `replica_traffic`), with $/h by market.
 
 The record carries the inputs (replicas by state, request rate, notices), the decision and
 its reasons, the plan summary per stack and the durations, so a night's preemptions can be
@@ -120,9 +122,9 @@ def cost_per_hour(observation: Observation) -> dict[str, float]:
     """Hourly price of the replicas that run now, by market (every market present, 0 when
     none runs there): each replica at its zone's price from the observation's offers, spot
     at the spot price (on-demand where the zone offers no spot). The prices are those the
-    policy decides with: $/h on clouds, the sandbox's nominal ones there. A replica whose
-    zone is no longer offered counts at the highest on-demand price seen (a retired zone
-    still bills). Small on purpose: a fuller cost model can replace it."""
+    policy decides with: $/h on clouds (catalog and live spot), nominal on the sandbox. A
+    replica whose zone is no longer offered counts at the highest on-demand price seen (a
+    retired zone still bills). Small on purpose: a fuller cost model can replace it."""
     offers = {z.zone: z for z in observation.zones}
     worst = max((z.on_demand_price for z in observation.zones), default=0.0)
     out = {m.value: 0.0 for m in Market}
