@@ -79,6 +79,8 @@ COMMANDS = {
     "rollback": "reconciler.engine.versions:rollback",
     "mix": "reconciler.engine.mix:mix",
     "profile": "reconciler.engine.profile_cmd:profile",
+    "cost": "reconciler.engine.cost_cmd:cost",
+    "prices": "reconciler.engine.prices_cmd:prices",
 }
 
 

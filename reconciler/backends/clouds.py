@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from reconciler.clouds import (
     instance_for_region,
     instances_for_region,
     list_price,
+    list_prices,
     list_spot_price,
     template_for,
     type_entry,
@@ -52,11 +54,12 @@ from reconciler.clouds import (
 )
 from reconciler.clouds.apis import CloudApis
 from reconciler.clouds.checks import check_cloud_settings
-from reconciler.clouds.prices import CATALOG_PATH, CatalogPriceSource, load_catalog
+from reconciler.clouds.prices import CatalogPriceSource, catalog_entry, entry_refs
 from reconciler.clouds.registry import CLOUDS, cloud_replicas
 from reconciler.clouds.settings import (
     ProviderSettings,
 )
+from reconciler.cost import PLACEHOLDER, PricedOffer, PriceRef
 from reconciler.errors import AdapterError, CloudConfigError, CredentialsError
 from reconciler.files import write_atomic
 from reconciler.paths import ServicePaths, check_name
@@ -130,17 +133,34 @@ def _zones(cloud: str) -> dict[str, tuple[str, ...]]:
     return ZONES[cloud]
 
 
+# Where a live spot price comes from, per cloud with a live price API (`Cloud.live_spot_prices`).
+LIVE_SPOT_SOURCE = {"aws": "AWS EC2 describe_spot_price_history (live)"}
+
+
 def on_demand_price(cloud: str, region: str, choice: InstanceChoice) -> float | None:
     """The shipped catalog's on-demand price: this region, else any region of the cloud, else
     the cloud's list price (clouds/catalog.py `list_price`, its reference region)."""
-    itype = choice.instance_type
-    regions: dict[str, Any] = load_catalog(CATALOG_PATH)["clouds"].get(cloud, {}).get("regions", {})
-    entry = regions.get(region, {}).get(itype) or next(
-        (types[itype] for types in regions.values() if itype in types), None
-    )
-    if entry is None or "on_demand" not in entry:
-        return list_price(cloud, choice.price_key)
-    return float(entry["on_demand"])
+    quote = on_demand_quote(cloud, region, choice)
+    return None if quote is None else quote[0]
+
+
+def on_demand_quote(
+    cloud: str, region: str, choice: InstanceChoice
+) -> tuple[float, PriceRef] | None:
+    """`on_demand_price` with where it comes from (the catalog entry's source and date, or
+    the list prices' file and date); None when neither has the type."""
+    entry = catalog_entry(cloud, region, choice.instance_type)
+    if entry is not None and "on_demand" in entry:
+        return float(entry["on_demand"]), entry_refs(entry)[0]
+    price = list_price(cloud, choice.price_key)
+    if price is None:
+        return None
+    return price, _list_ref(cloud)
+
+
+def _list_ref(cloud: str) -> PriceRef:
+    listed = list_prices(cloud)
+    return PriceRef(f"{listed.source} (list price, {listed.region})", listed.as_of)
 
 
 def _one_choice(
@@ -392,7 +412,11 @@ class ProviderCloud:
     def zone_offers(self, *, live: bool = True) -> tuple[ZoneOffer, ...]:
         """Prices per candidate zone: live spot prices where the cloud has them (AWS), else
         (or when the API fails) the shipped catalog; on-demand prices from the catalog."""
-        offers: list[ZoneOffer] = []
+        return tuple(p.offer for p in self.priced_offers(live=live))
+
+    def priced_offers(self, *, live: bool = True) -> tuple[PricedOffer, ...]:
+        """`zone_offers` with where each price came from and when (reconciler/cost.py)."""
+        offers: list[PricedOffer] = []
         for stack in self._region_stacks():
             cloud, region = stack.cloud, stack.region
             zones = self._zones_of(stack)
@@ -401,48 +425,69 @@ class ProviderCloud:
                 # Several types: each (zone, type) is a pool of its own (stacks.pool_name).
                 typed = choice.accelerator if self.typed_pools else ""
                 itype = choice.instance_type
-                od = on_demand_price(cloud, region, choice)
-                if od is None:
+                quote = on_demand_quote(cloud, region, choice)
+                if quote is None:
                     log.warning(
                         "no on-demand price for %s %s in the catalog; using 1.0", cloud, itype
                     )
-                    od = 1.0
-                spot, from_api = self._spot_prices(stack, itype, zones, live)
+                    quote = (1.0, PriceRef(PLACEHOLDER, "-", placeholder=True))
+                od, od_ref = quote
+                spot, spot_ref = self._spot_prices(stack, itype, zones, live)
+                from_api = spot_ref is not None and spot_ref.live
                 # The per-zone catalog lists not every type: then the list prices' spot
                 # reference (their source's lowest zone), rather than on-demand, so a type
                 # the catalog omits is not priced out of a mix.
                 listed = list_spot_price(cloud, choice.price_key) if not spot else None
                 for zone in zones:
                     price: float | None = spot.get(zone)
+                    ref = spot_ref
                     if price is None and from_api:
                         continue  # the cloud lists no spot price: the type is not offered there
-                    if price is None:  # the catalog does not list the zone: no preference
-                        price = max(spot.values(), default=listed or od)
+                    if price is None and spot:  # the catalog lists not the zone: no preference
+                        price = max(spot.values())
+                    elif price is None and listed:
+                        price, ref = listed, _list_ref(cloud)
+                    elif price is None:
+                        price, ref = od, od_ref
+                    use_spot = self.spec.resources.use_spot
                     offers.append(
-                        ZoneOffer(
-                            pool_name(zone, typed),
-                            region,
-                            cloud,
-                            price if self.spec.resources.use_spot else None,
-                            od,
-                            accelerator=typed,
+                        PricedOffer(
+                            ZoneOffer(
+                                pool_name(zone, typed),
+                                region,
+                                cloud,
+                                price if use_spot else None,
+                                od,
+                                accelerator=typed,
+                            ),
+                            ref if use_spot else None,
+                            od_ref,
                         )
                     )
         return tuple(offers)
 
     def _spot_prices(
         self, stack: StackDef, itype: str, zones: Sequence[str], live: bool
-    ) -> tuple[dict[str, float], bool]:
+    ) -> tuple[dict[str, float], PriceRef | None]:
+        """Spot prices per zone and where they came from: the cloud's API when it has one and
+        answers (AWS), else the shipped catalog (None: it lists the type nowhere)."""
         if live and CLOUDS[stack.cloud].live_spot_prices:
             try:
                 prices = self.apis[stack.cloud].spot_prices(stack.region, itype, zones)
                 if prices:
-                    return prices, True
+                    read = datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ")
+                    return prices, PriceRef(
+                        LIVE_SPOT_SOURCE.get(stack.cloud, f"{stack.cloud} spot price API (live)"),
+                        read,
+                        live=True,
+                    )
             except CredentialsError:
                 raise
             except AdapterError as exc:
                 log.warning("spot prices of %s unavailable, using the catalog: %s", stack.name, exc)
-        return CatalogPriceSource(stack.cloud, itype).spot_prices(zones), False
+        prices = CatalogPriceSource(stack.cloud, itype).spot_prices(zones)
+        entry = catalog_entry(stack.cloud, stack.region, itype)
+        return prices, (entry_refs(entry)[1] if entry is not None and prices else None)
 
     def _states(
         self, managed: Sequence[ManagedReplica], preempted: set[str], now: float

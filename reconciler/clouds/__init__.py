@@ -17,6 +17,7 @@ from reconciler.clouds.catalog import (
     instance_for_region,
     instances_for_region,
     list_price,
+    list_prices,
     list_spot_price,
     zones_of,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "instance_for_region",
     "instances_for_region",
     "list_price",
+    "list_prices",
     "list_spot_price",
     "secret_env_names",
     "secret_env_values",

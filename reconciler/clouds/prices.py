@@ -2,7 +2,10 @@
 
 Used where a cloud has no cheap live spot-price API for our purpose (GCP, Azure), keyed by
 instance type; which instance type carries an accelerator is the one catalog's answer
-(clouds/catalog.py `instance_for`). Its `as_of` date travels with every answer.
+(clouds/catalog.py `instance_for`). Every entry carries its figures' `source` and `as_of`
+(`spot_source`, `spot_as_of` where its spot figures come from elsewhere); `source:
+placeholder` marks a figure typed in without one (`entry_refs` turns them into
+cost.PriceRef). `hedgeform prices refresh` rewrites a cloud's part (clouds/price_refresh.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from reconciler.cost import PLACEHOLDER, PriceRef
 from reconciler.errors import AdapterError
 
 CATALOG_PATH = Path(__file__).with_name("prices_catalog.json")
@@ -63,3 +67,28 @@ class CatalogPriceSource:
                 if not zones or zone in zones:
                     prices[str(zone)] = float(price)
         return dict(sorted(prices.items()))
+
+
+def catalog_entry(
+    cloud: str, region: str, instance_type: str, path: Path = CATALOG_PATH
+) -> dict[str, Any] | None:
+    """The catalog's entry for `instance_type`: this region's, else any region's of the
+    cloud (the first), else None."""
+    regions: dict[str, Any] = load_catalog(path)["clouds"].get(cloud, {}).get("regions", {})
+    entry = regions.get(region, {}).get(instance_type)
+    if entry is None:
+        entry = next((t[instance_type] for t in regions.values() if instance_type in t), None)
+    return entry if isinstance(entry, dict) else None
+
+
+def entry_refs(entry: dict[str, Any], fallback_as_of: str = "unknown") -> tuple[PriceRef, PriceRef]:
+    """(on-demand, spot) PriceRef of a catalog entry; an entry without a source is a
+    placeholder (the catalog before sources were recorded)."""
+    source = str(entry.get("source") or PLACEHOLDER)
+    as_of = str(entry.get("as_of") or fallback_as_of)
+    spot_source = str(entry.get("spot_source") or source)
+    spot_as_of = str(entry.get("spot_as_of") or as_of)
+    return (
+        PriceRef(source, as_of, placeholder=source == PLACEHOLDER),
+        PriceRef(spot_source, spot_as_of, placeholder=spot_source == PLACEHOLDER),
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 
 from reconciler.backends.base import ReplicaTraffic
+from reconciler.cost import tick_rates
 from reconciler.engine.reconcile import PassResult
 from reconciler.engine.serving import ServingCheck
 from reconciler.policy import FailureKind, Market, NoticeKind, Observation, ReplicaState
@@ -65,7 +67,11 @@ def json_logger(name: str, path: Path | None = None) -> logging.Logger:
     return logger
 
 
-def tick_record(tick: int, result: PassResult, check: ServingCheck | None = None) -> dict[str, Any]:
+def tick_record(
+    tick: int, result: PassResult, check: ServingCheck | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """The tick log's record of one pass. Its `cost` ($/h by market at the prices the pass
+    used, and `at`, the unix time) is what `hedgeform cost` integrates (reconciler/cost.py)."""
     d = result.decision
     observed, signals = result.observed, result.signals
     record: dict[str, Any] = {
@@ -105,6 +111,8 @@ def tick_record(tick: int, result: PassResult, check: ServingCheck | None = None
     if observed is not None:
         states = Counter(f"{r.market.value}/{r.state.value}" for r in observed.replicas)
         record["inputs"] = {"replicas": dict(sorted(states.items()))}
+        at = time.time() if now is None else now
+        record["cost"] = {"at": round(at, 3), **tick_rates(observed.replicas, observed.zones)}
     if signals is not None:
         record.setdefault("inputs", {}).update(
             {

@@ -1,0 +1,195 @@
+"""`hedgeform cost SERVICE [--json]`: $/h now by market, the month-to-date estimate from the
+tick log, and every price used with its source and date (reconciler/cost.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.backends.clouds import ProviderCloud
+from reconciler.cost import (
+    MAX_GAP_S,
+    HourlyCost,
+    MonthToDate,
+    PricedOffer,
+    TickRate,
+    hourly_cost,
+    month_to_date,
+    nominal_offers,
+    tick_rate,
+)
+from reconciler.engine.commands import _fail, _reconciler, root_opt, service_arg
+from reconciler.engine.reconcile import Reconciler
+from reconciler.errors import HedgeformError, StateError
+from reconciler.policy import Market
+from reconciler.stacks import in_pools
+
+TICKS_FILE = "ticks.jsonl"
+METHOD = (
+    "each tick's $/h (the prices that tick used) held until the next tick, at most "
+    f"{MAX_GAP_S:.0f} s; longer gaps are not counted"
+)
+
+
+def read_tick_rates(path: Path) -> list[TickRate]:
+    """The rates of the tick log's records (reconciler/cost.py `tick_rate`); a missing log is
+    no ticks, a line that is not JSON (a write cut short) is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the tick log ({exc.strerror})") from None
+    rates = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and (rate := tick_rate(record)) is not None:
+            rates.append(rate)
+    return rates
+
+
+def current_cost(rec: Reconciler) -> tuple[HourlyCost, tuple[PricedOffer, ...]]:
+    """$/h of the replicas there now, and the priced offers (every pool the spec may place
+    in) it was computed from."""
+    now = rec.look()
+    observation = in_pools(now.observation, (*now.managed, *now.adopted))
+    if isinstance(rec.cloud, ProviderCloud):
+        priced = rec.cloud.priced_offers(live=True)
+    else:
+        priced = nominal_offers(observation.zones)
+    return hourly_cost(observation.replicas, priced), priced
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def price_rows(cost: HourlyCost, priced: Sequence[PricedOffer]) -> list[dict[str, Any]]:
+    """One row per pool and market offered: replicas running there, unit $/h, source, date."""
+    counts = {(line.pool, line.market): line.replicas for line in cost.lines}
+    rows = []
+    for p in priced:
+        for market in Market:
+            unit, ref = p.price(market)
+            if unit is None or ref is None:
+                continue
+            rows.append(
+                {
+                    "pool": p.offer.zone,
+                    "cloud": p.offer.cloud,
+                    "region": p.offer.region,
+                    "market": market.value,
+                    "replicas": counts.get((p.offer.zone, market.value), 0),
+                    "usd_per_hour": unit,
+                    "source": ref.source,
+                    "as_of": ref.as_of,
+                    "placeholder": ref.placeholder,
+                    "nominal": ref.nominal,
+                    "live": ref.live,
+                }
+            )
+    return rows
+
+
+def cost_json(
+    service: str, cost: HourlyCost, priced: Sequence[PricedOffer], mtd: MonthToDate
+) -> dict[str, Any]:
+    rates = cost.by_market
+    nominal = cost.nominal or mtd.nominal or any(p.on_demand.nominal for p in priced)
+    return {
+        "service": service,
+        "unit": "nominal (sandbox)" if nominal else "USD",
+        "now": {
+            "per_hour": {**{k: round(v, 6) for k, v in rates.items()}, "total": cost.total},
+            "replicas": {
+                m.value: sum(x.replicas for x in cost.lines if x.market == m.value) for m in Market
+            },
+            "unpriced": list(cost.unpriced),
+            "placeholders": cost.placeholders,
+        },
+        "month_to_date": {
+            "since": _iso(mtd.since),
+            "until": _iso(mtd.now),
+            "total": round(mtd.usd, 6),
+            "by_market": {k: round(v, 6) for k, v in mtd.by_market.items()},
+            "covered_h": round(mtd.covered_h, 4),
+            "uncovered_h": round(mtd.uncovered_h, 4),
+            "ticks": mtd.ticks,
+            "method": METHOD,
+        },
+        "prices": price_rows(cost, priced),
+    }
+
+
+def _money(x: float, nominal: bool) -> str:
+    return f"{x:.2f} (nominal)" if nominal else f"${x:.2f}"
+
+
+def print_cost(data: dict[str, Any]) -> None:
+    nominal = data["unit"] != "USD"
+    now, mtd = data["now"], data["month_to_date"]
+    rates, counts = now["per_hour"], now["replicas"]
+    if nominal:
+        click.echo("sandbox: nominal prices (the sandbox's own price list, not dollars)")
+    click.echo(
+        f"now: {_money(rates['total'], nominal)}/h   spot {_money(rates['spot'], nominal)}/h "
+        f"({counts['spot']} replicas)   on demand {_money(rates['on_demand'], nominal)}/h "
+        f"({counts['on_demand']} replicas)"
+    )
+    if now["unpriced"]:
+        click.echo(f"not priced (in no offered pool): {', '.join(now['unpriced'])}")
+    click.echo(
+        f"month to date (since {mtd['since']}): {_money(mtd['total'], nominal)} estimated from "
+        f"{mtd['ticks']} ticks covering {mtd['covered_h']:.1f} h; {mtd['uncovered_h']:.1f} h "
+        f"without ticks not counted ({mtd['method']})"
+    )
+    rows = data["prices"]
+    if not rows:
+        click.echo("no prices: the spec offers no pool")
+        return
+    width = max(10, *(len(r["pool"]) for r in rows))
+    click.echo(f"{'pool':<{width}} {'market':<10} {'replicas':>8} {'$/h':>10}  source, as of")
+    for r in rows:
+        if r["nominal"]:
+            where = "sandbox: nominal prices"
+        elif r["placeholder"]:
+            where = f"PLACEHOLDER, not a real price (typed in {r['as_of']})"
+        else:
+            where = f"{r['source']}, {r['as_of']}"
+        click.echo(
+            f"{r['pool']:<{width}} {r['market']:<10} {r['replicas']:>8} "
+            f"{r['usd_per_hour']:>10.4f}  {where}"
+        )
+    if now["placeholders"]:
+        click.echo("warning: some replicas are priced at PLACEHOLDER figures; $/h is a guess")
+
+
+@click.command("cost")
+@service_arg
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@root_opt
+def cost(service: str, as_json: bool, root: Path | None) -> None:
+    """SERVICE's cost: $/h now by market (the replicas there now at the prices the policy
+    uses), a month-to-date estimate from the tick log (state/SERVICE/ticks.jsonl, written by
+    `hedgeform run`), and each price with its source and date. On the sandbox the prices are
+    its own nominal ones."""
+    try:
+        rec = _reconciler(service, "hedgeform", None, root, check_env=False)
+        now_cost, priced = current_cost(rec)
+        rates = read_tick_rates(rec.paths.state_dir / TICKS_FILE)
+        mtd = month_to_date(rates, rec.clock())
+        data = cost_json(service, now_cost, priced, mtd)
+    except HedgeformError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(data, indent=1, sort_keys=True))
+    else:
+        print_cost(data)
