@@ -149,7 +149,7 @@ def on_demand_quote(
 ) -> tuple[float, PriceRef] | None:
     """`on_demand_price` with where it comes from (the catalog entry's source and date, or
     the list prices' file and date); None when neither has the type."""
-    entry = catalog_entry(cloud, region, choice.instance_type)
+    entry = catalog_entry(cloud, region, choice.price_key)
     if entry is not None and "on_demand" in entry:
         return float(entry["on_demand"]), entry_refs(entry)[0]
     price = list_price(cloud, choice.price_key)
@@ -432,7 +432,7 @@ class ProviderCloud:
                     )
                     quote = (1.0, PriceRef(PLACEHOLDER, "-", placeholder=True))
                 od, od_ref = quote
-                spot, spot_ref = self._spot_prices(stack, itype, zones, live)
+                spot, spot_ref = self._spot_prices(stack, choice, zones, live)
                 from_api = spot_ref is not None and spot_ref.live
                 # The per-zone catalog lists not every type: then the list prices' spot
                 # reference (their source's lowest zone), rather than on-demand, so a type
@@ -467,10 +467,12 @@ class ProviderCloud:
         return tuple(offers)
 
     def _spot_prices(
-        self, stack: StackDef, itype: str, zones: Sequence[str], live: bool
+        self, stack: StackDef, choice: InstanceChoice, zones: Sequence[str], live: bool
     ) -> tuple[dict[str, float], PriceRef | None]:
         """Spot prices per zone and where they came from: the cloud's API when it has one and
-        answers (AWS), else the shipped catalog (None: it lists the type nowhere)."""
+        answers (AWS), else the shipped catalog, by the type's `price_key` (a GCP N1 machine
+        is priced with its GPUs); None: it lists the type nowhere."""
+        itype, key = choice.instance_type, choice.price_key
         if live and CLOUDS[stack.cloud].live_spot_prices:
             try:
                 prices = self.apis[stack.cloud].spot_prices(stack.region, itype, zones)
@@ -485,8 +487,8 @@ class ProviderCloud:
                 raise
             except AdapterError as exc:
                 log.warning("spot prices of %s unavailable, using the catalog: %s", stack.name, exc)
-        prices = CatalogPriceSource(stack.cloud, itype).spot_prices(zones)
-        entry = catalog_entry(stack.cloud, stack.region, itype)
+        prices = CatalogPriceSource(stack.cloud, key).spot_prices(zones)
+        entry = catalog_entry(stack.cloud, stack.region, key)
         return prices, (entry_refs(entry)[1] if entry is not None and prices else None)
 
     def _states(

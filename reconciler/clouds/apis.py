@@ -33,7 +33,7 @@ import requests
 
 from reconciler import readiness
 from reconciler.clouds.base import InstanceRef
-from reconciler.clouds.prices import CatalogPriceSource, catalog_zones
+from reconciler.clouds.prices import CatalogPriceSource, catalog_entry, catalog_zones, entry_refs
 from reconciler.clouds.rest import TokenProvider
 from reconciler.errors import CloudConfigError, HedgeformError
 from reconciler.policy import Market, Notice, ReplicaState
@@ -146,9 +146,13 @@ def peek_catalog_prices(
     without an instance type)."""
     if instance_type is None:
         return None, []
-    as_of = CatalogPriceSource(cloud, instance_type).as_of
     prices = catalog_prices(cloud, instance_type, region, zones)
-    return prices, [f"prices from the static catalog dated {as_of}"]
+    entry = catalog_entry(cloud, region or "", instance_type)
+    if entry is None:
+        as_of = CatalogPriceSource(cloud, instance_type).as_of
+        return prices, [f"prices from the static catalog dated {as_of}"]
+    spot = entry_refs(entry)[1]
+    return prices, [f"spot prices from the static catalog: {spot.describe()}"]
 
 
 def gone_state(replica: ManagedReplica, preempted: set[str], spot_reclaimed: bool) -> ReplicaState:
