@@ -280,8 +280,9 @@ def test_gcp_refresh_prices_a_machine_as_its_parts(
     assert n1["spot"] == {}
     assert "n1-standard-8+1xV100" not in regions["us-central1"]  # no V100 SKU: left out
     assert refreshed == 5  # g2-standard-8, -24, -48 and n1-standard-8/-32 with T4s
-    # us-east4 had no SKUs: its placeholder entry stays
-    assert regions["us-east4"]["g2-standard-8"]["source"] == "placeholder"
+    # us-east4 had no SKUs: its entry stays as shipped, source and date included
+    shipped = json.loads(CATALOG_PATH.read_text())["clouds"]["gcp"]["regions"]
+    assert regions["us-east4"]["g2-standard-8"] == shipped["us-east4"]["g2-standard-8"]
     assert [q.get("pageToken") for _, q in api.requests] == [None, ["p2"]]
 
 
