@@ -23,7 +23,7 @@ from reconciler.cost import (
     nominal_offers,
     tick_rate,
 )
-from reconciler.engine.commands import _fail, _reconciler, root_opt, service_arg
+from reconciler.engine.commands import _fail, _reconciler, port_opt, root_opt, service_arg
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import HedgeformError, StateError
 from reconciler.policy import Market
@@ -129,6 +129,10 @@ def cost_json(
     }
 
 
+def _hours(h: float) -> str:
+    return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
+
+
 def _money(x: float, nominal: bool) -> str:
     return f"{x:.2f} (nominal)" if nominal else f"${x:.2f}"
 
@@ -148,9 +152,10 @@ def print_cost(data: dict[str, Any]) -> None:
         click.echo(f"not priced (in no offered pool): {', '.join(now['unpriced'])}")
     click.echo(
         f"month to date (since {mtd['since']}): {_money(mtd['total'], nominal)} estimated from "
-        f"{mtd['ticks']} ticks covering {mtd['covered_h']:.1f} h; {mtd['uncovered_h']:.1f} h "
-        f"without ticks not counted ({mtd['method']})"
+        f"{mtd['ticks']} ticks covering {_hours(mtd['covered_h'])}; "
+        f"{_hours(mtd['uncovered_h'])} without ticks not counted"
     )
+    click.echo(f"  ({mtd['method']})")
     rows = data["prices"]
     if not rows:
         click.echo("no prices: the spec offers no pool")
@@ -175,14 +180,15 @@ def print_cost(data: dict[str, Any]) -> None:
 @click.command("cost")
 @service_arg
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@port_opt
 @root_opt
-def cost(service: str, as_json: bool, root: Path | None) -> None:
+def cost(service: str, as_json: bool, lb_port: int | None, root: Path | None) -> None:
     """SERVICE's cost: $/h now by market (the replicas there now at the prices the policy
     uses), a month-to-date estimate from the tick log (state/SERVICE/ticks.jsonl, written by
     `hedgeform run`), and each price with its source and date. On the sandbox the prices are
     its own nominal ones."""
     try:
-        rec = _reconciler(service, "hedgeform", None, root, check_env=False)
+        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
         now_cost, priced = current_cost(rec)
         rates = read_tick_rates(rec.paths.state_dir / TICKS_FILE)
         mtd = month_to_date(rates, rec.clock())

@@ -151,3 +151,20 @@ def test_the_last_tick_of_last_month_holds_into_this_one_and_the_last_is_capped(
     assert month_to_date([], DEC + 7200).uncovered_h == pytest.approx(2.0)
     # a tick "from the future" (a clock step back) is not counted
     assert month_to_date([TickRate(DEC + 10, 3600.0, spot=3600.0)], DEC + 5).usd == 0.0
+
+
+def test_signals_say_whether_the_catalogs_spot_prices_are_placeholders() -> None:
+    """`hedgeform signals` on GCP/Azure shows the catalog's prices with their source and
+    date, and a placeholder as such (clouds/apis.py peek_catalog_prices)."""
+    from reconciler.clouds.apis import peek_catalog_prices
+
+    prices, notes = peek_catalog_prices("azure", "Standard_NC4as_T4_v3", "westeurope", [])
+    assert prices == {"westeurope-1": 0.14, "westeurope-2": 0.14, "westeurope-3": 0.14}
+    assert notes == [
+        "spot prices from the static catalog: PLACEHOLDER, not a real price "
+        "(placeholder, 2025-06-01)"
+    ]
+    prices, notes = peek_catalog_prices("gcp", "g2-standard-8", "us-east4", [])
+    assert prices == {"us-east4-a": 0.34032, "us-east4-c": 0.34032}
+    assert "catalogs/v7/gcp/vms.csv at 017e2502fb63" in notes[0]
+    assert notes[0].endswith(", 2026-12-01") and "PLACEHOLDER" not in notes[0]
