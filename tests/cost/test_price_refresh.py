@@ -227,7 +227,7 @@ GCP_PAGES = {
                 ["us-central1"],
             ),
             gcp_sku(
-                "Spot Preemptible Nvidia L4 GPU running in Americas",
+                "Nvidia L4 GPU attached to Spot Preemptible VMs running in Americas",
                 "Preemptible",
                 0.22,
                 ["us-central1"],

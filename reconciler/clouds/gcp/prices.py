@@ -3,7 +3,7 @@
 GET https://cloudbilling.googleapis.com/v1/services/6F81-5844-456A/skus (Compute Engine)
 answers `{"skus": [...], "nextPageToken": ""}`; a SKU has `description` ("Nvidia L4 GPU
 running in Americas", "Spot Preemptible G2 Instance Core running in Americas"), `category`
-(`resourceFamily` "Compute", `usageType` "OnDemand" or "Preemptible"), `serviceRegions`
+(`resourceFamily` "Compute", `usageType` "OnDemand" or "Preemptible": spot), `serviceRegions`
 and `pricingInfo[0].pricingExpression.tieredRates[-1].unitPrice` ({units, nanos}, USD per
 `usageUnit`: h for cores and GPUs, GiBy.h for memory).
 
@@ -43,7 +43,6 @@ GPUS = {
     "T4": "Nvidia Tesla T4 GPU",
     "V100": "Nvidia Tesla V100 GPU",
 }
-SPOT_PREFIX = "Spot Preemptible "
 
 
 @dataclass(frozen=True)
@@ -94,10 +93,27 @@ def list_skus(
     raise CloudApiError(f"{WHAT}: more than {MAX_PAGES} pages")
 
 
-def _parts(skus: Sequence[Mapping[str, object]], region: str) -> dict[str, float]:
-    """description (without a running-in suffix) -> USD per unit, for the SKUs of `region`
-    that are plain on-demand or spot compute."""
-    out: dict[str, float] = {}
+# Wordings that mark a spot SKU inside its description (the category's usageType,
+# "Preemptible", is what decides): removed to find the part it prices.
+SPOT_WORDS = (
+    "Spot Preemptible ",
+    "Preemptible ",
+    " attached to Spot Preemptible VMs",
+    " attached to Preemptible VMs",
+)
+
+
+def _part_name(description: str) -> str:
+    name = description.split(" running in ")[0]
+    for words in SPOT_WORDS:
+        name = name.replace(words, "")
+    return name.strip()
+
+
+def _parts(skus: Sequence[Mapping[str, object]], region: str) -> dict[tuple[bool, str], float]:
+    """(spot, part name) -> USD per unit, for the SKUs of `region` that are plain on-demand
+    or spot compute (commitments and the like are other usage types)."""
+    out: dict[tuple[bool, str], float] = {}
     for sku in skus:
         category = sku.get("category")
         regions = sku.get("serviceRegions")
@@ -105,10 +121,12 @@ def _parts(skus: Sequence[Mapping[str, object]], region: str) -> dict[str, float
             continue
         if category.get("resourceFamily") != "Compute" or region not in regions:
             continue
-        if category.get("usageType") not in ("OnDemand", "Preemptible"):
+        usage = category.get("usageType")
+        if usage not in ("OnDemand", "Preemptible"):
             continue
-        description = str(sku.get("description", "")).split(" running in ")[0]
-        out[description] = _unit_price(sku)
+        out[(usage == "Preemptible", _part_name(str(sku.get("description", ""))))] = _unit_price(
+            sku
+        )
     return out
 
 
@@ -127,8 +145,8 @@ def machine_prices(
             continue
         names = [(f"{family} Core", m.vcpus), (f"{family} Ram", m.memory_gib), (gpu, m.gpus)]
         prices: list[float | None] = []
-        for prefix in ("", SPOT_PREFIX):
-            found = [parts.get(prefix + name) for name, _ in names]
+        for spot in (False, True):
+            found = [parts.get((spot, name)) for name, _ in names]
             prices.append(
                 None
                 if any(p is None for p in found)
