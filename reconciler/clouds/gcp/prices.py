@@ -95,11 +95,11 @@ def list_skus(
 
 # Wordings that mark a spot SKU inside its description (the category's usageType,
 # "Preemptible", is what decides): removed to find the part it prices.
-SPOT_WORDS = (
-    "Spot Preemptible ",
-    "Preemptible ",
+SPOT_WORDS = (  # the longer first: one may hold another
     " attached to Spot Preemptible VMs",
     " attached to Preemptible VMs",
+    "Spot Preemptible ",
+    "Preemptible ",
 )
 
 
