@@ -37,22 +37,25 @@ METHOD = (
 
 
 def read_tick_rates(path: Path) -> list[TickRate]:
-    """The rates of the tick log's records (reconciler/cost.py `tick_rate`); a missing log is
-    no ticks, a line that is not JSON (a write cut short) is skipped."""
+    """The rates of the tick log's records (reconciler/cost.py `tick_rate`), read line by
+    line (a month of 30 s ticks is tens of thousands of records); a missing log is no ticks,
+    a line that is not JSON (a write cut short) is skipped."""
+    rates = []
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if '"cost"' not in line:  # most lines of other messages: not parsed
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and (rate := tick_rate(record)) is not None:
+                    rates.append(rate)
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise StateError(f"{path}: cannot read the tick log ({exc.strerror})") from None
-    rates = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and (rate := tick_rate(record)) is not None:
-            rates.append(rate)
     return rates
 
 
