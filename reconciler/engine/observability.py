@@ -33,19 +33,8 @@ from reconciler.backends.base import ReplicaTraffic
 from reconciler.cost import tick_rates
 from reconciler.engine.reconcile import PassResult
 from reconciler.engine.serving import ServingCheck
-from reconciler.policy import FailureKind, Market, NoticeKind, Observation, ReplicaState
+from reconciler.policy import FailureKind, Market, NoticeKind, Observation
 
-# States a replica is paid for in: launched and not yet gone (a preempted or failed one no
-# longer runs; PENDING has not been launched).
-BILLED_STATES = frozenset(
-    {
-        ReplicaState.PROVISIONING,
-        ReplicaState.STARTING,
-        ReplicaState.READY,
-        ReplicaState.NOT_READY,
-        ReplicaState.SHUTTING_DOWN,
-    }
-)
 REPLICA_LABELS = ["service", "replica", "zone", "market", "accelerator"]
 TrafficSource = Callable[[], Mapping[str, ReplicaTraffic] | None]
 
@@ -127,27 +116,13 @@ def tick_record(
 
 
 def cost_per_hour(observation: Observation) -> dict[str, float]:
-    """Hourly price of the replicas that run now, by market (every market present, 0 when
-    none runs there): each replica at its zone's price from the observation's offers, spot
-    at the spot price (on-demand where the zone offers no spot). The prices are those the
-    policy decides with: $/h on clouds (catalog and live spot), nominal on the sandbox. A
-    replica whose zone is no longer offered counts at the highest on-demand price seen (a
-    retired zone still bills). Small on purpose: a fuller cost model can replace it."""
-    offers = {z.zone: z for z in observation.zones}
-    worst = max((z.on_demand_price for z in observation.zones), default=0.0)
-    out = {m.value: 0.0 for m in Market}
-    for replica in observation.replicas:
-        if replica.state not in BILLED_STATES:
-            continue
-        offer = offers.get(replica.zone)
-        if offer is None:
-            price = worst
-        elif replica.market is Market.SPOT and offer.spot_price is not None:
-            price = offer.spot_price
-        else:
-            price = offer.on_demand_price
-        out[replica.market.value] += price
-    return out
+    """Hourly price of the replicas that bill now, by market ("spot", "on_demand"; 0 where
+    none runs), at the prices the policy decides with ($/h on clouds, nominal on the
+    sandbox): reconciler/cost.py's rule (`tick_rates`), so the gauge, the tick log and
+    `hedgeform cost` agree. A replica no offer prices (its zone retired) is left out here
+    and counted in the tick record's `cost.unpriced`."""
+    rates = tick_rates(observation.replicas, observation.zones)
+    return {m.value: float(rates[m.value]) for m in Market}
 
 
 class ServingCollector(Collector):
