@@ -68,6 +68,7 @@ COMMANDS = {
     "plan": "reconciler.engine.commands:plan",
     "apply": "reconciler.engine.commands:apply",
     "status": "reconciler.engine.commands:status",
+    "logs": "reconciler.engine.logs_cmd:logs",
     "destroy": "reconciler.engine.commands:destroy",
     "run": "reconciler.engine.commands:run",
     "install-timer": "reconciler.ops.timers:install_timer",

@@ -24,6 +24,7 @@ from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.review import held_change
 from reconciler.engine.state_store import Record, load_record
+from reconciler.engine.status_view import StatusView
 from reconciler.errors import (
     HedgeformError,
     InputError,
@@ -577,18 +578,123 @@ def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]
 
 
 @click.command("status")
-@service_arg
+@click.argument("service", required=False)
 @port_opt
 @root_opt
-def status(service: str, lb_port: int | None, root: Path | None) -> None:
-    """Show SERVICE's endpoint, target, version and replicas (zone, market, state, load
-    balancer, version). With a remote state (HEDGEFORM_STATE_BACKEND), also where the state
-    is and which loop holds the leader lease."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (shape below).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Refresh every --interval seconds until Ctrl-C: in place on a terminal, one "
+    "printout per interval otherwise.",
+)
+@click.option(
+    "--interval",
+    type=Seconds(0.5, 3600),
+    default=2.0,
+    show_default=True,
+    help="Seconds between --watch refreshes (0.5 to 3600).",
+)
+@click.option(
+    "--events",
+    "last",
+    type=click.IntRange(0, 1000),
+    default=15,
+    show_default=True,
+    help="How many of the last events to show (0 to 1000).",
+)
+def status(
+    service: str | None,
+    lb_port: int | None,
+    root: Path | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+    last: int,
+) -> None:
+    """Show SERVICE: a service line (version, target, ready, $/h now, availability over the
+    last hour) and its endpoint; a replica table (id, zone, market, accelerator, version,
+    state with the policy's FAILED_* verdicts and PREEMPTED, age, in the load balancer, the
+    readiness probe sent now and its latency, $/h, the reason of its last change); and the
+    last --events events of the tick log (launches, on-demand fallbacks, preemptions,
+    failures, capacity refusals, terminations, rollout steps) with their reasons. With a
+    remote state (HEDGEFORM_STATE_BACKEND), also where the state is and which loop holds the
+    leader lease. Without SERVICE: one line per service under state/.
+
+    \b
+    ready: READY replicas in the load balancer. $/h: the price of the zone offer each live
+    replica runs on ("?" when one is unknown). availability 1h: the share of the ticks of the
+    last hour (state/SERVICE/ticks.jsonl, written by `hedgeform run`) after which the ready
+    replicas in the load balancer were at least the target; a failed tick counts as down;
+    "-" with no tick in the hour. Events come from the tail of the same log. The probe
+    column is the sandbox's (clouds: "-", their load balancer probes).
+
+    \b
+    --json: {"service", "version" (int|null), "version_detail", "target" (int|null),
+    "ready", "endpoint", "usd_per_hour" (float|null), "availability_1h" (0..1|null),
+    "replicas": [{"id", "zone", "market", "accelerator", "version", "state", "age_s",
+    "in_lb", "probe", "probe_ms", "usd_per_hour", "reason"}],
+    "events": [{"at" (unix s|null), "tick", "kind", "replica", "zone", "market",
+    "reason"}], "notes": [str]}; with --watch one such line per interval.
+    """
+    from reconciler.engine import status_view
+    from reconciler.paths import PROJECT_ROOT, check_name
+
+    if service is None:
+        if as_json or watch:
+            raise click.UsageError("--json and --watch need a SERVICE")
+        _print_services(lb_port, root or PROJECT_ROOT)
+        return
     try:
-        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
-        _print_status(rec)
+        check_name(service)
     except HedgeformError as exc:
         raise _fail(exc) from None
+
+    def build() -> status_view.StatusView:
+        try:
+            rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+            return _status_view(rec, last)
+        except HedgeformError as exc:
+            raise _fail(exc) from None
+
+    status_view.show(build, as_json=as_json, watch=watch, interval=interval)
+
+
+def _status_view(rec: Reconciler, last: int) -> StatusView:
+    """`hedgeform status`'s view of a service (engine/status_view.py), with the lines the
+    old status printed under its table: the state backend and lease, a held change, health."""
+    from reconciler.engine.status_view import collect
+
+    record = rec.records.load()
+    notes: list[str] = []
+    if rec.state_backend.remote:
+        notes += [f"state: {rec.state_backend.describe()}", f"leader: {_leader(rec)}"]
+    held = held_change(rec.paths.spec_file, rec.spec_texts, record)
+    if held is not None:
+        notes.append(f"held: {held}")
+    notes += health_lines(record.memory, rec.spec.service.readiness_probe, rec.clock())
+    detail = version_line(record.memory).removeprefix("version: ")
+    return collect(rec, _endpoint(rec), detail, notes, last)
+
+
+def _print_services(lb_port: int | None, root: Path) -> None:
+    """`hedgeform status` without SERVICE: a line per service with a state directory."""
+    from reconciler.engine.status_view import service_dirs
+
+    names = service_dirs(root / "state")
+    if not names:
+        click.echo(f"no service under {root / 'state'}")
+        return
+    for name in names:
+        try:
+            rec = _reconciler(name, "hedgeform", lb_port, root, check_env=False)
+            view = _status_view(rec, 0)
+        except HedgeformError as exc:
+            click.echo(f"{name}  ?  ({str(exc).splitlines()[0]})")
+            continue
+        target = "-" if view.target is None else view.target
+        version = f"v{view.version}" if view.version is not None else "-"
+        click.echo(f"{name}  {version}  ready {view.ready}/{target}  {view.endpoint}")
 
 
 @click.command("destroy")

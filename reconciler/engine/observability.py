@@ -95,6 +95,13 @@ def tick_record(
         "orphans_adopted": result.adopted,
         "durations": {k: round(v, 3) for k, v in result.durations.items()},
     }
+    # For `hedgeform status` (engine/status_view.py): the rollout step, and why each failed
+    # launch failed (the stacks' entries above keep only its kind).
+    if result.rollout:
+        record["rollout"] = result.rollout
+    failure_reasons = {k: v[1][:300] for o in result.outcomes for k, v in o.launch_failures.items()}
+    if failure_reasons:
+        record["launch_failure_reasons"] = failure_reasons
     if check is not None:
         record["serving"] = {"ok": check.serving, "via": check.via, "detail": check.detail}
     if observed is not None:
@@ -102,6 +109,9 @@ def tick_record(
         record["inputs"] = {"replicas": dict(sorted(states.items()))}
         at = time.time() if now is None else now
         record["cost"] = {"at": round(at, 3), **tick_rates(observed.replicas, observed.zones)}
+        # READY replica ids: with decision.lb_members, the ready replicas serving (status's
+        # availability over the last hour).
+        record["inputs"]["ready"] = sorted(r.id for r in observed.replicas if r.ready)
     if signals is not None:
         record.setdefault("inputs", {}).update(
             {

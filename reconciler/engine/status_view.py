@@ -1,0 +1,561 @@
+"""What `hedgeform status` shows: a service line, a replica table and the last events.
+
+The events are read back from the tick log (`state/<service>/ticks.jsonl`, one record per
+tick, engine/observability.py): launches (an on-demand one is a *fallback*), preemptions,
+failed verdicts (FAILED_PROBING, FAILED_INITIAL_DELAY, a crash), capacity refusals,
+terminations and rollout steps, each with the reason the tick recorded. Only the tail of
+the file is read (`TAIL_BYTES`), so a log of months costs what a log of a day does.
+
+`derive_events`, `availability` and `view_json` are pure (records and `now` in, data out);
+`collect` observes the service (the same look `status` always took) and reads the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler import readiness
+from reconciler.backends.sandbox import SandboxCloud
+from reconciler.engine.reconcile import Reconciler
+from reconciler.policy import Market, Replica, ReplicaState, ZoneOffer
+from reconciler.policy.rollout import current_version
+from reconciler.sandbox import replicas as sandbox_replicas
+from reconciler.stacks import in_pools
+
+TAIL_BYTES = 2 * 1024 * 1024  # the last 2 MiB of ticks.jsonl: thousands of ticks
+AVAILABILITY_WINDOW_S = 3600.0
+TICKS_FILE = "ticks.jsonl"
+EVENT_KINDS = (
+    "launch",
+    "fallback",
+    "preemption",
+    "failed",
+    "capacity",
+    "terminate",
+    "rollout",
+    "error",
+)
+_VERDICT = re.compile(r"^(\S+) (FAILED\w*|PREEMPTED): (.*)$")
+_TS_FORMAT = "%Y-%m-%d %H:%M:%S,%f"  # python-json-logger's asctime, local time
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to the service, as the tick log recorded it. `at`: unix
+    seconds of the tick (None when the record had no readable time); `replica`, `zone`,
+    `market`: "" when the event concerns no one replica."""
+
+    at: float | None
+    tick: int | None
+    kind: str
+    replica: str
+    zone: str
+    market: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReplicaRow:
+    """One replica of the table. `probe`/`probe_ms`: the readiness probe `status` sent it
+    now ("-"/None where this backend cannot probe from here); `usd_per_hour`: its offer's
+    price (None: unknown); `reason`: why it last changed (its latest event)."""
+
+    id: str
+    zone: str
+    market: str
+    accelerator: str
+    version: int
+    state: str
+    age_s: float
+    in_lb: bool
+    probe: str
+    probe_ms: float | None
+    usd_per_hour: float | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StatusView:
+    service: str
+    version: int | None  # the version the fleet runs or moves to; None before any
+    version_detail: str  # `v4 (rolling), last ready v3`, as `hedgeform history` says it
+    target: int | None
+    ready: int
+    endpoint: str
+    usd_per_hour: float | None
+    availability_1h: float | None
+    replicas: tuple[ReplicaRow, ...]
+    events: tuple[Event, ...]
+    notes: tuple[str, ...] = ()  # health lines, held changes, lease: said under the table
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` shape (docs/operations.md, "Status")."""
+        return {
+            "service": self.service,
+            "version": self.version,
+            "version_detail": self.version_detail,
+            "target": self.target,
+            "ready": self.ready,
+            "endpoint": self.endpoint,
+            "usd_per_hour": self.usd_per_hour,
+            "availability_1h": self.availability_1h,
+            "replicas": [r.to_json() for r in self.replicas],
+            "events": [e.to_json() for e in self.events],
+            "notes": list(self.notes),
+        }
+
+
+def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]:
+    """The JSON records of the last `max_bytes` of a JSON-lines file, oldest first; a line
+    cut by the window's start, or one that is not a JSON object, is skipped. [] when the
+    file does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            start = max(0, size - max_bytes)
+            fh.seek(start)
+            data = fh.read(size - start)
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # the first one is cut
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def record_time(record: Mapping[str, Any]) -> float | None:
+    """Unix seconds of a tick-log record (its `ts`, local time as the logger wrote it)."""
+    raw = record.get("ts")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.strptime(raw, _TS_FORMAT).timestamp()
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def derive_events(records: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """Events in the order they happened, from tick-log records (module docstring). A
+    preemption reported twice (the notice, then the clean-up) is one event; so is a failed
+    verdict (the reason, then the clean-up); a rollout step only when it changes."""
+    events: list[Event] = []
+    preempted: set[str] = set()
+    failed: set[str] = set()
+    rollout: str | None = None
+    for record in records:
+        at, tick = record_time(record), _int(record.get("tick"))
+        message = record.get("message")
+        if message == "tick failed":
+            events.append(Event(at, tick, "error", "", "", "", str(record.get("error", ""))))
+        elif message == "tick":
+            raw = _tick_events(record, preempted, failed)
+            step = record.get("rollout")
+            step = step if isinstance(step, str) and step else None
+            if step is not None and step != rollout:
+                raw.append(("rollout", "", "", "", step))
+            rollout = step
+            events.extend(Event(at, tick, *fields) for fields in raw)
+    return events
+
+
+_Fields = tuple[str, str, str, str, str]  # kind, replica, zone, market, reason
+
+
+def _tick_events(record: Mapping[str, Any], preempted: set[str], failed: set[str]) -> list[_Fields]:
+    """One tick record's events (`derive_events`); `preempted` and `failed`: the replicas
+    already reported so, updated."""
+    decision = _dict(record.get("decision"))
+    inputs = _dict(record.get("inputs"))
+    out: list[_Fields] = []
+    for notice in _dicts(inputs.get("notices")):
+        rid = str(notice.get("replica", ""))
+        if notice.get("kind") == "preempted" and rid not in preempted:
+            preempted.add(rid)
+            out.append(
+                ("preemption", rid, str(notice.get("zone", "")), "spot", "preemption notice")
+            )
+    for reason in _strings(decision.get("reasons")):
+        match = _VERDICT.match(reason)
+        if match is None:
+            continue
+        rid, state, why = match.groups()
+        if state == "PREEMPTED" and rid not in preempted:
+            preempted.add(rid)
+            out.append(("preemption", rid, "", "", why))
+        elif state != "PREEMPTED" and rid not in failed:
+            failed.add(rid)
+            out.append(("failed", rid, "", "", f"{state}: {why}"))
+    for x in _dicts(decision.get("terminations")):
+        rid, reason = str(x.get("id", "")), str(x.get("reason", ""))
+        zone, market = str(x.get("zone", "")), str(x.get("market", ""))
+        if reason == "clean up PREEMPTED" and rid not in preempted:
+            preempted.add(rid)
+            out.append(("preemption", rid, zone, market, "the cloud reclaimed it"))
+        elif reason.startswith("clean up FAILED") and rid not in failed:
+            failed.add(rid)
+            out.append(("failed", rid, zone, market, reason.removeprefix("clean up ")))
+        out.append(("terminate", rid, zone, market, reason))
+    launches = {str(x.get("id", "")): x for x in _dicts(decision.get("launches"))}
+    for rid, x in launches.items():
+        reason, market = str(x.get("reason", "")), str(x.get("market", ""))
+        fallback = market == Market.ON_DEMAND.value and "fallback" in reason
+        out.append(
+            ("fallback" if fallback else "launch", rid, str(x.get("zone", "")), market, reason)
+        )
+    details = _dict(record.get("launch_failure_reasons"))
+    for outcome in _dict(record.get("stacks")).values():
+        for rid, kind in _dict(_dict(outcome).get("launch_failures")).items():
+            where = launches.get(rid, {})
+            detail = str(details.get(rid, "")) or "the launch failed"
+            out.append(
+                (
+                    "capacity" if kind == "capacity" else "failed",
+                    str(rid),
+                    str(where.get("zone", "")),
+                    str(where.get("market", "")),
+                    f"{kind}: {detail}",
+                )
+            )
+    return out
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
+
+
+def _strings(value: Any) -> list[str]:
+    return [x for x in value if isinstance(x, str)] if isinstance(value, list) else []
+
+
+def ready_in_lb(record: Mapping[str, Any]) -> int | None:
+    """Ready replicas in the load balancer after a tick: its READY replicas that are members
+    (`inputs.ready`, recorded since issue 17), else every READY replica counted (older
+    records); None for a record that is not a tick's."""
+    if record.get("message") != "tick":
+        return None
+    decision = record.get("decision")
+    inputs = record.get("inputs")
+    if not isinstance(decision, dict) or not isinstance(inputs, dict):
+        return None
+    ready = inputs.get("ready")
+    if isinstance(ready, list):
+        return len(set(_strings(ready)) & set(_strings(decision.get("lb_members"))))
+    counts = inputs.get("replicas")
+    if not isinstance(counts, dict):
+        return None
+    return sum(_int(n) or 0 for k, n in counts.items() if str(k).endswith("/READY"))
+
+
+def availability(
+    records: Iterable[Mapping[str, Any]], now: float, window_s: float = AVAILABILITY_WINDOW_S
+) -> float | None:
+    """Share of the ticks in the last `window_s` seconds after which the ready replicas in
+    the load balancer were at least the target; a failed tick counts as unavailable. None
+    without any tick in the window (no loop ran)."""
+    good = total = 0
+    for record in records:
+        at = record_time(record)
+        if at is None or not now - window_s <= at <= now + 60:
+            continue
+        if record.get("message") == "tick failed":
+            total += 1
+            continue
+        ready = ready_in_lb(record)
+        decision = record.get("decision")
+        target = _int(decision.get("target")) if isinstance(decision, dict) else None
+        if ready is None or target is None:
+            continue
+        total += 1
+        good += ready >= target
+    return good / total if total else None
+
+
+# reconciler/cost.py will replace this: it prices replicas from the cloud catalogs and the
+# spot price history; here, the offer's price the policy was given is all there is.
+def _replica_price(replica: Replica, offers: Mapping[str, ZoneOffer]) -> float | None:
+    offer = offers.get(replica.zone)
+    if offer is None:
+        return None
+    return offer.spot_price if replica.market is Market.SPOT else offer.on_demand_price
+
+
+def _total_price(prices: Sequence[float | None]) -> float | None:
+    return None if any(p is None for p in prices) else float(sum(p or 0.0 for p in prices))
+
+
+def _probes(rec: Reconciler, ids: Sequence[str]) -> dict[str, readiness.ProbeResult]:
+    """The readiness probe of each live sandbox replica, sent now, in parallel (a hung one
+    takes the probe's timeout). Clouds: {} (their replicas are probed by the cloud's load
+    balancer; `status` shows "-")."""
+    if not isinstance(rec.cloud, SandboxCloud) or not ids:
+        return {}
+    sandbox = rec.paths.sandbox_dir
+    request = readiness.spec_probe_request(rec.spec, os.environ)
+    urls: dict[str, str] = {}
+    for rid in ids:
+        try:
+            record = sandbox_replicas.get(sandbox, rid)
+        except Exception:  # an unreadable record: no probe, "-"
+            continue
+        if record is not None and record.port and sandbox_replicas.is_alive(record):
+            urls[rid] = record.url
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = pool.map(lambda u: readiness.probe(u, request), urls.values())
+        return dict(zip(urls, results, strict=True))
+
+
+def _accelerator(rec: Reconciler, offer: ZoneOffer | None) -> str:
+    if offer is not None and offer.accelerator:
+        return offer.accelerator
+    if rec.cloud.accelerators_in_use:
+        return ",".join(sorted(rec.cloud.accelerators_in_use))
+    names = [a.name for a in rec.spec.resources.accelerators or ()]
+    return ",".join(names) or "-"
+
+
+def collect(
+    rec: Reconciler, endpoint: str, version_detail: str, notes: Sequence[str], last: int
+) -> StatusView:
+    """The service as it is now, and its last `last` events from the tick log."""
+    now = rec.clock()
+    seen = rec.look()
+    observed = in_pools(seen.observation, (*seen.managed, *seen.adopted))
+    members = seen.lb_members or frozenset()
+    record = rec.records.load()
+    memory = record.memory
+    target = memory.target
+    if memory.groups:  # several GPU types: the replicas the mix runs, not its units
+        target = sum(group.target or 0 for _, group in memory.groups)
+    records = read_tail(rec.paths.state_dir / TICKS_FILE)
+    events = derive_events(records)
+    latest: dict[str, Event] = {}
+    for event in events:
+        if event.replica:
+            latest[event.replica] = event
+    offers = {o.zone: o for o in observed.zones}
+    ordered = sorted(observed.replicas, key=lambda r: r.id)
+    probes = _probes(rec, [r.id for r in ordered if r.alive])
+    rows: list[ReplicaRow] = []
+    for r in ordered:
+        state = memory.failed.get(r.id, r.state.value)  # the policy's verdict, if any
+        probe = probes.get(r.id)
+        last_event = latest.get(r.id)
+        reason = f"{last_event.kind}: {last_event.reason}" if last_event else ""
+        if r.id in memory.failed and not reason.startswith("failed"):
+            reason = f"failed: {memory.failed[r.id]}"
+        elif r.id in memory.failing_since and r.id not in memory.failed:
+            reason = f"probes failing for {now - memory.failing_since[r.id]:.0f} s"
+        rows.append(
+            ReplicaRow(
+                id=r.id,
+                zone=r.zone,
+                market=r.market.value,
+                accelerator=_accelerator(rec, offers.get(r.zone)),
+                version=r.version,
+                state=state,
+                age_s=max(0.0, now - r.launched_at),
+                in_lb=r.id in members,
+                probe=probe.reason if probe is not None else "-",
+                probe_ms=round(probe.elapsed_s * 1000, 1) if probe is not None else None,
+                usd_per_hour=_replica_price(r, offers) if r.alive else 0.0,
+                reason=reason or "-",
+            )
+        )
+    alive = [r for r in ordered if r.alive]
+    ready = sum(1 for r in ordered if r.state is ReplicaState.READY and r.id in members)
+    return StatusView(
+        service=rec.paths.service,
+        version=current.number if (current := current_version(memory)) is not None else None,
+        version_detail=version_detail,
+        target=target,
+        ready=ready,
+        endpoint=endpoint,
+        usd_per_hour=_total_price([_replica_price(r, offers) for r in alive]),
+        availability_1h=availability(records, now),
+        replicas=tuple(rows),
+        events=tuple(events[-last:]) if last > 0 else (),
+        notes=tuple(notes),
+    )
+
+
+def money(value: float | None) -> str:
+    return "?" if value is None else f"${value:.2f}/h"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def clock(at: float | None) -> str:
+    return "-" if at is None else datetime.fromtimestamp(at).strftime("%H:%M:%S")
+
+
+def service_line(view: StatusView) -> str:
+    """`llama  v2 (ready)  target 2  ready 2  $3.10/h now  availability 1h 98.3%`."""
+    target = "-" if view.target is None else str(view.target)
+    version = view.version_detail or "no version yet"
+    return (
+        f"{view.service}  {version}  target {target}  ready {view.ready}  "
+        f"{money(view.usd_per_hour)} now  availability 1h {percent(view.availability_1h)}"
+    )
+
+
+def renderable(view: StatusView) -> Any:
+    """The view as rich renderables: the service line, the replica table, the events."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = [Text(service_line(view)), Text(f"endpoint: {view.endpoint}")]
+    if view.replicas:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("replica", "zone", "market", "accel", "ver", "state", "age", "in LB"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("probe", no_wrap=True)
+        table.add_column("$/h", justify="right", no_wrap=True)
+        table.add_column("last change")
+        for r in view.replicas:
+            probe = r.probe if r.probe_ms is None else f"{r.probe} {r.probe_ms:.0f}ms"
+            cells = (r.id, r.zone, r.market, r.accelerator, f"v{r.version}")
+            table.add_row(
+                *(Text(c) for c in cells),
+                Text(r.state, style=_state_style(r.state)),
+                Text(age(r.age_s)),
+                Text("yes" if r.in_lb else "no"),
+                Text(probe),
+                Text(money(r.usd_per_hour).removesuffix("/h")),
+                Text(r.reason),
+            )
+        parts.append(table)
+    else:
+        parts.append(Text("no replicas"))
+    parts.extend(Text(note) for note in view.notes)  # lease, held change, health
+    if view.events:
+        parts.append(Text(f"last {len(view.events)} events (state/{view.service}/{TICKS_FILE}):"))
+        events = Table(box=None, pad_edge=False, show_header=False)
+        for column in ("time", "kind", "replica", "where", "reason"):
+            events.add_column(column, no_wrap=column != "reason")
+        for e in view.events:
+            where = "/".join(x for x in (e.zone, e.market) if x)
+            cells = (clock(e.at), e.kind, e.replica or "-", where or "-", e.reason)
+            events.add_row(*(Text(c) for c in cells))
+        parts.append(events)
+    else:
+        parts.append(Text(f"no events: state/{view.service}/{TICKS_FILE} holds no tick yet"))
+    return Group(*parts)
+
+
+def _state_style(state: str) -> str:
+    if state == ReplicaState.READY.value:
+        return "green"
+    if state.startswith("FAILED") or state == ReplicaState.PREEMPTED.value:
+        return "red"
+    return "yellow"
+
+
+def service_dirs(state_root: Path) -> list[str]:
+    """Names of the services with a state directory under `state_root`: directories whose
+    name is a service name (paths.check_name) holding a record or a tick log."""
+    from reconciler.paths import check_name
+
+    if not state_root.is_dir():
+        return []
+    names = []
+    for child in sorted(state_root.iterdir()):
+        try:
+            check_name(child.name)
+        except Exception:
+            continue
+        if child.is_dir() and not child.is_symlink() and _is_service_dir(child):
+            names.append(child.name)
+    return names
+
+
+def _is_service_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("reconciler.json", TICKS_FILE, "sandbox"))
+
+
+def console() -> Any:
+    """A rich console on stdout: a terminal's width on a terminal; elsewhere (a pipe, a
+    file) lines as long as they need, without colour, so scripts can grep whole rows."""
+    import sys
+
+    from rich.console import Console
+
+    tty = sys.stdout.isatty()
+    return Console(file=sys.stdout, width=None if tty else 1000, highlight=False, soft_wrap=not tty)
+
+
+def show(build: Callable[[], StatusView], *, as_json: bool, watch: bool, interval: float) -> None:
+    """Print `build()` once, or with `watch` again every `interval` seconds until Ctrl-C
+    (exit 0): in place on a terminal (rich.live.Live), once per interval elsewhere."""
+    import time
+
+    out = console()
+
+    def emit(view: StatusView) -> None:
+        if as_json:
+            out.file.write(json.dumps(view.to_json(), sort_keys=False) + "\n")
+            out.file.flush()
+        else:
+            out.print(renderable(view))
+
+    if not watch:
+        emit(build())
+        return
+    try:
+        if as_json or not out.is_terminal:
+            while True:
+                emit(build())
+                time.sleep(interval)
+        from rich.live import Live
+
+        with Live(renderable(build()), console=out, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(renderable(build()), refresh=True)
+    except KeyboardInterrupt:
+        return
