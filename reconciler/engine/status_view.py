@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,9 @@ class Event:
     zone: str
     market: str
     reason: str
+    # A launch's price now (the offer of its zone and market; `collect` fills it in): what
+    # a preemption's replacement or a fallback costs. None: unknown, or not a launch.
+    usd_per_hour: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -312,6 +315,15 @@ def _replica_price(replica: Replica, offers: Mapping[str, ZoneOffer]) -> float |
     return offer.spot_price if replica.market is Market.SPOT else offer.on_demand_price
 
 
+def _priced(event: Event, offers: Mapping[str, ZoneOffer]) -> Event:
+    """A launch or fallback event with its zone and market's price now (`_replica_price`)."""
+    if event.kind not in ("launch", "fallback") or event.zone not in offers:
+        return event
+    offer = offers[event.zone]
+    price = offer.on_demand_price if event.market == Market.ON_DEMAND.value else offer.spot_price
+    return replace(event, usd_per_hour=price)
+
+
 def _total_price(prices: Sequence[float | None]) -> float | None:
     return None if any(p is None for p in prices) else float(sum(p or 0.0 for p in prices))
 
@@ -360,12 +372,12 @@ def collect(
     if memory.groups:  # several GPU types: the replicas the mix runs, not its units
         target = sum(group.target or 0 for _, group in memory.groups)
     records = read_tail(rec.paths.state_dir / TICKS_FILE)
-    events = derive_events(records)
+    offers = {o.zone: o for o in observed.zones}
+    events = [_priced(e, offers) for e in derive_events(records)]
     latest: dict[str, Event] = {}
     for event in events:
         if event.replica:
             latest[event.replica] = event
-    offers = {o.zone: o for o in observed.zones}
     ordered = sorted(observed.replicas, key=lambda r: r.id)
     probes = _probes(rec, [r.id for r in ordered if r.alive])
     rows: list[ReplicaRow] = []
@@ -386,7 +398,7 @@ def collect(
                 accelerator=_accelerator(rec, offers.get(r.zone)),
                 version=r.version,
                 state=state,
-                age_s=max(0.0, now - r.launched_at),
+                age_s=round(max(0.0, now - r.launched_at), 1),
                 in_lb=r.id in members,
                 probe=probe.reason if probe is not None else "-",
                 probe_ms=round(probe.elapsed_s * 1000, 1) if probe is not None else None,
@@ -480,7 +492,8 @@ def renderable(view: StatusView) -> Any:
             events.add_column(column, no_wrap=column != "reason")
         for e in view.events:
             where = "/".join(x for x in (e.zone, e.market) if x)
-            cells = (clock(e.at), e.kind, e.replica or "-", where or "-", e.reason)
+            cost = f" ({money(e.usd_per_hour)})" if e.usd_per_hour is not None else ""
+            cells = (clock(e.at), e.kind, e.replica or "-", where or "-", e.reason + cost)
             events.add_row(*(Text(c) for c in cells))
         parts.append(events)
     else:
