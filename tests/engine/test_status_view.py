@@ -1,0 +1,301 @@
+"""`hedgeform status` and `hedgeform logs` without a sandbox running (issue 17): events
+derived from crafted tick records, availability over the last hour, the --json shape, the
+list of services, and `logs --tail/--follow` on files."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.engine import status_view
+from reconciler.engine.logs_cmd import follow, tail_lines
+from reconciler.engine.status_view import (
+    Event,
+    StatusView,
+    availability,
+    derive_events,
+    read_tail,
+    service_dirs,
+)
+
+SPEC = """\
+service:
+  readiness_probe: /health
+  replicas: 2
+resources:
+  use_spot: true
+  any_of:
+    - {cloud: local, region: local-1, zone: local-1a}
+"""
+
+
+def ts(at: float) -> str:
+    """The tick log's `ts` (python-json-logger's asctime, local time)."""
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+
+
+def tick(at: float, n: int = 0, **fields: Any) -> dict[str, Any]:
+    decision = {
+        "target": 2,
+        "launches": [],
+        "terminations": [],
+        "lb_members": [],
+        "reasons": [],
+        **fields.pop("decision", {}),
+    }
+    return {"ts": ts(at), "message": "tick", "tick": n, "decision": decision, **fields}
+
+
+NOW = time.time()
+
+
+def move(rid: str, zone: str, market: str, reason: str) -> dict[str, str]:
+    """A launch or termination as tick_record writes it."""
+    return {"id": rid, "zone": zone, "market": market, "reason": reason}
+
+
+def test_events_name_launches_fallbacks_preemptions_failures_and_capacity() -> None:
+    records = [
+        tick(
+            NOW - 60,
+            1,
+            decision={
+                "launches": [
+                    move("a-spot-0", "a", "spot", "spot 0 < 2 wanted"),
+                    move("b-spot-1", "b", "spot", "spot 0 < 2 wanted"),
+                ]
+            },
+            stacks={"local-1": {"launch_failures": {"b-spot-1": "capacity"}}},
+            launch_failure_reasons={"b-spot-1": "InsufficientInstanceCapacity: zone b full"},
+        ),
+        tick(  # the notice, then (next tick) the clean-up: one preemption
+            NOW - 50,
+            2,
+            inputs={"notices": [{"kind": "preempted", "replica": "a-spot-0", "zone": "a"}]},
+            decision={
+                "launches": [
+                    {
+                        "id": "c-on_demand-2",
+                        "zone": "c",
+                        "market": "on_demand",
+                        "reason": "on-demand fallback: 0 ready spot of 2",
+                    }
+                ],
+                "reasons": ["h-spot-3 FAILED_PROBING: probes failing for 180 s"],
+            },
+            rollout="v2: 1 of 2 replicas ready",
+        ),
+        tick(
+            NOW - 40,
+            3,
+            decision={
+                "terminations": [
+                    move("a-spot-0", "a", "spot", "clean up PREEMPTED"),
+                    move("h-spot-3", "b", "spot", "clean up FAILED_PROBING"),
+                ]
+            },
+            rollout="v2: 1 of 2 replicas ready",
+        ),
+        {"ts": ts(NOW - 30), "message": "tick failed", "tick": 4, "error": "terraform: boom"},
+        {"ts": ts(NOW - 20), "message": "loop stopped"},
+    ]
+    events = derive_events(records)
+    got = [(e.kind, e.replica, e.reason) for e in events]
+    assert got == [
+        ("launch", "a-spot-0", "spot 0 < 2 wanted"),
+        ("launch", "b-spot-1", "spot 0 < 2 wanted"),
+        ("capacity", "b-spot-1", "capacity: InsufficientInstanceCapacity: zone b full"),
+        ("preemption", "a-spot-0", "preemption notice"),
+        ("failed", "h-spot-3", "FAILED_PROBING: probes failing for 180 s"),
+        ("fallback", "c-on_demand-2", "on-demand fallback: 0 ready spot of 2"),
+        ("rollout", "", "v2: 1 of 2 replicas ready"),  # once: unchanged on the next tick
+        ("terminate", "a-spot-0", "clean up PREEMPTED"),
+        ("terminate", "h-spot-3", "clean up FAILED_PROBING"),
+        ("error", "", "terraform: boom"),
+    ]
+    assert events[2].zone == "b" and events[2].market == "spot"
+    assert events[0].tick == 1 and events[0].at == pytest.approx(NOW - 60, abs=0.01)
+
+
+def test_a_preemption_seen_only_by_its_clean_up_is_still_one_event() -> None:
+    term = move("x", "a", "spot", "clean up PREEMPTED")
+    events = derive_events([tick(NOW, 1, decision={"terminations": [term]})])
+    assert [(e.kind, e.replica, e.zone) for e in events] == [
+        ("preemption", "x", "a"),
+        ("terminate", "x", "a"),
+    ]
+
+
+def test_garbage_records_give_no_events_and_no_error() -> None:
+    odd: list[dict[str, Any]] = [
+        {"message": "tick", "decision": "nope", "inputs": [1], "stacks": 3},
+        {"message": "tick", "decision": {"launches": "x", "reasons": [1, None]}},
+        {"ts": 5, "message": "tick failed"},
+    ]
+    assert [e.kind for e in derive_events(odd)] == ["error"]
+
+
+def test_availability_is_the_share_of_ticks_with_the_target_ready_in_the_lb() -> None:
+    def at(ago: float, ready: list[str], members: list[str], target: int = 2) -> dict[str, Any]:
+        return tick(NOW - ago, decision={"target": target, "lb_members": members},
+                    inputs={"ready": ready})  # fmt: skip
+
+    records = [
+        at(4000, [], []),  # older than an hour: not counted
+        at(300, ["a", "b"], ["a", "b"]),  # up
+        at(200, ["a", "b"], ["a"]),  # b ready but not serving: down
+        {"ts": ts(NOW - 150), "message": "tick failed", "error": "x"},  # down
+        at(100, ["a", "b", "c"], ["a", "b", "c"]),  # up
+        # a record from before `inputs.ready`: READY counts by market
+        tick(NOW - 50, inputs={"replicas": {"spot/READY": 1, "on_demand/READY": 1}}),
+    ]
+    assert availability(records, NOW) == pytest.approx(3 / 5)
+    assert availability(records[:1], NOW) is None
+
+
+def test_read_tail_reads_only_the_end_and_skips_a_cut_line(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.jsonl"
+    lines = [json.dumps({"message": "tick", "tick": i, "pad": "x" * 50}) for i in range(100)]
+    path.write_text("\n".join(lines) + "\nnot json\n[1]\n")
+    records = read_tail(path, max_bytes=500)
+    assert records and all(r["tick"] >= 90 for r in records)
+    assert records[-1]["tick"] == 99
+    assert read_tail(tmp_path / "missing.jsonl") == []
+
+
+def project(tmp_path: Path, services: dict[str, str]) -> Path:
+    (tmp_path / "services").mkdir()
+    for name, text in services.items():
+        (tmp_path / "services" / f"{name}.yaml").write_text(text)
+    return tmp_path
+
+
+def cli(root: Path, *args: str) -> Any:
+    return CliRunner().invoke(main, [*args, "--root", str(root)], env={"HEDGEFORM_LB_PORT": "1"})
+
+
+def test_status_json_has_the_documented_shape(tmp_path: Path) -> None:
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    launch = move("local-1a-spot-0", "local-1a", "spot", "spot 0 < 2 wanted")
+    (state / "ticks.jsonl").write_text(
+        json.dumps(tick(NOW - 10, 0, decision={"launches": [launch]}, inputs={"ready": []})) + "\n"
+    )
+    result = cli(root, "status", "svc", "--json")
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.stdout)
+    assert list(view) == [
+        "service", "version", "version_detail", "target", "ready", "endpoint",
+        "usd_per_hour", "availability_1h", "replicas", "events", "notes",
+    ]  # fmt: skip
+    assert view["service"] == "svc" and view["replicas"] == [] and view["ready"] == 0
+    assert view["availability_1h"] == 0.0  # one tick, nothing ready
+    assert view["usd_per_hour"] == 0.0  # no live replica costs nothing
+    (event,) = view["events"]
+    assert event["kind"] == "launch" and event["replica"] == "local-1a-spot-0"
+    assert event["usd_per_hour"] is not None  # the sandbox zone's spot price
+    assert set(event) == {
+        "at",
+        "tick",
+        "kind",
+        "replica",
+        "zone",
+        "market",
+        "reason",
+        "usd_per_hour",
+    }
+
+    text = cli(root, "status", "svc")
+    assert text.exit_code == 0, text.output
+    first = text.stdout.splitlines()[0]
+    assert first.startswith("svc  no version yet  target -  ready 0  $0.00/h now"), first
+    assert "availability 1h 0.0%" in first
+    assert "launch" in text.stdout and "spot 0 < 2 wanted" in text.stdout
+
+
+def test_status_without_a_service_lists_each_service_under_state(tmp_path: Path) -> None:
+    root = project(tmp_path, {"alpha": SPEC, "beta": SPEC})
+    for name in ("alpha", "beta"):
+        (root / "state" / name).mkdir(parents=True)
+        (root / "state" / name / "ticks.jsonl").write_text("")
+    (root / "state" / "Not_A_Name").mkdir()
+    (root / "state" / "Not_A_Name" / "ticks.jsonl").write_text("")
+    (root / "state" / "empty").mkdir()  # no record, no log, no sandbox: not a service
+    (root / "state" / "file").write_text("x")
+    assert service_dirs(root / "state") == ["alpha", "beta"]
+    result = cli(root, "status")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["alpha", "beta"]
+    assert all("ready 0/-" in ln and "127.0.0.1:1" in ln for ln in lines), lines
+    assert "no service under" in cli(tmp_path / "elsewhere", "status").stdout
+
+
+def test_watch_refreshes_each_interval_and_ctrl_c_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built: list[int] = []
+
+    def build() -> StatusView:
+        built.append(1)
+        if len(built) == 3:
+            raise KeyboardInterrupt
+        event = Event(NOW, 1, "launch", "r", "z", "spot", "why")
+        return StatusView("s", 1, "v1 (ready)", 1, 1, "http://x", 1.5, 1.0, (), (event,))
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    status_view.show(build, as_json=True, watch=True, interval=1.0)  # returns: exit 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and json.loads(out[0])["usd_per_hour"] == 1.5
+
+
+def test_tail_prints_the_last_lines_of_a_large_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.log"
+    path.write_text("".join(f"line {i}\n" for i in range(50_000)))
+    assert tail_lines(path, 3) == ["line 49997", "line 49998", "line 49999"]
+    assert tail_lines(path, 0) == []
+    path.write_text("one\ntwo")  # no final newline
+    assert tail_lines(path, 5) == ["one", "two"]
+
+
+def test_follow_prints_appended_lines_and_survives_truncation_and_rotation(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.log"
+    path.write_text("old\n")
+    seen: list[str] = []
+    steps = [
+        lambda: path.write_text("old\nnew 1\npart"),
+        lambda: path.open("a").write("ial\n"),
+        lambda: path.write_text("cut\n"),  # truncated: read again from the start
+        lambda: (path.rename(tmp_path / "r.log.1"), path.write_text("rotated\n")),
+    ]
+
+    def sleep(_: float) -> None:
+        if steps:
+            steps.pop(0)()
+
+    follow(path, seen.append, keep_going=lambda: bool(steps) or len(seen) < 4, sleep=sleep)
+    assert seen == ["new 1", "partial", "cut", "rotated"]
+
+
+def test_logs_of_an_unknown_replica_is_one_line_naming_the_known_ones(tmp_path: Path) -> None:
+    root = project(tmp_path, {"svc": SPEC})
+    rdir = root / "state" / "svc" / "sandbox" / "replicas"
+    rdir.mkdir(parents=True)
+    (rdir / "local-1a-spot-0.log").write_text("serving\nready\n")
+    result = cli(root, "logs", "svc", "nope")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: svc has no replica 'nope'; its replicas: local-1a-spot-0\n"
+    ok = cli(root, "logs", "svc", "local-1a-spot-0", "--tail", "1")
+    assert ok.exit_code == 0 and ok.stdout == "ready\n", ok.output
+    none = cli(root, "logs", "svc")
+    assert none.exit_code == 0 and "ticks.jsonl: no log yet" in none.stdout
