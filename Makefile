@@ -101,7 +101,7 @@ plan: check-vars setup ## decide and plan every stack of SERVICE; writes state/S
 apply: check-vars setup ## reconcile SERVICE on the local sandbox cloud and print its endpoint
 	$(BIN)/hedgeform apply "$$HF_SERVICE"
 
-status: check-vars setup ## SERVICE's endpoint, target and replicas
+status: check-vars setup ## SERVICE's endpoint, target, replicas, cost now and last events
 	$(BIN)/hedgeform status "$$HF_SERVICE"
 
 destroy: check-vars setup ## destroy SERVICE's stacks; no process or HAProxy server is left
