@@ -616,7 +616,8 @@ def status(
     last hour) and its endpoint; a replica table (id, zone, market, accelerator, version,
     state with the policy's FAILED_* verdicts and PREEMPTED, age, in the load balancer, the
     readiness probe sent now and its latency, $/h, the reason of its last change); and the
-    last --events events of the tick log (launches, on-demand fallbacks, preemptions,
+    last --events events of the tick log (launches, on-demand fallbacks, preemption
+    warnings and preemptions,
     failures, capacity refusals, terminations, rollout steps) with their reasons. With a
     remote state (HEDGEFORM_STATE_BACKEND), also where the state is and which loop holds the
     leader lease. Without SERVICE: one line per service under state/.
@@ -635,7 +636,7 @@ def status(
     "replicas": [{"id", "zone", "market", "accelerator", "version", "state", "age_s",
     "in_lb", "probe", "probe_ms", "usd_per_hour", "reason"}],
     "events": [{"at" (unix s|null), "tick", "kind", "replica", "zone", "market",
-    "reason"}], "notes": [str]}; with --watch one such line per interval.
+    "reason", "usd_per_hour"}], "notes": [str]}; with --watch one such line per interval.
     """
     from reconciler.engine import status_view
     from reconciler.paths import PROJECT_ROOT, check_name

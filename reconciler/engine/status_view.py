@@ -1,7 +1,8 @@
 """What `hedgeform status` shows: a service line, a replica table and the last events.
 
 The events are read back from the tick log (`state/<service>/ticks.jsonl`, one record per
-tick, engine/observability.py): launches (an on-demand one is a *fallback*), preemptions,
+tick, engine/observability.py): launches (an on-demand one is a *fallback*), preemption
+warnings and preemptions,
 failed verdicts (FAILED_PROBING, FAILED_INITIAL_DELAY, a crash), capacity refusals,
 terminations and rollout steps, each with the reason the tick recorded. Only the tail of
 the file is read (`TAIL_BYTES`), so a log of months costs what a log of a day does.
@@ -34,6 +35,7 @@ TAIL_BYTES = 2 * 1024 * 1024  # the last 2 MiB of ticks.jsonl: thousands of tick
 AVAILABILITY_WINDOW_S = 3600.0
 TICKS_FILE = "ticks.jsonl"
 EVENT_KINDS = (
+    "warning",
     "launch",
     "fallback",
     "preemption",
@@ -187,7 +189,19 @@ def derive_events(records: Iterable[Mapping[str, Any]]) -> list[Event]:
                 raw.append(("rollout", "", "", "", step))
             rollout = step
             events.extend(Event(at, tick, *fields) for fields in raw)
-    return events
+    return _placed(events)
+
+
+def _placed(events: list[Event]) -> list[Event]:
+    """Events that name no zone (a verdict in the decision's reasons) take their replica's
+    zone and market from another event of it (its launch, its termination)."""
+    where = {e.replica: (e.zone, e.market) for e in events if e.replica and e.zone}
+    return [
+        replace(e, zone=where[e.replica][0], market=e.market or where[e.replica][1])
+        if not e.zone and e.replica in where
+        else e
+        for e in events
+    ]
 
 
 _Fields = tuple[str, str, str, str, str]  # kind, replica, zone, market, reason
@@ -201,6 +215,8 @@ def _tick_events(record: Mapping[str, Any], preempted: set[str], failed: set[str
     out: list[_Fields] = []
     for notice in _dicts(inputs.get("notices")):
         rid = str(notice.get("replica", ""))
+        if notice.get("kind") == "warning":
+            out.append(("warning", rid, str(notice.get("zone", "")), "spot", "preemption warning"))
         if notice.get("kind") == "preempted" and rid not in preempted:
             preempted.add(rid)
             out.append(
@@ -551,10 +567,14 @@ def show(build: Callable[[], StatusView], *, as_json: bool, watch: bool, interva
 
     def emit(view: StatusView) -> None:
         if as_json:
-            out.file.write(json.dumps(view.to_json(), sort_keys=False) + "\n")
-            out.file.flush()
-        else:
+            out.file.write(json.dumps(view.to_json()) + "\n")
+        elif out.is_terminal:
             out.print(renderable(view))
+        else:  # no cell padding at the ends of lines: rows are for grep and diff
+            with out.capture() as captured:
+                out.print(renderable(view))
+            out.file.write("".join(ln.rstrip() + "\n" for ln in captured.get().splitlines()))
+        out.file.flush()
 
     if not watch:
         emit(build())

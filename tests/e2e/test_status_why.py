@@ -96,6 +96,7 @@ def test_status_names_the_preemption_the_failed_probe_and_the_fallback(root: Pat
     tick(root, env)  # FAILED_PROBING, replaced
 
     out = hedgeform(root, env, "status", SERVICE, "--events", "50")
+    print(out)  # shown when an assertion below fails
     lines = out.splitlines()
     preemption = [ln for ln in lines if " preemption " in ln and gone in ln]
     assert preemption, out

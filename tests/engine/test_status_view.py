@@ -17,6 +17,7 @@ from reconciler.cli import main
 from reconciler.engine import status_view
 from reconciler.engine.logs_cmd import follow, tail_lines
 from reconciler.engine.status_view import (
+    EVENT_KINDS,
     Event,
     StatusView,
     availability,
@@ -78,7 +79,12 @@ def test_events_name_launches_fallbacks_preemptions_failures_and_capacity() -> N
         tick(  # the notice, then (next tick) the clean-up: one preemption
             NOW - 50,
             2,
-            inputs={"notices": [{"kind": "preempted", "replica": "a-spot-0", "zone": "a"}]},
+            inputs={
+                "notices": [
+                    {"kind": "warning", "replica": "a-spot-0", "zone": "a"},
+                    {"kind": "preempted", "replica": "a-spot-0", "zone": "a"},
+                ]
+            },
             decision={
                 "launches": [
                     {
@@ -112,6 +118,7 @@ def test_events_name_launches_fallbacks_preemptions_failures_and_capacity() -> N
         ("launch", "a-spot-0", "spot 0 < 2 wanted"),
         ("launch", "b-spot-1", "spot 0 < 2 wanted"),
         ("capacity", "b-spot-1", "capacity: InsufficientInstanceCapacity: zone b full"),
+        ("warning", "a-spot-0", "preemption warning"),
         ("preemption", "a-spot-0", "preemption notice"),
         ("failed", "h-spot-3", "FAILED_PROBING: probes failing for 180 s"),
         ("fallback", "c-on_demand-2", "on-demand fallback: 0 ready spot of 2"),
@@ -121,6 +128,8 @@ def test_events_name_launches_fallbacks_preemptions_failures_and_capacity() -> N
         ("error", "", "terraform: boom"),
     ]
     assert events[2].zone == "b" and events[2].market == "spot"
+    assert events[5].zone == "b" and events[5].market == "spot"  # from its termination
+    assert {e.kind for e in events} == set(EVENT_KINDS)
     assert events[0].tick == 1 and events[0].at == pytest.approx(NOW - 60, abs=0.01)
 
 
