@@ -186,8 +186,9 @@ def project(tmp_path: Path, services: dict[str, str]) -> Path:
     return tmp_path
 
 
-def cli(root: Path, *args: str) -> Any:
-    return CliRunner().invoke(main, [*args, "--root", str(root)], env={"HEDGEFORM_LB_PORT": "1"})
+def cli(root: Path, *args: str, **env: str) -> Any:
+    env = {"HEDGEFORM_LB_PORT": "1", **env}
+    return CliRunner().invoke(main, [*args, "--root", str(root)], env=env)
 
 
 def test_status_json_has_the_documented_shape(tmp_path: Path) -> None:
@@ -308,3 +309,56 @@ def test_logs_of_an_unknown_replica_is_one_line_naming_the_known_ones(tmp_path: 
     assert ok.exit_code == 0 and ok.stdout == "ready\n", ok.output
     none = cli(root, "logs", "svc")
     assert none.exit_code == 0 and "ticks.jsonl: no log yet" in none.stdout
+
+
+AWS_SPEC = """\
+service:
+  readiness_probe: /health
+  replicas: 1
+resources:
+  accelerators: L4
+  use_spot: true
+  any_of:
+    - {cloud: aws, region: us-east-1}
+"""
+
+
+def test_logs_on_a_cloud_says_where_to_look_in_one_line_and_calls_no_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.engine.reconcile import Reconciler
+    from reconciler.policy import Market
+    from reconciler.stacks import ManagedReplica
+
+    root = project(tmp_path, {"web": AWS_SPEC})
+    (root / "terraform").symlink_to(Path(__file__).resolve().parents[2] / "terraform")
+
+    def managed(self: Reconciler) -> list[ManagedReplica]:
+        stack = self.stack_names[0]
+        return [ManagedReplica("r-0", "us-east-1a", Market.SPOT, stack=stack, instance_id="i-0ab")]
+
+    monkeypatch.setattr(Reconciler, "managed", managed)
+    monkeypatch.setenv("HEDGEFORM_AWS_IMAGES", "us-east-1=ami-0123456789abcdef0")
+    result = cli(root, "logs", "web", "r-0")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("\n") == 1, result.stdout
+    assert "aws ec2 get-console-output" in result.stdout and "--instance-id i-0ab" in result.stdout
+    assert "--region us-east-1" in result.stdout
+    unknown = cli(root, "logs", "web", "r-9")
+    assert unknown.exit_code == 1 and unknown.stderr.endswith("its replicas: r-0\n")
+    lb = cli(root, "logs", "web", "--lb")
+    assert lb.exit_code == 0 and lb.stdout.count("\n") == 1 and "aws: " in lb.stdout
+
+
+def test_the_price_now_is_unknown_when_one_live_replica_has_no_price() -> None:
+    from reconciler.engine.status_view import _replica_price, _total_price, money
+    from reconciler.policy import Market, Replica, ReplicaState, ZoneOffer
+
+    offers = {"a": ZoneOffer("a", "r", "aws", None, 3.0), "b": ZoneOffer("b", "r", "aws", 1.0, 3.0)}
+    spot_a = Replica("x", "a", Market.SPOT, ReplicaState.READY, 0.0)
+    od_a = Replica("y", "a", Market.ON_DEMAND, ReplicaState.READY, 0.0)
+    spot_b = Replica("z", "b", Market.SPOT, ReplicaState.READY, 0.0)
+    prices = [_replica_price(r, offers) for r in (od_a, spot_b)]
+    assert _total_price(prices) == 4.0 and money(4.0) == "$4.00/h"
+    assert _total_price([*prices, _replica_price(spot_a, offers)]) is None
+    assert money(None) == "?"
