@@ -5,8 +5,9 @@ On the sandbox a replica's output is its log file (`state/<service>/sandbox/repl
 kept after the replica stops); on a cloud the command says in one line where to read a VM's
 console (no adapter reads one yet). The reconciler's log is the tick log
 (`state/<service>/ticks.jsonl`, one JSON record per tick of `hedgeform run`). The sandbox's
-HAProxy runs as a daemon without syslog and writes no log file: `--lb` prints what its admin
-socket knows of each server instead (check status, requests, 2xx/5xx).
+HAProxy runs as a daemon without syslog and writes no log file: its log (each request, each
+server going up or down) is a ring buffer in its memory (the last 256 KiB), which `--lb` reads
+over the admin socket.
 
 `--tail N` prints the last N lines (read from the end of the file, never the whole of it);
 `--follow` then polls the file, starting over when it is truncated or replaced (rotation),
@@ -152,9 +153,8 @@ def logs(
 
     \b
     Sandbox: a replica's output is state/SERVICE/sandbox/replicas/REPLICA.log (kept after
-    it stops). The sandbox's HAProxy writes no log file (a daemon without syslog): --lb
-    prints each server's state from its admin socket (check status, requests, 2xx/5xx),
-    again every few seconds with --follow.
+    it stops). HAProxy keeps its log (each request; each server going up or down, and why)
+    in a ring buffer in its memory, the last 256 KiB: --lb reads it over the admin socket.
     Clouds: one line saying where to read the VM's console (AWS get-console-output, GCP
     serial port output, Azure boot diagnostics); no API is called.
     """
@@ -165,7 +165,7 @@ def logs(
         if isinstance(rec.cloud, SandboxCloud):
             sandbox = rec.paths.sandbox_dir
             if lb:
-                _lb_view(sandbox, follow_)
+                _lb_view(sandbox, tail, follow_)
                 return
             if replica is not None:
                 known = known_replicas(sandbox)
@@ -217,23 +217,35 @@ def _print_file(path: Path, tail: int, follow_: bool) -> None:
             return
 
 
-def _lb_view(sandbox: Path, follow_: bool) -> None:
+def new_lines(before: list[str], now: list[str]) -> list[str]:
+    """The lines of `now` after those already seen in `before` (a ring buffer's two reads:
+    the old part may have rotated out); all of `now` when they share nothing."""
+    if not before:
+        return now
+    for start in range(len(now), 0, -1):  # the longest suffix of `before` `now` starts with
+        if now[:start] == before[-start:]:
+            return now[start:]
+    return now
+
+
+def _lb_view(sandbox: Path, tail: int, follow_: bool) -> None:
+    """HAProxy's log from its ring buffer: the last `tail` lines, then, with `follow_`, new
+    ones every POLL_S seconds until Ctrl-C."""
     balancer = HAProxyLB(sandbox)
-    while True:
-        try:
-            if not balancer.is_running():
-                click.echo("the load balancer is not running")
-            else:
-                for s in balancer.server_stats().values():
-                    click.echo(
-                        f"{time.strftime('%H:%M:%S')} {s.name} {s.status} requests {s.req_tot} "
-                        f"2xx {s.hrsp_2xx} 5xx {s.hrsp_5xx} sessions {s.sessions_current}"
-                    )
-        except SandboxError as exc:
-            click.echo(f"the load balancer did not answer: {exc}")
-        if not follow_:
-            return
-        try:
-            time.sleep(2.0)
-        except KeyboardInterrupt:
-            return
+    if not balancer.is_running():
+        raise InputError("the load balancer is not running: it keeps its log in memory only")
+    seen = balancer.log_lines()
+    for line in seen[-tail:] if tail else []:
+        click.echo(line)
+    try:
+        while follow_:
+            time.sleep(POLL_S)
+            try:
+                now = balancer.log_lines()
+            except SandboxError:  # restarted meanwhile: its new log when it answers again
+                now = []
+            for line in new_lines(seen, now):
+                click.echo(line)
+            seen = now
+    except KeyboardInterrupt:
+        return

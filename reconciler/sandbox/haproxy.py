@@ -6,7 +6,8 @@ reload): servers are added with `add server` and removed by drain -> maint -> sh
 is also kept in `<state_dir>/haproxy/lb.json` and re-applied by `ensure_running()`.
 
 Files: `<state_dir>/haproxy.sock` (admin socket), `<state_dir>/haproxy/{haproxy.cfg,haproxy.pid,
-lb.json}`.
+lb.json}`. Its log (requests, servers going up and down) is a ring buffer in its memory, read
+over the admin socket (`log_lines`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ CHECK_ARGS = f"check inter {int(CHECK_INTER_S * 1000)} fall 2 rise 1"
 JOIN_WAIT_MAX_S = 10.0
 DRAIN_WAIT_S = 10.0
 MAX_WEIGHT = 256  # HAProxy's largest server weight
+# HAProxy's log: a ring buffer in its memory (the newest LOG_RING_BYTES of it), read over the
+# admin socket. A file would need a syslog daemon the sandbox does not run.
+LOG_RING = "requests"
+LOG_RING_BYTES = 262_144
 # A path HAProxy's config can hold as one unquoted word: no space, quote, '#' (a comment),
 # '$' (variable expansion) or backslash.
 CHECK_PATH = re.compile(r"/[A-Za-z0-9._~/?=&%:@!()*+,;-]*")
@@ -114,9 +119,19 @@ global
     maxconn 4096
     stats socket {socket_path} mode 600 level admin
     stats timeout 30s
+    log ring@{LOG_RING} local0
+
+# The request and health-check log, in memory (HAProxy runs as a daemon without syslog):
+# `show events {LOG_RING}` on the admin socket, `hedgeform logs SERVICE --lb`.
+ring {LOG_RING}
+    format rfc3164
+    maxlen 1200
+    size {LOG_RING_BYTES}
 
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 2s
     timeout client 60s
     timeout server 60s
@@ -490,6 +505,19 @@ class HAProxyLB:
             if row.get("be_name") == BACKEND:
                 out[row["srv_name"]] = (row["srv_addr"], _int(row.get("srv_port")))
         return out
+
+    def log_lines(self) -> list[str]:
+        """HAProxy's log (requests, servers going up and down), oldest first, from its ring
+        buffer (`render_config`). SandboxError when it runs without one (started by an older
+        Hedgeform: `hedgeform sandbox lb down`, then the next apply starts it again)."""
+        reply = self.command(f"show events {LOG_RING}")
+        lines = [ln for ln in reply.splitlines() if ln.strip()]
+        if lines and not lines[0].startswith("<"):
+            raise SandboxError(
+                f"this HAProxy keeps no log ({lines[0].strip()[:120]}): it was started before "
+                "Hedgeform configured one; restart it (`hedgeform sandbox lb down`, then apply)"
+            )
+        return lines
 
     def stats(self) -> list[dict[str, str]]:
         """`show stat` rows (frontend, backend, servers) as dicts keyed by HAProxy's CSV names."""

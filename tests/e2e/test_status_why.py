@@ -120,3 +120,7 @@ def test_status_names_the_preemption_the_failed_probe_and_the_fallback(root: Pat
     assert listed.startswith(f"{SERVICE}  v1  ready "), listed
     replica_log = hedgeform(root, env, "logs", SERVICE, gone, "--tail", "5")
     assert replica_log.strip(), "the preempted replica's output stays readable"
+    lb_log = hedgeform(root, env, "logs", SERVICE, "--lb", "--tail", "1000").splitlines()
+    assert any(f"Server replicas/{hung} is DOWN" in ln for ln in lb_log), lb_log
+    ticks = hedgeform(root, env, "logs", SERVICE, "--tail", "2").splitlines()
+    assert len(ticks) == 2 and json.loads(ticks[-1])["message"] == "loop stopped"

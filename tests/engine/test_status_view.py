@@ -362,3 +362,13 @@ def test_the_price_now_is_unknown_when_one_live_replica_has_no_price() -> None:
     assert _total_price(prices) == 4.0 and money(4.0) == "$4.00/h"
     assert _total_price([*prices, _replica_price(spot_a, offers)]) is None
     assert money(None) == "?"
+
+
+def test_following_a_ring_buffer_prints_only_the_lines_it_had_not_shown() -> None:
+    from reconciler.engine.logs_cmd import new_lines
+
+    assert new_lines([], ["a", "b"]) == ["a", "b"]
+    assert new_lines(["a", "b"], ["a", "b", "c"]) == ["c"]
+    assert new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]  # "a" rotated out
+    assert new_lines(["a", "b"], ["a", "b"]) == []
+    assert new_lines(["a", "b"], ["x", "y"]) == ["x", "y"]  # a restarted HAProxy: all new

@@ -147,6 +147,23 @@ def test_requests_through_haproxy_reach_replicas_and_show_in_stats(
 
 
 @requires_haproxy
+def test_its_log_holds_each_request_and_each_server_going_down(
+    state_dir: Path, lb: HAProxyLB
+) -> None:
+    servers = _launch(state_dir, "r1")
+    lb.set_members(servers)
+    assert lb.wait_until_up(["r1"])
+    assert _post(lb).status_code == 200
+    replicas.stop(state_dir, "r1")
+    deadline = time.monotonic() + 5
+    while lb.server_stats()["r1"].up and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = lb.log_lines()
+    assert any("replicas/r1" in ln and '"POST /v1/completions' in ln for ln in lines), lines
+    assert any("Server replicas/r1 is DOWN" in ln for ln in lines), lines
+
+
+@requires_haproxy
 def test_a_replica_in_its_cold_start_gets_no_traffic(state_dir: Path, lb: HAProxyLB) -> None:
     warm = _launch(state_dir, "warm")
     cold = _launch(state_dir, "cold", cold_start=30)
