@@ -26,9 +26,11 @@ from typing import Any
 from reconciler import readiness
 from reconciler.backends.sandbox import SandboxCloud
 from reconciler.engine.reconcile import Reconciler
+from reconciler.errors import SandboxError
 from reconciler.policy import Market, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.rollout import current_version
 from reconciler.sandbox import replicas as sandbox_replicas
+from reconciler.spec.fingerprint import spec_for_part
 from reconciler.stacks import in_pools
 
 TAIL_BYTES = 2 * 1024 * 1024  # the last 2 MiB of ticks.jsonl: thousands of ticks
@@ -344,25 +346,31 @@ def _total_price(prices: Sequence[float | None]) -> float | None:
     return None if any(p is None for p in prices) else float(sum(p or 0.0 for p in prices))
 
 
-def _probes(rec: Reconciler, ids: Sequence[str]) -> dict[str, readiness.ProbeResult]:
-    """The readiness probe of each live sandbox replica, sent now, in parallel (a hung one
-    takes the probe's timeout). Clouds: {} (their replicas are probed by the cloud's load
-    balancer; `status` shows "-")."""
+def _probes(
+    rec: Reconciler, ids: Sequence[str], version_specs: Mapping[int, Mapping[str, Any]]
+) -> dict[str, readiness.ProbeResult]:
+    """The readiness probe of each live sandbox replica, sent now as its own version asks
+    (`version_specs`, as the sandbox backend probes), in parallel (a hung one takes the
+    probe's timeout). Clouds: {} (the cloud's load balancer probes; `status` shows "-")."""
     if not isinstance(rec.cloud, SandboxCloud) or not ids:
         return {}
     sandbox = rec.paths.sandbox_dir
-    request = readiness.spec_probe_request(rec.spec, os.environ)
-    urls: dict[str, str] = {}
+    default = readiness.spec_probe_request(rec.spec, os.environ)
+    requests = {
+        runs: readiness.spec_probe_request(spec_for_part(rec.spec, part), os.environ)
+        for runs, part in version_specs.items()
+    }
+    targets: dict[str, tuple[str, readiness.ProbeRequest]] = {}
     for rid in ids:
         try:
             record = sandbox_replicas.get(sandbox, rid)
-        except Exception:  # an unreadable record: no probe, "-"
+        except SandboxError:  # an unreadable record: no probe, "-"
             continue
         if record is not None and record.port and sandbox_replicas.is_alive(record):
-            urls[rid] = record.url
+            targets[rid] = (record.url, requests.get(record.version, default))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = pool.map(lambda u: readiness.probe(u, request), urls.values())
-        return dict(zip(urls, results, strict=True))
+        results = pool.map(lambda t: readiness.probe(*t), targets.values())
+        return dict(zip(targets, results, strict=True))
 
 
 def _accelerator(rec: Reconciler, offer: ZoneOffer | None) -> str:
@@ -395,7 +403,7 @@ def collect(
         if event.replica:
             latest[event.replica] = event
     ordered = sorted(observed.replicas, key=lambda r: r.id)
-    probes = _probes(rec, [r.id for r in ordered if r.alive])
+    probes = _probes(rec, [r.id for r in ordered if r.alive], record.version_specs)
     rows: list[ReplicaRow] = []
     for r in ordered:
         state = memory.failed.get(r.id, r.state.value)  # the policy's verdict, if any

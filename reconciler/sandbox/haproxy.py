@@ -515,7 +515,8 @@ class HAProxyLB:
         if lines and not lines[0].startswith("<"):
             raise SandboxError(
                 f"this HAProxy keeps no log ({lines[0].strip()[:120]}): it was started before "
-                "Hedgeform configured one; restart it (`hedgeform sandbox lb down`, then apply)"
+                f"Hedgeform configured one; restart it (`hedgeform sandbox lb down --state-dir "
+                f"{self.state_dir}`, then apply)"
             )
         return lines
 
