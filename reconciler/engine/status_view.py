@@ -324,9 +324,10 @@ def availability(
     return good / total if total else None
 
 
-# reconciler/cost.py will replace this: it prices replicas from the cloud catalogs and the
-# spot price history; here, the offer's price the policy was given is all there is.
 def _replica_price(replica: Replica, offers: Mapping[str, ZoneOffer]) -> float | None:
+    """The price the policy was given for the replica's pool and market (None: no offer
+    prices it). With reconciler/cost.py's billing rule (a replica bills while alive) the
+    total is `hedgeform cost`'s; `hedgeform cost` also shows each price's source and date."""
     offer = offers.get(replica.zone)
     if offer is None:
         return None
