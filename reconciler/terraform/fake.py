@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ApplyError, CancelledError, InitError, PlanError, TerraformError
-from reconciler.terraform.runner import PlanResult
+from reconciler.terraform.runner import PlanResult, drifted
 
 _DEFAULT_ERRORS: dict[str, type[TerraformError]] = {
     "init": InitError,
     "plan": PlanError,
+    "plan -refresh-only": PlanError,
     "apply": ApplyError,
     "destroy": ApplyError,
 }
@@ -32,6 +33,8 @@ class FakeTerraformRunner:
     plan_json: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     resources: list[str] = field(default_factory=list)
+    refresh_json: dict[str, Any] = field(default_factory=dict)
+    """What `plan_refresh_only` shows (put drift under `resource_drift`)."""
     pulled: bytes = b""
     """What `state_pull` returns (the state a remote backend holds). When it is a JSON
     state, each apply and destroy bumps its `serial`, as Terraform does."""
@@ -72,6 +75,13 @@ class FakeTerraformRunner:
             self._written[path.read_bytes()] = path
         self._plans[path] = var_file
         return PlanResult(self.changed, path, dict(self.plan_json))
+
+    def plan_refresh_only(self, var_file: Path | None = None) -> PlanResult:
+        """A refresh-only plan: `refresh_json`, changed when it holds drift; nothing saved
+        (its plan path cannot be applied)."""
+        self._call("plan -refresh-only", var_file)
+        path = Path(f"/fake/{self.stack}/refresh-{len(self.calls)}.tfplan")
+        return PlanResult(bool(drifted(self.refresh_json)), path, dict(self.refresh_json))
 
     def apply_saved_plan(self, plan_path: Path) -> None:
         self._call("apply", plan_path)

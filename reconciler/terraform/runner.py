@@ -62,6 +62,7 @@ from reconciler.terraform.process import Completed, GroupProcess
 
 ROOT_CONFIG = "main.tf.json"
 PLAN_FILE = "hedgeform.tfplan"
+REFRESH_PLAN_FILE = "hedgeform-refresh.tfplan"  # `plan_refresh_only`'s: never applied
 DEFAULT_VARS = "terraform.tfvars.json"
 MODULE_NAME = "stack"
 _LOCK_FILE = ".hedgeform.lock"
@@ -87,6 +88,8 @@ class TerraformRunner(Protocol):
     def plan(self, var_file: Path | None = None, *, destroy: bool = False) -> PlanResult: ...
 
     def apply_saved_plan(self, plan_path: Path) -> None: ...
+
+    def plan_refresh_only(self, var_file: Path | None = None) -> PlanResult: ...
 
     def output(self) -> dict[str, Any]: ...
 
@@ -183,6 +186,29 @@ class CliTerraformRunner:
         if shown.returncode != 0:
             raise self._error(PlanError, "show", shown)
         return PlanResult(result.returncode == 2, plan_path, json.loads(shown.stdout))
+
+    def plan_refresh_only(self, var_file: Path | None = None) -> PlanResult:
+        """`plan -refresh-only` and its `show -json`, for `hedgeform drift`: what changed
+        outside Terraform is in the JSON's `resource_drift` (Terraform >= 0.15.4). Its saved
+        plan is deleted at once: it is read, never applied. `changed`: `resource_drift`
+        holds a change (Terraform 1.0.3 exits 2 under `-detailed-exitcode` for any
+        refresh-only plan, drift or not, so the exit code says nothing here)."""
+        var_file = self._var_file(var_file)
+        self._prepare(var_file)
+        plan_path = self.stack_dir / REFRESH_PLAN_FILE
+        plan_path.unlink(missing_ok=True)
+        argv = self._argv.plan(out=str(plan_path), refresh_only=IsFlagged, **self._common(var_file))
+        try:
+            result = self._run("plan -refresh-only", argv)
+            if result.returncode not in (0, 2):
+                raise self._error(PlanError, "plan -refresh-only", result)
+            shown = self._run("show", self._argv.cmd("show", str(plan_path), json=IsFlagged))
+            if shown.returncode != 0:
+                raise self._error(PlanError, "show", shown)
+        finally:
+            plan_path.unlink(missing_ok=True)
+        data = json.loads(shown.stdout)
+        return PlanResult(bool(drifted(data)), plan_path, data)
 
     def apply_saved_plan(self, plan_path: Path) -> None:
         if not plan_path.is_file():  # else Terraform 1.0 would take it for a config directory
@@ -426,6 +452,16 @@ class CliTerraformRunner:
 
 _LOCK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _LOCK_FIELD = re.compile(r"^\s+(ID|Path|Operation|Who|Version|Created):\s*(.*?)\s*$")
+
+
+def drifted(plan_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `resource_drift` entries of a plan's `show -json` that change something (not
+    `no-op`): resources changed or deleted outside Terraform."""
+    return [
+        dict(rc)
+        for rc in plan_json.get("resource_drift") or []
+        if (rc.get("change") or {}).get("actions", ["no-op"]) != ["no-op"]
+    ]
 
 
 def lock_info(output: str) -> dict[str, str]:

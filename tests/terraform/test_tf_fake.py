@@ -8,7 +8,7 @@ import pytest
 
 from reconciler.errors import ApplyError, CancelledError, LockError, PlanError
 from reconciler.terraform.fake import FakeTerraformRunner
-from reconciler.terraform.runner import TerraformRunner
+from reconciler.terraform.runner import TerraformRunner, drifted
 
 
 def test_fake_records_calls_and_converges() -> None:
@@ -63,3 +63,21 @@ def test_fake_cancel_stops_the_next_command() -> None:
     with pytest.raises(CancelledError):
         fake.plan()
     fake.plan()
+
+
+def test_fake_refresh_only_plan_reports_its_scripted_drift() -> None:
+    runner = FakeTerraformRunner(name="s")
+    assert runner.plan_refresh_only().changed is False
+    runner.refresh_json = {
+        "resource_drift": [
+            {"address": "a", "change": {"actions": ["no-op"]}},
+            {"address": "b", "change": {"actions": ["delete"]}},
+        ]
+    }
+    result = runner.plan_refresh_only()
+    assert result.changed is True
+    assert drifted(result.json) == [{"address": "b", "change": {"actions": ["delete"]}}]
+    assert runner.commands() == ["plan -refresh-only", "plan -refresh-only"]
+    runner.fail("plan -refresh-only")
+    with pytest.raises(PlanError):
+        runner.plan_refresh_only()

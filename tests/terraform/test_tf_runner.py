@@ -20,7 +20,7 @@ from reconciler.errors import (
 )
 from reconciler.terraform.backend import parse_state_backend
 from reconciler.terraform.process import group_members
-from reconciler.terraform.runner import CliTerraformRunner
+from reconciler.terraform.runner import CliTerraformRunner, drifted
 from tests.terraform.conftest import FIXTURES, RunnerFactory, write_vars
 
 ADDRESS = "module.stack.null_resource.this"
@@ -359,3 +359,32 @@ def test_only_writing_state_ties_a_stack_to_its_backend(make_runner: RunnerFacto
     assert not (runner.stack_dir / _BACKEND_STAMP).exists()
     runner.apply_saved_plan(result.plan_path)
     assert (runner.stack_dir / _BACKEND_STAMP).is_file()
+
+
+def test_refresh_only_plan_reads_drift_and_never_plans_the_configuration(
+    make_runner: RunnerFactory,
+) -> None:
+    """`hedgeform drift`'s plan: `-refresh-only`, so a changed configuration proposes no
+    replacement (a plain plan would: see above); its plan file is gone afterwards and the
+    state is untouched. The null provider has nothing to refresh, so no drift is found."""
+    runner = make_runner()
+    write_vars(runner, value="a")
+    runner.apply_saved_plan(runner.plan().plan_path)
+    state = (runner.stack_dir / "terraform.tfstate").read_bytes()
+
+    write_vars(runner, value="b")  # a plain plan now replaces null_resource.this
+    refresh = runner.plan_refresh_only()
+    assert refresh.changed is False
+    assert not refresh.plan_path.exists()  # read, never applied
+    assert not [a for a in actions(refresh.json) if a != ["no-op"]]
+    assert drifted(refresh.json) == []
+    assert "format_version" in refresh.json  # `show -json` ran even with nothing changed
+    assert (runner.stack_dir / "terraform.tfstate").read_bytes() == state
+    assert actions(runner.plan().json) == [["delete", "create"]]
+
+
+def test_refresh_only_plan_errors_name_the_command(make_runner: RunnerFactory) -> None:
+    runner = make_runner("bad_reference")
+    write_vars(runner, value="a")
+    with pytest.raises(PlanError, match=r"stack local-1: plan -refresh-only failed"):
+        runner.plan_refresh_only()
