@@ -70,6 +70,7 @@ COMMANDS = {
     "status": "reconciler.engine.commands:status",
     "logs": "reconciler.engine.logs_cmd:logs",
     "destroy": "reconciler.engine.commands:destroy",
+    "drift": "reconciler.engine.drift:drift",
     "run": "reconciler.engine.commands:run",
     "install-timer": "reconciler.ops.timers:install_timer",
     "soak": "reconciler.ops.soak:soak",

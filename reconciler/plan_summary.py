@@ -426,16 +426,21 @@ def _redacted(plan: Mapping[str, Any]) -> dict[str, Any]:
     for rc in plan.get("resource_changes", []):
         change = dict(rc.get("change", {}))
         for side, mask in (("before", "before_sensitive"), ("after", "after_sensitive")):
-            change[side] = _mask(change.get(side), change.get(mask))
+            change[side] = mask_sensitive(change.get(side), change.get(mask))
         changes.append({**rc, "change": change})
     return {"format_version": plan.get("format_version"), "resource_changes": changes}
 
 
-def _mask(value: Any, sensitive: Any) -> Any:
+def mask_sensitive(value: Any, sensitive: Any) -> Any:
+    """`value` with every part Terraform's `*_sensitive` mirror marks true replaced by
+    SENSITIVE_MARK (a plan's `before`/`after` and `before_sensitive`/`after_sensitive`)."""
     if sensitive is True:
         return SENSITIVE_MARK
     if isinstance(value, Mapping) and isinstance(sensitive, Mapping):
-        return {k: _mask(v, sensitive.get(k)) for k, v in value.items()}
+        return {k: mask_sensitive(v, sensitive.get(k)) for k, v in value.items()}
     if isinstance(value, list) and isinstance(sensitive, list):
-        return [_mask(v, sensitive[i] if i < len(sensitive) else None) for i, v in enumerate(value)]
+        return [
+            mask_sensitive(v, sensitive[i] if i < len(sensitive) else None)
+            for i, v in enumerate(value)
+        ]
     return value

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from reconciler.clouds.capacity import parse_apply_errors
 from reconciler.clouds.registry import CLOUDS
+from reconciler.drift_report import DriftedResource, UnknownInstance
 from reconciler.policy import FailureKind, Notice, Observation
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
@@ -132,8 +133,20 @@ class Layout:
     versions: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OutsideTerraform:
+    """What a backend sees changed outside Terraform that a refresh-only plan cannot
+    (`hedgeform drift`): per stack, resources whose real thing differs from the state (the
+    sandbox's null resources: Terraform has nothing to refresh there), instances tagged for
+    the service that no stack's state holds, and what could not be looked at (one line each)."""
+
+    changed: Mapping[str, tuple[DriftedResource, ...]] = field(default_factory=dict)
+    unknown: tuple[UnknownInstance, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
 class CloudBackend(Protocol):
-    """The cloud-specific half of a reconcile (see the module docstring): a few calls that
+    """The cloud-specific half of a reconcile (see the module docstring): calls that
     take and return data, with no state carried from one call to the next."""
 
     state_dir: Path  # the loop watches `<state_dir>/notices.jsonl` for early ticks
@@ -194,6 +207,11 @@ class CloudBackend(Protocol):
     def replica_traffic(self) -> Mapping[str, ReplicaTraffic] | None:
         """Per replica id in the load balancer, what it counted (cumulative); None where the
         load balancer is not running or its per-replica figures are not read (clouds)."""
+
+    def outside_terraform(self) -> OutsideTerraform:
+        """What changed outside Terraform that its refresh cannot see, and the instances
+        tagged for the service that no stack's state holds (`OutsideTerraform`). Reads only:
+        nothing is started, stopped or adopted. Errors: CredentialsError."""
         ...
 
 

@@ -28,6 +28,7 @@ from reconciler.backends.base import (
     Layout,
     Look,
     Observed,
+    OutsideTerraform,
     RenderedStack,
     ReplicaTraffic,
     Since,
@@ -52,7 +53,7 @@ from reconciler.clouds import (
     version_entry,
     zones_of,
 )
-from reconciler.clouds.apis import CloudApis
+from reconciler.clouds.apis import CloudApis, ListsInstances
 from reconciler.clouds.checks import check_cloud_settings
 from reconciler.clouds.prices import CatalogPriceSource, catalog_entry, entry_refs
 from reconciler.clouds.registry import CLOUDS, cloud_replicas
@@ -60,6 +61,7 @@ from reconciler.clouds.settings import (
     ProviderSettings,
 )
 from reconciler.cost import PLACEHOLDER, PricedOffer, PriceRef
+from reconciler.drift_report import UnknownInstance
 from reconciler.errors import AdapterError, CloudConfigError, CredentialsError
 from reconciler.files import write_atomic
 from reconciler.paths import ServicePaths, check_name
@@ -681,6 +683,41 @@ class ProviderCloud:
         """Never asked: `observe` reports no orphans and adopts none."""
         if replica_ids:
             raise NotImplementedError("cloud replicas are stopped by Terraform only")
+
+    def outside_terraform(self) -> OutsideTerraform:
+        """Instances tagged for the service that no stack's state holds, listed through each
+        cloud's adapter (clouds/apis.py ListsInstances: AWS by the `hedgeform:service` tag,
+        GCP by the `hedgeform-service` label; Azure is not listed, and says so in a note).
+        What changed of the resources Terraform holds is its own refresh's to say."""
+        known = {x for m in self.managed() for x in (m.instance_id, m.name) if x}
+        unknown: list[UnknownInstance] = []
+        notes: list[str] = []
+        for stack in self._region_stacks():
+            apis = self.apis[stack.cloud]
+            apis.check_credentials([stack.region])
+            if not isinstance(apis, ListsInstances):
+                notes.append(
+                    f"{stack.name}: instances tagged for the service are not listed on "
+                    f"{stack.cloud} (no adapter call for it yet)"
+                )
+                continue
+            try:
+                found = apis.tagged_instances(stack.region, self._zones_of(stack))
+            except CredentialsError:
+                raise
+            except AdapterError as exc:
+                notes.append(f"{stack.name}: instances tagged for the service not listed: {exc}")
+                continue
+            for inst in found:
+                if inst.id in known or inst.name in known:
+                    continue
+                note = "tagged for the service, but in no stack's Terraform state"
+                if inst.replica:
+                    note += f" (its replica tag: {inst.replica})"
+                unknown.append(
+                    UnknownInstance(stack.name, inst.id, inst.zone, inst.name, inst.state, note)
+                )
+        return OutsideTerraform({}, tuple(unknown), tuple(notes))
 
     def endpoint(self) -> str:
         """The service's URL: the front's DNS name (https:// when every region's load

@@ -3,9 +3,10 @@
 Modelled on Karpenter's fake cloud provider: every call is recorded in `calls` (method names,
 in order), `fail_next(method, error)` makes the next call of a method raise, and the world is
 scripted: `states` (replica id -> ReplicaState; READY when unset), `notices_queue`, `qps`,
-`members` (the load balancer's members), `orphan_ids`. The replicas it reports are those
-Terraform manages (`managed()` reads nothing by default: set `managed_replicas`). `calls`
-names each `observe` with its look (`observe:apply`).
+`members` (the load balancer's members), `orphan_ids`, `outside` (what `hedgeform drift`
+sees). The replicas it reports are those Terraform manages (`managed()` reads nothing by
+default: set `managed_replicas`). `calls` names each `observe` with its look
+(`observe:apply`).
 
 It renders the sandbox's module (terraform/modules/local, template local.tfvars.json.j2), so
 the engine's rendering, planning and applying run unchanged around it with Terraform faked
@@ -22,6 +23,7 @@ from reconciler.backends.base import (
     Layout,
     Look,
     Observed,
+    OutsideTerraform,
     RenderedStack,
     ReplicaTraffic,
     Since,
@@ -66,6 +68,7 @@ class FakeBackend:
     keepable: set[str] = field(default_factory=set)  # orphans it adopts instead of reporting
     stopped: list[str] = field(default_factory=list)
     traffic: dict[str, ReplicaTraffic] | None = None  # what replica_traffic returns
+    outside: OutsideTerraform = field(default_factory=OutsideTerraform)  # `outside_terraform`
     _errors: dict[str, BaseException] = field(default_factory=dict)
 
     def fail_next(self, method: str, error: BaseException) -> None:
@@ -209,3 +212,8 @@ class FakeBackend:
     def replica_traffic(self) -> Mapping[str, ReplicaTraffic] | None:
         self._call("replica_traffic")
         return self.traffic
+
+    def outside_terraform(self) -> OutsideTerraform:
+        """`outside`, as scripted."""
+        self._call("outside_terraform")
+        return self.outside

@@ -23,6 +23,7 @@ from reconciler.backends.base import (
     Layout,
     Look,
     Observed,
+    OutsideTerraform,
     RenderedStack,
     ReplicaTraffic,
     Since,
@@ -30,6 +31,7 @@ from reconciler.backends.base import (
     classify_apply_output,
 )
 from reconciler.clouds.catalog import accelerators_for_region, instance_for, list_price
+from reconciler.drift_report import AttributeChange, DriftedResource, UnknownInstance
 from reconciler.errors import CloudConfigError, SandboxError, TfStateError, TraceError
 from reconciler.paths import NAME_RE, ServicePaths
 from reconciler.policy import (
@@ -717,6 +719,75 @@ class SandboxCloud:
     def stop(self, replica_ids: Sequence[str]) -> None:
         for replica_id in replica_ids:
             replicas.stop(self.state_dir, replica_id)
+
+    def outside_terraform(self) -> OutsideTerraform:
+        """The sandbox's drift (CloudBackend.outside_terraform): its module holds only
+        null_resources, which Terraform cannot refresh, so the sandbox itself is compared
+        with the stacks' state. A replica in a region stack's state whose process is not
+        running was deleted outside Terraform (preempted, as the market's notices say, or
+        stopped or crashed); a front stack whose HAProxy is not running, or whose members
+        are not those Terraform set, changed outside it. Unknown instances are the orphans a
+        pass would adopt or stop (`orphans`, `adoptable`); here only reported."""
+        paths = self._paths()
+        managed = self.managed()
+        alive = {s.record.replica_id for s in replicas.list_replicas(self.state_dir) if s.alive}
+        preempted = set()
+        if notices_path(self.state_dir).exists():
+            preempted = {n.replica_id for n in self.notices(0)[0] if n.kind is NoticeKind.PREEMPTED}
+        changed: dict[str, list[DriftedResource]] = {}
+        for m in sorted(managed, key=lambda m: m.id):
+            if m.tainted or m.id in alive:
+                continue
+            why = (
+                "its replica process is gone: preempted by the spot market"
+                if m.id in preempted
+                else "its replica process is not running: stopped or crashed outside Terraform"
+            )
+            address = f'module.stack.null_resource.replica["{m.id}"]'
+            changed.setdefault(m.stack, []).append(DriftedResource(address, "delete", (), why))
+        changed.setdefault(FRONT, []).extend(self._front_drift(paths.stack_dir(FRONT)))
+        unknown = []
+        found = self.orphans({m.id for m in managed})
+        adopted = {m.id for m in self.adoptable(found)}
+        for replica_id in found:
+            try:
+                record = replicas.get(self.state_dir, replica_id)
+            except SandboxError:
+                record = None
+            zone = record.zone if record is not None else ""
+            stack = self.regions[zone][1] if zone in self.regions else ""
+            note = (
+                "running without Terraform state: the next apply takes it back into its stack"
+                if replica_id in adopted
+                else "running without Terraform state: the next apply stops it"
+            )
+            unknown.append(UnknownInstance(stack or "-", replica_id, zone, "", "running", note))
+        return OutsideTerraform(
+            {stack: tuple(found) for stack, found in changed.items() if found}, tuple(unknown)
+        )
+
+    def _front_drift(self, front_dir: Path) -> list[DriftedResource]:
+        """The front stack's load balancer and target group against the HAProxy running."""
+        held = {res.get("name") for res in state_resources(front_dir / STATE_FILE)}
+        if "load_balancer" not in held:
+            return []
+        if not self.lb.is_running():
+            return [
+                DriftedResource(
+                    "module.stack.null_resource.load_balancer[0]",
+                    "delete",
+                    (),
+                    "HAProxy is not running",
+                )
+            ]
+        applied, current = self.applied_members(), self.lb_members()
+        if applied is None or current is None or applied == current:
+            return []
+        change = AttributeChange("members", sorted(applied), sorted(current))
+        note = "HAProxy serves other members than Terraform set"
+        return [
+            DriftedResource("module.stack.null_resource.target_group[0]", "update", (change,), note)
+        ]
 
     def orphans(self, managed_ids: set[str]) -> list[str]:
         """Replica processes running without Terraform knowing (a crash between launch and

@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import requests
 
@@ -104,6 +104,31 @@ class CloudApis(Protocol):
 
     def use_endpoint(self, url: str) -> None:
         """Send later calls to `url` (moto, an HTTP fake) instead of the cloud's own APIs."""
+        ...
+
+
+@dataclass(frozen=True)
+class TaggedInstance:
+    """An instance the cloud lists as tagged (labelled) for the service, whatever Terraform
+    holds: its id, its name (GCP, Azure; AWS: the id), zone, the cloud's state of it, and
+    the replica id its tags name ("" when none)."""
+
+    id: str
+    name: str
+    zone: str
+    state: str
+    replica: str = ""
+
+
+@runtime_checkable
+class ListsInstances(Protocol):
+    """A cloud whose adapter can list every instance tagged for the service (`hedgeform
+    drift`'s unknown instances): AWS (the `hedgeform:service` tag), GCP (the
+    `hedgeform-service` label)."""
+
+    def tagged_instances(self, region: str, zones: Sequence[str]) -> list[TaggedInstance]:
+        """Every instance of `region` (GCP: in `zones`) tagged for the service that has not
+        ended (AWS: not shutting-down or terminated)."""
         ...
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.clouds.apis import Peek, View, gone_state, refs
+from reconciler.clouds.apis import Peek, TaggedInstance, View, gone_state, refs
 from reconciler.clouds.aws import signals as aws
 from reconciler.clouds.aws.naming import aws_lb_name
 from reconciler.errors import CloudConfigError, NotProvisionedError
@@ -143,6 +143,24 @@ class AwsApis:
             ec2 = self.client("ec2", region)
             self._prices[key] = aws.AwsSpotPriceSource(instance_type, region, ec2=ec2)
         return self._prices[key].spot_prices(zones)
+
+    def tagged_instances(self, region: str, zones: Sequence[str]) -> list[TaggedInstance]:
+        """Every instance of `region` tagged for the service (`hedgeform:service`) that has
+        not ended: `describe_instances` by tag (clouds/apis.py ListsInstances)."""
+        out = []
+        for instance in aws.tagged_instances(self.client("ec2", region), self.service):
+            tags = {str(t.get("Key")): str(t.get("Value")) for t in instance.get("Tags") or []}
+            iid = str(instance["InstanceId"])
+            out.append(
+                TaggedInstance(
+                    iid,
+                    iid,
+                    str((instance.get("Placement") or {}).get("AvailabilityZone", "")),
+                    str((instance.get("State") or {}).get("Name", "")),
+                    tags.get(aws.REPLICA_TAG, ""),
+                )
+            )
+        return out
 
     def target_health(self, region: str, target_group_arn: str) -> dict[str, str]:
         """instance id -> TargetHealth.State of the registered targets."""

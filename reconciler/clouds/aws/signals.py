@@ -169,6 +169,34 @@ def describe_instances(ec2: Any, instance_ids: Iterable[str]) -> dict[str, dict[
     return found
 
 
+ENDED_STATES = ("shutting-down", "terminated")  # what `tagged_instances` leaves out
+
+
+def tagged_instances(ec2: Any, service: str) -> list[dict[str, Any]]:
+    """Every instance tagged `hedgeform:service=<service>` that has not ended (stopped ones
+    included: they still exist and keep their disks), sorted by id."""
+    live = ["pending", "running", "stopping", "stopped"]
+    filters = [
+        {"Name": f"tag:{SERVICE_TAG}", "Values": [service]},
+        {"Name": "instance-state-name", "Values": live},
+    ]
+    found: dict[str, dict[str, Any]] = {}
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Filters": filters}
+        if token:
+            kwargs["NextToken"] = token
+        page = call(ec2, "describe_instances", **kwargs)
+        for reservation in page.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                state = str((instance.get("State") or {}).get("Name", ""))
+                if state not in ENDED_STATES:  # an emulator may ignore the state filter
+                    found[str(instance["InstanceId"])] = instance
+        token = page.get("NextToken")
+        if not token:
+            return [found[i] for i in sorted(found)]
+
+
 class _Owner:
     """Maps an instance to its replica: the reconciler's mapping first, else the tags."""
 

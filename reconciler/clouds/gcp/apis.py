@@ -11,6 +11,7 @@ import requests
 from reconciler.clouds.apis import (
     Peek,
     RestApis,
+    TaggedInstance,
     View,
     catalog_prices,
     check_names,
@@ -132,6 +133,32 @@ class GcpApis(RestApis):
             rate = metrics.request_rate(now)
         prices, dated = peek_catalog_prices("gcp", instance_type, region, zones)
         return Peek(notices, rate, prices, notes + dated)
+
+    def tagged_instances(self, region: str, zones: Sequence[str]) -> list[TaggedInstance]:
+        """Every instance of `zones` labelled `hedgeform-service=<service>` (Compute Engine
+        `instances.list` with a label filter; clouds/apis.py ListsInstances)."""
+        out: list[TaggedInstance] = []
+        for zone in sorted(zones):
+            url = self._api.url(f"projects/{self.project}/zones/{zone}/instances")
+            params = {"filter": f"labels.hedgeform-service={self.spec.name}"}
+            while True:
+                page = self._api.get_json(url, params)
+                for item in page.get("items") or []:
+                    labels = item.get("labels") or {}
+                    out.append(
+                        TaggedInstance(
+                            str(item.get("id", "")),
+                            str(item.get("name", "")),
+                            zone,
+                            str(item.get("status", "")),
+                            str(labels.get("hedgeform-replica", "")),
+                        )
+                    )
+                token = page.get("nextPageToken")
+                if not token:
+                    break
+                params = {**params, "pageToken": str(token)}
+        return sorted(out, key=lambda i: (i.zone, i.name))
 
     def instance(self, replica: ManagedReplica) -> dict[str, Any] | None:
         url = self._api.url(
