@@ -838,6 +838,14 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     help="With a remote state: seconds a leader's lease lasts unrenewed (it renews every "
     "third of it); a standby loop on another host takes over that long after the leader died.",
 )
+@click.option(
+    "--drift-every",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Check drift (as `hedgeform drift`) after every Nth tick this loop acts in; a drift "
+    "found is a warning line in the tick log and counted in hedgeform_drift_found. 0: never.",
+)
 @replace_all_opt
 @mode_opt
 @max_surge_opt
@@ -852,6 +860,7 @@ def run(
     max_ticks: int | None,
     wait_lock: bool,
     lease_s: float,
+    drift_every: int,
     replace_all: bool,
     update_mode: str,
     max_surge: int | None,
@@ -868,6 +877,11 @@ def run(
 
     The service file is read again at each tick: a change rolls out as --mode says (rolling
     by default); a file that no longer loads is reported and the last good one kept.
+
+    With --drift-every N, every Nth tick it acts in also checks drift after its pass (a
+    refresh-only plan per stack, as `hedgeform drift`): a drift found is logged as one
+    warning line and counted (hedgeform_drift_found); nothing more is done about it than
+    the passes do anyway.
     """
     import functools
     import threading
@@ -928,7 +942,7 @@ def run(
             lease = lease_for(rec.state_backend, service, duration_s=lease_s)
             loop = ReconcileLoop(
                 rec,
-                LoopSettings(interval_s=interval),
+                LoopSettings(interval_s=interval, drift_every=drift_every),
                 logger,
                 metrics,
                 metrics_textfile,

@@ -28,6 +28,7 @@ from typing import IO
 
 import schedule
 
+from reconciler.engine.drift import check_drift
 from reconciler.engine.lease import STANDBY_RETRY_S, Lease, LeaseKeeper, lease_for
 from reconciler.engine.observability import LoopMetrics, tick_record
 from reconciler.engine.reconcile import PassResult, Reconciler, service_lock
@@ -45,6 +46,10 @@ class LoopSettings:
     interval_s: float = 30.0
     max_backoff_s: float = 300.0
     poll_s: float = 0.25
+    # Check drift (engine/drift.py) after every Nth tick this loop acts in (the Nth, 2Nth,
+    # ...; standby and skipped ticks do not count); 0: never. Report only: no fix beyond
+    # what the passes do anyway.
+    drift_every: int = 0
 
 
 @contextlib.contextmanager
@@ -190,6 +195,7 @@ class ReconcileLoop:
         self.ticks = 0
         self._due = True  # the first tick runs at once
         self._starting: set[str] = set()  # replicas that were starting at the last look
+        self._acting = 0  # ticks this loop acted in (held the lease): for drift_every
         self._next_look = 0.0
         self.serving = ServingChecker(rec, rec.spec)  # backs hedgeform_endpoint_serving
         self._notices = rec.cloud.state_dir / "notices.jsonl"
@@ -314,6 +320,7 @@ class ReconcileLoop:
                 return self.settings.interval_s
             with service_lock(self.rec.paths):
                 result = self.rec.run_pass(apply=True)
+                self._check_drift()
         except BusyError as exc:
             self.logger.info("tick skipped", extra={"tick": self.ticks, "reason": str(exc)})
             return self.settings.interval_s
@@ -339,6 +346,36 @@ class ReconcileLoop:
             return self._failed("; ".join(str(o.error) for o in result.failed), None)
         self.failures = 0
         return self.settings.interval_s
+
+    def _check_drift(self) -> None:
+        """Every `drift_every`th acting tick, after its pass (the service lock still held):
+        a drift found is one warning line and the drift metrics; a check that fails is a
+        warning too, never a failed tick."""
+        every = self.settings.drift_every
+        if not every:
+            return
+        self._acting += 1
+        if self._acting % every:
+            return
+        try:
+            report = check_drift(self.rec)
+        except Exception as exc:  # the pass itself went fine: the tick does not fail
+            self.logger.warning(
+                "drift check failed",
+                extra={"tick": self.ticks, "error": str(exc) or type(exc).__name__},
+            )
+            return
+        unknown = len(report.unknown_instances)
+        if self.metrics:
+            self.metrics.observe_drift(report.changed_count, unknown)
+        extra: dict[str, object] = {"tick": self.ticks}
+        if report.errors:
+            self.logger.warning(
+                "drift check incomplete", extra={**extra, "errors": "; ".join(report.errors)}
+            )
+        if report.drift:
+            extra.update(changed=report.changed_count, unknown_instances=unknown)
+            self.logger.warning(report.one_line(), extra=extra)
 
     def _failed(self, message: str, trace: str | None) -> float:
         self.failures += 1

@@ -291,6 +291,32 @@ class LoopMetrics:
         """Read per-replica serving figures from `source` at each scrape."""
         self.traffic.source = source
 
+        self.drift_checks = PromCounter(
+            "hedgeform_drift_checks", "Drift checks the loop ran (run --drift-every)", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self.drift_found = PromCounter(
+            "hedgeform_drift_found",
+            "Drift checks that found resources changed outside Terraform or unknown instances",
+            labels,
+            registry=self.registry,
+        )
+        self.drift_items = Gauge(
+            "hedgeform_drift_items",
+            "Resources changed outside Terraform plus unknown instances at the last drift check",
+            labels,
+            registry=self.registry,
+        )
+
+    def observe_drift(self, changed: int, unknown: int) -> None:
+        """One drift check's outcome (engine/drift.py): counts of changed resources and
+        unknown instances."""
+        s = self.service
+        self.drift_checks.labels(s).inc()
+        if changed or unknown:
+            self.drift_found.labels(s).inc()
+        self.drift_items.labels(s).set(changed + unknown)
+
     def observe(self, result: PassResult, check: ServingCheck | None = None) -> None:
         s, observed, signals = self.service, result.observed, result.signals
         self.target.labels(s).set(result.decision.target)
