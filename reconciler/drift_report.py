@@ -114,14 +114,16 @@ def resource_drift(plan_json: Mapping[str, Any]) -> list[DriftedResource]:
         actions = [str(a) for a in change.get("actions") or ["no-op"]]
         if actions == ["no-op"]:
             continue
-        before = mask_sensitive(change.get("before"), change.get("before_sensitive"))
-        after = mask_sensitive(change.get("after"), change.get("after_sensitive"))
+        raw_before, raw_after = change.get("before"), change.get("after")
+        before = mask_sensitive(raw_before, change.get("before_sensitive"))
+        after = mask_sensitive(raw_after, change.get("after_sensitive"))
         attributes: tuple[AttributeChange, ...] = ()
-        if isinstance(before, Mapping) and isinstance(after, Mapping):
+        if isinstance(raw_before, Mapping) and isinstance(raw_after, Mapping):
+            # Compared unmasked (a changed secret is named), shown masked.
             attributes = tuple(
-                AttributeChange(name, before.get(name), after.get(name))
-                for name in sorted(set(before) | set(after))
-                if before.get(name) != after.get(name)
+                AttributeChange(name, _part(before, name), _part(after, name))
+                for name in sorted(set(raw_before) | set(raw_after))
+                if raw_before.get(name) != raw_after.get(name)
             )
         out.append(DriftedResource(str(rc.get("address", "?")), "-".join(actions), attributes))
     return sorted(out, key=lambda r: r.address)
@@ -226,6 +228,11 @@ def to_markdown(report: DriftReport) -> str:
         out += [f"- {note}" for note in sorted(report.notes)]
         out.append("")
     return "\n".join(out)
+
+
+def _part(value: Any, name: str) -> Any:
+    """Attribute `name` of a masked object; the mark itself when the whole is sensitive."""
+    return value.get(name) if isinstance(value, Mapping) else value
 
 
 def _sorted_unknown(unknown: Sequence[UnknownInstance]) -> list[UnknownInstance]:
