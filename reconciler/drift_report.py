@@ -140,7 +140,7 @@ def merged(*groups: Sequence[DriftedResource]) -> tuple[DriftedResource, ...]:
 
 
 def to_json(report: DriftReport) -> dict[str, Any]:
-    """The `--json` object (docs/review.md documents every field)."""
+    """The `--json` object (docs/drift.md documents every field)."""
     return {
         "service": report.service,
         "drift": report.drift,

@@ -92,7 +92,7 @@ def drift(service: str, root: Path | None, as_json: bool, wait_lock: bool) -> No
     by the service's tag or label, on the sandbox replica processes Terraform does not know
     (which the next apply adopts or stops).
 
-    Markdown by default, grouped by stack; --json prints one object (docs/review.md).
+    Markdown by default, grouped by stack; --json prints one object (docs/drift.md).
 
     Exit codes, as `terraform plan -detailed-exitcode`: 0 no drift, 2 drift found, 1 an
     error (a stack could not be refreshed; the report still prints). A usage error also
