@@ -107,7 +107,8 @@ class DriftReport:
 def resource_drift(plan_json: Mapping[str, Any]) -> list[DriftedResource]:
     """The resources a refresh-only plan's `show -json` says changed outside Terraform,
     sorted by address: each `resource_drift` entry whose actions are not `no-op`, with the
-    top-level attributes that differ (none for a deleted one)."""
+    top-level attributes that differ (none for a deleted one). Null, `[]` and `{}` count as
+    the same value, and an update that differs in nothing else is no drift."""
     out: list[DriftedResource] = []
     for rc in plan_json.get("resource_drift") or []:
         change = rc.get("change") or {}
@@ -123,8 +124,10 @@ def resource_drift(plan_json: Mapping[str, Any]) -> list[DriftedResource]:
             attributes = tuple(
                 AttributeChange(name, _part(before, name), _part(after, name))
                 for name in sorted(set(raw_before) | set(raw_after))
-                if raw_before.get(name) != raw_after.get(name)
+                if _normal(raw_before.get(name)) != _normal(raw_after.get(name))
             )
+            if actions == ["update"] and not attributes:
+                continue  # only null <-> empty: the provider reading back, not a change
         out.append(DriftedResource(str(rc.get("address", "?")), "-".join(actions), attributes))
     return sorted(out, key=lambda r: r.address)
 
@@ -228,6 +231,18 @@ def to_markdown(report: DriftReport) -> str:
         out += [f"- {note}" for note in sorted(report.notes)]
         out.append("")
     return "\n".join(out)
+
+
+def _normal(value: Any) -> Any:
+    """`value` with null, empty lists and empty objects made one (None), at every depth:
+    providers read back `[]` where the state they wrote holds null (the AWS provider's
+    Route 53 records and health checks, measured on the emulator), which is no change."""
+    if isinstance(value, Mapping):
+        kept = {k: n for k, v in value.items() if (n := _normal(v)) is not None}
+        return kept or None
+    if isinstance(value, list):
+        return [_normal(v) for v in value] or None
+    return value
 
 
 def _part(value: Any, name: str) -> Any:

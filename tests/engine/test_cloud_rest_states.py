@@ -281,3 +281,36 @@ def test_gcp_and_azure_replicas_of_one_type_carry_none() -> None:
     assert gcp_replica("us-central1-a-spot-0", gce).accelerator == ""
     assert azure_replica("eastus-1-spot-0", vm).accelerator == ""
     assert gcp_replica("us-central1-a-spot-0", {"name": "hf-a", "labels": None}).accelerator == ""
+
+
+def test_gcp_tagged_instances_are_listed_by_label_per_zone_and_page(fake_api: FakeApi) -> None:
+    """`hedgeform drift`'s unknown instances on GCP: `instances.list` of each zone with the
+    service's label filter, every page followed."""
+    base = "/projects/hf-test/zones"
+
+    def page(path: str, query: dict[str, str]) -> tuple[int, dict[str, object]]:
+        assert query["filter"] == f"labels.hedgeform-service={SPEC.name}"
+        if query.get("pageToken") == "p2":
+            return 200, {"items": [{"id": "3", "name": "stray", "status": "RUNNING"}]}
+        items = [
+            {"id": "1", "name": "hf-b", "status": "RUNNING", "labels": {"hedgeform-replica": "b"}},
+            {"id": "2", "name": "hf-a", "status": "TERMINATED"},
+        ]
+        return 200, {"items": items, "nextPageToken": "p2"}
+
+    fake_api.routes = {
+        f"{base}/us-central1-a/instances": page,
+        f"{base}/us-central1-b/instances": [(200, {})],
+    }
+    apis = GcpApis(SPEC, "hf-test", StaticToken("t"), compute_url=fake_api.url)
+    found = apis.tagged_instances("us-central1", ["us-central1-b", "us-central1-a"])
+    assert [(i.id, i.name, i.zone, i.state, i.replica) for i in found] == [
+        ("2", "hf-a", "us-central1-a", "TERMINATED", ""),
+        ("1", "hf-b", "us-central1-a", "RUNNING", "b"),
+        ("3", "stray", "us-central1-a", "RUNNING", ""),
+    ]
+    assert [p for p in fake_api.paths() if p.endswith("/instances")] == [
+        f"{base}/us-central1-a/instances",
+        f"{base}/us-central1-a/instances",
+        f"{base}/us-central1-b/instances",
+    ]
