@@ -256,6 +256,62 @@ def test_once_converged_a_plan_changes_nothing(root: Path, env: dict[str, str], 
     assert config["ResourcePath"] == "/health"  # the spec's readiness_probe path
 
 
+def test_drift_names_a_replica_changed_by_hand_and_an_unknown_tagged_instance(
+    root: Path, env: dict[str, str], url: str
+) -> None:
+    """`hedgeform drift` (issue 16) with the real provider's refresh-only plan: a converged
+    service has no drift (exit 0); a tag added by hand to a replica's instance is that
+    resource changed outside Terraform, and an instance tagged for the service that no state
+    holds is unknown (exit 2). Both are undone afterwards for the tests that follow."""
+
+    def drift() -> tuple[int, dict[str, Any]]:
+        result = CliRunner().invoke(
+            main, ["drift", SERVICE, "--json", "--root", str(root)], env=env
+        )
+        return result.exit_code, json.loads(result.stdout or "{}")
+
+    code, clean = drift()
+    assert code == 0, json.dumps(clean, indent=1)
+    assert clean["drift"] is False and clean["unknown_instances"] == []
+    assert {s["stack"] for s in clean["stacks"]} == {STACK, "front"}
+    rid, replica = sorted(spot(root).items())[0]
+    ec2 = client(url, "ec2")
+    ec2.create_tags(Resources=[replica["instance_id"]], Tags=[{"Key": "owner", "Value": "hand"}])
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    stray = ec2.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="g6.xlarge",
+        Placement={"AvailabilityZone": ZONES[1]},
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [
+                    {"Key": "hedgeform:service", "Value": SERVICE},
+                    {"Key": "hedgeform:replica", "Value": "us-east-1b-spot-99"},
+                ],
+            }
+        ],
+    )["Instances"][0]["InstanceId"]
+    try:
+        code, report = drift()
+        assert code == 2, json.dumps(report, indent=1)
+        stack = next(s for s in report["stacks"] if s["stack"] == STACK)
+        changed = {c["address"]: c for c in stack["changed"]}
+        entry = changed[f'module.stack.aws_instance.replica["{rid}"]']
+        assert entry["action"] == "update"
+        tags = {a["name"]: a for a in entry["attributes"]}["tags"]
+        assert "owner" not in tags["before"] and tags["after"]["owner"] == "hand"
+        assert [(u["id"], u["zone"]) for u in report["unknown_instances"]] == [(stray, ZONES[1])]
+        assert "us-east-1b-spot-99" in report["unknown_instances"][0]["note"]
+    finally:
+        ec2.terminate_instances(InstanceIds=[stray])
+        ec2.delete_tags(Resources=[replica["instance_id"]], Tags=[{"Key": "owner"}])
+    code, again = drift()
+    assert code == 0, json.dumps(again, indent=1)
+
+
 def test_an_interruption_warning_is_replaced_elsewhere_and_the_target_group_follows(
     root: Path, env: dict[str, str], url: str
 ) -> None:

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from reconciler.cli import main
 from reconciler.paths import ServicePaths
 from reconciler.sandbox import replicas
+from reconciler.sandbox.haproxy import HAProxyLB
 from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -84,6 +85,11 @@ def test_drift_names_what_changed_outside_terraform_and_exits_2(
     local1 = sorted(rid for rid, r in running.items() if r.zone != "local-2a")
     for name in ("terraform.tfstate", "terraform.tfstate.backup"):
         (paths.stack_dir("local-1") / name).unlink(missing_ok=True)
+    # Changed outside Terraform: a member taken out of HAProxy by hand.
+    lb = HAProxyLB(paths.sandbox_dir)
+    members = lb.members()
+    assert sorted(members) == sorted(running)
+    lb.set_members({k: v for k, v in members.items() if k != local1[0]})
 
     code, out = _drift(paths, env)
     assert code == 2, out
@@ -113,7 +119,20 @@ def test_drift_names_what_changed_outside_terraform_and_exits_2(
             "note": "its replica process is not running: stopped or crashed outside Terraform",
         }
     ]
-    assert stacks["front"]["changed"] == [] and stacks["front"]["error"] is None
+    assert stacks["front"]["changed"] == [
+        {
+            "address": "module.stack.null_resource.target_group[0]",
+            "action": "update",
+            "attributes": [
+                {
+                    "name": "members",
+                    "before": sorted(running),
+                    "after": [rid for rid in sorted(running) if rid != local1[0]],
+                }
+            ],
+            "note": "HAProxy serves other members than Terraform set",
+        }
+    ]
     assert stacks["local-1"]["skipped"] == "nothing applied yet"
     assert [(u["stack"], u["id"], u["state"]) for u in report["unknown_instances"]] == [
         ("local-1", rid, "running") for rid in local1
