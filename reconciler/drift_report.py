@@ -193,15 +193,12 @@ def to_markdown(report: DriftReport) -> str:
         out.append(f"## Stack {s.stack}")
         out.append("")
         if s.error is not None:
-            out += [f"error: {s.error}", ""]
-            continue
-        if s.skipped is not None:
-            out += [f"not checked: {s.skipped}", ""]
-            continue
-        if not s.changed:
-            out += ["nothing changed outside Terraform", ""]
-            continue
-        for r in s.changed:
+            out.append(f"error: {s.error}")
+        elif s.skipped is not None:
+            out.append(f"not checked: {s.skipped}")
+        elif not s.changed:
+            out.append("nothing changed outside Terraform")
+        for r in s.changed:  # the backend's, when Terraform's refresh failed or was skipped
             what = {"delete": "deleted outside Terraform", "update": "changed outside Terraform"}
             line = f"- `{r.address}`: {what.get(r.action, r.action)}"
             out.append(line + (f" ({r.note})" if r.note else ""))

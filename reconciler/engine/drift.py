@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -58,12 +59,8 @@ def check_drift(rec: Reconciler) -> DriftReport:
         refreshed = list(pool.map(refresh, stacks))
     rec.forget_pulled_states()
     outside = rec.cloud.outside_terraform()
-    out = []
-    for s in refreshed:
-        seen = outside.changed.get(s.stack, ())
-        if s.error is None and (s.skipped is None or seen):
-            s = StackDrift(s.stack, merged(s.changed, seen))
-        out.append(s)
+    out = [replace(s, changed=merged(s.changed, outside.changed.get(s.stack, ())))
+           for s in refreshed]  # fmt: skip
     known = {s.stack for s in out}
     out += [StackDrift(stack, merged(seen)) for stack, seen in outside.changed.items()
             if stack not in known and seen]  # fmt: skip

@@ -231,13 +231,25 @@ def test_check_refreshes_applied_stacks_and_merges_what_the_backend_sees(root: P
 
 def test_a_stack_whose_refresh_fails_is_an_error_and_the_others_go_on(root: Path) -> None:
     runners: dict[str, FakeTerraformRunner] = {}
-    rec, _ = fake_reconciler(root, runners, ("front", "local-1", "local-2"))
+    rec, backend = fake_reconciler(root, runners, ("front", "local-1", "local-2"))
     runners["local-2"] = FakeTerraformRunner(name="local-2")
     runners["local-2"].fail("plan -refresh-only", "Error: state lock")
     report = check_drift(rec)
     assert report.errors == ["local-2: stack local-2: plan -refresh-only failed: Error: state lock"]
     assert report.drift is False
     assert runners["local-1"].commands() == ["plan -refresh-only"]
+    # What the backend sees of that stack is still reported, beside the error.
+    gone = DriftedResource('module.stack.null_resource.replica["local-2a-spot-1"]', "delete")
+    backend.outside = OutsideTerraform({"local-2": (gone,)})
+    runners["local-2"].fail("plan -refresh-only", "Error: state lock")
+    report = check_drift(rec)
+    local2 = report.stacks[-1]
+    assert local2.error is not None and local2.changed == (gone,) and report.drift
+    text = to_markdown(report)
+    assert (
+        "## Stack local-2\n\nerror: stack local-2: plan -refresh-only failed: Error: state lock\n"
+        '- `module.stack.null_resource.replica["local-2a-spot-1"]`: deleted outside Terraform\n'
+    ) in text
 
 
 def invoke_drift(root: Path, monkeypatch: pytest.MonkeyPatch, rec: Reconciler, *args: str) -> Any:
