@@ -279,18 +279,6 @@ class LoopMetrics:
             [*labels, "market"],
             registry=self.registry,
         )
-        self.tick_errors.labels(service)
-        for kind in NoticeKind:  # every series from the start, so increase() sees the first
-            self.preemptions.labels(service, kind.value)
-        self.traffic = ServingCollector(service)
-        # The GPU type named for a replica whose pool names none (set by the loop each tick).
-        self.accelerator = ""
-        self.registry.register(self.traffic)
-
-    def watch_traffic(self, source: TrafficSource) -> None:
-        """Read per-replica serving figures from `source` at each scrape."""
-        self.traffic.source = source
-
         self.drift_checks = PromCounter(
             "hedgeform_drift_checks", "Drift checks the loop ran (run --drift-every)", labels,
             registry=self.registry,
@@ -307,6 +295,17 @@ class LoopMetrics:
             labels,
             registry=self.registry,
         )
+        self.tick_errors.labels(service)
+        for kind in NoticeKind:  # every series from the start, so increase() sees the first
+            self.preemptions.labels(service, kind.value)
+        self.traffic = ServingCollector(service)
+        # The GPU type named for a replica whose pool names none (set by the loop each tick).
+        self.accelerator = ""
+        self.registry.register(self.traffic)
+
+    def watch_traffic(self, source: TrafficSource) -> None:
+        """Read per-replica serving figures from `source` at each scrape."""
+        self.traffic.source = source
 
     def observe_drift(self, changed: int, unknown: int) -> None:
         """One drift check's outcome (engine/drift.py): counts of changed resources and
