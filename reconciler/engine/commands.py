@@ -23,6 +23,7 @@ from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.review import held_change
+from reconciler.engine.review import mode as review_mode
 from reconciler.engine.state_store import Record, load_record
 from reconciler.engine.status_view import StatusView
 from reconciler.errors import (
@@ -41,6 +42,7 @@ from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.spec.envs import require_environment
 from reconciler.spec.loading import load_spec_texts, read_service_texts
 from reconciler.spec.model import ReadinessProbe
+from reconciler.spec.sidecar import REVIEW
 from reconciler.stacks import in_pools
 from reconciler.terraform.runner import DEFAULT_VARS
 from reconciler.terraform.state import wait_for_state_locks
@@ -333,8 +335,9 @@ def apply(
     --mode, --max-surge and --replace-all do not apply: the plan was made with its own).
 
     Exit codes: 0 serving (or applied, with --no-wait or --plan); 1 an error (a stack
-    failed, bad input); 3 still converging when --timeout passed; 4 the --plan is stale
-    (nothing applied).
+    failed, bad input, or under `changes: review` a service file not yet reviewed, without
+    --plan); 3 still converging when --timeout passed; 4 the --plan is stale (nothing
+    applied).
     """
     if plan_dir is not None:
         source = click.get_current_context().get_parameter_source("policy")
@@ -407,7 +410,14 @@ def _apply_reviewed(
                 f"--policy {policy_given}: the plan in {plan_dir} was made with policy {policy}"
             )
         rec = _reconciler(service, policy, lb_port, root)
-        with service_lock(rec.paths, wait=wait_lock), _lease_held(rec, service, "applied"):
+        # Under `changes: review` a running loop waits for this very plan: it is applied
+        # beside the loop (no leader lease), serialised by the service lock and Terraform's
+        # state lock, and refused as stale (exit 4) if a tick moved the state meanwhile.
+        reviewed = review_mode(rec.paths.spec_file, rec.spec_texts, rec.records.load())
+        lease = (
+            contextlib.nullcontext() if reviewed == REVIEW else _lease_held(rec, service, "applied")
+        )
+        with service_lock(rec.paths, wait=wait_lock), lease:
             done = apply_plan_dir(rec, plan_dir, manifest)
     except StalePlanError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -876,7 +886,10 @@ def run(
     (beside the state) acts, the others stand by and take over when it stops or dies.
 
     The service file is read again at each tick: a change rolls out as --mode says (rolling
-    by default); a file that no longer loads is reported and the last good one kept.
+    by default); a file that no longer loads is reported and the last good one kept. With
+    `changes: review` in services/SERVICE.hedgeform.yaml a changed file is held (logged,
+    shown by `status`) and the reviewed one kept until `apply --plan` applies its reviewed
+    plan (docs/review.md).
 
     With --drift-every N, every Nth tick it acts in also checks drift after its pass (a
     refresh-only plan per stack, as `hedgeform drift`): a drift found is logged as one

@@ -82,7 +82,7 @@ from reconciler.rendering import render_tfvars, write_tfvars
 from reconciler.solver_output import banner_discarded
 from reconciler.spec import ReplicaPolicy, ServiceSpec
 from reconciler.spec.fingerprint import fingerprint, replica_fingerprint, replica_part
-from reconciler.spec.sidecar import SIDECAR_SUFFIX
+from reconciler.spec.sidecar import REVIEW, SIDECAR_SUFFIX
 from reconciler.stacks import FRONT, ManagedReplica, in_pools, split_pool, zone_regions
 from reconciler.terraform.backend import StateBackend
 from reconciler.terraform.runner import ROOT_CONFIG, RunnerConfig, TerraformRunner, runner_for
@@ -524,8 +524,16 @@ class Reconciler:
             last_tick=seen.now,
             lb_epoch=epoch,
             version_specs=self._version_specs(seen, decision),
-            approved=self.spec_texts if self.spec_texts is not None else seen.record.approved,
+            approved=self._approved(seen.record),
         )
+
+    def _approved(self, record: Record) -> dict[str, str]:
+        """The texts a pass records as reviewed (engine/review.py): its spec's, under
+        `changes: review` only (a record need not keep a service file it never runs from);
+        the record's own when the spec was built in code."""
+        if self.spec_texts is None:
+            return dict(record.approved)
+        return dict(self.spec_texts) if self.spec.changes == REVIEW else {}
 
     def _result(
         self,

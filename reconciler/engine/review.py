@@ -65,6 +65,11 @@ def review(spec_file: Path, file_texts: Mapping[str, str] | None, record: Record
     )
 
 
+def mode(spec_file: Path, file_texts: Mapping[str, str] | None, record: Record) -> str:
+    """`auto` or `review`: what the recorded texts say, else the file (module docstring)."""
+    return _mode(spec_file, dict(record.approved) or file_texts or {})
+
+
 def held_change(
     spec_file: Path, file_texts: Mapping[str, str] | None, record: Record
 ) -> str | None:

@@ -22,7 +22,13 @@ from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec
 from reconciler.spec.resources import parse_resources
 from reconciler.spec.service import check_probe_for_clouds, expand_vars, parse_service
-from reconciler.spec.sidecar import SIDECAR_SUFFIX, MixSettings, parse_changes, parse_sidecar
+from reconciler.spec.sidecar import (
+    REVIEW,
+    SIDECAR_SUFFIX,
+    MixSettings,
+    parse_changes,
+    parse_sidecar,
+)
 
 SERVICE_NAME = NAME_RE
 SERVICE_NAME_RULE = (
@@ -91,6 +97,16 @@ def load_spec_texts(path: str | os.PathLike[str], texts: Mapping[str, str]) -> S
     if texts.get("sidecar"):
         mix, changes = _load_sidecar(sidecar_path(path), texts["sidecar"], spec)
         spec = replace(spec, mix=mix, changes=changes)
+        inline = sorted(spec.secret_names - spec.envs_from_environment)
+        if changes == REVIEW and inline:
+            raise SpecError(
+                [
+                    f"{sidecar_path(path)}: changes: review keeps the reviewed service file in "
+                    f"the service's record, so its secrets must not be written in it: give "
+                    f"{', '.join(inline)} as `null` in secrets (set in the environment of "
+                    "hedgeform), not inline"
+                ]
+            )
     return spec
 
 

@@ -11,6 +11,7 @@ runs them, against the sandbox with real Terraform, beside a `review` loop on th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -23,6 +24,8 @@ import yaml
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from reconciler.engine import commands
+from reconciler.errors import ReconcileError
 from reconciler.sandbox import replicas
 from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 
@@ -61,8 +64,10 @@ def test_the_workflows_are_the_two_halves_of_a_review() -> None:
         'hedgeform plan "$SERVICE" --out "review/$SERVICE" --format github'
     ]
     assert hedgeform_lines("hedgeform-apply.yml") == [
-        'hedgeform apply "$SERVICE" --plan "review/$SERVICE"'
+        'hedgeform apply "$SERVICE" --plan "review/$SERVICE" --wait-lock'
     ]
+    for doc in (plan, apply):  # both see the loop's state
+        assert "HEDGEFORM_STATE_BACKEND" in doc["env"]
     # the comment is the document plan --out writes, and the artifact carries the whole DIR
     steps = [s for j in plan["jobs"].values() for s in j["steps"]]
     comment = next(s for s in steps if "sticky-pull-request-comment" in s.get("uses", ""))
@@ -108,7 +113,16 @@ def alive(root: Path) -> list[str]:
     return sorted(s.record.replica_id for s in replicas.list_replicas(sandbox) if s.alive)
 
 
-def test_ci_example_on_sandbox(root: Path, tmp_path: Path) -> None:
+def held_by_a_loop(rec: object, service: str, doing: str) -> Iterator[None]:
+    """`_lease_held` as it behaves while a loop on another host holds the leader lease
+    (a remote state): it refuses."""
+    raise ReconcileError(
+        f"a reconcile loop of {service} holds the leader lease; nothing was {doing}"
+    )
+    yield  # pragma: no cover
+
+
+def test_ci_example_on_sandbox(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # (a short name: HAProxy's admin socket under pytest's tmp path must stay within 97 bytes)
     env = {"HEDGEFORM_LB_PORT": str(free_port()), "HEDGEFORM_SANDBOX_COLD_START": "1"}
 
@@ -144,8 +158,12 @@ def test_ci_example_on_sandbox(root: Path, tmp_path: Path) -> None:
     refused = CliRunner().invoke(main, ["apply", "web", "--root", str(root)], env=env)
     assert refused.exit_code == 1 and "not applied: web.yaml" in refused.output
 
-    # 3. The merge applies the reviewed plan; the loop then takes the new version.
-    assert run_ci("hedgeform-apply.yml", root, second, env) == [0]
+    # 3. The merge applies the reviewed plan, beside a running loop (under review the loop
+    # waits for this plan: no leader lease is asked for, as a remote state's loop holds it);
+    # the loop then takes the new version.
+    with monkeypatch.context() as patched:
+        patched.setattr(commands, "_lease_held", contextlib.contextmanager(held_by_a_loop))
+        assert run_ci("hedgeform-apply.yml", root, second, env) == [0]
     records = loop(root, env, 1)
     assert any(r["message"] == "a reviewed version: reloaded" for r in records)
     ticks = [r for r in records if r["message"] == "tick"]

@@ -252,3 +252,29 @@ def test_loop_stops_cleanly_while_holding(root: Path) -> None:
 
     loop.wait = wait
     assert loop.run(stop) == 1 and loop.held is not None
+
+
+def test_under_auto_no_service_text_is_recorded(root: Path) -> None:
+    """Only a `review` service's record keeps its reviewed texts (the loop may have to run
+    them); an `auto` one's keeps none (verification: inline values were in every record)."""
+    (root / "services" / "llama.hedgeform.yaml").unlink()
+    world = World(root)
+    world.reconciler().run_pass(apply=True)
+    assert world.reconciler().records.load().approved == {}
+    raw = json.loads(world.paths.memory_file.read_text())
+    assert raw["approved"] == {} and "MODEL_NAME" not in json.dumps(raw["approved"])
+
+
+def test_review_refuses_inline_secret_values_in_one_line(root: Path) -> None:
+    """Under review the record keeps the service file, so a secret written inline in it
+    would land there: refused; `null` secrets (from the environment) are fine."""
+    spec = root / "services" / "llama.yaml"
+    spec.write_text(spec.read_text() + "secrets:\n  API_KEY: sk-inline-do-not-keep\n")
+    result = CliRunner().invoke(main, ["status", "llama", "--root", str(root)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "changes: review keeps the reviewed service file" in lines[0]
+    assert "API_KEY as `null`" in lines[0] and "sk-inline" not in result.output
+    spec.write_text(spec.read_text().replace("sk-inline-do-not-keep", "null"))
+    loaded = load_spec_texts(spec, read_service_texts(spec))
+    assert loaded.changes == "review" and "API_KEY" in loaded.secret_names
