@@ -126,7 +126,9 @@ def _unknown(service: str, rid: str, known: list[str]) -> InputError:
 @click.argument("replica", required=False)
 @port_opt
 @root_opt
-@click.option("--lb", is_flag=True, help="The load balancer's log instead (sandbox: HAProxy's ring buffer)."))
+@click.option(
+    "--lb", is_flag=True, help="The load balancer's log instead (sandbox: HAProxy's ring buffer)."
+)
 @click.option(
     "--tail",
     "tail",
