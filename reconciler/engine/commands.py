@@ -246,9 +246,12 @@ def plan(
     try:
         if out is not None and render_only:
             raise InputError("--out keeps Terraform's plans: it cannot go with --render-only")
+        source = click.get_current_context().get_parameter_source("fmt")
+        if out is None and source is click.core.ParameterSource.COMMANDLINE:
+            raise InputError("--format shapes the review document of --out DIR: give --out too")
         rec = _reconciler(service, policy, lb_port, root)
         if out is not None:
-            out_dir(out)  # a bad DIR is refused before anything is planned
+            out_dir(out, rec.paths.state_dir.parent)  # a bad DIR is refused before planning
         rec.plan_cache = out is None  # --out keeps a saved plan of every stack
         with service_lock(rec.paths, wait=wait_lock):
             result = rec.run_pass(apply=False, render_only=render_only)

@@ -183,6 +183,7 @@ class ReconcileLoop:
         self._tried: Mapping[str, str] | None = rec.spec_texts  # texts last loaded (or tried)
         self._consulted = False  # the record's approved texts read once (engine/review.py)
         self.held: str | None = None  # a change waiting for review, as the tick log says
+        self._held_texts: Mapping[str, str] | None = None  # the file texts held (said once)
         self._hold_all = False  # `review` with nothing approved: no pass runs
         self.keeper = LeaseKeeper(lease or lease_for(rec.state_backend, rec.paths.service))
         self.wait = wait or (lambda stop, seconds: stop.wait(seconds))
@@ -283,9 +284,10 @@ class ReconcileLoop:
             return  # `auto`, nothing new: the record need not be read
         self._consulted = True
         choice = review(self.rec.paths.spec_file, texts, self.rec.records.load())
-        if choice.held != self.held and choice.held is not None:
+        if choice.held is not None and (choice.held != self.held or texts != self._held_texts):
             self.logger.warning("held for review", extra={"tick": self.ticks, "held": choice.held})
         self.held = choice.held
+        self._held_texts = texts if choice.held is not None else None
         self._hold_all = choice.texts is None
         if choice.texts is None or choice.texts == self._tried:
             return

@@ -27,7 +27,7 @@ from reconciler.errors import HedgeformError
 from reconciler.spec.fingerprint import fingerprint
 from reconciler.spec.loading import load_spec_texts
 from reconciler.spec.model import ServiceSpec
-from reconciler.spec.sidecar import REVIEW
+from reconciler.spec.sidecar import REVIEW, SIDECAR_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def review(spec_file: Path, file_texts: Mapping[str, str] | None, record: Record
     if approved:
         if file_texts == approved:
             return Review(approved)
-        return Review(approved, _held_line(service, spec_file, record))
+        return Review(approved, _held_line(service, spec_file, file_texts, approved, record))
     if file_texts is not None and record.memory.versions:
         spec = _spec(spec_file, file_texts)
         if spec is not None and fingerprint(spec) == record.memory.versions[-1].fingerprint:
@@ -77,12 +77,25 @@ def held_change(
     return review(spec_file, file_texts, record).held
 
 
-def _held_line(service: str, spec_file: Path, record: Record) -> str:
+def _held_line(
+    service: str,
+    spec_file: Path,
+    file_texts: Mapping[str, str] | None,
+    approved: Mapping[str, str],
+    record: Record,
+) -> str:
     version = record.memory.version
+    sidecar = f"{spec_file.stem}{SIDECAR_SUFFIX}"
+    if file_texts is None:
+        what = f"{spec_file.name} or {sidecar} cannot be read"
+    else:
+        names = {"service": spec_file.name, "sidecar": sidecar}
+        moved = [names[k] for k in ("service", "sidecar") if file_texts.get(k) != approved.get(k)]
+        what = f"{' and '.join(moved)} changed"
     return (
-        f"{spec_file.name} (or its sidecar) changed since the reviewed v{version} (changes: "
-        f"review): held until a reviewed plan is applied: `hedgeform plan {service} --out "
-        f"DIR`, then `hedgeform apply {service} --plan DIR`"
+        f"{what} since the reviewed v{version} (changes: review): held until a reviewed plan "
+        f"is applied: `hedgeform plan {service} --out DIR`, then `hedgeform apply {service} "
+        "--plan DIR`"
     )
 
 

@@ -100,11 +100,20 @@ def input_hashes(rec: Reconciler) -> dict[str, str | None]:
     return {f.name: sha256(f.read_bytes()) if f.is_file() else None for f in files}
 
 
-def out_dir(path: Path) -> Path:
+def out_dir(path: Path, state_root: Path | None = None) -> Path:
     """DIR for `plan --out`: created (0700, parents too) when missing, an existing one used
-    as it is (its mode left alone); a file there is refused."""
+    as it is (its mode left alone); a file there is refused, and so is a DIR inside
+    `state_root` (the project's `state/`: its stack directories are Terraform's working
+    directories, where a kept plan would mix with the live ones)."""
     if path.exists() and not path.is_dir():
         raise InputError(f"--out {path}: not a directory (give a directory to write the plan to)")
+    if state_root is not None:
+        inside = path.resolve()
+        if inside == state_root.resolve() or state_root.resolve() in inside.parents:
+            raise InputError(
+                f"--out {path}: inside {state_root}, where Terraform works: give a directory "
+                "outside it (e.g. review/)"
+            )
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
@@ -166,7 +175,9 @@ def write_plan_dir(rec: Reconciler, result: PassResult, out: Path, fmt: str) -> 
         "planned_at": datetime.fromtimestamp(rec.clock(), UTC).isoformat(),
         "stacks": stacks,
     }
-    write_atomic(out / RECORD, _json(result.record_after.to_json()))
+    record_text = _json(result.record_after.to_json())
+    manifest["record_sha256"] = sha256(record_text.encode())
+    write_atomic(out / RECORD, record_text)
     write_atomic(out / MANIFEST, _json(manifest))
     write_atomic(out / PLAN_DOC, text)
     return [out / PLAN_DOC, out / MANIFEST, out / RECORD, *written]
@@ -243,7 +254,8 @@ def stale_reasons(rec: Reconciler, manifest: dict[str, Any]) -> list[str]:
     then_inputs = manifest.get("inputs_sha256")
     then_inputs = then_inputs if isinstance(then_inputs, dict) else {}
     for name, digest in sorted(input_hashes(rec).items()):
-        if name != rec.paths.spec_file.name and digest != then_inputs.get(name):
+        said = f"{name} changed" in reasons  # the service file, by spec_sha256 above
+        if digest != then_inputs.get(name) and not said:
             reasons.append(f"{name} {'changed' if digest else 'was removed'}")
     version = rec.records.load().memory.version
     if version != manifest.get("version_before"):
@@ -292,9 +304,26 @@ def apply_plan_dir(rec: Reconciler, plan_dir: Path, manifest: dict[str, Any]) ->
                 f"--plan {plan_dir}: {stack}/{TFPLAN} is not the plan the manifest names "
                 "(changed after the plan)"
             )
+    for stack in sorted(set(manifest["stacks"]) - set(todo)):  # kept though they change nothing
+        path = plan_dir / stack / TFPLAN
+        digest = manifest["stacks"][stack].get("tfplan_sha256")
+        if path.is_file() and digest is not None and sha256(path.read_bytes()) != digest:
+            raise InputError(
+                f"--plan {plan_dir}: {stack}/{TFPLAN} is not the plan the manifest names "
+                "(changed after the plan)"
+            )
     try:
-        record = Record.from_json(json.loads((plan_dir / RECORD).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        record_bytes = (plan_dir / RECORD).read_bytes()
+    except OSError as exc:
+        raise InputError(f"--plan {plan_dir}/{RECORD}: cannot read it ({exc})") from None
+    if sha256(record_bytes) != manifest.get("record_sha256", sha256(record_bytes)):
+        raise InputError(
+            f"--plan {plan_dir}: {RECORD} is not the record the manifest names (changed after "
+            "the plan)"
+        )
+    try:
+        record = Record.from_json(json.loads(record_bytes))
+    except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"--plan {plan_dir}/{RECORD}: cannot read it ({exc})") from None
     applied: list[str] = []
     errors: list[TerraformError] = []

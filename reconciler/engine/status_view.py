@@ -522,7 +522,13 @@ def renderable(view: StatusView) -> Any:
             events.add_row(*(Text(c) for c in cells))
         parts.append(events)
     else:
-        parts.append(Text(f"no events: state/{view.service}/{TICKS_FILE} holds no tick yet"))
+        parts.append(
+            Text(
+                f"no events in the last records of state/{view.service}/{TICKS_FILE} "
+                "(only `hedgeform run` writes tick records; launches, preemptions, fallbacks, "
+                "refusals and rollouts are events)"
+            )
+        )
     return Group(*parts)
 
 

@@ -148,13 +148,11 @@ def test_ci_example_on_sandbox(root: Path, tmp_path: Path, monkeypatch: pytest.M
     assert "Plan: 1 to create" in (second / "review" / "web" / "plan.md").read_text()
     records = loop(root, env, 2)
     held = [r for r in records if r["message"] == "held for review"]
-    assert held and "web.yaml (or its sidecar) changed since the reviewed v1" in str(
-        held[-1]["held"]
-    )
+    assert held and "web.yaml changed since the reviewed v1" in str(held[-1]["held"])
     ticks = [r for r in records if r["message"] == "tick"]
     assert ticks[-1]["decision"]["target"] == 2 and ticks[-1]["held"]  # type: ignore[index]
     status = CliRunner().invoke(main, ["status", "web", "--root", str(root)], env=env)
-    assert "held: web.yaml (or its sidecar) changed" in status.output
+    assert "held: web.yaml changed" in status.output
     refused = CliRunner().invoke(main, ["apply", "web", "--root", str(root)], env=env)
     assert refused.exit_code == 1 and "not applied: web.yaml" in refused.output
 

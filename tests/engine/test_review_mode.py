@@ -131,7 +131,7 @@ def test_a_spec_change_is_held_while_preemptions_are_still_handled(
     edit_min_replicas(world.paths, 3)  # a pull request merged on the host, not yet applied
     ticks(loop, 1)
     held = log.named("held for review")
-    assert len(held) == 1 and "llama.yaml (or its sidecar) changed since the reviewed v1" in (
+    assert len(held) == 1 and "llama.yaml changed since the reviewed v1" in (
         held[0].held  # type: ignore[attr-defined]
     )
     tick = log.named("tick")[-1]
@@ -278,3 +278,23 @@ def test_review_refuses_inline_secret_values_in_one_line(root: Path) -> None:
     spec.write_text(spec.read_text().replace("sk-inline-do-not-keep", "null"))
     loaded = load_spec_texts(spec, read_service_texts(spec))
     assert loaded.changes == "review" and "API_KEY" in loaded.secret_names
+
+
+def test_the_held_line_names_what_changed_and_each_change_is_said_once(
+    root: Path, tmp_path: Path
+) -> None:
+    world = World(root)
+    world.review_and_apply(tmp_path / "v1")
+    loop, log = world.loop()
+    ticks(loop, 1)
+    edit_min_replicas(world.paths, 3)
+    ticks(loop, 2)
+    (root / "services" / "llama.hedgeform.yaml").write_text(REVIEW_SIDECAR + "# edited\n")
+    ticks(loop, 2)
+    said = [r.held for r in log.named("held for review")]  # type: ignore[attr-defined]
+    assert len(said) == 2
+    assert said[0].startswith("llama.yaml changed since the reviewed v1")
+    assert said[1].startswith("llama.yaml and llama.hedgeform.yaml changed since")
+    (root / "services" / "llama.yaml").unlink()
+    ticks(loop, 1)
+    assert "cannot be read" in (loop.held or "")

@@ -256,6 +256,34 @@ def test_a_tampered_saved_plan_is_refused(tmp_path: Path) -> None:
     assert all(not calls for calls in applies(fakes).values())
 
 
+def test_every_kept_file_is_checked_against_the_manifest(tmp_path: Path) -> None:
+    """From the user-eye check: the record (whose memory and reviewed texts are saved on
+    apply) and the saved plan of a stack that changes nothing were not checked."""
+    rec, fakes = rig(tmp_path)
+    out = tmp_path / "out"
+    plan_out(rec, out)
+    record = out / "record.json"
+    kept = record.read_bytes()
+    record.write_bytes(kept.replace(b'"lb_epoch": 0', b'"lb_epoch": 7'))
+    with pytest.raises(InputError, match=r"record\.json is not the record the manifest names"):
+        apply_plan_dir(rec, out, read_manifest(out, "llama"))
+    record.write_bytes(kept)
+    (out / "front" / "tfplan").write_bytes(b"something else")  # front changes nothing
+    with pytest.raises(InputError, match="front/tfplan is not the plan the manifest names"):
+        apply_plan_dir(rec, out, read_manifest(out, "llama"))
+    assert all(not calls for calls in applies(fakes).values())
+
+
+def test_a_manifest_whose_service_digest_was_edited_is_stale(tmp_path: Path) -> None:
+    rec, _ = rig(tmp_path)
+    out = tmp_path / "out"
+    plan_out(rec, out)
+    manifest = read_manifest(out, "llama")
+    manifest["inputs_sha256"]["llama.yaml"] = "0" * 64
+    with pytest.raises(StalePlanError, match=r"llama\.yaml changed"):
+        apply_plan_dir(rec, out, manifest)
+
+
 # -- the command line ---------------------------------------------------------------------
 
 
@@ -311,6 +339,19 @@ def test_bad_directories_are_one_line(
     code, _, stderr = hedgeform("apply", "llama", "--plan", str(path))
     assert code == 1 and stderr.count("\n") == 1
     assert "not a directory written by `hedgeform plan --out`" in stderr
+
+
+def test_out_inside_state_and_format_without_out_are_one_line(
+    tmp_path: Path, cli_rig: dict[str, FakeTerraformRunner]
+) -> None:
+    """From the user-eye check: `--out state/llama` dropped plans into Terraform's working
+    directories, and `--format` without `--out` was silently ignored."""
+    inside = tmp_path / "root" / "state" / "llama"
+    code, _, stderr = hedgeform("plan", "llama", "--out", str(inside))
+    assert code == 1 and stderr.count("\n") == 1 and "where Terraform works" in stderr
+    code, _, stderr = hedgeform("plan", "llama", "--format", "gitlab")
+    assert code == 1 and stderr.count("\n") == 1 and "give --out too" in stderr
+    assert not any(c == "plan" for f in cli_rig.values() for c, _ in f.calls)
 
 
 def test_another_policy_than_the_plans_is_refused(
