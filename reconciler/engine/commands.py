@@ -30,6 +30,7 @@ from reconciler.errors import (
     HedgeformError,
     InputError,
     ReconcileError,
+    SpecError,
     StalePlanError,
     TerraformError,
 )
@@ -93,6 +94,38 @@ def _reconciler(
         max_surge=max_surge,
         spec_texts=texts,
     )
+
+
+def _reading_reconciler(service: str, lb_port: int | None, root: Path | None) -> Reconciler:
+    """The reconciler `status`, `logs` and `cost` read through: the service file's; when the
+    file no longer loads (or is gone) and the service's record keeps its reviewed texts
+    (`changes: review`, engine/review.py), those, after a warning line on stderr: the loop
+    runs them, and an operator needs to see it most when the file is broken."""
+    try:
+        return _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+    except SpecError as exc:
+        paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+        try:
+            approved = load_record(paths.memory_file).approved
+        except HedgeformError:
+            approved = {}
+        if not approved:
+            raise
+        click.echo(
+            f"warning: {str(exc).splitlines()[0]}; showing the reviewed version the record "
+            "keeps (changes: review)",
+            err=True,
+        )
+        return _reconciler(service, "hedgeform", lb_port, root, check_env=False, texts=approved)
+
+
+def _file_texts(rec: Reconciler) -> dict[str, str] | None:
+    """The service file's texts now (None: unreadable), for a held change's line: `rec` may
+    run the reviewed texts instead (`_reading_reconciler`)."""
+    try:
+        return read_service_texts(rec.paths.spec_file)
+    except HedgeformError:
+        return None
 
 
 def _endpoint(rec: Reconciler) -> str:
@@ -482,7 +515,7 @@ def _print_status(rec: Reconciler) -> None:
     line = version_line(memory)
     if line:
         click.echo(line)
-    held = held_change(rec.paths.spec_file, rec.spec_texts, record)
+    held = held_change(rec.paths.spec_file, _file_texts(rec), record)
     if held is not None:
         click.echo(f"held: {held}")
     if not rows:
@@ -666,7 +699,7 @@ def status(
 
     def build() -> status_view.StatusView:
         try:
-            rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+            rec = _reading_reconciler(service, lb_port, root)
             return _status_view(rec, last)
         except HedgeformError as exc:
             raise _fail(exc) from None
@@ -683,7 +716,7 @@ def _status_view(rec: Reconciler, last: int) -> StatusView:
     notes: list[str] = []
     if rec.state_backend.remote:
         notes += [f"state: {rec.state_backend.describe()}", f"leader: {_leader(rec)}"]
-    held = held_change(rec.paths.spec_file, rec.spec_texts, record)
+    held = held_change(rec.paths.spec_file, _file_texts(rec), record)
     if held is not None:
         notes.append(f"held: {held}")
     notes += health_lines(record.memory, rec.spec.service.readiness_probe, rec.clock())
@@ -701,14 +734,15 @@ def _print_services(lb_port: int | None, root: Path) -> None:
         return
     for name in names:
         try:
-            rec = _reconciler(name, "hedgeform", lb_port, root, check_env=False)
+            rec = _reading_reconciler(name, lb_port, root)
             view = _status_view(rec, 0)
         except HedgeformError as exc:
             click.echo(f"{name}  ?  ({str(exc).splitlines()[0]})")
             continue
         target = "-" if view.target is None else view.target
         version = f"v{view.version}" if view.version is not None else "-"
-        click.echo(f"{name}  {version}  ready {view.ready}/{target}  {view.endpoint}")
+        held = "  held for review" if any(n.startswith("held:") for n in view.notes) else ""
+        click.echo(f"{name}  {version}  ready {view.ready}/{target}  {view.endpoint}{held}")
 
 
 @click.command("destroy")

@@ -23,7 +23,13 @@ from reconciler.cost import (
     nominal_offers,
     tick_rate,
 )
-from reconciler.engine.commands import _fail, _reconciler, port_opt, root_opt, service_arg
+from reconciler.engine.commands import (
+    _fail,
+    _reading_reconciler,
+    port_opt,
+    root_opt,
+    service_arg,
+)
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import HedgeformError, StateError
 from reconciler.policy import Market
@@ -191,7 +197,7 @@ def cost(service: str, as_json: bool, lb_port: int | None, root: Path | None) ->
     `hedgeform run`), and each price with its source and date. On the sandbox the prices are
     its own nominal ones."""
     try:
-        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+        rec = _reading_reconciler(service, lb_port, root)
         now_cost, priced = current_cost(rec)
         rates = read_tick_rates(rec.paths.state_dir / TICKS_FILE)
         mtd = month_to_date(rates, rec.clock())

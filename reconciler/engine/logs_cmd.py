@@ -24,7 +24,13 @@ from pathlib import Path
 import click
 
 from reconciler.backends.sandbox import SandboxCloud
-from reconciler.engine.commands import _fail, _reconciler, port_opt, root_opt, service_arg
+from reconciler.engine.commands import (
+    _fail,
+    _reading_reconciler,
+    port_opt,
+    root_opt,
+    service_arg,
+)
 from reconciler.engine.status_view import TICKS_FILE
 from reconciler.errors import HedgeformError, InputError, SandboxError
 from reconciler.sandbox import replicas
@@ -161,7 +167,7 @@ def logs(
     serial port output, Azure boot diagnostics); no API is called.
     """
     try:
-        rec = _reconciler(service, "hedgeform", lb_port, root, check_env=False)
+        rec = _reading_reconciler(service, lb_port, root)
         if replica is not None and lb:
             raise InputError("give REPLICA or --lb, not both")
         if isinstance(rec.cloud, SandboxCloud):

@@ -298,3 +298,28 @@ def test_the_held_line_names_what_changed_and_each_change_is_said_once(
     (root / "services" / "llama.yaml").unlink()
     ticks(loop, 1)
     assert "cannot be read" in (loop.held or "")
+
+
+def test_status_still_shows_a_review_service_whose_file_is_broken(
+    root: Path, tmp_path: Path
+) -> None:
+    """From the user-eye check: with the service file broken or gone, `status` failed
+    while the loop kept running the reviewed version; it now shows that version."""
+    world = World(root)
+    world.review_and_apply(tmp_path / "v1")
+    (root / "services" / "llama.yaml").write_text("service: [broken\n")
+    result = CliRunner().invoke(main, ["status", "llama", "--root", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "showing the reviewed version the record keeps" in result.stderr
+    view = json.loads(result.stdout)
+    assert view["service"] == "llama" and view["version"] == 1
+    assert any("llama.yaml changed since the reviewed v1" in n for n in view["notes"])
+    listing = CliRunner().invoke(main, ["status", "--root", str(root)])
+    assert "llama  v1" in listing.output and "held for review" in listing.output
+    (root / "services" / "llama.yaml").unlink()
+    result = CliRunner().invoke(main, ["status", "llama", "--root", str(root), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["version"] == 1
+    # a service with nothing reviewed has nothing to show: the file's error, one line
+    (root / "state" / "llama" / "reconciler.json").unlink()
+    result = CliRunner().invoke(main, ["status", "llama", "--root", str(root)])
+    assert result.exit_code == 1 and "no such service file" in result.output
