@@ -256,6 +256,43 @@ def test_once_converged_a_plan_changes_nothing(root: Path, env: dict[str, str], 
     assert config["ResourcePath"] == "/health"  # the spec's readiness_probe path
 
 
+def test_the_ci_examples_commands_review_and_apply_on_aws(
+    root: Path, env: dict[str, str], tmp_path: Path, url: str
+) -> None:
+    """Issue 16, deliverable 5, on the AWS emulator: the `hedgeform` lines of
+    examples/ci/github/ run as CI runs them (SERVICE=llama-aws): the plan is kept with the
+    real AWS provider's saved plans, posted as one marked comment, and applied on merge;
+    a second apply of the same DIR after the state moved is refused (exit 4)."""
+    from tests.e2e.test_ci_example import hedgeform_lines
+
+    (line,) = hedgeform_lines("hedgeform-plan.yml")
+    (merge,) = hedgeform_lines("hedgeform-apply.yml")
+
+    def argv(text: str) -> list[str]:
+        words = text.replace('"$SERVICE"', SERVICE).replace('"review/$SERVICE"', "R").split()
+        return [str(tmp_path / "review") if w == "R" else w for w in words[1:]]
+
+    hedgeform(root, env, *argv(line))
+    review = tmp_path / "review"
+    assert (review / STACK / "tfplan").is_file() and (review / "front" / "tfplan").is_file()
+    doc = (review / "plan.md").read_text()
+    assert doc.startswith(f"<!-- hedgeform-plan service={SERVICE} -->")
+    assert "Plan: 0 to create, 0 to update, 0 to delete, 0 to replace" in doc
+    out = hedgeform(root, env, *argv(merge))
+    assert "the reviewed plan changes nothing" in out or "applied the reviewed plan" in out
+    # A tag added by hand, put back by the next apply, moves the state: the same reviewed
+    # DIR is then stale.
+    serial = state(root)["serial"]
+    _, replica = sorted(spot(root).items())[0]
+    client(url, "ec2").create_tags(
+        Resources=[replica["instance_id"]], Tags=[{"Key": "owner", "Value": "hand"}]
+    )
+    hedgeform(root, env, "apply", SERVICE, "--no-wait")
+    assert state(root)["serial"] != serial
+    out = hedgeform(root, env, *argv(merge), code=4)
+    assert "stale plan: stack " in out
+
+
 def test_drift_names_a_replica_changed_by_hand_and_an_unknown_tagged_instance(
     root: Path, env: dict[str, str], url: str
 ) -> None:
