@@ -687,7 +687,7 @@ class ProviderCloud:
     def outside_terraform(self) -> OutsideTerraform:
         """Instances tagged for the service that no stack's state holds, listed through each
         cloud's adapter (clouds/apis.py ListsInstances: AWS by the `hedgeform:service` tag,
-        GCP by the `hedgeform-service` label; Azure is not listed, and says so in a note).
+        GCP by the `hedgeform-service` label, Azure by the `hedgeform-service` tag).
         What changed of the resources Terraform holds is its own refresh's to say."""
         known = {x for m in self.managed() for x in (m.instance_id, m.name) if x}
         unknown: list[UnknownInstance] = []

@@ -18,7 +18,7 @@ from reconciler.clouds.gcp.apis import GcpApis
 from reconciler.clouds.registry import cloud_replicas
 from reconciler.clouds.rest import StaticToken
 from reconciler.clouds.settings import load_settings
-from reconciler.errors import CloudConfigError, SettingsError
+from reconciler.errors import AdapterError, CloudConfigError, SettingsError
 from reconciler.policy import ReplicaState
 from reconciler.spec import load_spec
 from reconciler.stacks import ManagedReplica
@@ -281,6 +281,42 @@ def test_gcp_and_azure_replicas_of_one_type_carry_none() -> None:
     assert gcp_replica("us-central1-a-spot-0", gce).accelerator == ""
     assert azure_replica("eastus-1-spot-0", vm).accelerator == ""
     assert gcp_replica("us-central1-a-spot-0", {"name": "hf-a", "labels": None}).accelerator == ""
+
+
+def test_azure_tagged_instances_are_listed_by_tag_and_page(fake_api: FakeApi) -> None:
+    """`hedgeform drift`'s unknown instances on Azure: Resource Manager's resource list of
+    the subscription with the service's tag filter, VMs of the region only, every page
+    followed on the same host; a nextLink to another host is refused."""
+    path = f"/subscriptions/{SUB}/resources"
+    vm = "Microsoft.Compute/virtualMachines"
+
+    def page(_: str, query: dict[str, str]) -> tuple[int, dict[str, object]]:
+        assert query["$filter"] == (f"tagName eq 'hedgeform-service' and tagValue eq '{SPEC.name}'")
+        if query.get("page") == "2":
+            return 200, {"value": [{"id": "/x/stray", "name": "stray", "type": vm,
+                                    "location": "eastus"}]}  # fmt: skip
+        return 200, {
+            "value": [
+                {"id": "/x/hf-b", "name": "hf-b", "type": vm, "location": "EastUS",
+                 "zones": ["2"], "tags": {"hedgeform-replica": "eastus-2-spot-1"}},
+                {"id": "/x/nic", "name": "hf-b-nic", "type": "Microsoft.Network/networkInterfaces",
+                 "location": "eastus"},
+                {"id": "/x/w", "name": "hf-w", "type": vm, "location": "westeurope"},
+            ],
+            "nextLink": f"{fake_api.url}{path}?page=2&$filter={query['$filter']}",
+        }  # fmt: skip
+
+    fake_api.routes = {path: page}
+    apis = AzureApis(SPEC, SUB, StaticToken("t"), arm_url=fake_api.url)
+    found = apis.tagged_instances("eastus", ["eastus-1"])
+    assert [(i.id, i.name, i.zone, i.state, i.replica) for i in found] == [
+        ("/x/stray", "stray", "", "", ""),
+        ("/x/hf-b", "hf-b", "eastus-2", "", "eastus-2-spot-1"),
+    ]
+    assert fake_api.paths() == [path, path]
+    fake_api.routes = {path: [(200, {"value": [], "nextLink": "https://elsewhere.example/x"})]}
+    with pytest.raises(AdapterError, match="nextLink off"):
+        apis.tagged_instances("eastus", [])
 
 
 def test_gcp_tagged_instances_are_listed_by_label_per_zone_and_page(fake_api: FakeApi) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from reconciler.clouds.apis import (
     Peek,
     RestApis,
+    TaggedInstance,
     View,
     catalog_prices,
     check_names,
@@ -28,6 +30,7 @@ from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
 
 AZURE_COMPUTE_API = "2024-03-01"
+AZURE_RESOURCES_API = "2021-04-01"  # Resource Manager's Resources - List
 
 
 def _azure_tokens() -> TokenProvider:
@@ -117,6 +120,45 @@ class AzureApis(RestApis):
         ]
         prices, dated = peek_catalog_prices("azure", instance_type, region, zones)
         return Peek([], None, prices, notes + dated)
+
+    def tagged_instances(self, region: str, zones: Sequence[str]) -> list[TaggedInstance]:
+        """Every VM of `region` tagged `hedgeform-service=<service>` (Resource Manager's
+        `Resources - List` of the subscription with a tag filter, every page followed through
+        `nextLink` on the same host; clouds/apis.py ListsInstances). The list carries no power
+        state: `state` is "". `zones` is not a filter (a VM without zones has none)."""
+        url = self._api.url(f"subscriptions/{self.subscription_id}/resources")
+        params: dict[str, str] = {
+            "$filter": f"tagName eq 'hedgeform-service' and tagValue eq '{self.spec.name}'",
+            "api-version": AZURE_RESOURCES_API,
+        }
+        base = urlsplit(self.arm_url).netloc
+        out: list[TaggedInstance] = []
+        while True:
+            page = self._api.get_json(url, params)
+            for item in page.get("value") or []:
+                if str(item.get("type", "")).lower() != "microsoft.compute/virtualmachines":
+                    continue
+                if str(item.get("location", "")).lower() != region.lower():
+                    continue
+                tags = item.get("tags") or {}
+                placed = item.get("zones") or []
+                zone = f"{region}-{placed[0]}" if placed else ""
+                out.append(
+                    TaggedInstance(
+                        str(item.get("id", "")),
+                        str(item.get("name", "")),
+                        zone,
+                        "",
+                        str(tags.get("hedgeform-replica", "")),
+                    )
+                )
+            link = str(page.get("nextLink") or "")
+            if not link:
+                break
+            if urlsplit(link).netloc != base:
+                raise AdapterError(f"Azure Resource Manager: a nextLink off {base}: not followed")
+            url, params = link, {}
+        return sorted(out, key=lambda i: (i.zone, i.name))
 
     def power_state(self, replica: ManagedReplica) -> str | None:
         """`running`, `starting`, `deallocated`, ... from the VM's instance view; None when the
