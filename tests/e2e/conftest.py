@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +85,13 @@ def project_root(path: Path, services: dict[str, str]) -> Iterator[Path]:
             replicas.stop_all(sandbox)
             HAProxyLB(sandbox).down()
             market_daemon.stop(sandbox)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory for a project root: HAProxy's admin socket path must fit in 97
+    bytes, and pytest's tmp_path (its run counter grows on a machine that ran pytest many
+    times) plus a test's name may not leave room for `state/<service>/sandbox/haproxy.sock`."""
+    path = Path(tempfile.mkdtemp(prefix="hfe-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

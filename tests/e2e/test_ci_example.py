@@ -77,8 +77,8 @@ def test_the_workflows_are_the_two_halves_of_a_review() -> None:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    with project_root(tmp_path / "root", {"web": SPEC.format(n=2) + SANDBOX_ZONES}) as path:
+def root(short_tmp: Path) -> Iterator[Path]:
+    with project_root(short_tmp / "root", {"web": SPEC.format(n=2) + SANDBOX_ZONES}) as path:
         (path / "services" / "web.hedgeform.yaml").write_text("changes: review\n")
         yield path
 

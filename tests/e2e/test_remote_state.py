@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -201,15 +199,6 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> floa
         assert time.monotonic() - start < timeout_s, f"timed out after {timeout_s} s: {what}"
         time.sleep(0.25)
     return time.monotonic() - start
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A short directory: HAProxy's admin socket path must fit in 97 bytes, and pytest's
-    tmp_path plus this test's name does not leave room for it."""
-    path = Path(tempfile.mkdtemp(prefix="hf-2h-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_two_hosts_one_acts_and_the_other_takes_over_after_kill_9_of_the_leader(

@@ -31,8 +31,8 @@ service:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    with project_root(tmp_path / "root", {"rev": SPEC.format(n=2) + SANDBOX_ZONES}) as path:
+def root(short_tmp: Path) -> Iterator[Path]:
+    with project_root(short_tmp / "root", {"rev": SPEC.format(n=2) + SANDBOX_ZONES}) as path:
         yield path
 
 

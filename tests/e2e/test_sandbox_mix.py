@@ -6,10 +6,7 @@ both, and each replica carries its type into Terraform's state, the status table
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,14 +38,6 @@ def typed_replicas(root: Path) -> dict[str, str]:
                     triggers = inst["attributes"]["triggers"]
                     out[inst["index_key"]] = triggers.get("accelerator", "")
     return out
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A short directory: HAProxy's admin socket path must fit in 97 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="hf-mix-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_mix_of_two_types_runs_each_replica_as_its_type(short_tmp: Path) -> None:
