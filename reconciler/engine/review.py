@@ -10,8 +10,9 @@ service's record (`Record.approved`). Until then the loop keeps running the reco
 so preemptions are still handled, and says what it holds in each tick's log record and in
 `hedgeform status`.
 
-The mode is the one the recorded texts say: a file that switches `review` to `auto` is itself
-a change to review. With no recorded texts yet (a new service, or a record written before
+Only a pass under `review` records texts, so a record that keeps some is under `review`
+(even if those texts no longer load: it fails closed): a file that switches `review` to
+`auto` is itself a change to review, applied by a reviewed plan, whose pass records none. With no recorded texts yet (a new service, or a record written before
 this existed), a file whose spec digest is the service's current version's is taken as
 reviewed (it is what runs); otherwise nothing is approved and the loop holds every pass.
 """
@@ -46,8 +47,7 @@ def review(spec_file: Path, file_texts: Mapping[str, str] | None, record: Record
     `review` an unloadable file is a held change like any other."""
     service = spec_file.stem
     approved = dict(record.approved)
-    mode_of = approved or file_texts or {}
-    if _mode(spec_file, mode_of) != REVIEW:
+    if mode(spec_file, file_texts, record) != REVIEW:
         return Review(file_texts)
     if approved:
         if file_texts == approved:
@@ -66,8 +66,12 @@ def review(spec_file: Path, file_texts: Mapping[str, str] | None, record: Record
 
 
 def mode(spec_file: Path, file_texts: Mapping[str, str] | None, record: Record) -> str:
-    """`auto` or `review`: what the recorded texts say, else the file (module docstring)."""
-    return _mode(spec_file, dict(record.approved) or file_texts or {})
+    """`auto` or `review`: `review` whenever the record keeps reviewed texts (only a pass
+    under `review` records them, so this holds even if they no longer load: it fails
+    closed), else what the file says (module docstring)."""
+    if record.approved:
+        return REVIEW
+    return _mode(spec_file, file_texts or {})
 
 
 def held_change(
