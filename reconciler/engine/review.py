@@ -12,9 +12,10 @@ so preemptions are still handled, and says what it holds in each tick's log reco
 
 Only a pass under `review` records texts, so a record that keeps some is under `review`
 (even if those texts no longer load: it fails closed): a file that switches `review` to
-`auto` is itself a change to review, applied by a reviewed plan, whose pass records none. With no recorded texts yet (a new service, or a record written before
-this existed), a file whose spec digest is the service's current version's is taken as
-reviewed (it is what runs); otherwise nothing is approved and the loop holds every pass.
+`auto` is itself a change to review, applied by a reviewed plan, whose pass records none.
+With no recorded texts yet (a new service, or a record written before this existed), a
+file whose spec digest is the service's current version's is taken as reviewed (it is what
+runs); otherwise nothing is approved and the loop holds every pass.
 """
 
 from __future__ import annotations
