@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 
@@ -95,3 +96,38 @@ def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="hfe-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+THREE_REPLICAS = (
+    """\
+service:
+  readiness_probe: /health
+  replica_policy:
+    min_replicas: 3
+    max_replicas: 3
+"""
+    + SANDBOX_ZONES
+)
+
+
+def fast_sandbox_env() -> dict[str, str]:
+    """A free load balancer port, 1 s cold starts and 5 ms of replica latency."""
+    return {
+        "HEDGEFORM_LB_PORT": str(free_port()),
+        "HEDGEFORM_SANDBOX_COLD_START": "1",
+        "HEDGEFORM_SANDBOX_LATENCY_MS": "5",
+    }
+
+
+@contextlib.contextmanager
+def applied(tmp_path: Path, service: str, env: dict[str, str]) -> Iterator[ServicePaths]:
+    """A project root at `tmp_path` holding `service` (THREE_REPLICAS), applied until it
+    serves; its processes are stopped afterwards (`project_root`)."""
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    with project_root(tmp_path, {service: THREE_REPLICAS}) as root:
+        done = CliRunner().invoke(main, ["apply", service, "--root", str(root)], env=env)
+        assert done.exit_code == 0, done.output
+        yield ServicePaths.for_service(service, root=root)

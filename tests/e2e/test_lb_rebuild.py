@@ -18,37 +18,20 @@ from reconciler.paths import ServicePaths
 from reconciler.sandbox import replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.processes import is_alive
-from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
+from tests.e2e.conftest import applied, fast_sandbox_env
 from tests.traffic import Traffic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-SPEC = (
-    """\
-service:
-  readiness_probe: /health
-  replica_policy:
-    min_replicas: 3
-    max_replicas: 3
-"""
-    + SANDBOX_ZONES
-)
 
 
 @pytest.fixture
 def env() -> dict[str, str]:
-    return {
-        "HEDGEFORM_LB_PORT": str(free_port()),
-        "HEDGEFORM_SANDBOX_COLD_START": "1",
-        "HEDGEFORM_SANDBOX_LATENCY_MS": "5",
-    }
+    return fast_sandbox_env()
 
 
 @pytest.fixture
 def paths(tmp_path: Path, env: dict[str, str]) -> Iterator[ServicePaths]:
-    with project_root(tmp_path, {"keep": SPEC}) as root:
-        paths = ServicePaths.for_service("keep", root=root)
-        applied = CliRunner().invoke(main, ["apply", "keep", "--root", str(root)], env=env)
-        assert applied.exit_code == 0, applied.output
+    with applied(tmp_path, "keep", env) as paths:
         yield paths
 
 
