@@ -11,6 +11,11 @@ SkyServe paper's simulator). Every run is scored the same way:
 - availability: the share of scored ticks whose READY replicas serve at least the rate;
 - cost: $/h x time, as a percentage of the cheapest on-demand-only way to serve the rate
   (the size-oblivious mix at on-demand prices, `policy/mix.py`).
+
+Every run names a pool as the mix does (`<zone>/<type>`): common random numbers, so the
+seeded draws keyed by a pool's name (the retry jitter after a capacity refusal,
+policy/capacity_backoff.py) are the same in every run, and a difference between two rows is
+the policies', not the draws'.
 """
 
 from __future__ import annotations
@@ -19,8 +24,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-
-import numpy as np
 
 from reconciler.backtest.runner import (
     TICK_SECONDS,
@@ -120,8 +123,9 @@ def _canonical(name: str) -> str:
     return name.upper().replace("_", "-")
 
 
-def pools_of(traces: TraceSet, setup: MixedSetup) -> Pools:
-    """The replay's pools: one offer per trace, priced from the setup."""
+def pools_of(traces: TraceSet, setup: MixedSetup, names: tuple[str, ...] | None = None) -> Pools:
+    """The replay's pools: one offer per trace, priced from the setup, named `names` (one
+    per trace; default `traces.pools`)."""
     offers = tuple(
         ZoneOffer(
             pool,
@@ -131,7 +135,7 @@ def pools_of(traces: TraceSet, setup: MixedSetup) -> Pools:
             setup.on_demand(z.accelerator),
             accelerator=z.accelerator if len(traces.accelerators) > 1 else "",
         )
-        for pool, z in zip(traces.pools, traces.zones, strict=True)
+        for pool, z in zip(names or traces.pools, traces.zones, strict=True)
     )
     return Pools(
         offers=offers,
@@ -175,17 +179,20 @@ def run_mixed(
     starts = window_starts(ticks, cfg)
     window = min(WINDOW_TICKS, ticks)
     rows: dict[str, PolicyStats] = {}
-    runs: list[tuple[str, TraceSet, ServiceSpec, PolicyFn, np.ndarray]] = [
-        (MIXED, traces, mixed_spec(setup, cfg), hedgeform_mix, capacity)
+    runs: list[tuple[str, TraceSet, tuple[int, ...], ServiceSpec, PolicyFn]] = [
+        (MIXED, traces, tuple(range(len(traces.zones))), mixed_spec(setup, cfg), hedgeform_mix)
     ]
     for t in traces.accelerators:
         alone = traces.only(t)
-        rows_of = [i for i, z in enumerate(traces.zones) if z.accelerator == t]
+        rows_of = tuple(i for i, z in enumerate(traces.zones) if z.accelerator == t)
         need = math.ceil(setup.rate_rps / setup.serves(t) - 1e-9)
         spec = backtest_spec(replace(cfg, target=need), None)
-        runs.append((f"hedgeform {t} only", alone, spec, POLICIES["hedgeform"], capacity[rows_of]))
-    for label, subset, spec, policy, cap in runs:
-        pools = pools_of(subset, setup)
+        runs.append((f"hedgeform {t} only", alone, rows_of, spec, POLICIES["hedgeform"]))
+    for label, subset, rows_of, spec, policy in runs:
+        # Common random numbers: a pool keeps the mix's name (`<zone>/<type>`) in every run,
+        # so the seeded draws keyed by it (capacity_backoff's retry jitter) are the same.
+        pools = pools_of(subset, setup, tuple(traces.pools[i] for i in rows_of))
+        cap = capacity[list(rows_of)]
         started = time.perf_counter()
         results = []
         for i, start in enumerate(starts):
