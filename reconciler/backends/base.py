@@ -108,14 +108,24 @@ class ReplicaTraffic:
 
     `response_time_s` and `total_time_s` are averages, not quantiles: HAProxy's `rtime`
     (to the first response byte) and `ttime` (the whole request) over the server's last
-    1024 requests; None before the first one."""
+    1024 requests; None before the first one.
+
+    On clouds the load balancer counts per group of targets in a zone, not per replica
+    (clouds/lb_stats.py `GroupTraffic`): `zone` is then set, with `accelerator` ("" for a
+    group of several types), the totals are sums of settled minutes since the reconciler
+    began reading, the times are the newest settled minute's, `response_time_quantiles_s`
+    ("0.5" -> s) holds the cloud's own quantiles where it reports them, and a figure the
+    cloud has no counterpart for is None."""
 
     requests: int
     responses: Mapping[str, int]  # "1xx", "2xx", "3xx", "4xx", "5xx", "other" -> count
-    connection_errors: int  # the balancer could not connect to the replica
-    response_errors: int  # the replica's response was aborted or refused
+    connection_errors: int | None  # the balancer could not connect to the replica
+    response_errors: int | None  # the replica's response was aborted or refused
     response_time_s: float | None = None
     total_time_s: float | None = None
+    zone: str | None = None  # set: counted per group of targets in this zone (clouds)
+    accelerator: str = ""
+    response_time_quantiles_s: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -205,8 +215,10 @@ class CloudBackend(Protocol):
         ...
 
     def replica_traffic(self) -> Mapping[str, ReplicaTraffic] | None:
-        """Per replica id in the load balancer, what it counted (cumulative); None where the
-        load balancer is not running or its per-replica figures are not read (clouds)."""
+        """Per replica id in the load balancer, what it counted (cumulative); on clouds per
+        target group (backend) and zone instead, keyed by a name of it (`ReplicaTraffic.zone`
+        set). None where the load balancer is not running; errors (AdapterError and its
+        kin) where its figures cannot be read, the message saying why."""
 
     def outside_terraform(self) -> OutsideTerraform:
         """What changed outside Terraform that its refresh cannot see, and the instances

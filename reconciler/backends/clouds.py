@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +55,7 @@ from reconciler.clouds import (
     version_entry,
     zones_of,
 )
-from reconciler.clouds.apis import CloudApis, ListsInstances
+from reconciler.clouds.apis import NO_LB_STATS, CloudApis, ListsInstances, ReadsLbStats
 from reconciler.clouds.checks import check_cloud_settings
 from reconciler.clouds.prices import CatalogPriceSource, catalog_entry, entry_refs
 from reconciler.clouds.registry import CLOUDS, cloud_replicas
@@ -62,7 +64,7 @@ from reconciler.clouds.settings import (
 )
 from reconciler.cost import PLACEHOLDER, PricedOffer, PriceRef
 from reconciler.drift_report import UnknownInstance
-from reconciler.errors import AdapterError, CloudConfigError, CredentialsError
+from reconciler.errors import AdapterError, CloudConfigError, CredentialsError, HedgeformError
 from reconciler.files import write_atomic
 from reconciler.paths import ServicePaths, check_name
 from reconciler.policy import (
@@ -93,6 +95,11 @@ LB_MAX_WEIGHT = 999  # an ALB forward action's target group weights: 0-999
 UNTYPED = "_untyped"
 FRONT_PROVIDER_REGION = "us-east-1"  # Route 53 is global; its API lives in us-east-1
 FIRST_SEEN = "first_seen.json"
+# The load balancers' serving figures are read at a scrape at most this often; between
+# reads a scrape sees the last one. Their clouds publish per minute (and CloudWatch bills
+# GetMetricData per metric requested), so reading at every 15 s scrape would pay 4x for
+# the same minutes.
+LB_STATS_EVERY_S = 60.0
 
 
 def stack_name(cloud: str, region: str) -> str:
@@ -307,6 +314,10 @@ class ProviderCloud:
             )
         )
         self.accelerator_notes += mix_note
+        # The last read of the load balancers' figures: (monotonic time, result or error).
+        self._traffic_lock = threading.Lock()  # scrapes come from the metrics thread
+        self._traffic: tuple[float, Mapping[str, ReplicaTraffic] | HedgeformError] | None = None
+        self._traffic_said: set[str] = set()
 
     # -- stacks ------------------------------------------------------------------------------
 
@@ -730,9 +741,63 @@ class ProviderCloud:
         return ", ".join(o.endpoint() for o in origins) or "(no load balancer applied yet)"
 
     def replica_traffic(self) -> Mapping[str, ReplicaTraffic] | None:
-        """Not read yet: the cloud load balancers report per target group, not per replica
-        (docs/operations.md maps their metrics to Hedgeform's names)."""
-        return None
+        """The load balancers' figures per target group (backend) and zone, keyed
+        `<stack>/<group>/<zone>`: every region whose cloud reads them (clouds/apis.py
+        `ReadsLbStats`), read at most every LB_STATS_EVERY_S (a failure too is kept that
+        long). A region of a cloud without them is left out (said once in the log); when no
+        region has them, or a read fails, the error says why (`hedgeform_lb_stats_up` 0)."""
+        with self._traffic_lock:
+            at = time.monotonic()
+            if self._traffic is None or at - self._traffic[0] >= LB_STATS_EVERY_S:
+                result: Mapping[str, ReplicaTraffic] | HedgeformError
+                try:
+                    result = self._read_traffic(time.time())
+                except HedgeformError as exc:
+                    result = exc
+                self._traffic = (at, result)
+            got = self._traffic[1]
+        if isinstance(got, HedgeformError):
+            raise got
+        return got
+
+    def _read_traffic(self, now: float) -> dict[str, ReplicaTraffic]:
+        out: dict[str, ReplicaTraffic] = {}
+        readable = 0
+        for stack in self._region_stacks():
+            apis = self.apis[stack.cloud]
+            if not isinstance(apis, ReadsLbStats):
+                why = NO_LB_STATS.get(stack.cloud, f"{stack.cloud}: no adapter reads them")
+                if why not in self._traffic_said:
+                    self._traffic_said.add(why)
+                    log.warning("serving metrics of %s not read: %s", stack.name, why)
+                continue
+            readable += 1
+            types = self.region_types.get((stack.cloud, stack.region), ())
+            accelerator = types[0].accelerator if len(types) == 1 else ""
+            try:
+                groups = apis.lb_traffic(
+                    stack.region, self._outputs(stack), self._zones_of(stack), accelerator, now
+                )
+            except AdapterError as exc:
+                raise type(exc)(f"{stack.name}: {exc}") from None
+            for g in groups:
+                out[f"{stack.name}/{g.group}/{g.zone}"] = ReplicaTraffic(
+                    requests=g.requests,
+                    responses=g.responses,
+                    connection_errors=g.connection_errors,
+                    response_errors=None,
+                    response_time_s=g.response_time_s,
+                    total_time_s=g.total_time_s,
+                    zone=g.zone,
+                    accelerator=g.accelerator,
+                    response_time_quantiles_s=g.response_time_quantiles_s,
+                )
+        if not readable:
+            stacks = self._region_stacks()
+            clouds = sorted({s.cloud for s in stacks})
+            reasons = [NO_LB_STATS.get(c, f"{c}: no adapter reads them") for c in clouds]
+            raise AdapterError("; ".join(reasons) or "no region stack")
+        return out
 
     def stack_dir(self, stack: str) -> Path:
         return self.paths.stack_dir(stack)

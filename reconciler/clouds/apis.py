@@ -33,6 +33,7 @@ import requests
 
 from reconciler import readiness
 from reconciler.clouds.base import InstanceRef
+from reconciler.clouds.lb_stats import GroupTraffic
 from reconciler.clouds.prices import CatalogPriceSource, catalog_entry, catalog_zones, entry_refs
 from reconciler.clouds.rest import TokenProvider
 from reconciler.errors import CloudConfigError, HedgeformError
@@ -130,6 +131,33 @@ class ListsInstances(Protocol):
         """Every instance of `region` (GCP: in `zones`) tagged for the service that has not
         ended (AWS: not shutting-down or terminated)."""
         ...
+
+
+@runtime_checkable
+class ReadsLbStats(Protocol):
+    """A cloud whose adapter reads its load balancer's serving figures (requests, responses
+    by class, connection errors, response times) per group of targets and zone: AWS
+    (CloudWatch), GCP (Cloud Monitoring). Azure's Standard load balancer is layer 4 and has
+    none (`NO_LB_STATS` says why)."""
+
+    def lb_traffic(
+        self, region: str, outputs: Mapping[str, Any], zones: Sequence[str], accelerator: str,
+        now: float,
+    ) -> list[GroupTraffic]:  # fmt: skip
+        """`region`'s figures (`outputs`: its stack's Terraform outputs; empty before the first
+        apply: nothing to read) in `zones`; `accelerator` labels a group whose type is not
+        its own ("" where the region runs several). The adapter keeps the running totals, so
+        one object must serve every read. Errors: AdapterError and its kin."""
+        ...
+
+
+# Why a cloud without ReadsLbStats has no serving figures: one line for the log.
+NO_LB_STATS: Mapping[str, str] = {
+    "azure": (
+        "Azure's Standard load balancer is layer 4 (TCP): it counts no HTTP requests, "
+        "responses or latencies to read (docs/operations.md)"
+    ),
+}
 
 
 def refs(

@@ -202,7 +202,7 @@ class ReconcileLoop:
         self._notices = rec.cloud.state_dir / "notices.jsonl"
         self._notice_size = self._feed_size()
         if metrics is not None:  # the backend of the reconciler in use at each scrape
-            metrics.watch_traffic(lambda: self.rec.cloud.replica_traffic())
+            metrics.watch_traffic(lambda: self.rec.cloud.replica_traffic(), logger)
 
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> int:
         scheduler = schedule.Scheduler()

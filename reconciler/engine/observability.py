@@ -1,6 +1,7 @@
 """What an unattended loop shows: one JSON log record per tick, and Prometheus metrics:
-the loop's own, and the serving figures the load balancer counts per replica (read at each
-scrape through the backend's `replica_traffic`), with $/h by market.
+the loop's own, and the serving figures the load balancer counts per replica (on clouds per
+target group or backend and zone; read at each scrape through the backend's
+`replica_traffic`), with $/h by market.
 
 The record carries the inputs (replicas by state, request rate, notices), the decision and
 its reasons, the plan summary per stack and the durations, so a night's preemptions can be
@@ -143,11 +144,19 @@ class ServingCollector(Collector):
     for external counters (CounterMetricFamily), not incremented here: a total that falls
     (a replica re-added, HAProxy restarted) is a counter reset, which `rate()` handles.
     Labels come from the last tick's observation (`labels`); a member the tick did not see
-    carries "unknown"."""
+    carries "unknown". A cloud's figures are per group of targets and zone: `replica` and
+    `market` are empty there (a target group holds both markets), `zone` and `accelerator`
+    come with the figures.
+
+    A source that fails makes `hedgeform_lb_stats_up` 0 for that scrape and is said once
+    per distinct reason on `logger` (a warning line), never more often: scrapes come every
+    few seconds."""
 
     def __init__(self, service: str) -> None:
         self.service = service
         self.source: TrafficSource | None = None
+        self.logger: logging.Logger | None = None
+        self._said = ""  # the last failure said (cleared by a good read)
         # replica id -> (zone, market, accelerator), replaced whole after each tick
         self.labels: Mapping[str, tuple[str, str, str]] = {}
 
@@ -187,6 +196,13 @@ class ServingCollector(Collector):
                 "1024 requests (HAProxy ttime): an average, not a quantile",
                 labels=REPLICA_LABELS,
             ),
+            "quantiles": GaugeMetricFamily(
+                "hedgeform_replica_response_time_quantile_seconds",
+                "Quantiles of the time to the first response byte over the newest settled "
+                "minute, as the cloud computes them (AWS TargetResponseTime p50/p90/p99); "
+                "per target group and zone, not summable across them",
+                labels=[*REPLICA_LABELS, "quantile"],
+            ),
             "up": GaugeMetricFamily(
                 "hedgeform_lb_stats_up",
                 "1 when the load balancer's per-replica figures were read at this scrape, "
@@ -201,27 +217,43 @@ class ServingCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = self._families()
-        traffic: Mapping[str, ReplicaTraffic] | None = None
-        if self.source is not None:
-            try:
-                traffic = self.source()
-            except Exception:  # a scrape must not fail because the LB did not answer
-                traffic = None
+        traffic = self._read()
         families["up"].add_metric([self.service], 0.0 if traffic is None else 1.0)
         labels = self.labels
-        for replica, t in sorted((traffic or {}).items()):
-            zone, market, accelerator = labels.get(replica, ("unknown", "unknown", "unknown"))
-            key = [self.service, replica, zone, market, accelerator]
+        for name, t in sorted((traffic or {}).items()):
+            if t.zone is not None:  # a cloud's group of targets in a zone
+                key = [self.service, "", t.zone, "", t.accelerator]
+            else:
+                zone, market, accelerator = labels.get(name, ("unknown", "unknown", "unknown"))
+                key = [self.service, name, zone, market, accelerator]
             families["requests"].add_metric(key, t.requests)
             for code, n in sorted(t.responses.items()):
                 families["responses"].add_metric([*key, code], n)
-            families["connection_errors"].add_metric(key, t.connection_errors)
-            families["response_errors"].add_metric(key, t.response_errors)
+            if t.connection_errors is not None:
+                families["connection_errors"].add_metric(key, t.connection_errors)
+            if t.response_errors is not None:
+                families["response_errors"].add_metric(key, t.response_errors)
             if t.response_time_s is not None:
                 families["response_time"].add_metric(key, t.response_time_s)
             if t.total_time_s is not None:
                 families["total_time"].add_metric(key, t.total_time_s)
+            for q, seconds in sorted(t.response_time_quantiles_s.items()):
+                families["quantiles"].add_metric([*key, q], seconds)
         return list(families.values())
+
+    def _read(self) -> Mapping[str, ReplicaTraffic] | None:
+        if self.source is None:
+            return None
+        try:
+            traffic = self.source()
+        except Exception as exc:  # a scrape must not fail because the LB did not answer
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if reason != self._said and self.logger is not None:
+                self.logger.warning(f"serving metrics not read: {reason}")
+            self._said = reason
+            return None
+        self._said = ""
+        return traffic
 
 
 class LoopMetrics:
@@ -303,9 +335,11 @@ class LoopMetrics:
         self.accelerator = ""
         self.registry.register(self.traffic)
 
-    def watch_traffic(self, source: TrafficSource) -> None:
-        """Read per-replica serving figures from `source` at each scrape."""
+    def watch_traffic(self, source: TrafficSource, logger: logging.Logger | None = None) -> None:
+        """Read per-replica serving figures from `source` at each scrape; say on `logger`
+        why they could not be read (once per reason)."""
         self.traffic.source = source
+        self.traffic.logger = logger
 
     def observe_drift(self, changed: int, unknown: int) -> None:
         """One drift check's outcome (engine/drift.py): counts of changed resources and

@@ -8,7 +8,9 @@ from typing import Any
 
 from reconciler.clouds.apis import Peek, TaggedInstance, View, gone_state, refs
 from reconciler.clouds.aws import signals as aws
+from reconciler.clouds.aws.lb_stats import AlbTargetGroupStats, target_group_dimension
 from reconciler.clouds.aws.naming import aws_lb_name
+from reconciler.clouds.lb_stats import GroupTraffic
 from reconciler.errors import CloudConfigError, NotProvisionedError
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
@@ -44,9 +46,14 @@ def aws_state(
 
 
 class AwsApis:
-    def __init__(self, spec: ServiceSpec, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self, spec: ServiceSpec, endpoint_url: str | None = None, *, lb_quantiles: bool = True
+    ) -> None:
+        """`lb_quantiles` False: no p50/p90/p99 of TargetResponseTime (moto cannot compute
+        extended statistics and answers HTTP 500)."""
         self.service = spec.name
         self.initial_delay = float(spec.service.readiness_probe.initial_delay_seconds)
+        self.lb_quantiles = lb_quantiles
         self.use_endpoint(endpoint_url)
 
     def use_endpoint(self, url: str | None) -> None:
@@ -54,6 +61,7 @@ class AwsApis:
         self.endpoint_url = url
         self._clients: dict[tuple[str, str], Any] = {}
         self._metrics: dict[tuple[str, str], aws.CloudWatchMetricsSource] = {}
+        self._lb_stats: dict[tuple[str, str], AlbTargetGroupStats] = {}
         self._prices: dict[tuple[str, str], aws.AwsSpotPriceSource] = {}
 
     def client(self, name: str, region: str) -> Any:
@@ -134,6 +142,30 @@ class AwsApis:
             cw = self.client("cloudwatch", region)
             self._metrics[key] = aws.CloudWatchMetricsSource(dimension, region, cloudwatch=cw)
         return self._metrics[key].request_rate(now)
+
+    def lb_traffic(
+        self, region: str, outputs: Mapping[str, Any], zones: Sequence[str], accelerator: str,
+        now: float,
+    ) -> list[GroupTraffic]:  # fmt: skip
+        """The ALB's figures per target group and zone (clouds/aws/lb_stats.py): a typed
+        group (output `target_group_arns`) is labelled with its GPU type, the shared one
+        (`target_group_arn`) with `accelerator`."""
+        load_balancer = str(outputs.get("lb_arn_suffix") or "")
+        if not load_balancer:
+            return []  # not applied yet: no load balancer
+        groups: dict[str, str] = {}
+        shared = str(outputs.get("target_group_arn") or "")
+        if shared:
+            groups[target_group_dimension(shared)] = accelerator
+        typed = outputs.get("target_group_arns")
+        for gpu, arn in sorted((typed if isinstance(typed, Mapping) else {}).items()):
+            groups[target_group_dimension(str(arn))] = str(gpu)
+        key = (region, load_balancer)
+        if key not in self._lb_stats:
+            self._lb_stats[key] = AlbTargetGroupStats(
+                self.client("cloudwatch", region), load_balancer, quantiles=self.lb_quantiles
+            )
+        return self._lb_stats[key].read(groups, zones, now)
 
     def spot_prices(
         self, region: str, instance_type: str, zones: Sequence[str]
