@@ -8,7 +8,7 @@ backoff and jitter come from urllib3's `Retry` (honours `Retry-After`), not a ha
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -19,6 +19,8 @@ from urllib3.util.retry import Retry
 from reconciler.errors import AdapterError, CredentialsError, ThrottledError
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# A query: a list value repeats its parameter (Monitoring's `aggregation.groupByFields`).
+Params = Mapping[str, str | Sequence[str]]
 
 
 class TokenProvider(Protocol):
@@ -84,7 +86,7 @@ class RestClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def get_json(self, url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def get_json(self, url: str, params: Params | None = None) -> dict[str, Any]:
         """GET `url` (absolute, under base_url) and return its JSON object."""
         headers = {"Authorization": f"Bearer {self.tokens.token()}", "Accept": "application/json"}
         where = urlsplit(url).path
@@ -124,7 +126,7 @@ class RestClient:
         return data
 
     def pages_by_token(
-        self, url: str, params: Mapping[str, str], *, max_pages: int = 100
+        self, url: str, params: Params, *, max_pages: int = 100
     ) -> Iterator[dict[str, Any]]:
         """Google-style pagination: `nextPageToken` in the body, `pageToken` in the query."""
         query = dict(params)
@@ -138,7 +140,7 @@ class RestClient:
         raise AdapterError(f"{self.api}: more than {max_pages} pages from {urlsplit(url).path}")
 
     def pages_by_link(
-        self, url: str, params: Mapping[str, str], *, max_pages: int = 100
+        self, url: str, params: Params, *, max_pages: int = 100
     ) -> Iterator[dict[str, Any]]:
         """Azure-style pagination: an absolute `nextLink` carrying its own query.
 
@@ -146,7 +148,7 @@ class RestClient:
         token is never sent anywhere else.
         """
         next_url: str | None = url
-        query: Mapping[str, str] | None = params
+        query: Params | None = params
         for _ in range(max_pages):
             assert next_url is not None
             page = self.get_json(next_url, query)

@@ -21,10 +21,13 @@ from reconciler.clouds.apis import (
 )
 from reconciler.clouds.base import parse_time
 from reconciler.clouds.gcp import signals as gcp
+from reconciler.clouds.gcp.lb_stats import BackendServiceStats
 from reconciler.clouds.gcp.naming import gcp_url_map_name
+from reconciler.clouds.lb_stats import GroupTraffic
 from reconciler.clouds.rest import RestClient, StaticToken, TokenProvider
 from reconciler.clouds.settings import ENV_GCP_PROJECT
-from reconciler.errors import AdapterError, SettingsError
+from reconciler.errors import AdapterError, CloudConfigError, SettingsError
+from reconciler.paths import NAME_RE
 from reconciler.policy import Notice, ReplicaState
 from reconciler.spec.model import ServiceSpec
 from reconciler.stacks import ManagedReplica
@@ -55,6 +58,7 @@ class GcpApis(RestApis):
         self.monitoring_url = monitoring_url
         self._notices: dict[str, gcp.GcpPreemptionSource] = {}
         self._metrics: dict[str, gcp.CloudMonitoringMetricsSource] = {}
+        self._lb_stats: dict[str, BackendServiceStats] = {}
         self._api = RestClient(
             self.compute_url, self.tokens, api="GCP Compute", credentials_hint=gcp.CREDENTIALS_HINT
         )
@@ -97,6 +101,30 @@ class GcpApis(RestApis):
         self, region: str, instance_type: str, zones: Sequence[str]
     ) -> dict[str, float]:
         return catalog_prices("gcp", instance_type, region, zones)
+
+    def lb_traffic(
+        self, region: str, outputs: Mapping[str, Any], zones: Sequence[str], accelerator: str,
+        now: float,
+    ) -> list[GroupTraffic]:  # fmt: skip
+        """The URL map's figures per backend service and zone from Cloud Monitoring
+        (clouds/gcp/lb_stats.py); every zone's instance group holds all the region's types,
+        so `accelerator` labels them all."""
+        if not outputs:
+            return []  # not applied yet: no load balancer
+        if region not in self._lb_stats:
+            url_map = gcp_url_map_name(self.spec.name, region)
+            if not NAME_RE.fullmatch(url_map) or not NAME_RE.fullmatch(self.project):
+                raise CloudConfigError(
+                    f"invalid GCP project or URL map: {self.project!r}, {url_map!r}"
+                )
+            api = RestClient(
+                self.monitoring_url,
+                self.tokens,
+                api="GCP Monitoring",
+                credentials_hint=gcp.CREDENTIALS_HINT,
+            )
+            self._lb_stats[region] = BackendServiceStats(api, self.project, url_map)
+        return self._lb_stats[region].read(zones, accelerator, now)
 
     def peek(
         self, region: str | None, zones: Sequence[str], instance_type: str | None, now: float
