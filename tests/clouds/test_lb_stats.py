@@ -4,6 +4,7 @@ CloudWatch's GetMetricData answer into figures per target group and zone
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from reconciler.clouds.aws.lb_stats import (
 )
 from reconciler.clouds.lb_stats import PeriodTotals, newest, settled_edge
 from reconciler.errors import AdapterError
+from tests.clouds.hcl import PROJECT_ROOT
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % 60  # a minute boundary
 
@@ -123,3 +125,19 @@ def test_a_result_cloudwatch_refuses_fails_the_read_in_one_line() -> None:
     ]
     with pytest.raises(AdapterError, match="Forbidden for RequestCount: not authorized"):
         points_by_id(pages)
+
+
+def test_the_aws_outputs_the_adapter_reads_are_the_module_s_load_balancer_and_groups() -> None:
+    """`AwsApis.lb_traffic` finds the ALB and its target groups through the stack's outputs;
+    a renamed output would leave the figures silently empty."""
+    outputs = (PROJECT_ROOT / "terraform" / "modules" / "aws" / "outputs.tf").read_text()
+    assert re.search(r'output "lb_arn_suffix" \{[^}]*value\s*=\s*aws_lb\.this\.arn_suffix', outputs)
+    assert re.search(
+        r'output "target_group_arn" \{[^}]*value\s*=\s*aws_lb_target_group\.replicas\.arn', outputs
+    )
+    # GPU type -> ARN: the keys are the accelerator labels.
+    assert re.search(
+        r'output "target_group_arns" \{[^}]*value\s*=\s*\{ for acc, tg in '
+        r"aws_lb_target_group\.typed : acc => tg\.arn \}",
+        outputs,
+    )
