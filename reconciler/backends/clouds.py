@@ -763,13 +763,11 @@ class ProviderCloud:
     def _read_traffic(self, now: float) -> dict[str, ReplicaTraffic]:
         out: dict[str, ReplicaTraffic] = {}
         readable = 0
+        skipped: dict[str, str] = {}  # stack -> why its cloud has no figures
         for stack in self._region_stacks():
             apis = self.apis[stack.cloud]
             if not isinstance(apis, ReadsLbStats):
-                why = NO_LB_STATS.get(stack.cloud, f"{stack.cloud}: no adapter reads them")
-                if why not in self._traffic_said:
-                    self._traffic_said.add(why)
-                    log.warning("serving metrics of %s not read: %s", stack.name, why)
+                skipped[stack.name] = NO_LB_STATS.get(stack.cloud, f"{stack.cloud}: not read")
                 continue
             readable += 1
             types = self.region_types.get((stack.cloud, stack.region), ())
@@ -792,11 +790,12 @@ class ProviderCloud:
                     accelerator=g.accelerator,
                     response_time_quantiles_s=g.response_time_quantiles_s,
                 )
-        if not readable:
-            stacks = self._region_stacks()
-            clouds = sorted({s.cloud for s in stacks})
-            reasons = [NO_LB_STATS.get(c, f"{c}: no adapter reads them") for c in clouds]
-            raise AdapterError("; ".join(reasons) or "no region stack")
+        if not readable:  # the collector says this once
+            raise AdapterError("; ".join(sorted(set(skipped.values()))) or "no region stack")
+        for stack_name, why in sorted(skipped.items()):  # the other regions' figures are read
+            if stack_name not in self._traffic_said:
+                self._traffic_said.add(stack_name)
+                log.warning("serving metrics of %s not read: %s", stack_name, why)
         return out
 
     def stack_dir(self, stack: str) -> Path:

@@ -278,3 +278,28 @@ def test_azure_has_no_lb_figures_and_says_why(tmp_path: Path) -> None:
     ]
     with pytest.raises(AdapterError, match="Standard load balancer is layer 4"):
         backend.replica_traffic()
+
+
+def test_a_service_on_azure_and_aws_exports_aws_figures_and_warns_once_for_azure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(cloud_backend, "LB_STATS_EVERY_S", 0.0)
+    paths = cloud_root(tmp_path, "llama-cloud")
+    spec = load_spec(paths.spec_file)
+    azure = AzureApis(spec, "00000000-0000-0000-0000-000000000000", StaticToken("t"))
+    backend = ProviderCloud(
+        paths,
+        spec,
+        moto_settings("http://127.0.0.1:1"),
+        apis={"aws": ReadingApis(), "gcp": FakeApis(), "azure": azure},
+    )
+    backend._region_stacks = lambda: [  # type: ignore[method-assign]
+        cloud_backend.StackDef("aws-us-east-1", "aws", "us-east-1", "aws"),
+        cloud_backend.StackDef("azure-eastus", "azure", "eastus", "azure"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="reconciler.backends.clouds"):
+        for _ in range(2):
+            got = backend.replica_traffic()
+            assert got is not None and [t.requests for t in got.values()] == [5]
+    warned = [r.getMessage() for r in caplog.records if r.name == "reconciler.backends.clouds"]
+    assert len(warned) == 1 and warned[0].startswith("serving metrics of azure-eastus not read")
