@@ -36,14 +36,17 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from reconciler.spec.model import ReadinessProbe, ServiceSpec
 from reconciler.spec.service import expand_vars
@@ -214,3 +217,71 @@ def _causes(exc: BaseException) -> list[BaseException]:
         seen.append(item)
         todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
     return seen
+
+
+# -- HTTPS to an endpoint serving service.tls ---------------------------------------------------
+#
+# The sandbox's endpoint is https://127.0.0.1:PORT while its certificate names the service's
+# public name (or is self-signed for a test), so neither the system's CAs nor a host name check
+# can judge it. What is checked instead: the chain is verified against the certfile's own
+# certificates as the only trust anchors (a self-signed certificate, or a leaf with its
+# intermediates: partial chains accepted), and the certificate presented must be exactly the
+# certfile's first one (`presented_certificate_problem`). That is stricter than a name check:
+# any other certificate, even one a public CA signed for the same name, fails. Never
+# `verify=False`.
+
+
+def pinned_context(certfile: str) -> ssl.SSLContext:
+    """A TLS client context whose only trust anchors are the certificates in `certfile`."""
+    context = ssl.create_default_context(cafile=certfile)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False  # the certificate itself is compared instead (above)
+    return context
+
+
+class _PinnedAdapter(HTTPAdapter):
+    def __init__(self, certfile: str) -> None:
+        self._certfile = certfile
+        super().__init__()
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        pool_kwargs["ssl_context"] = pinned_context(self._certfile)
+        pool_kwargs["assert_hostname"] = False
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+
+def pinned_session(certfile: str) -> requests.Session:
+    """A session for an endpoint serving `certfile` (service.tls): HTTPS verified against it
+    (see above), never against the system's CAs."""
+    session = requests.Session()
+    session.verify = certfile
+    session.mount("https://", _PinnedAdapter(certfile))
+    return session
+
+
+def presented_certificate_problem(
+    url: str, certfile: str, leaf_pem: str, timeout_s: float = 5.0
+) -> str | None:
+    """Why the HTTPS endpoint at `url` does not present the certificate `leaf_pem` (the
+    certfile's first), verified against `certfile`; None when it does. One short phrase."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as raw,
+            pinned_context(certfile).wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            presented = tls.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"its certificate does not verify against service.tls.certfile ({exc.verify_message})"
+        )
+    except ssl.SSLError as exc:
+        return f"no TLS handshake ({exc.reason or type(exc).__name__})"
+    except OSError as exc:
+        return f"no TLS connection ({exc.strerror or type(exc).__name__})"
+    if presented != ssl.PEM_cert_to_DER_cert(leaf_pem):
+        return "it presents another certificate than service.tls.certfile's first"
+    return None

@@ -55,6 +55,7 @@ from reconciler.sandbox.market import (
 )
 from reconciler.spec.fingerprint import spec_for_part
 from reconciler.spec.model import ServiceSpec
+from reconciler.spec.tls import cert_digest, tls_problem
 from reconciler.stacks import (
     FRONT,
     ManagedReplica,
@@ -454,9 +455,28 @@ class SandboxCloud:
             "check_timeout_seconds": check.timeout_s,
         }
         context = {**common, "stack": FRONT, "replicas": {}, "replica_accelerators": {},
-                   "load_balancer": lb}  # fmt: skip
+                   "load_balancer": lb, "tls": self._tls_vars()}  # fmt: skip
         out.append(RenderedStack(stacks[FRONT], "local.tfvars.json.j2", context))
         return out
+
+    def _tls_vars(self) -> dict[str, str] | None:
+        """The front stack's `tls` (service.tls): the files' paths and the certificate's
+        SHA-256, so a renewed pair makes a plan (HAProxy swaps it in without a restart) but no
+        new version of the service. Never the key's content. CloudConfigError (one line
+        naming the field) when a file is no longer usable."""
+        tls = self.spec.service.tls if self.spec is not None else None
+        if tls is None:
+            return None
+        problem = tls_problem(tls)
+        if problem is not None:
+            raise CloudConfigError(problem)
+        try:
+            digest = cert_digest(tls)
+        except OSError as exc:
+            raise CloudConfigError(
+                f"service.tls.certfile: cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
+        return {"certfile": tls.certfile, "keyfile": tls.keyfile, "cert_sha256": digest}
 
     def _max_rps(self, kept: Sequence[ManagedReplica]) -> dict[str, float]:
         """replica id -> requests/s its simulated GPU serves: its type's capacity in the
@@ -526,14 +546,17 @@ class SandboxCloud:
         return classify_apply_output("local", output, zones)
 
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.settings.lb_port}"
+        """`https://` when the spec has `service.tls` (HAProxy serves HTTPS only)."""
+        https = self.spec is not None and self.spec.service.tls is not None
+        return f"{'https' if https else 'http'}://127.0.0.1:{self.settings.lb_port}"
 
     def running_endpoint(self) -> str | None:
         """The endpoint of the load balancer actually running, whatever port the settings
-        name now: its port as HAProxy's record (`haproxy/lb.json`) keeps it. None when no
-        load balancer runs."""
+        name now: its port and scheme as HAProxy's record (`haproxy/lb.json`) keeps them.
+        None when no load balancer runs."""
         lb = HAProxyLB(self.state_dir)  # read now: the port is recorded when HAProxy starts
-        return f"http://127.0.0.1:{lb.port}" if lb.port and lb.is_running() else None
+        scheme = "https" if lb.tls else "http"
+        return f"{scheme}://127.0.0.1:{lb.port}" if lb.port and lb.is_running() else None
 
     def observe(
         self, spec: ServiceSpec, since: Since, now: float, look: Look, *, collect: bool = True

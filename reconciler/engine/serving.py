@@ -18,8 +18,17 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from reconciler.readiness import ProbeRequest, probe, spec_probe_request
+import requests
+
+from reconciler.readiness import (
+    ProbeRequest,
+    pinned_session,
+    presented_certificate_problem,
+    probe,
+    spec_probe_request,
+)
 from reconciler.spec.model import ServiceSpec
+from reconciler.spec.tls import leaf_certificate
 
 ENDPOINT = "endpoint"
 LB_HEALTH = "load balancer health"
@@ -81,11 +90,31 @@ class ServingChecker:
             ch if ch.isprintable() and not ch.isspace() else "?" for ch in self.request.path
         )
         what = f"{self.request.method} {path}"  # one line, whatever a variable held
-        for _ in range(self.attempts):  # a round-robin LB: several requests meet several targets
-            result = probe(url, self.request)
-            if not result.ok:
-                return ServingCheck(False, ENDPOINT, f"{what} through {url}: {result.reason}")
-        return ServingCheck(True, ENDPOINT, f"{what} through {url}: HTTP 200 x{self.attempts}")
+        tls = self.spec.service.tls
+        session: requests.Session | None = None
+        if tls is not None and url.startswith("https://"):
+            # The certificate service.tls names, pinned (readiness.py): never verify=False.
+            try:
+                problem = presented_certificate_problem(
+                    url, tls.certfile, leaf_certificate(tls), CONNECT_TIMEOUT_S
+                )
+            except (OSError, ValueError) as exc:
+                problem = f"service.tls.certfile cannot be read ({type(exc).__name__})"
+            if problem is not None:
+                return ServingCheck(False, ENDPOINT, f"{url}: {problem}")
+            session = pinned_session(tls.certfile)
+        try:
+            for _ in range(self.attempts):  # round robin: several requests meet several targets
+                result = probe(url, self.request, session)
+                if not result.ok:
+                    return ServingCheck(False, ENDPOINT, f"{what} through {url}: {result.reason}")
+        finally:
+            if session is not None:
+                session.close()
+        verified = " (TLS: service.tls's certificate)" if session is not None else ""
+        return ServingCheck(
+            True, ENDPOINT, f"{what} through {url}: HTTP 200 x{self.attempts}{verified}"
+        )
 
     def _lb_view(self, why: str) -> ServingCheck:
         if why not in self._said:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -29,6 +29,8 @@ from reconciler.sandbox.market import (
 )
 from reconciler.sandbox.replica_server import PROBE_PATHS, faults_path, parse_faults
 from reconciler.sandbox.statefiles import check_name
+from reconciler.spec.model import TLSFiles
+from reconciler.spec.tls import absolute
 
 STATE_DIR_ENV = "HEDGEFORM_SANDBOX_STATE_DIR"
 
@@ -417,7 +419,19 @@ def lb() -> None:
 
 
 def _lb_options(f: Any) -> Any:
-    """--port, --check-path, --check-timeout: the load balancer to start when none runs."""
+    """--port, --check-path, --check-timeout, --tls-certfile/--tls-keyfile: the load balancer
+    to start when none runs."""
+    f = click.option(
+        "--tls-keyfile",
+        default=None,
+        help="With --tls-certfile: serve HTTPS with this PEM private key (service.tls); "
+        "both empty: plain HTTP (default: as recorded).",
+    )(f)
+    f = click.option(
+        "--tls-certfile",
+        default=None,
+        help="With --tls-keyfile: the PEM certificate (chain) to serve.",
+    )(f)
     f = click.option(
         "--check-timeout",
         type=click.IntRange(1, 3600),
@@ -438,8 +452,24 @@ def _lb_options(f: Any) -> Any:
     )(f)
 
 
+def _tls(certfile: str | None, keyfile: str | None) -> TLSFiles | Literal[False] | None:
+    """None: as recorded; False: plain HTTP (both empty); else the files (both given)."""
+    if certfile is None and keyfile is None:
+        return None
+    if not certfile and not keyfile:
+        return False
+    if not certfile or not keyfile:
+        raise click.UsageError("give --tls-certfile and --tls-keyfile together (or both empty)")
+    return TLSFiles(keyfile=absolute(keyfile), certfile=absolute(certfile))
+
+
 def _balancer(
-    state_dir: Path, port: int | None, check_path: str | None, check_timeout: int | None
+    state_dir: Path,
+    port: int | None,
+    check_path: str | None,
+    check_timeout: int | None,
+    tls_certfile: str | None = None,
+    tls_keyfile: str | None = None,
 ) -> HAProxyLB:
     check = None
     if check_path is not None or check_timeout is not None:
@@ -448,18 +478,24 @@ def _balancer(
             recorded.path if check_path is None else (check_path or None),
             recorded.timeout_s if check_timeout is None else check_timeout,
         )
-    return HAProxyLB(state_dir, port, check)
+    return HAProxyLB(state_dir, port, check, _tls(tls_certfile, tls_keyfile))
 
 
 @lb.command("up")
 @_state_dir_option
 @_lb_options
 def lb_up(
-    state_dir: Path, port: int | None, check_path: str | None, check_timeout: int | None
+    state_dir: Path,
+    port: int | None,
+    check_path: str | None,
+    check_timeout: int | None,
+    tls_certfile: str | None,
+    tls_keyfile: str | None,
 ) -> None:
-    """Start HAProxy (idempotent); after a crash it restarts and re-adds the recorded servers."""
+    """Start HAProxy (idempotent); after a crash it restarts and re-adds the recorded servers.
+    Running with TLS, a renewed certificate and key are swapped in without a restart."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    balancer = _balancer(state_dir, port, check_path, check_timeout)
+    balancer = _balancer(state_dir, port, check_path, check_timeout, tls_certfile, tls_keyfile)
     if not balancer.port:
         raise click.UsageError("--port is required the first time")
     started = balancer.up()
@@ -527,13 +563,15 @@ def lb_set_members(
     port: int | None,
     check_path: str | None,
     check_timeout: int | None,
+    tls_certfile: str | None,
+    tls_keyfile: str | None,
 ) -> None:
     """Make the backend hold exactly REPLICA_IDS (ports from the replica records) plus any
     --member; no arguments empties it. Ids with no running replica (e.g. preempted) are
     skipped with a warning: a dead server would only fail its health check.
 
     A load balancer that is not running is started first, with the recorded port and check,
-    or with --port/--check-path/--check-timeout when its record is gone (the front stack
+    or with --port/--check-path/--check-timeout/--tls-* when its record is gone (the front stack
     passes them, so a lost `lb.json` and a killed HAProxy are rebuilt by the next apply).
     New servers join before the ones they replace leave, which drain first."""
     members: dict[str, tuple[str, int]] = {}
@@ -548,7 +586,7 @@ def lb_set_members(
         if not sep or not member_port.isdigit():
             raise click.BadParameter(f"{item!r}: expected NAME=PORT", param_hint="--member")
         members[check_name(name, "server name")] = ("127.0.0.1", int(member_port))
-    balancer = _balancer(state_dir, port, check_path, check_timeout)
+    balancer = _balancer(state_dir, port, check_path, check_timeout, tls_certfile, tls_keyfile)
     balancer.ensure_running()
     added, removed = balancer.set_members(members)
     _echo_json({"members": sorted(members), "added": added, "removed": removed})

@@ -8,6 +8,13 @@ is also kept in `<state_dir>/haproxy/lb.json` and re-applied by `ensure_running(
 Files: `<state_dir>/haproxy.sock` (admin socket), `<state_dir>/haproxy/{haproxy.cfg,haproxy.pid,
 lb.json}`. Its log (requests, servers going up and down) is a ring buffer in its memory, read
 over the admin socket (`log_lines`).
+
+With `service.tls` the frontend serves HTTPS (`bind ... ssl crt`): HAProxy loads the
+certificate and the private key from one PEM, `<state_dir>/haproxy/tls/endpoint.pem`, which
+only this module writes (0600 in a 0700 directory, atomically: temp file, fsync, rename) and
+`down` deletes. A renewed pair is swapped in over the admin socket (`set ssl cert` + `commit
+ssl cert`: no restart, no dropped connection). The key's content goes nowhere else: not into
+haproxy.cfg, lb.json, argv, the environment or a message.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.errors import SandboxError
-from reconciler.files import find_executable, write_json_atomic
+from reconciler.files import find_executable, write_atomic, write_json_atomic
 from reconciler.sandbox import processes, replicas
 from reconciler.sandbox.statefiles import check_name, file_lock, read_json
+from reconciler.spec.model import TLSFiles
+from reconciler.spec.tls import combined_pem, tls_problem
 
 BACKEND = "replicas"
 FRONTEND = "sandbox"
@@ -100,9 +109,12 @@ def haproxy_binary() -> str:
     return str(path)
 
 
-def render_config(port: int, socket_path: Path, check: HealthCheck | None = None) -> str:
+def render_config(
+    port: int, socket_path: Path, check: HealthCheck | None = None, pem: Path | None = None
+) -> str:
     """haproxy.cfg: one loopback frontend, one backend filled at run time, servers checked as
-    `check` says (the service's readiness probe where HAProxy can carry it).
+    `check` says (the service's readiness probe where HAProxy can carry it); with `pem` (the
+    certificate and key file, `HAProxyLB.pem_path`) the frontend serves HTTPS only.
 
     A request whose connection fails or gets an empty response (a replica killed between two
     health checks) is retried once on another server, so a preempted replica that was not
@@ -114,6 +126,7 @@ def render_config(port: int, socket_path: Path, check: HealthCheck | None = None
         if check.path is not None
         else "    # TCP connect check: the probe is not a GET HAProxy can hold\n"
     )
+    tls = f" ssl crt {pem}" if pem is not None else ""
     return f"""# Written by hedgeform sandbox; servers are added at run time over the admin socket.
 global
     maxconn 4096
@@ -143,7 +156,7 @@ defaults
     retry-on conn-failure empty-response
 
 frontend {FRONTEND}
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{tls}
     default_backend {BACKEND}
 
 backend {BACKEND}
@@ -151,14 +164,14 @@ backend {BACKEND}
 {http_check}"""
 
 
-_BIND = re.compile(r"^\s*bind 127\.0\.0\.1:(\d+)\s*$", re.M)
+_BIND = re.compile(r"^\s*bind 127\.0\.0\.1:(\d+)( ssl crt \S+)?\s*$", re.M)
 _HTTP_CHECK = re.compile(r"^\s*option httpchk GET (\S+)\s*$", re.M)
 _CHECK_TIMEOUT = re.compile(r"^\s*timeout check (\d+)s\s*$", re.M)
 
 
 def config_record(cfg_path: Path) -> dict[str, Any]:
-    """`{"port", "check"}` read back from a configuration render_config wrote; `{}` when there
-    is none or it is not ours. The members are not in it (they are added at run time)."""
+    """`{"port", "check", "tls"}` read back from a configuration render_config wrote; `{}`
+    when there is none or it is not ours. The members are not in it (added at run time)."""
     try:
         text = cfg_path.read_text()
     except OSError:
@@ -168,7 +181,7 @@ def config_record(cfg_path: Path) -> dict[str, Any]:
         return {}
     path = _HTTP_CHECK.search(text)
     check = {"path": path.group(1) if path else None, "timeout_s": int(timeout.group(1))}
-    return {"port": int(port.group(1)), "check": check}
+    return {"port": int(port.group(1)), "check": check, "tls": port.group(2) is not None}
 
 
 @dataclass(frozen=True)
@@ -229,11 +242,24 @@ def _check_member(name: str, host: str, port: int) -> None:
         raise SandboxError(f"server {name}: invalid port {port}")
 
 
+def _reply_line(reply: str) -> str:
+    """HAProxy's reply to a certificate command, as one line that cannot hold PEM text."""
+    lines = [ln.strip() for ln in reply.splitlines() if ln.strip() and "-----" not in ln]
+    return (lines[0] if lines else "no reply")[:200]
+
+
 class HAProxyLB:
-    """One HAProxy instance per sandbox state dir."""
+    """One HAProxy instance per sandbox state dir.
+
+    `tls`: None serves as recorded (a restart after a crash reuses the certificate file it
+    has); False serves plain HTTP; TLSFiles serves HTTPS with that key and certificate."""
 
     def __init__(
-        self, state_dir: Path, port: int | None = None, check: HealthCheck | None = None
+        self,
+        state_dir: Path,
+        port: int | None = None,
+        check: HealthCheck | None = None,
+        tls: TLSFiles | Literal[False] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.dir = self.state_dir / "haproxy"
@@ -241,9 +267,12 @@ class HAProxyLB:
         self.pid_path = self.dir / "haproxy.pid"
         self.lb_path = self.dir / "lb.json"
         self.socket_path = self.state_dir / "haproxy.sock"
+        self.pem_path = self.dir / "tls" / "endpoint.pem"
         recorded = self._read_lb()
         self.port = int(port if port is not None else recorded.get("port", 0))
         self.check = check if check is not None else HealthCheck.from_json(recorded.get("check"))
+        self.tls_files = tls or None
+        self.tls = bool(recorded.get("tls")) if tls is None else tls is not False
 
     # -- recorded state -----------------------------------------------------------------------
 
@@ -264,6 +293,7 @@ class HAProxyLB:
         data = {
             "port": self.port,
             "check": self.check.to_json(),
+            "tls": self.tls,
             "members": {k: [h, p] for k, (h, p) in members.items()},
         }
         write_json_atomic(self.lb_path, data)
@@ -308,6 +338,11 @@ class HAProxyLB:
                 raise SandboxError(
                     "load balancer already runs with another health check; run `lb down` first"
                 )
+            if bool(lb.get("tls")) != self.tls:
+                serves = "HTTPS" if lb.get("tls") else "plain HTTP"
+                raise SandboxError(f"load balancer already serves {serves}; run `lb down` first")
+            if self.tls_files is not None:
+                self._renew_certificate(self.tls_files)
             return False
         binary = haproxy_binary()
         if not 0 < self.port < 65536:
@@ -325,7 +360,15 @@ class HAProxyLB:
                 "the load balancer or stop what listens there"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.cfg_path.write_text(render_config(self.port, self.socket_path, self.check))
+        if self.tls_files is not None:
+            self._write_pem(self._pem_of(self.tls_files))
+        elif self.tls and not self.pem_path.is_file():
+            raise SandboxError(
+                f"the load balancer serves HTTPS but its certificate file {self.pem_path} is "
+                "gone: apply again (the front stack passes service.tls's files)"
+            )
+        pem = self.pem_path if self.tls else None
+        self.cfg_path.write_text(render_config(self.port, self.socket_path, self.check, pem))
         self.pid_path.unlink(missing_ok=True)
         members = self.desired_members()
         self._write_lb(members)
@@ -366,6 +409,7 @@ class HAProxyLB:
             ended = pid is not None and processes.terminate(pid, self._markers())
             self.pid_path.unlink(missing_ok=True)
             self.socket_path.unlink(missing_ok=True)
+            self.pem_path.unlink(missing_ok=True)  # a deleted load balancer keeps no key
             if self.lb_path.exists():
                 self._write_lb({})
             return ended
@@ -379,17 +423,72 @@ class HAProxyLB:
             raise SandboxError("no load balancer recorded here: run `lb up --port N` first")
         return self.up()
 
+    # -- TLS ----------------------------------------------------------------------------------
+
+    def _pem_of(self, tls: TLSFiles) -> bytes:
+        """The certificate and key as one PEM; SandboxError (one line naming the field, never
+        the content) when a file is no longer usable."""
+        problem = tls_problem(tls)
+        if problem is not None:
+            raise SandboxError(problem)
+        try:
+            return combined_pem(tls)
+        except OSError as exc:
+            raise SandboxError(
+                f"service.tls: cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
+
+    def _write_pem(self, pem: bytes) -> None:
+        """HAProxy's certificate file: 0600 from its creation, in a 0700 directory, replaced
+        atomically (files.write_atomic)."""
+        self.pem_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.pem_path.parent.chmod(0o700)
+        write_atomic(self.pem_path, pem)
+
+    def _renew_certificate(self, tls: TLSFiles) -> bool:
+        """Serve `tls`'s pair from now on, when it is not the one loaded: swapped in over the
+        admin socket (no restart), then written to the file a restart loads. Returns True
+        when it changed. SandboxError when HAProxy refuses it (e.g. a key that does not
+        belong to the certificate): the pair loaded before keeps serving."""
+        pem = self._pem_of(tls)
+        try:
+            if self.pem_path.read_bytes() == pem:
+                return False
+        except OSError:
+            pass
+        name = str(self.pem_path)
+        reply = self._command_with_payload(f"set ssl cert {name}", pem.decode("ascii", "replace"))
+        if "Transaction" not in reply:
+            raise SandboxError(
+                f"HAProxy refused the endpoint's new certificate: {_reply_line(reply)}"
+            )
+        reply = self.command(f"commit ssl cert {name}")
+        if "Success" not in reply:
+            self.command(f"abort ssl cert {name}")
+            raise SandboxError(
+                f"HAProxy refused the endpoint's new certificate and key: {_reply_line(reply)}"
+            )
+        self._write_pem(pem)
+        return True
+
+    def _command_with_payload(self, cmd: str, payload: str) -> str:
+        """A runtime API command with a multi-line payload (`cmd <<`, the payload without its
+        blank lines, then the empty line that ends it), over the 0600 admin socket only."""
+        lines = "\n".join(ln for ln in payload.splitlines() if ln.strip())  # PEM skips them
+        return self.command(f"{cmd} <<", payload=lines + "\n")
+
     # -- runtime API --------------------------------------------------------------------------
 
-    def command(self, cmd: str, timeout: float = 5.0) -> str:
-        """Send one runtime API command over the admin socket and return the reply."""
+    def command(self, cmd: str, timeout: float = 5.0, payload: str = "") -> str:
+        """Send one runtime API command over the admin socket and return the reply (`payload`:
+        the lines after a command ending in `<<`, sent with the empty line that ends them)."""
         if "\n" in cmd or "\r" in cmd:
             raise SandboxError("runtime API commands are single lines")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(timeout)
                 sock.connect(str(self.socket_path))
-                sock.sendall(cmd.encode() + b"\n")
+                sock.sendall(cmd.encode() + b"\n" + (payload.encode() + b"\n" if payload else b""))
                 chunks = []
                 while True:
                     chunk = sock.recv(65536)

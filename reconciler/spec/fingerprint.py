@@ -4,9 +4,9 @@
 spec, the names of secret envs, the resources that pick and boot the machine (accelerators,
 cpus, memory, disk, image, ports) and what the readiness probe asks of it (path, POST body,
 headers). `fingerprint` covers the whole spec: also the `service:` section's replica policy,
-load balancing and the probe's timing (initial delay, timeout, failure threshold), which the
-reconciler applies and no replica runs, so changing them keeps the replicas, as SkyServe's
-`sky serve update` does. Where replicas may
+load balancing, the probe's timing (initial delay, timeout, failure threshold) and the paths
+of the `tls` files (never their content), which the reconciler applies and no replica runs,
+so changing them keeps the replicas, as SkyServe's `sky serve update` does. Where replicas may
 run (`any_of`, zones) and `use_spot` are in neither: moving zones retires replicas zone by
 zone (engine), and the market is the policy's to choose.
 
@@ -142,4 +142,9 @@ def fingerprint(spec: ServiceSpec) -> str:
     service = dataclasses.asdict(spec.service)
     if not spec.service.replica_policy.target_qps_per_accelerator:  # see replica_part
         service["replica_policy"].pop("target_qps_per_accelerator", None)
+    # `tls` (the sandbox endpoint's key and certificate) enters with its paths, only when
+    # set: a new pair there is the front stack's change (the certificate's digest, rendered),
+    # not a new version of the service, and no digest of the key is ever taken.
+    if spec.service.tls is None:
+        service.pop("tls", None)
     return _digest({"replica": replica_part(spec), "service": service, "name": spec.name})

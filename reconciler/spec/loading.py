@@ -19,7 +19,7 @@ from reconciler.spec.envs import Envs, parse_envs
 from reconciler.spec.errors import Problems
 from reconciler.spec.fields import Section, check_name, join
 from reconciler.spec.fields import open_section as _open
-from reconciler.spec.model import ServiceSpec
+from reconciler.spec.model import ServiceSpec, TLSFiles
 from reconciler.spec.resources import parse_resources
 from reconciler.spec.service import check_probe_for_clouds, expand_vars, parse_service
 from reconciler.spec.sidecar import (
@@ -29,6 +29,7 @@ from reconciler.spec.sidecar import (
     parse_changes,
     parse_sidecar,
 )
+from reconciler.spec.tls import check_tls
 
 SERVICE_NAME = NAME_RE
 SERVICE_NAME_RULE = (
@@ -311,6 +312,8 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
     }
     clouds = [location.cloud for location in resources.locations]
     check_probe_for_clouds(service.readiness_probe, clouds, plain_envs, problems)
+    if service.tls is not None:
+        service = replace(service, tls=_tls_for_clouds(service.tls, clouds, problems))
     for header, value in service.readiness_probe.headers.items():
         if not expand_vars(value, plain_envs).isascii():
             problems.add(
@@ -336,6 +339,39 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
         secret_names=frozenset(secrets),
         notes=notes,
     )
+
+
+# Why each cloud does not take `service.tls`'s files, and what to use there instead.
+_TLS_ON_CLOUDS = {
+    "aws": (
+        "import the certificate into ACM and name it per region in "
+        "services/<SERVICE>.settings.yaml (aws_certificate_arns; docs/clouds.md)"
+    ),
+    "gcp": "the gcp module takes no certificate from Hedgeform yet; terminate TLS in front of it",
+    "azure": (
+        "Azure's layer-4 load balancer cannot terminate TLS; terminate it in front of it "
+        "or on the replicas"
+    ),
+}
+
+
+def _tls_for_clouds(
+    tls: TLSFiles, clouds: Sequence[str | None], problems: Problems
+) -> TLSFiles | None:
+    """`service.tls` is served by the local sandbox's HAProxy; on a cloud the private key
+    would have to reach its load balancer through Terraform's state, so it is refused there,
+    one line per cloud, saying what to use instead. On the sandbox the files are checked."""
+    others = sorted({cloud or "(no cloud named)" for cloud in clouds if cloud != "local"})
+    for cloud in others:
+        instead = _TLS_ON_CLOUDS.get(cloud, "name cloud: local for every location")
+        problems.add(
+            "service.tls",
+            f"served by the local sandbox only: on {cloud} the private key would land in "
+            f"Terraform's state; {instead}",
+        )
+    if others:
+        return None
+    return check_tls(tls, problems)
 
 
 def _check_num_nodes(top: Section) -> None:

@@ -92,11 +92,24 @@ class ReplicaPolicy:
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """SkyServe's `service.tls`: the endpoint's private key and certificate, PEM files on the
+    machine running Hedgeform, as absolute paths (`~` expanded). Only the paths are held: the
+    key's content is read when the load balancer is configured, and reaches nothing else
+    (spec/tls.py, docs/security.md)."""
+
+    keyfile: str
+    certfile: str
+
+
+@dataclass(frozen=True)
 class ServiceSection:
     readiness_probe: ReadinessProbe = field(default_factory=ReadinessProbe)
     replica_policy: ReplicaPolicy = field(default_factory=ReplicaPolicy)
     load_balancing_policy: str | None = None
     ports: int | None = None
+    # The endpoint serves HTTPS with these files (the sandbox only; spec/tls.py).
+    tls: TLSFiles | None = None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,15 @@ def _ignored(path: str) -> tuple[str, ...]:
 
 
 TOP_LEVEL = ("service", "resources", "envs", "secrets", "setup", "run", "num_nodes", *_ignored(""))
-SERVICE = ("readiness_probe", "replicas", "replica_policy", "load_balancing_policy", "ports")
+SERVICE = (
+    "readiness_probe",
+    "replicas",
+    "replica_policy",
+    "load_balancing_policy",
+    "ports",
+    "tls",
+)
+TLS = ("keyfile", "certfile")
 READINESS_PROBE = (
     "path",
     "post_data",
@@ -134,12 +142,6 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
         "not supported: written by SkyPilot's client for its controller, not by hand; remove it"
     ),
     # -- service -----------------------------------------------------------------------------
-    ("service", "tls"): (
-        "not supported: SkyServe's keyfile/certfile would put a private key in Terraform's "
-        "state; TLS ends at the cloud load balancer: name an ACM certificate per region in "
-        "services/<SERVICE>.settings.yaml (aws_certificate_arns; docs/clouds.md); the local "
-        "sandbox serves plain HTTP"
-    ),
     ("service", "load_balancer"): (
         "not supported: the load balancers' idle timeouts are fixed (AWS ALB 300 s, Azure "
         "30 min, the sandbox's HAProxy 60 s); remove it"

@@ -17,6 +17,7 @@ from reconciler.spec.model import (
     ReadinessProbe,
     ReplicaPolicy,
     ServiceSection,
+    TLSFiles,
 )
 
 # The probe path ends up in HAProxy config and curl arguments: printable ASCII, no spaces.
@@ -65,7 +66,30 @@ def parse_service(value: object, problems: Problems) -> ServiceSection:
         replica_policy=policy,
         load_balancing_policy=balancing,
         ports=port,
+        tls=_tls(section, problems),
     )
+
+
+def _tls(section: Section, problems: Problems) -> TLSFiles | None:
+    """SkyServe's `tls: {keyfile: PATH, certfile: PATH}`, both required, as written: the
+    loader (spec/tls.py) expands and checks the files, which this pure parser cannot read."""
+    if not section.has("tls"):
+        return None
+    tls = open_section(section.get("tls"), section.at("tls"), problems, schema.TLS)
+    if tls is None:
+        return None
+    paths = {}
+    for key in schema.TLS:
+        value = tls.string(key)
+        if value is None and tls.valid(key):
+            tls.bad(key, "required: the path of a PEM file on this machine")
+        elif value is not None and not value.strip():
+            tls.bad(key, "must be a path, got an empty string")
+        elif value is not None:
+            paths[key] = value
+    if len(paths) < len(schema.TLS):
+        return None
+    return TLSFiles(keyfile=paths["keyfile"], certfile=paths["certfile"])
 
 
 INSTANCE_AWARE = "instance_aware_least_load"

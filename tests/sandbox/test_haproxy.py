@@ -279,7 +279,9 @@ def test_the_port_and_check_are_read_back_from_the_configuration(
 
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(render_config(18099, tmp_path / "s.sock", check))
-    assert config_record(cfg) == {"port": 18099, "check": check.to_json()}
+    assert config_record(cfg) == {"port": 18099, "check": check.to_json(), "tls": False}
+    cfg.write_text(render_config(18099, tmp_path / "s.sock", check, tmp_path / "e.pem"))
+    assert config_record(cfg) == {"port": 18099, "check": check.to_json(), "tls": True}
     assert config_record(tmp_path / "missing.cfg") == {}
 
 

@@ -16,8 +16,11 @@ what Hedgeform does with the field, as one or more cases a document can show:
 
 from __future__ import annotations
 
+import atexit
 import copy
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,9 @@ from reconciler.clouds.catalog import instance_for_region
 from reconciler.clouds.stack_context import module_balancing
 from reconciler.errors import CloudConfigError, SpecError
 from reconciler.spec import Accelerator, Location, ServiceSpec, parse_spec, schema
+from reconciler.spec.model import TLSFiles
 from tests.spec.conftest import BASE
+from tests.tlsfiles import make_pair
 
 DOCS_SPEC = Path(__file__).resolve().parents[2] / "docs" / "spec.md"
 
@@ -130,6 +135,12 @@ def _probe(spec: ServiceSpec) -> Any:
 def _policy(spec: ServiceSpec) -> Any:
     return spec.service.replica_policy
 
+
+# service.tls's files: a self-signed pair, made once for the module's rows.
+_TLS_DIR = Path(tempfile.mkdtemp(prefix="hf-tls-"))
+atexit.register(shutil.rmtree, _TLS_DIR, ignore_errors=True)
+_PAIR = make_pair(_TLS_DIR)
+_TLS = {"keyfile": str(_PAIR.keyfile), "certfile": str(_PAIR.certfile)}
 
 ROWS: dict[str, Row] = {
     # -- the task --------------------------------------------------------------------------
@@ -245,7 +256,9 @@ ROWS: dict[str, Row] = {
         Honoured("round_robin", module_balancing, "round_robin"),
     ),
     "service.tls": _row(
-        Refused({"keyfile": "k.pem", "certfile": "c.pem"}, ("private key", "aws_certificate_arns"))
+        Honoured(_TLS, lambda s: s.service.tls, TLSFiles(**_TLS), _local),
+        Refused(_TLS, ("local sandbox only: on aws", "aws_certificate_arns")),
+        Refused({**_TLS, "keyfile": "/nonexistent/k.pem"}, ("keyfile: no such file",), _local),
     ),
     # -- resources -------------------------------------------------------------------------
     "resources.cloud": _row(

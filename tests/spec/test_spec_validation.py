@@ -440,12 +440,13 @@ def test_bad_choice_did_you_mean(
     assert line.endswith(hint)
 
 
-def test_skyserve_tls_is_refused_in_one_line_saying_what_to_do(
+def test_skyserve_tls_is_refused_on_aws_in_one_line_saying_what_to_do(
     base: dict[str, Any], problems_for: Problems
 ) -> None:
     """SkyServe's service.tls (key and certificate files) would put a private key in
-    Terraform's state: refused, pointing at the ACM setting (issue 11)."""
+    Terraform's state on a cloud: refused there, pointing at the ACM setting (issue 11); the
+    sandbox serves it (tests/spec/test_spec_tls.py)."""
     base["service"]["tls"] = {"keyfile": "/etc/k.pem", "certfile": "/etc/c.pem"}
     (line,) = problems_for(base)
-    assert line.startswith("service.tls: not supported: ")
+    assert line.startswith("service.tls: served by the local sandbox only: on aws ")
     assert "aws_certificate_arns" in line

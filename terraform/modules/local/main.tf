@@ -7,6 +7,16 @@ locals {
     HEDGEFORM_BIN = var.hedgeform_bin
     SANDBOX_DIR   = var.sandbox_dir
   }
+  # HTTPS on the load balancer (service.tls): the files' paths only; `lb up` reads them.
+  tls = var.load_balancer != null && var.tls != null
+  lb_env = var.load_balancer == null ? {} : {
+    LB_PORT       = tostring(var.load_balancer.port)
+    CHECK_PATH    = var.load_balancer.check_path
+    CHECK_TIMEOUT = tostring(var.load_balancer.check_timeout_seconds)
+    TLS_CERTFILE  = local.tls ? try(var.tls.certfile, "") : ""
+    TLS_KEYFILE   = local.tls ? try(var.tls.keyfile, "") : ""
+  }
+  lb_args = "--port \"$LB_PORT\" --check-path \"$CHECK_PATH\" --check-timeout \"$CHECK_TIMEOUT\" --tls-certfile \"$TLS_CERTFILE\" --tls-keyfile \"$TLS_KEYFILE\""
 }
 
 resource "null_resource" "replica" {
@@ -51,25 +61,22 @@ resource "null_resource" "replica" {
   }
 }
 
-# HAProxy itself: replaced only when its port or directory changes.
+# HAProxy itself: replaced only when its port, check, directory, or whether it serves HTTPS
+# changes. A load balancer without TLS has exactly the triggers it had before TLS existed.
 resource "null_resource" "load_balancer" {
   count = var.load_balancer == null ? 0 : 1
 
-  triggers = {
+  triggers = merge({
     port          = tostring(var.load_balancer.port)
     check_path    = var.load_balancer.check_path
     check_timeout = tostring(var.load_balancer.check_timeout_seconds)
     hedgeform_bin = var.hedgeform_bin
     sandbox_dir   = var.sandbox_dir
-  }
+  }, local.tls ? { tls = "https" } : {})
 
   provisioner "local-exec" {
-    command = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\" --check-path \"$CHECK_PATH\" --check-timeout \"$CHECK_TIMEOUT\""
-    environment = merge(local.common_env, {
-      LB_PORT       = tostring(var.load_balancer.port)
-      CHECK_PATH    = var.load_balancer.check_path
-      CHECK_TIMEOUT = tostring(var.load_balancer.check_timeout_seconds)
-    })
+    command     = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" ${local.lb_args}"
+    environment = merge(local.common_env, local.lb_env)
   }
 
   provisioner "local-exec" {
@@ -79,6 +86,25 @@ resource "null_resource" "load_balancer" {
       HEDGEFORM_BIN = self.triggers.hedgeform_bin
       SANDBOX_DIR   = self.triggers.sandbox_dir
     }
+  }
+}
+
+# The endpoint's certificate and key (service.tls): a renewed pair (another certificate
+# digest) or other files are swapped into the running HAProxy over its admin socket, with no
+# restart. Only the paths and the certificate's SHA-256 are here: never the key's content.
+resource "null_resource" "tls_certificate" {
+  count = local.tls ? 1 : 0
+
+  triggers = {
+    certfile    = var.tls.certfile
+    keyfile     = var.tls.keyfile
+    cert_sha256 = var.tls.cert_sha256
+    lb          = null_resource.load_balancer[0].id
+  }
+
+  provisioner "local-exec" {
+    command     = "\"$HEDGEFORM_BIN\" sandbox lb up --state-dir \"$SANDBOX_DIR\" ${local.lb_args}"
+    environment = merge(local.common_env, local.lb_env)
   }
 }
 
@@ -94,15 +120,12 @@ resource "null_resource" "target_group" {
 
   # MEMBERS is expanded unquoted on purpose, to split into one argument per id: the ids are
   # validated ([a-z0-9-] only), so word splitting cannot produce anything else.
-  # The port and check come along so that a HAProxy killed together with its record
-  # (lb.json) is started again here, as the load_balancer resource would.
+  # The port, check and TLS files come along so that a HAProxy killed together with its
+  # record (lb.json) is started again here, as the load_balancer resource would.
   provisioner "local-exec" {
-    command = "\"$HEDGEFORM_BIN\" sandbox lb set-members --state-dir \"$SANDBOX_DIR\" --port \"$LB_PORT\" --check-path \"$CHECK_PATH\" --check-timeout \"$CHECK_TIMEOUT\" $MEMBERS"
-    environment = merge(local.common_env, {
-      MEMBERS       = join(" ", sort(var.load_balancer.members))
-      LB_PORT       = tostring(var.load_balancer.port)
-      CHECK_PATH    = var.load_balancer.check_path
-      CHECK_TIMEOUT = tostring(var.load_balancer.check_timeout_seconds)
+    command = "\"$HEDGEFORM_BIN\" sandbox lb set-members --state-dir \"$SANDBOX_DIR\" ${local.lb_args} $MEMBERS"
+    environment = merge(local.common_env, local.lb_env, {
+      MEMBERS = join(" ", sort(var.load_balancer.members))
     })
   }
 }

@@ -5,7 +5,7 @@ output "replica_ids" {
 
 output "endpoint" {
   description = "The service endpoint through HAProxy (front stack only), else null."
-  value       = var.load_balancer == null ? null : "http://127.0.0.1:${var.load_balancer.port}"
+  value       = var.load_balancer == null ? null : "${local.tls ? "https" : "http"}://127.0.0.1:${var.load_balancer.port}"
 }
 
 output "lb_members" {

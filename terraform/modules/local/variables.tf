@@ -102,3 +102,18 @@ variable "load_balancer" {
     error_message = "The health check timeout must be a whole number of seconds from 1 to 3600."
   }
 }
+
+variable "tls" {
+  description = "HTTPS on the load balancer (front stack only; SkyServe's service.tls): absolute paths of the PEM certificate (chain) and private key files on this machine, and the certificate file's SHA-256, whose change swaps the pair into the running HAProxy. Paths and the public certificate's digest only: the key's content never enters Terraform (`hedgeform sandbox lb up` reads the files and writes HAProxy's own 0600 copy). null: plain HTTP."
+  type = object({
+    certfile    = string
+    keyfile     = string
+    cert_sha256 = string
+  })
+  default = null
+
+  validation {
+    condition     = var.tls == null ? true : can(regex("^/[^[:cntrl:]]*$", var.tls.certfile)) && can(regex("^/[^[:cntrl:]]*$", var.tls.keyfile)) && can(regex("^[0-9a-f]{64}$", var.tls.cert_sha256))
+    error_message = "The TLS files must be absolute paths without control characters, and cert_sha256 a SHA-256 in hex."
+  }
+}
