@@ -612,6 +612,12 @@ def lb_set_members(
     default=None,
     help="Send as a Poisson process of rate --qps with this seed (default: evenly spaced).",
 )
+@click.option(
+    "--cacert",
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    default=None,
+    help="For an https URL (service.tls): verify against this certificate file only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def load(
     url: str,
@@ -620,13 +626,16 @@ def load(
     timeout: float,
     slo_ms: float | None,
     poisson_seed: int | None,
+    cacert: str | None,
     as_json: bool,
 ) -> None:
     """Send POST /v1/completions at a constant rate to a loopback URL and report successes,
     failures, latency percentiles and, with --slo-ms, the SLO attainment."""
     from reconciler.sandbox.loadgen import run_load  # numpy + requests: only this command
 
-    result = run_load(url, qps, duration, timeout, slo_ms=slo_ms, poisson_seed=poisson_seed)
+    result = run_load(
+        url, qps, duration, timeout, slo_ms=slo_ms, poisson_seed=poisson_seed, cacert=cacert
+    )
     if as_json:
         _echo_json(result.to_json())
         return

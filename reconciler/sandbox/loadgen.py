@@ -22,6 +22,7 @@ import numpy as np
 import requests
 
 from reconciler.errors import SandboxError
+from reconciler.readiness import pinned_session
 
 MAX_CONCURRENCY = 256
 MAX_REQUESTS = 1_000_000
@@ -105,6 +106,7 @@ def run_load(
     headers: Mapping[str, str] | None = None,
     slo_ms: float | None = None,
     poisson_seed: int | None = None,
+    cacert: str | None = None,
 ) -> LoadResult:
     """Send `qps * duration_s` requests and wait for them all (`headers`, e.g. an
     `Authorization` for a replica that wants an API key, go with each). Sending times are
@@ -112,6 +114,8 @@ def run_load(
     from numpy's generator seeded with it: the same seed sends at the same times), which is
     how independent users arrive and what makes queues form below capacity. `slo_ms` counts
     the requests answered within that many milliseconds (`LoadResult.slo_attainment`).
+    `cacert`: an https URL's certificate is verified against this file's certificates only
+    (a `service.tls` certfile: readiness.pinned_session).
 
     When `max_concurrency` requests are already in flight, a request is not sent and counts as
     a failure (`client saturated`), so the offered rate stays honest instead of silently
@@ -145,7 +149,9 @@ def run_load(
         try:
             session = getattr(local, "session", None)
             if session is None:
-                session = local.session = requests.Session()
+                session = local.session = (
+                    pinned_session(cacert) if cacert is not None else requests.Session()
+                )
                 session.trust_env = False  # never route loopback load through an env proxy
             start = time.perf_counter()
             try:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from reconciler.errors import SandboxError
 from reconciler.readiness import pinned_session, presented_certificate_problem
-from reconciler.sandbox import processes
+from reconciler.sandbox import processes, replicas
 from reconciler.sandbox.cli import sandbox
 from reconciler.sandbox.haproxy import HAProxyLB, render_config
 from reconciler.spec.model import TLSFiles
@@ -170,3 +170,18 @@ def test_the_cli_wants_both_tls_files_or_neither(state_dir: Path, pairs: tuple[P
     )  # fmt: skip
     assert result.exit_code == 2
     assert "give --tls-certfile and --tls-keyfile together" in result.output
+
+
+def test_load_goes_through_https_verified_against_the_cacert(
+    tls_lb: HAProxyLB, pairs: tuple[Pair, Pair], state_dir: Path
+) -> None:
+    from reconciler.sandbox.loadgen import run_load
+
+    record = replicas.launch(state_dir, "r0", "local-1a", "on_demand", cold_start_s=0.0)
+    tls_lb.set_members({"r0": ("127.0.0.1", record.port)})
+    assert tls_lb.wait_until_up(["r0"], timeout=10)
+    url = f"https://127.0.0.1:{tls_lb.port}"
+    served = run_load(url, 20, 0.5, cacert=str(pairs[0].certfile))
+    assert served.successes == served.sent == 10
+    refused = run_load(url, 20, 0.5, cacert=str(pairs[1].certfile))  # another certificate
+    assert refused.successes == 0 and set(refused.errors) == {"SSLError"}
