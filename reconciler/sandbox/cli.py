@@ -422,6 +422,12 @@ def _lb_options(f: Any) -> Any:
     """--port, --check-path, --check-timeout, --tls-certfile/--tls-keyfile: the load balancer
     to start when none runs."""
     f = click.option(
+        "--tls-cert-sha256",
+        default=None,
+        help="With the TLS files: serve them only if the certificate file still has this "
+        "SHA-256 (the one the plan was made with).",
+    )(f)
+    f = click.option(
         "--tls-keyfile",
         default=None,
         help="With --tls-certfile: serve HTTPS with this PEM private key (service.tls); "
@@ -470,6 +476,7 @@ def _balancer(
     check_timeout: int | None,
     tls_certfile: str | None = None,
     tls_keyfile: str | None = None,
+    tls_cert_sha256: str | None = None,
 ) -> HAProxyLB:
     check = None
     if check_path is not None or check_timeout is not None:
@@ -478,7 +485,9 @@ def _balancer(
             recorded.path if check_path is None else (check_path or None),
             recorded.timeout_s if check_timeout is None else check_timeout,
         )
-    return HAProxyLB(state_dir, port, check, _tls(tls_certfile, tls_keyfile))
+    return HAProxyLB(
+        state_dir, port, check, _tls(tls_certfile, tls_keyfile), tls_cert_sha256 or None
+    )
 
 
 @lb.command("up")
@@ -491,11 +500,14 @@ def lb_up(
     check_timeout: int | None,
     tls_certfile: str | None,
     tls_keyfile: str | None,
+    tls_cert_sha256: str | None,
 ) -> None:
     """Start HAProxy (idempotent); after a crash it restarts and re-adds the recorded servers.
     Running with TLS, a renewed certificate and key are swapped in without a restart."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    balancer = _balancer(state_dir, port, check_path, check_timeout, tls_certfile, tls_keyfile)
+    balancer = _balancer(
+        state_dir, port, check_path, check_timeout, tls_certfile, tls_keyfile, tls_cert_sha256
+    )
     if not balancer.port:
         raise click.UsageError("--port is required the first time")
     started = balancer.up()
@@ -565,6 +577,7 @@ def lb_set_members(
     check_timeout: int | None,
     tls_certfile: str | None,
     tls_keyfile: str | None,
+    tls_cert_sha256: str | None,
 ) -> None:
     """Make the backend hold exactly REPLICA_IDS (ports from the replica records) plus any
     --member; no arguments empties it. Ids with no running replica (e.g. preempted) are
@@ -586,7 +599,9 @@ def lb_set_members(
         if not sep or not member_port.isdigit():
             raise click.BadParameter(f"{item!r}: expected NAME=PORT", param_hint="--member")
         members[check_name(name, "server name")] = ("127.0.0.1", int(member_port))
-    balancer = _balancer(state_dir, port, check_path, check_timeout, tls_certfile, tls_keyfile)
+    balancer = _balancer(
+        state_dir, port, check_path, check_timeout, tls_certfile, tls_keyfile, tls_cert_sha256
+    )
     balancer.ensure_running()
     added, removed = balancer.set_members(members)
     _echo_json({"members": sorted(members), "added": added, "removed": removed})

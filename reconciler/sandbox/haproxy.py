@@ -252,7 +252,9 @@ class HAProxyLB:
     """One HAProxy instance per sandbox state dir.
 
     `tls`: None serves as recorded (a restart after a crash reuses the certificate file it
-    has); False serves plain HTTP; TLSFiles serves HTTPS with that key and certificate."""
+    has); False serves plain HTTP; TLSFiles serves HTTPS with that key and certificate, and
+    with `tls_cert_sha256` (the digest the plan was made with) only if the certificate file
+    still has it, so a pair renewed after a plan was reviewed is not applied under it."""
 
     def __init__(
         self,
@@ -260,6 +262,7 @@ class HAProxyLB:
         port: int | None = None,
         check: HealthCheck | None = None,
         tls: TLSFiles | Literal[False] | None = None,
+        tls_cert_sha256: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.dir = self.state_dir / "haproxy"
@@ -272,6 +275,7 @@ class HAProxyLB:
         self.port = int(port if port is not None else recorded.get("port", 0))
         self.check = check if check is not None else HealthCheck.from_json(recorded.get("check"))
         self.tls_files = tls or None
+        self.tls_cert_sha256 = tls_cert_sha256
         self.tls = bool(recorded.get("tls")) if tls is None else tls is not False
 
     # -- recorded state -----------------------------------------------------------------------
@@ -432,11 +436,17 @@ class HAProxyLB:
         if problem is not None:
             raise SandboxError(problem)
         try:
-            return combined_pem(tls)
+            pem, digest = combined_pem(tls)
         except OSError as exc:
             raise SandboxError(
                 f"service.tls: cannot be read ({exc.strerror or type(exc).__name__})"
             ) from None
+        if self.tls_cert_sha256 and digest != self.tls_cert_sha256:
+            raise SandboxError(
+                f"service.tls.certfile: changed since this plan was made (SHA-256 {digest[:12]}, "
+                f"planned {self.tls_cert_sha256[:12]}): {tls.certfile}; plan again"
+            )
+        return pem
 
     def _write_pem(self, pem: bytes) -> None:
         """HAProxy's certificate file: 0600 from its creation, in a 0700 directory, replaced

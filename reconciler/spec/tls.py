@@ -123,15 +123,18 @@ def leaf_certificate(tls: TLSFiles) -> str:
     return text[start : end + len(end_marker)] + "\n"
 
 
-def combined_pem(tls: TLSFiles) -> bytes:
-    """The certificate file then the key file, as one PEM (what HAProxy's `crt` loads). The
-    caller writes it 0600 or sends it over the 0600 admin socket, and nowhere else."""
+def combined_pem(tls: TLSFiles) -> tuple[bytes, str]:
+    """The certificate file then the key file, as one PEM (what HAProxy's `crt` loads), and
+    the SHA-256 of the certificate file as read for it (`cert_digest`'s value, from the same
+    bytes). The caller writes the PEM 0600 or sends it over the 0600 admin socket, and
+    nowhere else."""
     cert, key = absolute(tls.certfile), absolute(tls.keyfile)
     cert_pem = _read(cert)
+    digest = hashlib.sha256(cert_pem).hexdigest()
     if os.path.realpath(cert) == os.path.realpath(key):
-        return cert_pem
+        return cert_pem, digest
     key_pem = _read(key)
-    return cert_pem.rstrip(b"\n") + b"\n" + key_pem.rstrip(b"\n") + b"\n"
+    return cert_pem.rstrip(b"\n") + b"\n" + key_pem.rstrip(b"\n") + b"\n", digest
 
 
 def _read(path: str) -> bytes:

@@ -1,7 +1,8 @@
 """`service.tls` end to end on the sandbox (issue 17, item 5): apply serves HTTPS with the given
 self-signed pair, verified against its certificate; plain HTTP is not served; the private key
 is in no tfvars, Terraform state, plan artefact, tick log, output or argv, only in HAProxy's
-own 0600 copy; a renewed pair is picked up by the loop without restarting HAProxy."""
+own 0600 copy; a pair renewed after a reviewed plan is not applied under it, and the loop
+picks it up without restarting HAProxy."""
 
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ def holding(paths: list[Path], pair: Pair) -> list[Path]:
     """The files among `paths` that hold any line of the pair's private key."""
     lines = [line.encode() for line in pair.key_lines()]
     return [p for p in paths if p.is_file() and any(ln in p.read_bytes() for ln in lines)]
+
+
+def install(new: Pair, at: Pair) -> None:
+    """Renew the pair at `at`'s paths with `new`'s files (as a certificate renewal does)."""
+    shutil.copy(new.certfile, at.certfile)
+    shutil.copy(new.keyfile, at.keyfile)
 
 
 def process_texts() -> list[bytes]:
@@ -136,13 +143,25 @@ def test_apply_serves_https_with_the_given_pair_and_the_key_stays_in_haproxys_co
     lines = [line.encode() for line in pair.key_lines()]
     assert not [t for t in process_texts() if any(ln in t for ln in lines)]
 
-    # A renewed pair under the same paths: the next tick swaps it in, HAProxy keeps running.
+    # A reviewed plan is applied only with the certificate it was made with: a pair renewed
+    # after `plan --out` is refused (one line) and the pair before keeps serving.
     lb = HAProxyLB(state / "sandbox")
     pid = lb.pid()
+    first = ssl.PEM_cert_to_DER_cert(pair.certfile.read_text())
+    planned = make_pair(short_tmp / "planned")
+    install(planned, pair)
+    review = short_tmp / "review"
+    code, plan_out, plan_err = cli(root, env, "plan", SERVICE, "--out", str(review))
+    assert code == 0, plan_out + plan_err
+    assert "tls_certificate" in (review / "plan.md").read_text()
     renewed = make_pair(short_tmp / "renewed")
-    shutil.copy(renewed.certfile, pair.certfile)
-    shutil.copy(renewed.keyfile, pair.keyfile)
-    assert presented(port) != ssl.PEM_cert_to_DER_cert(renewed.certfile.read_text())
+    install(renewed, pair)
+    code, out, err = cli(root, env, "apply", SERVICE, "--plan", str(review))
+    assert code != 0, out + err
+    assert "service.tls.certfile: changed since this plan was made" in out + err
+    assert presented(port) == first
+
+    # The loop plans again and swaps the renewed pair in; HAProxy keeps running.
     code, run_out, run_err = cli(root, env, "run", SERVICE, "--max-ticks", "1", "--interval", "1")
     assert code == 0, run_out + run_err
     assert presented(port) == ssl.PEM_cert_to_DER_cert(renewed.certfile.read_text())
@@ -150,6 +169,9 @@ def test_apply_serves_https_with_the_given_pair_and_the_key_stays_in_haproxys_co
     again = requests.get(f"{url}/v1/models", verify=str(renewed.certfile), timeout=5)
     assert again.status_code == 200
     assert holding(list((root / "state").rglob("*")), renewed) == [pem]
+    outputs = out + err + run_out + run_err + plan_out + plan_err
+    assert not any(line in outputs for line in renewed.key_lines() + planned.key_lines())
+    assert holding(list(review.rglob("*")), planned) == []
 
     code, out, err = cli(root, env, "destroy", SERVICE)
     assert code == 0, out + err

@@ -3,6 +3,7 @@ a renewed pair swapped in without a restart, and the private key in exactly one 
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
 import stat
@@ -185,3 +186,20 @@ def test_load_goes_through_https_verified_against_the_cacert(
     assert served.successes == served.sent == 10
     refused = run_load(url, 20, 0.5, cacert=str(pairs[1].certfile))  # another certificate
     assert refused.successes == 0 and set(refused.errors) == {"SSLError"}
+
+
+def test_a_certificate_changed_since_the_plan_is_not_served_under_it(
+    tls_lb: HAProxyLB, pairs: tuple[Pair, Pair], state_dir: Path
+) -> None:
+    """`--tls-cert-sha256`: the digest the front stack was planned with."""
+    planned = hashlib.sha256(pairs[0].certfile.read_bytes()).hexdigest()
+    lb = HAProxyLB(state_dir, tls_lb.port, tls=_files(pairs[1]), tls_cert_sha256=planned)
+    with pytest.raises(SandboxError) as refused:
+        lb.up()
+    assert str(refused.value).startswith(
+        "service.tls.certfile: changed since this plan was made (SHA-256 "
+    )
+    assert str(refused.value).endswith(f"): {pairs[1].certfile}; plan again")
+    assert _presented(tls_lb.port) == _der(pairs[0])
+    same = HAProxyLB(state_dir, tls_lb.port, tls=_files(pairs[0]), tls_cert_sha256=planned)
+    assert same.up() is False

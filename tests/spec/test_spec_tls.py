@@ -146,19 +146,19 @@ def test_the_shape_is_skyserves(value: object, expected: str) -> None:
 
 
 def test_tls_changes_the_service_fingerprint_but_not_what_replicas_run(pair: Pair) -> None:
+    """A pair on the sandbox is a change of the service (its paths), not of what replicas
+    run; and a spec without `tls` keeps the fingerprint it had before the field existed (its
+    recorded versions stay the same version)."""
     plain = copy.deepcopy(BASE)
+    assert fingerprint(parse_spec(plain, name="svc", source="s")) == (
+        "2e672704d16dfc1ecf60d54517f78784d7754a1d8e6041efe69b1ab0074a72c2"
+    )
     with_tls = _doc(str(pair.keyfile), str(pair.certfile))
     plain["resources"] = copy.deepcopy(with_tls["resources"])
     a = parse_spec(plain, name="svc", source="s")
     b = parse_spec(with_tls, name="svc", source="s")
     assert replica_fingerprint(a) == replica_fingerprint(b)
     assert fingerprint(a) != fingerprint(b)
-
-
-def test_a_spec_without_tls_keeps_the_fingerprint_it_had_before_the_field() -> None:
-    """Recorded versions stay the same version (digests from before `tls` existed)."""
-    spec = parse_spec(copy.deepcopy(BASE), name="svc", source="svc.yaml")
-    assert fingerprint(spec) == "2e672704d16dfc1ecf60d54517f78784d7754a1d8e6041efe69b1ab0074a72c2"
 
 
 def test_plan_prints_one_error_line_and_exits_1_for_a_bad_keyfile(

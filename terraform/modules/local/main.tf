@@ -15,8 +15,9 @@ locals {
     CHECK_TIMEOUT = tostring(var.load_balancer.check_timeout_seconds)
     TLS_CERTFILE  = local.tls ? try(var.tls.certfile, "") : ""
     TLS_KEYFILE   = local.tls ? try(var.tls.keyfile, "") : ""
+    TLS_SHA256    = local.tls ? try(var.tls.cert_sha256, "") : ""
   }
-  lb_args = "--port \"$LB_PORT\" --check-path \"$CHECK_PATH\" --check-timeout \"$CHECK_TIMEOUT\" --tls-certfile \"$TLS_CERTFILE\" --tls-keyfile \"$TLS_KEYFILE\""
+  lb_args = "--port \"$LB_PORT\" --check-path \"$CHECK_PATH\" --check-timeout \"$CHECK_TIMEOUT\" --tls-certfile \"$TLS_CERTFILE\" --tls-keyfile \"$TLS_KEYFILE\" --tls-cert-sha256 \"$TLS_SHA256\""
 }
 
 resource "null_resource" "replica" {
