@@ -529,7 +529,12 @@ def lb_status(state_dir: Path, as_json: bool) -> None:
     """Running or not, servers with health and request counts, and the request rate."""
     balancer = HAProxyLB(state_dir)
     running = balancer.is_running()
-    data: dict[str, Any] = {"running": running, "port": balancer.port, "pid": balancer.pid()}
+    data: dict[str, Any] = {
+        "running": running,
+        "port": balancer.port,
+        "pid": balancer.pid(),
+        "tls": balancer.tls,
+    }
     if running:
         members = balancer.members()
         stats = balancer.server_stats()
@@ -550,7 +555,8 @@ def lb_status(state_dir: Path, as_json: bool) -> None:
         click.echo("load balancer not running")
         return
     click.echo(
-        f"HAProxy pid {data['pid']} on 127.0.0.1:{data['port']}, "
+        f"HAProxy pid {data['pid']} on {'https' if balancer.tls else 'http'}://127.0.0.1:"
+        f"{data['port']}, "
         f"{data['request_rate']} req/s, {data['requests_total']} requests"
     )
     for name, s in data["servers"].items():

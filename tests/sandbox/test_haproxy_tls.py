@@ -203,3 +203,9 @@ def test_a_certificate_changed_since_the_plan_is_not_served_under_it(
     assert _presented(tls_lb.port) == _der(pairs[0])
     same = HAProxyLB(state_dir, tls_lb.port, tls=_files(pairs[0]), tls_cert_sha256=planned)
     assert same.up() is False
+
+
+def test_lb_status_says_https(tls_lb: HAProxyLB, state_dir: Path) -> None:
+    result = CliRunner().invoke(sandbox, ["lb", "status", "--state-dir", str(state_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"on https://127.0.0.1:{tls_lb.port}, " in result.output
