@@ -361,15 +361,22 @@ def _tls_for_clouds(
     """`service.tls` is served by the local sandbox's HAProxy; on a cloud the private key
     would have to reach its load balancer through Terraform's state, so it is refused there,
     one line per cloud, saying what to use instead. On the sandbox the files are checked."""
-    others = sorted({cloud or "(no cloud named)" for cloud in clouds if cloud != "local"})
+    others = sorted({cloud for cloud in clouds if cloud is not None and cloud != "local"})
     for cloud in others:
-        instead = _TLS_ON_CLOUDS.get(cloud, "name cloud: local for every location")
         problems.add(
             "service.tls",
             f"served by the local sandbox only: on {cloud} the private key would land in "
-            f"Terraform's state; {instead}",
+            f"Terraform's state; {_TLS_ON_CLOUDS.get(cloud, '')}",
         )
-    if others:
+    unnamed = None in clouds and not others
+    if unnamed:
+        problems.add(
+            "service.tls",
+            "served by the local sandbox only: a location without a cloud is placed on "
+            "aws, gcp or azure, where the private key would land in Terraform's state; "
+            "name cloud: local",
+        )
+    if others or unnamed:
         return None
     return check_tls(tls, problems)
 

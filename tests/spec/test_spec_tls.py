@@ -177,3 +177,31 @@ def test_plan_prints_one_error_line_and_exits_1_for_a_bad_keyfile(
     errors = [line for line in result.output.splitlines() if line.strip()]
     assert errors == [f"Error: {service}: service.tls.keyfile: no such file: {gone}"]
     assert "Traceback" not in result.output
+
+
+def test_a_location_without_a_cloud_is_refused_saying_to_name_the_sandbox(pair: Pair) -> None:
+    doc = _doc(str(pair.keyfile), str(pair.certfile))
+    del doc["resources"]["cloud"], doc["resources"]["region"]
+    (line,) = _problems(doc)
+    assert line.startswith("service.tls: served by the local sandbox only: a location without")
+    assert line.endswith("name cloud: local")
+
+
+def test_a_key_this_user_cannot_read_is_refused(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the previous test, where root reads any file: the read itself is refused."""
+    from reconciler.spec import tls
+
+    real = tls._read
+
+    def refuse(path: str) -> bytes:
+        if path == str(pair.keyfile):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(tls, "_read", refuse)
+    (line,) = _problems(_doc(str(pair.keyfile), str(pair.certfile)))
+    assert line == (
+        f"service.tls.keyfile: is not readable by this user (permission denied): {pair.keyfile}"
+    )
