@@ -104,6 +104,9 @@ def test_apply_serves_https_with_the_given_pair_and_the_key_stays_in_haproxys_co
     assert f"endpoint: {url}\n" in out
     assert "serving after" in out and "(TLS: service.tls's certificate)" in out
 
+    code, status_out, status_err = cli(root, env, "status", SERVICE)
+    assert code == 0 and f"endpoint: {url}" in status_out, status_out + status_err
+
     # HTTPS through the endpoint, verified against the given certificate (requests' own
     # verification: the test's certificate names 127.0.0.1).
     models = requests.get(f"{url}/v1/models", verify=str(pair.certfile), timeout=5)
