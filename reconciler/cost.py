@@ -18,6 +18,9 @@ Shapes:
   state but the terminal ones: a replica starting up is billed), as `lines` (one per pool and
   market, with the unit price and its `PriceRef`), `by_market` ({"spot": x, "on_demand": y})
   and `total`; replicas in no priced pool are listed in `unpriced`, never priced at 0 quietly.
+- `spell_cost(unit, start, end) -> float`: what one replica cost from `start` to `end` at a
+  unit price, by the same rule (it bills the whole time it is alive); `hedgeform status`
+  prices an on-demand fallback's cover with it.
 - `tick_rates(replicas, offers) -> dict`: the small `cost` field of a tick record
   (engine/observability.py `tick_record`): {"spot", "on_demand", "total", "unpriced", "nominal"}
   in $/h at the prices that tick used.
@@ -42,6 +45,9 @@ from reconciler.policy import Market, Replica, ZoneOffer
 MAX_GAP_S = 300.0
 PLACEHOLDER = "placeholder"
 SANDBOX_SOURCE = "sandbox: nominal prices"
+# The unit of every figure a surface shows (`hedgeform cost`, `hedgeform status`, --json).
+UNIT_USD = "USD"
+UNIT_NOMINAL = "nominal (sandbox)"
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,13 @@ def hourly_cost(replicas: Iterable[Replica], priced: Iterable[PricedOffer]) -> H
     return HourlyCost(tuple(lines), tuple(sorted(unpriced)))
 
 
+def spell_cost(unit_usd_per_hour: float, start: float, end: float) -> float:
+    """What one replica cost from `start` to `end` (unix s) at its pool's unit price (USD, or
+    nominal on the sandbox): by `billed`'s rule it bills the whole time it is alive, from its
+    launch until it is terminated (0 for an empty or reversed span)."""
+    return unit_usd_per_hour * max(0.0, end - start) / 3600
+
+
 def tick_rates(replicas: Iterable[Replica], offers: Sequence[ZoneOffer]) -> dict[str, Any]:
     """The `cost` field of a tick record: $/h by market and in total at the prices the tick
     used, the count of billing replicas it could not price, and whether the prices are the
@@ -177,8 +190,18 @@ def tick_rates(replicas: Iterable[Replica], offers: Sequence[ZoneOffer]) -> dict
         "on_demand": round(rates[Market.ON_DEMAND.value], 6),
         "total": round(cost.total, 6),
         "unpriced": len(cost.unpriced),
-        "nominal": any(o.cloud == "local" for o in offers),
+        "nominal": nominal_prices(offers),
     }
+
+
+def nominal_prices(offers: Iterable[ZoneOffer]) -> bool:
+    """Whether these offers are priced by the sandbox's own nominal price list (not dollars)."""
+    return any(o.cloud == "local" for o in offers)
+
+
+def amount(value: float, nominal: bool) -> str:
+    """A sum in its unit: `$1.25`, or `1.25 (nominal)` on the sandbox (never a `$`)."""
+    return f"{value:.2f} (nominal)" if nominal else f"${value:.2f}"
 
 
 @dataclass(frozen=True)

@@ -677,12 +677,18 @@ def status(
     column is the sandbox's (clouds: "-", their load balancer probes).
 
     \b
-    --json: {"service", "version" (int|null), "version_detail", "target" (int|null),
-    "ready", "endpoint", "usd_per_hour" (float|null), "availability_1h" (0..1|null),
-    "replicas": [{"id", "zone", "market", "accelerator", "version", "state", "age_s",
-    "in_lb", "probe", "probe_ms", "usd_per_hour", "reason"}],
-    "events": [{"at" (unix s|null), "tick", "kind", "replica", "zone", "market",
-    "reason", "usd_per_hour"}], "notes": [str]}; with --watch one such line per interval.
+    A fallback's event says what its on-demand cover cost (its price per hour x how long it
+    ran, or so far), a preemption's the fallbacks it caused and their sum. On the sandbox
+    every price is its nominal unit, "3.00 (nominal)/h", never dollars.
+
+    \b
+    --json: {"service", "unit" ("USD"|"nominal (sandbox)"), "version" (int|null),
+    "version_detail", "target" (int|null), "ready", "endpoint", "usd_per_hour"
+    (float|null), "availability_1h" (0..1|null), "replicas": [{"id", "zone", "market",
+    "accelerator", "version", "state", "age_s", "in_lb", "probe", "probe_ms",
+    "usd_per_hour", "reason"}], "events": [{"at" (unix s|null), "tick", "kind", "replica",
+    "zone", "market", "reason", "usd_per_hour", "hours", "cost", "running",
+    "covered_by"}], "notes": [str]}; with --watch one such line per interval.
     """
     from reconciler.engine import status_view
     from reconciler.paths import PROJECT_ROOT, check_name

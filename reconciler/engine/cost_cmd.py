@@ -14,10 +14,13 @@ import click
 from reconciler.backends.clouds import ProviderCloud
 from reconciler.cost import (
     MAX_GAP_S,
+    UNIT_NOMINAL,
+    UNIT_USD,
     HourlyCost,
     MonthToDate,
     PricedOffer,
     TickRate,
+    amount,
     hourly_cost,
     month_to_date,
     nominal_offers,
@@ -115,7 +118,7 @@ def cost_json(
     nominal = cost.nominal or mtd.nominal or any(p.on_demand.nominal for p in priced)
     return {
         "service": service,
-        "unit": "nominal (sandbox)" if nominal else "USD",
+        "unit": UNIT_NOMINAL if nominal else UNIT_USD,
         "now": {
             "per_hour": {**{k: round(v, 6) for k, v in rates.items()}, "total": cost.total},
             "replicas": {
@@ -143,11 +146,11 @@ def _hours(h: float) -> str:
 
 
 def _money(x: float, nominal: bool) -> str:
-    return f"{x:.2f} (nominal)" if nominal else f"${x:.2f}"
+    return amount(x, nominal)
 
 
 def print_cost(data: dict[str, Any]) -> None:
-    nominal = data["unit"] != "USD"
+    nominal = data["unit"] != UNIT_USD
     now, mtd = data["now"], data["month_to_date"]
     rates, counts = now["per_hour"], now["replicas"]
     if nominal:

@@ -7,8 +7,15 @@ failed verdicts (FAILED_PROBING, FAILED_INITIAL_DELAY, a crash), capacity refusa
 terminations and rollout steps, each with the reason the tick recorded. Only the tail of
 the file is read (`TAIL_BYTES`), so a log of months costs what a log of a day does.
 
-`derive_events`, `availability` and `view_json` are pure (records and `now` in, data out);
-`collect` observes the service (the same look `status` always took) and reads the log.
+What a preemption cost: each on-demand fallback is priced from the log by reconciler/cost.py's
+rule (`spell_cost`: its pool's price for as long as it was alive, launch to termination, or
+to now while it runs), and each preemption carries the fallbacks it caused (those launched
+from its tick on, before the next preemption) and their sum. Every figure is in the unit of
+the prices: USD on clouds, the sandbox's nominal units there (`unit`, never shown as `$`).
+
+`derive_events`, `priced_covers`, `availability` and `view_json` are pure (records and `now`
+in, data out); `collect` observes the service (the same look `status` always took) and
+reads the log.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -25,6 +32,7 @@ from typing import Any
 
 from reconciler import readiness
 from reconciler.backends.sandbox import SandboxCloud
+from reconciler.cost import UNIT_NOMINAL, UNIT_USD, amount, nominal_prices, spell_cost
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import SandboxError
 from reconciler.policy import Market, Replica, ReplicaState, ZoneOffer
@@ -67,9 +75,18 @@ class Event:
     # A launch's price now (the offer of its zone and market; `collect` fills it in): what
     # a preemption's replacement or a fallback costs. None: unknown, or not a launch.
     usd_per_hour: float | None = None
+    # What it cost (`priced_covers`), in the view's unit: a fallback, its on-demand cover
+    # (`usd_per_hour` x `hours` alive); a preemption, the sum of the fallbacks it caused
+    # (`covered_by`). None: not priced, or unknown (a price or an end the log lacks).
+    hours: float | None = None
+    cost: float | None = None
+    running: bool = False  # the cover still runs: `hours` and `cost` are so far
+    covered_by: tuple[str, ...] = ()  # a preemption's fallbacks
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["covered_by"] = list(self.covered_by)
+        return out
 
 
 @dataclass(frozen=True)
@@ -108,11 +125,18 @@ class StatusView:
     replicas: tuple[ReplicaRow, ...]
     events: tuple[Event, ...]
     notes: tuple[str, ...] = ()  # health lines, held changes, lease: said under the table
+    nominal: bool = False  # priced by the sandbox's nominal price list: not dollars
+
+    @property
+    def unit(self) -> str:
+        """The unit of every price and cost of the view (as `hedgeform cost --json` says)."""
+        return UNIT_NOMINAL if self.nominal else UNIT_USD
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` shape (docs/operations.md, "Status")."""
         return {
             "service": self.service,
+            "unit": self.unit,
             "version": self.version,
             "version_detail": self.version_detail,
             "target": self.target,
@@ -343,6 +367,62 @@ def _priced(event: Event, offers: Mapping[str, ZoneOffer]) -> Event:
     return replace(event, usd_per_hour=price)
 
 
+def priced_covers(
+    events: Sequence[Event], live: Collection[str], now: float, ended_at: float | None = None
+) -> list[Event]:
+    """`events` with what each on-demand fallback cost and each preemption's share of it.
+
+    A fallback (priced: `usd_per_hour`) bills by reconciler/cost.py's rule (`spell_cost`)
+    from its launch until its termination event; while it is `live`, until `now` (so far,
+    `running`); gone without a termination in the log, until `ended_at` (the service was
+    destroyed) or unknown (None). A preemption is covered by the fallbacks launched from its
+    tick on, before the next preemption's tick; preemptions of one tick share them. Its
+    `cost` is their sum (None when one is unknown), its `hours` the longest of them."""
+    ended = {e.replica: e.at for e in events if e.kind == "terminate" and e.at is not None}
+    priced: list[Event] = []
+    for e in events:
+        if e.kind != "fallback" or e.at is None or e.usd_per_hour is None:
+            priced.append(e)
+            continue
+        end, running = ended.get(e.replica), False
+        if end is None and e.replica in live:
+            end, running = now, True
+        elif end is None:
+            end = ended_at
+        if end is None:
+            priced.append(e)
+            continue
+        hours = max(0.0, end - e.at) / 3600
+        cost = spell_cost(e.usd_per_hour, e.at, end)
+        priced.append(replace(e, hours=hours, cost=cost, running=running))
+    # each fallback to the last preemption tick at or before it
+    covers: dict[float, list[Event]] = {}
+    last: float | None = None
+    for e in priced:
+        if e.kind == "preemption" and e.at is not None:
+            last = e.at
+            covers.setdefault(last, [])
+        elif e.kind == "fallback" and last is not None and e.at is not None and e.at >= last:
+            covers[last].append(e)
+    out = []
+    for e in priced:
+        fallbacks = covers.get(e.at, []) if e.kind == "preemption" and e.at is not None else []
+        if not fallbacks:
+            out.append(e)
+            continue
+        costs = [f.cost for f in fallbacks]
+        out.append(
+            replace(
+                e,
+                covered_by=tuple(f.replica for f in fallbacks),
+                cost=None if None in costs else sum(c or 0.0 for c in costs),
+                hours=max((f.hours for f in fallbacks if f.hours is not None), default=None),
+                running=any(f.running for f in fallbacks),
+            )
+        )
+    return out
+
+
 def _total_price(prices: Sequence[float | None]) -> float | None:
     return None if any(p is None for p in prices) else float(sum(p or 0.0 for p in prices))
 
@@ -398,7 +478,8 @@ def collect(
         target = sum(group.target or 0 for _, group in memory.groups)
     records = read_tail(rec.paths.state_dir / TICKS_FILE)
     offers = {o.zone: o for o in observed.zones}
-    events = [_priced(e, offers) for e in derive_events(records)]
+    live = {r.id for r in observed.replicas if r.alive}
+    events = priced_covers([_priced(e, offers) for e in derive_events(records)], live, now)
     latest: dict[str, Event] = {}
     for event in events:
         if event.replica:
@@ -445,11 +526,35 @@ def collect(
         replicas=tuple(rows),
         events=tuple(events[-last:]) if last > 0 else (),
         notes=tuple(notes),
+        nominal=nominal_prices(observed.zones),
     )
 
 
-def money(value: float | None) -> str:
-    return "?" if value is None else f"${value:.2f}/h"
+def money(value: float | None, nominal: bool = False) -> str:
+    """A price per hour in its unit: `$3.00/h`, `3.00 (nominal)/h` on the sandbox, `?`."""
+    return "?" if value is None else f"{amount(value, nominal)}/h"
+
+
+def span(hours: float) -> str:
+    """A duration with its unit: `25 min` under an hour, else `1.4 h`."""
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def event_cost(e: Event, nominal: bool) -> str:
+    """What an event line adds about money (` (...)`, or ""): a launch's price per hour; a
+    fallback's cover so far or in all; a preemption's fallbacks and their cost."""
+    if e.kind == "preemption" and e.covered_by:
+        what = "so far" if e.running else "in all"
+        total = "? (an end or a price is unknown)" if e.cost is None else amount(e.cost, nominal)
+        return f" (on-demand cover {', '.join(e.covered_by)}: {total} {what})"
+    if e.usd_per_hour is None:
+        return ""
+    rate = money(e.usd_per_hour, nominal)
+    if e.kind != "fallback" or e.cost is None or e.hours is None:
+        return f" ({rate})"
+    ran = "running for" if e.running else "ran"
+    so_far = " so far" if e.running else ""
+    return f" ({rate}; {ran} {span(e.hours)}: {amount(e.cost, nominal)}{so_far})"
 
 
 def percent(value: float | None) -> str:
@@ -476,7 +581,8 @@ def service_line(view: StatusView) -> str:
     version = view.version_detail or "no version yet"
     return (
         f"{view.service}  {version}  target {target}  ready {view.ready}  "
-        f"{money(view.usd_per_hour)} now  availability 1h {percent(view.availability_1h)}"
+        f"{money(view.usd_per_hour, view.nominal)} now  "
+        f"availability 1h {percent(view.availability_1h)}"
     )
 
 
@@ -492,7 +598,7 @@ def renderable(view: StatusView) -> Any:
         for column in ("replica", "zone", "market", "accel", "ver", "state", "age", "in LB"):
             table.add_column(column, no_wrap=True)
         table.add_column("probe", no_wrap=True)
-        table.add_column("$/h", justify="right", no_wrap=True)
+        table.add_column("nominal/h" if view.nominal else "$/h", justify="right", no_wrap=True)
         table.add_column("last change")
         for r in view.replicas:
             probe = r.probe if r.probe_ms is None else f"{r.probe} {r.probe_ms:.0f}ms"
@@ -503,13 +609,15 @@ def renderable(view: StatusView) -> Any:
                 Text(age(r.age_s)),
                 Text("yes" if r.in_lb else "no"),
                 Text(probe),
-                Text(money(r.usd_per_hour).removesuffix("/h")),
+                Text(_unit_price(r.usd_per_hour, view.nominal)),
                 Text(r.reason),
             )
         parts.append(table)
     else:
         parts.append(Text("no replicas"))
     parts.extend(Text(note) for note in view.notes)  # lease, held change, health
+    if view.nominal:
+        parts.append(Text(NOMINAL_NOTE))
     if view.events:
         parts.append(Text(f"last {len(view.events)} events (state/{view.service}/{TICKS_FILE}):"))
         events = Table(box=None, pad_edge=False, show_header=False)
@@ -517,7 +625,7 @@ def renderable(view: StatusView) -> Any:
             events.add_column(column, no_wrap=column != "reason")
         for e in view.events:
             where = "/".join(x for x in (e.zone, e.market) if x)
-            cost = f" ({money(e.usd_per_hour)})" if e.usd_per_hour is not None else ""
+            cost = event_cost(e, view.nominal)
             cells = (clock(e.at), e.kind, e.replica or "-", where or "-", e.reason + cost)
             events.add_row(*(Text(c) for c in cells))
         parts.append(events)
@@ -530,6 +638,19 @@ def renderable(view: StatusView) -> Any:
             )
         )
     return Group(*parts)
+
+
+NOMINAL_NOTE = (
+    "prices: sandbox: nominal prices (its own list: spot 1, on-demand 3 per hour for one GPU "
+    "type), not dollars; `hedgeform cost` lists each"
+)
+
+
+def _unit_price(value: float | None, nominal: bool) -> str:
+    """The table's price cell: `$3.00` or `3.00` under a `nominal/h` header; `?`."""
+    if value is None:
+        return "?"
+    return f"{value:.2f}" if nominal else f"${value:.2f}"
 
 
 def _state_style(state: str) -> str:

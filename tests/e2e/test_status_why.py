@@ -104,12 +104,18 @@ def test_status_names_the_preemption_the_failed_probe_and_the_fallback(root: Pat
     assert any("FAILED_PROBING" in ln and "probe" in ln.lower() for ln in failed), out
     fallback = [ln for ln in lines if " fallback " in ln and "on_demand" in ln]
     assert fallback and "on-demand fallback: 0 ready spot of 2" in fallback[0], out
-    assert "$" in fallback[0], out  # what the fallback costs, per hour
-    assert "availability 1h" in lines[0] and "$" in lines[0], lines[0]
+    # what the fallback costs, per hour and so far, in the sandbox's nominal units (never `$`)
+    assert "3.00 (nominal)/h; running for " in fallback[0] and "so far" in fallback[0], out
+    assert "$" not in out, out
+    assert "availability 1h" in lines[0] and "(nominal)/h now" in lines[0], lines[0]
+    assert any(" preemption " in ln and "on-demand cover " in ln for ln in lines), out
 
     view = json.loads(hedgeform(root, env, "status", SERVICE, "--json", "--events", "50"))
     kinds = {(e["kind"], e["replica"]) for e in view["events"]}
     assert ("preemption", gone) in kinds and ("failed", hung) in kinds, view["events"]
+    assert view["unit"] == "nominal (sandbox)"
+    covered = [e for e in view["events"] if e["kind"] == "preemption" and e["covered_by"]]
+    assert covered and covered[0]["cost"] is not None and covered[0]["cost"] > 0, view["events"]
     od = [r for r in view["replicas"] if r["market"] == "on_demand"]
     assert od and all(r["reason"].startswith("fallback: on-demand fallback") for r in od), od
     assert all(r["usd_per_hour"] and r["usd_per_hour"] > 0 for r in od), od

@@ -203,9 +203,10 @@ def test_status_json_has_the_documented_shape(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     view = json.loads(result.stdout)
     assert list(view) == [
-        "service", "version", "version_detail", "target", "ready", "endpoint",
+        "service", "unit", "version", "version_detail", "target", "ready", "endpoint",
         "usd_per_hour", "availability_1h", "replicas", "events", "notes",
     ]  # fmt: skip
+    assert view["unit"] == "nominal (sandbox)"  # the sandbox's own prices, as `cost` says
     assert view["service"] == "svc" and view["replicas"] == [] and view["ready"] == 0
     assert view["availability_1h"] == 0.0  # one tick, nothing ready
     assert view["usd_per_hour"] == 0.0  # no live replica costs nothing
@@ -221,14 +222,83 @@ def test_status_json_has_the_documented_shape(tmp_path: Path) -> None:
         "market",
         "reason",
         "usd_per_hour",
+        "hours",
+        "cost",
+        "running",
+        "covered_by",
     }
 
     text = cli(root, "status", "svc")
     assert text.exit_code == 0, text.output
     first = text.stdout.splitlines()[0]
-    assert first.startswith("svc  no version yet  target -  ready 0  $0.00/h now"), first
+    assert first.startswith("svc  no version yet  target -  ready 0  0.00 (nominal)/h now"), first
+    assert "$" not in text.stdout, text.stdout  # nominal units are never shown as dollars
+    assert "sandbox: nominal prices" in text.stdout
     assert "availability 1h 0.0%" in first
     assert "launch" in text.stdout and "spot 0 < 2 wanted" in text.stdout
+
+
+def test_a_preemption_and_its_fallback_say_what_the_cover_cost(tmp_path: Path) -> None:
+    """The fallback's on-demand price x how long it ran (launch to termination); the
+    preemption carries its fallbacks and their cost; --json has the same numbers."""
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    od = move("local-1a-on_demand-2", "local-1a", "on_demand", "on-demand fallback: 0 ready")
+    spot = move("local-1a-spot-0", "local-1a", "spot", "x")
+    notice = {"kind": "preempted", "replica": spot["id"], "zone": "local-1a"}
+    records = [
+        tick(NOW - 7200, 1, decision={"launches": [spot]}),
+        # preempted; the fallback launches in the same tick
+        tick(NOW - 3600, 2, inputs={"notices": [notice]}, decision={"launches": [od]}),
+        tick(NOW - 1800, 3, decision={"terminations": [{**od, "reason": "spot is back"}]}),
+    ]
+    (state / "ticks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    view = json.loads(cli(root, "status", "svc", "--json").stdout)
+    by_kind = {e["kind"]: e for e in view["events"]}
+    fallback, preemption = by_kind["fallback"], by_kind["preemption"]
+    assert fallback["usd_per_hour"] == 3.0  # the sandbox's nominal on-demand price
+    assert fallback["hours"] == pytest.approx(0.5, abs=1e-3)  # 30 min alive
+    assert fallback["cost"] == pytest.approx(1.5, abs=1e-3) and fallback["running"] is False
+    assert preemption["covered_by"] == ["local-1a-on_demand-2"]
+    assert preemption["cost"] == pytest.approx(1.5, abs=1e-3)
+    assert view["unit"] == "nominal (sandbox)"
+
+    text = cli(root, "status", "svc").stdout
+    (line,) = [ln for ln in text.splitlines() if " fallback " in ln]
+    assert line.endswith("(3.00 (nominal)/h; ran 30 min: 1.50 (nominal))"), line
+    (line,) = [ln for ln in text.splitlines() if " preemption " in ln]
+    assert line.endswith("(on-demand cover local-1a-on_demand-2: 1.50 (nominal) in all)"), line
+
+
+def test_a_running_cover_is_priced_so_far_and_preemptions_of_one_tick_share_it() -> None:
+    from reconciler.engine.status_view import event_cost, priced_covers
+
+    def ev(at: float, kind: str, rid: str, price: float | None = None) -> Event:
+        return Event(at, None, kind, rid, "z", "", "why", price)
+
+    events = [
+        ev(NOW - 900, "preemption", "s0"),
+        ev(NOW - 900, "preemption", "s1"),
+        ev(NOW - 900, "fallback", "od-0", 3.0),
+        ev(NOW - 900, "fallback", "od-1", 3.0),
+        ev(NOW - 600, "terminate", "od-1"),
+        ev(NOW - 300, "preemption", "s2"),  # nothing fell back after this one
+        ev(NOW - 300, "fallback", "od-gone", 3.0),  # no termination logged, not live
+    ]
+    out = priced_covers(events, live={"od-0"}, now=NOW)
+    s0, s1, od0, od1, _, s2, gone = out
+    assert od0.running and od0.hours == pytest.approx(0.25) and od0.cost == pytest.approx(0.75)
+    assert not od1.running and od1.cost == pytest.approx(0.25)
+    assert s0.covered_by == s1.covered_by == ("od-0", "od-1")
+    assert s0.cost == pytest.approx(1.0) and s0.running
+    assert gone.cost is None and s2.covered_by == ("od-gone",) and s2.cost is None
+    assert "? (an end or a price is unknown)" in event_cost(s2, nominal=False)
+    assert event_cost(od0, nominal=False) == " ($3.00/h; running for 15 min: $0.75 so far)"
+    assert event_cost(s0, nominal=False) == " (on-demand cover od-0, od-1: $1.00 so far)"
+    # a destroyed service: what ran until then
+    ended = priced_covers(events, live=set(), now=NOW, ended_at=NOW - 60)
+    assert ended[2].cost == pytest.approx(3.0 * 840 / 3600) and not ended[2].running
 
 
 def test_status_without_a_service_lists_each_service_under_state(tmp_path: Path) -> None:
@@ -360,6 +430,7 @@ def test_the_price_now_is_unknown_when_one_live_replica_has_no_price() -> None:
     spot_b = Replica("z", "b", Market.SPOT, ReplicaState.READY, 0.0)
     prices = [_replica_price(r, offers) for r in (od_a, spot_b)]
     assert _total_price(prices) == 4.0 and money(4.0) == "$4.00/h"
+    assert money(4.0, nominal=True) == "4.00 (nominal)/h"
     assert _total_price([*prices, _replica_price(spot_a, offers)]) is None
     assert money(None) == "?"
 
