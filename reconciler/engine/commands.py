@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.review import held_change
 from reconciler.engine.review import mode as review_mode
-from reconciler.engine.state_store import Record, load_record
+from reconciler.engine.state_store import Record, destroyed_at, load_record, mark_destroyed
 from reconciler.engine.status_view import StatusView
 from reconciler.errors import (
     HedgeformError,
@@ -705,6 +706,10 @@ def status(
 
     def build() -> status_view.StatusView:
         try:
+            paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+            gone = destroyed_at(paths.state_dir)
+            if gone is not None:  # no look: nothing runs, and its spec may be gone too
+                return status_view.destroyed(service, paths.state_dir, gone, last, time.time())
             rec = _reading_reconciler(service, lb_port, root)
             return _status_view(rec, last)
         except HedgeformError as exc:
@@ -732,6 +737,7 @@ def _status_view(rec: Reconciler, last: int) -> StatusView:
 
 def _print_services(lb_port: int | None, root: Path) -> None:
     """`hedgeform status` without SERVICE: a line per service with a state directory."""
+    from reconciler.engine import status_view
     from reconciler.engine.status_view import service_dirs
 
     names = service_dirs(root / "state")
@@ -739,6 +745,10 @@ def _print_services(lb_port: int | None, root: Path) -> None:
         click.echo(f"no service under {root / 'state'}")
         return
     for name in names:
+        gone = destroyed_at(root / "state" / name)
+        if gone is not None:
+            click.echo(status_view.destroyed_line(name, gone))
+            continue
         try:
             rec = _reading_reconciler(name, lb_port, root)
             view = _status_view(rec, 0)
@@ -848,6 +858,11 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
         click.echo(f"error: {line}", err=True)
     if errors:
         raise SystemExit(1)
+    try:  # `hedgeform status` says it is destroyed, and since when
+        if paths.state_dir.is_dir():
+            mark_destroyed(paths.state_dir, time.time())
+    except HedgeformError as exc:
+        raise _fail(exc) from None
     click.echo(f"{service}: nothing left running")
 
 

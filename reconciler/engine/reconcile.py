@@ -52,6 +52,7 @@ from reconciler.engine.state_store import (
     ObjectRecords,
     Record,
     RecordStore,
+    clear_destroyed,
 )
 from reconciler.errors import BusyError, PlanRefusedError, ReconcileError, TerraformError
 from reconciler.files import find_executable, write_atomic, write_if_changed
@@ -419,6 +420,7 @@ class Reconciler:
         crash_point("before_apply")
         if apply:
             t2 = time.perf_counter()
+            clear_destroyed(self.paths.state_dir)  # it exists again: status stops saying so
             self._apply_all(outcomes, decision, seen)
             outcomes = self._apply_without_refused(outcomes, decision, seen, epoch)
             self._stop_terminated(seen.adopted, decision)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.engine.reconcile import NOOP_MARKER, PassResult, Reconciler
-from reconciler.engine.state_store import Record
+from reconciler.engine.state_store import Record, clear_destroyed
 from reconciler.errors import InputError, StalePlanError, TerraformError
 from reconciler.files import write_atomic
 from reconciler.paths import check_name, ensure_private_dir
@@ -327,6 +327,8 @@ def apply_plan_dir(rec: Reconciler, plan_dir: Path, manifest: dict[str, Any]) ->
         raise InputError(f"--plan {plan_dir}/{RECORD}: cannot read it ({exc})") from None
     applied: list[str] = []
     errors: list[TerraformError] = []
+    if todo:
+        clear_destroyed(rec.paths.state_dir)  # it exists again: status stops saying so
     for stack in todo:
         stack_dir = rec.paths.stack_dir(stack)
         (stack_dir / NOOP_MARKER).unlink(missing_ok=True)  # its state changes now

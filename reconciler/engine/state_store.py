@@ -21,10 +21,44 @@ from typing import Any, Protocol
 from reconciler.clouds.objects import ConditionalObjects
 from reconciler.engine.backend_store import first_line, get_item
 from reconciler.errors import MemoryFormatError, StateError, WrittenMeanwhile
-from reconciler.files import write_atomic
+from reconciler.files import write_atomic, write_json_atomic
 from reconciler.policy import FailureKind, LaunchResult, Market, Memory
 
 RECORD_VERSION = 1
+# Written by `hedgeform destroy` once nothing is left running; removed when an apply starts.
+# `hedgeform status` reads it to say the service is destroyed, and since when.
+DESTROYED_FILE = "destroyed.json"
+
+
+def mark_destroyed(state_dir: Path, at: float) -> None:
+    """Note that the service of `state_dir` was destroyed at `at` (unix s)."""
+    try:
+        write_json_atomic(
+            state_dir / DESTROYED_FILE, {"at": round(at, 3), "by": "hedgeform destroy"}
+        )
+    except OSError as exc:
+        raise StateError(f"{state_dir / DESTROYED_FILE}: cannot write it ({exc.strerror})") from exc
+
+
+def destroyed_at(state_dir: Path) -> float | None:
+    """When the service of `state_dir` was destroyed (unix s), or None: not destroyed since
+    its last apply (an unreadable marker counts as destroyed at its file's time)."""
+    path = state_dir / DESTROYED_FILE
+    try:
+        data = json.loads(path.read_text())
+        return float(data["at"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return None
+
+
+def clear_destroyed(state_dir: Path) -> None:
+    """An apply starts: the service exists again."""
+    (state_dir / DESTROYED_FILE).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

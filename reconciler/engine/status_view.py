@@ -26,14 +26,22 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler import readiness
 from reconciler.backends.sandbox import SandboxCloud
-from reconciler.cost import UNIT_NOMINAL, UNIT_USD, amount, nominal_prices, spell_cost
+from reconciler.cost import (
+    UNIT_NOMINAL,
+    UNIT_USD,
+    amount,
+    nominal_prices,
+    spell_cost,
+    tick_rate,
+)
 from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.state_store import DESTROYED_FILE
 from reconciler.errors import SandboxError
 from reconciler.policy import Market, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.rollout import current_version
@@ -126,6 +134,7 @@ class StatusView:
     events: tuple[Event, ...]
     notes: tuple[str, ...] = ()  # health lines, held changes, lease: said under the table
     nominal: bool = False  # priced by the sandbox's nominal price list: not dollars
+    destroyed_at: float | None = None  # `hedgeform destroy` ended (unix s); None: it exists
 
     @property
     def unit(self) -> str:
@@ -137,6 +146,7 @@ class StatusView:
         return {
             "service": self.service,
             "unit": self.unit,
+            "destroyed_at": self.destroyed_at,
             "version": self.version,
             "version_detail": self.version_detail,
             "target": self.target,
@@ -530,6 +540,40 @@ def collect(
     )
 
 
+def destroyed(service: str, state_dir: Path, at: float, last: int, now: float) -> StatusView:
+    """A service `hedgeform destroy` took down at `at`: nothing runs or bills; the events
+    before it, each fallback's cover priced until then where the log gave it a price."""
+    records = read_tail(state_dir / TICKS_FILE)
+    rates = [r for r in map(tick_rate, records) if r is not None]
+    events = priced_covers(derive_events(records), (), now, ended_at=at)
+    return StatusView(
+        service=service,
+        version=None,
+        version_detail="",
+        target=None,
+        ready=0,
+        endpoint="-",
+        usd_per_hour=0.0,
+        availability_1h=None,
+        replicas=(),
+        events=tuple(events[-last:]) if last > 0 else (),
+        nominal=any(r.nominal for r in rates),
+        destroyed_at=at,
+    )
+
+
+def stamp(at: float) -> str:
+    """`2026-12-01 13:40:12 UTC`."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def destroyed_line(service: str, at: float) -> str:
+    return (
+        f"{service}  destroyed {stamp(at)} (hedgeform destroy): nothing runs, nothing bills; "
+        f"`hedgeform apply {service}` creates it again"
+    )
+
+
 def money(value: float | None, nominal: bool = False) -> str:
     """A price per hour in its unit: `$3.00/h`, `3.00 (nominal)/h` on the sandbox, `?`."""
     return "?" if value is None else f"{amount(value, nominal)}/h"
@@ -592,7 +636,14 @@ def renderable(view: StatusView) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    parts: list[Any] = [Text(service_line(view)), Text(f"endpoint: {view.endpoint}")]
+    if view.destroyed_at is not None:
+        parts: list[Any] = [Text(destroyed_line(view.service, view.destroyed_at))]
+        if view.events:
+            parts.append(Text(f"last {len(view.events)} events before (state/{view.service}/"
+                              f"{TICKS_FILE}):"))  # fmt: skip
+            parts.append(_events_table(view))
+        return Group(*parts)
+    parts = [Text(service_line(view)), Text(f"endpoint: {view.endpoint}")]
     if view.replicas:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("replica", "zone", "market", "accel", "ver", "state", "age", "in LB"):
@@ -620,15 +671,7 @@ def renderable(view: StatusView) -> Any:
         parts.append(Text(NOMINAL_NOTE))
     if view.events:
         parts.append(Text(f"last {len(view.events)} events (state/{view.service}/{TICKS_FILE}):"))
-        events = Table(box=None, pad_edge=False, show_header=False)
-        for column in ("time", "kind", "replica", "where", "reason"):
-            events.add_column(column, no_wrap=column != "reason")
-        for e in view.events:
-            where = "/".join(x for x in (e.zone, e.market) if x)
-            cost = event_cost(e, view.nominal)
-            cells = (clock(e.at), e.kind, e.replica or "-", where or "-", e.reason + cost)
-            events.add_row(*(Text(c) for c in cells))
-        parts.append(events)
+        parts.append(_events_table(view))
     else:
         parts.append(
             Text(
@@ -638,6 +681,21 @@ def renderable(view: StatusView) -> Any:
             )
         )
     return Group(*parts)
+
+
+def _events_table(view: StatusView) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    events = Table(box=None, pad_edge=False, show_header=False)
+    for column in ("time", "kind", "replica", "where", "reason"):
+        events.add_column(column, no_wrap=column != "reason")
+    for e in view.events:
+        where = "/".join(x for x in (e.zone, e.market) if x)
+        cost = event_cost(e, view.nominal)
+        cells = (clock(e.at), e.kind, e.replica or "-", where or "-", e.reason + cost)
+        events.add_row(*(Text(c) for c in cells))
+    return events
 
 
 NOMINAL_NOTE = (
@@ -680,7 +738,8 @@ def service_dirs(state_root: Path) -> list[str]:
 
 
 def _is_service_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in ("reconciler.json", TICKS_FILE, "sandbox"))
+    names = ("reconciler.json", TICKS_FILE, "sandbox", DESTROYED_FILE)
+    return any((path / name).exists() for name in names)
 
 
 def console() -> Any:

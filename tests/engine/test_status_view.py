@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +203,8 @@ def test_status_json_has_the_documented_shape(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     view = json.loads(result.stdout)
     assert list(view) == [
-        "service", "unit", "version", "version_detail", "target", "ready", "endpoint",
-        "usd_per_hour", "availability_1h", "replicas", "events", "notes",
+        "service", "unit", "destroyed_at", "version", "version_detail", "target", "ready",
+        "endpoint", "usd_per_hour", "availability_1h", "replicas", "events", "notes",
     ]  # fmt: skip
     assert view["unit"] == "nominal (sandbox)"  # the sandbox's own prices, as `cost` says
     assert view["service"] == "svc" and view["replicas"] == [] and view["ready"] == 0
@@ -299,6 +299,36 @@ def test_a_running_cover_is_priced_so_far_and_preemptions_of_one_tick_share_it()
     # a destroyed service: what ran until then
     ended = priced_covers(events, live=set(), now=NOW, ended_at=NOW - 60)
     assert ended[2].cost == pytest.approx(3.0 * 840 / 3600) and not ended[2].running
+
+
+def test_a_destroyed_service_says_so_with_when_even_without_its_spec(tmp_path: Path) -> None:
+    from reconciler.engine.state_store import mark_destroyed
+
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    launch = move("local-1a-spot-0", "local-1a", "spot", "spot 0 < 2 wanted")
+    (state / "ticks.jsonl").write_text(
+        json.dumps(tick(NOW - 10, 0, decision={"launches": [launch]}, inputs={"ready": []})) + "\n"
+    )
+    at = datetime(2026, 12, 1, 13, 40, 12).timestamp()  # local time, shown in UTC
+    mark_destroyed(state, at)
+    (root / "services" / "svc.yaml").unlink()  # a destroyed service's file may be gone too
+    text = cli(root, "status", "svc")
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert lines[0] == (
+        f"svc  destroyed {when} (hedgeform destroy): nothing runs, nothing bills; "
+        "`hedgeform apply svc` creates it again"
+    )
+    assert "replica" not in lines[0] and "no replicas" not in text.stdout
+    assert any("launch" in ln and "local-1a-spot-0" in ln for ln in lines[1:])  # the history
+    view = json.loads(cli(root, "status", "svc", "--json").stdout)
+    assert view["destroyed_at"] == pytest.approx(at, abs=0.01)
+    assert view["replicas"] == [] and view["usd_per_hour"] == 0.0 and view["target"] is None
+    listed = cli(root, "status")
+    assert listed.exit_code == 0 and listed.stdout.startswith(f"svc  destroyed {when}")
 
 
 def test_status_without_a_service_lists_each_service_under_state(tmp_path: Path) -> None:

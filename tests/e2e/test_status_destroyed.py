@@ -1,0 +1,41 @@
+"""`hedgeform status` of a destroyed service says so plainly, with when (issue 17): no stale
+replicas, no price, no traceback; an apply makes it a running service again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from tests.e2e.conftest import applied, fast_sandbox_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_status_after_destroy_says_destroyed_and_apply_brings_it_back(short_tmp: Path) -> None:
+    env = fast_sandbox_env()
+    with applied(short_tmp, "gone", env) as paths:
+
+        def hf(*args: str) -> str:
+            result = CliRunner().invoke(main, [*args, "--root", str(paths.root)], env=env)
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        assert not hf("status", "gone").startswith("gone  destroyed")
+        hf("destroy", "gone")
+        text = hf("status", "gone")
+        assert text.startswith("gone  destroyed 20") and " UTC (hedgeform destroy)" in text, text
+        assert "nothing runs, nothing bills" in text and "READY" not in text, text
+        view = json.loads(hf("status", "gone", "--json"))
+        assert view["destroyed_at"] is not None and view["replicas"] == [], view
+        assert view["usd_per_hour"] == 0.0 and view["ready"] == 0
+        assert hf("status").startswith("gone  destroyed 20")
+        hf("plan", "gone")  # a plan creates nothing: still destroyed
+        assert hf("status", "gone").startswith("gone  destroyed")
+        hf("apply", "gone")
+        back = json.loads(hf("status", "gone", "--json"))
+        assert back["destroyed_at"] is None and back["ready"] >= 1, back
+        hf("destroy", "gone")
