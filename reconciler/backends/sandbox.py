@@ -562,12 +562,13 @@ class SandboxCloud:
         self, spec: ServiceSpec, since: Since, now: float, look: Look, *, collect: bool = True
     ) -> Observed:
         """The sandbox now (CloudBackend.observe). A pass (`Look.PLAN`/`APPLY`) first starts
-        the market and its daemon (`ensure_up`); orphans with a running process in a zone of
+        the market (`ensure_up`), and an apply its daemon: a plan leaves no process behind;
+        orphans with a running process in a zone of
         the spec are adopted, the others reported for stopping. `Look.OFFLINE` still probes
         the replicas: the sandbox is local and needs no credentials."""
         online = look in (Look.PLAN, Look.APPLY)
         if online:
-            self.ensure_up(now)
+            self.ensure_up(now, daemon=look is Look.APPLY)
         managed = self.managed()
         orphans: list[str] = []
         adopted: list[ManagedReplica] = []
@@ -600,11 +601,12 @@ class SandboxCloud:
             lb_lost_members=applied is not None and members != applied,
         )
 
-    def ensure_up(self, now: float) -> None:
-        """The cloud exists before any service: the spot market and its preemption daemon.
-        SandboxError when this state dir's HAProxy or market daemon runs from another path
-        (the project was moved while they ran): starting a second set would fight the first
-        for the load balancer's port."""
+    def ensure_up(self, now: float, *, daemon: bool = True) -> None:
+        """The cloud exists before any service: the spot market and (with `daemon`; a plan
+        starts none, it must leave no process behind) its preemption daemon. SandboxError
+        when this state dir's HAProxy or market daemon runs from another path (the project
+        was moved while they ran): starting a second set would fight the first for the load
+        balancer's port."""
         elsewhere = started_elsewhere(self.state_dir)
         if elsewhere is not None:
             service = self.paths.service if self.paths is not None else "SERVICE"
@@ -622,7 +624,8 @@ class SandboxCloud:
             offset_s=self.settings.offset_hours * 3600,
             warning_seconds=self.settings.warning_seconds,
         )
-        market_daemon.start(self.state_dir)
+        if daemon:
+            market_daemon.start(self.state_dir)
 
     def notices(self, cursor: int) -> tuple[list[Notice], int]:
         """Notices after byte `cursor` of the market's feed, and the cursor after them. The
