@@ -120,6 +120,13 @@ def expand_locations(
             )
         if loc.region:
             regions: Sequence[str] = (loc.region,)
+        elif loc.zone:  # a zone names its region (SkyPilot: `infra: aws/*/us-east-1a`)
+            regions = [r for r, zs in _zones(cloud).items() if loc.zone in zs][:1]
+            if not regions:
+                raise CloudConfigError(
+                    f"zone {loc.zone!r} is not a known zone of {cloud} in any region; write "
+                    f"its region too, e.g. infra: {cloud}/REGION/{loc.zone}"
+                )
         else:
             regions = tuple(default_regions.get(cloud) or ()) or (next(iter(_zones(cloud))),)
         for region in regions:

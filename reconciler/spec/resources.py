@@ -210,23 +210,50 @@ def parse_location(section: Section, problems: Problems) -> Location:
 
 
 INFRA_FORM = "cloud[/region[/zone]], e.g. aws, aws/us-east-1 or gcp/us-central1/us-central1-a"
+# SkyPilot's infra clouds that are not VMs Terraform places: a Kubernetes context, an SSH node
+# pool (sky/utils/infra_utils.py reads everything after `k8s/` or `ssh/` as its name).
+_NOT_VMS = {"k8s": "Kubernetes", "kubernetes": "Kubernetes", "ssh": "an SSH node pool"}
+_WHICH_CLOUD = (
+    "Hedgeform does not choose the cloud (SkyPilot's optimizer does): name it, "
+    "e.g. infra: aws/us-east-1, or list each place under resources.any_of"
+)
 
 
 def _infra(section: Section, problems: Problems) -> Location:
-    """`aws`, `aws/us-east-1`, `aws/us-east-1/us-east-1a`, with `*` for "any" (SkyPilot's
-    `resources.infra`) -> the same Location cloud/region/zone give."""
+    """SkyPilot's `resources.infra` (sky/utils/infra_utils.py `InfraInfo.from_str`): `aws`,
+    `aws/us-east-1`, `aws/us-east-1/us-east-1a`, `*` for "any" in a part, surrounding `/`
+    ignored -> the same Location cloud/region/zone give. `aws/*` is `aws` (its regions:
+    the settings' default, else the catalog's first), `aws/*/us-east-1a` the zone's region.
+    Refused, each in one line saying what to write instead: `*` or no cloud (any cloud:
+    SkyPilot's optimizer picks one, Hedgeform does not), `k8s/...`/`ssh/...`, other clouds."""
     raw = section.string("infra")
     if raw is None:
         return Location()
-    parts = [part.strip() for part in raw.split("/")]
+    parts = [part.strip() for part in raw.strip().strip("/").split("/")]
+    cloud_part = parts[0]
+    if cloud_part.lower() in _NOT_VMS:
+        section.bad(
+            "infra",
+            f"{describe(raw)} is {_NOT_VMS[cloud_part.lower()]}, not a cloud Hedgeform "
+            "provisions (it places VMs with Terraform on aws, gcp, azure, or the local "
+            "sandbox); write e.g. infra: aws/us-east-1",
+        )
+        return Location()
     if not 1 <= len(parts) <= 3 or not all(parts):
         section.bad("infra", f"must be {INFRA_FORM}; got {describe(raw)}")
         return Location()
-    cloud_part = parts[0]
+    if cloud_part == "*":
+        what = "any cloud" if len(parts) == 1 else "a region or zone of any cloud"
+        section.bad("infra", f"{describe(raw)} means {what} to SkyPilot; {_WHICH_CLOUD}")
+        return Location()
     region_part, zone_part = (*parts[1:], None, None)[:2]
-    cloud = None if cloud_part == "*" else cloud_part.lower()
-    if cloud is not None and cloud not in CLOUDS:
-        section.bad("infra", f"cloud {choice_message(cloud_part, CLOUDS)}")
+    cloud = cloud_part.lower()
+    if cloud not in CLOUDS:
+        section.bad(
+            "infra",
+            f"cloud {cloud_part!r} is not one Hedgeform provisions: use aws, gcp, azure or "
+            "local (the sandbox), e.g. infra: aws/us-east-1",
+        )
         return Location()
     names: list[str | None] = []
     for part in (region_part, zone_part):
@@ -239,9 +266,6 @@ def _infra(section: Section, problems: Problems) -> Location:
             return Location()
         names.append(checked)
     region, zone = names
-    if zone is not None and region is None and cloud is None:
-        section.bad("infra", "a zone without a region needs a cloud (zone names are per cloud)")
-        return Location()
     return Location(cloud=cloud, region=region, zone=zone)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.backends.clouds import expand_locations
 from reconciler.clouds.catalog import instance_for_region
 from reconciler.clouds.stack_context import module_balancing
 from reconciler.errors import CloudConfigError, SpecError
@@ -267,6 +268,8 @@ ROWS: dict[str, Row] = {
     ),
     "resources.region": _row(Honoured("us-west-2", lambda s: s.resources.region, "us-west-2")),
     "resources.zone": _row(Honoured("us-east-1b", lambda s: s.resources.zone, "us-east-1b")),
+    # SkyPilot's meaning (sky/utils/infra_utils.py InfraInfo.from_str): `*` is "any" in a
+    # part, `k8s/<context>` and `ssh/<pool>` are not VMs; Hedgeform needs the cloud named.
     "resources.infra": _row(
         Honoured(
             "aws/us-east-1/us-east-1a",
@@ -275,13 +278,25 @@ ROWS: dict[str, Row] = {
             _no_location,
         ),
         Honoured("gcp", lambda s: s.resources.locations, (Location("gcp"),), _no_location),
+        Honoured("aws/*", lambda s: s.resources.locations, (Location("aws"),), _no_location),
+        Honoured("azure/", lambda s: s.resources.locations, (Location("azure"),), _no_location),
         Honoured(
-            "*/us-east-1",
+            "aws/us-east-1/*",
             lambda s: s.resources.locations,
-            (Location(None, "us-east-1"),),
+            (Location("aws", "us-east-1"),),
             _no_location,
         ),
-        Refused("k8s/my-context", ("must be one of aws, gcp, azure, local",), _no_location),
+        Honoured(  # the zone names its region, as in SkyPilot
+            "aws/*/us-west-2b",
+            lambda s: sorted(expand_locations(s, {}).items()),
+            [("us-west-2b", ("aws", "us-west-2"))],
+            _no_location,
+        ),
+        Refused("*", ("means any cloud", "infra: aws/us-east-1", "any_of"), _no_location),
+        Refused("*/us-east-1", ("any cloud", "name it, e.g. infra: aws/us-east-1"), _no_location),
+        Refused("k8s/my/context", ("is Kubernetes", "write e.g. infra: aws/"), _no_location),
+        Refused("ssh/my-pool", ("an SSH node pool", "write e.g. infra: aws/"), _no_location),
+        Refused("lambda/us-east-1", ("'lambda' is not one Hedgeform", "aws, gcp"), _no_location),
         Refused("aws/us-east-1", ("cannot be combined with cloud/region/zone",)),
     ),
     # Checked when the stacks are planned: the catalog runs only a type that has them.
