@@ -182,13 +182,46 @@ class ServerState:
             return dict(self.counts)
 
 
+# A client (HAProxy, a load generator, curl) that closes its connection before the reply is
+# written: ordinary under load, not a replica bug. Said in one line, never as a traceback.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+CLIENT_GONE_EVERY_S = 1.0  # at most one such line a second; the others are counted in it
+
+
 class ReplicaServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self._gone_said_at = -CLIENT_GONE_EVERY_S
+        self._gone_unsaid = 0
         super().__init__((state.config.host, state.config.port), ReplicaHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone early (`CLIENT_GONE`) is one line in the replica's log, counted as
+        `client_gone` in `/`'s requests; at most one line per `CLIENT_GONE_EVERY_S`, saying
+        how many since the last. Any other error keeps socketserver's traceback (a bug)."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, CLIENT_GONE):
+            super().handle_error(request, client_address)
+            return
+        self.state.count("client_gone")
+        now = time.monotonic()
+        with self.state.lock:
+            if now - self._gone_said_at < CLIENT_GONE_EVERY_S:
+                self._gone_unsaid += 1
+                return
+            more, self._gone_unsaid, self._gone_said_at = self._gone_unsaid, 0, now
+        address = client_address if isinstance(client_address, tuple) else (client_address,)
+        host, port = (*address, "?", "?")[:2]
+        also = f" (and {more} more since the last such line)" if more else ""
+        print(
+            f"replica {self.state.config.replica_id}: client {host}:{port} closed the "
+            f"connection before the reply was written ({type(error).__name__}){also}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class ReplicaHandler(BaseHTTPRequestHandler):

@@ -217,3 +217,42 @@ def test_faults_default_to_the_probe_paths() -> None:
     assert faults.paths == ("/health", "/v1/models", "/v1/completions")
     assert faults.applies_to("/v1/models") and not faults.applies_to("/")
     assert not parse_faults({}).applies_to("/health")  # nothing to inject
+
+
+def _hang_up_early(port: int) -> None:
+    """Ask for a completion and reset the connection before the reply comes (SO_LINGER 0:
+    an RST, as HAProxy does when its client went away)."""
+    import socket
+    import struct
+
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_a_client_gone_early_is_one_line_in_the_log_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.sandbox.conftest import serve_in_thread
+
+    config = ReplicaConfig("early", "local-1a", "spot", latency_ms=200)
+    servers = serve_in_thread(config)
+    server = next(servers)
+    port = int(server.server_address[1])
+    try:
+        for _ in range(3):  # within a second: one line, the others counted in the next
+            _hang_up_early(port)
+        time.sleep(1.2)
+        _hang_up_early(port)
+        time.sleep(0.5)
+        assert server.state.snapshot().get("client_gone") == 4
+    finally:
+        servers.close()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("replica early: client 127.0.0.1:") and (
+        "closed the connection before the reply was written" in lines[0]
+    ), lines
+    assert lines[1].endswith("(and 2 more since the last such line)"), lines
