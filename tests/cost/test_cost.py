@@ -168,3 +168,17 @@ def test_signals_say_whether_the_catalogs_spot_prices_are_placeholders() -> None
     assert prices == {"us-east4-a": 0.34032, "us-east4-c": 0.34032}
     assert "catalogs/v7/gcp/vms.csv at 017e2502fb63" in notes[0]
     assert notes[0].endswith(", 2026-12-01") and "PLACEHOLDER" not in notes[0]
+
+
+def test_the_aws_us_west_2_on_demand_price_has_a_source_and_its_spot_stays_a_placeholder() -> None:
+    """The us-west-2 g6.xlarge on-demand figure is SkyPilot's catalog row (was typed in by
+    hand); its per-zone spot figures stay placeholders: the catalog's spot is per AZ ID."""
+    from reconciler.clouds.prices import catalog_entry, entry_refs
+
+    entry = catalog_entry("aws", "us-west-2", "g6.xlarge")
+    assert entry is not None and entry["on_demand"] == 0.8048
+    on_demand, spot = entry_refs(entry)
+    assert not on_demand.placeholder and on_demand.as_of == "2026-12-01"
+    assert "catalogs/v7/aws/vms.csv at 001367d22a00" in on_demand.source
+    assert all(",0.8048," in row and ",us-west-2,usw2-az" in row for row in entry["evidence"])
+    assert spot.placeholder and spot.as_of == "2025-06-01"
