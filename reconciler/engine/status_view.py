@@ -580,7 +580,9 @@ def money(value: float | None, nominal: bool = False) -> str:
 
 
 def span(hours: float) -> str:
-    """A duration with its unit: `25 min` under an hour, else `1.4 h`."""
+    """A duration with its unit: `40 s` under a minute, `25 min` under an hour, else `1.4 h`."""
+    if hours < 1 / 60:
+        return f"{hours * 3600:.0f} s"
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
 
 

@@ -461,6 +461,9 @@ def test_the_price_now_is_unknown_when_one_live_replica_has_no_price() -> None:
     prices = [_replica_price(r, offers) for r in (od_a, spot_b)]
     assert _total_price(prices) == 4.0 and money(4.0) == "$4.00/h"
     assert money(4.0, nominal=True) == "4.00 (nominal)/h"
+    from reconciler.engine.status_view import span
+
+    assert [span(h) for h in (14 / 3600, 0.25, 2.5)] == ["14 s", "15 min", "2.5 h"]
     assert _total_price([*prices, _replica_price(spot_a, offers)]) is None
     assert money(None) == "?"
 
