@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +67,18 @@ def make_pair(directory: Path, name: str = "endpoint", common_name: str = "local
     )
     keyfile.chmod(0o600)
     return Pair(certfile, keyfile)
+
+
+def presented(port: int) -> bytes:
+    """The certificate the endpoint on 127.0.0.1:`port` presents (DER), read without
+    verifying it: to tell two pairs apart."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der

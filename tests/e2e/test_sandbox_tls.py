@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import ssl
 import stat
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from click.testing import CliRunner
 from reconciler.cli import main
 from reconciler.sandbox.haproxy import HAProxyLB
 from tests.e2e.conftest import SANDBOX_ZONES, fast_sandbox_env, project_root
-from tests.tlsfiles import Pair, make_pair
+from tests.tlsfiles import Pair, make_pair, presented
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SERVICE = "tls"
@@ -44,20 +43,6 @@ service:
 def cli(root: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, [*args, "--root", str(root)], env=env)
     return result.exit_code, result.stdout, result.stderr
-
-
-def presented(port: int) -> bytes:
-    """The certificate the endpoint presents (DER), read without verifying it."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der
 
 
 def holding(paths: list[Path], pair: Pair) -> list[Path]:

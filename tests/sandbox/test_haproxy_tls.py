@@ -4,7 +4,6 @@ a renewed pair swapped in without a restart, and the private key in exactly one 
 from __future__ import annotations
 
 import hashlib
-import socket
 import ssl
 import stat
 from collections.abc import Iterator
@@ -23,27 +22,13 @@ from reconciler.spec.model import TLSFiles
 from reconciler.spec.tls import leaf_certificate
 from tests.e2e.conftest import free_port
 from tests.sandbox.conftest import requires_haproxy
-from tests.tlsfiles import Pair, make_pair
+from tests.tlsfiles import Pair, make_pair, presented
 
 pytestmark = requires_haproxy
 
 
 def _files(pair: Pair) -> TLSFiles:
     return TLSFiles(keyfile=str(pair.keyfile), certfile=str(pair.certfile))
-
-
-def _presented(port: int) -> bytes:
-    """The certificate the endpoint presents (DER), unverified: to tell two pairs apart."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der
 
 
 def _der(pair: Pair) -> bytes:
@@ -111,11 +96,11 @@ def test_a_renewed_pair_is_swapped_in_without_a_restart(
     tls_lb: HAProxyLB, pairs: tuple[Pair, Pair], state_dir: Path
 ) -> None:
     pid = tls_lb.pid()
-    assert _presented(tls_lb.port) == _der(pairs[0])
+    assert presented(tls_lb.port) == _der(pairs[0])
     renewed = HAProxyLB(state_dir, tls_lb.port, tls=_files(pairs[1]))
     assert renewed.up() is False  # not started again
     assert renewed.pid() == pid
-    assert _presented(tls_lb.port) == _der(pairs[1])
+    assert presented(tls_lb.port) == _der(pairs[1])
     assert tls_lb.pem_path.read_text().startswith(pairs[1].certfile.read_text().rstrip("\n"))
     assert stat.S_IMODE(tls_lb.pem_path.stat().st_mode) == 0o600
 
@@ -129,7 +114,7 @@ def test_a_key_of_another_certificate_is_refused_in_one_line_and_the_old_pair_se
     line = str(refused.value)
     assert "\n" not in line and "refused the endpoint's new certificate" in line
     assert not any(part in line for part in pairs[0].key_lines())
-    assert _presented(tls_lb.port) == _der(pairs[0])
+    assert presented(tls_lb.port) == _der(pairs[0])
 
 
 def test_a_restart_after_a_crash_serves_https_again_and_down_deletes_the_key(
@@ -140,7 +125,7 @@ def test_a_restart_after_a_crash_serves_https_again_and_down_deletes_the_key(
     processes.terminate(pid, [str(tls_lb.cfg_path)])
     again = HAProxyLB(state_dir)  # from the record: no files given
     assert again.ensure_running() is True
-    assert _presented(again.port) == _der(pairs[0])
+    assert presented(again.port) == _der(pairs[0])
     again.down()
     assert not again.pem_path.exists()
 
@@ -200,7 +185,7 @@ def test_a_certificate_changed_since_the_plan_is_not_served_under_it(
         "service.tls.certfile: changed since this plan was made (SHA-256 "
     )
     assert str(refused.value).endswith(f"): {pairs[1].certfile}; plan again")
-    assert _presented(tls_lb.port) == _der(pairs[0])
+    assert presented(tls_lb.port) == _der(pairs[0])
     same = HAProxyLB(state_dir, tls_lb.port, tls=_files(pairs[0]), tls_cert_sha256=planned)
     assert same.up() is False
 

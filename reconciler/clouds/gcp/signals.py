@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.clouds.base import Clock, InstanceRef, parse_time, rfc3339
+from reconciler.clouds.gcp.lb_stats import count_value
 from reconciler.clouds.rest import RestClient, TokenProvider
-from reconciler.errors import AdapterError, CredentialsError
+from reconciler.errors import CredentialsError
 from reconciler.paths import NAME_RE
 from reconciler.policy.signals import Notice, NoticeKind
 
@@ -209,18 +210,7 @@ class CloudMonitoringMetricsSource:
                     points, key=lambda p: parse_time(p.get("interval", {}).get("endTime")) or 0
                 )
                 end = parse_time(point.get("interval", {}).get("endTime")) or 0.0
-                newest[end] = newest.get(end, 0.0) + _number(point.get("value", {}))
+                newest[end] = newest.get(end, 0.0) + count_value(point.get("value", {}))
         if not newest:
             return 0.0 if self.absent_is_zero else None
         return newest[max(newest)]
-
-
-def _number(value: Mapping[str, Any]) -> float:
-    """A TypedValue: doubleValue is a number, int64Value a decimal *string* in JSON."""
-    for key in ("doubleValue", "int64Value"):
-        if key in value:
-            try:
-                return float(value[key])
-            except (TypeError, ValueError):
-                break
-    raise AdapterError(f"GCP Monitoring: unexpected point value {dict(value)!r}")
