@@ -21,7 +21,11 @@ from reconciler.spec.fields import Section, check_name, join
 from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec, TLSFiles
 from reconciler.spec.resources import parse_resources
-from reconciler.spec.service import check_probe_for_clouds, expand_vars, parse_service
+from reconciler.spec.service import (
+    check_probe_for_clouds,
+    expand_vars,
+    parse_service,
+)
 from reconciler.spec.sidecar import (
     REVIEW,
     SIDECAR_SUFFIX,
@@ -311,6 +315,13 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
         k: v for k, v in envs.values.items() if k not in secrets and k not in envs.from_environment
     }
     clouds = [location.cloud for location in resources.locations]
+    if clouds and all(cloud == "local" for cloud in clouds):
+        notes += _sandbox_notes(
+            top.data,
+            top.get("resources"),
+            service.load_balancing_policy,
+            several_types=len({a.upper() for a in resources.accelerator_names}) > 1,
+        )
     check_probe_for_clouds(service.readiness_probe, clouds, plain_envs, problems)
     if service.tls is not None:
         service = replace(service, tls=_tls_for_clouds(service.tls, clouds, problems))
@@ -403,6 +414,47 @@ def _ignored_notes(data: Mapping[str, object], resources_data: object) -> tuple[
         for (path, key), why in schema.IGNORED.items()
         if (path, key) in given
     )
+
+
+# Fields the local sandbox does not act on, though aws/gcp/azure honour them (docs/spec.md):
+# a sandbox replica is the sandbox's own test server on this machine.
+_NOT_ON_SANDBOX: dict[tuple[str, str], str] = {
+    ("", "setup"): "not run on the local sandbox: each replica is its own test server",
+    ("", "run"): "not run on the local sandbox: each replica is its own test server",
+    **{
+        ("resources", key): "nominal on the local sandbox: it has no machines to size or boot"
+        for key in ("cpus", "memory", "disk_size", "disk_tier", "network_tier", "image_id")
+    },
+}
+
+
+def _sandbox_notes(
+    data: Mapping[str, object],
+    resources_data: object,
+    balancing: str | None,
+    *,
+    several_types: bool,
+) -> tuple[str, ...]:
+    """One line per field given that a sandbox-only service carries without effect there
+    (`_NOT_ON_SANDBOX`), and `load_balancing_policy` unless HAProxy does what it says:
+    `balance roundrobin`, each member weighted by its GPU type's throughput
+    (sandbox/haproxy.py `weight_for`), which is round robin while every replica is of one
+    type, and SkyServe's `instance_aware_least_load` weighing."""
+    given = {("", key) for key in data}
+    if isinstance(resources_data, Mapping):
+        given |= {("resources", key) for key in resources_data}
+    notes = [
+        f"{join(path, key)}: {why} (honoured on aws, gcp and azure)"
+        for (path, key), why in _NOT_ON_SANDBOX.items()
+        if (path, key) in given
+    ]
+    if balancing == "least_load" or (balancing == "round_robin" and several_types):
+        notes.append(
+            f"service.load_balancing_policy: {balancing} is not what the local sandbox does: "
+            "its HAProxy balances round robin, each replica weighted by its GPU type's "
+            "throughput (honoured on aws and gcp)"
+        )
+    return tuple(notes)
 
 
 def yaml_problem(source: str, error: yaml.YAMLError) -> str:
