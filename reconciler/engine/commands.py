@@ -689,7 +689,7 @@ def status(
     "accelerator", "version", "state", "age_s", "in_lb", "probe", "probe_ms",
     "usd_per_hour", "reason"}], "events": [{"at" (unix s|null), "tick", "kind", "replica",
     "zone", "market", "reason", "usd_per_hour", "hours", "cost", "running",
-    "covered_by"}], "notes": [str]}; with --watch one such line per interval.
+    "covered_by", "covers"}], "notes": [str]}; with --watch one such line per interval.
     """
     from reconciler.engine import status_view
     from reconciler.paths import PROJECT_ROOT, check_name

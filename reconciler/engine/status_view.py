@@ -9,9 +9,10 @@ the file is read (`TAIL_BYTES`), so a log of months costs what a log of a day do
 
 What a preemption cost: each on-demand fallback is priced from the log by reconciler/cost.py's
 rule (`spell_cost`: its pool's price for as long as it was alive, launch to termination, or
-to now while it runs), and each preemption carries the fallbacks it caused (those launched
-from its tick on, before the next preemption) and their sum. Every figure is in the unit of
-the prices: USD on clouds, the sandbox's nominal units there (`unit`, never shown as `$`).
+to now while it runs); each fallback names the losses it covers, and each warning,
+preemption or failed verdict the fallbacks launched for it and their sum
+(`attribute_covers`). Every figure is in the unit of the prices: USD on clouds, the
+sandbox's nominal units there (`unit`, never shown as `$`).
 
 `derive_events`, `priced_covers`, `availability` and `view_json` are pure (records and `now`
 in, data out); `collect` observes the service (the same look `status` always took) and
@@ -84,16 +85,19 @@ class Event:
     # a preemption's replacement or a fallback costs. None: unknown, or not a launch.
     usd_per_hour: float | None = None
     # What it cost (`priced_covers`), in the view's unit: a fallback, its on-demand cover
-    # (`usd_per_hour` x `hours` alive); a preemption, the sum of the fallbacks it caused
-    # (`covered_by`). None: not priced, or unknown (a price or an end the log lacks).
+    # (`usd_per_hour` x `hours` alive); a warning, preemption or failure, the sum of the
+    # fallbacks launched for it (`covered_by`). None: not priced, or unknown (a price or
+    # an end the log lacks).
     hours: float | None = None
     cost: float | None = None
     running: bool = False  # the cover still runs: `hours` and `cost` are so far
-    covered_by: tuple[str, ...] = ()  # a preemption's fallbacks
+    covered_by: tuple[str, ...] = ()  # a loss's covers: the fallbacks launched for it
+    covers: tuple[str, ...] = ()  # a fallback's losses: the replicas it was launched for
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["covered_by"] = list(self.covered_by)
+        out["covers"] = list(self.covers)
         return out
 
 
@@ -377,17 +381,55 @@ def _priced(event: Event, offers: Mapping[str, ZoneOffer]) -> Event:
     return replace(event, usd_per_hour=price)
 
 
+LOSSES = ("warning", "preemption", "failed")  # events an on-demand cover may be launched for
+
+
+def is_loss(event: Event) -> bool:
+    """A replica lost or about to be: a preemption warning, a preemption, a FAILED_* verdict
+    (not a launch that failed: nothing served there yet)."""
+    if event.kind == "failed":
+        return event.reason.startswith("FAILED")
+    return event.kind in LOSSES
+
+
+def attribute_covers(events: Sequence[Event]) -> dict[int, tuple[int, ...]]:
+    """Which losses each fallback covers: index of a fallback -> indices of the losses
+    (`is_loss`) it was launched for. The rule (docs/operations.md, "Status"):
+
+    1. The losses of the latest tick at or before the fallback's that had any (its own tick
+       first: the policy launches the cover in the tick that saw the loss).
+    2. Of those, the ones in the fallback's zone when there are any (a cover in the lost
+       replica's pool), else all of them (the policy asked for on-demand capacity, not for
+       a pool).
+    A fallback launched before any loss covers nothing (the spec's spot share, or spot not
+    ready yet)."""
+    out: dict[int, tuple[int, ...]] = {}
+    tick: list[int] = []  # the losses of the latest tick that had any
+    at: float | None = None
+    for i, e in enumerate(events):
+        if is_loss(e) and e.at is not None:
+            if at != e.at:
+                tick, at = [], e.at
+            tick.append(i)
+        elif e.kind == "fallback" and tick:
+            here = [j for j in tick if events[j].zone and events[j].zone == e.zone]
+            out[i] = tuple(here or tick)
+    return out
+
+
 def priced_covers(
     events: Sequence[Event], live: Collection[str], now: float, ended_at: float | None = None
 ) -> list[Event]:
-    """`events` with what each on-demand fallback cost and each preemption's share of it.
+    """`events` with what each on-demand fallback cost and what each loss's covers cost.
 
     A fallback (priced: `usd_per_hour`) bills by reconciler/cost.py's rule (`spell_cost`)
     from its launch until its termination event; while it is `live`, until `now` (so far,
     `running`); gone without a termination in the log, until `ended_at` (the service was
-    destroyed) or unknown (None). A preemption is covered by the fallbacks launched from its
-    tick on, before the next preemption's tick; preemptions of one tick share them. Its
-    `cost` is their sum (None when one is unknown), its `hours` the longest of them."""
+    destroyed) or unknown (None). Which losses a fallback covers: `attribute_covers`; a
+    fallback names them (`covers`), a loss names its fallbacks (`covered_by`), and a
+    preemption or failure of a replica whose warning was covered carries that cover too
+    (launched at the warning, it is the preemption's cover). A loss's `cost` is the sum of
+    its covers' (None when one is unknown), its `hours` the longest of them."""
     ended = {e.replica: e.at for e in events if e.kind == "terminate" and e.at is not None}
     priced: list[Event] = []
     for e in events:
@@ -405,18 +447,25 @@ def priced_covers(
         hours = max(0.0, end - e.at) / 3600
         cost = spell_cost(e.usd_per_hour, e.at, end)
         priced.append(replace(e, hours=hours, cost=cost, running=running))
-    # each fallback to the last preemption tick at or before it
-    covers: dict[float, list[Event]] = {}
-    last: float | None = None
-    for e in priced:
-        if e.kind == "preemption" and e.at is not None:
-            last = e.at
-            covers.setdefault(last, [])
-        elif e.kind == "fallback" and last is not None and e.at is not None and e.at >= last:
-            covers[last].append(e)
+    attributed = attribute_covers(priced)
+    covering: dict[int, list[int]] = {}
+    for f, losses in attributed.items():
+        for j in losses:
+            covering.setdefault(j, []).append(f)
+    warned: dict[str, list[int]] = {}  # replica -> the covers of its warnings
     out = []
-    for e in priced:
-        fallbacks = covers.get(e.at, []) if e.kind == "preemption" and e.at is not None else []
+    for i, e in enumerate(priced):
+        if e.kind == "fallback" and i in attributed:
+            covers = dict.fromkeys(priced[j].replica for j in attributed[i] if priced[j].replica)
+            out.append(replace(e, covers=tuple(covers)))
+            continue
+        if not is_loss(e):
+            out.append(e)
+            continue
+        own = covering.get(i, [])
+        if e.kind == "warning":
+            warned.setdefault(e.replica, []).extend(own)
+        fallbacks = [priced[f] for f in dict.fromkeys([*warned.get(e.replica, []), *own])]
         if not fallbacks:
             out.append(e)
             continue
@@ -588,19 +637,21 @@ def span(hours: float) -> str:
 
 def event_cost(e: Event, nominal: bool) -> str:
     """What an event line adds about money (` (...)`, or ""): a launch's price per hour; a
-    fallback's cover so far or in all; a preemption's fallbacks and their cost."""
-    if e.kind == "preemption" and e.covered_by:
+    fallback's losses it covers and its cover so far or in all; a warning's, preemption's
+    or failure's covers and their cost."""
+    if is_loss(e) and e.covered_by:
         what = "so far" if e.running else "in all"
         total = "? (an end or a price is unknown)" if e.cost is None else amount(e.cost, nominal)
         return f" (on-demand cover {', '.join(e.covered_by)}: {total} {what})"
+    covers = f"covers {', '.join(e.covers)}; " if e.covers else ""
     if e.usd_per_hour is None:
-        return ""
+        return f" ({covers.removesuffix('; ')})" if covers else ""
     rate = money(e.usd_per_hour, nominal)
     if e.kind != "fallback" or e.cost is None or e.hours is None:
-        return f" ({rate})"
+        return f" ({covers}{rate})"
     ran = "running for" if e.running else "ran"
     so_far = " so far" if e.running else ""
-    return f" ({rate}; {ran} {span(e.hours)}: {amount(e.cost, nominal)}{so_far})"
+    return f" ({covers}{rate}; {ran} {span(e.hours)}: {amount(e.cost, nominal)}{so_far})"
 
 
 def percent(value: float | None) -> str:

@@ -104,6 +104,7 @@ def test_status_names_the_preemption_the_failed_probe_and_the_fallback(root: Pat
     assert any("FAILED_PROBING" in ln and "probe" in ln.lower() for ln in failed), out
     fallback = [ln for ln in lines if " fallback " in ln and "on_demand" in ln]
     assert fallback and "on-demand fallback: 0 ready spot of 2" in fallback[0], out
+    assert "(covers " in fallback[0], out  # the replica it was launched for
     # what the fallback costs, per hour and so far, in the sandbox's nominal units (never `$`)
     assert "3.00 (nominal)/h; running for " in fallback[0] and "so far" in fallback[0], out
     assert "$" not in out, out

@@ -226,6 +226,7 @@ def test_status_json_has_the_documented_shape(tmp_path: Path) -> None:
         "cost",
         "running",
         "covered_by",
+        "covers",
     }
 
     text = cli(root, "status", "svc")
@@ -266,7 +267,7 @@ def test_a_preemption_and_its_fallback_say_what_the_cover_cost(tmp_path: Path) -
 
     text = cli(root, "status", "svc").stdout
     (line,) = [ln for ln in text.splitlines() if " fallback " in ln]
-    assert line.endswith("(3.00 (nominal)/h; ran 30 min: 1.50 (nominal))"), line
+    assert line.endswith("(covers local-1a-spot-0; 3.00 (nominal)/h; ran 30 min: 1.50 (nominal))")
     (line,) = [ln for ln in text.splitlines() if " preemption " in ln]
     assert line.endswith("(on-demand cover local-1a-on_demand-2: 1.50 (nominal) in all)"), line
 
@@ -294,7 +295,10 @@ def test_a_running_cover_is_priced_so_far_and_preemptions_of_one_tick_share_it()
     assert s0.cost == pytest.approx(1.0) and s0.running
     assert gone.cost is None and s2.covered_by == ("od-gone",) and s2.cost is None
     assert "? (an end or a price is unknown)" in event_cost(s2, nominal=False)
-    assert event_cost(od0, nominal=False) == " ($3.00/h; running for 15 min: $0.75 so far)"
+    assert od0.covers == ("s0", "s1")
+    assert event_cost(od0, nominal=False) == (
+        " (covers s0, s1; $3.00/h; running for 15 min: $0.75 so far)"
+    )
     assert event_cost(s0, nominal=False) == " (on-demand cover od-0, od-1: $1.00 so far)"
     # a destroyed service: what ran until then
     ended = priced_covers(events, live=set(), now=NOW, ended_at=NOW - 60)
@@ -476,3 +480,54 @@ def test_following_a_ring_buffer_prints_only_the_lines_it_had_not_shown() -> Non
     assert new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]  # "a" rotated out
     assert new_lines(["a", "b"], ["a", "b"]) == []
     assert new_lines(["a", "b"], ["x", "y"]) == ["x", "y"]  # a restarted HAProxy: all new
+
+
+def test_a_cover_is_named_by_the_loss_it_was_launched_for_and_says_what_it_covers(
+    tmp_path: Path,
+) -> None:
+    """Issue 17 review: the cover launched at the warning tick belongs to the warning and to
+    the preemption that follows; a failed probe's cover is named on its `failed` line; each
+    fallback names the replica it covers (same tick, same zone first)."""
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    od8 = move("local-1a-od-8", "local-1a", "on_demand", "on-demand fallback: 1 ready spot of 3")
+    od2 = move("local-1b-od-2", "local-1b", "on_demand", "on-demand fallback: 2 ready spot of 3")
+    warning = {"kind": "warning", "replica": "local-1a-spot-1", "zone": "local-1a"}
+    preempted = {**warning, "kind": "preempted"}
+    records = [
+        tick(NOW - 600, 1, inputs={"notices": [warning]}, decision={"launches": [od8]}),
+        tick(NOW - 571, 2, inputs={"notices": [preempted]}),
+        tick(NOW - 300, 3, decision={"reasons": ["local-1b-spot-0 FAILED_PROBING: probes"]}),
+        tick(
+            NOW - 270,
+            4,
+            decision={
+                "launches": [od2],
+                "terminations": [
+                    move("local-1b-spot-0", "local-1b", "spot", "clean up FAILED_PROBING")
+                ],
+            },
+        ),
+        tick(NOW - 240, 5, decision={"reasons": ["local-1c-spot-4 FAILED_PROBING: probes"]}),
+        tick(NOW - 120, 6, decision={"terminations": [{**od8, "reason": "spot is back"}]}),
+    ]
+    (state / "ticks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    view = json.loads(cli(root, "status", "svc", "--json", "--events", "50").stdout)
+    got = {(e["kind"], e["replica"]): e for e in view["events"]}
+    assert got[("warning", "local-1a-spot-1")]["covered_by"] == ["local-1a-od-8"]
+    assert got[("preemption", "local-1a-spot-1")]["covered_by"] == ["local-1a-od-8"]
+    assert got[("preemption", "local-1a-spot-1")]["cost"] is not None
+    assert got[("fallback", "local-1a-od-8")]["covers"] == ["local-1a-spot-1"]
+    # the failed verdict at tick 3, its cover at tick 4 (its clean-up's tick, same zone)
+    assert got[("failed", "local-1b-spot-0")]["covered_by"] == ["local-1b-od-2"]
+    assert got[("fallback", "local-1b-od-2")]["covers"] == ["local-1b-spot-0"]
+    assert got[("failed", "local-1c-spot-4")]["covered_by"] == []  # nothing launched for it
+
+    text = cli(root, "status", "svc", "--events", "50").stdout
+    (line,) = [ln for ln in text.splitlines() if ln.split()[1:2] == ["preemption"]]
+    assert "(on-demand cover local-1a-od-8: " in line and "(nominal) in all)" in line, line
+    (line,) = [ln for ln in text.splitlines() if " failed " in ln and "local-1b-spot-0" in ln]
+    assert "(on-demand cover local-1b-od-2: " in line, line
+    (line,) = [ln for ln in text.splitlines() if " fallback " in ln and "od-8" in ln]
+    assert "(covers local-1a-spot-1; 3.00 (nominal)/h; ran " in line, line
