@@ -12,6 +12,7 @@ already seen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ RECORD_VERSION = 1
 # Written by `hedgeform destroy` once nothing is left running; removed when an apply starts.
 # `hedgeform status` reads it to say the service is destroyed, and since when.
 DESTROYED_FILE = "destroyed.json"
+# What the apply that removes DESTROYED_FILE renames it to: when the service's current life
+# began. `hedgeform status` reads only the tick records after it (a replica id of an earlier
+# life may be reused; its events are not this replica's).
+LAST_DESTROYED_FILE = "destroyed.last.json"
 
 
 def mark_destroyed(state_dir: Path, at: float) -> None:
@@ -43,7 +48,24 @@ def mark_destroyed(state_dir: Path, at: float) -> None:
 def destroyed_at(state_dir: Path) -> float | None:
     """When the service of `state_dir` was destroyed (unix s), or None: not destroyed since
     its last apply (an unreadable marker counts as destroyed at its file's time)."""
-    path = state_dir / DESTROYED_FILE
+    return _marker_time(state_dir / DESTROYED_FILE)
+
+
+def last_destroyed_at(state_dir: Path) -> float | None:
+    """When the service was last destroyed, whether or not it was applied since (unix s);
+    None: never destroyed since destroys were recorded (LAST_DESTROYED_FILE)."""
+    times = [_marker_time(state_dir / name) for name in (DESTROYED_FILE, LAST_DESTROYED_FILE)]
+    return max((t for t in times if t is not None), default=None)
+
+
+def previous_destroyed_at(state_dir: Path) -> float | None:
+    """For a destroyed service: when the life it ended began (the destroy before it; None:
+    none recorded)."""
+    at, before = destroyed_at(state_dir), _marker_time(state_dir / LAST_DESTROYED_FILE)
+    return before if before is not None and (at is None or before < at) else None
+
+
+def _marker_time(path: Path) -> float | None:
     try:
         data = json.loads(path.read_text())
         return float(data["at"])
@@ -57,8 +79,10 @@ def destroyed_at(state_dir: Path) -> float | None:
 
 
 def clear_destroyed(state_dir: Path) -> None:
-    """An apply starts: the service exists again."""
-    (state_dir / DESTROYED_FILE).unlink(missing_ok=True)
+    """An apply starts: the service exists again. The marker is renamed, not deleted
+    (atomically: LAST_DESTROYED_FILE keeps when this life began)."""
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / DESTROYED_FILE).replace(state_dir / LAST_DESTROYED_FILE)
 
 
 @dataclass(frozen=True)

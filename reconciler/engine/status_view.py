@@ -42,7 +42,11 @@ from reconciler.cost import (
     tick_rate,
 )
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.state_store import DESTROYED_FILE
+from reconciler.engine.state_store import (
+    DESTROYED_FILE,
+    last_destroyed_at,
+    previous_destroyed_at,
+)
 from reconciler.errors import SandboxError
 from reconciler.policy import Market, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.rollout import current_version
@@ -191,6 +195,16 @@ def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def this_life(records: Iterable[Mapping[str, Any]], since: float | None) -> list[Mapping[str, Any]]:
+    """The records written after `since` (the service's last destroy: state_store
+    `last_destroyed_at`; None: all of them). A replica id can be reused by the next life;
+    what an earlier life's replica did is not this one's history. A record without a
+    readable time cannot be placed and is left out when there is a `since`."""
+    if since is None:
+        return list(records)
+    return [r for r in records if (at := record_time(r)) is not None and at > since]
 
 
 def record_time(record: Mapping[str, Any]) -> float | None:
@@ -535,7 +549,9 @@ def collect(
     target = memory.target
     if memory.groups:  # several GPU types: the replicas the mix runs, not its units
         target = sum(group.target or 0 for _, group in memory.groups)
-    records = read_tail(rec.paths.state_dir / TICKS_FILE)
+    records = this_life(
+        read_tail(rec.paths.state_dir / TICKS_FILE), last_destroyed_at(rec.paths.state_dir)
+    )
     offers = {o.zone: o for o in observed.zones}
     live = {r.id for r in observed.replicas if r.alive}
     events = priced_covers([_priced(e, offers) for e in derive_events(records)], live, now)
@@ -591,8 +607,9 @@ def collect(
 
 def destroyed(service: str, state_dir: Path, at: float, last: int, now: float) -> StatusView:
     """A service `hedgeform destroy` took down at `at`: nothing runs or bills; the events
-    before it, each fallback's cover priced until then where the log gave it a price."""
-    records = read_tail(state_dir / TICKS_FILE)
+    before it (of the life it ended: after the destroy before it), each fallback's cover
+    priced until then where the log gave it a price."""
+    records = this_life(read_tail(state_dir / TICKS_FILE), previous_destroyed_at(state_dir))
     rates = [r for r in map(tick_rate, records) if r is not None]
     events = priced_covers(derive_events(records), (), now, ended_at=at)
     return StatusView(

@@ -531,3 +531,40 @@ def test_a_cover_is_named_by_the_loss_it_was_launched_for_and_says_what_it_cover
     assert "(on-demand cover local-1b-od-2: " in line, line
     (line,) = [ln for ln in text.splitlines() if " fallback " in ln and "od-8" in ln]
     assert "(covers local-1a-spot-1; 3.00 (nominal)/h; ran " in line, line
+
+
+def test_status_reads_only_the_life_after_the_last_destroy(tmp_path: Path) -> None:
+    """Issue 17 review: after destroy then apply, a reused replica id showed the destroyed
+    life's `terminate: clean up FAILED_PROBING`, and availability counted its ticks."""
+    from reconciler.engine.state_store import clear_destroyed, mark_destroyed
+
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    old = move("local-1a-spot-0", "local-1a", "spot", "clean up FAILED_PROBING")
+    new = move("local-1a-spot-0", "local-1a", "spot", "spot 0 < 2 wanted")
+    ready = {"ready": ["local-1a-spot-0", "x"]}
+    members = {"lb_members": ["local-1a-spot-0", "x"]}
+    records = [
+        tick(NOW - 1800, 7, decision={"terminations": [old]}, inputs={"ready": []}),
+        tick(NOW - 1500, 8, inputs={"ready": []}),
+        tick(NOW - 600, 0, decision={"launches": [new], **members}, inputs=ready),
+        tick(NOW - 300, 1, decision=members, inputs=ready),
+    ]
+    (state / "ticks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
+    mark_destroyed(state, NOW - 1200)
+    destroyed_view = json.loads(cli(root, "status", "svc", "--json").stdout)
+    assert [e["kind"] for e in destroyed_view["events"]] == ["failed", "terminate"]
+    clear_destroyed(state)  # the next apply
+    with (state / "ticks.jsonl").open("a") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in records[2:]))
+    view = json.loads(cli(root, "status", "svc", "--json", "--events", "50").stdout)
+    assert [(e["kind"], e["reason"]) for e in view["events"]] == [
+        ("launch", "spot 0 < 2 wanted")
+    ], view["events"]
+    assert view["availability_1h"] == 1.0  # the destroyed life's ticks are not counted
+    assert view["destroyed_at"] is None
+    # destroyed again: the events of the life it ended, not of the one before
+    mark_destroyed(state, NOW - 60)
+    again = json.loads(cli(root, "status", "svc", "--json", "--events", "50").stdout)
+    assert [e["kind"] for e in again["events"]] == ["launch"], again["events"]
