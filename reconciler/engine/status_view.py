@@ -496,6 +496,13 @@ def priced_covers(
     return out
 
 
+def _about_a_replica_gone(note: str, failing: Collection[str], shown: Collection[str]) -> bool:
+    """A health note (`<id>: probes failing for N s`) about a replica the table no longer
+    shows (preempted, terminated): its events already say what became of it."""
+    rid = note.split(":", 1)[0]
+    return rid in failing and rid not in shown
+
+
 def _total_price(prices: Sequence[float | None]) -> float | None:
     return None if any(p is None for p in prices) else float(sum(p or 0.0 for p in prices))
 
@@ -587,6 +594,8 @@ def collect(
                 reason=reason or "-",
             )
         )
+    shown = {r.id for r in ordered}
+    notes = [n for n in notes if not _about_a_replica_gone(n, memory.failing_since, shown)]
     alive = [r for r in ordered if r.alive]
     ready = sum(1 for r in ordered if r.state is ReplicaState.READY and r.id in members)
     return StatusView(

@@ -568,3 +568,22 @@ def test_status_reads_only_the_life_after_the_last_destroy(tmp_path: Path) -> No
     mark_destroyed(state, NOW - 60)
     again = json.loads(cli(root, "status", "svc", "--json", "--events", "50").stdout)
     assert [e["kind"] for e in again["events"]] == ["launch"], again["events"]
+
+
+def test_a_note_about_a_replica_not_in_the_table_is_not_printed(tmp_path: Path) -> None:
+    """Issue 17 review: `local-1b-spot-7: probes failing for 24 s (replaced at 180 s)` was
+    printed under the table after the events said it was preempted and terminated."""
+    from reconciler.engine.state_store import Record, save_record
+    from reconciler.policy import Memory
+
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    save_record(
+        state / "reconciler.json", Record(memory=Memory(failing_since={"local-1b-spot-7": NOW}))
+    )
+    result = cli(root, "status", "svc")
+    assert result.exit_code == 0, result.output
+    assert "local-1b-spot-7" not in result.stdout, result.stdout
+    view = json.loads(cli(root, "status", "svc", "--json").stdout)
+    assert not any("local-1b-spot-7" in n for n in view["notes"]), view["notes"]
