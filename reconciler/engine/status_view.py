@@ -57,6 +57,7 @@ from reconciler.stacks import in_pools
 TAIL_BYTES = 2 * 1024 * 1024  # the last 2 MiB of ticks.jsonl: thousands of ticks
 AVAILABILITY_WINDOW_S = 3600.0
 TICKS_FILE = "ticks.jsonl"
+SANDBOX_DIR = "sandbox"  # state/<service>/sandbox: the local sandbox cloud's files
 EVENT_KINDS = (
     "warning",
     "launch",
@@ -632,7 +633,8 @@ def destroyed(service: str, state_dir: Path, at: float, last: int, now: float) -
         availability_1h=None,
         replicas=(),
         events=tuple(events[-last:]) if last > 0 else (),
-        nominal=any(r.nominal for r in rates),
+        # the sandbox's own prices: its directory stays after destroy, ticks or not
+        nominal=any(r.nominal for r in rates) or (state_dir / SANDBOX_DIR).is_dir(),
         destroyed_at=at,
     )
 
@@ -817,7 +819,7 @@ def service_dirs(state_root: Path) -> list[str]:
 
 
 def _is_service_dir(path: Path) -> bool:
-    names = ("reconciler.json", TICKS_FILE, "sandbox", DESTROYED_FILE)
+    names = ("reconciler.json", TICKS_FILE, SANDBOX_DIR, DESTROYED_FILE)
     return any((path / name).exists() for name in names)
 
 

@@ -32,6 +32,7 @@ def test_status_after_destroy_says_destroyed_and_apply_brings_it_back(short_tmp:
         view = json.loads(hf("status", "gone", "--json"))
         assert view["destroyed_at"] is not None and view["replicas"] == [], view
         assert view["usd_per_hour"] == 0.0 and view["ready"] == 0
+        assert view["unit"] == "nominal (sandbox)", view  # no tick record says so: apply only
         assert hf("status").startswith("gone  destroyed 20")
         hf("plan", "gone")  # a plan creates nothing: still destroyed
         assert hf("status", "gone").startswith("gone  destroyed")

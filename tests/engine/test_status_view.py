@@ -587,3 +587,15 @@ def test_a_note_about_a_replica_not_in_the_table_is_not_printed(tmp_path: Path) 
     assert "local-1b-spot-7" not in result.stdout, result.stdout
     view = json.loads(cli(root, "status", "svc", "--json").stdout)
     assert not any("local-1b-spot-7" in n for n in view["notes"]), view["notes"]
+
+
+def test_a_destroyed_sandbox_service_says_nominal_even_without_ticks(tmp_path: Path) -> None:
+    """Issue 17 review: apply, destroy (no `run`, so no tick record): `--json` said USD."""
+    from reconciler.engine.state_store import mark_destroyed
+
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    (state / "sandbox").mkdir(parents=True)
+    mark_destroyed(state, NOW - 60)
+    view = json.loads(cli(root, "status", "svc", "--json").stdout)
+    assert view["unit"] == "nominal (sandbox)", view
