@@ -28,7 +28,9 @@ Shapes:
   over the tick log's records of the current calendar month (UTC). How: each tick's $/h holds
   from its time until the next tick, for at most `max_gap_s`; the time beyond that (the loop
   was down, or its ticks failed) is *not counted* and is reported as `uncovered_h`, since
-  what ran then is unknown. The last tick holds until `now` (at most `max_gap_s`).
+  what ran then is unknown; only from the service's first tick of the month (`first_tick`).
+  The last tick holds until `now` (at most `max_gap_s`); no tick holds past a destroy
+  (`destroys`).
 """
 
 from __future__ import annotations
@@ -224,10 +226,13 @@ class MonthToDate:
     usd: float  # total; by market in `by_market`
     by_market: Mapping[str, float] = field(default_factory=dict)
     covered_h: float = 0.0  # hours priced by a tick's rate
-    uncovered_h: float = 0.0  # hours of the month with no tick within max_gap_s: not counted
+    # hours since the first tick of the month (`first_tick`) with no tick within max_gap_s,
+    # the service not destroyed: not counted
+    uncovered_h: float = 0.0
     ticks: int = 0  # tick records of the month with a cost
     nominal: bool = False
     max_gap_s: float = MAX_GAP_S
+    first_tick: float | None = None  # when gaps start to count (None: no tick this month)
 
 
 def month_start(now: float) -> float:
@@ -255,33 +260,45 @@ def tick_rate(record: Mapping[str, Any]) -> TickRate | None:
 
 
 def month_to_date(
-    ticks: Iterable[TickRate], now: float, max_gap_s: float = MAX_GAP_S
+    ticks: Iterable[TickRate],
+    now: float,
+    max_gap_s: float = MAX_GAP_S,
+    destroys: Iterable[float] = (),
 ) -> MonthToDate:
-    """Integrate the ticks' $/h over the current calendar month (UTC) up to `now`."""
+    """Integrate the ticks' $/h over the current calendar month (UTC) up to `now`.
+
+    `destroys`: when the service was destroyed (unix s): a tick's rate stops there (nothing
+    runs after a destroy), and the time from a destroy to the next tick is not a gap.
+    Gaps (`uncovered_h`) are counted only from the service's first tick of the month (or
+    the month's start, when last month's last tick holds into it): before it the service
+    did not run, which is no monitoring gap."""
     since = month_start(now)
     rates = sorted((t for t in ticks if t.at <= now), key=lambda t: t.at)
+    stops = sorted(d for d in destroys if d <= now)
     # the last tick before the month began still holds into its first seconds
     before = [t for t in rates if t.at < since]
     inside = [t for t in rates if t.at >= since]
     spans = ([before[-1]] if before else []) + inside
     usd = {m.value: 0.0 for m in Market}
-    covered = 0.0
+    covered = uncovered = 0.0
     for i, t in enumerate(spans):
         end = spans[i + 1].at if i + 1 < len(spans) else now
+        end = min([end, *(d for d in stops if d > t.at)])  # a destroy ends it
         start = max(t.at, since)
         held = max(0.0, min(end, t.at + max_gap_s) - start)
         covered += held
+        uncovered += max(0.0, end - start - held)
         usd[Market.SPOT.value] += t.spot * held / 3600
         usd[Market.ON_DEMAND.value] += t.on_demand * held / 3600
-    elapsed = max(0.0, now - since)
     return MonthToDate(
         since=since,
         now=now,
         usd=sum(usd.values()),
         by_market=usd,
         covered_h=covered / 3600,
-        uncovered_h=max(0.0, elapsed - covered) / 3600,
+        uncovered_h=uncovered / 3600,
         ticks=len(inside),
         nominal=any(t.nominal for t in spans),
         max_gap_s=max_gap_s,
+        first_tick=max(spans[0].at, since) if spans else None,
     )

@@ -34,6 +34,7 @@ from reconciler.engine.commands import (
     service_arg,
 )
 from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.state_store import last_destroyed_at
 from reconciler.errors import HedgeformError, StateError
 from reconciler.policy import Market
 from reconciler.stacks import in_pools
@@ -41,7 +42,8 @@ from reconciler.stacks import in_pools
 TICKS_FILE = "ticks.jsonl"
 METHOD = (
     "each tick's $/h (the prices that tick used) held until the next tick, at most "
-    f"{MAX_GAP_S:.0f} s; longer gaps are not counted"
+    f"{MAX_GAP_S:.0f} s, and never past a destroy; longer gaps, from the service's first "
+    "tick of the month, are not counted"
 )
 
 
@@ -134,6 +136,7 @@ def cost_json(
             "by_market": {k: round(v, 6) for k, v in mtd.by_market.items()},
             "covered_h": round(mtd.covered_h, 4),
             "uncovered_h": round(mtd.uncovered_h, 4),
+            "gaps_from": None if mtd.first_tick is None else _iso(mtd.first_tick),
             "ticks": mtd.ticks,
             "method": METHOD,
         },
@@ -162,10 +165,15 @@ def print_cost(data: dict[str, Any]) -> None:
     )
     if now["unpriced"]:
         click.echo(f"not priced (in no offered pool): {', '.join(now['unpriced'])}")
+    gaps = (
+        "no tick this month"
+        if mtd["gaps_from"] is None
+        else f"{_hours(mtd['uncovered_h'])} without ticks since its first tick this month "
+        f"({mtd['gaps_from']}) not counted"
+    )
     click.echo(
         f"month to date (since {mtd['since']}): {_money(mtd['total'], nominal)} estimated from "
-        f"{mtd['ticks']} ticks covering {_hours(mtd['covered_h'])}; "
-        f"{_hours(mtd['uncovered_h'])} without ticks not counted"
+        f"{mtd['ticks']} ticks covering {_hours(mtd['covered_h'])}; {gaps}"
     )
     click.echo(f"  ({mtd['method']})")
     rows = data["prices"]
@@ -203,7 +211,8 @@ def cost(service: str, as_json: bool, lb_port: int | None, root: Path | None) ->
         rec = _reading_reconciler(service, lb_port, root)
         now_cost, priced = current_cost(rec)
         rates = read_tick_rates(rec.paths.state_dir / TICKS_FILE)
-        mtd = month_to_date(rates, rec.clock())
+        destroys = [last_destroyed_at(rec.paths.state_dir)]
+        mtd = month_to_date(rates, rec.clock(), destroys=[d for d in destroys if d is not None])
         data = cost_json(service, now_cost, priced, mtd)
     except HedgeformError as exc:
         raise _fail(exc) from None

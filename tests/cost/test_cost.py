@@ -148,9 +148,25 @@ def test_the_last_tick_of_last_month_holds_into_this_one_and_the_last_is_capped(
     assert mtd.ticks == 0
     assert mtd.uncovered_h == pytest.approx((3600 - (MAX_GAP_S - 100)) / 3600)
     assert month_to_date([], DEC + 7200).usd == 0.0
-    assert month_to_date([], DEC + 7200).uncovered_h == pytest.approx(2.0)
+    assert month_to_date([], DEC + 7200).uncovered_h == 0.0  # no tick: it did not run
+    assert month_to_date([], DEC + 7200).first_tick is None
     # a tick "from the future" (a clock step back) is not counted
     assert month_to_date([TickRate(DEC + 10, 3600.0, spot=3600.0)], DEC + 5).usd == 0.0
+
+
+def test_gaps_count_from_the_first_tick_and_nothing_holds_past_a_destroy() -> None:
+    """Issue 17 review: a service created at 13:50 read `14.0 h without ticks not counted`;
+    after destroy the last tick's rate kept counting for up to MAX_GAP_S."""
+    created = DEC + 13 * 3600 + 50 * 60
+    ticks = [TickRate(created, 3.6, spot=3.6), TickRate(created + 30, 3.6, spot=3.6)]
+    destroyed = created + 40
+    mtd = month_to_date(ticks, created + 600, destroys=[destroyed])
+    assert mtd.covered_h == pytest.approx(40 / 3600)  # 30 s, then 10 s until the destroy
+    assert mtd.usd == pytest.approx(3.6 * 40 / 3600)
+    assert mtd.uncovered_h == 0.0 and mtd.first_tick == created
+    # alive, the loop stopped: the gap counts, from its first tick
+    alive = month_to_date(ticks, created + 3600)
+    assert alive.uncovered_h == pytest.approx((3600 - 30 - MAX_GAP_S) / 3600)
 
 
 def test_signals_say_whether_the_catalogs_spot_prices_are_placeholders() -> None:

@@ -146,3 +146,28 @@ def test_cost_command_one_line_for_an_unknown_service(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["cost", "nope", "--root", str(sandbox_root(tmp_path))])
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+
+
+def test_cost_stops_at_destroy_and_counts_gaps_from_the_first_tick(tmp_path: Path) -> None:
+    """Issue 17 review: month to date kept rising after destroy (the last tick's rate held
+    up to 300 s past it), and gaps counted from the month's start read like an outage."""
+    from reconciler.engine.state_store import mark_destroyed
+
+    root = sandbox_root(tmp_path)
+    state = root / "state" / "llama"
+    state.mkdir(parents=True)
+    now = time.time()
+    if now - 200 < datetime_month_start(now):
+        pytest.skip("the first 200 s of a month")
+    tick = {"message": "tick", "tick": 0, "cost": {"at": now - 200, "total": 36.0,
+                                                   "spot": 36.0, "on_demand": 0.0,
+                                                   "nominal": True}}  # fmt: skip
+    (state / "ticks.jsonl").write_text(json.dumps(tick) + "\n")
+    mark_destroyed(state, now - 190)
+    result = CliRunner().invoke(main, ["cost", "llama", "--root", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    mtd = json.loads(result.output)["month_to_date"]
+    assert mtd["total"] == pytest.approx(36.0 * 10 / 3600, rel=0.01)  # 10 s, not 200 s
+    assert mtd["uncovered_h"] == 0.0
+    text = CliRunner().invoke(main, ["cost", "llama", "--root", str(root)]).output
+    assert "0 min without ticks since its first tick this month (" in text, text
