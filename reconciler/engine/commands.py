@@ -25,7 +25,14 @@ from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
 from reconciler.engine.review import held_change
 from reconciler.engine.review import mode as review_mode
-from reconciler.engine.state_store import Record, destroyed_at, load_record, mark_destroyed
+from reconciler.engine.state_store import (
+    Record,
+    destroy_started_at,
+    destroyed_at,
+    load_record,
+    mark_destroyed,
+    mark_destroying,
+)
 from reconciler.engine.status_view import StatusView
 from reconciler.errors import (
     HedgeformError,
@@ -725,6 +732,9 @@ def _status_view(rec: Reconciler, last: int) -> StatusView:
 
     record = rec.records.load()
     notes: list[str] = []
+    started = destroy_started_at(rec.paths.state_dir)
+    if started is not None:
+        notes.append(destroy_unfinished(rec.paths.service, started))
     if rec.state_backend.remote:
         notes += [f"state: {rec.state_backend.describe()}", f"leader: {_leader(rec)}"]
     held = held_change(rec.paths.spec_file, _file_texts(rec), record)
@@ -733,6 +743,16 @@ def _status_view(rec: Reconciler, last: int) -> StatusView:
     notes += health_lines(record.memory, rec.spec.service.readiness_probe, rec.clock())
     detail = version_line(record.memory).removeprefix("version: ")
     return collect(rec, _endpoint(rec), detail, notes, last)
+
+
+def destroy_unfinished(service: str, started: float) -> str:
+    """The note of a destroy that started and did not finish (state_store DESTROYING_FILE)."""
+    from reconciler.engine.status_view import stamp
+
+    return (
+        f"destroy started {stamp(started)}, not finished: run `hedgeform destroy {service}` "
+        "again (unless one is running now)"
+    )
 
 
 def _print_services(lb_port: int | None, root: Path) -> None:
@@ -758,6 +778,8 @@ def _print_services(lb_port: int | None, root: Path) -> None:
         target = "-" if view.target is None else view.target
         version = f"v{view.version}" if view.version is not None else "-"
         held = "  held for review" if any(n.startswith("held:") for n in view.notes) else ""
+        if any(n.startswith("destroy started") for n in view.notes):
+            held += "  destroy not finished"
         click.echo(f"{name}  {version}  ready {view.ready}/{target}  {view.endpoint}{held}")
 
 
@@ -785,6 +807,9 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     With a remote state (HEDGEFORM_STATE_BACKEND) it works from any host, one that never
     applied the service included, and holds the leader lease while it runs; a loop on
     another host that holds the lease is refused in one line: stop those loops first.
+
+    state/SERVICE/destroying.json is written first and replaced by destroyed.json at the
+    end, so `hedgeform status` says when a destroy was cut short: run it again.
     """
     from reconciler.engine.loop import loop_stopped
 
@@ -813,6 +838,8 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
                 rec.render_for_destroy(
                     [s for s in rec.stack_names if not (paths.stack_dir(s) / DEFAULT_VARS).exists()]
                 )
+            if paths.state_dir.is_dir():  # `status` says so if this destroy is cut short
+                mark_destroying(paths.state_dir, time.time())
             stacks = teardown.stacks_to_destroy(paths, rec)
             stack_dirs = [s.dir for s in stacks]
             sandbox = paths.sandbox_dir

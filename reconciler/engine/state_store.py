@@ -33,14 +33,37 @@ DESTROYED_FILE = "destroyed.json"
 # began. `hedgeform status` reads only the tick records after it (a replica id of an earlier
 # life may be reused; its events are not this replica's).
 LAST_DESTROYED_FILE = "destroyed.last.json"
+# Written by `hedgeform destroy` before it destroys anything, removed once DESTROYED_FILE is
+# written (or an apply starts): while it is there alone, a destroy started and did not
+# finish (killed, or failed), and `hedgeform status` says to run it again.
+DESTROYING_FILE = "destroying.json"
+
+
+def mark_destroying(state_dir: Path, at: float) -> None:
+    """Note that a destroy of the service of `state_dir` started at `at` (unix s)."""
+    try:
+        write_json_atomic(
+            state_dir / DESTROYING_FILE, {"at": round(at, 3), "by": "hedgeform destroy"}
+        )
+    except OSError as exc:
+        path = state_dir / DESTROYING_FILE
+        raise StateError(f"{path}: cannot write it ({exc.strerror})") from exc
+
+
+def destroy_started_at(state_dir: Path) -> float | None:
+    """When a destroy that has not finished started (unix s), or None: none started since
+    the last one finished or the last apply."""
+    return _marker_time(state_dir / DESTROYING_FILE)
 
 
 def mark_destroyed(state_dir: Path, at: float) -> None:
-    """Note that the service of `state_dir` was destroyed at `at` (unix s)."""
+    """Note that the service of `state_dir` was destroyed at `at` (unix s): the destroy
+    finished (its DESTROYING_FILE goes, after DESTROYED_FILE is written)."""
     try:
         write_json_atomic(
             state_dir / DESTROYED_FILE, {"at": round(at, 3), "by": "hedgeform destroy"}
         )
+        (state_dir / DESTROYING_FILE).unlink(missing_ok=True)
     except OSError as exc:
         raise StateError(f"{state_dir / DESTROYED_FILE}: cannot write it ({exc.strerror})") from exc
 
@@ -83,6 +106,7 @@ def clear_destroyed(state_dir: Path) -> None:
     (atomically: LAST_DESTROYED_FILE keeps when this life began)."""
     with contextlib.suppress(FileNotFoundError):
         (state_dir / DESTROYED_FILE).replace(state_dir / LAST_DESTROYED_FILE)
+    (state_dir / DESTROYING_FILE).unlink(missing_ok=True)  # a destroy cut short: superseded
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from reconciler.cost import (
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state_store import (
     DESTROYED_FILE,
+    DESTROYING_FILE,
     last_destroyed_at,
     previous_destroyed_at,
 )
@@ -819,7 +820,7 @@ def service_dirs(state_root: Path) -> list[str]:
 
 
 def _is_service_dir(path: Path) -> bool:
-    names = ("reconciler.json", TICKS_FILE, SANDBOX_DIR, DESTROYED_FILE)
+    names = ("reconciler.json", TICKS_FILE, SANDBOX_DIR, DESTROYED_FILE, DESTROYING_FILE)
     return any((path / name).exists() for name in names)
 
 

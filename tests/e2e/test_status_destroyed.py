@@ -4,6 +4,9 @@ replicas, no price, no traceback; an apply makes it a running service again."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,29 @@ def test_status_after_destroy_says_destroyed_and_apply_brings_it_back(short_tmp:
         back = json.loads(hf("status", "gone", "--json"))
         assert back["destroyed_at"] is None and back["ready"] >= 1, back
         hf("destroy", "gone")
+
+
+def test_a_destroy_killed_mid_way_is_said_by_status_until_run_again(short_tmp: Path) -> None:
+    """Issue 17 review: `kill -9` of `hedgeform destroy` mid-way left `status` printing
+    `target 1 ready 0 ... (not running)` with nothing saying a destroy was cut short."""
+    env = fast_sandbox_env()
+    hedgeform = str(Path(sys.executable).parent / "hedgeform")
+    with applied(short_tmp, "cut", env) as paths:
+
+        def hf(*args: str) -> str:
+            result = CliRunner().invoke(main, [*args, "--root", str(paths.root)], env=env)
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        killed = subprocess.run(
+            [hedgeform, "destroy", "cut", "--root", str(paths.root)],
+            env={**os.environ, **env, "HEDGEFORM_CRASH_AT": "before_teardown"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert killed.returncode == -9, killed.stdout + killed.stderr
+        text = hf("status", "cut")
+        assert "not finished: run `hedgeform destroy cut` again" in text, text
+        hf("destroy", "cut")
+        assert hf("status", "cut").startswith("cut  destroyed 20")

@@ -599,3 +599,35 @@ def test_a_destroyed_sandbox_service_says_nominal_even_without_ticks(tmp_path: P
     mark_destroyed(state, NOW - 60)
     view = json.loads(cli(root, "status", "svc", "--json").stdout)
     assert view["unit"] == "nominal (sandbox)", view
+
+
+def test_a_destroy_cut_short_is_said_until_one_finishes_or_an_apply_starts(
+    tmp_path: Path,
+) -> None:
+    """Issue 17 review: after `kill -9` of `hedgeform destroy` mid-way, status printed a
+    service with nothing ready and nothing saying a destroy was cut short."""
+    from reconciler.engine.state_store import (
+        DESTROYING_FILE,
+        clear_destroyed,
+        mark_destroyed,
+        mark_destroying,
+    )
+
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    at = datetime(2026, 12, 1, 13, 40, 12).timestamp()
+    mark_destroying(state, at)
+    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    note = (
+        f"destroy started {when}, not finished: run `hedgeform destroy svc` again "
+        "(unless one is running now)"
+    )
+    assert note in cli(root, "status", "svc").stdout.splitlines()
+    assert note in json.loads(cli(root, "status", "svc", "--json").stdout)["notes"]
+    assert "destroy not finished" in cli(root, "status").stdout
+    mark_destroyed(state, at + 60)  # the destroy run again, to its end
+    assert not (state / DESTROYING_FILE).exists()
+    mark_destroying(state, at + 120)
+    clear_destroyed(state)  # an apply starts instead: it exists again
+    assert "destroy started" not in cli(root, "status", "svc").stdout
