@@ -70,7 +70,13 @@ class PriceRef:
         return f"PLACEHOLDER, not a real price ({text})" if self.placeholder else text
 
 
-SANDBOX_PRICE = PriceRef(SANDBOX_SOURCE, "-", nominal=True)
+# The sandbox's prices are constants of its backend, not read from any list: say where they
+# are, and that they are fixed (no date is invented for them).
+SANDBOX_PRICE = PriceRef(
+    "sandbox nominal prices (reconciler/backends/sandbox.py SPOT_PRICE, ON_DEMAND_PRICE)",
+    "fixed, not read from a price list",
+    nominal=True,
+)
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,19 @@ class PricedOffer:
         return self.offer.on_demand_price, self.on_demand
 
 
-def nominal_offers(offers: Iterable[ZoneOffer]) -> tuple[PricedOffer, ...]:
+def nominal_offers(
+    offers: Iterable[ZoneOffer], typed: PriceRef | None = None
+) -> tuple[PricedOffer, ...]:
     """Offers whose backend records no price sources (the sandbox, the fake backend): the
-    local sandbox's are its nominal prices (`SANDBOX_PRICE`); any other is a placeholder."""
+    local sandbox's are its nominal prices (`SANDBOX_PRICE`; a pool of a GPU type, one
+    whose offer names an `accelerator`, is priced from a list: `typed` says which, when
+    given); any other is a placeholder."""
     out = []
     for o in offers:
-        ref = SANDBOX_PRICE if o.cloud == "local" else PriceRef(PLACEHOLDER, "-", placeholder=True)
+        if o.cloud != "local":
+            ref = PriceRef(PLACEHOLDER, "-", placeholder=True)
+        else:
+            ref = typed if typed is not None and o.accelerator else SANDBOX_PRICE
         out.append(PricedOffer(o, ref if o.spot_price is not None else None, ref))
     return tuple(out)
 

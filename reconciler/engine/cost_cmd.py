@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from reconciler.backends.clouds import ProviderCloud
+from reconciler.clouds.catalog import list_prices
 from reconciler.cost import (
     MAX_GAP_S,
     UNIT_NOMINAL,
@@ -19,6 +20,7 @@ from reconciler.cost import (
     HourlyCost,
     MonthToDate,
     PricedOffer,
+    PriceRef,
     TickRate,
     amount,
     hourly_cost,
@@ -40,11 +42,28 @@ from reconciler.policy import Market
 from reconciler.stacks import in_pools
 
 TICKS_FILE = "ticks.jsonl"
-METHOD = (
-    "each tick's $/h (the prices that tick used) held until the next tick, at most "
-    f"{MAX_GAP_S:.0f} s, and never past a destroy; longer gaps, from the service's first "
-    "tick of the month, are not counted"
-)
+
+
+def method(nominal: bool) -> str:
+    """How the month to date is estimated, in the unit of the prices."""
+    rate = "rate (nominal/h)" if nominal else "$/h"
+    return (
+        f"each tick's {rate} (the prices that tick used) held until the next tick, at most "
+        f"{MAX_GAP_S:.0f} s, and never past a destroy; longer gaps, from the service's first "
+        "tick of the month, are not counted"
+    )
+
+
+def sandbox_typed_price() -> PriceRef:
+    """Where a sandbox pool of a GPU type takes its nominal price: the AWS list price of the
+    type (backends/sandbox.py `sandbox_types`), spot a third; dated as that list is."""
+    prices = list_prices("aws")
+    return PriceRef(
+        f"sandbox nominal prices: the AWS list price of the pool's GPU type ({prices.source}), "
+        "spot a third",
+        prices.as_of,
+        nominal=True,
+    )
 
 
 def read_tick_rates(path: Path) -> list[TickRate]:
@@ -78,7 +97,8 @@ def current_cost(rec: Reconciler) -> tuple[HourlyCost, tuple[PricedOffer, ...]]:
     if isinstance(rec.cloud, ProviderCloud):
         priced = rec.cloud.priced_offers(live=True)
     else:
-        priced = nominal_offers(observation.zones)
+        typed = any(o.accelerator for o in observation.zones)
+        priced = nominal_offers(observation.zones, sandbox_typed_price() if typed else None)
     return hourly_cost(observation.replicas, priced), priced
 
 
@@ -138,7 +158,7 @@ def cost_json(
             "uncovered_h": round(mtd.uncovered_h, 4),
             "gaps_from": None if mtd.first_tick is None else _iso(mtd.first_tick),
             "ticks": mtd.ticks,
-            "method": METHOD,
+            "method": method(nominal),
         },
         "prices": price_rows(cost, priced),
     }
@@ -181,11 +201,10 @@ def print_cost(data: dict[str, Any]) -> None:
         click.echo("no prices: the spec offers no pool")
         return
     width = max(10, *(len(r["pool"]) for r in rows))
-    click.echo(f"{'pool':<{width}} {'market':<10} {'replicas':>8} {'$/h':>10}  source, as of")
+    per_hour = "nominal/h" if nominal else "$/h"
+    click.echo(f"{'pool':<{width}} {'market':<10} {'replicas':>8} {per_hour:>10}  source, as of")
     for r in rows:
-        if r["nominal"]:
-            where = "sandbox: nominal prices"
-        elif r["placeholder"]:
+        if r["placeholder"]:
             where = f"PLACEHOLDER, not a real price (typed in {r['as_of']})"
         else:
             where = f"{r['source']}, {r['as_of']}"

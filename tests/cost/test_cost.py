@@ -86,6 +86,15 @@ def test_placeholders_and_sandbox_prices_say_what_they_are() -> None:
     assert other[0].spot is None and other[0].on_demand.placeholder
     cost = hourly_cost([rep("a", "local-1a", Market.SPOT)], sandbox)
     assert cost.nominal and cost.total == pytest.approx(1.0)
+    assert sandbox[0].on_demand.as_of == "fixed, not read from a price list"  # not "-"
+    # a sandbox pool of a GPU type is priced from the AWS list: dated as that list is
+    from reconciler.engine.cost_cmd import sandbox_typed_price
+
+    typed = sandbox_typed_price()
+    pool = ZoneOffer("local-1a/L4", "local-1a", "local", 0.27, 0.80, accelerator="L4")
+    (priced,) = nominal_offers([pool], typed)
+    assert priced.on_demand is typed and typed.nominal and typed.as_of[:2] == "20"
+    assert "AWS list price" in typed.source
 
 
 def test_tick_rates_is_the_tick_records_cost_field() -> None:

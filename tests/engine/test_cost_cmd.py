@@ -128,11 +128,18 @@ def test_cost_command_on_the_sandbox_says_nominal_and_integrates_the_tick_log(
         assert mtd["by_market"]["on_demand"] == pytest.approx(6.0 * 30 / 3600, rel=0.1)
     rows = data["prices"]
     assert {r["pool"] for r in rows} == {"local-1a", "local-1b", "local-2a"}
-    assert all(r["nominal"] and r["source"] == "sandbox: nominal prices" for r in rows)
+    assert all(r["nominal"] for r in rows)
+    # where the sandbox's prices are and that they are fixed: never a date of `-`
+    assert {r["source"] for r in rows} == {
+        "sandbox nominal prices (reconciler/backends/sandbox.py SPOT_PRICE, ON_DEMAND_PRICE)"
+    }
+    assert {r["as_of"] for r in rows} == {"fixed, not read from a price list"}
+    assert "$/h" not in data["month_to_date"]["method"]
     text = runner.invoke(main, ["cost", "llama", "--root", str(root)])
     assert text.exit_code == 0, text.output
     assert text.output.startswith("sandbox: nominal prices")
-    assert "$" not in text.output.replace("$/h", "")  # never dollars on the sandbox
+    assert "$" not in text.output  # never dollars on the sandbox, not even `$/h`
+    assert "nominal/h  source, as of" in text.output
     assert "local-1a   spot" in text.output
 
 
