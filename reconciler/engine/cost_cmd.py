@@ -46,7 +46,7 @@ TICKS_FILE = "ticks.jsonl"
 
 def method(nominal: bool) -> str:
     """How the month to date is estimated, in the unit of the prices."""
-    rate = "rate (nominal/h)" if nominal else "$/h"
+    rate = "rate per hour in nominal units" if nominal else "$/h"
     return (
         f"each tick's {rate} (the prices that tick used) held until the next tick, at most "
         f"{MAX_GAP_S:.0f} s, and never past a destroy; longer gaps, from the service's first "
