@@ -215,8 +215,12 @@ def nominal_prices(offers: Iterable[ZoneOffer]) -> bool:
 
 
 def amount(value: float, nominal: bool) -> str:
-    """A sum in its unit: `$1.25`, or `1.25 (nominal)` on the sandbox (never a `$`)."""
-    return f"{value:.2f} (nominal)" if nominal else f"${value:.2f}"
+    """A sum in its unit: `$1.25`, or `1.25 (nominal)` on the sandbox (never a `$`); a
+    positive sum below a cent reads `<$0.01` (`<0.01 (nominal)`), not as nothing."""
+    shown = "<0.01" if 0 < value < 0.005 else f"{value:.2f}"
+    if nominal:
+        return f"{shown} (nominal)"
+    return "<$0.01" if shown == "<0.01" else f"${shown}"
 
 
 @dataclass(frozen=True)

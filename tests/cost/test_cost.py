@@ -12,6 +12,7 @@ from reconciler.cost import (
     PricedOffer,
     PriceRef,
     TickRate,
+    amount,
     hourly_cost,
     month_start,
     month_to_date,
@@ -207,3 +208,12 @@ def test_the_aws_us_west_2_on_demand_price_has_a_source_and_its_spot_stays_a_pla
     assert "catalogs/v7/aws/vms.csv at 001367d22a00" in on_demand.source
     assert all(",0.8048," in row and ",us-west-2,usw2-az" in row for row in entry["evidence"])
     assert spot.placeholder and spot.as_of == "2025-06-01"
+
+
+def test_a_sum_below_a_cent_is_not_shown_as_nothing() -> None:
+    """A five-second on-demand cover at 3/h costs 0.004: status printed `0.00 (nominal)`."""
+    assert amount(3.0 * 5 / 3600, nominal=True) == "<0.01 (nominal)"
+    assert amount(0.004, nominal=False) == "<$0.01"
+    assert amount(0.0, nominal=False) == "$0.00"
+    assert amount(0.005, nominal=False) == "$0.01"
+    assert amount(1.25, nominal=True) == "1.25 (nominal)"
