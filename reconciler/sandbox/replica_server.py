@@ -227,6 +227,12 @@ class ReplicaServer(ThreadingHTTPServer):
 class ReplicaHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ReplicaServer
+    # A buffered writer, flushed once per request by BaseHTTPRequestHandler: the status line,
+    # headers and body leave in one write. Unbuffered (socketserver's default), the headers
+    # went out first, and HAProxy's health check, which resets the connection (RST) as soon as
+    # it has the status, made the body's write fail: a `closed the connection` line in every
+    # idle replica's log every other second.
+    wbufsize = 64 * 1024
 
     def log_message(self, format: str, *args: Any) -> None:
         """Per-request access logs would flood the replica log under load; counts are in `/`."""

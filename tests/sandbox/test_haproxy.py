@@ -308,3 +308,24 @@ def test_server_stats_read_the_serving_columns_by_name(
     assert (r0.hrsp_1xx, r0.hrsp_2xx, r0.hrsp_3xx, r0.hrsp_4xx, r0.hrsp_5xx) == (1, 50, 2, 3, 4)
     assert (r0.econ, r0.eresp, r0.rtime_ms, r0.ttime_ms) == (5, 6, 21, 25)
     assert not stats["r1"].up and stats["r1"].rtime_ms == 0
+
+
+
+@requires_haproxy
+def test_health_checks_leave_no_client_gone_lines_in_a_replica_log(
+    state_dir: Path, lb: HAProxyLB
+) -> None:
+    """HAProxy checks each server every CHECK_INTER_S and resets the connection as soon as it
+    has the status: a replica that wrote its body in a second segment found the
+    connection gone and logged `closed the connection before the reply was written` every
+    other second of an idle service. The whole reply now goes out in one write."""
+    members = _launch(state_dir, "checked")
+    lb.set_members(members)
+    assert lb.wait_until_up(["checked"])
+    time.sleep(4)  # 8 checks
+    _, port = members["checked"]
+    counts = requests.get(f"http://127.0.0.1:{port}/", timeout=5).json()["requests"]
+    assert counts.get("health", 0) >= 6, counts
+    assert counts.get("client_gone", 0) == 0, counts
+    log = (replicas.replicas_dir(state_dir) / "checked.log").read_text()
+    assert "closed the connection" not in log, log
