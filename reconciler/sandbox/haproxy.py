@@ -145,6 +145,9 @@ defaults
     mode http
     log global
     option httplog
+    # A connection that sends nothing (the serving check's TCP reachability probe on each
+    # apply, a port scan) is not a request: without this it is logged as a 400 "<BADREQ>".
+    option dontlognull
     timeout connect 2s
     timeout client 60s
     timeout server 60s

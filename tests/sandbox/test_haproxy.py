@@ -329,3 +329,18 @@ def test_health_checks_leave_no_client_gone_lines_in_a_replica_log(
     assert counts.get("client_gone", 0) == 0, counts
     log = (replicas.replicas_dir(state_dir) / "checked.log").read_text()
     assert "closed the connection" not in log, log
+
+
+@requires_haproxy
+def test_a_connection_that_sends_nothing_is_not_logged_as_a_bad_request(lb: HAProxyLB) -> None:
+    """The serving check first opens a TCP connection to see that the endpoint is reachable
+    (serving._unreachable) and closes it: HAProxy logged that as `<NOSRV> ... 400 ...
+    "<BADREQ>"` on every apply. `option dontlognull` leaves out connections that carried no
+    data; a request still shows."""
+    with socket.create_connection(("127.0.0.1", lb.port), timeout=2):
+        pass
+    assert _post(lb).status_code == 503  # no server: a real request, logged
+    time.sleep(0.3)
+    log = "\n".join(lb.log_lines())
+    assert "<BADREQ>" not in log, log
+    assert '"POST /v1/completions HTTP/1.1"' in log, log

@@ -194,3 +194,14 @@ def test_lb_status_says_https(tls_lb: HAProxyLB, state_dir: Path) -> None:
     result = CliRunner().invoke(sandbox, ["lb", "status", "--state-dir", str(state_dir)])
     assert result.exit_code == 0, result.output
     assert f"on https://127.0.0.1:{tls_lb.port}, " in result.output
+
+
+def test_a_connection_that_sends_nothing_is_not_logged_over_https(tls_lb: HAProxyLB) -> None:
+    """The serving check's TCP reachability probe, against an HTTPS frontend."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", tls_lb.port), timeout=2):
+        pass
+    time.sleep(0.3)
+    assert [ln for ln in tls_lb.log_lines() if "sandbox" in ln.split("]:", 1)[-1]] == []
