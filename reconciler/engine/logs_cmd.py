@@ -31,8 +31,10 @@ from reconciler.engine.commands import (
     root_opt,
     service_arg,
 )
+from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.status_view import TICKS_FILE
-from reconciler.errors import HedgeformError, InputError, SandboxError
+from reconciler.errors import HedgeformError, InputError, SandboxError, SpecError
+from reconciler.paths import ServicePaths
 from reconciler.sandbox import replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 
@@ -165,50 +167,91 @@ def logs(
     in a ring buffer in its memory, the last 256 KiB: --lb reads it over the admin socket.
     Clouds: one line saying where to read the VM's console (AWS get-console-output, GCP
     serial port output, Azure boot diagnostics); no API is called.
+
+    \b
+    Without the service file (moved, deleted, broken), as `status`: the tick log, and on the
+    sandbox the replicas' logs and HAProxy's, are read from state/SERVICE alone.
     """
     try:
-        rec = _reading_reconciler(service, lb_port, root)
         if replica is not None and lb:
             raise InputError("give REPLICA or --lb, not both")
-        if isinstance(rec.cloud, SandboxCloud):
-            sandbox = rec.paths.sandbox_dir
-            if lb:
-                _lb_view(sandbox, tail, follow_)
+        try:
+            rec = _reading_reconciler(service, lb_port, root)
+        except SpecError as exc:  # gone or broken: the logs are on disk all the same
+            paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+            path = _state_only(service, paths, replica, lb, exc)
+            if path is None:
+                _lb_view(paths.sandbox_dir, tail, follow_)
                 return
-            if replica is not None:
-                known = known_replicas(sandbox)
-                if replica not in known:
-                    raise _unknown(service, replica, known)
-                path = replicas.replicas_dir(sandbox) / f"{replica}.log"
-            else:
-                path = rec.paths.state_dir / TICKS_FILE
         else:
-            clouds = sorted({s.cloud for s in rec.stacks.values() if s.region})
-            if lb:
-                where = "; ".join(f"{c}: {LB_HINTS.get(c, 'its console')}" for c in clouds)
-                click.echo(
-                    f"{service}: hedgeform does not read a cloud load balancer's log; {where}"
-                )
+            if isinstance(rec.cloud, SandboxCloud):
+                path = _sandbox_log(service, rec.paths, replica, lb)
+                if path is None:
+                    _lb_view(rec.paths.sandbox_dir, tail, follow_)
+                    return
+            elif replica is None and not lb:
+                path = rec.paths.state_dir / TICKS_FILE
+            else:
+                _cloud_hint(rec, service, replica)
                 return
-            if replica is not None:
-                managed = {m.id: m for m in rec.managed()}
-                if replica not in managed:
-                    raise _unknown(service, replica, sorted(managed))
-                m = managed[replica]
-                stack = rec.stacks.get(m.stack)
-                cloud, region = (stack.cloud, stack.region) if stack else ("", "")
-                hint = CONSOLE_HINTS.get(cloud, "the cloud's console")
-                instance = m.instance_id or f"<the instance of {replica}>"
-                name = m.name or instance
-                click.echo(
-                    f"{replica}: hedgeform does not read a cloud VM's console; see "
-                    + hint.format(region=region, zone=m.zone, instance=instance, name=name)
-                )
-                return
-            path = rec.paths.state_dir / TICKS_FILE
     except HedgeformError as exc:
         raise _fail(exc) from None
     _print_file(path, tail, follow_)
+
+
+def _sandbox_log(service: str, paths: ServicePaths, replica: str | None, lb: bool) -> Path | None:
+    """The file to print for a sandbox service: REPLICA's log, else the tick log; None for
+    --lb (HAProxy's ring buffer, `_lb_view`)."""
+    if lb:
+        return None
+    if replica is None:
+        return paths.state_dir / TICKS_FILE
+    sandbox = paths.sandbox_dir
+    known = known_replicas(sandbox)
+    if replica not in known:
+        raise _unknown(service, replica, known)
+    return replicas.replicas_dir(sandbox) / f"{replica}.log"
+
+
+def _state_only(
+    service: str, paths: ServicePaths, replica: str | None, lb: bool, problem: SpecError
+) -> Path | None:
+    """`_sandbox_log` without a usable service file, from what the state directory holds
+    (as `status` of a destroyed service): the tick log always, a sandbox's replica logs and
+    HAProxy's. A cloud's hints need the spec's stacks: one line saying so."""
+    if not paths.state_dir.is_dir():
+        raise problem
+    if paths.sandbox_dir.is_dir() or (replica is None and not lb):
+        return _sandbox_log(service, paths, replica, lb)
+    why = str(problem).splitlines()[0]
+    what = "the load balancer's log" if lb else f"{replica}'s console"
+    raise InputError(
+        f"{why} (needed to say where {what} is; `hedgeform logs {service}`, the tick log, "
+        "works without it)"
+    )
+
+
+def _cloud_hint(rec: Reconciler, service: str, replica: str | None) -> None:
+    """One line saying where a cloud keeps a VM's console (REPLICA) or the load balancer's
+    log (--lb); no API is called."""
+    clouds = sorted({s.cloud for s in rec.stacks.values() if s.region})
+    if replica is None:
+        where = "; ".join(f"{c}: {LB_HINTS.get(c, 'its console')}" for c in clouds)
+        click.echo(f"{service}: hedgeform does not read a cloud load balancer's log; {where}")
+        return
+    managed = {m.id: m for m in rec.managed()}
+    if replica not in managed:
+        raise _unknown(service, replica, sorted(managed))
+    m = managed[replica]
+    stack = rec.stacks.get(m.stack)
+    cloud, region = (stack.cloud, stack.region) if stack else ("", "")
+    hint = CONSOLE_HINTS.get(cloud, "the cloud's console")
+    instance = m.instance_id or f"<the instance of {replica}>"
+    name = m.name or instance
+    click.echo(
+        f"{replica}: hedgeform does not read a cloud VM's console; see "
+        + hint.format(region=region, zone=m.zone, instance=instance, name=name)
+    )
 
 
 def _print_file(path: Path, tail: int, follow_: bool) -> None:

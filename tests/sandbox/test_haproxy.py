@@ -310,7 +310,6 @@ def test_server_stats_read_the_serving_columns_by_name(
     assert not stats["r1"].up and stats["r1"].rtime_ms == 0
 
 
-
 @requires_haproxy
 def test_health_checks_leave_no_client_gone_lines_in_a_replica_log(
     state_dir: Path, lb: HAProxyLB
