@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from reconciler.backends.sandbox import SandboxCloud
+from reconciler.click_types import Whole
 from reconciler.engine.commands import (
     _fail,
     _reading_reconciler,
@@ -140,7 +141,7 @@ def _unknown(service: str, rid: str, known: list[str]) -> InputError:
 @click.option(
     "--tail",
     "tail",
-    type=click.IntRange(0, 100_000),
+    type=Whole(0, 100_000, unit="lines"),
     default=50,
     show_default=True,
     help="Print the last N lines (0 to 100000).",
