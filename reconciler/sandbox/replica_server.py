@@ -233,6 +233,25 @@ class ReplicaHandler(BaseHTTPRequestHandler):
     # it has the status, made the body's write fail: a `closed the connection` line in every
     # idle replica's log every other second.
     wbufsize = 64 * 1024
+    _between_requests = True  # waiting for a request line: nothing asked, nothing owed
+
+    def handle(self) -> None:
+        """A keep-alive connection reset while it waits for its next request (HAProxy
+        dropping an idle server connection, a client's pool closing) lost nothing: it ends
+        quietly, neither logged nor counted as a client gone before its reply."""
+        try:
+            super().handle()
+        except CLIENT_GONE:
+            if not self._between_requests:
+                raise
+
+    def handle_one_request(self) -> None:
+        self._between_requests = True
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self._between_requests = False  # a request line was read: a reply is owed
+        return super().parse_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Per-request access logs would flood the replica log under load; counts are in `/`."""

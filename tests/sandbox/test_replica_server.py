@@ -256,3 +256,28 @@ def test_a_client_gone_early_is_one_line_in_the_log_not_a_traceback(
         "closed the connection before the reply was written" in lines[0]
     ), lines
     assert lines[1].endswith("(and 2 more since the last such line)"), lines
+
+
+def test_a_kept_alive_connection_reset_between_requests_is_not_a_client_gone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """HAProxy and HTTP client pools keep connections open after a reply and may reset them
+    later: no request was waiting, so nothing is logged or counted."""
+    import socket
+    import struct
+
+    from tests.sandbox.conftest import serve_in_thread
+
+    servers = serve_in_thread(ReplicaConfig("kept", "local-1a", "spot"))
+    server = next(servers)
+    try:
+        with socket.create_connection(("127.0.0.1", int(server.server_address[1]))) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.3)
+        counts = server.state.snapshot()
+    finally:
+        servers.close()
+    assert counts == {"health": 1}, counts
+    assert capsys.readouterr().err == ""
