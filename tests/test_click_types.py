@@ -55,3 +55,28 @@ def test_numbers_still_convert_and_ranges_still_hold() -> None:
     assert Finite(0.5, 2).convert("1.5", None, None) == 1.5
     with pytest.raises(click.BadParameter, match="not in the range"):
         Whole(0, 10, unit="lines").convert("11", None, None)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["backtest", "--repeats", "abc"],
+        [
+            "sandbox",
+            "market",
+            "set-capacity",
+            "--state-dir",
+            "x",
+            "--zone",
+            "z",
+            "--capacity",
+            "1.5",
+        ],
+        ["profile", "--seed", "x"],
+    ],
+)
+def test_every_whole_number_option_says_what_it_takes(args: list[str]) -> None:
+    """Not click's `'abc' is not a valid integer range` in any command."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "is not a whole number" in result.output and "valid integer" not in result.output

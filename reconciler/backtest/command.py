@@ -21,7 +21,7 @@ from reconciler.backtest.runner import (
     run_policy,
 )
 from reconciler.backtest.workload import Workload, load_maf
-from reconciler.click_types import Finite
+from reconciler.click_types import Finite, Whole
 from reconciler.errors import BacktestError, MixError, ProfileError, TraceError
 from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.service import MAX_REPLICAS
@@ -60,35 +60,35 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 )
 @click.option(
     "--repeats",
-    type=click.IntRange(1, 1000),
+    type=Whole(1, 1000),
     default=10,
     show_default=True,
     help="24 h windows per trace (1 to 1000).",
 )
 @click.option(
     "--seed",
-    type=click.IntRange(0, 2**32 - 1),
+    type=Whole(0, 2**32 - 1),
     default=0,
     show_default=True,
     help="Seed for the window offsets and the realistic notices (0 to 2^32-1).",
 )
 @click.option(
     "--target",
-    type=click.IntRange(1, MAX_REPLICAS),
+    type=Whole(1, MAX_REPLICAS),
     default=3,
     show_default=True,
     help=f"Replicas the service needs (1 to {MAX_REPLICAS}).",
 )
 @click.option(
     "--overprovision",
-    type=click.IntRange(0, MAX_REPLICAS),
+    type=Whole(0, MAX_REPLICAS),
     default=1,
     show_default=True,
     help=f"Extra spot replicas (SpotHedge; 0 to {MAX_REPLICAS}).",
 )
 @click.option(
     "--cold-start",
-    type=click.IntRange(0, 86_400),
+    type=Whole(0, 86_400),
     default=120,
     show_default=True,
     help="Seconds from launch to ready, exact (0 to 86400); the policy sees READY at its first "
@@ -97,7 +97,7 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 @click.option(
     "--warning",
     "warning_s",
-    type=click.IntRange(0, 3_600),
+    type=Whole(0, 3_600),
     default=120,
     show_default=True,
     help="Seconds of advance preemption notice, exact (0 to 3600; 0 for none): AWS 120 "
@@ -131,7 +131,7 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 @click.option(
     "--launch-failure-delay",
     "launch_failure_delay_s",
-    type=click.IntRange(0, 3_600),
+    type=Whole(0, 3_600),
     default=60,
     show_default=True,
     help="Seconds before a refused spot launch is known (0 to 3600): the reconciler learns of "
@@ -188,7 +188,7 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 )
 @click.option(
     "--jobs",
-    type=click.IntRange(1, 64),
+    type=Whole(1, 64),
     default=2,
     show_default=True,
     help="--matrix: cells run in parallel in this many processes (1 to 64).",

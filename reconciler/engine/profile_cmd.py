@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from reconciler.click_types import Finite
+from reconciler.click_types import Finite, Whole
 from reconciler.errors import SandboxError
 from reconciler.files import write_atomic
 from reconciler.sandbox.profiling import Probe, measure_bucket
@@ -93,7 +93,7 @@ def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) ->
     show_default=True,
     help="Requests/s no probe exceeds.",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=Whole(min=0), default=0, show_default=True)
 @click.option(
     "--write",
     "sidecar",

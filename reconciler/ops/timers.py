@@ -25,6 +25,7 @@ from typing import Any
 import click
 import jinja2
 
+from reconciler.click_types import Whole
 from reconciler.errors import BadNameError, SpecError, UnitValueError
 from reconciler.files import write_atomic
 from reconciler.paths import NAME_RE, PROJECT_ROOT, ServicePaths, check_name
@@ -393,7 +394,7 @@ state/SERVICE/systemd/ and nothing else changes. See docs/operations.md.
 )
 @click.option(
     "--interval",
-    type=click.IntRange(1, 86400),
+    type=Whole(1, 86400),
     default=30,
     show_default=True,
     help="Seconds between reconciles.",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import click
 
-from reconciler.click_types import Finite
+from reconciler.click_types import Finite, Whole
 from reconciler.errors import SandboxError
 from reconciler.files import write_json_atomic
 from reconciler.sandbox import market_daemon, replicas
@@ -88,7 +88,7 @@ def replica() -> None:
 @click.option(
     "--version",
     "version",
-    type=click.IntRange(1, 10**9),
+    type=Whole(1, 10**9),
     default=1,
     show_default=True,
     help="Service version the replica runs (reported on /, kept in its record).",
@@ -199,13 +199,13 @@ def replica_list(state_dir: Path, as_json: bool) -> None:
 @click.option("--id", "replica_id", required=True, help="Replica id, e.g. llama-3.")
 @click.option(
     "--delay-ms",
-    type=click.IntRange(min=1, max=600_000),
+    type=Whole(min=1, max=600_000),
     default=None,
     help="Answer the paths this many milliseconds late.",
 )
 @click.option(
     "--status",
-    type=click.IntRange(min=100, max=599),
+    type=Whole(min=100, max=599),
     default=None,
     help="Answer the paths with this HTTP status instead, e.g. 500.",
 )
@@ -375,7 +375,7 @@ def market_status(state_dir: Path, as_json: bool) -> None:
 @market.command("set-capacity")
 @_state_dir_option
 @click.option("--zone", required=True)
-@click.option("--capacity", type=click.IntRange(min=0), default=None, help="Pin to N.")
+@click.option("--capacity", type=Whole(min=0), default=None, help="Pin to N.")
 @click.option("--follow-trace", is_flag=True, help="Drop the override; follow the trace.")
 def market_set_capacity(
     state_dir: Path, zone: str, capacity: int | None, follow_trace: bool
@@ -399,7 +399,7 @@ def market_check(state_dir: Path) -> None:
 @_state_dir_option
 @click.option(
     "--cursor",
-    type=click.IntRange(min=0),
+    type=Whole(min=0),
     default=0,
     show_default=True,
     help="Byte offset returned by the previous call.",
@@ -440,7 +440,7 @@ def _lb_options(f: Any) -> Any:
     )(f)
     f = click.option(
         "--check-timeout",
-        type=click.IntRange(1, 3600),
+        type=Whole(1, 3600),
         default=None,
         help="Seconds a health check may take (default: the recorded one, else 2).",
     )(f)
@@ -452,7 +452,7 @@ def _lb_options(f: Any) -> Any:
     )(f)
     return click.option(
         "--port",
-        type=click.IntRange(1, 65535),
+        type=Whole(1, 65535),
         default=None,
         help="Frontend port on 127.0.0.1 (default: the recorded one).",
     )(f)
@@ -629,7 +629,7 @@ def lb_set_members(
 )
 @click.option(
     "--poisson-seed",
-    type=click.IntRange(min=0),
+    type=Whole(min=0),
     default=None,
     help="Send as a Poisson process of rate --qps with this seed (default: evenly spaced).",
 )
