@@ -22,7 +22,12 @@ from reconciler.backends.sandbox import (
 from reconciler.click_types import Finite
 from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
-from reconciler.engine.reconcile import PassResult, Reconciler, crash_point, service_lock
+from reconciler.engine.reconcile import (
+    PassResult,
+    Reconciler,
+    crash_point,
+    service_lock,
+)
 from reconciler.engine.review import held_change
 from reconciler.engine.review import mode as review_mode
 from reconciler.engine.state_store import (
@@ -44,7 +49,7 @@ from reconciler.errors import (
 )
 from reconciler.paths import ServicePaths
 from reconciler.plan_summary import FORMATS
-from reconciler.policy import POLICIES, Memory, ReplicaState
+from reconciler.policy import POLICIES, Decision, Memory, ReplicaState
 from reconciler.policy.rollout import ROLLING, UPDATE_MODES, current_version, surge_refusal
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
@@ -370,6 +375,9 @@ def apply(
     the readiness probe's path answer 200 (where this host cannot reach the endpoint, the
     load balancer's own health view decides; the output says which check did).
 
+    Each pass is logged to state/SERVICE/ticks.jsonl as the loop's ticks are (`hedgeform
+    status` reads it): its decision before Terraform applies it, its outcome after.
+
     A changed service file rolls out as a new version (--mode). With a remote state it
     holds the service's leader lease while it runs, and refuses in one line while a loop on
     another host holds it.
@@ -401,8 +409,18 @@ def apply(
         held = held_change(rec.paths.spec_file, rec.spec_texts, rec.records.load())
         if held is not None:  # `changes: review`: only a reviewed plan changes the spec
             raise InputError(f"not applied: {held}")
-        with service_lock(rec.paths, wait=wait_lock), _lease_held(rec, service, "applied"):
-            done = rec.converge(timeout if wait else 0.0, _pass_printer())
+        with (
+            service_lock(rec.paths, wait=wait_lock),
+            _lease_held(rec, service, "applied"),
+            _apply_tick_log(rec) as logged,
+        ):
+            printed = _pass_printer()
+
+            def on_pass(result: PassResult) -> None:
+                logged(result)
+                printed(result)
+
+            done = rec.converge(timeout if wait else 0.0, on_pass)
             result = done.last
     except HedgeformError as exc:
         raise _fail(exc) from None
@@ -478,6 +496,47 @@ def _apply_reviewed(
     _print_status(rec)
     if done.errors:
         raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _apply_tick_log(rec: Reconciler) -> Iterator[Callable[[PassResult], None]]:
+    """`apply`'s passes in the tick log (state/SERVICE/ticks.jsonl), as the loop's ticks are
+    (`source` "apply", `tick` the pass's number in this apply): each decision that changes
+    something before Terraform applies it (`tick decided`), each pass's outcome after (the
+    callback yielded), and a `tick failed` when a pass raises. Nothing goes to stdout."""
+    from reconciler.engine.observability import (
+        DECIDED,
+        close_handlers,
+        decided_record,
+        json_logger,
+        tick_record,
+    )
+
+    logger = json_logger(
+        f"hedgeform.{rec.paths.service}.apply", rec.paths.state_dir / "ticks.jsonl", stdout=False
+    )
+    passes = 0
+
+    def decided(pass_id: str, decision: Decision) -> None:
+        logger.info(DECIDED, extra=decided_record(passes + 1, pass_id, decision, "apply"))
+
+    def done(result: PassResult) -> None:
+        nonlocal passes
+        passes += 1
+        logger.info("tick", extra={**tick_record(passes, result), "source": "apply"})
+
+    rec.on_decided = decided
+    try:
+        yield done
+    except HedgeformError as exc:
+        extra: dict[str, object] = {"tick": passes + 1, "error": str(exc), "source": "apply"}
+        if rec.decided_pass:
+            extra["pass"] = rec.decided_pass
+        logger.error("tick failed", extra=extra)
+        raise
+    finally:
+        rec.on_decided = None
+        close_handlers(logger)
 
 
 def _pass_printer() -> Callable[[PassResult], None]:
@@ -679,7 +738,7 @@ def status(
     \b
     ready: READY replicas in the load balancer. $/h: the price of the zone offer each live
     replica runs on ("?" when one is unknown). availability 1h: the share of the ticks of the
-    last hour (state/SERVICE/ticks.jsonl, written by `hedgeform run`) after which the ready
+    last hour (state/SERVICE/ticks.jsonl: `run`'s ticks, `apply`'s passes) after which the ready
     replicas in the load balancer were at least the target; a failed tick counts as down;
     "-" with no tick in the hour. Events come from the tail of the same log. The probe
     column is the sandbox's (clouds: "-", their load balancer probes).
@@ -964,7 +1023,8 @@ def run(
 
     A tick also starts at once when a preemption notice arrives, and soon after a capacity
     error; a failing tick is retried later, with exponential backoff and jitter. Each tick
-    logs one JSON record (stdout and state/SERVICE/ticks.jsonl). On SIGTERM the running
+    logs one JSON record (stdout and state/SERVICE/ticks.jsonl), after a `tick decided`
+    record written before Terraform applies a change. On SIGTERM the running
     Terraform is cancelled by process group and the loop exits cleanly. One loop per
     service on a host: a second one exits at once (or waits with --wait). With a remote state
     (S3, GCS, azurerm), loops on several hosts may run: the one holding the leader lease

@@ -30,12 +30,12 @@ import schedule
 
 from reconciler.engine.drift import check_drift
 from reconciler.engine.lease import STANDBY_RETRY_S, Lease, LeaseKeeper, lease_for
-from reconciler.engine.observability import LoopMetrics, tick_record
+from reconciler.engine.observability import DECIDED, LoopMetrics, decided_record, tick_record
 from reconciler.engine.reconcile import PassResult, Reconciler, service_lock
 from reconciler.engine.review import review
 from reconciler.engine.serving import ServingCheck, ServingChecker
 from reconciler.errors import BusyError, HedgeformError, LoopBusyError, ReconcileError
-from reconciler.policy import Replica, ReplicaState
+from reconciler.policy import Decision, Replica, ReplicaState
 from reconciler.sandbox import processes
 from reconciler.spec.loading import read_service_texts
 from reconciler.spec.sidecar import REVIEW
@@ -309,6 +309,7 @@ class ReconcileLoop:
     def _tick(self) -> float:
         """One tick; returns seconds until the next one."""
         self._reload_if_changed()
+        self.rec.decided_pass = None
         try:
             if not self.keeper.take():
                 holder = self.keeper.lease.holder()
@@ -321,6 +322,7 @@ class ReconcileLoop:
                 self.logger.info("tick held", extra={"tick": self.ticks, "held": self.held})
                 return self.settings.interval_s
             with service_lock(self.rec.paths):
+                self.rec.on_decided = self._decided
                 result = self.rec.run_pass(apply=True)
                 self._check_drift()
         except BusyError as exc:
@@ -389,6 +391,8 @@ class ReconcileLoop:
             "consecutive_failures": self.failures,
             "retry_in_s": round(delay, 1),
         }
+        if self.rec.decided_pass:  # the outcome of the decision this tick announced
+            extra["pass"] = self.rec.decided_pass
         if trace:
             extra["trace"] = trace
         self.logger.error("tick failed", extra=extra)
@@ -397,8 +401,13 @@ class ReconcileLoop:
             self._write_metrics()
         return delay
 
+    def _decided(self, pass_id: str, decision: Decision) -> None:
+        """The decision this tick is about to apply, durably in the tick log first."""
+        self.logger.info(DECIDED, extra=decided_record(self.ticks, pass_id, decision, "run"))
+
     def _report(self, result: PassResult, check: ServingCheck | None) -> None:
         record = tick_record(self.ticks, result, check)
+        record["source"] = "run"
         if self.held is not None:
             record["held"] = self.held
         self.logger.info("tick", extra=record)

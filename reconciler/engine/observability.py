@@ -11,6 +11,7 @@ read back tick by tick. Secrets never reach it: nothing here reads env values.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -34,53 +35,113 @@ from reconciler.backends.base import ReplicaTraffic
 from reconciler.cost import tick_rates
 from reconciler.engine.reconcile import PassResult
 from reconciler.engine.serving import ServingCheck
-from reconciler.policy import FailureKind, Market, NoticeKind, Observation
+from reconciler.policy import Decision, FailureKind, Market, NoticeKind, Observation
 
 REPLICA_LABELS = ["service", "replica", "zone", "market", "accelerator"]
 TrafficSource = Callable[[], Mapping[str, ReplicaTraffic] | None]
 
 
-def json_logger(name: str, path: Path | None = None) -> logging.Logger:
-    """A logger whose records are JSON lines on stdout (journald) and, if given, in a file."""
+class SyncedFileHandler(logging.FileHandler):
+    """A JSON-lines log that survives `kill -9` and power loss record by record: each record
+    is appended, flushed and fsync'd before `emit` returns. The file is opened at the first
+    record (a command that logs nothing leaves none); a last line a crash cut short is ended
+    first, so the next record starts a line of its own and only the torn one is unreadable
+    (every reader skips a line that is not JSON)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self) -> Any:
+        torn = False
+        try:
+            with open(self.baseFilename, "rb") as fh:
+                if fh.seek(0, os.SEEK_END) > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    torn = fh.read(1) != b"\n"
+        except FileNotFoundError:
+            pass
+        stream = super()._open()
+        if torn:
+            stream.write("\n")
+        return stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self.stream is not None:
+            try:
+                self.stream.flush()
+                os.fsync(self.stream.fileno())
+            except OSError:
+                self.handleError(record)
+
+
+def json_logger(name: str, path: Path | None = None, *, stdout: bool = True) -> logging.Logger:
+    """A logger whose records are JSON lines on stdout (journald; not with `stdout=False`)
+    and, if given, appended to a file (`SyncedFileHandler`: fsync'd record by record)."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    logger.handlers.clear()
+    close_handlers(logger)
     fmt = JsonFormatter("{asctime}{levelname}{message}", style="{", rename_fields={"asctime": "ts"})
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)] if stdout else []
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path))
+        handlers.append(SyncedFileHandler(path))
     for handler in handlers:
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
 
 
+def close_handlers(logger: logging.Logger) -> None:
+    """Detach and close the handlers of `logger` (its files are closed, not left to GC)."""
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def decision_json(d: Decision) -> dict[str, Any]:
+    """A decision as the tick log records it (`decision` of both record kinds below)."""
+    return {
+        "target": d.target,
+        "held": d.held,
+        "replicas": sum(d.desired.values()),  # alive once this tick's changes apply
+        "launches": [
+            {"id": x.replica_id, "zone": x.zone, "market": x.market.value, "reason": x.reason}
+            for x in d.launches
+        ],
+        "terminations": [
+            {"id": x.replica_id, "zone": x.zone, "market": x.market.value, "reason": x.reason}
+            for x in d.terminations
+        ],
+        "lb_members": list(d.lb_members),
+        "reasons": list(d.reasons),
+    }
+
+
+DECIDED = "tick decided"  # the record a pass writes before Terraform applies its decision
+
+
+def decided_record(tick: int, pass_id: str, decision: Decision, source: str) -> dict[str, Any]:
+    """The tick log's record of a decision about to be applied (message `DECIDED`), written
+    and fsync'd before Terraform changes anything: what the pass launches and terminates,
+    and why. Its outcome follows as the pass's `tick` record (or `tick failed`) with the same
+    `pass`; a `DECIDED` record no outcome names was cut short (kill -9, power loss) while
+    applying. It carries no `cost`: `hedgeform cost` integrates the outcomes only."""
+    return {"tick": tick, "pass": pass_id, "source": source, "decision": decision_json(decision)}
+
+
 def tick_record(
     tick: int, result: PassResult, check: ServingCheck | None = None, now: float | None = None
 ) -> dict[str, Any]:
     """The tick log's record of one pass. Its `cost` ($/h by market at the prices the pass
-    used, and `at`, the unix time) is what `hedgeform cost` integrates (reconciler/cost.py)."""
+    used, and `at`, the unix time) is what `hedgeform cost` integrates (reconciler/cost.py).
+    `pass`: the pass's id, as its `DECIDED` record named it (when it wrote one)."""
     d = result.decision
     observed, signals = result.observed, result.signals
     record: dict[str, Any] = {
         "tick": tick,
-        "decision": {
-            "target": d.target,
-            "held": d.held,
-            "replicas": sum(d.desired.values()),  # alive once this tick's changes apply
-            "launches": [
-                {"id": x.replica_id, "zone": x.zone, "market": x.market.value, "reason": x.reason}
-                for x in d.launches
-            ],
-            "terminations": [
-                {"id": x.replica_id, "zone": x.zone, "market": x.market.value, "reason": x.reason}
-                for x in d.terminations
-            ],
-            "lb_members": list(d.lb_members),
-            "reasons": list(d.reasons),
-        },
+        "decision": decision_json(d),
         "plan": result.summary_line,
         "stacks": {
             o.stack: {
@@ -96,6 +157,8 @@ def tick_record(
         "orphans_adopted": result.adopted,
         "durations": {k: round(v, 3) for k, v in result.durations.items()},
     }
+    if result.pass_id:
+        record["pass"] = result.pass_id
     # For `hedgeform status` (engine/status_view.py): the rollout step, and why each failed
     # launch failed (the stacks' entries above keep only its kind).
     if result.rollout:

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -167,6 +168,9 @@ class PassResult:
     notes: dict[str, ReplicaNote] = field(default_factory=dict)
     record_before: Record | None = None
     record_after: Record | None = None
+    # The pass's id in the tick log: its `tick decided` record and its outcome share it
+    # (engine/observability.py). "" when no decision was announced (nothing to apply).
+    pass_id: str = ""
 
     @property
     def changed(self) -> bool:
@@ -295,6 +299,12 @@ class Reconciler:
             )
         self._runners: dict[str, TerraformRunner] = {}
         self._digests: dict[Path, bytes] = {}
+        # Called with (pass id, decision) once an applying pass has planned a change, before
+        # Terraform applies it: the tick log's `tick decided` record, written durably first
+        # so a kill -9 mid-apply still leaves what was being done, and why. `decided_pass`:
+        # the id it was last called with in the running pass (None: not called yet).
+        self.on_decided: Callable[[str, Decision], None] | None = None
+        self.decided_pass: str | None = None
         self.records: RecordStore = FileRecords(paths.memory_file)
         if self.state_backend.kind == "s3":  # beside the state: another host continues it
             where = self.state_backend
@@ -396,6 +406,7 @@ class Reconciler:
         tfvars and root configuration and stops there, without Terraform or any cloud API
         (replicas as Terraform state last recorded them)."""
         apply = apply and not render_only
+        self.decided_pass = None
         t0 = time.perf_counter()
         self.forget_pulled_states()
         seen = self._observe(offline=render_only, consume=apply)
@@ -419,6 +430,7 @@ class Reconciler:
         )
         crash_point("before_apply")
         if apply:
+            self._announce(decision, outcomes)
             t2 = time.perf_counter()
             clear_destroyed(self.paths.state_dir)  # it exists again: status stops saying so
             self._apply_all(outcomes, decision, seen)
@@ -433,9 +445,20 @@ class Reconciler:
         result.plans = dict(getattr(self, "_plan_json", {}))
         result.notes = notes
         result.record_before = seen.record
+        result.pass_id = self.decided_pass or ""
         if not apply:
             result.record_after = self._pending_record(seen, decision, epoch, ())
         return result
+
+    def _announce(self, decision: Decision, outcomes: Sequence[StackOutcome]) -> None:
+        """Hand a decision about to change something to `on_decided` under a new pass id, before
+        any Terraform apply; a pass that changes nothing announces nothing."""
+        if self.on_decided is None:
+            return
+        if not (decision.launches or decision.terminations or any(o.changed for o in outcomes)):
+            return
+        self.decided_pass = uuid.uuid4().hex[:12]
+        self.on_decided(self.decided_pass, decision)
 
     def _observe(self, *, offline: bool, consume: bool) -> Seen:
         """What the pass starts from: the record and the backend's observation (the managed

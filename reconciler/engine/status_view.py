@@ -70,6 +70,16 @@ EVENT_KINDS = (
     "rollout",
     "error",
 )
+# A `tick decided` record no outcome names: a later pass ran, so it was cut short; or it is
+# the log's last pass record, so it may also be applying now.
+INTERRUPTED = (
+    "tick interrupted before its outcome was recorded (killed while applying): its launches "
+    "and terminations may or may not have happened; the next tick observed what was left"
+)
+UNFINISHED = (
+    "tick interrupted before its outcome was recorded, or still applying: its launches and "
+    "terminations may or may not have happened yet"
+)
 _VERDICT = re.compile(r"^(\S+) (FAILED\w*|PREEMPTED): (.*)$")
 _TS_FORMAT = "%Y-%m-%d %H:%M:%S,%f"  # python-json-logger's asctime, local time
 
@@ -232,10 +242,24 @@ def derive_events(records: Iterable[Mapping[str, Any]]) -> list[Event]:
     preempted: set[str] = set()
     failed: set[str] = set()
     rollout: str | None = None
-    for record in records:
+    records = list(records)
+    # A pass that announced its decision (`tick decided`) has its outcome under the same
+    # `pass`: the outcome tells all; an announced decision without one was interrupted.
+    outcome = {
+        str(r["pass"]): r.get("message")
+        for r in records
+        if r.get("message") in ("tick", "tick failed") and r.get("pass")
+    }
+    passes = [i for i, r in enumerate(records) if r.get("message") in ("tick", "tick decided")]
+    for i, record in enumerate(records):
         at, tick = record_time(record), _int(record.get("tick"))
         message = record.get("message")
-        if message == "tick failed":
+        if message == "tick decided" and outcome.get(str(record.get("pass"))) != "tick":
+            raw = _tick_events(record, preempted, failed)
+            if str(record.get("pass")) not in outcome:
+                raw.append(("error", "", "", "", INTERRUPTED if i < passes[-1] else UNFINISHED))
+            events.extend(Event(at, tick, *fields) for fields in raw)
+        elif message == "tick failed":
             events.append(Event(at, tick, "error", "", "", "", str(record.get("error", ""))))
         elif message == "tick":
             raw = _tick_events(record, preempted, failed)
