@@ -26,11 +26,13 @@ from reconciler.engine.reconcile import (
     PassResult,
     Reconciler,
     crash_point,
+    replica_seq,
     service_lock,
 )
 from reconciler.engine.review import held_change
 from reconciler.engine.review import mode as review_mode
 from reconciler.engine.state_store import (
+    FileRecords,
     Record,
     destroy_started_at,
     destroyed_at,
@@ -935,9 +937,12 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
             for line in lines:
                 click.echo(line)
             errors += left
+            kept = _kept_by_destroy(rec, paths)
             if rec is not None:
                 rec.records.clear()
             paths.memory_file.unlink(missing_ok=True)
+            if kept != Record():
+                (rec.records if rec is not None else FileRecords(paths.memory_file)).save(kept)
     except HedgeformError as exc:
         raise _fail(exc) from None
     for line in errors:
@@ -950,6 +955,22 @@ def destroy(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
     except HedgeformError as exc:
         raise _fail(exc) from None
     click.echo(f"{service}: nothing left running")
+
+
+def _kept_by_destroy(rec: Reconciler | None, paths: ServicePaths) -> Record:
+    """What `destroy` keeps of the service's record: its launch sequence only, past every
+    replica id the record or the sandbox's replica files ever named, so the next apply
+    numbers new replicas after them and an old replica's tick-log history and log file
+    (replicas/<id>.log) never attach to a new one. Empty when there is nothing to keep."""
+    seq = 0
+    with contextlib.suppress(HedgeformError):  # an unreadable record: the files still count
+        seq = (
+            rec.records.load() if rec is not None else load_record(paths.memory_file)
+        ).memory.launch_seq
+    used = replicas.replicas_dir(paths.sandbox_dir)
+    if used.is_dir():
+        seq = max([seq, *(replica_seq(f.stem) + 1 for f in used.glob("*.log"))])
+    return Record(memory=Memory(launch_seq=seq)) if seq else Record()
 
 
 @click.command("run")

@@ -25,8 +25,9 @@ from click.testing import CliRunner
 
 from reconciler.backends.sandbox import managed_replicas
 from reconciler.cli import main
-from reconciler.engine.state_store import load_record
+from reconciler.engine.state_store import Record, load_record
 from reconciler.paths import ServicePaths
+from reconciler.policy import Memory
 from reconciler.sandbox import market_daemon, replicas
 from reconciler.sandbox.haproxy import HAProxyLB
 from reconciler.sandbox.market import SpotMarket
@@ -148,5 +149,7 @@ def test_kill_9_in_the_first_apply_and_in_destroy_then_the_next_one_converges(
     assert settle(paths.state_dir) == [], "no replica, HAProxy, market daemon or Terraform"
     assert not port_in_use(port)
     assert managed(paths) == set()
-    assert not paths.memory_file.exists()
+    kept = load_record(paths.memory_file)  # the launch sequence alone: ids never repeat
+    assert kept == Record(memory=Memory(launch_seq=kept.memory.launch_seq))
+    assert kept.memory.launch_seq >= 2
     assert "(not running)" in hedgeform(paths, env, "status")

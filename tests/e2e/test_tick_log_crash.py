@@ -1,7 +1,8 @@
 """The tick log keeps a tick's history through a kill -9 of `hedgeform run` while Terraform
 applies: the decision (launches, reasons) was written before the apply, so after a restart
 `hedgeform status` still shows what the killed tick launched, and says the tick was
-interrupted."""
+interrupted. Then destroy and apply again: no replica id of the first life comes back (ids
+are unique per service across its lives)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,9 @@ def test_kill_9_of_run_mid_apply_keeps_the_ticks_decision(short_tmp: Path) -> No
         assert any(e["kind"] == "error" and e["reason"] == INTERRUPTED for e in seen), seen
         out = hedgeform(root, env, "status", SERVICE)
         assert "tick interrupted before its outcome was recorded" in out, out
+
+        hedgeform(root, env, "destroy", SERVICE)
+        hedgeform(root, env, "apply", SERVICE)
+        used = first_life | set(replacement)
+        second_life = {s.record.replica_id for s in replicas.list_replicas(sandbox) if s.alive}
+        assert second_life and not second_life & used, (second_life, used)

@@ -18,15 +18,19 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engine import commands
+from reconciler.engine.commands import _kept_by_destroy
 from reconciler.engine.loop import LoopSettings, ReconcileLoop
 from reconciler.engine.observability import LoopMetrics, json_logger
 from reconciler.engine.reconcile import StackOutcome
+from reconciler.engine.state_store import Record, save_record
 from reconciler.engine.status_view import (
     INTERRUPTED,
     UNFINISHED,
     derive_events,
     read_tail,
 )
+from reconciler.paths import ServicePaths
+from reconciler.policy import Memory
 from reconciler.sandbox import market_daemon
 from reconciler.terraform.fake import FakeTerraformRunner
 from tests.engine.test_reconcile_errors import REPO, reconciler
@@ -199,3 +203,30 @@ def test_a_command_that_logs_nothing_leaves_no_tick_log(tmp_path: Path) -> None:
     json_logger("test-nothing", tmp_path / "ticks.jsonl", stdout=False).handlers[0].close()
     assert not (tmp_path / "ticks.jsonl").exists()
     logging.getLogger("test-nothing").handlers.clear()
+
+
+def test_destroy_keeps_the_launch_sequence_so_ids_never_repeat(root: Path) -> None:
+    """Before: after destroy the record was gone and the next apply numbered from 0 again
+    (`local-1b-spot-0` twice), so an old replica's history and log attached to a new one."""
+    rec = reconciler(root, {})
+    first = rec.run_pass(apply=True).decision.launches
+    old = {x.replica_id for x in first}
+    paths = ServicePaths.for_service("llama", root=root)
+    logs = paths.sandbox_dir / "replicas"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "local-2a-spot-40.log").write_text("a replica a crashed pass never recorded\n")
+
+    kept = _kept_by_destroy(rec, paths)
+    assert kept == Record(memory=Memory(launch_seq=41))
+    rec.records.clear()
+    save_record(paths.memory_file, kept)
+
+    again = reconciler(root, {}).run_pass(apply=True).decision.launches
+    new = {x.replica_id for x in again}
+    assert new and not new & old
+    assert min(int(r.rsplit("-", 1)[1]) for r in new) == 41
+
+
+def test_destroy_keeps_nothing_of_a_service_never_applied(root: Path) -> None:
+    paths = ServicePaths.for_service("llama", root=root)
+    assert _kept_by_destroy(None, paths) == Record()
