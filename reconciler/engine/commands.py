@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -1180,14 +1181,17 @@ def migrate(service: str, lb_port: int | None, root: Path | None, wait_lock: boo
 
 
 def _migrate_record(rec: Reconciler) -> bool:
-    """Copy the local record into the remote store when that holds none yet; True if so."""
+    """Copy the local record into the remote store when that holds none yet (or only the
+    launch sequence a destroy keeps, which the copy then continues past); True if so."""
     local = rec.paths.memory_file
     if not rec.state_backend.remote or not local.exists():
         return False
     record = load_record(local)
-    if rec.records.load() != Record():
+    there = rec.records.load()
+    if there != Record(memory=Memory(launch_seq=there.memory.launch_seq)):
         return False  # the backend's own record wins: another host wrote it
-    rec.records.save(record)
+    seq = max(record.memory.launch_seq, there.memory.launch_seq)
+    rec.records.save(replace(record, memory=replace(record.memory, launch_seq=seq)))
     local.rename(local.with_name(local.name + ".migrated"))
     return True
 

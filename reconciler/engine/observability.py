@@ -101,7 +101,8 @@ def close_handlers(logger: logging.Logger) -> None:
 
 
 def decision_json(d: Decision) -> dict[str, Any]:
-    """A decision as the tick log records it (`decision` of both record kinds below)."""
+    """A decision as the tick log records it: a tick's `decision`, a `DECIDED` record's
+    `decided`."""
     return {
         "target": d.target,
         "held": d.held,
@@ -127,8 +128,10 @@ def decided_record(tick: int, pass_id: str, decision: Decision, source: str) -> 
     and fsync'd before Terraform changes anything: what the pass launches and terminates,
     and why. Its outcome follows as the pass's `tick` record (or `tick failed`) with the same
     `pass`; a `DECIDED` record no outcome names was cut short (kill -9, power loss) while
-    applying. It carries no `cost`: `hedgeform cost` integrates the outcomes only."""
-    return {"tick": tick, "pass": pass_id, "source": source, "decision": decision_json(decision)}
+    applying. The decision is under `decided` (the `decision` object's shape), not
+    `decision`: readers that take every record with a `decision` for a tick's outcome keep
+    doing so. It carries no `cost`: `hedgeform cost` integrates the outcomes only."""
+    return {"tick": tick, "pass": pass_id, "source": source, "decided": decision_json(decision)}
 
 
 def tick_record(

@@ -255,7 +255,7 @@ def derive_events(records: Iterable[Mapping[str, Any]]) -> list[Event]:
         at, tick = record_time(record), _int(record.get("tick"))
         message = record.get("message")
         if message == "tick decided" and outcome.get(str(record.get("pass"))) != "tick":
-            raw = _tick_events(record, preempted, failed)
+            raw = _tick_events({"decision": record.get("decided")}, preempted, failed)
             if str(record.get("pass")) not in outcome:
                 raw.append(("error", "", "", "", INTERRUPTED if i < passes[-1] else UNFINISHED))
             events.extend(Event(at, tick, *fields) for fields in raw)

@@ -26,8 +26,9 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engine.reconcile import replica_seq
-from reconciler.engine.state_store import DynamoDBRecords
+from reconciler.engine.state_store import DynamoDBRecords, Record
 from reconciler.paths import ServicePaths
+from reconciler.policy import Memory
 from reconciler.stacks import FRONT
 from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
 from tests.emulators import aws as emulator
@@ -332,6 +333,8 @@ def test_a_host_that_never_applied_destroys_what_the_remote_state_holds(
         for stack in STACKS:
             assert f"destroyed stack {stack}" in out, out
         assert remote_replicas(url, "local-1") == remote_replicas(url, "local-2") == set()
-        record_key = {"LockID": {"S": RECORD_KEY}}
-        assert "Item" not in dynamodb.get_item(TableName=TABLE, Key=record_key)
+        # only the launch sequence is left of the record: replica ids never repeat
+        kept = DynamoDBRecords(dynamodb, TABLE, RECORD_KEY).load()
+        assert kept == Record(memory=Memory(launch_seq=kept.memory.launch_seq)), kept
+        assert kept.memory.launch_seq >= 2
         assert "Item" not in dynamodb.get_item(TableName=TABLE, Key=lease_key)  # released

@@ -102,7 +102,10 @@ def test_status_names_the_preemption_the_failed_probe_and_the_fallback(root: Pat
     assert preemption, out
     failed = [ln for ln in lines if " failed " in ln and hung in ln]
     assert any("FAILED_PROBING" in ln and "probe" in ln.lower() for ln in failed), out
-    fallback = [ln for ln in lines if " fallback " in ln and "on_demand" in ln]
+    # the fallback still running (the first apply's passes are logged too: it fell back to
+    # on-demand until the spot replicas were ready, then removed those)
+    running = {rid for rid, r in live(sandbox).items() if r.market == "on_demand"}
+    fallback = [ln for ln in lines if " fallback " in ln and ln.split()[2] in running]
     assert fallback and "on-demand fallback: 0 ready spot of 2" in fallback[0], out
     assert "(covers " in fallback[0], out  # the replica it was launched for
     # what the fallback costs, per hour and so far, in the sandbox's nominal units (never `$`)

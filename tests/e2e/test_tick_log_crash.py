@@ -66,7 +66,7 @@ def test_kill_9_of_run_mid_apply_keeps_the_ticks_decision(short_tmp: Path) -> No
         assert killed.returncode == -9, killed.stdout + killed.stderr
         last = read_tail(paths.state_dir / "ticks.jsonl")[-1]
         assert last["message"] == "tick decided" and last["source"] == "run", last
-        replacement = [x["id"] for x in last["decision"]["launches"]]
+        replacement = [x["id"] for x in last["decided"]["launches"]]
         assert replacement, last
 
         hedgeform(root, env, "run", SERVICE, "--max-ticks", "1", "--interval", "1")

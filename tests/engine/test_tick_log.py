@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engine import commands
-from reconciler.engine.commands import _kept_by_destroy
+from reconciler.engine.commands import _kept_by_destroy, _migrate_record
 from reconciler.engine.loop import LoopSettings, ReconcileLoop
 from reconciler.engine.observability import LoopMetrics, json_logger
 from reconciler.engine.reconcile import StackOutcome
@@ -79,7 +80,7 @@ def test_apply_writes_its_passes_to_the_tick_log(
     decided, outcome = records
     assert decided["source"] == outcome["source"] == "apply"
     assert decided["pass"] == outcome["pass"] and len(decided["pass"]) == 12
-    assert decided["decision"] == outcome["decision"]
+    assert decided["decided"] == outcome["decision"] and "decision" not in decided
     assert "cost" not in decided and "cost" in outcome  # `hedgeform cost` integrates outcomes
     events = derive_events(records)
     launched = {e.replica for e in events if e.kind in ("launch", "fallback")}
@@ -109,13 +110,14 @@ def test_the_loop_records_its_decision_before_terraform_applies_it(root: Path) -
     """Before: a kill -9 mid-apply lost the tick's launches and reasons for good (the record
     was written after the pass); now the decision is in the log when Terraform starts."""
     log = root / "state" / "llama" / "ticks.jsonl"
-    fakes: dict[str, FakeTerraformRunner] = {"local-1": Snapshot("local-1", log)}
+    snapshot = Snapshot("local-1", log)
+    fakes: dict[str, FakeTerraformRunner] = {"local-1": snapshot}
     rec = reconciler(root, fakes)
     logger = json_logger("test-tick-log", log, stdout=False)
     loop = ReconcileLoop(rec, LoopSettings(interval_s=30), logger, LoopMetrics("llama"))
     loop._tick()
 
-    left = [json.loads(line) for line in (fakes["local-1"].seen or "").splitlines()]
+    left = [json.loads(line) for line in (snapshot.seen or "").splitlines()]
     assert [r["message"] for r in left] == ["tick decided"]
     assert left[0]["source"] == "run"
     events = derive_events(left)
@@ -150,13 +152,14 @@ def decided(tick: int, pass_id: str, rid: str) -> dict[str, Any]:
         "message": "tick decided",
         "tick": tick,
         "pass": pass_id,
-        "decision": {"launches": [launch], "terminations": [], "reasons": []},
+        "decided": {"launches": [launch], "terminations": [], "reasons": []},
     }
 
 
 def outcome(tick: int, pass_id: str | None, rid: str) -> dict[str, Any]:
     record = decided(tick, pass_id or "", rid)
     record["message"] = "tick"
+    record["decision"] = record.pop("decided")
     if pass_id is None:
         del record["pass"]
     return record
@@ -230,3 +233,31 @@ def test_destroy_keeps_the_launch_sequence_so_ids_never_repeat(root: Path) -> No
 def test_destroy_keeps_nothing_of_a_service_never_applied(root: Path) -> None:
     paths = ServicePaths.for_service("llama", root=root)
     assert _kept_by_destroy(None, paths) == Record()
+
+
+class MemoryRecords:
+    """A remote record store in memory."""
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+
+    def load(self) -> Record:
+        return self.record
+
+    def save(self, record: Record) -> None:
+        self.record = record
+
+
+def test_migrate_moves_the_record_past_the_launch_sequence_a_destroy_kept(tmp_path: Path) -> None:
+    """A remote store that holds only what a destroy kept is no other host's record: the
+    local record moves there and numbers its replicas past both sequences."""
+    paths = ServicePaths.for_service("llama", root=tmp_path)
+    save_record(paths.memory_file, Record(memory=Memory(target=2, launch_seq=5)))
+    store = MemoryRecords(Record(memory=Memory(launch_seq=9)))
+    rec = SimpleNamespace(paths=paths, state_backend=SimpleNamespace(remote=True), records=store)
+    assert _migrate_record(rec)  # type: ignore[arg-type]
+    assert store.record.memory == Memory(target=2, launch_seq=9)
+    # a record another host wrote wins, as before
+    save_record(paths.memory_file, Record(memory=Memory(target=3, launch_seq=1)))
+    assert not _migrate_record(rec)  # type: ignore[arg-type]
+    assert store.record.memory.target == 2
