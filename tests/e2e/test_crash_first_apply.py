@@ -152,4 +152,5 @@ def test_kill_9_in_the_first_apply_and_in_destroy_then_the_next_one_converges(
     kept = load_record(paths.memory_file)  # the launch sequence alone: ids never repeat
     assert kept == Record(memory=Memory(launch_seq=kept.memory.launch_seq))
     assert kept.memory.launch_seq >= 2
-    assert "(not running)" in hedgeform(paths, env, "status")
+    shown = hedgeform(paths, env, "status")
+    assert f"{paths.service}  destroyed " in shown and "nothing runs, nothing bills" in shown
