@@ -124,12 +124,13 @@ class TickStats:
 
 def tick_stats(records: Iterable[Mapping[str, Any]], start: float, end: float) -> TickStats:
     """Ticks the loop logged in [start, end] (unix time): count, failures, spot launches
-    refused for capacity, and each tick's duration."""
+    refused for capacity, and each tick's duration. An `apply`'s passes (`"source":
+    "apply"`) are not the loop's ticks and are left out."""
     ticks = failed = capacity = 0
     durations: list[float] = []
     for rec in records:
         at = parse_ts(str(rec.get("ts", "")))
-        if at is None or not start <= at <= end:
+        if at is None or not start <= at <= end or rec.get("source") == "apply":
             continue
         if rec.get("message") == "tick failed":
             failed += 1

@@ -111,6 +111,10 @@ def test_tick_stats_counts_only_the_window() -> None:
         {"ts": _ts(t0 + 5), "message": "tick failed"},
         {"ts": _ts(t0 + 7), "message": "tick", "durations": {"total_s": 1.0}},
         {"ts": "garbage", "message": "tick"},
+        # an apply's passes and its pre-apply decision are not the loop's ticks
+        {"ts": _ts(t0 + 8), "message": "tick", "source": "apply", "durations": {"total_s": 4.0}},
+        {"ts": _ts(t0 + 9), "message": "tick failed", "source": "apply"},
+        {"ts": _ts(t0 + 10), "message": "tick decided", "source": "run"},
     ]
     stats = tick_stats(records, t0, t0 + 60)
     assert (stats.ticks, stats.failed_ticks, stats.capacity_errors) == (3, 1, 2)
