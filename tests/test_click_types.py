@@ -73,6 +73,7 @@ def test_numbers_still_convert_and_ranges_still_hold() -> None:
             "1.5",
         ],
         ["profile", "--seed", "x"],
+        ["status", "svc", "--events", "x"],
     ],
 )
 def test_every_whole_number_option_says_what_it_takes(args: list[str]) -> None:

@@ -20,7 +20,7 @@ from reconciler.backends.sandbox import (
     started_elsewhere,
     uses_sandbox,
 )
-from reconciler.click_types import Finite
+from reconciler.click_types import Finite, Whole
 from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import (
@@ -172,7 +172,7 @@ policy_opt = click.option(
 )
 port_opt = click.option(
     "--lb-port",
-    type=click.IntRange(1, 65535),
+    type=Whole(1, 65535),
     default=None,
     help="Load balancer port [env HEDGEFORM_LB_PORT; 30001].",
 )
@@ -194,7 +194,7 @@ mode_opt = click.option(
 )
 max_surge_opt = click.option(
     "--max-surge",
-    type=click.IntRange(0, 1000),
+    type=Whole(0, 1000),
     default=None,
     help="Replicas a rollout may run beyond target + num_overprovision (default: 25% of "
     "the target, at least 1, when rolling; a whole second fleet for blue_green).",
@@ -714,7 +714,7 @@ def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]
 @click.option(
     "--events",
     "last",
-    type=click.IntRange(0, 1000),
+    type=Whole(0, 1000),
     default=15,
     show_default=True,
     help="How many of the last events to show (0 to 1000).",
@@ -988,7 +988,7 @@ def _kept_by_destroy(rec: Reconciler | None, paths: ServicePaths) -> Record:
 )
 @click.option(
     "--metrics-port",
-    type=click.IntRange(1, 65535),
+    type=Whole(1, 65535),
     default=None,
     help="Serve Prometheus metrics on 127.0.0.1:PORT (not the load balancer's port).",
 )
@@ -1000,7 +1000,7 @@ def _kept_by_destroy(rec: Reconciler | None, paths: ServicePaths) -> Record:
 )
 @click.option(
     "--max-ticks",
-    type=click.IntRange(1),
+    type=Whole(1),
     default=None,
     help="Stop after this many ticks (>= 1); exit 1 when the last one failed.",
 )
@@ -1016,7 +1016,7 @@ def _kept_by_destroy(rec: Reconciler | None, paths: ServicePaths) -> Record:
 )
 @click.option(
     "--drift-every",
-    type=click.IntRange(0),
+    type=Whole(0),
     default=0,
     show_default=True,
     help="Check drift (as `hedgeform drift`) after every Nth tick this loop acts in; a drift "
