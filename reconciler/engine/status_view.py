@@ -436,24 +436,35 @@ def attribute_covers(events: Sequence[Event]) -> dict[int, tuple[int, ...]]:
     """Which losses each fallback covers: index of a fallback -> indices of the losses
     (`is_loss`) it was launched for. The rule (docs/operations.md, "Status"):
 
-    1. The losses of the latest tick at or before the fallback's that had any (its own tick
-       first: the policy launches the cover in the tick that saw the loss).
+    1. The losses of the fallback's own tick: a loss's tick is the one that saw it, and the
+       one whose decision cleaned its replica up (`terminate ... clean up FAILED_PROBING`):
+       the policy launches a cover beside the replacement in the tick that sees a
+       preemption, and in the tick that stops a failed replica (a warning's cover is also
+       its preemption's, `priced_covers`).
     2. Of those, the ones in the fallback's zone when there are any (a cover in the lost
        replica's pool), else all of them (the policy asked for on-demand capacity, not for
        a pool).
-    A fallback launched before any loss covers nothing (the spec's spot share, or spot not
-    ready yet)."""
-    out: dict[int, tuple[int, ...]] = {}
-    tick: list[int] = []  # the losses of the latest tick that had any
-    at: float | None = None
+    A fallback launched in a tick without a loss covers none by name: the spec's spot share,
+    spot not ready yet, or a replica whose probes fail before its verdict; its line keeps
+    the policy's reason (`1 ready spot of 3`). (An earlier rule, the latest tick with a
+    loss, credited such covers to losses minutes before.)"""
+    cleaned = {
+        e.replica: e.at
+        for e in events
+        if e.kind == "terminate" and e.reason.startswith("clean up") and e.at is not None
+    }
+    by_tick: dict[float, list[int]] = {}
     for i, e in enumerate(events):
         if is_loss(e) and e.at is not None:
-            if at != e.at:
-                tick, at = [], e.at
-            tick.append(i)
-        elif e.kind == "fallback" and tick:
-            here = [j for j in tick if events[j].zone and events[j].zone == e.zone]
-            out[i] = tuple(here or tick)
+            for at in {e.at, cleaned.get(e.replica, e.at)}:
+                by_tick.setdefault(at, []).append(i)
+    out: dict[int, tuple[int, ...]] = {}
+    for i, e in enumerate(events):
+        if e.kind != "fallback" or e.at is None or e.at not in by_tick:
+            continue
+        losses = by_tick[e.at]
+        here = [j for j in losses if events[j].zone and events[j].zone == e.zone]
+        out[i] = tuple(here or losses)
     return out
 
 

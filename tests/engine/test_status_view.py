@@ -631,3 +631,28 @@ def test_a_destroy_cut_short_is_said_until_one_finishes_or_an_apply_starts(
     mark_destroying(state, at + 120)
     clear_destroyed(state)  # an apply starts instead: it exists again
     assert "destroy started" not in cli(root, "status", "svc").stdout
+
+
+def test_a_cover_launched_minutes_after_a_loss_is_not_credited_to_it(tmp_path: Path) -> None:
+    """Issue 17 re-check: a fallback launched while a replica's probes failed, minutes after
+    three preemptions, was named as their cover (and its cost added to theirs); the failed
+    verdict that followed named none. Only the loss's own ticks (seen, cleaned up) count."""
+    root = project(tmp_path, {"svc": SPEC})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    od13 = move("local-1b-od-13", "local-1b", "on_demand", "on-demand fallback: 1 ready spot of 3")
+    od17 = move("local-2a-od-17", "local-2a", "on_demand", "on-demand fallback: 1 ready spot of 3")
+    preempted = {"kind": "preempted", "replica": "local-1b-spot-6", "zone": "local-1b"}
+    records = [
+        tick(NOW - 500, 1, inputs={"notices": [preempted]}, decision={"launches": [od13]}),
+        tick(NOW - 470, 2),
+        tick(NOW - 260, 3, decision={"launches": [od17]}),  # spot-15's probes failing
+        tick(NOW - 90, 4, decision={"reasons": ["local-2a-spot-15 FAILED_PROBING: probes"]}),
+    ]
+    (state / "ticks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    view = json.loads(cli(root, "status", "svc", "--json", "--events", "50").stdout)
+    got = {(e["kind"], e["replica"]): e for e in view["events"]}
+    assert got[("preemption", "local-1b-spot-6")]["covered_by"] == ["local-1b-od-13"]
+    assert got[("fallback", "local-1b-od-13")]["covers"] == ["local-1b-spot-6"]
+    assert got[("fallback", "local-2a-od-17")]["covers"] == []
+    assert got[("failed", "local-2a-spot-15")]["covered_by"] == []
