@@ -4,7 +4,8 @@ balancer's.
 On the sandbox a replica's output is its log file (`state/<service>/sandbox/replicas/<id>.log`,
 kept after the replica stops); on a cloud the command says in one line where to read a VM's
 console (no adapter reads one yet). The reconciler's log is the tick log
-(`state/<service>/ticks.jsonl`, one JSON record per tick of `hedgeform run`). The sandbox's
+(`state/<service>/ticks.jsonl`, one JSON record per tick of `hedgeform run` and per pass of
+`hedgeform apply`). The sandbox's
 HAProxy runs as a daemon without syslog and writes no log file: its log (each request, each
 server going up or down) is a ring buffer in its memory (the last 256 KiB), which `--lb` reads
 over the admin socket.
@@ -170,8 +171,9 @@ def logs(
     serial port output, Azure boot diagnostics); no API is called.
 
     \b
-    Without the service file (moved, deleted, broken), as `status`: the tick log, and on the
-    sandbox the replicas' logs and HAProxy's, are read from state/SERVICE alone.
+    Without the service file (moved, deleted, broken): the tick log, and on the sandbox the
+    replicas' logs and HAProxy's, are read from state/SERVICE alone (`status` and `cost` of
+    a running service need the file to observe it).
     """
     try:
         if replica is not None and lb:
@@ -218,7 +220,7 @@ def _state_only(
     service: str, paths: ServicePaths, replica: str | None, lb: bool, problem: SpecError
 ) -> Path | None:
     """`_sandbox_log` without a usable service file, from what the state directory holds
-    (as `status` of a destroyed service): the tick log always, a sandbox's replica logs and
+    (as `status` of a destroyed service reads it): the tick log always, a sandbox's replica logs and
     HAProxy's. A cloud's hints need the spec's stacks: one line saying so."""
     if not paths.state_dir.is_dir():
         raise problem

@@ -155,6 +155,7 @@ class StatusView:
     notes: tuple[str, ...] = ()  # health lines, held changes, lease: said under the table
     nominal: bool = False  # priced by the sandbox's nominal price list: not dollars
     destroyed_at: float | None = None  # `hedgeform destroy` ended (unix s); None: it exists
+    events_asked: int = 15  # `--events N`: with 0, no events are shown, nor missed
 
     @property
     def unit(self) -> str:
@@ -648,6 +649,7 @@ def collect(
         events=tuple(events[-last:]) if last > 0 else (),
         notes=tuple(notes),
         nominal=nominal_prices(observed.zones),
+        events_asked=last,
     )
 
 
@@ -672,6 +674,7 @@ def destroyed(service: str, state_dir: Path, at: float, last: int, now: float) -
         # the sandbox's own prices: its directory stays after destroy, ticks or not
         nominal=any(r.nominal for r in rates) or (state_dir / SANDBOX_DIR).is_dir(),
         destroyed_at=at,
+        events_asked=last,
     )
 
 
@@ -789,12 +792,12 @@ def renderable(view: StatusView) -> Any:
     if view.events:
         parts.append(Text(f"last {len(view.events)} events (state/{view.service}/{TICKS_FILE}):"))
         parts.append(_events_table(view))
-    else:
+    elif view.events_asked:
         parts.append(
             Text(
                 f"no events in the last records of state/{view.service}/{TICKS_FILE} "
-                "(only `hedgeform run` writes tick records; launches, preemptions, fallbacks, "
-                "refusals and rollouts are events)"
+                "(`hedgeform apply` and `hedgeform run` write them: launches, preemptions, "
+                "fallbacks, refusals and rollouts are events)"
             )
         )
     return Group(*parts)

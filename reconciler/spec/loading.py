@@ -322,6 +322,12 @@ def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
             service.load_balancing_policy,
             several_types=len({a.upper() for a in resources.accelerator_names}) > 1,
         )
+    if "azure" in clouds and service.load_balancing_policy is not None:
+        notes += (
+            f"service.load_balancing_policy: {service.load_balancing_policy} is not what "
+            "Azure's layer-4 load balancer does: it spreads connections by a hash of their "
+            "addresses, whatever the policy (honoured on aws and gcp)",
+        )
     check_probe_for_clouds(service.readiness_probe, clouds, plain_envs, problems)
     if service.tls is not None:
         service = replace(service, tls=_tls_for_clouds(service.tls, clouds, problems))

@@ -656,3 +656,20 @@ def test_a_cover_launched_minutes_after_a_loss_is_not_credited_to_it(tmp_path: P
     assert got[("fallback", "local-1b-od-13")]["covers"] == ["local-1b-spot-6"]
     assert got[("fallback", "local-2a-od-17")]["covers"] == []
     assert got[("failed", "local-2a-spot-15")]["covered_by"] == []
+
+
+def test_no_events_says_who_writes_them_and_events_0_asks_for_none() -> None:
+    """Issue 17 re-check: the line said only `hedgeform run` writes tick records (apply does
+    too), and `--events 0` was answered with 'no events'."""
+    from rich.console import Console
+
+    from reconciler.engine.status_view import StatusView, renderable
+
+    def shown(asked: int) -> str:
+        view = StatusView("svc", None, "", None, 0, "-", None, None, (), (), events_asked=asked)
+        console = Console(width=200, record=True)
+        console.print(renderable(view))
+        return console.export_text()
+
+    assert "`hedgeform apply` and `hedgeform run` write them" in shown(15)
+    assert "no events" not in shown(0)

@@ -71,3 +71,19 @@ def test_load_balancing_the_sandbox_does_not_do_is_noted(
     assert bool(named) == noted, named
     if noted:
         assert "round robin" in named[0] and "weighted" in named[0]
+
+
+@pytest.mark.parametrize("policy", ["round_robin", "least_load", "instance_aware_least_load"])
+def test_load_balancing_on_azure_is_noted(policy: str) -> None:
+    """Issue 17 re-check: Azure's layer-4 load balancer spreads by hash whatever the policy
+    says, and the field passed without a note there."""
+    doc = _doc("azure", "eastus")
+    doc["service"]["load_balancing_policy"] = policy
+    if policy == "instance_aware_least_load":
+        doc["resources"]["accelerators"] = {"T4": 1, "A10G": 1}
+        doc["service"]["replica_policy"]["target_qps_per_replica"] = {"T4": 2, "A10G": 3}
+    named = [n for n in _notes(doc) if n.startswith("service.load_balancing_policy: ")]
+    assert len(named) == 1 and "Azure's layer-4 load balancer" in named[0], named
+    doc = _doc("aws", "us-east-1")
+    doc["service"]["load_balancing_policy"] = "least_load"
+    assert not [n for n in _notes(doc) if n.startswith("service.load_balancing_policy")]
