@@ -47,10 +47,13 @@ class Whole(click.IntRange):
             self.name = unit
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        of = f" of {self.unit}" if self.unit else ""
         if not _parses(int, value):
-            of = f" of {self.unit}" if self.unit else ""
             self.fail(f"{value!r} is not a whole number{of} ({self._bounds()})", param, ctx)
-        return super().convert(value, param, ctx)
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value} is out of range: a whole number{of} ({self._bounds()})", param, ctx)
 
     def _bounds(self) -> str:
         if self.min is not None and self.max is not None:

@@ -53,7 +53,7 @@ def test_numbers_still_convert_and_ranges_still_hold() -> None:
     assert Whole(0, 10, unit="lines").convert("7", None, None) == 7
     assert Whole(0, 10).convert(3, None, None) == 3
     assert Finite(0.5, 2).convert("1.5", None, None) == 1.5
-    with pytest.raises(click.BadParameter, match="not in the range"):
+    with pytest.raises(click.BadParameter, match="is out of range: a whole number"):
         Whole(0, 10, unit="lines").convert("11", None, None)
 
 

@@ -58,8 +58,13 @@ def destroy_started_at(state_dir: Path) -> float | None:
 
 def mark_destroyed(state_dir: Path, at: float) -> None:
     """Note that the service of `state_dir` was destroyed at `at` (unix s): the destroy
-    finished (its DESTROYING_FILE goes, after DESTROYED_FILE is written)."""
+    finished (its DESTROYING_FILE goes, after DESTROYED_FILE is written). A service already
+    destroyed since its last apply keeps the time it went: a second `destroy` found
+    nothing to take down."""
     try:
+        if destroyed_at(state_dir) is not None:
+            (state_dir / DESTROYING_FILE).unlink(missing_ok=True)
+            return
         write_json_atomic(
             state_dir / DESTROYED_FILE, {"at": round(at, 3), "by": "hedgeform destroy"}
         )

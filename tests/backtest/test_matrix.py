@@ -367,7 +367,7 @@ def test_the_split_adds_up_and_availability_is_what_capacity_leaves(
         (["--workload", "maf"], "for --workload: is set per cell by --matrix"),
         (["--notice-model", "realistic"], "for --notice-model: is set per cell by --matrix"),
         (["--cell", "w45-perfect-c120-t3-constant"], "no cell 'w45-perfect-c120-t3-constant'"),
-        (["--jobs", "0"], "is not in the range 1<=x<=64"),
+        (["--jobs", "0"], "0 is out of range: a whole number (1 to 64)"),
     ],
 )
 def test_bad_matrix_flags_are_one_line_usage_errors(

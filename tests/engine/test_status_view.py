@@ -673,3 +673,13 @@ def test_no_events_says_who_writes_them_and_events_0_asks_for_none() -> None:
 
     assert "`hedgeform apply` and `hedgeform run` write them" in shown(15)
     assert "no events" not in shown(0)
+
+
+def test_a_second_destroy_keeps_the_time_the_service_went(tmp_path: Path) -> None:
+    """Issue 17 re-check: a no-op `destroy` of a destroyed service replaced its 'destroyed
+    at' with the time of the no-op."""
+    from reconciler.engine.state_store import destroyed_at, mark_destroyed
+
+    mark_destroyed(tmp_path, NOW - 600)
+    mark_destroyed(tmp_path, NOW)
+    assert destroyed_at(tmp_path) == pytest.approx(NOW - 600, abs=0.01)

@@ -124,7 +124,7 @@ def test_replica_fault_writes_clears_and_explains(state_dir: Path) -> None:
     [
         ([], 2, "give --delay-ms, --status (or both), or --clear"),
         (["--clear", "--status", "500"], 2, "--clear takes no --delay-ms, --status or --path"),
-        (["--status", "700"], 2, "700 is not in the range 100<=x<=599"),
+        (["--status", "700"], 2, "700 is out of range: a whole number (100 to 599)"),
         (["--status", "500", "--path", "health"], 2, "paths must be a non-empty list"),
     ],
 )
