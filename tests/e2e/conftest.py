@@ -131,3 +131,20 @@ def applied(tmp_path: Path, service: str, env: dict[str, str]) -> Iterator[Servi
         done = CliRunner().invoke(main, ["apply", service, "--root", str(root)], env=env)
         assert done.exit_code == 0, done.output
         yield ServicePaths.for_service(service, root=root)
+
+
+def hedgeform_keeping_signals(root: Path, env: dict[str, str], *args: str) -> str:
+    """`hedgeform ARGS --root ROOT` in-process, its output; exit 0 asserted. `run` installs
+    its own SIGINT/SIGTERM handlers: pytest gets its own back afterwards."""
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = CliRunner().invoke(main, [*args, "--root", str(root)], env=env)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert result.exit_code == 0, result.output
+    return result.output

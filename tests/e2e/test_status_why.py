@@ -13,12 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import main
 from reconciler.sandbox import replicas
 from reconciler.sandbox.market import SpotMarket
-from tests.e2e.conftest import SANDBOX_ZONES, free_port, project_root
+from tests.e2e.conftest import SANDBOX_ZONES, free_port, hedgeform_keeping_signals, project_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -48,15 +46,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def hedgeform(root: Path, env: dict[str, str], *args: str) -> str:
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:  # `run` installs its own SIGINT/SIGTERM handlers: give pytest its own back
-        result = CliRunner().invoke(main, [*args, "--root", str(root)], env=env)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    assert result.exit_code == 0, result.output
-    return result.output
+hedgeform = hedgeform_keeping_signals
 
 
 def tick(root: Path, env: dict[str, str]) -> None:

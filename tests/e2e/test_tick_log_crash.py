@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import main
 from reconciler.engine.status_view import INTERRUPTED, read_tail
 from reconciler.sandbox import replicas
-from tests.e2e.conftest import applied, fast_sandbox_env
+from tests.e2e.conftest import applied, fast_sandbox_env, hedgeform_keeping_signals
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 HEDGEFORM = str(Path(sys.executable).parent / "hedgeform")
@@ -28,15 +25,7 @@ SERVICE = "tl"
 LAUNCHES = ("launch", "fallback")  # an on-demand launch is a fallback
 
 
-def hedgeform(root: Path, env: dict[str, str], *args: str) -> str:
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:  # `run` installs its own SIGINT/SIGTERM handlers: give pytest its own back
-        result = CliRunner().invoke(main, [*args, "--root", str(root)], env=env)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    assert result.exit_code == 0, result.output
-    return result.output
+hedgeform = hedgeform_keeping_signals
 
 
 def events(root: Path, env: dict[str, str]) -> list[dict[str, Any]]:
