@@ -5,6 +5,7 @@ the sandbox's market daemon fails unless it says it drives the real sandbox
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,15 @@ def mix_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(REPO / "services" / name, tmp_path / "services" / name)
     (tmp_path / "terraform").symlink_to(REPO / "terraform")
     return tmp_path
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    """A project root with services/llama.yaml (the sandbox default) and the repository's
+    modules; a module that needs another root defines its own `root`. Any market daemon a
+    test started there is stopped."""
+    (tmp_path / "services").mkdir()
+    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
+    (tmp_path / "terraform").symlink_to(REPO / "terraform")
+    yield tmp_path
+    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")

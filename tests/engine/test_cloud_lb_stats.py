@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber  # type: ignore[import-untyped]
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.backends import clouds as cloud_backend
 from reconciler.backends.clouds import ProviderCloud
@@ -39,6 +37,7 @@ from tests.adapters.conftest import _moto_server, _no_real_credentials, moto_url
 from tests.adapters.test_aws import client
 from tests.engine.cloud_fakes import FakeApis, aws_state_file
 from tests.engine.test_cloud_aws_moto import STACK, cloud_root, moto_settings
+from tests.engine.test_serving_metrics import samples
 
 __all__ = ["_moto_server", "_no_real_credentials", "moto_url", "svc"]  # fixtures
 
@@ -69,15 +68,6 @@ def write_outputs(paths: Any, **outputs: Any) -> None:
     stack_dir = paths.stack_dir(STACK)
     stack_dir.mkdir(parents=True, exist_ok=True)
     (stack_dir / "terraform.tfstate").write_text(json.dumps(aws_state_file({}, outputs)))
-
-
-def samples(metrics: LoopMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = generate_latest(metrics.registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_alb_figures_per_target_group_and_zone_count_each_minute_once(

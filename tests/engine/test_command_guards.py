@@ -5,12 +5,10 @@ refuses in one line when what holds the loop lock is not one)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +18,9 @@ from reconciler.cli import main
 from reconciler.engine.loop import loop_lock, loop_stopped
 from reconciler.engine.reconcile import service_lock
 from reconciler.paths import ServicePaths
-from reconciler.sandbox import market_daemon
 from reconciler.sandbox.processes import cmdline
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "services").mkdir()
-    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
-    (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    yield tmp_path
-    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
 
 
 def invoke(root: Path, *args: str) -> tuple[int, str]:

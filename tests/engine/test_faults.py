@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import errno
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,17 +12,7 @@ from reconciler.cli import main
 from reconciler.engine import state_store
 from reconciler.engine.state_store import Record, save_record
 from reconciler.errors import StateError
-from reconciler.sandbox import market_daemon
-from tests.engine.test_reconcile_errors import REPO, reconciler
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "services").mkdir()
-    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
-    (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    yield tmp_path
-    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
+from tests.engine.test_reconcile_errors import reconciler
 
 
 def test_metrics_source_down_holds_the_target(root: Path) -> None:

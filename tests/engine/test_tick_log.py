@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,23 +30,13 @@ from reconciler.engine.status_view import (
 )
 from reconciler.paths import ServicePaths
 from reconciler.policy import Memory
-from reconciler.sandbox import market_daemon
 from reconciler.terraform.fake import FakeTerraformRunner
-from tests.engine.test_reconcile_errors import REPO, reconciler
+from tests.engine.test_reconcile_errors import reconciler
 
 CAPACITY = (
     'Error: local-exec provisioner error\n\n  with null_resource.replica["{rid}"],\n'
     "  Error running command: InsufficientInstanceCapacity: no spot capacity in {zone}\n"
 )
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "services").mkdir()
-    shutil.copy(REPO / "services" / "llama.yaml", tmp_path / "services" / "llama.yaml")
-    (tmp_path / "terraform").symlink_to(REPO / "terraform")
-    yield tmp_path
-    market_daemon.stop(tmp_path / "state" / "llama" / "sandbox")
 
 
 def ticks(root: Path) -> list[dict[str, Any]]:
