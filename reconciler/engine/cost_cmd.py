@@ -168,10 +168,6 @@ def _hours(h: float) -> str:
     return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
 
 
-def _money(x: float, nominal: bool) -> str:
-    return amount(x, nominal)
-
-
 def print_cost(data: dict[str, Any]) -> None:
     nominal = data["unit"] != UNIT_USD
     now, mtd = data["now"], data["month_to_date"]
@@ -179,8 +175,8 @@ def print_cost(data: dict[str, Any]) -> None:
     if nominal:
         click.echo("sandbox: nominal prices (the sandbox's own price list, not dollars)")
     click.echo(
-        f"now: {_money(rates['total'], nominal)}/h   spot {_money(rates['spot'], nominal)}/h "
-        f"({counts['spot']} replicas)   on demand {_money(rates['on_demand'], nominal)}/h "
+        f"now: {amount(rates['total'], nominal)}/h   spot {amount(rates['spot'], nominal)}/h "
+        f"({counts['spot']} replicas)   on demand {amount(rates['on_demand'], nominal)}/h "
         f"({counts['on_demand']} replicas)"
     )
     if now["unpriced"]:
@@ -192,7 +188,7 @@ def print_cost(data: dict[str, Any]) -> None:
         f"({mtd['gaps_from']}) not counted"
     )
     click.echo(
-        f"month to date (since {mtd['since']}): {_money(mtd['total'], nominal)} estimated from "
+        f"month to date (since {mtd['since']}): {amount(mtd['total'], nominal)} estimated from "
         f"{mtd['ticks']} ticks covering {_hours(mtd['covered_h'])}; {gaps}"
     )
     click.echo(f"  ({mtd['method']})")
