@@ -8,13 +8,20 @@ a total rate `r` (requests/s), `solve_mix` returns the integer count per type of
 such that the traffic fits:
 
 - **size-aware** (the load balancer routes by request size): bucket b's traffic `r * d_b` may
-  be split freely across types; `x[b, t] >= 0`, `sum_t x[b, t] = r * d_b`, and each type's
-  load `sum_b x[b, t] / (max_rps[t][b] * max_utilization) <= n[t]` (an instance at full load
-  is one unit). This is the "continuous split" relaxation of Mélange's slicing, so its cost
-  is at most Mélange's for any slice factor (its slices are one feasible split).
+  be split freely across types; type t serves a share `s[b, t]` of it (`sum_t s[b, t] = 1`),
+  and each type's load `sum_b s[b, t] * r * d_b / (max_rps[t][b] * max_utilization) <= n[t]`
+  (an instance at full load is one unit). This is the "continuous split" relaxation of
+  Mélange's slicing, so its cost is at most Mélange's for any slice factor (its slices are
+  one feasible split).
 - **size-oblivious** (the load balancer cannot route by size: every type sees the same mix):
-  type t serves a rate `y[t]` with load per request/s `L[t] = sum_b d_b / (max_rps[t][b] *
-  max_utilization)`; `sum_t y[t] = r`, `L[t] * y[t] <= n[t]`.
+  type t serves a share `s[t]` of the rate with load per request/s `L[t] = sum_b d_b /
+  (max_rps[t][b] * max_utilization)`; `sum_t s[t] = 1`, `L[t] * r * s[t] <= n[t]`.
+
+Both also hold `s <= n[t]`: a type that serves any share runs at least one instance, however
+far its capacity exceeds the rate (a load of 1e-6 instances is within HiGHS's feasibility
+tolerance of none). A rate that would take more than `MAX_INSTANCES` instances of the largest
+type is refused, and a type that would need more than `_MOST_LOAD` instances for the whole
+rate is left out of a bucket (it could serve less than a millionth of it).
 
 A type's price may step up past a number of instances (`beyond`: spot as far as its pools
 hold, on-demand past it): a continuous column `o[t] >= n[t] - limit` at the difference.
@@ -38,6 +45,13 @@ from reconciler.errors import MixError
 from reconciler.spec.profile import Profile
 
 TIE_BREAK_USD = 1e-6  # per instance: fewer instances among equally cheap mixes
+# A million GPU instances is beyond any cloud's quota for one service; past it the integer
+# program's tolerances (1e-6) would no longer tell whole instances apart.
+MAX_INSTANCES = 1_000_000
+# A type that would need more than this many instances for a whole bucket serves less than
+# a millionth of it with MAX_INSTANCES: it is left out of that bucket (its coefficient would
+# otherwise be far outside what HiGHS accepts).
+_MOST_LOAD = MAX_INSTANCES * 1e6
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,12 @@ def solve_mix(
             _cost(price, steps, lower_n) + (float(spares[lead]) if lead is not None else 0.0),
             names[lead] if lead is not None else "",
         )
+    if rate_rps > MAX_INSTANCES * float(capacity.max(initial=0.0)):
+        raise MixError(
+            f"serving {rate_rps:g} req/s takes more than {MAX_INSTANCES:,} instances of any "
+            "GPU type in the profile"
+        )
+    capacity = np.where(capacity * _MOST_LOAD >= rate_rps, capacity, 0.0)
     for b, d in enumerate(share):
         if d > 0 and not capacity[:, b].any():
             i, j = profile.buckets[b]
@@ -208,42 +228,51 @@ Model = tuple[np.ndarray, np.ndarray, list[Row]]  # continuous columns' cost and
 
 
 def _split_model(capacity: np.ndarray, traffic: np.ndarray) -> Model:
-    """Columns: n[t] (integer), then x[b, t] for every bucket b and type t."""
+    """Columns: n[t] (integer), then s[b, t] for every bucket b and type t: the share of
+    bucket b's traffic type t serves (0 to 1). Shares, not requests/s, so that every
+    coefficient a type's capacity does not set is 1; and `s[b, t] <= n[t]`, so a type that
+    serves any share runs at least one instance however large its capacity (without it, a
+    load of 1e-6 instances is within HiGHS's feasibility tolerance of none)."""
     types, buckets = capacity.shape
-    n_x = types * buckets
+    n_s = types * buckets
+    served = [(b, t) for b in range(buckets) for t in range(types)
+              if capacity[t, b] > 0 and traffic[b] > 0]  # fmt: skip
     rows: list[Row] = []
-    for b in range(buckets):  # the bucket's traffic is served
-        rows.append(({types + b * types + t: 1.0 for t in range(types)}, traffic[b], traffic[b]))
-    for t in range(types):  # a type's load fits its instances
-        coef = {types + b * types + t: 1.0 / capacity[t, b] for b in range(buckets)
-                if capacity[t, b] > 0}  # fmt: skip
+    for b in range(buckets):  # the bucket's traffic is served, all of it
+        if traffic[b] > 0:
+            rows.append(({types + b * types + t: 1.0 for t in range(types)}, 1.0, 1.0))
+    for t in range(types):  # a type's load, in instances, fits its instances
+        coef = {types + b * types + t: traffic[b] / capacity[t, b] for b, u in served if u == t}
         coef[t] = -1.0
         rows.append((coef, -highspy.kHighsInf, 0.0))
-    x_upper = [
-        highspy.kHighsInf if capacity[t, b] > 0 and traffic[b] > 0 else 0.0
-        for b in range(buckets)
-        for t in range(types)
-    ]
-    return np.zeros(n_x), np.array(x_upper, dtype=np.float64), rows
+    for b, t in served:  # a type serving any share runs at least one instance
+        rows.append(({t: -1.0, types + b * types + t: 1.0}, -highspy.kHighsInf, 0.0))
+    s_upper = np.zeros(n_s)
+    for b, t in served:
+        s_upper[b * types + t] = 1.0
+    return np.zeros(n_s), s_upper, rows
 
 
 def _oblivious_model(capacity: np.ndarray, share: np.ndarray, rate: float) -> Model:
-    """Columns: n[t] (integer), then y[t], the rate type t serves with the whole mix."""
+    """Columns: n[t] (integer), then s[t], the share of the rate type t serves with the
+    whole mix (0 to 1; `s[t] <= n[t]` as in `_split_model`)."""
     types = capacity.shape[0]
-    load = np.zeros(types)
-    y_upper = np.full(types, highspy.kHighsInf)
+    load = np.zeros(types)  # instances per request/s of the whole mix
+    s_upper = np.ones(types)
     for t in range(types):
         needed = share > 0
         if (capacity[t, needed] <= 0).any():
-            y_upper[t] = 0.0  # cannot serve some bucket the mix holds
+            s_upper[t] = 0.0  # cannot serve some bucket the mix holds
         else:
             load[t] = float((share[needed] / capacity[t, needed]).sum())
-    rows: list[Row] = [({types + t: 1.0 for t in range(types)}, rate, rate)]
+    rows: list[Row] = [({types + t: 1.0 for t in range(types)}, 1.0, 1.0)]
     for t in range(types):
-        rows.append(({types + t: load[t], t: -1.0}, -highspy.kHighsInf, 0.0))
-    if not (y_upper > 0).any():
+        if s_upper[t] > 0:
+            rows.append(({types + t: load[t] * rate, t: -1.0}, -highspy.kHighsInf, 0.0))
+            rows.append(({types + t: 1.0, t: -1.0}, -highspy.kHighsInf, 0.0))
+    if not (s_upper > 0).any():
         raise MixError("no GPU type serves every request bucket, as a size-oblivious mix needs")
-    return np.zeros(types), y_upper, rows
+    return np.zeros(types), s_upper, rows
 
 
 def _solve(

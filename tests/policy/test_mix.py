@@ -245,6 +245,83 @@ def test_splitting_buckets_never_costs_more_and_its_counts_carry_the_load(
             assert fewer >= aware.usd_per_hour - 1e-9
 
 
+# -- capacities far from the rate (a user's report: HiGHS's 1e-6 tolerance took a load of
+# 1e-6 instances for none, and "served" a rate with nothing) --------------------------------
+
+
+@pytest.mark.parametrize("size_aware", [True, False])
+@pytest.mark.parametrize(("capacity", "rate"), [(1e6, 1.0), (2.0, 1e-7), (1e9, 4.57), (1e12, 1e-3)])
+def test_a_type_far_larger_than_the_rate_still_runs_one_instance(
+    capacity: float, rate: float, size_aware: bool
+) -> None:
+    profile = parse_profile({"gpus": {"A10G": {"usd_per_hour": 1.01, "max_rps": capacity}}})
+    got = solve_mix(profile, rate, size_aware=size_aware)
+    assert got.counts == {"A10G": 1} and got.usd_per_hour == pytest.approx(1.01)
+
+
+@pytest.mark.parametrize("size_aware", [True, False])
+def test_a_huge_type_is_not_passed_over_for_one_that_cannot_serve(size_aware: bool) -> None:
+    # the report: a sidecar giving A10G 1e9 req/s made plan choose one L4 (2.29 req/s) for
+    # 4.57 req/s
+    raw = {"gpus": {"L4": {"usd_per_hour": 0.8, "max_rps": 2.29},
+                    "A10G": {"usd_per_hour": 1.01, "max_rps": 1e9}}}  # fmt: skip
+    got = solve_mix(parse_profile(raw), 4.57, size_aware=size_aware)
+    assert got.counts == {"L4": 0, "A10G": 1}
+
+
+@pytest.mark.parametrize(("rate", "utilization"), [(1e30, 1.0), (1.0, 1e-300), (2e6 + 1, 1.0)])
+def test_a_rate_no_million_instances_serve_is_refused_in_one_line(
+    rate: float, utilization: float
+) -> None:
+    # the report: each gave only "HiGHS rejected the mix model"
+    profile = parse_profile({"gpus": {"A10G": {"usd_per_hour": 1.01, "max_rps": 2.0}}})
+    with pytest.raises(MixError, match=r"^serving .* req/s takes more than 1,000,000 "):
+        solve_mix(profile, rate, max_utilization=utilization)
+
+
+def test_a_type_of_negligible_capacity_is_left_out_not_rejected() -> None:
+    raw = {"gpus": {"T4": {"usd_per_hour": 0.1, "max_rps": 1e-300},
+                    "A10G": {"usd_per_hour": 1.01, "max_rps": 2.0}}}  # fmt: skip
+    for aware in (True, False):
+        assert solve_mix(parse_profile(raw), 3.0, size_aware=aware).counts == {"T4": 0, "A10G": 2}
+
+
+@st.composite
+def scaled(draw: st.DrawFn) -> tuple[dict[str, Any], float]:
+    """`instances`, each type's capacities times 10^k (k from -2 to 9), at rates down to
+    1e-6 req/s: coefficients far from one."""
+    raw, _ = draw(instances())
+    for gpu in raw["gpus"].values():
+        scale = 10.0 ** draw(st.integers(-2, 9))
+        gpu["max_rps"] = [[c * scale for c in row] for row in gpu["max_rps"]]
+    return raw, draw(st.sampled_from([1e-6, 1e-3, 0.5, 4.0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(scaled())
+def test_capacities_of_any_scale_are_served_and_priced_as_brute_force(
+    instance: tuple[dict[str, Any], float],
+) -> None:
+    raw, rate = instance
+    profile = parse_profile(raw)
+    expected = _oblivious_brute_force(raw, rate)
+    try:
+        got = solve_mix(profile, rate, size_aware=False)
+    except MixError:
+        assert expected is None
+        return
+    if max(got.counts.values()) <= 8:  # within brute force's reach (up to 8 per type)
+        assert got.usd_per_hour == pytest.approx(expected)
+    # the counts serve the rate: sum_t n_t / L_t >= rate, exactly
+    dist = [d for row in raw["distribution"] for d in row]
+    served = 0.0
+    for g, n in zip(raw["gpus"].values(), got.counts.values(), strict=True):
+        cap = [c for row in g["max_rps"] for c in row]
+        if n and all(c > 0 for d, c in zip(dist, cap, strict=True) if d > 0):
+            served += n / sum(d / c for d, c in zip(dist, cap, strict=True) if d > 0)
+    assert served >= rate * (1 - 1e-9)
+
+
 @settings(deadline=None)
 @given(st.floats(0, 40), st.floats(0, 40))
 def test_a_higher_rate_never_costs_less(a: float, b: float) -> None:
