@@ -123,6 +123,11 @@ def profile(
     one replica (not a load balancer over several) to measure one replica. The result is
     the `max_rps` grid of the sidecar's profile (docs/mix.md); the request distribution over
     the buckets is the workload's, for you to write there.
+
+    When nothing answers (nothing listening, timeouts, every reply an error) it stops at the
+    first probe, says so in one line with the first error and exits 1, writing nothing. A
+    bucket the endpoint answers but never within the target measures 0 (one line on stderr
+    says so): that type cannot serve that bucket within the SLO.
     """
     if not ACCELERATOR_NAME.fullmatch(accelerator):
         raise click.BadParameter(f"{accelerator!r}: {ACCELERATOR_RULE}", param_hint="--accelerator")
@@ -132,6 +137,11 @@ def profile(
         raise click.BadParameter(
             f"{len(rows) * len(cols)} buckets; at most {MAX_BUCKETS}", param_hint="--input-lengths"
         )
+    if max_rate * duration < 1:  # every probe would send no request, so measure nothing
+        raise click.BadParameter(
+            f"{max_rate:g} req/s for {duration:g} s is not one request per probe",
+            param_hint="--max-rate",
+        )
     if sidecar is not None and not sidecar.name.endswith(SIDECAR_SUFFIX):
         raise click.BadParameter(
             f"{sidecar}: a sidecar's name ends in {SIDECAR_SUFFIX}", param_hint="--write"
@@ -140,10 +150,13 @@ def profile(
     for words in rows:
         row = []
         for tokens in cols:
+            bucket = f"{accelerator} ({words} words in, {tokens} out)"
+            probes: list[Probe] = []
 
-            def shown(probe: Probe, words: int = words, tokens: int = tokens) -> None:
+            def shown(probe: Probe, bucket: str = bucket, probes: list[Probe] = probes) -> None:
+                probes.append(probe)
                 click.echo(
-                    f"{accelerator} ({words} words in, {tokens} out): {probe.rate_rps:g} req/s "
+                    f"{bucket}: {probe.rate_rps:g} req/s "
                     f"-> {100 * probe.attainment:.1f} % within {slo_ms:g} ms",
                     err=True,
                 )
@@ -159,6 +172,13 @@ def profile(
                 max_rate=max_rate,
                 on_probe=shown,
             )
+            if rate == 0:  # answered (measure_bucket refuses otherwise), never in time
+                lowest = min(p.rate_rps for p in probes)
+                click.echo(
+                    f"{bucket}: max_rps 0: the endpoint answers, but not {100 * attainment:g} % "
+                    f"of requests within {slo_ms:g} ms even at {lowest:g} req/s",
+                    err=True,
+                )
             row.append(round(rate, 3))
         grid.append(row)
     if sidecar is not None:

@@ -81,12 +81,22 @@ def measure_bucket(
     max_rate: float = 1_000.0,
     on_probe: Callable[[Probe], None] | None = None,
 ) -> float:
-    """The highest rate one endpoint sustains for requests of `input_words` prompt words and
-    `output_tokens` completion tokens (`highest_rate`, with each probe a `duration_s`
-    Poisson load seeded with `seed`)."""
+    """The highest rate (requests/s) one endpoint sustains for requests of `input_words`
+    prompt words and `output_tokens` completion tokens (`highest_rate`, with each probe a
+    `duration_s` Poisson load seeded with `seed`). 0.0 when the endpoint answers but never
+    within `slo_ms` for `attainment` of the requests: a measurement (the type cannot serve
+    the bucket within the SLO).
+
+    SandboxError (one line) when the endpoint answers nothing: the first probe that sends a
+    request gets no 200 reply at all (connection refused, timeouts, every reply an error),
+    before any probe got one. The search then stops at once: its first probe's first request
+    meets an idle endpoint, so a slower load would fail the same way, and a 0 would measure
+    nothing. Also when no probe sends a request at all (`max_rate * duration_s` below 1)."""
     prompt = " ".join(["hello"] * max(1, input_words))
+    answered = False
 
     def measure(rate: float) -> float:
+        nonlocal answered
         result = run_load(
             url,
             rate,
@@ -96,12 +106,27 @@ def measure_bucket(
             slo_ms=slo_ms,
             poisson_seed=seed,
         )
+        if result.successes:
+            answered = True
+        elif result.sent and not answered:
+            first = next(iter(result.errors), "no reply")
+            raise SandboxError(
+                f"nothing answered at {result.url}: {first} ({result.sent} sent at {rate:g} "
+                f"req/s, {input_words} words in, {output_tokens} tokens out, none answered "
+                "200); no profile measured"
+            )
         return result.slo_attainment or 0.0
 
-    return highest_rate(
+    rate = highest_rate(
         measure,
         attainment,
         start=min(1.0, max_rate),
         max_rate=max_rate,
         on_probe=on_probe,
     )
+    if not answered:
+        raise SandboxError(
+            f"no request sent to {url}: at most {max_rate:g} req/s for {duration_s:g} s is "
+            "less than one request per probe; no profile measured"
+        )
+    return rate

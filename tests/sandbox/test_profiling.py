@@ -3,12 +3,14 @@ target, found by doubling then bisecting, and merged into a service's sidecar.""
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,6 +74,8 @@ def test_profile_measures_a_replica_and_writes_the_sidecar(
         (["--input-lengths", "0"], "each length must be 1-100000"),
         (["--write", "services/llama.yaml"], "a sidecar's name ends in .hedgeform.yaml"),
         (["--url", "http://example.com"], "loopback"),
+        # before: no probe sent a request, and the profile was a 0
+        (["--max-rate", "0.5"], "0.5 req/s for 1 s is not one request per probe"),
     ],
 )
 def test_bad_options_are_one_line(args: list[str], message: str) -> None:
@@ -83,3 +87,69 @@ def test_bad_options_are_one_line(args: list[str], message: str) -> None:
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def _profile(url: str, *more: str) -> Result:
+    argv = ["profile", "--url", url, "--accelerator", "L4", "--slo-ms", "100", "--duration", "1"]
+    return CliRunner().invoke(main, [*argv, *more])
+
+
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """A loopback port bound but not listening: every connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_nothing_listening_is_refused_in_one_line_and_writes_nothing(
+    refusing_url: str, tmp_path: Path
+) -> None:
+    # before: `{"L4": {"max_rps": [[0.0]]}}`, exit 0, and --write recorded the 0
+    sidecar = tmp_path / "svc.hedgeform.yaml"
+    sidecar.write_text("mix:\n  max_utilization: 0.8\n")
+    result = _profile(refusing_url, "--json", "--write", str(sidecar))
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()[-1:]
+    assert f"nothing answered at {refusing_url}/v1/completions: ConnectionError" in line, line
+    assert "Traceback" not in result.output
+    assert sidecar.read_text() == "mix:\n  max_utilization: 0.8\n"
+    # the first probe settles it (before: four slower ones followed)
+    assert "req/s ->" not in result.stderr
+
+
+@pytest.fixture
+def locked_replica() -> Iterator[ReplicaServer]:
+    """A replica that wants an API key the profile does not send: every reply is HTTP 401."""
+    yield from serve_in_thread(ReplicaConfig("prof", "local-1a", "spot", api_key="k" * 16))
+
+
+def test_a_profile_of_only_error_replies_is_refused(locked_replica: ReplicaServer) -> None:
+    result = _profile(f"http://127.0.0.1:{locked_replica.server_address[1]}", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert "nothing answered at" in result.stderr and ": HTTP 401 (" in result.stderr
+
+
+@pytest.fixture
+def slow_replica() -> Iterator[ReplicaServer]:
+    yield from serve_in_thread(ReplicaConfig("prof", "local-1a", "spot", latency_ms=300.0))
+
+
+def test_an_endpoint_that_answers_but_never_in_time_measures_zero_and_says_so(
+    slow_replica: ReplicaServer,
+) -> None:
+    result = _profile(f"http://127.0.0.1:{slow_replica.server_address[1]}", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"L4": {"max_rps": [[0.0]]}}
+    zero = [x for x in result.stderr.splitlines() if "max_rps 0" in x]
+    assert zero == [
+        "L4 (128 words in, 16 out): max_rps 0: the endpoint answers, but not 95 % of "
+        "requests within 100 ms even at 0.0625 req/s"
+    ], result.stderr
+
+
+def test_the_help_says_what_happens_when_nothing_answers() -> None:
+    shown = " ".join(CliRunner().invoke(main, ["profile", "--help"]).output.split())
+    assert "When nothing answers" in shown and "exits 1, writing nothing" in shown
