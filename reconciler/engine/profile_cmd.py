@@ -32,8 +32,9 @@ def _lengths(value: str, option: str) -> list[int]:
 
 def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) -> None:
     """Set `mix.profile.gpus.<accelerator>.max_rps` in the sidecar at `path` (created when
-    missing), keeping everything else it holds (comments are not kept: YAML is rewritten).
-    SandboxError (one line) for a file that is not such a sidecar."""
+    missing), keeping everything else it holds (comments are not kept: YAML is rewritten);
+    a missing or empty `mix`, `profile` or `gpus` is made. SandboxError (one line, naming the
+    field path that is not a mapping) for a file that is not such a sidecar."""
     data: Any = {}
     if path.exists():
         try:
@@ -42,12 +43,16 @@ def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) ->
             raise SandboxError(f"{path}: not a YAML file ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise SandboxError(f"{path}: expected a mapping with `mix:`")
-    mix = data.setdefault("mix", {})
-    profile = mix.setdefault("profile", {}) if isinstance(mix, dict) else None
-    gpus = profile.setdefault("gpus", {}) if isinstance(profile, dict) else None
-    if not isinstance(gpus, dict):
-        raise SandboxError(f"{path}: mix.profile.gpus is not a mapping")
-    gpus[accelerator] = {"max_rps": grid}
+    node: dict[str, Any] = data
+    where = ""
+    for key in ("mix", "profile", "gpus"):  # each made where missing or empty (null)
+        where = f"{where}.{key}" if where else key
+        if node.get(key) is None:
+            node[key] = {}
+        if not isinstance(node[key], dict):
+            raise SandboxError(f"{path}: {where} is not a mapping")
+        node = node[key]
+    node[accelerator] = {"max_rps": grid}
     write_atomic(path, yaml.safe_dump(data, sort_keys=False).encode())
 
 

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.cli import main
+from reconciler.engine.profile_cmd import merge_into_sidecar
 from reconciler.errors import SandboxError
 from reconciler.sandbox.profiling import Probe, highest_rate
 from reconciler.sandbox.replica_server import ReplicaConfig, ReplicaServer
@@ -153,3 +154,35 @@ def test_an_endpoint_that_answers_but_never_in_time_measures_zero_and_says_so(
 def test_the_help_says_what_happens_when_nothing_answers() -> None:
     shown = " ".join(CliRunner().invoke(main, ["profile", "--help"]).output.split())
     assert "When nothing answers" in shown and "exits 1, writing nothing" in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # before: `mix.profile.gpus is not a mapping`, whichever of the three was not
+        ("mix: [1, 2]\n", "mix is not a mapping"),
+        ("mix: {profile: 3}\n", "mix.profile is not a mapping"),
+        ("mix: {profile: {gpus: [L4]}}\n", "mix.profile.gpus is not a mapping"),
+        ("[mix]\n", "expected a mapping with `mix:`"),
+    ],
+)
+def test_merging_into_a_sidecar_names_the_field_that_is_not_a_mapping(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    sidecar = tmp_path / "svc.hedgeform.yaml"
+    sidecar.write_text(text)
+    with pytest.raises(SandboxError) as info:
+        merge_into_sidecar(sidecar, "L4", [[3.0]])
+    assert str(info.value) == f"{sidecar}: {message}"
+    assert sidecar.read_text() == text
+
+
+@pytest.mark.parametrize("text", ["", "mix:\n", "mix: {profile: null}\n", "mix: {profile: {}}\n"])
+def test_merging_makes_the_missing_or_empty_fields(tmp_path: Path, text: str) -> None:
+    # before: an empty `mix:` (null, which the sidecar reads as no mix) was "not a mapping"
+    sidecar = tmp_path / "svc.hedgeform.yaml"
+    sidecar.write_text(text)
+    merge_into_sidecar(sidecar, "L4", [[3.0]])
+    assert yaml.safe_load(sidecar.read_text()) == {
+        "mix": {"profile": {"gpus": {"L4": {"max_rps": [[3.0]]}}}}
+    }
