@@ -149,19 +149,29 @@ def parse_changes(data: Any) -> str:
 
 
 def _profile(raw: Any, known: Any) -> Profile:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("gpus"), Mapping):
+    """`mix.profile` as a Profile. Each type's entry is checked here, before parse_profile
+    (which wants a price): its errors would ask for the `usd_per_hour` a sidecar refuses."""
+    if not isinstance(raw, Mapping):
+        raise ProfileError("mix.profile: expected a mapping with gpus (and distribution)")
+    if not isinstance(raw.get("gpus"), Mapping):
         raise ProfileError("mix.profile.gpus: expected a mapping of accelerator to its max_rps")
     gpus: dict[str, Any] = {}
     for name, entry in raw["gpus"].items():
-        known(name, f"mix.profile.gpus.{name}")
-        if isinstance(entry, Mapping) and "usd_per_hour" in entry:
+        at = f"mix.profile.gpus.{name}"
+        known(name, at)
+        if not isinstance(entry, Mapping):
+            raise ProfileError(f"{at}: expected a mapping with max_rps")
+        if "usd_per_hour" in entry:
             raise ProfileError(
-                f"mix.profile.gpus.{name}.usd_per_hour: prices come from the clouds' offers "
+                f"{at}.usd_per_hour: prices come from the clouds' offers "
                 "(live spot, the catalog's on-demand); leave it out"
             )
-        gpus[name] = (
-            {**entry, "usd_per_hour": PLACEHOLDER_PRICE} if isinstance(entry, Mapping) else entry
-        )
+        extra = sorted(str(k) for k in entry if k != "max_rps")
+        if extra:
+            raise ProfileError(f"{at}.{extra[0]}: unknown field (expected max_rps)")
+        if "max_rps" not in entry:
+            raise ProfileError(f"{at}.max_rps: missing")
+        gpus[name] = {**entry, "usd_per_hour": PLACEHOLDER_PRICE}
     profile = parse_profile({**raw, "gpus": gpus}, "mix.profile")
     for gpu in profile.gpus:
         if oblivious_capacity(gpu.max_rps, profile.distribution) <= 0:

@@ -89,6 +89,15 @@ def test_a_sidecar_beside_the_service_is_read_and_leaves_the_digests_alone(
          r"less than the 10 of min_replicas \(2\) replicas of the smallest type"),
         ("mix: {caps: {L4: 1, A10G: 0}}\n", r"mix\.caps: the caps serve at most 5 requests/s"),
         ("mix: [1]\n", r"mix: expected a mapping"),
+        # before: each named another field than the one that is wrong, or asked for the
+        # usd_per_hour the sidecar refuses
+        ("mix: {profile: [1]}\n", r"mix\.profile: expected a mapping with gpus"),
+        (PROFILE.replace("{max_rps: [[6, 2], [3, 1]]}", "6"),
+         r"mix\.profile\.gpus\.L4: expected a mapping with max_rps$"),
+        (PROFILE.replace("{max_rps: [[6, 2], [3, 1]]}", "{max_rsp: [[6, 2], [3, 1]]}"),
+         r"mix\.profile\.gpus\.L4\.max_rsp: unknown field \(expected max_rps\)$"),
+        (PROFILE.replace("{max_rps: [[6, 2], [3, 1]]}", "{}"),
+         r"mix\.profile\.gpus\.L4\.max_rps: missing"),
         ("mix: {caps: {L4: 1}\n", r"hedgeform\.yaml"),  # not YAML: the file is named
     ],
 )  # fmt: skip
