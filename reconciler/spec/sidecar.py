@@ -122,7 +122,9 @@ def parse_sidecar(data: Any, accelerators: Sequence[str]) -> MixSettings:
         or not 0 < utilization <= 1
     ):
         raise ProfileError(f"mix.max_utilization: {utilization!r} is not a share in (0, 1]")
-    caps_raw = mix.get("caps") or {}
+    caps_raw = mix.get("caps")
+    if caps_raw is None:  # `caps:` with nothing under it: no caps
+        caps_raw = {}
     if not isinstance(caps_raw, Mapping):
         raise ProfileError("mix.caps: expected a mapping of accelerator to a replica count")
     caps: dict[str, int] = {}

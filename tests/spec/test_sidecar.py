@@ -80,6 +80,9 @@ def test_a_sidecar_beside_the_service_is_read_and_leaves_the_digests_alone(
          r"mix\.profile\.distribution: the shares sum to 1\.1"),
         ("mix: {max_utilization: 0}\n", r"mix\.max_utilization: 0 is not a share in \(0, 1\]"),
         ("mix: {max_utilization: true}\n", r"mix\.max_utilization: True is not a share"),
+        # before: accepted as no caps at all
+        ("mix: {caps: []}\n", r"mix\.caps: expected a mapping of accelerator"),
+        ("mix: {caps: 0}\n", r"mix\.caps: expected a mapping of accelerator"),
         ("mix: {caps: {L4: -1}}\n", r"mix\.caps\.L4: -1 is not a whole number of replicas"),
         ("mix: {caps: {T4: 1}}\n", r"mix\.caps\.T4: 'T4' is not an accelerator"),
         # before: the last of the two won, silently
