@@ -4,6 +4,8 @@ and write it into a service's sidecar (issue 15; spec/sidecar.py, sandbox/profil
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from reconciler.errors import SandboxError
 from reconciler.files import write_atomic
 from reconciler.sandbox.profiling import Probe, measure_bucket
 from reconciler.spec.fields import ACCELERATOR_NAME, ACCELERATOR_RULE
+from reconciler.spec.loading import read_sidecar
 from reconciler.spec.sidecar import SIDECAR_SUFFIX
 
 MAX_BUCKETS = 64  # input lengths x output lengths: each bucket is a search of several loads
@@ -30,17 +33,16 @@ def _lengths(value: str, option: str) -> list[int]:
     return lengths
 
 
-def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) -> None:
-    """Set `mix.profile.gpus.<accelerator>.max_rps` in the sidecar at `path` (created when
-    missing), keeping everything else it holds (comments are not kept: YAML is rewritten);
-    a missing or empty `mix`, `profile` or `gpus` is made. SandboxError (one line, naming the
-    field path that is not a mapping) for a file that is not such a sidecar."""
-    data: Any = {}
-    if path.exists():
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise SandboxError(f"{path}: not a YAML file ({exc.__class__.__name__})") from None
+def _sidecar_gpus(path: Path, shape: Sequence[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sidecar at `path` ({} when missing) and its `mix.profile.gpus` mapping, ready to
+    take a `max_rps` grid of `shape` (each row's length); a missing or empty (null) `mix`,
+    `profile` or `gpus` is made. SpecError (one line) for a file that cannot be read or is
+    not YAML as `load_spec` reads it; SandboxError (one line, naming the field path) for a
+    field that is not a mapping, or a `mix.profile.distribution` of another shape than the
+    grid (the sidecar would then be refused)."""
+    data: Any = read_sidecar(path) if path.exists() else None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise SandboxError(f"{path}: expected a mapping with `mix:`")
     node: dict[str, Any] = data
@@ -52,7 +54,42 @@ def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) ->
         if not isinstance(node[key], dict):
             raise SandboxError(f"{path}: {where} is not a mapping")
         node = node[key]
-    node[accelerator] = {"max_rps": grid}
+    distribution = data["mix"]["profile"].get("distribution")
+    if isinstance(distribution, list) and all(isinstance(row, list) for row in distribution):
+        buckets = [len(row) for row in distribution]
+        if buckets != list(shape):
+            raise SandboxError(
+                f"{path}: mix.profile.distribution has {len(buckets)} rows of {buckets} "
+                f"buckets, the profile measures {len(shape)} rows of {list(shape)} "
+                "(--input-lengths x --output-lengths): measure its buckets, or change it first"
+            )
+    return data, node
+
+
+def check_sidecar(path: Path, shape: Sequence[int]) -> None:
+    """Check, before a sweep, that a `max_rps` grid of `shape` (each row's length) can be
+    merged into the sidecar at `path` (`merge_into_sidecar`): the file (if any) is read,
+    parsed and its field paths checked, and a file can be written in its directory. One-line
+    errors as `merge_into_sidecar`'s; SandboxError naming the directory when no file can be
+    written there (missing, not writable)."""
+    _sidecar_gpus(path, shape)
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise SandboxError(
+            f"{path}: cannot write in {path.parent}: {exc.strerror or exc}"
+        ) from None
+
+
+def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) -> None:
+    """Set `mix.profile.gpus.<accelerator>.max_rps` in the sidecar at `path` (created when
+    missing), keeping everything else it holds (comments are not kept: YAML is rewritten).
+    The file is read again here (it may have changed during a sweep checked with
+    `check_sidecar`). SpecError or SandboxError (one line naming the file and the field) for
+    a file that is not such a sidecar (`_sidecar_gpus`); OSError when it cannot be written."""
+    data, gpus = _sidecar_gpus(path, [len(row) for row in grid])
+    gpus[accelerator] = {"max_rps": grid}
     write_atomic(path, yaml.safe_dump(data, sort_keys=False).encode())
 
 
@@ -104,7 +141,8 @@ def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) ->
     "sidecar",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Merge the result into this sidecar (services/<name>.hedgeform.yaml).",
+    help="Merge the result into this sidecar (services/<name>.hedgeform.yaml); the file is "
+    "checked before the sweep.",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"<type>": {"max_rps": [...]}}.')
 def profile(
@@ -151,6 +189,8 @@ def profile(
         raise click.BadParameter(
             f"{sidecar}: a sidecar's name ends in {SIDECAR_SUFFIX}", param_hint="--write"
         )
+    if sidecar is not None:  # before the sweep, which takes minutes: a bad sidecar fails now
+        check_sidecar(sidecar, [len(cols)] * len(rows))
     grid: list[list[float]] = []
     for words in rows:
         row = []

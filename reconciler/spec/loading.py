@@ -120,12 +120,7 @@ def _load_sidecar(path: Path, text: str, spec: ServiceSpec) -> tuple[MixSettings
     SpecError naming the file and field. A mix needs an "any of" set of several
     accelerators to weigh. The mix settings are None when it has no `mix:`."""
     source = str(path)
-    try:
-        data = yaml.load(text, Loader=UniqueKeyLoader)
-    except yaml.YAMLError as error:
-        raise SpecError([yaml_problem(source, error)]) from None
-    except (ValueError, RecursionError, _TooManyValues):
-        raise SpecError([f"{source}: not a YAML file Hedgeform can load"]) from None
+    data = _sidecar_data(text, source)
     resources = spec.resources
     names = resources.accelerator_names
     sets = resources.accelerators_any_of or any(loc.accelerators_any_of for loc in resources.any_of)
@@ -145,6 +140,23 @@ def _load_sidecar(path: Path, text: str, spec: ServiceSpec) -> tuple[MixSettings
     # A sidecar that says nothing of a mix (only `changes:`) leaves the spec without one.
     mixes = isinstance(data, Mapping) and data.get("mix") is not None
     return (settings if mixes else None), changes
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> Any:
+    """The YAML data of the sidecar file at `path` (spec/sidecar.py), read and parsed as
+    `load_spec` reads it (at most MAX_SPEC_BYTES of UTF-8, no key given twice), not yet
+    checked against a service. SpecError (one line naming the file) for a file that cannot
+    be read or is not such YAML."""
+    return _sidecar_data(_read_spec_text(Path(path), str(path)), str(path))
+
+
+def _sidecar_data(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        raise SpecError([yaml_problem(source, error)]) from None
+    except (ValueError, RecursionError, _TooManyValues):
+        raise SpecError([f"{source}: not a YAML file Hedgeform can load"]) from None
 
 
 def _check_caps_serve_min(source: str, spec: ServiceSpec, names: Sequence[str]) -> None:

@@ -186,3 +186,39 @@ def test_merging_makes_the_missing_or_empty_fields(tmp_path: Path, text: str) ->
     assert yaml.safe_load(sidecar.read_text()) == {
         "mix": {"profile": {"gpus": {"L4": {"max_rps": [[3.0]]}}}}
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mix: [1, 2]\n", "svc.hedgeform.yaml: mix is not a mapping"),
+        ("mix: {caps: {L4: 1}\n", "svc.hedgeform.yaml:2: YAML syntax error"),
+        ("mix: {}\nmix: {}\n", "found duplicate key 'mix'"),
+        ("mix:\n  profile: {distribution: [[0.5, 0.5]]}\n",
+         "mix.profile.distribution has 1 rows of [2] buckets, the profile measures 1 rows of "
+         "[1]"),
+    ],
+)  # fmt: skip
+def test_a_bad_sidecar_fails_before_the_sweep(
+    refusing_url: str, tmp_path: Path, text: str, message: str
+) -> None:
+    # before: every probe of the sweep ran first (minutes with the default --duration), and
+    # the distribution's other shape and the duplicate key were not seen at all
+    sidecar = tmp_path / "svc.hedgeform.yaml"
+    sidecar.write_text(text)
+    result = _profile(refusing_url, "--write", str(sidecar))
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr, result.stderr
+    assert "req/s ->" not in result.stderr and "nothing answered" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sidecar.read_text() == text
+
+
+def test_a_sidecar_in_a_missing_directory_fails_before_the_sweep(
+    refusing_url: str, tmp_path: Path
+) -> None:
+    sidecar = tmp_path / "gone" / "svc.hedgeform.yaml"
+    result = _profile(refusing_url, "--write", str(sidecar))
+    assert result.exit_code == 1, result.output
+    assert f"{sidecar}: cannot write in {sidecar.parent}: No such file" in result.stderr
+    assert "nothing answered" not in result.stderr
