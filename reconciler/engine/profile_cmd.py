@@ -84,11 +84,14 @@ def check_sidecar(path: Path, shape: Sequence[int]) -> None:
 
 def merge_into_sidecar(path: Path, accelerator: str, grid: list[list[float]]) -> None:
     """Set `mix.profile.gpus.<accelerator>.max_rps` in the sidecar at `path` (created when
-    missing), keeping everything else it holds (comments are not kept: YAML is rewritten).
+    missing), replacing the type's entry under any case of its name and keeping everything
+    else the file holds (comments are not kept: YAML is rewritten).
     The file is read again here (it may have changed during a sweep checked with
     `check_sidecar`). SpecError or SandboxError (one line naming the file and the field) for
     a file that is not such a sidecar (`_sidecar_gpus`); OSError when it cannot be written."""
     data, gpus = _sidecar_gpus(path, [len(row) for row in grid])
+    for name in [n for n in gpus if str(n).upper() == accelerator.upper()]:
+        del gpus[name]  # the type's entry under another case (the sidecar ignores case)
     gpus[accelerator] = {"max_rps": grid}
     write_atomic(path, yaml.safe_dump(data, sort_keys=False).encode())
 

@@ -222,3 +222,15 @@ def test_a_sidecar_in_a_missing_directory_fails_before_the_sweep(
     assert result.exit_code == 1, result.output
     assert f"{sidecar}: cannot write in {sidecar.parent}: No such file" in result.stderr
     assert "nothing answered" not in result.stderr
+
+
+def test_merging_replaces_the_type_under_another_case(tmp_path: Path) -> None:
+    # before: `l4` stayed beside the new `L4`, and the sidecar (which ignores case) went on
+    # reading the first, the old figures
+    sidecar = tmp_path / "svc.hedgeform.yaml"
+    sidecar.write_text(
+        "mix:\n  profile:\n    gpus:\n      l4: {max_rps: 1}\n      A10G: {max_rps: 9}\n"
+    )
+    merge_into_sidecar(sidecar, "L4", [[3.0]])
+    gpus = yaml.safe_load(sidecar.read_text())["mix"]["profile"]["gpus"]
+    assert gpus == {"A10G": {"max_rps": 9}, "L4": {"max_rps": [[3.0]]}}
