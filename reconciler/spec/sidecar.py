@@ -158,9 +158,13 @@ def _profile(raw: Any, known: Any) -> Profile:
     if not isinstance(raw.get("gpus"), Mapping):
         raise ProfileError("mix.profile.gpus: expected a mapping of accelerator to its max_rps")
     gpus: dict[str, Any] = {}
+    seen: set[str] = set()
     for name, entry in raw["gpus"].items():
         at = f"mix.profile.gpus.{name}"
-        known(name, at)
+        key = known(name, at)
+        if key in seen:  # serves() would read the first silently
+            raise ProfileError(f"{at}: {key} is given more than once")
+        seen.add(key)
         if not isinstance(entry, Mapping):
             raise ProfileError(f"{at}: expected a mapping with max_rps")
         if "usd_per_hour" in entry:

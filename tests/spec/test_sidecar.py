@@ -94,6 +94,9 @@ def test_a_sidecar_beside_the_service_is_read_and_leaves_the_digests_alone(
         ("mix: [1]\n", r"mix: expected a mapping"),
         # before: each named another field than the one that is wrong, or asked for the
         # usd_per_hour the sidecar refuses
+        # before: accepted, and the capacity was the first one's, silently
+        (PROFILE.replace("      A10G:", "      l4: {max_rps: [[1, 1], [1, 1]]}\n      A10G:"),
+         r"mix\.profile\.gpus\.l4: L4 is given more than once"),
         ("mix: {profile: [1]}\n", r"mix\.profile: expected a mapping with gpus"),
         (PROFILE.replace("{max_rps: [[6, 2], [3, 1]]}", "6"),
          r"mix\.profile\.gpus\.L4: expected a mapping with max_rps$"),
