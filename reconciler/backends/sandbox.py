@@ -30,7 +30,8 @@ from reconciler.backends.base import (
     StackDef,
     classify_apply_output,
 )
-from reconciler.clouds.catalog import accelerators_for_region, instance_for, list_price
+from reconciler.clouds.catalog import accelerators_for_region, instance_for, list_price, list_prices
+from reconciler.cost import PriceRef
 from reconciler.drift_report import AttributeChange, DriftedResource, UnknownInstance
 from reconciler.errors import CloudConfigError, SandboxError, TfStateError, TraceError
 from reconciler.paths import NAME_RE, ServicePaths
@@ -279,6 +280,49 @@ def pools_notes(types: PoolTypes) -> tuple[str, ...]:
         + " as pools of their own, priced at AWS list prices (spot a third); the policy "
         "chooses how many of each every tick, by price per request/s (docs/mix.md)"
         for offered, zones in zones_of.items()
+    )
+
+
+def typed_price_ref() -> PriceRef:
+    """Where a sandbox pool of a GPU type takes its nominal price: the AWS list price of the
+    type (`sandbox_types`), spot a third; dated as that list is."""
+    prices = list_prices("aws")
+    return PriceRef(
+        f"sandbox nominal prices: the AWS list price of the pool's GPU type ({prices.source}), "
+        "spot a third",
+        prices.as_of,
+        nominal=True,
+    )
+
+
+def prices_line(offers: Iterable[ZoneOffer]) -> str:
+    """What the sandbox's prices are, as `hedgeform status` and `hedgeform cost` say it: its
+    own list (`SPOT_PRICE`, `ON_DEMAND_PRICE`) for a pool of no GPU type; each GPU type's pools
+    (`sandbox_types`) at the on-demand list price of the type's AWS instance, spot a third,
+    with that list's source and date and each type's two figures per hour (those `plan`
+    shows). Nominal either way, never shown as dollars: nothing bills."""
+    typed: dict[str, tuple[float | None, float]] = {}
+    untyped = False
+    for o in offers:
+        if o.cloud != "local":
+            continue
+        if o.accelerator:
+            typed.setdefault(o.accelerator, (o.spot_price, o.on_demand_price))
+        else:
+            untyped = True
+    own = f"its own list: spot {SPOT_PRICE:g}, on-demand {ON_DEMAND_PRICE:g} per hour"
+    if not typed:
+        return f"sandbox: nominal prices ({own} for one GPU type), not dollars"
+    listed = list_prices("aws")
+    figures = "; ".join(
+        f"{name} {'-' if spot is None else f'{spot:.2f}'} spot, {on_demand:.2f} on demand"
+        for name, (spot, on_demand) in typed.items()
+    )
+    others = f"; a pool of no GPU type at {own}" if untyped else ""
+    return (
+        "sandbox: nominal prices: each GPU type at the on-demand list price of its AWS "
+        f"instance, spot a third ({listed.source}, {listed.as_of}): {figures} per hour: AWS's "
+        f"USD figures, nominal here (nothing bills){others}"
     )
 
 

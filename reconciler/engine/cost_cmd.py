@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from reconciler.backends.clouds import ProviderCloud
-from reconciler.clouds.catalog import list_prices
+from reconciler.backends.sandbox import prices_line, typed_price_ref
 from reconciler.cost import (
     MAX_GAP_S,
     UNIT_NOMINAL,
@@ -20,7 +20,6 @@ from reconciler.cost import (
     HourlyCost,
     MonthToDate,
     PricedOffer,
-    PriceRef,
     TickRate,
     amount,
     hourly_cost,
@@ -51,18 +50,6 @@ def method(nominal: bool) -> str:
         f"each tick's {rate} (the prices that tick used) held until the next tick, at most "
         f"{MAX_GAP_S:.0f} s, and never past a destroy; longer gaps, from the service's first "
         "tick of the month, are not counted"
-    )
-
-
-def sandbox_typed_price() -> PriceRef:
-    """Where a sandbox pool of a GPU type takes its nominal price: the AWS list price of the
-    type (backends/sandbox.py `sandbox_types`), spot a third; dated as that list is."""
-    prices = list_prices("aws")
-    return PriceRef(
-        f"sandbox nominal prices: the AWS list price of the pool's GPU type ({prices.source}), "
-        "spot a third",
-        prices.as_of,
-        nominal=True,
     )
 
 
@@ -98,7 +85,7 @@ def current_cost(rec: Reconciler) -> tuple[HourlyCost, tuple[PricedOffer, ...]]:
         priced = rec.cloud.priced_offers(live=True)
     else:
         typed = any(o.accelerator for o in observation.zones)
-        priced = nominal_offers(observation.zones, sandbox_typed_price() if typed else None)
+        priced = nominal_offers(observation.zones, typed_price_ref() if typed else None)
     return hourly_cost(observation.replicas, priced), priced
 
 
@@ -168,12 +155,14 @@ def _hours(h: float) -> str:
     return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
 
 
-def print_cost(data: dict[str, Any]) -> None:
+def print_cost(data: dict[str, Any], prices: str = "") -> None:
+    """`data` (`cost_json`) as text; `prices`: what the sandbox's prices are (backends/sandbox.py
+    `prices_line`), said first when they are nominal."""
     nominal = data["unit"] != UNIT_USD
     now, mtd = data["now"], data["month_to_date"]
     rates, counts = now["per_hour"], now["replicas"]
     if nominal:
-        click.echo("sandbox: nominal prices (the sandbox's own price list, not dollars)")
+        click.echo(prices or "sandbox: nominal prices, not dollars")
     click.echo(
         f"now: {amount(rates['total'], nominal)}/h   spot {amount(rates['spot'], nominal)}/h "
         f"({counts['spot']} replicas)   on demand {amount(rates['on_demand'], nominal)}/h "
@@ -234,4 +223,4 @@ def cost(service: str, as_json: bool, lb_port: int | None, root: Path | None) ->
     if as_json:
         click.echo(json.dumps(data, indent=1, sort_keys=True))
     else:
-        print_cost(data)
+        print_cost(data, prices_line(p.offer for p in priced))

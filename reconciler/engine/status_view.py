@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import readiness
-from reconciler.backends.sandbox import SandboxCloud
+from reconciler.backends.sandbox import SandboxCloud, prices_line
 from reconciler.cost import (
     UNIT_NOMINAL,
     UNIT_USD,
@@ -156,6 +156,9 @@ class StatusView:
     nominal: bool = False  # priced by the sandbox's nominal price list: not dollars
     destroyed_at: float | None = None  # `hedgeform destroy` ended (unix s); None: it exists
     events_asked: int = 15  # `--events N`: with 0, no events are shown, nor missed
+    # What the sandbox's prices are (backends/sandbox.py `prices_line`: its own list, or each
+    # GPU type's AWS list price); "" when not known (`NOMINAL_NOTE` says the unit alone).
+    prices: str = ""
 
     @property
     def unit(self) -> str:
@@ -650,6 +653,7 @@ def collect(
         notes=tuple(notes),
         nominal=nominal_prices(observed.zones),
         events_asked=last,
+        prices=prices_line(observed.zones) if nominal_prices(observed.zones) else "",
     )
 
 
@@ -788,7 +792,7 @@ def renderable(view: StatusView) -> Any:
         parts.append(Text("no replicas"))
     parts.extend(Text(note) for note in view.notes)  # lease, held change, health
     if view.nominal:
-        parts.append(Text(NOMINAL_NOTE))
+        parts.append(Text(prices_note(view)))
     if view.events:
         parts.append(Text(f"last {len(view.events)} events (state/{view.service}/{TICKS_FILE}):"))
         parts.append(_events_table(view))
@@ -818,10 +822,13 @@ def _events_table(view: StatusView) -> Any:
     return events
 
 
-NOMINAL_NOTE = (
-    "prices: sandbox: nominal prices (its own list: spot 1, on-demand 3 per hour for one GPU "
-    "type), not dollars; `hedgeform cost` lists each"
-)
+NOMINAL_NOTE = "sandbox: nominal prices, not dollars"
+
+
+def prices_note(view: StatusView) -> str:
+    """The line under the table of a sandbox service: which prices, in which unit, from
+    where (`StatusView.prices`), as `hedgeform cost` says them."""
+    return f"prices: {view.prices or NOMINAL_NOTE}; `hedgeform cost` lists each"
 
 
 def _unit_price(value: float | None, nominal: bool) -> str:

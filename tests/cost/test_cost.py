@@ -89,9 +89,9 @@ def test_placeholders_and_sandbox_prices_say_what_they_are() -> None:
     assert cost.nominal and cost.total == pytest.approx(1.0)
     assert sandbox[0].on_demand.as_of == "fixed, not read from a price list"  # not "-"
     # a sandbox pool of a GPU type is priced from the AWS list: dated as that list is
-    from reconciler.engine.cost_cmd import sandbox_typed_price
+    from reconciler.backends.sandbox import typed_price_ref
 
-    typed = sandbox_typed_price()
+    typed = typed_price_ref()
     pool = ZoneOffer("local-1a/L4", "local-1a", "local", 0.27, 0.80, accelerator="L4")
     (priced,) = nominal_offers([pool], typed)
     assert priced.on_demand is typed and typed.nominal and typed.as_of[:2] == "20"

@@ -25,6 +25,7 @@ from reconciler.engine.status_view import (
     read_tail,
     service_dirs,
 )
+from tests.engine.cloud_fakes import REPO
 
 SPEC = """\
 service:
@@ -683,3 +684,25 @@ def test_a_second_destroy_keeps_the_time_the_service_went(tmp_path: Path) -> Non
     mark_destroyed(tmp_path, NOW - 600)
     mark_destroyed(tmp_path, NOW)
     assert destroyed_at(tmp_path) == pytest.approx(NOW - 600, abs=0.01)
+
+
+def test_a_mix_on_the_sandbox_says_the_prices_its_pools_use(tmp_path: Path) -> None:
+    """services/llama-mix.yaml prices each GPU type at its AWS instance's list price, spot a
+    third (what `plan` and `cost` use): the prices line says so, per type, with the list's
+    source and date, not the single-type list (spot 1, on-demand 3); `cost` says the same."""
+    from reconciler.clouds.catalog import list_prices
+
+    mix = (REPO / "services" / "llama-mix.yaml").read_text()
+    root = project(tmp_path, {"mix": mix})
+    result = cli(root, "status", "mix")
+    assert result.exit_code == 0, result.output
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("prices:")]
+    listed = list_prices("aws")
+    assert "spot 1, on-demand 3" not in line, line
+    assert f"on-demand list price of its AWS instance, spot a third ({listed.source}" in line
+    assert listed.as_of in line
+    assert "L4 0.27 spot, 0.80 on demand; A10G 0.34 spot, 1.01 on demand per hour" in line
+    assert "$" not in line  # nominal: nothing bills
+    cost = cli(root, "cost", "mix")
+    assert cost.exit_code == 0, cost.output
+    assert line == f"prices: {cost.stdout.splitlines()[0]}; `hedgeform cost` lists each"
