@@ -21,12 +21,14 @@ from reconciler.backends.sandbox import (
     uses_sandbox,
 )
 from reconciler.click_types import Finite, Whole
+from reconciler.clouds.settings import load_state_backend
 from reconciler.engine import teardown
 from reconciler.engine.lease import LEASE_DURATION_S
 from reconciler.engine.reconcile import (
     PassResult,
     Reconciler,
     crash_point,
+    record_store,
     replica_seq,
     service_lock,
 )
@@ -41,7 +43,7 @@ from reconciler.engine.state_store import (
     mark_destroyed,
     mark_destroying,
 )
-from reconciler.engine.status_view import StatusView
+from reconciler.engine.status_view import StatusView, from_state, is_service_dir
 from reconciler.errors import (
     HedgeformError,
     InputError,
@@ -61,6 +63,7 @@ from reconciler.spec.loading import load_spec_texts, read_service_texts
 from reconciler.spec.model import ReadinessProbe
 from reconciler.spec.sidecar import REVIEW
 from reconciler.stacks import in_pools
+from reconciler.terraform.backend import StateBackend
 from reconciler.terraform.runner import DEFAULT_VARS
 from reconciler.terraform.state import wait_for_state_locks
 
@@ -579,7 +582,7 @@ def _print_status(rec: Reconciler) -> None:
     click.echo(f"endpoint: {_endpoint(rec)}")
     if rec.state_backend.remote:
         click.echo(f"state: {rec.state_backend.describe()}")
-        click.echo(f"leader: {_leader(rec)}")
+        click.echo(f"leader: {_leader(rec.state_backend, rec.paths.service, rec.clock())}")
     click.echo(f"target: {target if target is not None else '-'}   ready: {ready}")
     memory = record.memory
     line = version_line(memory)
@@ -634,16 +637,16 @@ def _lease_held(rec: Reconciler | None, service: str, doing: str) -> Iterator[No
         keeper.stop()
 
 
-def _leader(rec: Reconciler) -> str:
+def _leader(backend: StateBackend, service: str, now: float) -> str:
     """Who holds the service's leader lease (engine/lease.py), for `status`."""
     from reconciler.engine.lease import lease_for
 
-    if not rec.state_backend.remote:
+    if not backend.remote:
         return "no lease with local state (one loop per service, on this host)"
-    holder = lease_for(rec.state_backend, rec.paths.service).holder()
+    holder = lease_for(backend, service).holder()
     if holder is None:
         return "none (no loop holds the lease)"
-    left = holder.expires_at - rec.clock()
+    left = holder.expires_at - now
     if left <= 0:
         return f"none (the lease of {holder.holder} expired {-left:.0f} s ago)"
     return f"{holder.holder} (lease for {left:.0f} s more)"
@@ -667,16 +670,19 @@ def version_line(memory: Memory) -> str:
     return text
 
 
-def health_lines(memory: Memory, probe: ReadinessProbe, now: float) -> list[str]:
+def health_lines(memory: Memory, probe: ReadinessProbe | None, now: float) -> list[str]:
     """Why replicas are being replaced or launches wait: probes failing, crash loops, spot
-    retry delays (policy/lifecycle.py, policy/capacity_backoff.py)."""
+    retry delays (policy/lifecycle.py, policy/capacity_backoff.py). `probe` None: the spec's
+    probe is not known (no service file), so not when a failing replica is replaced."""
     lines = []
     for rid, since in sorted(memory.failing_since.items()):
         if rid not in memory.failed:
-            lines.append(
-                f"{rid}: probes failing for {now - since:.0f} s (replaced at "
-                f"{probe.consecutive_failure_threshold_timeout} s)"
+            replaced = (
+                ""
+                if probe is None
+                else f" (replaced at {probe.consecutive_failure_threshold_timeout} s)"
             )
+            lines.append(f"{rid}: probes failing for {now - since:.0f} s{replaced}")
     for key, b in sorted(memory.crash_backoff.items()):
         if b.count >= 2 and b.blocks(now):
             zone, market = key.rsplit("/", 1)  # a pool's zone is `<zone>/<type>`
@@ -752,6 +758,13 @@ def status(
     every price is its nominal unit, "3.00 (nominal)/h", never dollars.
 
     \b
+    Without a usable service file (moved away, unreadable, invalid, or its sidecar invalid),
+    what state/SERVICE knows, and a line saying why and what needs the file: the record's
+    version and target, the events, the price per hour the last tick recorded; on the
+    sandbox the replicas, their state from each process and HAProxy's health check (no
+    probe is sent), and the load balancer; on a cloud no replica table.
+
+    \b
     --json: {"service", "unit" ("USD"|"nominal (sandbox)"), "version" (int|null),
     "version_detail", "target" (int|null), "ready", "endpoint", "usd_per_hour"
     (float|null), "availability_1h" (0..1|null), "replicas": [{"id", "zone", "market",
@@ -779,12 +792,22 @@ def status(
             gone = destroyed_at(paths.state_dir)
             if gone is not None:  # no look: nothing runs, and its spec may be gone too
                 return status_view.destroyed(service, paths.state_dir, gone, last, time.time())
-            rec = _reading_reconciler(service, lb_port, root)
-            return _status_view(rec, last)
+            return _service_view(service, lb_port, root, last)
         except HedgeformError as exc:
             raise _fail(exc) from None
 
     status_view.show(build, as_json=as_json, watch=watch, interval=interval)
+
+
+def _service_view(service: str, lb_port: int | None, root: Path | None, last: int) -> StatusView:
+    """`hedgeform status`'s view of a service not destroyed: through its service file, or,
+    when the file cannot be used (moved away, unreadable, invalid, its sidecar invalid) and
+    the service has a state, from that state alone (`_state_view`), as `hedgeform logs`."""
+    try:
+        rec = _reading_reconciler(service, lb_port, root)
+    except SpecError as exc:
+        return _state_view(service, root, exc, last)
+    return _status_view(rec, last)
 
 
 def _status_view(rec: Reconciler, last: int) -> StatusView:
@@ -793,18 +816,48 @@ def _status_view(rec: Reconciler, last: int) -> StatusView:
     from reconciler.engine.status_view import collect
 
     record = rec.records.load()
-    notes: list[str] = []
-    started = destroy_started_at(rec.paths.state_dir)
-    if started is not None:
-        notes.append(destroy_unfinished(rec.paths.service, started))
-    if rec.state_backend.remote:
-        notes += [f"state: {rec.state_backend.describe()}", f"leader: {_leader(rec)}"]
+    notes = _state_notes(rec.paths, rec.state_backend, rec.clock())
     held = held_change(rec.paths.spec_file, _file_texts(rec), record)
     if held is not None:
         notes.append(f"held: {held}")
     notes += health_lines(record.memory, rec.spec.service.readiness_probe, rec.clock())
     detail = version_line(record.memory).removeprefix("version: ")
     return collect(rec, _endpoint(rec), detail, notes, last)
+
+
+def _state_notes(paths: ServicePaths, backend: StateBackend, now: float) -> list[str]:
+    """The first lines under `status`'s table: a destroy cut short; with a remote state,
+    where it is and who holds the leader lease."""
+    notes: list[str] = []
+    started = destroy_started_at(paths.state_dir)
+    if started is not None:
+        notes.append(destroy_unfinished(paths.service, started))
+    if backend.remote:
+        notes += [f"state: {backend.describe()}", f"leader: {_leader(backend, paths.service, now)}"]
+    return notes
+
+
+def _state_view(service: str, root: Path | None, problem: SpecError, last: int) -> StatusView:
+    """`status` of a service whose service file cannot be used (`problem`), from its state
+    (status_view.from_state); `problem` itself when there is no state to show (the service
+    never ran here)."""
+    paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+    if not is_service_dir(paths.state_dir):
+        raise problem
+    backend = load_state_backend(paths.settings_file)
+    record = record_store(paths, backend).load()
+    now = time.time()
+    notes = _state_notes(paths, backend, now) + health_lines(record.memory, None, now)
+    return from_state(
+        paths,
+        record,
+        str(problem).splitlines()[0],
+        notes,
+        last,
+        now,
+        remote=backend.remote,
+        version_detail=version_line(record.memory).removeprefix("version: "),
+    )
 
 
 def destroy_unfinished(service: str, started: float) -> str:
@@ -832,8 +885,7 @@ def _print_services(lb_port: int | None, root: Path) -> None:
             click.echo(status_view.destroyed_line(name, gone))
             continue
         try:
-            rec = _reading_reconciler(name, lb_port, root)
-            view = _status_view(rec, 0)
+            view = _service_view(name, lb_port, root, 0)
         except HedgeformError as exc:
             click.echo(f"{name}  ?  ({str(exc).splitlines()[0]})")
             continue
@@ -842,6 +894,8 @@ def _print_services(lb_port: int | None, root: Path) -> None:
         held = "  held for review" if any(n.startswith("held:") for n in view.notes) else ""
         if any(n.startswith("destroy started") for n in view.notes):
             held += "  destroy not finished"
+        if view.unread:
+            held += "  shown from its state (the service file cannot be used)"
         click.echo(f"{name}  {version}  ready {view.ready}/{target}  {view.endpoint}{held}")
 
 

@@ -3,8 +3,10 @@ tick log, and every price used with its source and date (reconciler/cost.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,11 @@ from reconciler.engine.commands import (
     service_arg,
 )
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.state_store import last_destroyed_at
-from reconciler.errors import HedgeformError, StateError
-from reconciler.policy import Market
+from reconciler.engine.state_store import destroyed_at, last_destroyed_at
+from reconciler.engine.status_view import is_service_dir, read_tail, this_life
+from reconciler.errors import HedgeformError, SpecError, StateError
+from reconciler.paths import ServicePaths
+from reconciler.policy import Market, ReplicaState
 from reconciler.stacks import in_pools
 
 TICKS_FILE = "ticks.jsonl"
@@ -125,17 +129,34 @@ def cost_json(
 ) -> dict[str, Any]:
     rates = cost.by_market
     nominal = cost.nominal or mtd.nominal or any(p.on_demand.nominal for p in priced)
+    now = {
+        "per_hour": {**{k: round(v, 6) for k, v in rates.items()}, "total": cost.total},
+        "replicas": {
+            m.value: sum(x.replicas for x in cost.lines if x.market == m.value) for m in Market
+        },
+        "unpriced": list(cost.unpriced),
+        "placeholders": cost.placeholders,
+    }
+    return _cost_json(service, nominal, now, mtd, price_rows(cost, priced))
+
+
+def _cost_json(
+    service: str,
+    nominal: bool,
+    now: dict[str, Any],
+    mtd: MonthToDate,
+    prices: list[dict[str, Any]],
+    *,
+    at: float | None = None,
+    unread: str | None = None,
+) -> dict[str, Any]:
+    """`--json`'s shape. `at`: the time of the tick whose recorded rate `now` is (None: priced
+    now); `unread`: why the service file could not be used (None: it was)."""
     return {
         "service": service,
         "unit": UNIT_NOMINAL if nominal else UNIT_USD,
-        "now": {
-            "per_hour": {**{k: round(v, 6) for k, v in rates.items()}, "total": cost.total},
-            "replicas": {
-                m.value: sum(x.replicas for x in cost.lines if x.market == m.value) for m in Market
-            },
-            "unpriced": list(cost.unpriced),
-            "placeholders": cost.placeholders,
-        },
+        "service_file_error": unread,
+        "now": {**now, "at": None if at is None else _iso(at)},
         "month_to_date": {
             "since": _iso(mtd.since),
             "until": _iso(mtd.now),
@@ -147,8 +168,48 @@ def cost_json(
             "ticks": mtd.ticks,
             "method": method(nominal),
         },
-        "prices": price_rows(cost, priced),
+        "prices": prices,
     }
+
+
+def state_cost_json(service: str, paths: ServicePaths, problem: str, now: float) -> dict[str, Any]:
+    """`hedgeform cost` of a service whose service file cannot be used (`problem`, one line),
+    from its tick log alone: the month to date as always, and for now the rate and billing
+    replicas the last tick recorded (this life's: nothing after a destroy that still holds;
+    null per hour with no such tick). Pricing the replicas there now, and each pool's
+    prices, need the file: no `prices` rows."""
+    ticks = paths.state_dir / TICKS_FILE
+    destroys = [d for d in [last_destroyed_at(paths.state_dir)] if d is not None]
+    mtd = month_to_date(read_tick_rates(ticks), now, destroys=destroys)
+    last: tuple[TickRate, Mapping[str, Any]] | None = None
+    if destroyed_at(paths.state_dir) is None:
+        for record in reversed(this_life(read_tail(ticks), destroys[-1] if destroys else None)):
+            if (rate := tick_rate(record)) is not None:
+                last = rate, record
+                break
+    counts = {m.value: 0 for m in Market}
+    if last is None:  # destroyed: nothing runs; else unknown
+        nothing = 0.0 if destroyed_at(paths.state_dir) is not None else None
+        per_hour: dict[str, float | None] = {key: nothing for key in ("spot", "on_demand", "total")}
+    else:
+        rate, record = last
+        per_hour = {"spot": rate.spot, "on_demand": rate.on_demand, "total": rate.total}
+        inputs = record.get("inputs")
+        states = inputs.get("replicas") if isinstance(inputs, dict) else None
+        for key, n in (states if isinstance(states, dict) else {}).items():
+            market, _, state = str(key).partition("/")
+            with contextlib.suppress(ValueError):
+                if market in counts and not ReplicaState(state).terminal and isinstance(n, int):
+                    counts[market] += n
+    nominal = mtd.nominal or (last is not None and last[0].nominal) or paths.sandbox_dir.is_dir()
+    now_part = {"per_hour": per_hour, "replicas": counts, "unpriced": [], "placeholders": False}
+    unread = (
+        f"{problem}: from state/{paths.service}/{TICKS_FILE} alone; a usable service file is "
+        "needed to price the replicas there now (the rate is the last tick's) and to list "
+        "each pool's price"
+    )
+    at = None if last is None else last[0].at
+    return _cost_json(service, nominal, now_part, mtd, [], at=at, unread=unread)
 
 
 def _hours(h: float) -> str:
@@ -161,13 +222,19 @@ def print_cost(data: dict[str, Any], prices: str = "") -> None:
     nominal = data["unit"] != UNIT_USD
     now, mtd = data["now"], data["month_to_date"]
     rates, counts = now["per_hour"], now["replicas"]
+    if data["service_file_error"]:
+        click.echo(data["service_file_error"])
     if nominal:
         click.echo(prices or "sandbox: nominal prices, not dollars")
-    click.echo(
-        f"now: {amount(rates['total'], nominal)}/h   spot {amount(rates['spot'], nominal)}/h "
-        f"({counts['spot']} replicas)   on demand {amount(rates['on_demand'], nominal)}/h "
-        f"({counts['on_demand']} replicas)"
-    )
+    when = "now" if now["at"] is None else f"last tick ({now['at']})"
+    if rates["total"] is None:
+        click.echo(f"{when}: unknown (no tick recorded a price since the service last started)")
+    else:
+        click.echo(
+            f"{when}: {amount(rates['total'], nominal)}/h   spot "
+            f"{amount(rates['spot'], nominal)}/h ({counts['spot']} replicas)   on demand "
+            f"{amount(rates['on_demand'], nominal)}/h ({counts['on_demand']} replicas)"
+        )
     if now["unpriced"]:
         click.echo(f"not priced (in no offered pool): {', '.join(now['unpriced'])}")
     gaps = (
@@ -183,7 +250,8 @@ def print_cost(data: dict[str, Any], prices: str = "") -> None:
     click.echo(f"  ({mtd['method']})")
     rows = data["prices"]
     if not rows:
-        click.echo("no prices: the spec offers no pool")
+        if not data["service_file_error"]:
+            click.echo("no prices: the spec offers no pool")
         return
     width = max(10, *(len(r["pool"]) for r in rows))
     per_hour = "nominal/h" if nominal else "$/h"
@@ -210,17 +278,29 @@ def cost(service: str, as_json: bool, lb_port: int | None, root: Path | None) ->
     """SERVICE's cost: $/h now by market (the replicas there now at the prices the policy
     uses), a month-to-date estimate from the tick log (state/SERVICE/ticks.jsonl, written by
     `hedgeform run`), and each price with its source and date. On the sandbox the prices are
-    its own nominal ones."""
+    its own nominal ones. Without a usable service file (moved away, unreadable, invalid):
+    the month to date and the rate the last tick recorded, from the tick log alone, after a
+    line saying why (`--json`: "service_file_error", and "now"."at", the tick's time); the
+    pools' prices need the file."""
+    prices = ""
     try:
-        rec = _reading_reconciler(service, lb_port, root)
-        now_cost, priced = current_cost(rec)
-        rates = read_tick_rates(rec.paths.state_dir / TICKS_FILE)
-        destroys = [last_destroyed_at(rec.paths.state_dir)]
-        mtd = month_to_date(rates, rec.clock(), destroys=[d for d in destroys if d is not None])
-        data = cost_json(service, now_cost, priced, mtd)
+        try:
+            rec = _reading_reconciler(service, lb_port, root)
+        except SpecError as exc:  # moved away, unreadable, invalid: the tick log is on disk
+            paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+            if not is_service_dir(paths.state_dir):
+                raise
+            data = state_cost_json(service, paths, str(exc).splitlines()[0], time.time())
+        else:
+            now_cost, priced = current_cost(rec)
+            rates = read_tick_rates(rec.paths.state_dir / TICKS_FILE)
+            destroys = [last_destroyed_at(rec.paths.state_dir)]
+            mtd = month_to_date(rates, rec.clock(), destroys=[d for d in destroys if d is not None])
+            data = cost_json(service, now_cost, priced, mtd)
+            prices = prices_line(p.offer for p in priced)
     except HedgeformError as exc:
         raise _fail(exc) from None
     if as_json:
         click.echo(json.dumps(data, indent=1, sort_keys=True))
     else:
-        print_cost(data, prices_line(p.offer for p in priced))
+        print_cost(data, prices)

@@ -172,8 +172,8 @@ def logs(
 
     \b
     Without the service file (moved, deleted, broken): the tick log, and on the sandbox the
-    replicas' logs and HAProxy's, are read from state/SERVICE alone (`status` and `cost` of
-    a running service need the file to observe it).
+    replicas' logs and HAProxy's, are read from state/SERVICE alone (as `status` and `cost`
+    then show what the state knows).
     """
     try:
         if replica is not None and lb:

@@ -219,6 +219,23 @@ def sizing_note(policy: ReplicaPolicy, target: float | None, in_use: frozenset[s
     return f"replicas sized at {target:g} requests/s each: {where}; targets {{{targets}}}"
 
 
+def record_store(paths: ServicePaths, state_backend: StateBackend) -> RecordStore:
+    """Where the service's record lives: beside a remote state (S3: the lock table; another
+    host continues it), else `state/<service>/reconciler.json`. `status` reads it through
+    this without a service file too."""
+    if state_backend.kind == "s3":
+        return DynamoDBRecords(
+            lock_table_client(state_backend),
+            state_backend.lock_table,
+            item_key(state_backend, paths.service, "record"),
+            aws_cli_target(state_backend),
+        )
+    if state_backend.remote:
+        name = object_name(state_backend, paths.service, "record")
+        return ObjectRecords(object_store(state_backend), name)
+    return FileRecords(paths.memory_file)
+
+
 class Reconciler:
     def __init__(
         self,
@@ -305,18 +322,7 @@ class Reconciler:
         # the id it was last called with in the running pass (None: not called yet).
         self.on_decided: Callable[[str, Decision], None] | None = None
         self.decided_pass: str | None = None
-        self.records: RecordStore = FileRecords(paths.memory_file)
-        if self.state_backend.kind == "s3":  # beside the state: another host continues it
-            where = self.state_backend
-            self.records = DynamoDBRecords(
-                lock_table_client(where),
-                where.lock_table,
-                item_key(where, paths.service, "record"),
-                aws_cli_target(where),
-            )
-        elif self.state_backend.remote:
-            name = object_name(self.state_backend, paths.service, "record")
-            self.records = ObjectRecords(object_store(self.state_backend), name)
+        self.records: RecordStore = record_store(paths, self.state_backend)
         if self.state_backend.remote:
             # Observation reads each stack's state through Terraform (`state pull`), never
             # from a file: with a remote backend there is no local copy to read.

@@ -16,7 +16,8 @@ sandbox's nominal units there (`unit`, never shown as `$`).
 
 `derive_events`, `priced_covers`, `availability` and `view_json` are pure (records and `now`
 in, data out); `collect` observes the service (the same look `status` always took) and
-reads the log.
+reads the log; `from_state` shows a service whose service file cannot be used from its state
+alone (the record, the log, on the sandbox its Terraform states, processes and HAProxy).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import readiness
-from reconciler.backends.sandbox import SandboxCloud, prices_line
+from reconciler.backends.sandbox import SandboxCloud, SandboxSettings, prices_line
 from reconciler.cost import (
     UNIT_NOMINAL,
     UNIT_USD,
@@ -45,15 +46,17 @@ from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state_store import (
     DESTROYED_FILE,
     DESTROYING_FILE,
+    Record,
     last_destroyed_at,
     previous_destroyed_at,
 )
 from reconciler.errors import SandboxError
-from reconciler.policy import Market, Replica, ReplicaState, ZoneOffer
+from reconciler.paths import ServicePaths
+from reconciler.policy import Market, Memory, Observation, Replica, ReplicaState, ZoneOffer
 from reconciler.policy.rollout import current_version
 from reconciler.sandbox import replicas as sandbox_replicas
 from reconciler.spec.fingerprint import spec_for_part
-from reconciler.stacks import in_pools
+from reconciler.stacks import ManagedReplica, in_pools
 
 TAIL_BYTES = 2 * 1024 * 1024  # the last 2 MiB of ticks.jsonl: thousands of ticks
 AVAILABILITY_WINDOW_S = 3600.0
@@ -159,6 +162,11 @@ class StatusView:
     # What the sandbox's prices are (backends/sandbox.py `prices_line`: its own list, or each
     # GPU type's AWS list price); "" when not known (`NOMINAL_NOTE` says the unit alone).
     prices: str = ""
+    # Without a usable service file (`from_state`): the price per hour is the last tick's,
+    # recorded at this time (unix s; None: priced now), and `unread` says why the file could
+    # not be used and what needs it ("" when it was read).
+    rate_at: float | None = None
+    unread: str = ""
 
     @property
     def unit(self) -> str:
@@ -180,7 +188,7 @@ class StatusView:
             "availability_1h": self.availability_1h,
             "replicas": [r.to_json() for r in self.replicas],
             "events": [e.to_json() for e in self.events],
-            "notes": list(self.notes),
+            "notes": [self.unread, *self.notes] if self.unread else list(self.notes),
         }
 
 
@@ -591,15 +599,51 @@ def collect(
     now = rec.clock()
     seen = rec.look()
     observed = in_pools(seen.observation, (*seen.managed, *seen.adopted))
-    members = seen.lb_members or frozenset()
     record = rec.records.load()
+    offers = {o.zone: o for o in observed.zones}
+    alive = sorted(r.id for r in observed.replicas if r.alive)
+    probes = {
+        rid: (p.reason, round(p.elapsed_s * 1000, 1))
+        for rid, p in _probes(rec, alive, record.version_specs).items()
+    }
+    view = _assemble(
+        rec.paths,
+        now,
+        observed,
+        seen.lb_members or frozenset(),
+        record,
+        probes,
+        lambda r: _accelerator(rec, offers.get(r.zone)),
+        endpoint,
+        version_detail,
+        notes,
+        last,
+    )
+    nominal = nominal_prices(observed.zones)
+    return replace(view, nominal=nominal, prices=prices_line(observed.zones) if nominal else "")
+
+
+def _assemble(
+    paths: ServicePaths,
+    now: float,
+    observed: Observation,
+    members: Collection[str],
+    record: Record,
+    probes: Mapping[str, tuple[str, float | None]],
+    accelerator: Callable[[Replica], str],
+    endpoint: str,
+    version_detail: str,
+    notes: Sequence[str],
+    last: int,
+) -> StatusView:
+    """The view of `observed` (its replicas at their pools, priced by its offers) with the
+    record's verdicts and the tick log's events: what `collect` and `from_state` share.
+    `probes`: replica -> (what its readiness check said, its latency in ms or None)."""
     memory = record.memory
     target = memory.target
     if memory.groups:  # several GPU types: the replicas the mix runs, not its units
         target = sum(group.target or 0 for _, group in memory.groups)
-    records = this_life(
-        read_tail(rec.paths.state_dir / TICKS_FILE), last_destroyed_at(rec.paths.state_dir)
-    )
+    records = this_life(read_tail(paths.state_dir / TICKS_FILE), last_destroyed_at(paths.state_dir))
     offers = {o.zone: o for o in observed.zones}
     live = {r.id for r in observed.replicas if r.alive}
     events = priced_covers([_priced(e, offers) for e in derive_events(records)], live, now)
@@ -608,11 +652,10 @@ def collect(
         if event.replica:
             latest[event.replica] = event
     ordered = sorted(observed.replicas, key=lambda r: r.id)
-    probes = _probes(rec, [r.id for r in ordered if r.alive], record.version_specs)
     rows: list[ReplicaRow] = []
     for r in ordered:
         state = memory.failed.get(r.id, r.state.value)  # the policy's verdict, if any
-        probe = probes.get(r.id)
+        probe, probe_ms = probes.get(r.id, ("-", None))
         last_event = latest.get(r.id)
         reason = f"{last_event.kind}: {last_event.reason}" if last_event else ""
         if r.id in memory.failed and not reason.startswith("failed"):
@@ -624,13 +667,13 @@ def collect(
                 id=r.id,
                 zone=r.zone,
                 market=r.market.value,
-                accelerator=_accelerator(rec, offers.get(r.zone)),
+                accelerator=accelerator(r),
                 version=r.version,
                 state=state,
                 age_s=round(max(0.0, now - r.launched_at), 1),
                 in_lb=r.id in members,
-                probe=probe.reason if probe is not None else "-",
-                probe_ms=round(probe.elapsed_s * 1000, 1) if probe is not None else None,
+                probe=probe,
+                probe_ms=probe_ms,
                 usd_per_hour=_replica_price(r, offers) if r.alive else 0.0,
                 reason=reason or "-",
             )
@@ -640,7 +683,7 @@ def collect(
     alive = [r for r in ordered if r.alive]
     ready = sum(1 for r in ordered if r.state is ReplicaState.READY and r.id in members)
     return StatusView(
-        service=rec.paths.service,
+        service=paths.service,
         version=current.number if (current := current_version(memory)) is not None else None,
         version_detail=version_detail,
         target=target,
@@ -651,10 +694,127 @@ def collect(
         replicas=tuple(rows),
         events=tuple(events[-last:]) if last > 0 else (),
         notes=tuple(notes),
-        nominal=nominal_prices(observed.zones),
         events_asked=last,
-        prices=prices_line(observed.zones) if nominal_prices(observed.zones) else "",
     )
+
+
+def from_state(
+    paths: ServicePaths,
+    record: Record,
+    problem: str,
+    notes: Sequence[str],
+    last: int,
+    now: float,
+    *,
+    remote: bool,
+    version_detail: str,
+) -> StatusView:
+    """A service whose service file cannot be used (`problem`, one line: moved away,
+    unreadable, invalid, or its sidecar invalid), from what its state knows, as `hedgeform
+    logs` reads it: the record (version, target, the policy's verdicts), the tick log (events,
+    availability, and the price per hour the last tick recorded: nothing else prices it), and
+    on the sandbox with a local state the replicas of its Terraform states, each one's
+    process, and the load balancer running (members, HAProxy's health check of each: no
+    readiness probe is sent, its request is the file's). A cloud's replicas, or a remote
+    state's, need the file (its clouds and regions, Terraform to read the state): no table.
+    The view's `unread` line says so."""
+    records = this_life(read_tail(paths.state_dir / TICKS_FILE), last_destroyed_at(paths.state_dir))
+    rates = [r for r in map(tick_rate, records) if r is not None]
+    rate = rates[-1] if rates else None
+    sandbox = paths.sandbox_dir.is_dir()
+    priced = "the price per hour is the last tick's, " + (
+        f"at {clock(rate.at)}" if rate is not None else "and none was recorded"
+    )
+    if sandbox and not remote:
+        cloud = SandboxCloud(paths.sandbox_dir, SandboxSettings(), paths=paths)
+        managed = cloud.managed()
+        replicas, members, probes = _sandbox_replicas(cloud, managed, record.memory, now)
+        types = {m.id: m.accelerator for m in managed if m.accelerator}
+        observed = in_pools(Observation(tuple(replicas), ()), managed)
+        endpoint = cloud.running_endpoint() or "- (no load balancer running)"
+        needed = (
+            "to probe the replicas (their state here: each one's process and HAProxy's "
+            f"health check), to price each replica and launch ({priced}) and to say when "
+            "failing probes replace one"
+        )
+    else:
+        observed, members, probes, types = Observation((), ()), frozenset(), {}, {}
+        endpoint = "?"
+        where = "a remote state" if remote else "the clouds"
+        needed = (
+            f"for the replica table and the endpoint (reading {where} takes the file's "
+            f"stacks), to price each launch ({priced}) and to say when failing probes replace "
+            "one"
+        )
+    view = _assemble(
+        paths,
+        now,
+        observed,
+        members,
+        record,
+        probes,
+        lambda r: types.get(r.id) or "-",
+        endpoint,
+        version_detail,
+        notes,
+        last,
+    )
+    return replace(
+        view,
+        usd_per_hour=None if rate is None else rate.total,
+        rate_at=None if rate is None else rate.at,
+        # the sandbox's own prices: its directory says so, ticks or not (as `destroyed`)
+        nominal=any(r.nominal for r in rates) or sandbox,
+        unread=f"{problem}: shown from state/{paths.service} alone; a usable service file is "
+        f"needed {needed}",
+    )
+
+
+def _memories(memory: Memory) -> list[Memory]:
+    """A memory and, for a mix (several GPU types), each type's own."""
+    return [memory, *(group for _, group in memory.groups)]
+
+
+def _sandbox_replicas(
+    cloud: SandboxCloud, managed: Sequence[ManagedReplica], memory: Memory, now: float
+) -> tuple[list[Replica], frozenset[str], dict[str, tuple[str, float | None]]]:
+    """The sandbox's replicas without the spec: each replica its Terraform states hold, in
+    the state its process and the load balancer give it (`from_state`), the members the
+    running HAProxy serves from, and each member's health check there ("LB check UP").
+    A replica Terraform could not create is FAILED_PROVISION; one without a running process
+    PREEMPTED when the record saw it preempted, else FAILED (as `SandboxCloud.states`); a
+    running member READY when its check passes, else NOT_READY; a running replica outside
+    the load balancer NOT_READY once it was ready (the record's `ready_once`), else STARTING."""
+    records = {s.record.replica_id: s for s in sandbox_replicas.list_replicas(cloud.state_dir)}
+    members = frozenset(cloud.lb_members() or ())
+    try:
+        checks = cloud.lb.server_stats() if members else {}
+    except SandboxError:  # it stopped meanwhile: no check to show
+        checks = {}
+    memories = _memories(memory)
+    preempted = {p[0] for m in memories for p in m.recent_preemptions}
+    ready_once = {rid for m in memories for rid in m.ready_once}
+    out: list[Replica] = []
+    probes: dict[str, tuple[str, float | None]] = {}
+    for m in managed:
+        status = records.get(m.id)
+        launched, version = (
+            (status.record.launched_at, status.record.version)
+            if status is not None
+            else (now, m.version)
+        )
+        if m.tainted:
+            state = ReplicaState.FAILED_PROVISION
+        elif status is None or not status.alive:
+            state = ReplicaState.PREEMPTED if m.id in preempted else ReplicaState.FAILED
+        elif m.id in members and m.id in checks:
+            check = checks[m.id]
+            state = ReplicaState.READY if check.up else ReplicaState.NOT_READY
+            probes[m.id] = (f"LB check {check.status}", None)
+        else:
+            state = ReplicaState.NOT_READY if m.id in ready_once else ReplicaState.STARTING
+        out.append(Replica(m.id, m.zone, Market(m.market), state, launched, version))
+    return out, members, probes
 
 
 def destroyed(service: str, state_dir: Path, at: float, last: int, now: float) -> StatusView:
@@ -747,9 +907,10 @@ def service_line(view: StatusView) -> str:
     """`llama  v2 (ready)  target 2  ready 2  $3.10/h now  availability 1h 98.3%`."""
     target = "-" if view.target is None else str(view.target)
     version = view.version_detail or "no version yet"
+    when = "now" if view.rate_at is None else f"at the last tick {clock(view.rate_at)}"
     return (
         f"{view.service}  {version}  target {target}  ready {view.ready}  "
-        f"{money(view.usd_per_hour, view.nominal)} now  "
+        f"{money(view.usd_per_hour, view.nominal)} {when}  "
         f"availability 1h {percent(view.availability_1h)}"
     )
 
@@ -767,7 +928,10 @@ def renderable(view: StatusView) -> Any:
                               f"{TICKS_FILE}):"))  # fmt: skip
             parts.append(_events_table(view))
         return Group(*parts)
-    parts = [Text(service_line(view)), Text(f"endpoint: {view.endpoint}")]
+    parts = [Text(service_line(view))]
+    if view.unread:
+        parts.append(Text(view.unread))
+    parts.append(Text(f"endpoint: {view.endpoint}"))
     if view.replicas:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("replica", "zone", "market", "accel", "ver", "state", "age", "in LB"):
@@ -828,7 +992,8 @@ NOMINAL_NOTE = "sandbox: nominal prices, not dollars"
 def prices_note(view: StatusView) -> str:
     """The line under the table of a sandbox service: which prices, in which unit, from
     where (`StatusView.prices`), as `hedgeform cost` says them."""
-    return f"prices: {view.prices or NOMINAL_NOTE}; `hedgeform cost` lists each"
+    listed = "" if view.unread else "; `hedgeform cost` lists each"
+    return f"prices: {view.prices or NOMINAL_NOTE}{listed}"
 
 
 def _unit_price(value: float | None, nominal: bool) -> str:
@@ -859,12 +1024,13 @@ def service_dirs(state_root: Path) -> list[str]:
             check_name(child.name)
         except Exception:
             continue
-        if child.is_dir() and not child.is_symlink() and _is_service_dir(child):
+        if child.is_dir() and not child.is_symlink() and is_service_dir(child):
             names.append(child.name)
     return names
 
 
-def _is_service_dir(path: Path) -> bool:
+def is_service_dir(path: Path) -> bool:
+    """A service's state directory: it holds a record, a tick log, a sandbox or a destroy mark."""
     names = ("reconciler.json", TICKS_FILE, SANDBOX_DIR, DESTROYED_FILE, DESTROYING_FILE)
     return any((path / name).exists() for name in names)
 

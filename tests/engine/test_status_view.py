@@ -706,3 +706,71 @@ def test_a_mix_on_the_sandbox_says_the_prices_its_pools_use(tmp_path: Path) -> N
     cost = cli(root, "cost", "mix")
     assert cost.exit_code == 0, cost.output
     assert line == f"prices: {cost.stdout.splitlines()[0]}; `hedgeform cost` lists each"
+
+
+def test_status_of_a_cloud_service_without_its_file_shows_the_record_and_the_log(
+    tmp_path: Path,
+) -> None:
+    """No sandbox directory (a cloud service) and no service file: before, one line
+    `...: no such service file` and exit 1. Now the version and target from the record, the
+    events and the last tick's rate from the log, and one line saying the replica table
+    needs the file (it names the clouds and regions to ask); no replica is invented."""
+    from reconciler.engine.state_store import Record, save_record
+    from reconciler.policy import Memory
+
+    root = project(tmp_path, {})
+    state = root / "state" / "svc"
+    state.mkdir(parents=True)
+    save_record(state / "reconciler.json", Record(memory=Memory(target=2)))
+    launch = move("us-east-1a-spot-0", "us-east-1a", "spot", "spot 0 < 2 wanted")
+    cost = {"at": NOW - 60, "spot": 0.6, "on_demand": 0.0, "total": 0.6, "nominal": False}
+    record = tick(NOW - 60, 1, decision={"launches": [launch]}, cost=cost)
+    record["inputs"] = {"ready": [], "replicas": {"spot/STARTING": 1}}
+    (state / "ticks.jsonl").write_text(json.dumps(record) + "\n")
+    result = cli(root, "status", "svc")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("svc  no version yet  target 2  ready 0  $0.60/h at the last tick")
+    assert lines[1].startswith(f"{root}/services/svc.yaml: no such service file: shown from ")
+    assert "needed for the replica table and the endpoint" in lines[1], lines[1]
+    assert lines[2] == "endpoint: ?" and lines[3] == "no replicas"
+    assert any("us-east-1a-spot-0" in ln and "spot 0 < 2 wanted" in ln for ln in lines[4:])
+    view = json.loads(cli(root, "status", "svc", "--json").stdout)
+    assert view["usd_per_hour"] == 0.6 and view["unit"] == "USD" and view["target"] == 2
+    assert view["notes"][0] == lines[1] and view["replicas"] == []
+    listed = cli(root, "status")
+    assert listed.exit_code == 0 and "shown from its state" in listed.stdout, listed.output
+
+    text = cli(root, "cost", "svc")
+    assert text.exit_code == 0, text.output
+    first, second = text.stdout.splitlines()[:2]
+    assert first.startswith(f"{root}/services/svc.yaml: no such service file: from state/svc/")
+    assert second.startswith("last tick (") and "$0.60/h" in second and "(1 replicas)" in second
+    assert "no prices: the spec offers no pool" not in text.stdout
+    data = json.loads(cli(root, "cost", "svc", "--json").stdout)
+    assert data["service_file_error"] == first and data["prices"] == []
+    assert data["now"]["per_hour"]["total"] == 0.6 and data["now"]["at"] is not None
+
+
+def test_without_its_file_and_without_state_a_service_is_still_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    root = project(tmp_path, {})
+    (root / "state" / "svc" / "plans").mkdir(parents=True)  # nothing a service leaves
+    for args in (("status", "svc"), ("cost", "svc")):
+        result = cli(root, *args)
+        assert result.exit_code == 1, result.output
+        assert result.output == f"Error: {root}/services/svc.yaml: no such service file\n"
+
+
+def test_cost_without_its_file_says_when_no_tick_priced_it(tmp_path: Path) -> None:
+    root = project(tmp_path, {})
+    (root / "state" / "svc" / "sandbox").mkdir(parents=True)  # a sandbox service, no tick
+    result = cli(root, "cost", "svc")
+    assert result.exit_code == 0, result.output
+    assert "now: unknown (no tick recorded a price since the service last started)" in (
+        result.stdout
+    )
+    assert "sandbox: nominal prices, not dollars" in result.stdout
+    data = json.loads(cli(root, "cost", "svc", "--json").stdout)
+    assert data["now"]["per_hour"]["total"] is None and data["unit"] == "nominal (sandbox)"
