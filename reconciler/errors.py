@@ -14,6 +14,8 @@ tell errors apart catch the subclass; the tree:
     │   ├── TraceError .................... a spot trace file or directory
     │   ├── BacktestError ................. backtest arguments
     │   ├── ProfileError .................. a GPU throughput profile (spec/profile)
+    │   ├── UnreadableFileError ........... a file that cannot be read as text (spec/reading)
+    │   ├── UnparsableFileError ........... YAML or JSON that does not load (spec/reading)
     │   └── MixError ...................... no GPU mix serves the rate (policy/mix)
     ├── StoredStateError .................. a file Hedgeform keeps that it cannot use
     │   ├── StateError .................... reconciler.json (engine/state_store)
@@ -98,6 +100,16 @@ class BacktestError(InputError):
 
 class ProfileError(InputError):
     """A throughput profile that cannot be used; one line naming the field path."""
+
+
+class UnreadableFileError(InputError):
+    """A file the user named that cannot be read as text: missing, a directory, a device,
+    FIFO or socket, over its size limit, unreadable, not UTF-8; one line naming it."""
+
+
+class UnparsableFileError(InputError):
+    """A file whose text does not load as YAML or JSON within bounds (syntax, nesting, the
+    number of values); one line naming it."""
 
 
 class MixError(InputError):

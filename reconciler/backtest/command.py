@@ -22,7 +22,13 @@ from reconciler.backtest.runner import (
 )
 from reconciler.backtest.workload import Workload, load_maf
 from reconciler.click_types import Finite, Whole
-from reconciler.errors import BacktestError, MixError, ProfileError, TraceError
+from reconciler.errors import (
+    BacktestError,
+    MixError,
+    ProfileError,
+    TraceError,
+    UnreadableFileError,
+)
 from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.service import MAX_REPLICAS
 from reconciler.traces import load_trace_set
@@ -166,7 +172,7 @@ MAF_NAME = "maf1-requests-per-minute.csv"
 @click.option(
     "--types",
     "types_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Several GPU types (docs/backtest.md, 'Several GPU types'): a YAML/JSON file giving "
     "per type its on-demand $/h and the requests/s one replica serves, one number "
     "(gpus.<TYPE>.usd_per_hour, gpus.<TYPE>.max_rps; TYPE as the trace file names give it, "
@@ -431,6 +437,8 @@ def _run_mixed(
                     spans[traces.name] = note
                     click.echo(note, err=True)
                 results[traces.name] = run_mixed(traces, named, cfg, None if quiet else _progress)
+    except UnreadableFileError as exc:  # /dev/zero, a FIFO, 2 GB: a bad --types, exit 2
+        raise click.BadParameter(str(exc), param_hint="--types") from None
     except (TraceError, BacktestError, ProfileError, MixError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_table(results))

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from reconciler.click_types import Finite
+from reconciler.errors import UnreadableFileError
 from reconciler.policy.mix import solve_mix
 from reconciler.solver_output import banner_to_stderr
 from reconciler.spec.profile_file import load_profile
@@ -57,7 +58,10 @@ def mix(
     (Mélange's inputs, arXiv 2404.14527). The mix is an exact integer program (HiGHS): by
     default a bucket's traffic may be split across types (a size-aware load balancer).
     """
-    profile = load_profile(profile_path, config)
+    try:
+        profile = load_profile(profile_path, config)
+    except UnreadableFileError as exc:  # /dev/zero, a FIFO, 2 GB: a bad --profile, exit 2
+        raise click.BadParameter(str(exc), param_hint="--profile") from None
     with banner_to_stderr():
         chosen = solve_mix(
             profile, rate, size_aware=not size_oblivious, max_utilization=max_utilization

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from reconciler.errors import ProfileError, SpecError
+from reconciler.errors import ProfileError, SpecError, UnparsableFileError, UnreadableFileError
 from reconciler.paths import NAME_RE
 from reconciler.spec import schema
 from reconciler.spec.envs import Envs, parse_envs
@@ -20,6 +16,7 @@ from reconciler.spec.errors import Problems
 from reconciler.spec.fields import Section, check_name, join
 from reconciler.spec.fields import open_section as _open
 from reconciler.spec.model import ServiceSpec, TLSFiles
+from reconciler.spec.reading import load_yaml, read_text
 from reconciler.spec.resources import parse_resources
 from reconciler.spec.service import (
     check_probe_for_clouds,
@@ -42,17 +39,11 @@ SERVICE_NAME_RULE = (
 )
 
 
-# A SkyServe service file is a few kilobytes; these bounds only stop a file that would hang
-# or exhaust the reconciler: a huge or endless file (/dev/zero), and YAML aliases that
-# expand into millions of values ("billion laughs").
-MAX_SPEC_BYTES = 1 << 20
-MAX_SPEC_VALUES = 100_000
-
-
 def load_spec(path: str | os.PathLike[str]) -> ServiceSpec:
     """The spec in `path`; the service is named after the file (`services/llama.yaml` -> llama).
     SpecError (one line per problem) for anything unusable, including a file that is not a
-    regular file, is larger than MAX_SPEC_BYTES or expands past MAX_SPEC_VALUES values."""
+    regular file, is larger than MAX_FILE_BYTES or expands past MAX_VALUES values
+    (spec/reading.py)."""
     return load_spec_texts(path, read_service_texts(path))
 
 
@@ -67,8 +58,8 @@ def read_service_texts(path: str | os.PathLike[str]) -> dict[str, str]:
     SpecError (one line) for a file that cannot be read, as `load_spec`."""
     sidecar = sidecar_path(path)
     return {
-        "service": _read_spec_text(Path(path), str(path)),
-        "sidecar": _read_spec_text(sidecar, str(sidecar)) if sidecar.exists() else "",
+        "service": _read_spec_text(Path(path), "service file"),
+        "sidecar": _read_spec_text(sidecar, "sidecar") if sidecar.exists() else "",
     }
 
 
@@ -77,27 +68,10 @@ def load_spec_texts(path: str | os.PathLike[str], texts: Mapping[str, str]) -> S
     at `path`: what `hedgeform run` rolls out once a reviewed plan recorded those texts,
     whatever the file says now (docs/review.md). SpecError as `load_spec`."""
     source = str(path)
-    text = texts.get("service", "")
     try:
-        data = yaml.load(text, Loader=UniqueKeyLoader)
-    except yaml.YAMLError as error:
-        raise SpecError([yaml_problem(source, error)]) from None
-    except ValueError:  # an integer longer than Python converts (4300 digits)
-        raise SpecError(
-            [f"{source}: a value YAML cannot load: a number of more than 4300 digits"]
-        ) from None
-    except RecursionError:
-        raise SpecError([f"{source}: nested too deeply to load"]) from None
-    except _TooManyValues:
-        raise SpecError([f"{source}: holds more than {MAX_SPEC_VALUES} values"]) from None
-    if _expanded_size(data, MAX_SPEC_VALUES) > MAX_SPEC_VALUES:
-        raise SpecError(
-            [f"{source}: expands to more than {MAX_SPEC_VALUES} values (YAML aliases?)"]
-        )
-    try:
-        json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
-    except UnicodeEncodeError:  # e.g. "\ud800": YAML accepts it, no file or HTTP header can
-        raise SpecError([f"{source}: a string holds a character UTF-8 cannot encode"]) from None
+        data = load_yaml(texts.get("service", ""), source)
+    except UnparsableFileError as error:
+        raise SpecError([str(error)]) from None
     spec = parse_spec(data, name=Path(path).stem, source=source)
     if texts.get("sidecar"):
         mix, changes = _load_sidecar(sidecar_path(path), texts["sidecar"], spec)
@@ -144,19 +118,17 @@ def _load_sidecar(path: Path, text: str, spec: ServiceSpec) -> tuple[MixSettings
 
 def read_sidecar(path: str | os.PathLike[str]) -> Any:
     """The YAML data of the sidecar file at `path` (spec/sidecar.py), read and parsed as
-    `load_spec` reads it (at most MAX_SPEC_BYTES of UTF-8, no key given twice), not yet
+    `load_spec` reads it (spec/reading.py's bounds, no key given twice), not yet
     checked against a service. SpecError (one line naming the file) for a file that cannot
     be read or is not such YAML."""
-    return _sidecar_data(_read_spec_text(Path(path), str(path)), str(path))
+    return _sidecar_data(_read_spec_text(Path(path), "sidecar"), str(path))
 
 
 def _sidecar_data(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=UniqueKeyLoader)
-    except yaml.YAMLError as error:
-        raise SpecError([yaml_problem(source, error)]) from None
-    except (ValueError, RecursionError, _TooManyValues):
-        raise SpecError([f"{source}: not a YAML file Hedgeform can load"]) from None
+        return load_yaml(text, source)
+    except UnparsableFileError as error:
+        raise SpecError([str(error)]) from None
 
 
 def _check_caps_serve_min(source: str, spec: ServiceSpec, names: Sequence[str]) -> None:
@@ -179,95 +151,12 @@ def _check_caps_serve_min(source: str, spec: ServiceSpec, names: Sequence[str]) 
         )
 
 
-def _read_spec_text(path: Path, source: str) -> str:
-    """The file's text, checked before it is opened (a FIFO would block the open)."""
+def _read_spec_text(path: Path, what: str) -> str:
+    """The file's text (spec/reading.py `read_text`); SpecError for what it refuses."""
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise SpecError([f"{source}: is a directory, not a service file"])
-        if not stat.S_ISREG(info.st_mode):
-            raise SpecError([f"{source}: not a regular file (a device, FIFO or socket)"])
-        if info.st_size > MAX_SPEC_BYTES:
-            raise SpecError([f"{source}: larger than {MAX_SPEC_BYTES >> 10} KiB"])
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_SPEC_BYTES + 1)
-    except FileNotFoundError:
-        raise SpecError([f"{source}: no such service file"]) from None
-    except OSError as error:
-        raise SpecError([f"{source}: cannot read: {error.strerror or error}"]) from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError([f"{source}: larger than {MAX_SPEC_BYTES >> 10} KiB"])
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError([f"{source}: not UTF-8 text"]) from None
-
-
-def _expanded_size(data: object, limit: int) -> int:
-    """How many values `data` holds with every alias expanded, counting up to `limit` + 1
-    (a walk that stops early: the expanded document may be astronomically large)."""
-    count, stack = 0, [data]
-    while stack and count <= limit:
-        item = stack.pop()
-        count += 1
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return count
-
-
-MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _TooManyValues(Exception):
-    """More than MAX_SPEC_VALUES nodes composed (UniqueKeyLoader)."""
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, refusing a key given twice in one mapping: SkyServe's loader keeps
-    the last one silently, so `timeout_seconds: 0` followed by `timeout_seconds: 1` would
-    hide the first (likely the intended) value. Keys a merge (`<<: *anchor`) brings in may be
-    overridden, as YAML's merge allows: only the keys written in the mapping itself count,
-    as composed, before PyYAML flattens merges into the (possibly shared) node. It also stops
-    composing past MAX_SPEC_VALUES nodes, before a huge document is built."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._own_keys: dict[int, list[yaml.Node]] = {}
-        self._composed = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        self._composed += 1
-        if self._composed > MAX_SPEC_VALUES:
-            raise _TooManyValues
-        return super().compose_node(parent, index)
-
-    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
-        self._own_keys[id(node)] = [k for k, _ in node.value if k.tag != MERGE_TAG]
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        own = self._own_keys.get(id(node))
-        keys = own if own is not None else [k for k, _ in node.value if k.tag != MERGE_TAG]
-        for key_node in keys:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: construct_mapping itself refuses it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
+        return read_text(path, what)
+    except UnreadableFileError as error:
+        raise SpecError([str(error)]) from None
 
 
 def parse_spec(data: object, *, name: str, source: str) -> ServiceSpec:
@@ -473,15 +362,3 @@ def _sandbox_notes(
             "throughput (honoured on aws and gcp)"
         )
     return tuple(notes)
-
-
-def yaml_problem(source: str, error: yaml.YAMLError) -> str:
-    """`file:line: YAML syntax error: problem`, one line (PyYAML's own text spans several)."""
-    if isinstance(error, yaml.MarkedYAMLError):
-        mark = error.problem_mark or error.context_mark
-        problem = error.problem or error.context or "invalid YAML"
-        if mark is not None:
-            return f"{source}:{mark.line + 1}: YAML syntax error: {problem}"
-        return f"{source}: YAML syntax error: {problem}"
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else "invalid YAML"
-    return f"{source}: YAML syntax error: {first_line}"

@@ -17,8 +17,10 @@ Errors are `ProfileError`, one line naming the field path.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from reconciler.errors import ProfileError
@@ -43,9 +45,37 @@ class Profile:
         return [(i, j) for i, row in enumerate(self.distribution) for j in range(len(row))]
 
 
+# A number in exponent form YAML 1.1 reads as a string: its float form needs a dot and a
+# signed exponent (`1.0e+7`); JSON reads `1e7` as a number, PyYAML as the text '1e7'.
+_EXPONENT_TEXT = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+")
+
+
+def yaml_number_hint(value: object) -> str:
+    """`; YAML 1.1 reads 1e7 as text: write 1.0e+7 or 10000000` for a string that is a
+    number in an exponent form YAML 1.1 does not take for one (no dot or no sign in the
+    exponent); "" for any other value (a quoted '1.0e+7' was meant as text)."""
+    if not isinstance(value, str) or not _EXPONENT_TEXT.fullmatch(value):
+        return ""
+    mantissa, _, exponent = value.replace("_", "").lower().partition("e")
+    if "." in mantissa and exponent[0] in "+-":
+        return ""
+    if "." not in mantissa:
+        mantissa += ".0"
+    elif mantissa.endswith("."):
+        mantissa += "0"
+    if exponent[0] not in "+-":
+        exponent = "+" + exponent
+    written = f"{mantissa}e{exponent}"
+    if not math.isfinite(float(written)):
+        return ""
+    plain = f"{Decimal(written).normalize():f}"
+    also = f" or {plain}" if abs(int(exponent)) <= 12 else ""
+    return f"; YAML 1.1 reads {value} as text: write {written}{also}"
+
+
 def _number(value: Any, where: str, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ProfileError(f"{where}: {value!r} is not a number")
+        raise ProfileError(f"{where}: {value!r} is not a number{yaml_number_hint(value)}")
     if value < 0 or (positive and value == 0):
         raise ProfileError(f"{where}: {value!r} must be {'above' if positive else 'at least'} 0")
     return float(value)

@@ -1,17 +1,15 @@
 """Reading a throughput profile from a file (JSON or YAML), for `hedgeform mix` and the
-mixed backtest (`hedgeform backtest --types`). Parsing is spec/profile.py's, pure."""
+mixed backtest (`hedgeform backtest --types`). The file is read within the bounds of every
+file someone else may have written (spec/reading.py); parsing is spec/profile.py's, pure."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from reconciler.errors import ProfileError
-from reconciler.spec.loading import yaml_problem
+from reconciler.errors import ProfileError, UnparsableFileError
 from reconciler.spec.profile import Profile, parse_profile
+from reconciler.spec.reading import load_json_or_yaml, read_text
 
 
 def load_profile_data(
@@ -20,18 +18,17 @@ def load_profile_data(
     """The profile's mapping and its field path. A file holding several named configs (as
     `../shared/melange/anchor.json` does, under `configs`) needs `config` to pick one (the
     command's option `selector`; None: the command takes one profile per file); a file that
-    is one config must not be given one."""
+    is one config must not be given one.
+
+    UnreadableFileError (one line naming the file) when `path` cannot be read as text at all
+    (missing, a directory, a device or FIFO, over 1 MiB, not UTF-8: a bad command-line value,
+    the commands say so with exit code 2); ProfileError (one line) for text that does not
+    load (syntax, nesting, too many values) or is not a profile."""
+    text = read_text(path, "profile")
     try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not a text file") from None
-    try:  # JSON first: YAML 1.1 reads JSON's 2.5E0 or 1e-9 as strings
-        data = json.loads(text)
-    except ValueError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ProfileError(f"not JSON or YAML: {yaml_problem(str(path), exc)}") from None
+        data = load_json_or_yaml(text, str(path))
+    except UnparsableFileError as exc:
+        raise ProfileError(str(exc)) from None
     if isinstance(data, dict) and "configs" in data and "gpus" not in data:
         configs = data["configs"]
         if not isinstance(configs, dict) or not configs:
@@ -53,7 +50,7 @@ def load_profile(
     path: Path, config: str | None = None, selector: str | None = "--config"
 ) -> Profile:
     """The parsed profile of `path` (and `config`); ProfileError, one line, naming the file
-    and the field."""
+    and the field; UnreadableFileError as `load_profile_data`."""
     data, where = load_profile_data(path, config, selector)
     try:
         return parse_profile(data, where)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import ProfileError
-from reconciler.spec.profile import Profile, parse_profile
+from reconciler.spec.profile import Profile, parse_profile, yaml_number_hint
 
 SIDECAR_SUFFIX = ".hedgeform.yaml"
 AUTO, REVIEW = "auto", "review"
@@ -121,7 +121,10 @@ def parse_sidecar(data: Any, accelerators: Sequence[str]) -> MixSettings:
         or not isinstance(utilization, int | float)
         or not 0 < utilization <= 1
     ):
-        raise ProfileError(f"mix.max_utilization: {utilization!r} is not a share in (0, 1]")
+        raise ProfileError(
+            f"mix.max_utilization: {utilization!r} is not a share in (0, 1]"
+            + yaml_number_hint(utilization)
+        )
     caps_raw = mix.get("caps")
     if caps_raw is None:  # `caps:` with nothing under it: no caps
         caps_raw = {}

@@ -163,6 +163,25 @@ def run(args: list[str]) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def test_a_types_file_that_cannot_be_read_is_a_bad_option_as_for_mix(two_types: Path) -> None:
+    """Before: a missing --types file was exit 1 (`Error: x.yaml: No such file or directory`)
+    where `mix --profile` says exit 2; /dev/zero read without end (MemoryError)."""
+    missing = two_types.parent / "missing.yaml"
+    code, output = run(["--traces", str(two_types), "--types", str(missing), "--rate", "7"])
+    assert code == 2 and "Invalid value for '--types': File " in output
+    assert "does not exist" in output and len(output.strip().splitlines()) == 1
+    if Path("/dev/zero").exists():
+        code, output = run(["--traces", str(two_types), "--types", "/dev/zero", "--rate", "7"])
+        assert code == 2 and output.strip().startswith(
+            "Error: Invalid value for --types: /dev/zero: not a regular file (a device, FIFO or "
+            "socket) (see '"
+        )
+    deep = two_types.parent / "deep.json"
+    deep.write_text("[" * 100_000)
+    code, output = run(["--traces", str(two_types), "--types", str(deep), "--rate", "7"])
+    assert code == 1 and output.strip() == f"Error: {deep}: nested too deeply to load"
+
+
 def test_a_file_naming_no_type_in_a_mixed_set_is_one_line(two_types: Path) -> None:
     """Before: a StopIteration traceback from pricing the unnamed pool."""
     trace(two_types / "zd-1a.json", [1] * DAY)
