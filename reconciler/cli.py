@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
+import io
 import os
 import sys
 from typing import Any
@@ -25,6 +27,40 @@ class _OneLineUsage(click.UsageError):
         click.echo(f"Error: {self.format_message()}{where}", file=file, err=file is None)
 
 
+class _ClosedStdout(io.TextIOBase):
+    """`sys.stdout` once standard output was found closed (`hedgeform mix ... >&-`): writing
+    any text raises OSError (EBADF), which the group reports in one line on stderr, exit 1,
+    as coreutils do (`ls >&-`): output asked for and lost is not a success. Python's own
+    stand-in, None, makes click drop the output silently and `print` crash elsewhere."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):  # click probes for a binary stream with b""
+            raise TypeError("a text stream")
+        if text:
+            raise OSError(errno.EBADF, "cannot print: standard output is closed")
+        return 0
+
+
+def _guard_closed_stdout() -> None:
+    """When fd 1 was closed before Hedgeform started (Python then sets `sys.stdout` to None),
+    hold fd 1 open on /dev/null, so that no file Hedgeform opens gets fd 1, where HiGHS
+    prints its banner (solver_output.py), and make printing an error (`_ClosedStdout`)."""
+    if sys.stdout is not None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(os.devnull, os.O_WRONLY)  # fd 1 itself, the lowest free descriptor
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+    sys.stdout = _ClosedStdout()
+
+
 class LazyGroup(click.Group):
     """Imports a subcommand's module only when it runs: `hedgeform sandbox ...` is called by
     Terraform provisioners for every replica, and must not pay for numpy or the engine."""
@@ -39,6 +75,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         """An environment fault that reaches the top (a full disk, a permission) is one line
         naming the file, never a traceback."""
+        _guard_closed_stdout()
         try:
             return super().invoke(ctx)
         except _OneLineUsage:

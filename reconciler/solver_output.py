@@ -18,7 +18,8 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def banner_to_stderr() -> Iterator[None]:
-    """Point fd 1 at fd 2 while the block runs, then restore it (also on an exception)."""
+    """Point fd 1 at fd 2 while the block runs, then restore it (also on an exception); a
+    closed fd 1 (`>&-`) is closed again."""
     with _fd1_to(2):
         yield
 
@@ -36,12 +37,25 @@ def banner_discarded() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _fd1_to(fd: int) -> Iterator[None]:
-    sys.stdout.flush()
-    saved = os.dup(1)
+    """fd 1 is `fd` in the block; afterwards what it was, closed again when it was closed
+    (`>&-`: Python's `sys.stdout` is then None, and nothing is flushed)."""
+    _flush_stdout()
+    try:
+        saved: int | None = os.dup(1)
+    except OSError:  # fd 1 is closed
+        saved = None
     try:
         os.dup2(fd, 1)
         yield
     finally:
+        _flush_stdout()
+        if saved is None:
+            os.close(1)
+        else:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:
         sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)

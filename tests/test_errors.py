@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -79,3 +83,48 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     result = CliRunner().invoke(group, ["talk"])
     assert result.exit_code == EXIT_BROKEN_PIPE
     assert "Error" not in result.output and "Broken pipe" not in result.output
+
+
+def _closed_stdout(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -c code args` with fd 1 closed, as the shell's `>&-` leaves it."""
+    return subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-c", code, *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_closed_stdout_is_one_line_on_stderr_and_not_a_success(tmp_path: Path) -> None:
+    """`hedgeform mix ... --json >&-`: before, an AttributeError traceback from
+    solver_output (sys.stdout is None); the JSON asked for cannot be printed, so exit 1."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"gpus": {"L4": {"usd_per_hour": 1.0, "max_rps": 5}}}))
+    done = _closed_stdout(
+        "from reconciler.cli import main; main()",
+        *("mix", "--profile", str(profile), "--rate", "1", "--json"),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == "Error: cannot print: standard output is closed"
+
+
+def test_the_solver_banner_goes_to_stderr_with_stdout_closed() -> None:
+    """solver_output outside the command line (the bench scripts): fd 1 closed before, and
+    closed again after."""
+    code = (
+        "import os, sys\n"
+        "from reconciler.solver_output import banner_to_stderr, banner_discarded\n"
+        "with banner_to_stderr():\n"
+        "    os.write(1, b'banner\\n')\n"
+        "with banner_discarded():\n"
+        "    os.write(1, b'discarded\\n')\n"
+        "try:\n"
+        "    os.fstat(1)\n"
+        "except OSError:\n"
+        "    sys.stderr.write('fd 1 closed again\\n')\n"
+    )
+    done = _closed_stdout(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "banner\nfd 1 closed again\n"
