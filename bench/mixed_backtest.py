@@ -16,7 +16,8 @@ example's request mix, `1 / sum_b d_b / max_rps[b]` (the size-oblivious capacity
 A100-80GB 26.7). Then `hedgeform backtest --types FILE --rate R` runs for R = 7 req/s (three
 A10Gs or one A100-80GB; A10G spot is the cheaper) and R = 20 req/s (A100-80GB the cheaper) in
 three cells: 120 s warning with a 120 s cold start (the default), no warning, and a 600 s cold
-start. Prints one markdown table; the trace sets and the types file stay in --out.
+start. Prints one markdown table; the trace sets, the types file and each cell's results stay
+in --out (an existing --out keeps its other files; those three are replaced).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,14 +63,77 @@ def build(out: Path) -> tuple[dict[str, Path], Path]:
     return dirs, types
 
 
+def whole_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum` (argparse's one-line error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+OUT_HELP = (
+    "Directory to build the two trace sets in (set-A/ and set-B/) with the types file "
+    "(types.yaml){also}; created when missing. set-A/, set-B/ and types.yaml in it are "
+    "replaced (deleted and written again){replaced}. Default: a new temporary directory."
+)
+
+
+def prepare_out(
+    parser: argparse.ArgumentParser, out: Path | None, prefix: str
+) -> tuple[Path, dict[str, Path], Path]:
+    """`out` (a new temporary directory when None), created, with the trace sets and the
+    types file `build` writes there: (out, the sets by label, the types file). An --out that
+    cannot be created, or a build that fails (an unwritable --out, no ../shared), ends the
+    script with one line naming the path, exit 2."""
+    try:
+        if out is None:
+            out = Path(tempfile.mkdtemp(prefix=prefix))
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.exit(2, f"{parser.prog}: error: --out {out}: cannot create it: {_why(exc)}\n")
+    try:
+        dirs, types = build(out)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        parser.exit(
+            2, f"{parser.prog}: error: cannot build the trace sets in {out}: {where}{_why(exc)}\n"
+        )
+    return out, dirs, types
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--repeats",
+        type=whole_at_least(1),
+        default=10,
+        metavar="N",
+        help="Windows per trace set and cell (at least 1; default 10), as the backtest's "
+        "--repeats.",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=OUT_HELP.format(
+            also=" and each cell's results (<set>-<rate>-w<warning>-c<cold start>.json)",
+            replaced=", and so is each cell's results file",
+        ),
+    )
     args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="mixed-backtest-"))
-    out.mkdir(parents=True, exist_ok=True)
-    dirs, types = build(out)
+    out, dirs, types = prepare_out(parser, args.out, "mixed-backtest-")
     print(f"trace sets and types in {out}", file=sys.stderr)
     print("| set | rate | warning / cold start | run | cost % | avail % | preempt | od l. |")
     print("|---|---|---|---|---|---|---|---|")

@@ -20,13 +20,12 @@ import argparse
 import math
 import statistics
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mixed_backtest import CELLS, RATES, build
+from mixed_backtest import CELLS, OUT_HELP, RATES, prepare_out, whole_at_least
 
 from reconciler.backtest.mixed_run import MixedSetup, for_traces, run_mixed
 from reconciler.backtest.runner import BacktestConfig
@@ -37,13 +36,19 @@ from reconciler.traces import load_trace_set
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--repeats",
+        type=whole_at_least(2),
+        default=40,
+        metavar="N",
+        help="Windows per trace set and cell (at least 2, for a standard error; default 40).",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help=OUT_HELP.format(also="", replaced="")
+    )
     parser.add_argument("cells", nargs="*", help="e.g. B-20-w0-c120 (default: every cell)")
     args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="mixed-paired-"))
-    out.mkdir(parents=True, exist_ok=True)
-    dirs, types = build(out)
+    _, dirs, types = prepare_out(parser, args.out, "mixed-paired-")
     profile = load_profile(types, None, selector=None)
     known = {
         f"{label}-{rate:g}-w{warning}-c{cold}"
@@ -85,7 +90,8 @@ def main() -> None:
 
 
 def _mean_se(values: list[float]) -> str:
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    """`+mean ± standard error` of at least two values (one per window: --repeats >= 2)."""
+    se = statistics.stdev(values) / math.sqrt(len(values))
     return f"{statistics.mean(values):+.3f} ± {se:.3f}"
 
 
