@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import main
 from reconciler.engine.profile_cmd import merge_into_sidecar
-from reconciler.errors import ProfileError, SandboxError, SpecError
+from reconciler.errors import ProfileError, SpecError
 from reconciler.spec import load_spec
 from reconciler.spec.profile_file import load_profile
 
@@ -172,14 +172,14 @@ def test_a_fifo_as_the_sidecar_to_write_does_not_block(tmp_path: Path) -> None:
     path = tmp_path / "llama.hedgeform.yaml"
     os.mkfifo(path)
     error = _within(lambda: merge_into_sidecar(path, "L4", [[1.0]]))
-    assert isinstance(error, SandboxError) and "not a regular file" in str(error)
+    assert isinstance(error, SpecError) and "not a regular file" in str(error)
 
 
 def test_a_deeply_nested_sidecar_to_write_is_one_line(tmp_path: Path) -> None:
     """`hedgeform profile --write`: before, a RecursionError traceback."""
     path = tmp_path / "llama.hedgeform.yaml"
     path.write_text("mix: " + "[" * 100_000)
-    with pytest.raises(SandboxError, match=r"^\S+llama\.hedgeform\.yaml: nested too deeply"):
+    with pytest.raises(SpecError, match=r"^\S+llama\.hedgeform\.yaml: nested too deeply"):
         merge_into_sidecar(path, "L4", [[1.0]])
     path.write_text("changes: review\n")
     merge_into_sidecar(path, "L4", [[1.0]])  # a good one is still merged
