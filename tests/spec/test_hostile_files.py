@@ -5,7 +5,6 @@ features that are not attacks (merge keys) load as yaml.safe_load reads them."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import yaml
 
 from reconciler.errors import SpecError
 from reconciler.spec import load_spec
+from tests.within import returns_within
 
 BASE = """\
 service:
@@ -23,19 +23,7 @@ service:
 
 def _load_within(path: Path, seconds: float = 10.0) -> BaseException | object:
     """load_spec(path) in a thread; fails the test when it has not returned in time."""
-    out: list[BaseException | object] = []
-
-    def run() -> None:
-        try:
-            out.append(load_spec(path))
-        except BaseException as exc:
-            out.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert out, f"load_spec({path}) did not return within {seconds} s"
-    return out[0]
+    return returns_within(lambda: load_spec(path), seconds)
 
 
 def test_a_billion_laughs_is_refused_at_once(tmp_path: Path) -> None:

@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -24,27 +21,10 @@ from reconciler.engine.profile_cmd import merge_into_sidecar
 from reconciler.errors import ProfileError, SpecError
 from reconciler.spec import load_spec
 from reconciler.spec.profile_file import load_profile
+from tests.within import returns_within
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = {"gpus": {"L4": {"usd_per_hour": 1.0, "max_rps": 5}}}
-
-
-def _within(call: Callable[[], Any], seconds: float = 10.0) -> Any:
-    """call() in a thread, its result or exception; fails the test when it has not returned
-    in time (a FIFO's open blocks until a writer comes)."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(call())
-        except BaseException as exc:
-            out.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert out, f"did not return within {seconds} s"
-    return out[0]
 
 
 def mix(path: Path | str) -> Result:
@@ -74,7 +54,7 @@ def test_a_device_in_place_of_the_profile_is_a_bad_option(tmp_path: Path) -> Non
     """Before: `--profile /dev/zero` read without end, a MemoryError traceback."""
     if not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero here")
-    result = _within(lambda: mix("/dev/zero"))
+    result = returns_within(lambda: mix("/dev/zero"))
     assert result.exit_code == 2
     assert one_line(result).startswith(
         "Error: Invalid value for --profile: /dev/zero: not a regular file (a device, FIFO"
@@ -85,7 +65,7 @@ def test_a_fifo_in_place_of_the_profile_does_not_block(tmp_path: Path) -> None:
     """Before: the open waited for a writer forever."""
     path = tmp_path / "profile.json"
     os.mkfifo(path)
-    result = _within(lambda: mix(path))
+    result = returns_within(lambda: mix(path))
     assert result.exit_code == 2
     assert f"--profile: {path}: not a regular file" in one_line(result)
 
@@ -104,7 +84,7 @@ def test_a_billion_laughs_profile_is_refused(tmp_path: Path) -> None:
         lines.append(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]")
     path = tmp_path / "bomb.yaml"
     path.write_text("\n".join(lines) + "\n")
-    result = _within(lambda: mix(path))
+    result = returns_within(lambda: mix(path))
     assert result.exit_code == 1
     assert "expands to more than 100000 values" in one_line(result)
 
@@ -171,7 +151,7 @@ def test_a_fifo_as_the_sidecar_to_write_does_not_block(tmp_path: Path) -> None:
     """`hedgeform profile --write`: before, the read waited for a writer forever."""
     path = tmp_path / "llama.hedgeform.yaml"
     os.mkfifo(path)
-    error = _within(lambda: merge_into_sidecar(path, "L4", [[1.0]]))
+    error = returns_within(lambda: merge_into_sidecar(path, "L4", [[1.0]]))
     assert isinstance(error, SpecError) and "not a regular file" in str(error)
 
 
