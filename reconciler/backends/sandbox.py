@@ -527,7 +527,9 @@ class SandboxCloud:
         sidecar's profile (spec/sidecar.py), else its entry of a per-accelerator
         `target_qps_per_replica` (the type it runs, else the spec's first accelerator), so
         the sandbox serves each type at the throughput the service states and the SLO can be
-        measured under load (issue 15). Empty without either: no limit, as before."""
+        measured under load (issue 15). Empty without either: no limit, as before. A type
+        profiled above what one simulated replica can be asked to serve
+        (`replicas.MAX_RPS`, the local module's bound) is simulated at that most."""
         if self.spec is None:
             return {}
         policy = self.spec.service.replica_policy
@@ -541,7 +543,7 @@ class SandboxCloud:
             name = replica.accelerator or (named[0] if named else "")
             rps = self.spec.replica_rps(name)
             if rps is not None:
-                out[replica.id] = rps
+                out[replica.id] = min(rps, replicas.MAX_RPS)
         return out
 
     def _launch_settings(

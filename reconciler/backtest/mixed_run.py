@@ -109,7 +109,7 @@ def for_traces(traces: TraceSet, setup: MixedSetup) -> MixedSetup:
         setup.rate_rps,
     )
     for t in types:
-        need = math.ceil(setup.rate_rps / named.serves(t) - 1e-9)
+        need = replicas_for(setup.rate_rps, named.serves(t))
         if need > MAX_REPLICAS:
             raise BacktestError(
                 f"--rate {setup.rate_rps:g} needs {need} replicas of {t} alone, more than the "
@@ -145,11 +145,20 @@ def pools_of(traces: TraceSet, setup: MixedSetup, names: tuple[str, ...] | None 
     )
 
 
+def replicas_for(rate_rps: float, serves_rps: float) -> int:
+    """Replicas of `serves_rps` requests/s each that carry `rate_rps`: at least one for any
+    rate above 0, however small beside a replica; a rate within a billionth (relative) of a
+    whole number of replicas is that number (float rounding, not demand)."""
+    if rate_rps <= 0:
+        return 0
+    return max(1, math.ceil(rate_rps / serves_rps * (1 - 1e-9)))
+
+
 def mixed_spec(setup: MixedSetup, cfg: BacktestConfig) -> ServiceSpec:
     """The mixed service: a fixed capacity of the rate (in units of the smallest type's
     requests/s), per-accelerator targets from the setup, SpotHedge's settings."""
     serves = {g.name: g.max_rps[0][0] for g in setup.profile.gpus}
-    units = math.ceil(setup.rate_rps / min(serves.values()) - 1e-9)
+    units = replicas_for(setup.rate_rps, min(serves.values()))
     rp = ReplicaPolicy(
         min_replicas=units,
         max_replicas=units,
@@ -185,7 +194,7 @@ def run_mixed(
     for t in traces.accelerators:
         alone = traces.only(t)
         rows_of = tuple(i for i, z in enumerate(traces.zones) if z.accelerator == t)
-        need = math.ceil(setup.rate_rps / setup.serves(t) - 1e-9)
+        need = replicas_for(setup.rate_rps, setup.serves(t))
         spec = backtest_spec(replace(cfg, target=need), None)
         runs.append((f"hedgeform {t} only", alone, rows_of, spec, POLICIES["hedgeform"]))
     for label, subset, rows_of, spec, policy in runs:

@@ -316,7 +316,7 @@ class _Replay:
                 enough = n_spot + n_od >= decision.target
             else:
                 baseline += self.pools.baseline_per_tick
-                enough = served >= self.pools.demand_rps - 1e-9
+                enough = served >= self.pools.demand_rps * (1 - 1e-9)  # relative: any rate
             if t >= first_scored:
                 scored += 1
                 available += enough

@@ -28,6 +28,7 @@ from typing import Any
 
 from reconciler.errors import ProfileError
 from reconciler.spec.profile import Profile, parse_profile, yaml_number_hint
+from reconciler.spec.service import MAX_TARGET_QPS, MIN_TARGET_QPS
 
 SIDECAR_SUFFIX = ".hedgeform.yaml"
 AUTO, REVIEW = "auto", "review"
@@ -183,6 +184,18 @@ def _profile(raw: Any, known: Any) -> Profile:
         gpus[name] = {**entry, "usd_per_hour": PLACEHOLDER_PRICE}
     profile = parse_profile({**raw, "gpus": gpus}, "mix.profile")
     for gpu in profile.gpus:
+        # the bounds of a replica's target_qps_per_replica (spec/service.py): outside them a
+        # figure is a typo, and the policy's units (the smallest type's requests/s,
+        # policy/mixed.py) would span more than a float's range between types
+        odd = [
+            r for row in gpu.max_rps for r in row if r and not MIN_TARGET_QPS <= r <= MAX_TARGET_QPS
+        ]
+        if odd:
+            raise ProfileError(
+                f"mix.profile.gpus.{gpu.name}.max_rps: {odd[0]:g} is not a replica's "
+                f"requests/s: give 0 (cannot within the SLO) or {MIN_TARGET_QPS:g} to "
+                f"{MAX_TARGET_QPS:g}"
+            )
         if oblivious_capacity(gpu.max_rps, profile.distribution) <= 0:
             raise ProfileError(
                 f"mix.profile.gpus.{gpu.name}.max_rps: 0 for a bucket the distribution sends "

@@ -328,6 +328,31 @@ def test_a_mix_priced_without_its_spare_was_stuck_on_a_large_type_all_day(
     assert cost < 60.0, f"cost {cost:.1f} %"
 
 
+@pytest.mark.parametrize(
+    ("types", "rate"),
+    [
+        (TYPES.replace("max_rps: 26.7", "max_rps: 1.0e+10"), "7"),  # a type dwarfing the rate
+        (TYPES, "1e-9"),  # a rate dwarfed by every type
+    ],
+)
+def test_a_rate_far_below_a_replica_is_served_by_one_and_scored_so(
+    two_types: Path, types: str, rate: str
+) -> None:
+    # before: ceil(rate / serves - 1e-9) sized a run at 0 replicas, and the absolute 1e-9 of
+    # the scoring counted serving nothing as available: 0.00 % or 100 % with no launch
+    (two_types.parent / "types.yaml").write_text(types)
+    out = two_types.parent / "r.json"
+    result = CliRunner().invoke(
+        main,
+        ["backtest", "--traces", str(two_types), "--types", str(two_types.parent / "types.yaml"),
+         "--rate", rate, "--repeats", "1", "--quiet", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name, row in json.loads(out.read_text())["traces"]["two"].items():
+        assert row["availability_pct"] > 90 and row["cost_pct"] > 1, (name, row)
+        assert row["spot_launches"] + row["od_launches"] >= 1, (name, row)
+
+
 def test_a_mix_of_one_type_replays_exactly_as_that_type_alone(tmp_path: Path) -> None:
     """Common random numbers: the single-type runs name each pool as the mix does
     (`<zone>/<type>`), so the seeded retry jitter after a capacity refusal

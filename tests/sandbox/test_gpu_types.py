@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from reconciler.backends.sandbox import SandboxCloud, SandboxSettings
@@ -76,6 +77,26 @@ def test_launch_refuses_a_rate_out_of_range(tmp_path: Path) -> None:
          "local-1a", "--market", "on_demand", "--max-rps", "20000"],
     )  # fmt: skip
     assert result.exit_code == 2 and "--max-rps" in result.output
+
+
+def test_a_type_profiled_above_a_simulated_replicas_most_is_simulated_at_it(
+    tmp_path: Path,
+) -> None:
+    # before: 20000 req/s went to the local module, whose bound (10000) failed `plan`
+    (tmp_path / "services").mkdir()
+    text = (REPO / "services" / "llama-mix.yaml").read_text()
+    (tmp_path / "services" / "llama-mix.yaml").write_text(text)
+    data = {"mix": {"profile": {"gpus": {"L4": {"max_rps": 5}, "A10G": {"max_rps": 20000}}}}}
+    (tmp_path / "services" / "llama-mix.hedgeform.yaml").write_text(yaml.safe_dump(data))
+    cloud = SandboxCloud(
+        Path("/nonexistent"), SandboxSettings(),
+        spec=load_spec(tmp_path / "services" / "llama-mix.yaml"),
+    )  # fmt: skip
+    kept = [
+        ManagedReplica("a-l4-spot-0", "local-1a", Market.SPOT, accelerator="L4"),
+        ManagedReplica("a-a10g-spot-1", "local-1a", Market.SPOT, accelerator="A10G"),
+    ]
+    assert cloud._max_rps(kept) == {"a-l4-spot-0": 5.0, "a-a10g-spot-1": replicas.MAX_RPS}
 
 
 def test_sandbox_replicas_get_their_types_rate_only_with_a_per_accelerator_map() -> None:

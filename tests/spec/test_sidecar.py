@@ -105,6 +105,12 @@ def test_a_sidecar_beside_the_service_is_read_and_leaves_the_digests_alone(
         (PROFILE.replace("{max_rps: [[6, 2], [3, 1]]}", "{}"),
          r"mix\.profile\.gpus\.L4\.max_rps: missing"),
         ("mix: {caps: {L4: 1}\n", r"hedgeform\.yaml"),  # not YAML: the file is named
+        # before: 1e-200 beside 1e200 overflowed the policy's units in plan (a traceback)
+        (PROFILE.replace("[[6, 2], [3, 1]]", "[[6, 2], [3, 1.0e-200]]"),
+         r"mix\.profile\.gpus\.L4\.max_rps: 1e-200 is not a replica's requests/s: give 0 "
+         r"\(cannot within the SLO\) or 0\.001 to 1e\+06$"),
+        (PROFILE.replace("[[6, 2], [3, 1]]", "[[6, 20000000], [3, 1]]"),
+         r"mix\.profile\.gpus\.L4\.max_rps: 2e\+07 is not a replica's requests/s"),
     ],
 )  # fmt: skip
 def test_every_bad_sidecar_is_one_line_naming_the_file_and_field(
