@@ -71,13 +71,29 @@ def load_json_or_yaml(text: str, source: str) -> Any:
     and `not JSON or YAML: <source>:<line>: YAML syntax error: ...` for text that is
     neither."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise UnparsableFileError(f"{source}: nested too deeply to load") from None
+    except _DuplicateKey as twice:  # as YAML's loader refuses one: the last would win silently
+        raise UnparsableFileError(f"{source}: found duplicate key {twice.args[0]!r}") from None
     except ValueError:
         return _load_yaml(text, source, syntax="not JSON or YAML: ")
     _check_values(data, source)
     return data
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict; _DuplicateKey(key) when a key is given twice."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
 
 
 def _load_yaml(text: str, source: str, syntax: str) -> Any:

@@ -168,3 +168,11 @@ def test_a_deeply_nested_sidecar_to_write_is_one_line(tmp_path: Path) -> None:
         "changes": "review",
         "mix": {"profile": {"gpus": {"L4": {"max_rps": [[1.0]]}}}},
     }
+
+
+def test_a_json_key_given_twice_is_refused_as_in_yaml(tmp_path: Path) -> None:
+    """Before: the last `usd_per_hour` won silently ($5.00/h); YAML refused the same file."""
+    path = tmp_path / "dup.json"
+    path.write_text('{"gpus": {"A10G": {"usd_per_hour": 1, "max_rps": 2, "usd_per_hour": 5}}}')
+    with pytest.raises(ProfileError, match=r"dup\.json: found duplicate key 'usd_per_hour'$"):
+        load_profile(path, None)
