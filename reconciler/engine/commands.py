@@ -837,13 +837,21 @@ def _state_notes(paths: ServicePaths, backend: StateBackend, now: float) -> list
     return notes
 
 
+def state_paths(service: str, root: Path | None, problem: SpecError) -> ServicePaths:
+    """The paths of a service whose service file cannot be used (`problem`), for `status`
+    and `cost` to show its state alone; `problem` itself when it has no state (it never ran
+    here)."""
+    paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
+    if not is_service_dir(paths.state_dir):
+        raise problem
+    return paths
+
+
 def _state_view(service: str, root: Path | None, problem: SpecError, last: int) -> StatusView:
     """`status` of a service whose service file cannot be used (`problem`), from its state
     (status_view.from_state); `problem` itself when there is no state to show (the service
     never ran here)."""
-    paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
-    if not is_service_dir(paths.state_dir):
-        raise problem
+    paths = state_paths(service, root, problem)
     backend = load_state_backend(paths.settings_file)
     record = record_store(paths, backend).load()
     now = time.time()

@@ -35,10 +35,11 @@ from reconciler.engine.commands import (
     port_opt,
     root_opt,
     service_arg,
+    state_paths,
 )
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state_store import destroyed_at, last_destroyed_at
-from reconciler.engine.status_view import is_service_dir, read_tail, this_life
+from reconciler.engine.status_view import read_tail, this_life
 from reconciler.errors import HedgeformError, SpecError, StateError
 from reconciler.paths import ServicePaths
 from reconciler.policy import Market, ReplicaState
@@ -182,14 +183,15 @@ def state_cost_json(service: str, paths: ServicePaths, problem: str, now: float)
     destroys = [d for d in [last_destroyed_at(paths.state_dir)] if d is not None]
     mtd = month_to_date(read_tick_rates(ticks), now, destroys=destroys)
     last: tuple[TickRate, Mapping[str, Any]] | None = None
-    if destroyed_at(paths.state_dir) is None:
+    gone = destroyed_at(paths.state_dir) is not None
+    if not gone:
         for record in reversed(this_life(read_tail(ticks), destroys[-1] if destroys else None)):
             if (rate := tick_rate(record)) is not None:
                 last = rate, record
                 break
     counts = {m.value: 0 for m in Market}
     if last is None:  # destroyed: nothing runs; else unknown
-        nothing = 0.0 if destroyed_at(paths.state_dir) is not None else None
+        nothing = 0.0 if gone else None
         per_hour: dict[str, float | None] = {key: nothing for key in ("spot", "on_demand", "total")}
     else:
         rate, record = last
@@ -287,9 +289,7 @@ def cost(service: str, as_json: bool, lb_port: int | None, root: Path | None) ->
         try:
             rec = _reading_reconciler(service, lb_port, root)
         except SpecError as exc:  # moved away, unreadable, invalid: the tick log is on disk
-            paths = ServicePaths.for_service(service, **({"root": root} if root else {}))
-            if not is_service_dir(paths.state_dir):
-                raise
+            paths = state_paths(service, root, exc)
             data = state_cost_json(service, paths, str(exc).splitlines()[0], time.time())
         else:
             now_cost, priced = current_cost(rec)

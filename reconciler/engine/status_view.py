@@ -770,11 +770,6 @@ def from_state(
     )
 
 
-def _memories(memory: Memory) -> list[Memory]:
-    """A memory and, for a mix (several GPU types), each type's own."""
-    return [memory, *(group for _, group in memory.groups)]
-
-
 def _sandbox_replicas(
     cloud: SandboxCloud, managed: Sequence[ManagedReplica], memory: Memory, now: float
 ) -> tuple[list[Replica], frozenset[str], dict[str, tuple[str, float | None]]]:
@@ -791,9 +786,9 @@ def _sandbox_replicas(
         checks = cloud.lb.server_stats() if members else {}
     except SandboxError:  # it stopped meanwhile: no check to show
         checks = {}
-    memories = _memories(memory)
-    preempted = {p[0] for m in memories for p in m.recent_preemptions}
-    ready_once = {rid for m in memories for rid in m.ready_once}
+    # a mix's memory holds its types' preemptions and readiness merged (policy/mixed.py)
+    preempted = {p[0] for p in memory.recent_preemptions}
+    ready_once = memory.ready_once
     out: list[Replica] = []
     probes: dict[str, tuple[str, float | None]] = {}
     for m in managed:
